@@ -1,0 +1,389 @@
+"""The ``digest`` command. Thin: parse options, call :mod:`digest.pipeline`, print tables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from digest import db
+from digest.config import SECRET_KEY_ENV, Config, load_config, resolve_config_path
+from digest.errors import DigestError
+from digest.gather import GatherReport, SourceOutcome, source_jobs
+from digest.pipeline import Planned, Project
+from digest.scaffold import scaffold
+from digest.send import SendReport
+from subscribers.importer import ParsedFile, parse_csv, split_topics, topic_resolver
+from subscribers.models import Status
+
+app = typer.Typer(
+    help="Topic-segmented newsletter digests: gather, plan, preview, send.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+subscribers_app = typer.Typer(help="Add, remove, import and list subscribers.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="digest.toml to use (else $DIGEST_CONFIG, else ./digest.toml)"),
+]
+DigestOption = Annotated[
+    str | None, typer.Option("--digest", "-d", help="digest slug (default: the first one)")
+]
+
+
+def _config(path: Path | None) -> Config:
+    return load_config(resolve_config_path(path, os.environ), os.environ)
+
+
+def _project(path: Path | None) -> Project:
+    return Project.open(_config(path))
+
+
+# gather -------------------------------------------------------------------------------------
+
+
+def _gather(project: Project) -> GatherReport:
+    jobs = source_jobs(project.config)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("Gathering", total=len(jobs))
+
+        def advance(outcome: SourceOutcome) -> None:
+            progress.update(task, advance=1, description=f"Gathering {outcome.job.name}")
+
+        report = project.gather(on_source=advance)
+    table = Table(title="Sources", title_justify="left")
+    for column in ("Source", "Topic", "Posts", "Result"):
+        table.add_column(column, justify="right" if column == "Posts" else "left")
+    for s in report.sources:
+        result = (
+            "[green]ok[/]"
+            if s.ok and not s.not_modified
+            else "[cyan]not modified[/]"
+            if s.ok
+            else f"[red]failed: {s.error}[/]"
+        )
+        table.add_row(s.job.name, s.job.topic, str(s.posts), result)
+    out.print(table)
+    out.print(
+        f"Posts: [bold]{report.new}[/] new, {report.updated} updated, {report.unchanged} unchanged."
+    )
+    for failed in report.failed:
+        err.print(f"[red]Source {failed.job.name!r} failed:[/] {failed.error}")
+    return report
+
+
+@app.command()
+def gather(config: ConfigOption = None) -> None:
+    """Fetch every source and store new and changed posts. Exit code 1 when any source failed."""
+    report = _gather(_project(config))
+    if report.failed:
+        raise typer.Exit(1)
+
+
+# plan ---------------------------------------------------------------------------------------
+
+
+def _print_plan(project: Project, planned: Planned) -> None:
+    issue = planned.issue
+    state = "planned now" if planned.created else "planned earlier, not yet sent"
+    names = {t.slug: t.name for t in project.topics()}
+    topics = Table(title=f"Issue {issue.number} of {issue.digest} ({state})", title_justify="left")
+    topics.add_column("Topic")
+    topics.add_column("New posts", justify="right")
+    topics.add_column("Readers", justify="right")
+    for section in issue.sections:
+        readers = sum(n for key, n in planned.segments.items() if section.topic.slug in key)
+        more = planned.overflow.get(section.topic.slug)
+        count = f"{len(section.posts)}" + (f" (+{more} not shown)" if more else "")
+        topics.add_row(section.topic.name, count, str(readers))
+    topics.add_section()
+    topics.add_row("[bold]Total[/]", str(issue.post_count), str(planned.recipients))
+    out.print(topics)
+    segments = Table(title=f"{len(planned.segments)} segments", title_justify="left")
+    segments.add_column("Segment (topics in this issue)")
+    segments.add_column("Recipients", justify="right")
+    for key, count in planned.segments.items():
+        segments.add_row(", ".join(names[s] for s in issue.topic_slugs if s in key), str(count))
+    out.print(segments)
+
+
+@app.command()
+def plan(config: ConfigOption = None, digest: DigestOption = None) -> None:
+    """Plan the next issue (posts new since the last one) and show who gets what."""
+    project = _project(config)
+    planned = project.plan(digest)
+    if planned is None:
+        out.print("Nothing new since the last issue: no issue planned.")
+        return
+    _print_plan(project, planned)
+
+
+# preview ------------------------------------------------------------------------------------
+
+
+@app.command()
+def preview(
+    config: ConfigOption = None,
+    digest: DigestOption = None,
+    folder: Annotated[
+        Path | None, typer.Option("--out", "-o", help="folder for the previews")
+    ] = None,
+) -> None:
+    """Write one HTML file per segment of the next (or latest) issue, and an index.html."""
+    project = _project(config)
+    target = folder or project.config.base_dir / "preview"
+    result = project.preview(digest, target)
+    out.print(f"Previews of {len(result.files)} segments: [bold]{result.index}[/]")
+
+
+# send / run ---------------------------------------------------------------------------------
+
+
+def _send(project: Project, digest: str | None) -> tuple[Planned | None, SendReport | None]:
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("Sending", total=None)
+        planned, report = project.send(
+            digest, on_batch=lambda n: progress.update(task, advance=n)
+        )
+    if planned is None or report is None:
+        out.print("Nothing new since the last issue: no email sent.")
+        return planned, report
+    _print_plan(project, planned)
+    if report.ambiguous:
+        err.print(
+            f"[yellow]{report.ambiguous} deliveries were in flight when a previous run stopped; "
+            "they are marked ambiguous and were not sent again (policy: skip).[/]"
+        )
+    where = (
+        f" to {project.transport(planned.issue).folder}"  # type: ignore[attr-defined]
+        if project.config.sending.transport == "outbox"
+        else ""
+    )
+    out.print(
+        f"Emails submitted: [bold]{report.submitted}[/]{where}; failed: {report.failed}"
+        + ("" if report.finished else " (unfinished: run again to resume)")
+    )
+    return planned, report
+
+
+@app.command()
+def send(config: ConfigOption = None, digest: DigestOption = None) -> None:
+    """Send the next issue, or resume an unfinished one. A finished issue is never sent again."""
+    _send(_project(config), digest)
+
+
+@app.command()
+def run(config: ConfigOption = None, digest: DigestOption = None) -> None:
+    """Gather, plan and send: what the scheduler runs."""
+    project = _project(config)
+    report = _gather(project)
+    _send(project, digest)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def init(folder: Annotated[Path, typer.Argument(help="new folder for the project")]) -> None:
+    """Create a working project from the bundled example site (feeds, images, subscribers)."""
+    config = scaffold(folder)
+    out.print(f"Created {config}. Next: digest --config {config} run")
+
+
+@app.command()
+def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
+    """The example site end to end: init (once), import subscribers, run, preview."""
+    config_path = folder / "digest.toml"
+    if not config_path.exists():
+        scaffold(folder)
+        out.print(f"Created the example project in {folder}")
+    config = load_config(config_path, os.environ)
+    if not config.secrets.secret_key:
+        config = replace(config, secrets=replace(config.secrets, secret_key=secrets.token_urlsafe(32)))
+        err.print(
+            f"[yellow]{SECRET_KEY_ENV} is not set: using a throwaway signing secret for this demo; "
+            "links in these emails will not verify later.[/]"
+        )
+    project = Project.open(config)
+    parsed = _read_subscribers(project, folder / "subscribers.csv")
+    _import(project, parsed, dry_run=False, source=str(folder / "subscribers.csv"))
+    _gather(project)
+    _send(project, None)
+    result = project.preview(None, folder / "preview")
+    out.print(f"Outbox: [bold]{config.outbox_dir}[/]")
+    out.print(f"Previews: [bold]{result.index}[/]")
+
+
+# subscribers --------------------------------------------------------------------------------
+
+
+def _read_subscribers(project: Project, path: Path) -> ParsedFile:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            resolver = topic_resolver((t.slug, t.name) for t in project.topics())
+            return parse_csv(handle, resolver)
+    except FileNotFoundError:
+        raise DigestError("no such file", where=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise DigestError(f"not UTF-8 text ({e.reason} at byte {e.start})", where=str(path)) from None
+
+
+def _import(project: Project, parsed: ParsedFile, dry_run: bool, source: str) -> None:
+    for problem in parsed.problems:
+        err.print(f"[red]{source}:{problem.line}:[/] {problem.reason}")
+    with project.engine.begin() as conn:
+        from subscribers.store import SubscriberStore
+
+        summary = SubscriberStore(conn).upsert(
+            parsed.rows, project.clock(), source=f"import:{Path(source).name}", dry_run=dry_run
+        )
+    table = Table(title="Import" + (" (dry run: nothing changed)" if dry_run else ""), title_justify="left")
+    table.add_column("Result")
+    table.add_column("Rows", justify="right")
+    table.add_row("added", str(summary.added))
+    table.add_row("updated", str(summary.updated))
+    table.add_row("unchanged", str(summary.unchanged))
+    table.add_row("suppressed, left alone", str(len(summary.suppressed)))
+    table.add_row("rejected", str(len(parsed.problems)))
+    out.print(table)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(help="CSV with columns email, name, topics")],
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
+) -> None:
+    """Import subscribers from CSV (columns email, name, topics; topics separated by ';' or '|',
+    names or slugs, any case).
+
+    Upsert: new addresses are added as active; known addresses take the file's name and topics.
+    Unsubscribed, bounced and complained addresses are never changed by an import. Bad rows are
+    reported by line and skipped; the good rows are imported. Exit code 1 when any row was bad.
+    """
+    project = _project(config)
+    parsed = _read_subscribers(project, file)
+    _import(project, parsed, dry_run, str(file))
+    if parsed.problems:
+        raise typer.Exit(1)
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str,
+    topics: Annotated[str, typer.Option("--topics", "-t", help="names or slugs, ';' separated")],
+    name: Annotated[str, typer.Option("--name", "-n")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Add one active subscriber."""
+    from subscribers.importer import normalize_email
+
+    project = _project(config)
+    resolve = topic_resolver((t.slug, t.name) for t in project.topics())
+    wanted = split_topics(topics)
+    unknown = [t for t in wanted if resolve(t) is None]
+    if unknown or not wanted:
+        known = ", ".join(t.slug for t in project.topics())
+        raise DigestError(f"unknown topic(s) {', '.join(unknown) or '(none given)'}; known: {known}", where="--topics")
+    try:
+        address = normalize_email(email)
+    except ValueError as e:
+        raise DigestError(str(e), where=email) from None
+    with project.engine.begin() as conn:
+        from subscribers.store import SubscriberStore
+
+        store = SubscriberStore(conn)
+        if store.get(address) is not None:
+            raise DigestError("is already a subscriber", where=address)
+        slugs = frozenset(s for s in map(resolve, wanted) if s)
+        store.add(address, name, slugs, project.clock())
+    out.print(f"Added {address}: {', '.join(sorted(slugs))}")
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(email: str, config: ConfigOption = None) -> None:
+    """Unsubscribe an address. It stays on file as unsubscribed, so no import brings it back."""
+    project = _project(config)
+    with project.engine.begin() as conn:
+        from subscribers.store import SubscriberStore
+
+        found = SubscriberStore(conn).set_status(email, Status.UNSUBSCRIBED, project.clock())
+    if found is None:
+        raise DigestError("is not a subscriber", where=email)
+    out.print(f"Unsubscribed {found.email}")
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    config: ConfigOption = None,
+    status: Annotated[Status | None, typer.Option(help="only this status")] = None,
+    topic: Annotated[str | None, typer.Option(help="only followers of this topic slug")] = None,
+) -> None:
+    """List subscribers with their status and topics."""
+    project = _project(config)
+    table = Table()
+    for column in ("Email", "Name", "Status", "Topics"):
+        table.add_column(column)
+    with project.engine.connect() as conn:
+        from subscribers.store import SubscriberStore
+
+        for s in SubscriberStore(conn).iterate(status=status):
+            if topic is None or topic in s.topics:
+                table.add_row(s.email, s.name, s.status.value, ", ".join(sorted(s.topics)))
+    out.print(table)
+
+
+@subscribers_app.command("stats")
+def subscribers_stats(config: ConfigOption = None) -> None:
+    """Counts per status and active readers per topic."""
+    project = _project(config)
+    with project.engine.connect() as conn:
+        from subscribers.store import SubscriberStore
+
+        per_status, per_topic = SubscriberStore(conn).stats()
+    statuses = Table(title="Subscribers by status", title_justify="left")
+    statuses.add_column("Status")
+    statuses.add_column("Count", justify="right")
+    for st in Status:
+        statuses.add_row(st.value, str(per_status.get(st.value, 0)))
+    out.print(statuses)
+    topics = Table(title="Active readers by topic", title_justify="left")
+    topics.add_column("Topic")
+    topics.add_column("Readers", justify="right")
+    for t in project.topics():
+        topics.add_row(t.name, str(per_topic.get(t.slug, 0)))
+    out.print(topics)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply database migrations (other commands do this on their own)."""
+    cfg = _config(config)
+    engine = db.make_engine(cfg.database_url)
+    db.upgrade(engine)
+    out.print(f"Database is up to date: {engine.url.render_as_string(hide_password=True)}")
+
+
+def main() -> None:
+    try:
+        app()
+    except DigestError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+

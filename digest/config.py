@@ -1,0 +1,361 @@
+"""Load and validate ``digest.toml``.
+
+Every problem is reported as one line naming the file, the exact key and what was expected,
+because the person reading it is editing that file, not reading our code. Secrets never live
+in the file: they are read from the environment mapping handed to :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from digest.errors import ConfigError, SecretMissing
+
+CONFIG_ENV = "DIGEST_CONFIG"
+DEFAULT_CONFIG = "digest.toml"
+SECRET_KEY_ENV = "DIGEST_SECRET_KEY"
+SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
+SMTP_PASSWORD_ENV = "DIGEST_SMTP_PASSWORD"
+
+SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an absolute http(s) URL such as 'https://blog.example.com'")
+    return value.rstrip("/")
+
+
+def _email_address(value: str) -> str:
+    _, address = _split_display_name(value)
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as err:
+        raise ValueError(f"expected an email address ({err})") from None
+    return value
+
+
+def _split_display_name(value: str) -> tuple[str, str]:
+    """``'Name <a@b>'`` → ``('Name', 'a@b')``; a bare address has an empty name."""
+    if value.endswith(">") and "<" in value:
+        name, _, rest = value.rpartition("<")
+        return name.strip().strip('"'), rest[:-1].strip()
+    return "", value.strip()
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SiteConfig(_Strict):
+    name: str = Field(min_length=1)
+    url: HttpUrl
+    public_url: HttpUrl = Field(
+        description="Where `digest serve` is reachable: unsubscribe and preference links."
+    )
+    postal_address: str = Field(min_length=1)
+    logo: str | None = None
+    language: str = "en"
+
+
+class SourceConfig(_Strict):
+    url: str = Field(min_length=1, description="http(s) URL, file:// URL or a path")
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.url
+
+
+class TopicConfig(_Strict):
+    slug: Slug
+    name: str = Field(min_length=1)
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+
+class DigestConfig(_Strict):
+    slug: Slug
+    name: str = Field(min_length=1)
+    schedule: str = "0 8 * * mon"
+    timezone: str = "UTC"
+    topics: list[str] = Field(default_factory=list, description="topic slugs; empty = all")
+    max_posts_per_topic: int = Field(default=4, ge=1, le=50)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as 'Europe/Berlin'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _valid_cron(self) -> DigestConfig:
+        try:
+            CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
+        except ValueError as err:
+            raise ValueError(
+                f"schedule: expected a cron expression such as '0 8 * * mon' ({err})"
+            ) from None
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class SmtpConfig(_Strict):
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class SendingConfig(_Strict):
+    transport: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    from_address: EmailAddress = Field(alias="from")
+    reply_to: EmailAddress | None = None
+    outbox_dir: str = "outbox"
+    unsubscribe_mailto: EmailAddress | None = None
+    batch_size: int = Field(default=1000, ge=1, le=1000)
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+
+    @property
+    def from_name(self) -> str:
+        return _split_display_name(self.from_address)[0]
+
+    @property
+    def from_email(self) -> str:
+        return _split_display_name(self.from_address)[1]
+
+
+class GatherConfig(_Strict):
+    timeout_seconds: float = Field(default=20.0, gt=0)
+    max_bytes: int = Field(default=10_000_000, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    excerpt_words: int = Field(default=40, ge=5, le=500)
+    user_agent: str = "digest-generator/0.1 (+https://github.com/)"
+
+
+class FileConfig(_Strict):
+    """The shape of ``digest.toml``."""
+
+    site: SiteConfig
+    database_url: str | None = None
+    topics: list[TopicConfig] = Field(min_length=1)
+    digests: list[DigestConfig] = Field(min_length=1)
+    sending: SendingConfig
+    gather: GatherConfig = Field(default_factory=GatherConfig)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> FileConfig:
+        slugs = [t.slug for t in self.topics]
+        for dup in {s for s in slugs if slugs.count(s) > 1}:
+            raise ValueError(f"topics: slug '{dup}' is used twice")
+        digest_slugs = [d.slug for d in self.digests]
+        for dup in {s for s in digest_slugs if digest_slugs.count(s) > 1}:
+            raise ValueError(f"digests: slug '{dup}' is used twice")
+        for i, digest in enumerate(self.digests):
+            for slug in digest.topics:
+                if slug not in slugs:
+                    raise ValueError(
+                        f"digests[{i}].topics: unknown topic '{slug}' "
+                        f"(expected one of: {', '.join(slugs)})"
+                    )
+        return self
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Values that come from the environment only."""
+
+    secret_key: str | None = None
+    sendgrid_api_key: str | None = None
+    smtp_password: str | None = None
+
+    def require_secret_key(self) -> str:
+        if not self.secret_key:
+            raise SecretMissing(
+                f"{SECRET_KEY_ENV} is not set: it signs unsubscribe and preference links. "
+                f'Set it to a long random value, e.g. export {SECRET_KEY_ENV}="$(python -c '
+                "'import secrets; print(secrets.token_urlsafe(32))')\""
+            )
+        return self.secret_key
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded configuration with every relative path resolved against the file's folder."""
+
+    path: Path
+    file: FileConfig
+    secrets: Secrets
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def site(self) -> SiteConfig:
+        return self.file.site
+
+    @property
+    def topics(self) -> list[TopicConfig]:
+        return self.file.topics
+
+    @property
+    def digests(self) -> list[DigestConfig]:
+        return self.file.digests
+
+    @property
+    def sending(self) -> SendingConfig:
+        return self.file.sending
+
+    @property
+    def gather(self) -> GatherConfig:
+        return self.file.gather
+
+    @property
+    def database_url(self) -> str:
+        url = self.file.database_url
+        if url is None:
+            return f"sqlite:///{self.base_dir / 'digest.sqlite3'}"
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url != "sqlite:///:memory:":
+            path = Path(url[len(prefix) :])
+            if not path.is_absolute():
+                return f"{prefix}{self.base_dir / path}"
+        return url
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.resolve_path(self.sending.outbox_dir)
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def source_location(self, source: SourceConfig) -> str:
+        """An http(s) or file URL for a source; bare paths are relative to the config file."""
+        scheme = urlsplit(source.url).scheme
+        if scheme in ("http", "https", "file"):
+            return source.url
+        return self.resolve_path(source.url).resolve().as_uri()
+
+    def logo_url(self) -> str | None:
+        logo = self.site.logo
+        if logo is None or urlsplit(logo).scheme in ("http", "https", "file"):
+            return logo
+        return self.resolve_path(logo).resolve().as_uri()
+
+    def digest(self, slug: str | None) -> DigestConfig:
+        if slug is None:
+            return self.digests[0]
+        for digest in self.digests:
+            if digest.slug == slug:
+                return digest
+        known = ", ".join(d.slug for d in self.digests)
+        raise ConfigError(f"no digest '{slug}' (expected one of: {known})", where=str(self.path))
+
+    def digest_topics(self, digest: DigestConfig) -> list[TopicConfig]:
+        if not digest.topics:
+            return list(self.topics)
+        by_slug = {t.slug: t for t in self.topics}
+        return [by_slug[s] for s in digest.topics]
+
+
+def resolve_config_path(given: str | Path | None, environ: Mapping[str, str]) -> Path:
+    """``--config`` wins, then ``$DIGEST_CONFIG``, then ``./digest.toml``."""
+    if given:
+        return Path(given)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return Path(DEFAULT_CONFIG)
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            "no such file (create one with `digest init DIR`, or pass --config)", where=str(path)
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read: {err.strerror}", where=str(path)) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"not valid TOML: {err}", where=str(path)) from None
+    try:
+        parsed = FileConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err), where=str(path)) from None
+    secrets = Secrets(
+        secret_key=environ.get(SECRET_KEY_ENV) or None,
+        sendgrid_api_key=environ.get(SENDGRID_KEY_ENV) or None,
+        smtp_password=environ.get(SMTP_PASSWORD_ENV) or None,
+    )
+    return Config(path=path.resolve(), file=parsed, secrets=secrets)
+
+
+def _describe(err: ValidationError) -> str:
+    """Turn pydantic's errors into lines of ``key: what is expected, got …``."""
+    lines = []
+    for problem in err.errors():
+        key = _dotted(problem["loc"])
+        kind = problem["type"]
+        message = str(problem["msg"])
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if kind == "missing":
+            lines.append(f"{key}: required key is missing")
+        elif kind == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        elif kind == "value_error" and ": " in message and not key:
+            lines.append(message)
+        elif kind == "value_error" and message.split(":", 1)[0].isidentifier() and ": " in message:
+            prefix, _, rest = message.partition(": ")
+            lines.append(f"{key}.{prefix}: {rest}" if key else message)
+        else:
+            got = problem.get("input")
+            shown = "" if isinstance(got, dict | list) else f", got {got!r}"
+            lines.append(f"{key}: {message[0].lower()}{message[1:]}{shown}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

@@ -1,0 +1,212 @@
+"""Engine, tables and migrations.
+
+Tables are SQLAlchemy Core: the pipeline moves rows in bulk (inserts of a whole batch, streamed
+reads of subscribers), which Core does without an identity map. Alembic migrations live in
+``digest/migrations`` and are applied by :func:`upgrade`, which every command that needs the
+database calls first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.types import TypeDecorator
+
+from digest.errors import DigestError
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[Any]):
+    """Stores aware datetimes as UTC and hands them back aware, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store aware UTC datetimes only")
+        from datetime import UTC
+
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        from datetime import UTC
+
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+topics = Table(
+    "topics",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+)
+
+posts = Table(
+    "posts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(2000), nullable=False, unique=True),
+    Column("url", String(2000), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("excerpt", Text, nullable=False),
+    Column("author", String(300)),
+    Column("image_url", String(2000)),
+    Column("image_alt", Text),
+    Column("image_width", Integer),
+    Column("image_height", Integer),
+    Column("reading_minutes", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("source", String(500), nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_posts_published_at", posts.c.published_at)
+
+post_topics = Table(
+    "post_topics",
+    metadata,
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic_id", ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True),
+)
+
+source_states = Table(
+    "source_states",
+    metadata,
+    Column("location", String(2000), primary_key=True),
+    Column("etag", String(500)),
+    Column("last_modified", String(100)),
+    Column("checked_at", UtcDateTime),
+    Column("last_error", Text),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(300), nullable=False, server_default=""),
+    Column("status", String(20), nullable=False),
+    Column("source", String(100), nullable=False, server_default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime),
+    Column("unsubscribed_at", UtcDateTime),
+)
+Index("ix_subscribers_status", subscribers.c.status)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic_id", ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("cutoff", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
+)
+
+issue_posts = Table(
+    "issue_posts",
+    metadata,
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic_id", ForeignKey("topics.id"), primary_key=True),
+    Column("post_id", ForeignKey("posts.id"), primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column("subscriber_id", ForeignKey("subscribers.id"), nullable=False),
+    Column("segment", String(2000), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("batch", String(64)),
+    Column("message_id", String(300)),
+    Column("error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+)
+Index("ix_deliveries_issue_status", deliveries.c.issue_id, deliveries.c.status)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        folder = Path(url[len("sqlite:///") :]).parent
+        if not folder.is_dir():
+            raise DigestError(f"folder {folder} does not exist", where="database_url")
+    try:
+        engine = create_engine(url, future=True)
+    except Exception as err:  # SQLAlchemy raises several types for a malformed URL
+        raise DigestError(f"cannot use {url!r}: {err}", where="database_url") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; cheap when it is already there."""
+    command.upgrade(alembic_config(engine), revision)

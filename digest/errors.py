@@ -1,0 +1,35 @@
+"""One root error for everything a user can cause: bad config, unreadable source, bad input.
+
+Anything else that escapes is a bug and keeps its traceback. The CLI prints a ``DigestError``
+as one line (``str(err)``) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """A problem the user can fix; ``where`` says which file, key, source or row it concerns."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class ConfigError(DigestError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class SourceError(DigestError):
+    """A source could not be fetched or parsed."""
+
+
+class SecretMissing(DigestError):
+    """A secret that must come from the environment is not set."""
+
+
+class TransportError(DigestError):
+    """A transport could not hand a message over."""

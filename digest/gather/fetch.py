@@ -1,0 +1,147 @@
+"""Reading a source's bytes: files from disk, URLs over HTTP with limits and conditional GET."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from digest.errors import SourceError
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What a server told us last time, sent back so an unchanged feed costs a 304."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes
+    validators: Validators
+    not_modified: bool = False
+
+
+class Fetcher(Protocol):
+    def fetch(self, location: str, validators: Validators) -> Fetched: ...
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    timeout_seconds: float = 20.0
+    max_bytes: int = 10_000_000
+    max_redirects: int = 5
+    retries: int = 2
+    user_agent: str = "digest-generator"
+
+
+def read_file(location: str, max_bytes: int) -> bytes:
+    path = Path(unquote(urlsplit(location).path))
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise SourceError(f"file is {size} bytes, over the limit of {max_bytes}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise SourceError(f"is a folder, not a file: {path}") from None
+    except PermissionError:
+        raise SourceError(f"permission denied: {path}") from None
+
+
+class SourceFetcher:
+    """Fetches ``file://`` locations from disk and ``http(s)://`` ones with ``client``.
+
+    The client is passed in so tests can point it at a local server and the CLI can share one
+    connection pool across sources.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        limits: FetchLimits,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.limits = limits
+        self.sleep = sleep
+
+    def fetch(self, location: str, validators: Validators) -> Fetched:
+        scheme = urlsplit(location).scheme
+        if scheme == "file":
+            return Fetched(read_file(location, self.limits.max_bytes), Validators())
+        if scheme not in ("http", "https"):
+            raise SourceError(f"unsupported URL scheme {scheme!r}")
+        for attempt in range(self.limits.retries + 1):
+            try:
+                return self._get(location, validators)
+            except _Retryable as err:
+                if attempt == self.limits.retries:
+                    raise SourceError(err.reason) from None
+                self.sleep(min(30.0, err.retry_after or 2.0**attempt))
+        raise AssertionError("unreachable")
+
+    def _get(self, location: str, validators: Validators) -> Fetched:
+        headers = {"User-Agent": self.limits.user_agent, "Accept-Encoding": "gzip, deflate"}
+        if validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+        try:
+            with self.client.stream("GET", location, headers=headers) as response:
+                if response.status_code == 304:
+                    return Fetched(b"", validators, not_modified=True)
+                if response.status_code in RETRYABLE_STATUS:
+                    raise _Retryable(
+                        f"HTTP {response.status_code} {response.reason_phrase}",
+                        _retry_after(response.headers.get("Retry-After")),
+                    )
+                if response.status_code >= 400:
+                    raise SourceError(f"HTTP {response.status_code} {response.reason_phrase}")
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body.extend(chunk)
+                    if len(body) > self.limits.max_bytes:
+                        raise SourceError(f"body over the limit of {self.limits.max_bytes} bytes")
+                return Fetched(
+                    bytes(body),
+                    Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")),
+                )
+        except httpx.TooManyRedirects:
+            raise SourceError(f"more than {self.limits.max_redirects} redirects") from None
+        except httpx.TimeoutException:
+            raise _Retryable("timed out", None) from None
+        except httpx.TransportError as err:
+            raise _Retryable(f"network error: {err}", None) from None
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def http_client(limits: FetchLimits) -> httpx.Client:
+    return httpx.Client(
+        timeout=httpx.Timeout(limits.timeout_seconds, connect=min(10.0, limits.timeout_seconds)),
+        follow_redirects=True,
+        max_redirects=limits.max_redirects,
+    )

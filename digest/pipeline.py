@@ -1,0 +1,299 @@
+"""The stages wired to their adapters: the small Python API that the CLI and the scheduler wrap.
+
+    project = Project.open(load_config("digest.toml"))
+    project.gather()
+    planned = project.plan("weekly")
+    project.preview("weekly", Path("preview"))
+    project.send("weekly")
+
+Adapters (database engine, clock, HTTP client, transport) are passed in or built from the
+config here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine
+
+from digest import db, repository
+from digest.config import Config, DigestConfig
+from digest.errors import DigestError
+from digest.gather import GatherReport, SourceOutcome, gather
+from digest.gather.fetch import FetchLimits, SourceFetcher, http_client
+from digest.models import Issue, Topic, TopicSet
+from digest.plan import plan_issue
+from digest.render import EmailContext, RenderedIssue, render_issue
+from digest.render.layout import post_count
+from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
+from digest.send.message import Envelope, list_id
+from digest.send.outbox import OutboxTransport
+from digest.send.smtp import SmtpTransport
+from subscribers.models import Status
+from subscribers.segments import segment_sizes
+from subscribers.store import SubscriberStore
+from subscribers.tokens import TokenSigner
+
+Clock = Callable[[], datetime]
+PREVIEW_INDEX = "web/preview_index.html.j2"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The issue waiting to be sent (just planned, or planned earlier and not finished)."""
+
+    issue: Issue
+    created: bool
+    segments: dict[TopicSet, int]
+    overflow: dict[str, int]
+
+    @property
+    def recipients(self) -> int:
+        return sum(self.segments.values())
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    folder: Path
+    index: Path
+    files: dict[TopicSet, Path]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    gathered: GatherReport
+    planned: Planned | None
+    sent: SendReport | None
+
+
+class Project:
+    def __init__(self, config: Config, engine: Engine, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.engine = engine
+        self.clock = clock
+
+    @classmethod
+    def open(cls, config: Config, clock: Clock = utc_now, engine: Engine | None = None) -> Project:
+        """Connect and bring the schema up to date (migrations run on every open; cheap)."""
+        engine = engine or db.make_engine(config.database_url)
+        db.upgrade(engine)
+        project = cls(config, engine, clock)
+        with engine.begin() as conn:
+            repository.sync_topics(conn, project.topics())
+        return project
+
+    def topics(self, digest: DigestConfig | None = None) -> list[Topic]:
+        chosen = self.config.digest_topics(digest) if digest else self.config.topics
+        return [Topic(t.slug, t.name) for t in chosen]
+
+    # gather ---------------------------------------------------------------------------------
+
+    def gather(
+        self,
+        client: httpx.Client | None = None,
+        on_source: Callable[[SourceOutcome], None] | None = None,
+    ) -> GatherReport:
+        g = self.config.gather
+        limits = FetchLimits(g.timeout_seconds, g.max_bytes, g.max_redirects, 2, g.user_agent)
+        owned = client is None
+        client = client or http_client(limits)
+        try:
+            fetcher = SourceFetcher(client, limits)
+            return gather(self.config, self.engine, fetcher, self.clock(), on_source)
+        finally:
+            if owned:
+                client.close()
+
+    # plan -----------------------------------------------------------------------------------
+
+    def plan(self, digest_slug: str | None = None) -> Planned | None:
+        """The unfinished issue of the digest, else a newly planned one, else None."""
+        digest = self.config.digest(digest_slug)
+        topics = self.topics(digest)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            pending = repository.unfinished_issue(conn, digest.slug)
+            if pending is not None:
+                issue = repository.load_issue(conn, pending.id, topics)
+                return Planned(issue, False, self._segments(issue), {})
+            last = repository.last_issue(conn, digest.slug)
+            candidates = repository.candidate_posts(
+                conn, [t.slug for t in topics], last.cutoff if last else None, now
+            )
+            issue, overflow = plan_issue(
+                digest=digest.slug,
+                topics=topics,
+                candidates=candidates,
+                already_sent=repository.posts_in_issues(conn, digest.slug),
+                last_number=last.number if last else 0,
+                max_posts_per_topic=digest.max_posts_per_topic,
+                now=now,
+            )
+            if issue is None:
+                return None
+            issue = repository.save_issue(conn, issue, repository.topic_ids(conn), now)
+        return Planned(issue, True, self._segments(issue), overflow)
+
+    def latest_issue(self, digest_slug: str | None = None) -> Issue | None:
+        digest = self.config.digest(digest_slug)
+        with self.engine.connect() as conn:
+            last = repository.last_issue(conn, digest.slug)
+            return repository.load_issue(conn, last.id, self.topics(digest)) if last else None
+
+    def _segments(self, issue: Issue) -> dict[TopicSet, int]:
+        with self.engine.connect() as conn:
+            store = SubscriberStore(conn)
+            sizes = segment_sizes(store.iterate(status=Status.ACTIVE), issue.topic_slugs)
+        order = {slug: i for i, slug in enumerate(issue.topic_slugs)}
+        return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], sorted(order[s] for s in kv[0]))))
+
+    # render ---------------------------------------------------------------------------------
+
+    def email_context(self, digest: DigestConfig) -> EmailContext:
+        site = self.config.site
+        return EmailContext(
+            site_name=site.name,
+            site_url=site.url,
+            postal_address=site.postal_address,
+            digest_name=digest.name,
+            timezone=digest.timezone,
+            logo_url=self.config.logo_url(),
+            language=site.language,
+        )
+
+    def render(self, issue: Issue) -> RenderedIssue:
+        return render_issue(issue, self.email_context(self.config.digest(issue.digest)))
+
+    def preview(self, digest_slug: str | None, folder: Path, issue: Issue | None = None) -> PreviewResult:
+        """One HTML file per segment of the issue (as its readers will get it, tokens filled with
+        sample values) and an index.html linking them."""
+        if issue is None:
+            planned = self.plan(digest_slug)
+            issue = planned.issue if planned else self.latest_issue(digest_slug)
+        if issue is None:
+            raise DigestError("no issue to preview: nothing new has been gathered yet")
+        rendered = self.render(issue)
+        segments = self._segments(issue)
+        target = folder / issue.digest / f"issue-{issue.number:04d}"
+        target.mkdir(parents=True, exist_ok=True)
+        files: dict[TopicSet, Path] = {}
+        sample = _sample_values(self.config.site.public_url)
+        from digest.personalize import compile_template
+
+        keys = list(segments) or [frozenset(issue.topic_slugs)]
+        for key in keys:
+            variant = rendered.variant(key)
+            name = "segment-" + "+".join(s for s in issue.topic_slugs if s in key) + ".html"
+            path = target / name
+            path.write_text(compile_template(variant.html).fill(sample), encoding="utf-8")
+            files[key] = path
+        index = target / "index.html"
+        index.write_text(_preview_index(rendered, files, segments), encoding="utf-8")
+        return PreviewResult(target, index, files)
+
+    # send -----------------------------------------------------------------------------------
+
+    def transport(self, issue: Issue) -> Transport:
+        sending = self.config.sending
+        if sending.transport == "outbox":
+            return OutboxTransport(
+                OutboxTransport.issue_folder(self.config.outbox_dir, issue.digest, issue.number)
+            )
+        if sending.transport == "smtp":
+            return SmtpTransport(sending.smtp, self.config.secrets.smtp_password)
+        raise DigestError(
+            "the sendgrid transport is not available yet; use 'outbox' or 'smtp'",
+            where="sending.transport",
+        )
+
+    def send(
+        self,
+        digest_slug: str | None = None,
+        transport: Transport | None = None,
+        ambiguous_policy: AmbiguousPolicy = "skip",
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[Planned | None, SendReport | None]:
+        planned = self.plan(digest_slug)
+        if planned is None:
+            return None, None
+        secret = self.config.secrets.require_secret_key()
+        issue = planned.issue
+        digest = self.config.digest(issue.digest)
+        sending = self.config.sending
+        envelope = Envelope(
+            from_name=sending.from_name,
+            from_email=sending.from_email,
+            reply_to=sending.reply_to,
+            list_id=list_id(digest.name, digest.slug, sending.from_email),
+            unsubscribe_mailto=sending.unsubscribe_mailto,
+        )
+        links = Links(self.config.site.public_url, TokenSigner(secret))
+        report = send_issue(
+            self.engine,
+            self.render(issue),
+            transport or self.transport(issue),
+            envelope,
+            links,
+            self.clock,
+            batch_size=sending.batch_size,
+            ambiguous_policy=ambiguous_policy,
+            on_batch=on_batch,
+        )
+        return planned, report
+
+    def run(
+        self,
+        digest_slug: str | None = None,
+        client: httpx.Client | None = None,
+        transport: Transport | None = None,
+    ) -> RunResult:
+        """What the scheduler calls: gather, plan, send."""
+        gathered = self.gather(client)
+        planned, sent = self.send(digest_slug, transport)
+        return RunResult(gathered, planned, sent)
+
+    def subscribers(self) -> SubscriberStore:
+        """A store on a fresh connection; the caller commits (``store.conn.commit()``)."""
+        return SubscriberStore(self.engine.connect())
+
+
+def _sample_values(public_url: str) -> dict[str, str]:
+    from digest.personalize import token_values
+
+    return token_values(
+        {
+            "first_name": "Alex",
+            "email": "alex@example.com",
+            "unsubscribe_url": f"{public_url}/unsubscribe/PREVIEW",
+            "preferences_url": f"{public_url}/preferences/PREVIEW",
+        }
+    )
+
+
+def _preview_index(
+    rendered: RenderedIssue, files: dict[TopicSet, Path], segments: dict[TopicSet, int]
+) -> str:
+    issue = rendered.issue
+    names = {s.topic.slug: s.topic.name for s in issue.sections}
+    rows = []
+    for key, path in files.items():
+        sections = rendered.sections(key)
+        rows.append(
+            {
+                "file": path.name,
+                "topics": ", ".join(names[s] for s in issue.topic_slugs if s in key),
+                "readers": segments.get(key, 0),
+                "posts": post_count(sections),
+                "subject": rendered.subject(sections),
+            }
+        )
+    title = f"{rendered.ctx.digest_name} · issue {issue.number} · preview"
+    return rendered.env.get_template(PREVIEW_INDEX).render(title=title, rows=rows)

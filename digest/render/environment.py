@@ -1,0 +1,49 @@
+"""The Jinja2 environment for email templates: autoescaped, strict, and token-proof.
+
+Personal values are filled in after rendering by :mod:`digest.personalize`, which looks for
+``%%name%%`` tokens. Text from feeds or subscribers must never be able to spell one, so every
+value printed by a template has ``%%`` broken by a zero-width space (invisible to readers).
+Values wrapped in :class:`markupsafe.Markup` (our own tokens and markers) pass unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+TOKEN_GUARD = "%\u200b%"
+
+
+def template_folder() -> Path:
+    """``digest/templates`` inside an installed wheel, else the repository's ``templates/``."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "templates"
+    if installed.is_dir():
+        return installed
+    return package.parent / "templates"
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Markup) or not isinstance(value, str):
+        return value
+    return value.replace("%%", TOKEN_GUARD)
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and not name.endswith(".txt.j2")
+
+
+def make_environment(folder: Path | None = None) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(folder or template_folder())),
+        autoescape=_autoescape,
+        undefined=StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return env

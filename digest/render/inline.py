@@ -1,0 +1,29 @@
+"""CSS inlining with premailer, with the settings that keep an email intact.
+
+premailer's defaults would fetch remote stylesheets, strip ``!important`` (which the mobile
+media queries need) and drop the doctype; here nothing is fetched, ``!important`` stays and the
+doctype is put back.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from premailer import Premailer
+
+DOCTYPE = "<!doctype html>"
+
+
+def inline_css(html: str) -> str:
+    inliner = Premailer(
+        html,
+        allow_network=False,
+        keep_style_tags=True,
+        strip_important=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+    )
+    out: str = inliner.transform()
+    if not out.lstrip().lower().startswith("<!doctype"):
+        out = f"{DOCTYPE}\n{out}"
+    return out

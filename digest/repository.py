@@ -1,0 +1,267 @@
+"""Reading and writing topics, posts, source states and issues (the database adapter of gather
+and plan). Subscribers have their own store in :mod:`subscribers.store`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+
+from digest import db
+from digest.gather.fetch import Validators
+from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
+
+
+def sync_topics(conn: Connection, topics: Sequence[Topic]) -> dict[str, int]:
+    """Make the table hold every configured topic (renames follow the config); slug → id."""
+    existing = {row.slug: row for row in conn.execute(select(db.topics))}
+    for topic in topics:
+        row = existing.get(topic.slug)
+        if row is None:
+            conn.execute(insert(db.topics).values(slug=topic.slug, name=topic.name))
+        elif row.name != topic.name:
+            conn.execute(update(db.topics).where(db.topics.c.id == row.id).values(name=topic.name))
+    return {row.slug: row.id for row in conn.execute(select(db.topics.c.slug, db.topics.c.id))}
+
+
+def topic_ids(conn: Connection) -> dict[str, int]:
+    return {row.slug: row.id for row in conn.execute(select(db.topics.c.slug, db.topics.c.id))}
+
+
+def source_validators(conn: Connection, location: str) -> Validators:
+    row = conn.execute(
+        select(db.source_states).where(db.source_states.c.location == location)
+    ).first()
+    return Validators(row.etag, row.last_modified) if row else Validators()
+
+
+def save_source_state(
+    conn: Connection, location: str, validators: Validators, now: datetime, error: str | None
+) -> None:
+    values = {"checked_at": now, "last_error": error}
+    if error is None:
+        values |= {"etag": validators.etag, "last_modified": validators.last_modified}
+    found = conn.execute(
+        update(db.source_states).where(db.source_states.c.location == location).values(**values)
+    ).rowcount
+    if not found:
+        conn.execute(insert(db.source_states).values(location=location, **values))
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def store_posts(
+    conn: Connection, posts: Iterable[Post], topic_id: dict[str, int], now: datetime
+) -> StoreCounts:
+    """Insert new posts, update changed ones (same uid or URL, new content hash), add topics.
+
+    An updated post keeps its ``first_seen_at`` and its place in earlier issues: it is not new.
+    """
+    new = updated = unchanged = 0
+    for post in posts:
+        row = (
+            conn.execute(
+                select(db.posts.c.id, db.posts.c.content_hash).where(db.posts.c.uid == post.uid)
+            ).first()
+            or conn.execute(
+                select(db.posts.c.id, db.posts.c.content_hash).where(db.posts.c.url == post.url)
+            ).first()
+        )
+        values = _post_values(post) | {"updated_at": now}
+        if row is None:
+            post_id = conn.execute(
+                insert(db.posts).values(**values, first_seen_at=now).returning(db.posts.c.id)
+            ).scalar_one()
+            new += 1
+        else:
+            post_id = row.id
+            if row.content_hash != post.content_hash:
+                values.pop("uid")
+                conn.execute(update(db.posts).where(db.posts.c.id == post_id).values(**values))
+                updated += 1
+            else:
+                unchanged += 1
+        known = set(
+            conn.execute(
+                select(db.post_topics.c.topic_id).where(db.post_topics.c.post_id == post_id)
+            ).scalars()
+        )
+        for slug in post.topics:
+            if topic_id[slug] not in known:
+                conn.execute(
+                    insert(db.post_topics).values(post_id=post_id, topic_id=topic_id[slug])
+                )
+    return StoreCounts(new, updated, unchanged)
+
+
+def _post_values(post: Post) -> dict[str, object]:
+    image = post.image
+    return {
+        "uid": post.uid,
+        "url": post.url,
+        "title": post.title,
+        "excerpt": post.excerpt,
+        "author": post.author,
+        "image_url": image.url if image else None,
+        "image_alt": image.alt if image else None,
+        "image_width": image.width if image else None,
+        "image_height": image.height if image else None,
+        "reading_minutes": post.reading_minutes,
+        "content_hash": post.content_hash,
+        "source": post.source,
+        "published_at": post.published_at,
+    }
+
+
+def _stored(r: Row[Any], topics: tuple[str, ...]) -> StoredPost:
+    image = (
+        HeroImage(r.image_url, r.image_alt or r.title, r.image_width, r.image_height)
+        if r.image_url
+        else None
+    )
+    post = Post(
+        uid=r.uid,
+        url=r.url,
+        title=r.title,
+        excerpt=r.excerpt,
+        published_at=r.published_at,
+        topics=topics,
+        author=r.author,
+        image=image,
+        reading_minutes=r.reading_minutes,
+        content_hash=r.content_hash,
+        source=r.source,
+    )
+    return StoredPost(id=r.id, post=post, first_seen_at=r.first_seen_at)
+
+
+def candidate_posts(
+    conn: Connection, topic_slugs: Sequence[str], after: datetime | None, until: datetime
+) -> list[StoredPost]:
+    """Posts of these topics published in ``(after, until]``, newest first."""
+    query = (
+        select(db.posts, db.topics.c.slug)
+        .join(db.post_topics, db.post_topics.c.post_id == db.posts.c.id)
+        .join(db.topics, db.topics.c.id == db.post_topics.c.topic_id)
+        .where(db.topics.c.slug.in_(topic_slugs), db.posts.c.published_at <= until)
+        .order_by(db.posts.c.published_at.desc(), db.posts.c.id)
+    )
+    if after is not None:
+        query = query.where(db.posts.c.published_at > after)
+    rows: dict[int, tuple[Row[Any], list[str]]] = {}
+    for row in conn.execute(query):
+        rows.setdefault(row.id, (row, []))[1].append(row.slug)
+    return [_stored(row, tuple(slugs)) for row, slugs in rows.values()]
+
+
+def posts_in_issues(conn: Connection, digest: str) -> set[int]:
+    query = (
+        select(db.issue_posts.c.post_id)
+        .join(db.issues, db.issues.c.id == db.issue_posts.c.issue_id)
+        .where(db.issues.c.digest == digest)
+    )
+    return set(conn.execute(query).scalars())
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    id: int
+    digest: str
+    number: int
+    status: str
+    cutoff: datetime
+    created_at: datetime
+    sent_at: datetime | None
+
+
+ISSUE_PLANNED = "planned"
+ISSUE_SENDING = "sending"
+ISSUE_SENT = "sent"
+
+
+def last_issue(conn: Connection, digest: str) -> IssueRow | None:
+    row = conn.execute(
+        select(db.issues).where(db.issues.c.digest == digest).order_by(db.issues.c.number.desc())
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
+def issue_row(conn: Connection, issue_id: int) -> IssueRow:
+    row = conn.execute(select(db.issues).where(db.issues.c.id == issue_id)).one()
+    return IssueRow(**row._mapping)
+
+
+def save_issue(conn: Connection, issue: Issue, topic_id: dict[str, int], now: datetime) -> Issue:
+    issue_id = conn.execute(
+        insert(db.issues)
+        .values(
+            digest=issue.digest,
+            number=issue.number,
+            status=ISSUE_PLANNED,
+            cutoff=issue.cutoff,
+            created_at=now,
+        )
+        .returning(db.issues.c.id)
+    ).scalar_one()
+    rows = [
+        {"issue_id": issue_id, "topic_id": topic_id[s.topic.slug], "post_id": p.id, "position": i}
+        for s in issue.sections
+        for i, p in enumerate(s.posts)
+    ]
+    if rows:
+        conn.execute(insert(db.issue_posts), rows)
+    return Issue(issue.digest, issue.number, issue.sections, issue.cutoff, issue_id, now)
+
+
+def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issue:
+    """The frozen issue, sections in the order of ``topics`` (the digest's order)."""
+    head = issue_row(conn, issue_id)
+    query = (
+        select(db.posts, db.topics.c.slug.label("section"), db.issue_posts.c.position)
+        .join(db.issue_posts, db.issue_posts.c.post_id == db.posts.c.id)
+        .join(db.topics, db.topics.c.id == db.issue_posts.c.topic_id)
+        .where(db.issue_posts.c.issue_id == issue_id)
+        .order_by(db.issue_posts.c.position)
+    )
+    rows = list(conn.execute(query))
+    post_topics: dict[int, list[str]] = {}
+    for row in rows:
+        post_topics.setdefault(row.id, []).append(row.section)
+    by_section: dict[str, list[StoredPost]] = {}
+    for row in rows:
+        by_section.setdefault(row.section, []).append(_stored(row, tuple(post_topics[row.id])))
+    sections = tuple(
+        IssueSection(topic, tuple(by_section[topic.slug]))
+        for topic in topics
+        if topic.slug in by_section
+    )
+    return Issue(head.digest, head.number, sections, head.cutoff, head.id, head.created_at)
+
+
+def set_issue_status(conn: Connection, issue_id: int, status: str, now: datetime) -> None:
+    values: dict[str, object] = {"status": status}
+    if status == ISSUE_SENT:
+        values["sent_at"] = now
+    conn.execute(update(db.issues).where(db.issues.c.id == issue_id).values(**values))
+
+
+def unfinished_issue(conn: Connection, digest: str) -> IssueRow | None:
+    row = conn.execute(
+        select(db.issues)
+        .where(db.issues.c.digest == digest, db.issues.c.status != ISSUE_SENT)
+        .order_by(db.issues.c.number)
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
+def issue_count(conn: Connection, digest: str) -> int:
+    return int(conn.execute(select(func.count()).where(db.issues.c.digest == digest)).scalar_one())

@@ -1,0 +1,128 @@
+"""The delivery ledger: one row per (issue, subscriber), written before anything is sent.
+
+States: pending → submitting → submitted, or failed, or ambiguous (left ``submitting`` by a
+process that died, so nobody knows whether the provider got it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from digest import db
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    subscriber_id: int
+    segment: str
+
+
+PENDING = "pending"
+SUBMITTING = "submitting"
+SUBMITTED = "submitted"
+FAILED = "failed"
+AMBIGUOUS = "ambiguous"
+
+
+def record(
+    conn: Connection, issue_id: int, assignments: Iterable[tuple[int, str]], now: datetime
+) -> int:
+    """Add a pending row per (subscriber id, segment) not in the ledger yet; returns how many."""
+    known = set(
+        conn.execute(
+            select(db.deliveries.c.subscriber_id).where(db.deliveries.c.issue_id == issue_id)
+        ).scalars()
+    )
+    rows = [
+        {
+            "issue_id": issue_id,
+            "subscriber_id": subscriber_id,
+            "segment": segment,
+            "status": PENDING,
+            "created_at": now,
+            "changed_at": now,
+        }
+        for subscriber_id, segment in assignments
+        if subscriber_id not in known
+    ]
+    if rows:
+        conn.execute(insert(db.deliveries), rows)
+    return len(rows)
+
+
+def mark_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
+    """Rows a dead process left ``submitting``: it may or may not have handed them over."""
+    return int(
+        conn.execute(
+            update(db.deliveries)
+            .where(db.deliveries.c.issue_id == issue_id, db.deliveries.c.status == SUBMITTING)
+            .values(status=AMBIGUOUS, changed_at=now)
+        ).rowcount
+    )
+
+
+def claim(
+    conn: Connection, issue_id: int, limit: int, batch_id: str, now: datetime
+) -> list[Delivery]:
+    """Mark up to ``limit`` pending rows of one segment as ``submitting`` under ``batch_id``."""
+    first = conn.execute(
+        select(db.deliveries.c.segment)
+        .where(db.deliveries.c.issue_id == issue_id, db.deliveries.c.status == PENDING)
+        .order_by(db.deliveries.c.segment)
+        .limit(1)
+    ).scalar()
+    if first is None:
+        return []
+    query = (
+        select(db.deliveries.c.id, db.deliveries.c.subscriber_id, db.deliveries.c.segment)
+        .where(
+            db.deliveries.c.issue_id == issue_id,
+            db.deliveries.c.status == PENDING,
+            db.deliveries.c.segment == first,
+        )
+        .order_by(db.deliveries.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed = [Delivery(r.id, r.subscriber_id, r.segment) for r in conn.execute(query)]
+    if claimed:
+        conn.execute(
+            update(db.deliveries)
+            .where(db.deliveries.c.id.in_([d.id for d in claimed]))
+            .values(status=SUBMITTING, batch=batch_id, changed_at=now)
+        )
+    return claimed
+
+
+def mark(
+    conn: Connection,
+    delivery_ids: Sequence[int],
+    status: str,
+    now: datetime,
+    error: str | None = None,
+) -> None:
+    if delivery_ids:
+        conn.execute(
+            update(db.deliveries)
+            .where(db.deliveries.c.id.in_(list(delivery_ids)))
+            .values(status=status, changed_at=now, error=error)
+        )
+
+
+def counts(conn: Connection, issue_id: int) -> Counter[str]:
+    return Counter(
+        {
+            status: int(n)
+            for status, n in conn.execute(
+                select(db.deliveries.c.status, func.count())
+                .where(db.deliveries.c.issue_id == issue_id)
+                .group_by(db.deliveries.c.status)
+            )
+        }
+    )

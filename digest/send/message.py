@@ -1,0 +1,69 @@
+"""Building one recipient's MIME message from a variant. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Headers shared by every message of an issue."""
+
+    from_name: str
+    from_email: str
+    reply_to: str | None
+    list_id: str
+    unsubscribe_mailto: str | None
+
+
+@dataclass(frozen=True)
+class Personal:
+    email: str
+    name: str
+    unsubscribe_url: str
+    message_id: str
+
+
+def list_id(digest_name: str, digest_slug: str, from_email: str) -> str:
+    """RFC 2919 List-Id: a human name and a dotted id under the sender's domain."""
+    domain = from_email.rpartition("@")[2]
+    return f"{digest_name} <{digest_slug}.{domain}>"
+
+
+def message_id(issue_id: int, subscriber_id: int, from_email: str) -> str:
+    """Deterministic, so a re-send of the same delivery carries the same id (dedupe downstream)."""
+    domain = from_email.rpartition("@")[2]
+    return f"<digest.{issue_id}.{subscriber_id}@{domain}>"
+
+
+def list_unsubscribe(envelope: Envelope, personal: Personal) -> str:
+    targets = [f"<{personal.unsubscribe_url}>"]
+    if envelope.unsubscribe_mailto:
+        token = personal.unsubscribe_url.rstrip("/").rpartition("/")[2]
+        subject = quote(f"unsubscribe {token}")
+        targets.append(f"<mailto:{envelope.unsubscribe_mailto}?subject={subject}>")
+    return ", ".join(targets)
+
+
+def build_message(
+    envelope: Envelope, personal: Personal, subject: str, text: str, html: str, now: datetime
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = Address(envelope.from_name, addr_spec=envelope.from_email)
+    message["To"] = Address(personal.name, addr_spec=personal.email)
+    if envelope.reply_to:
+        message["Reply-To"] = envelope.reply_to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = personal.message_id
+    message["List-Id"] = envelope.list_id
+    message["List-Unsubscribe"] = list_unsubscribe(envelope, personal)
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(text, subtype="plain", charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    return message

@@ -1,0 +1,42 @@
+"""The outbox transport: one ``.eml`` file per recipient, in a folder per issue.
+
+Files are written under a temporary name and renamed, so a crash never leaves half a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+
+from digest.errors import TransportError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+class OutboxTransport:
+    name = "outbox"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @staticmethod
+    def issue_folder(outbox: Path, digest: str, number: int) -> Path:
+        return outbox / digest / f"issue-{number:04d}"
+
+    def deliver(self, messages: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
+        """Write each (subscriber id, message); raises TransportError if the disk refuses."""
+        folder = self.folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for subscriber_id, message in messages:
+                to = _UNSAFE.sub("_", str(message["To"].addresses[0].addr_spec))
+                target = folder / f"{subscriber_id:06d}-{to}.eml"
+                temporary = target.with_suffix(".eml.tmp")
+                temporary.write_bytes(message.as_bytes(policy=SMTP))
+                temporary.replace(target)
+        except OSError as err:
+            raise TransportError(f"cannot write to {folder}: {err.strerror}", where="outbox") from None
+        return {}

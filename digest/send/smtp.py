@@ -1,0 +1,48 @@
+"""The SMTP transport: one connection per batch, one transaction per recipient."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+
+from digest.config import SmtpConfig
+from digest.errors import TransportError
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(self, settings: SmtpConfig, password: str | None) -> None:
+        self.settings = settings
+        self.password = password
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        if s.ssl:
+            return smtplib.SMTP_SSL(
+                s.host, s.port, timeout=s.timeout_seconds, context=ssl.create_default_context()
+            )
+        connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
+        if s.starttls:
+            connection.starttls(context=ssl.create_default_context())
+        return connection
+
+    def deliver(self, messages: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
+        """Send each message; returns the subscribers the server refused, with its reason."""
+        refused: dict[int, str] = {}
+        try:
+            with self._connect() as connection:
+                if self.settings.username:
+                    connection.login(self.settings.username, self.password or "")
+                for subscriber_id, message in messages:
+                    try:
+                        connection.send_message(message)
+                    except smtplib.SMTPRecipientsRefused as err:
+                        code, reason = next(iter(err.recipients.values()))
+                        refused[subscriber_id] = f"{code} {reason.decode(errors='replace')}"
+        except (smtplib.SMTPException, OSError) as err:
+            where = f"smtp {self.settings.host}:{self.settings.port}"
+            raise TransportError(str(err) or type(err).__name__, where=where) from None
+        return refused

@@ -1,0 +1,1 @@
+"""Who gets what: subscribers, their topics, segments and signed links."""
