@@ -32,6 +32,7 @@ def parse_feed(
     ``location`` is passed to feedparser as Content-Location so relative links resolve against
     the feed's own address, as a reader's browser would.
     """
+    location = _joinable(location)
     parsed = feedparser.parse(body, response_headers={"content-location": location})
     if parsed.bozo and not parsed.entries and not parsed.feed:
         raise SourceError(f"not a feed ({_bozo_reason(parsed)})", where=source)
@@ -44,6 +45,14 @@ def parse_feed(
         if post is not None:
             posts.append(post)
     return posts
+
+
+def _joinable(location: str) -> str:
+    """``file:///path`` as ``file://localhost/path``: feedparser's URL fixer strips the slashes
+    after ``://``, which would turn the first folder of a local path into a host name."""
+    if location.startswith("file:///"):
+        return "file://localhost/" + location[len("file:///") :]
+    return location
 
 
 def _bozo_reason(parsed: Any) -> str:
@@ -74,7 +83,8 @@ def _entry_to_post(
     author = plain_text(str(entry.get("author") or "")) or None
 
     def absolute(value: str) -> str | None:
-        return absolute_url(value, link, schemes)
+        # Relative media and enclosure URLs are relative to the feed document, not the post.
+        return absolute_url(value, location, schemes)
 
     image = pick_hero(entry, content_html or summary_html, title, absolute)
     content_hash = hashlib.sha256(
@@ -82,7 +92,7 @@ def _entry_to_post(
     ).hexdigest()
     return Post(
         uid=guid or url,
-        url=link,
+        url=url,
         title=title,
         excerpt=cut_words(excerpt_source, excerpt_words),
         published_at=_published(entry) or now,

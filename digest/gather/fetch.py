@@ -88,7 +88,8 @@ class SourceFetcher:
             except _Retryable as err:
                 if attempt == self.limits.retries:
                     raise SourceError(err.reason) from None
-                self.sleep(min(30.0, err.retry_after or 2.0**attempt))
+                delay = err.retry_after if err.retry_after is not None else 2.0**attempt
+                self.sleep(min(30.0, delay))
         raise AssertionError("unreachable")
 
     def _get(self, location: str, validators: Validators) -> Fetched:

@@ -86,7 +86,8 @@ def post_count(sections: tuple[SectionView, ...]) -> int:
 def intro_text(sections: tuple[SectionView, ...]) -> str:
     count = post_count(sections)
     noun = "post" if count == 1 else "posts"
-    return f"{count} new {noun} in {join_names([s.topic.name for s in sections])}."
+    names = join_names([s.topic.name for s in sections])
+    return f"here {'is' if count == 1 else 'are'} {count} new {noun} from {names}."
 
 
 def preheader_text(sections: tuple[SectionView, ...], limit: int = 110) -> str:

@@ -1,0 +1,102 @@
+"""Shared fixtures: the example site in a temporary folder, a fixed clock, databases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from digest import db
+from digest.config import Config, load_config
+from digest.pipeline import Project
+from digest.scaffold import scaffold
+
+DATA = Path(__file__).parent / "data"
+CHROMIUM = Path("/usr/bin/chromium")
+
+# Monday 23 November 2026, 08:00 in Berlin: after every post of the example site.
+DEMO_NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+
+
+class FixedClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(DEMO_NOW)
+
+
+@pytest.fixture
+def environ() -> dict[str, str]:
+    return {"DIGEST_SECRET_KEY": "test-secret-key-not-for-production"}
+
+
+@pytest.fixture
+def example_config(tmp_path: Path, environ: dict[str, str]) -> Config:
+    return load_config(scaffold(tmp_path / "site"), environ)
+
+
+@pytest.fixture
+def example_project(example_config: Config, clock: FixedClock) -> Project:
+    return Project.open(example_config, clock=clock)
+
+
+@pytest.fixture
+def corpus() -> Path:
+    """shared/corpus, named by DIGEST_CORPUS_DIR (see its README); skip when absent."""
+    folder = os.environ.get("DIGEST_CORPUS_DIR")
+    if not folder:
+        pytest.skip("DIGEST_CORPUS_DIR is not set: corpus tests skipped")
+    path = Path(folder)
+    if not path.is_dir():
+        pytest.skip(f"DIGEST_CORPUS_DIR={folder} is not a folder: corpus tests skipped")
+    return path
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip("headless Chromium (/usr/bin/chromium) is not installed")
+    return CHROMIUM
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("DIGEST_TEST_DATABASE_URL") or None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated, empty database: SQLite always, PostgreSQL when DIGEST_TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        eng = db.make_engine(f"sqlite:///{tmp_path / 'test.sqlite3'}")
+        db.upgrade(eng)
+        yield eng
+        eng.dispose()
+        return
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    eng = db.make_engine(url)
+    with eng.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    db.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def copy_data(name: str, target: Path) -> Path:
+    destination = target / name
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DATA / name, destination)
+    return destination

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.config import ConfigError, load_config, resolve_config_path
+from digest.scaffold import example_site
+
+EXAMPLE = (example_site() / "digest.toml").read_text(encoding="utf-8")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "digest.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), {})
+    return str(caught.value)
+
+
+def test_example_config_loads_with_paths_next_to_it(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, EXAMPLE), {"DIGEST_SECRET_KEY": "s"})
+    assert config.database_url == f"sqlite:///{tmp_path / 'digest.sqlite3'}"
+    assert config.outbox_dir == tmp_path / "outbox"
+    assert config.source_location(config.topics[0].sources[0]).startswith("file://")
+    assert config.secrets.secret_key == "s"
+    assert [t.slug for t in config.digest_topics(config.digests[0])] == [t.slug for t in config.topics]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('timezone = "Europe/Berlin"', 'timezone = "Mars/Base"'), "digests[0].timezone: expected an IANA time zone"),
+        (('transport = "outbox"', 'transport = "pigeon"'), "sending.transport: input should be 'outbox', 'smtp' or 'sendgrid', got 'pigeon'"),
+        (('max_posts_per_topic = 4', 'max_posts_per_topic = "four"'), "digests[0].max_posts_per_topic: input should be a valid integer"),
+        (('outbox_dir = "outbox"', 'outbox_dri = "outbox"'), "sending.outbox_dri: unknown key"),
+        (('topics = []', 'topics = ["backend", "cooking"]'), "digests[0].topics: unknown topic 'cooking'"),
+        (('schedule = "0 8 * * mon"', 'schedule = "every monday"'), "digests[0].schedule: expected a cron expression"),
+        (('url = "https://engineering.northwind.example"', 'url = "engineering.northwind.example"'), "site.url: expected an absolute http(s) URL"),
+        (('from = "Northwind Engineering <digest@northwind.example>"', 'from = "digest-at-northwind"'), "sending.from: expected an email address"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_file_and_key(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    assert change[0] in EXAMPLE
+    message = error_of(tmp_path, EXAMPLE.replace(change[0], change[1], 1))
+    assert message.startswith(f"{tmp_path / 'digest.toml'}: {expected}")
+    assert "\n" not in message
+
+
+def test_missing_section_and_syntax_errors_name_the_file(tmp_path: Path) -> None:
+    start = EXAMPLE.index("[sending]")
+    end = EXAMPLE.index("[gather]")
+    assert error_of(tmp_path, EXAMPLE[:start] + EXAMPLE[end:]).endswith("sending: required key is missing")
+    assert "not valid TOML" in error_of(tmp_path, "[site\nname=1")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml", {})
+
+
+def test_config_path_precedence() -> None:
+    assert resolve_config_path("a.toml", {"DIGEST_CONFIG": "b.toml"}) == Path("a.toml")
+    assert resolve_config_path(None, {"DIGEST_CONFIG": "b.toml"}) == Path("b.toml")
+    assert resolve_config_path(None, {}) == Path("digest.toml")
