@@ -30,7 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-subscribers_app = typer.Typer(help="Add, remove, import and list subscribers.", no_args_is_help=True)
+subscribers_app = typer.Typer(
+    help="Add, remove, import and list subscribers.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
@@ -40,7 +42,9 @@ err = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="digest.toml to use (else $DIGEST_CONFIG, else ./digest.toml)"),
+    typer.Option(
+        "--config", "-c", help="digest.toml to use (else $DIGEST_CONFIG, else ./digest.toml)"
+    ),
 ]
 DigestOption = Annotated[
     str | None, typer.Option("--digest", "-d", help="digest slug (default: the first one)")
@@ -118,8 +122,8 @@ def _print_plan(project: Project, planned: Planned) -> None:
     segments = Table(title=f"{len(planned.segments)} segments", title_justify="left")
     segments.add_column("Segment (topics in this issue)")
     segments.add_column("Recipients", justify="right")
-    for key, count in planned.segments.items():
-        segments.add_row(", ".join(names[s] for s in issue.topic_slugs if s in key), str(count))
+    for key, readers in planned.segments.items():
+        segments.add_row(", ".join(names[s] for s in issue.topic_slugs if s in key), str(readers))
     out.print(segments)
 
 
@@ -158,9 +162,7 @@ def preview(
 def _send(project: Project, digest: str | None) -> tuple[Planned | None, SendReport | None]:
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("Sending", total=None)
-        planned, report = project.send(
-            digest, on_batch=lambda n: progress.update(task, advance=n)
-        )
+        planned, report = project.send(digest, on_batch=lambda n: progress.update(task, advance=n))
     if planned is None or report is None:
         out.print("Nothing new since the last issue: no email sent.")
         return planned, report
@@ -214,7 +216,9 @@ def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
         out.print(f"Created the example project in {folder}")
     config = load_config(config_path, os.environ)
     if not config.secrets.secret_key:
-        config = replace(config, secrets=replace(config.secrets, secret_key=secrets.token_urlsafe(32)))
+        config = replace(
+            config, secrets=replace(config.secrets, secret_key=secrets.token_urlsafe(32))
+        )
         err.print(
             f"[yellow]{SECRET_KEY_ENV} is not set: using a throwaway signing secret for this demo; "
             "links in these emails will not verify later.[/]"
@@ -240,7 +244,9 @@ def _read_subscribers(project: Project, path: Path) -> ParsedFile:
     except FileNotFoundError:
         raise DigestError("no such file", where=str(path)) from None
     except UnicodeDecodeError as e:
-        raise DigestError(f"not UTF-8 text ({e.reason} at byte {e.start})", where=str(path)) from None
+        raise DigestError(
+            f"not UTF-8 text ({e.reason} at byte {e.start})", where=str(path)
+        ) from None
 
 
 def _import(project: Project, parsed: ParsedFile, dry_run: bool, source: str) -> None:
@@ -252,7 +258,9 @@ def _import(project: Project, parsed: ParsedFile, dry_run: bool, source: str) ->
         summary = SubscriberStore(conn).upsert(
             parsed.rows, project.clock(), source=f"import:{Path(source).name}", dry_run=dry_run
         )
-    table = Table(title="Import" + (" (dry run: nothing changed)" if dry_run else ""), title_justify="left")
+    table = Table(
+        title="Import" + (" (dry run: nothing changed)" if dry_run else ""), title_justify="left"
+    )
     table.add_column("Result")
     table.add_column("Rows", justify="right")
     table.add_row("added", str(summary.added))
@@ -299,7 +307,10 @@ def subscribers_add(
     unknown = [t for t in wanted if resolve(t) is None]
     if unknown or not wanted:
         known = ", ".join(t.slug for t in project.topics())
-        raise DigestError(f"unknown topic(s) {', '.join(unknown) or '(none given)'}; known: {known}", where="--topics")
+        raise DigestError(
+            f"unknown topic(s) {', '.join(unknown) or '(none given)'}; known: {known}",
+            where="--topics",
+        )
     try:
         address = normalize_email(email)
     except ValueError as e:
@@ -385,5 +396,3 @@ def main() -> None:
     except DigestError as error:
         err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
-
-

@@ -32,9 +32,9 @@ from digest.errors import ConfigError, SecretMissing
 
 CONFIG_ENV = "DIGEST_CONFIG"
 DEFAULT_CONFIG = "digest.toml"
-SECRET_KEY_ENV = "DIGEST_SECRET_KEY"
+SECRET_KEY_ENV = "DIGEST_SECRET_KEY"  # noqa: S105 (a variable name, not a secret)
 SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
-SMTP_PASSWORD_ENV = "DIGEST_SMTP_PASSWORD"
+SMTP_PASSWORD_ENV = "DIGEST_SMTP_PASSWORD"  # noqa: S105 (a variable name)
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 

@@ -128,7 +128,7 @@ class Project:
             candidates = repository.candidate_posts(
                 conn, [t.slug for t in topics], last.cutoff if last else None, now
             )
-            issue, overflow = plan_issue(
+            planned, overflow = plan_issue(
                 digest=digest.slug,
                 topics=topics,
                 candidates=candidates,
@@ -137,9 +137,9 @@ class Project:
                 max_posts_per_topic=digest.max_posts_per_topic,
                 now=now,
             )
-            if issue is None:
+            if planned is None:
                 return None
-            issue = repository.save_issue(conn, issue, repository.topic_ids(conn), now)
+            issue = repository.save_issue(conn, planned, repository.topic_ids(conn), now)
         return Planned(issue, True, self._segments(issue), overflow)
 
     def latest_issue(self, digest_slug: str | None = None) -> Issue | None:
@@ -172,7 +172,9 @@ class Project:
     def render(self, issue: Issue) -> RenderedIssue:
         return render_issue(issue, self.email_context(self.config.digest(issue.digest)))
 
-    def preview(self, digest_slug: str | None, folder: Path, issue: Issue | None = None) -> PreviewResult:
+    def preview(
+        self, digest_slug: str | None, folder: Path, issue: Issue | None = None
+    ) -> PreviewResult:
         """One HTML file per segment of the issue (as its readers will get it, tokens filled with
         sample values) and an index.html linking them."""
         if issue is None:

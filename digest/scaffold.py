@@ -7,11 +7,13 @@ from pathlib import Path
 
 from digest.errors import DigestError
 
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "make_images.py", "outbox", "*.sqlite3*")
+IGNORED = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "make_images.py", "outbox", "preview", "*.sqlite3*"
+)
 
 
 def example_site() -> Path:
-    """``digest/example_site`` inside an installed wheel, else the repository's ``examples/site``."""
+    """``digest/example_site`` in an installed wheel, else the repository's ``examples/site``."""
     package = Path(__file__).resolve().parent
     installed = package / "example_site"
     if installed.is_dir():

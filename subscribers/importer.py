@@ -98,9 +98,7 @@ def parse_csv(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
             continue
         key = email_key(address)
         if key in seen:
-            problems.append(
-                RowProblem(line, f"duplicate of line {seen[key]} ({address})", address)
-            )
+            problems.append(RowProblem(line, f"duplicate of line {seen[key]} ({address})", address))
             continue
         wanted = split_topics(record[index["topics"]])
         unknown = [t for t in wanted if resolve_topic(t) is None]

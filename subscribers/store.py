@@ -4,11 +4,12 @@ never sits in memory at once."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from digest import db
 from subscribers.importer import ImportRow, email_key
@@ -112,7 +113,9 @@ class SubscriberStore:
         self._set_topics(subscriber_id, topics, self._topic_ids())
         return int(subscriber_id)
 
-    def _set_topics(self, subscriber_id: int, topics: frozenset[str], topic_id: dict[str, int]) -> None:
+    def _set_topics(
+        self, subscriber_id: int, topics: frozenset[str], topic_id: dict[str, int]
+    ) -> None:
         self.conn.execute(
             delete(db.subscriptions).where(db.subscriptions.c.subscriber_id == subscriber_id)
         )
@@ -152,8 +155,8 @@ class SubscriberStore:
             yield from self._with_topics(rows)
             after = rows[-1].id
 
-    def _with_topics(self, rows: list[object]) -> list[Subscriber]:
-        ids = [r.id for r in rows]  # type: ignore[attr-defined]
+    def _with_topics(self, rows: Sequence[Row[Any]]) -> list[Subscriber]:
+        ids = [r.id for r in rows]
         topics: dict[int, set[str]] = {i: set() for i in ids}
         query = (
             select(db.subscriptions.c.subscriber_id, db.topics.c.slug)
@@ -163,7 +166,7 @@ class SubscriberStore:
         for sub_id, slug in self.conn.execute(query):
             topics[sub_id].add(slug)
         return [
-            Subscriber(r.id, r.email, r.name, Status(r.status), frozenset(topics[r.id]))  # type: ignore[attr-defined]
+            Subscriber(r.id, r.email, r.name, Status(r.status), frozenset(topics[r.id]))
             for r in rows
         ]
 

@@ -76,7 +76,7 @@ def _postgres_url() -> str | None:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated, empty database: SQLite always, PostgreSQL when DIGEST_TEST_DATABASE_URL is set."""
+    """A migrated, empty database: SQLite, and PostgreSQL when DIGEST_TEST_DATABASE_URL is set."""
     if request.param == "sqlite":
         eng = db.make_engine(f"sqlite:///{tmp_path / 'test.sqlite3'}")
         db.upgrade(eng)

@@ -16,8 +16,18 @@ ROOT = Path(__file__).parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
     )
     return next(out.glob("*.whl"))
@@ -35,7 +45,17 @@ def test_wheel_ships_templates_and_example_site(wheel: Path) -> None:
 def test_installed_wheel_renders_from_outside_the_repo(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site-packages"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
     )
     script = f"""
@@ -53,7 +73,8 @@ from digest.render import EmailContext, render_issue
 now = datetime(2026, 11, 23, tzinfo=UTC)
 post = StoredPost(1, Post("u", "https://x.example/1", "Hello", "World", now, ("t",)), now)
 issue = Issue("w", 1, (IssueSection(Topic("t", "Topic"), (post,)),), now, 1, now)
-variant = render_issue(issue, EmailContext("S", "https://x.example", "Addr", "W", "UTC")).variant(frozenset({{"t"}}))
+ctx = EmailContext("S", "https://x.example", "Addr", "W", "UTC")
+variant = render_issue(issue, ctx).variant(frozenset({{"t"}}))
 assert "Hello" in variant.html and variant.html.startswith("<!doctype html>")
 print("ok")
 """

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from digest import repository
 from digest.config import Config
 from digest.errors import SourceError
-from digest.gather.fetch import Fetcher
 from digest.gather.feed import parse_feed
+from digest.gather.fetch import Fetcher
 from digest.gather.urls import canonical_url
 from digest.models import Post, Topic
 

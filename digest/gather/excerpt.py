@@ -18,7 +18,7 @@ _SPACE = re.compile(r"\s+")
 
 
 def plain_text(fragment: str) -> str:
-    """Every tag dropped (scripts and styles with their content), entities decoded, spaces collapsed.
+    """Tags dropped (scripts and styles with their content), entities decoded, spaces collapsed.
 
     Block tags become spaces first so that ``<p>a</p><p>b</p>`` reads "a b", not "ab".
     """

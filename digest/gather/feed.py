@@ -108,8 +108,8 @@ def _entry_to_post(
 def _content_html(entry: Mapping[str, Any]) -> str:
     contents = entry.get("content")
     if isinstance(contents, list) and contents:
-        html_parts = [c.get("value", "") for c in contents if "html" in str(c.get("type", ""))]
-        return max(html_parts or [contents[0].get("value", "")], key=len)
+        html_parts = [str(c.get("value", "")) for c in contents if "html" in str(c.get("type"))]
+        return max(html_parts or [str(contents[0].get("value", ""))], key=len)
     return ""
 
 

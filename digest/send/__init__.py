@@ -83,7 +83,9 @@ def record_recipients(engine: Engine, rendered: RenderedIssue, now: datetime) ->
     with engine.begin() as conn:
         store = SubscriberStore(conn)
         chunk: list[tuple[int, str]] = []
-        for subscriber, key in assign(store.iterate(status=Status.ACTIVE), rendered.issue.topic_slugs):
+        for subscriber, key in assign(
+            store.iterate(status=Status.ACTIVE), rendered.issue.topic_slugs
+        ):
             chunk.append((subscriber.id, encode_key(key)))
             if len(chunk) >= 1000:
                 total += ledger.record(conn, issue_id, chunk, now)

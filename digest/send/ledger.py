@@ -15,6 +15,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from digest import db
 
+
 @dataclass(frozen=True)
 class Delivery:
     id: int

@@ -38,5 +38,7 @@ class OutboxTransport:
                 temporary.write_bytes(message.as_bytes(policy=SMTP))
                 temporary.replace(target)
         except OSError as err:
-            raise TransportError(f"cannot write to {folder}: {err.strerror}", where="outbox") from None
+            raise TransportError(
+                f"cannot write to {folder}: {err.strerror}", where="outbox"
+            ) from None
         return {}

