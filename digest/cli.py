@@ -18,7 +18,7 @@ from digest import db
 from digest.config import SECRET_KEY_ENV, Config, load_config, resolve_config_path
 from digest.errors import DigestError
 from digest.gather import GatherReport, SourceOutcome, source_jobs
-from digest.pipeline import Planned, Project
+from digest.pipeline import Planned, PreviewResult, Project
 from digest.scaffold import scaffold
 from digest.send import SendReport
 from subscribers.importer import ParsedFile, parse_csv, split_topics, topic_resolver
@@ -154,6 +154,15 @@ def preview(
     target = folder or project.config.base_dir / "preview"
     result = project.preview(digest, target)
     out.print(f"Previews of {len(result.files)} segments: [bold]{result.index}[/]")
+    _warn_size(result)
+
+
+def _warn_size(result: PreviewResult) -> None:
+    for key, size in result.over_budget.items():
+        err.print(
+            f"[yellow]warning: the email of segment {'+'.join(sorted(key))} is {size / 1024:.0f} "
+            "KiB of HTML; Gmail clips past about 100 KiB. Lower max_posts_per_topic.[/]"
+        )
 
 
 # send / run ---------------------------------------------------------------------------------
@@ -228,9 +237,10 @@ def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
     _import(project, parsed, dry_run=False, source=str(folder / "subscribers.csv"))
     _gather(project)
     _send(project, None)
-    result = project.preview(None, folder / "preview")
+    result = project.preview(None, (folder / "preview").resolve())
     out.print(f"Outbox: [bold]{config.outbox_dir}[/]")
     out.print(f"Previews: [bold]{result.index}[/]")
+    _warn_size(result)
 
 
 # subscribers --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from digest.models import Issue, Topic, TopicSet
 from digest.plan import plan_issue
 from digest.render import EmailContext, RenderedIssue, render_issue
 from digest.render.layout import post_count
+from digest.render.size import HTML_BUDGET_BYTES, html_bytes
 from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
 from digest.send.message import Envelope, list_id
 from digest.send.outbox import OutboxTransport
@@ -65,6 +66,11 @@ class PreviewResult:
     folder: Path
     index: Path
     files: dict[TopicSet, Path]
+    html_bytes: dict[TopicSet, int]
+
+    @property
+    def over_budget(self) -> dict[TopicSet, int]:
+        return {k: n for k, n in self.html_bytes.items() if n > HTML_BUDGET_BYTES}
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,7 @@ class Project:
         target = folder / issue.digest / f"issue-{issue.number:04d}"
         target.mkdir(parents=True, exist_ok=True)
         files: dict[TopicSet, Path] = {}
+        sizes: dict[TopicSet, int] = {}
         sample = _sample_values(self.config.site.public_url)
         from digest.personalize import compile_template
 
@@ -197,9 +204,10 @@ class Project:
             path = target / name
             path.write_text(compile_template(variant.html).fill(sample), encoding="utf-8")
             files[key] = path
+            sizes[key] = html_bytes(variant.html)
         index = target / "index.html"
-        index.write_text(_preview_index(rendered, files, segments), encoding="utf-8")
-        return PreviewResult(target, index, files)
+        index.write_text(_preview_index(rendered, files, segments, sizes), encoding="utf-8")
+        return PreviewResult(target, index, files, sizes)
 
     # send -----------------------------------------------------------------------------------
 
@@ -281,7 +289,10 @@ def _sample_values(public_url: str) -> dict[str, str]:
 
 
 def _preview_index(
-    rendered: RenderedIssue, files: dict[TopicSet, Path], segments: dict[TopicSet, int]
+    rendered: RenderedIssue,
+    files: dict[TopicSet, Path],
+    segments: dict[TopicSet, int],
+    sizes: dict[TopicSet, int],
 ) -> str:
     issue = rendered.issue
     names = {s.topic.slug: s.topic.name for s in issue.sections}
@@ -295,7 +306,11 @@ def _preview_index(
                 "readers": segments.get(key, 0),
                 "posts": post_count(sections),
                 "subject": rendered.subject(sections),
+                "kib": f"{sizes[key] / 1024:.0f}",
+                "over_budget": sizes[key] > HTML_BUDGET_BYTES,
             }
         )
     title = f"{rendered.ctx.digest_name} · issue {issue.number} · preview"
-    return rendered.env.get_template(PREVIEW_INDEX).render(title=title, rows=rows)
+    return rendered.env.get_template(PREVIEW_INDEX).render(
+        title=title, rows=rows, budget_kib=HTML_BUDGET_BYTES // 1024
+    )

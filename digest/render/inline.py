@@ -14,7 +14,15 @@ from premailer import Premailer
 DOCTYPE = "<!doctype html>"
 
 
+# MJML's reset block (``#outlook a``, ``table, td {…}``, ``img {…}``) is meant to stay in the head;
+# inlined, it would repeat on every table cell and add about a kilobyte per card.
+_RESET_STYLE = '<style type="text/css">\n#outlook a'
+
+
 def inline_css(html: str) -> str:
+    html = html.replace(
+        _RESET_STYLE, '<style type="text/css" data-premailer="ignore">\n#outlook a', 1
+    )
     inliner = Premailer(
         html,
         allow_network=False,

@@ -46,7 +46,7 @@ def test_example_config_loads_with_paths_next_to_it(tmp_path: Path) -> None:
             "sending.transport: input should be 'outbox', 'smtp' or 'sendgrid', got 'pigeon'",
         ),
         (
-            ("max_posts_per_topic = 6", 'max_posts_per_topic = "four"'),
+            ("max_posts_per_topic = 4", 'max_posts_per_topic = "four"'),
             "digests[0].max_posts_per_topic: input should be a valid integer",
         ),
         (('outbox_dir = "outbox"', 'outbox_dri = "outbox"'), "sending.outbox_dri: unknown key"),

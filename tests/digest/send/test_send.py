@@ -1,0 +1,132 @@
+"""Sending through the ledger: crash and resume, ambiguity policy, and a real SMTP server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from digest.config import load_config
+from digest.pipeline import Project
+from digest.scaffold import scaffold
+from digest.send import ledger
+from subscribers.importer import parse_csv, topic_resolver
+from subscribers.store import SubscriberStore
+from tests.conftest import FixedClock
+
+
+class Crash(BaseException):
+    """Stands for the process dying mid-send: nothing after it runs."""
+
+
+class FlakyTransport:
+    name = "flaky"
+
+    def __init__(self, crash_on_call: int | None) -> None:
+        self.calls = 0
+        self.crash_on_call = crash_on_call
+        self.delivered: list[str] = []
+        self.in_flight = 0
+
+    def deliver(self, messages: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
+        self.calls += 1
+        if self.calls == self.crash_on_call:
+            self.in_flight = len(messages)
+            raise Crash
+        self.delivered.extend(str(m["To"].addresses[0].addr_spec) for _, m in messages)
+        return {}
+
+
+def project_with(tmp_path: Path, clock: FixedClock, sending: str = "", tables: str = "") -> Project:
+    config_path = scaffold(tmp_path / "site")
+    text = config_path.read_text(encoding="utf-8").replace("[sending]\n", f"[sending]\n{sending}")
+    if "transport =" in sending:
+        text = text.replace('transport = "outbox"', "", 1)
+    config_path.write_text(text + tables, encoding="utf-8")
+    project = Project.open(load_config(config_path, {"DIGEST_SECRET_KEY": "k"}), clock=clock)
+    resolve = topic_resolver((t.slug, t.name) for t in project.topics())
+    with (tmp_path / "site" / "subscribers.csv").open(encoding="utf-8", newline="") as handle:
+        parsed = parse_csv(handle, resolve)
+    with project.engine.begin() as conn:
+        SubscriberStore(conn).upsert(parsed.rows, clock(), "test")
+    project.gather()
+    return project
+
+
+@pytest.mark.parametrize(("policy_name", "resent"), [("skip", False), ("resend", True)])
+def test_a_crash_mid_send_resumes_and_in_flight_rows_follow_the_policy(
+    tmp_path: Path, clock: FixedClock, policy_name: str, resent: bool
+) -> None:
+    project = project_with(tmp_path, clock, "batch_size = 4\n")
+    crashing = FlakyTransport(crash_on_call=3)
+    with pytest.raises(Crash):
+        project.send(transport=crashing)
+    assert len(crashing.delivered) > 0 and 0 < crashing.in_flight <= 4
+    lost = crashing.in_flight
+
+    finishing = FlakyTransport(crash_on_call=None)
+    planned, report = project.send(transport=finishing, ambiguous_policy=policy_name)  # type: ignore[arg-type]
+    assert planned is not None and report is not None
+    assert report.ambiguous == lost and report.finished
+    everyone = set(crashing.delivered) | set(finishing.delivered)
+    assert len(everyone) == 29 - (0 if resent else lost)
+    assert not set(crashing.delivered) & set(finishing.delivered)
+    with project.engine.connect() as conn:
+        counts = ledger.counts(conn, report.issue_id)
+    expected = (
+        {ledger.SUBMITTED: 29} if resent else {ledger.SUBMITTED: 29 - lost, ledger.AMBIGUOUS: lost}
+    )
+    assert counts == expected
+
+    third = FlakyTransport(crash_on_call=None)
+    assert project.send(transport=third) == (None, None)
+    assert third.calls == 0
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, Inbox]]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, inbox
+    controller.stop()
+
+
+def test_smtp_transport_delivers_each_reader_once_to_a_real_server(
+    tmp_path: Path, clock: FixedClock, smtp_server: tuple[int, Inbox]
+) -> None:
+    port, inbox = smtp_server
+    project = project_with(
+        tmp_path,
+        clock,
+        sending='batch_size = 10\ntransport = "smtp"\n',
+        tables=f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\n',
+    )
+    _, report = project.send()
+    assert report is not None and report.submitted == 29 and report.finished
+    recipients = [rcpt for _, rcpts, _ in inbox.messages for rcpt in rcpts]
+    assert len(recipients) == len(set(recipients)) == 29
+    sender, _, first = inbox.messages[0]
+    assert sender == "digest@northwind.example"
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert first.get_body(("html",)) is not None and first.get_body(("plain",)) is not None
