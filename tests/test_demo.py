@@ -6,9 +6,12 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -30,15 +33,26 @@ POST_LINK = re.compile(r'href="(https://engineering\.northwind\.example/2026/[^"
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
-def feed_links(path: Path) -> set[str]:
-    """Post links read straight from the feed XML, independently of the gather stage."""
+def feed_links(path: Path, newest: int) -> set[str]:
+    """The links of the ``newest`` posts, read straight from the feed XML, independently of
+    the gather stage."""
     root = ET.parse(path).getroot()
-    links = {item.findtext("link", "").strip() for item in root.iter("item")}
+    dated = [
+        (parsedate_to_datetime(item.findtext("pubDate", "")), item.findtext("link", "").strip())
+        for item in root.iter("item")
+    ]
     for entry in root.iter(f"{ATOM}entry"):
+        published = datetime.fromisoformat(entry.findtext(f"{ATOM}published", ""))
         for link in entry.findall(f"{ATOM}link"):
             if link.get("rel", "alternate") == "alternate":
-                links.add(link.get("href", ""))
-    return links - {""}
+                dated.append((published, link.get("href", "")))
+    dated.sort(reverse=True)
+    return {link for _, link in dated[:newest]}
+
+
+def max_posts_per_topic() -> int:
+    config = tomllib.loads((example_site() / "digest.toml").read_text(encoding="utf-8"))
+    return int(config["digests"][0]["max_posts_per_topic"])
 
 
 def expected_topics() -> dict[str, frozenset[str]]:
@@ -96,7 +110,8 @@ def test_each_email_is_complete_and_holds_only_its_readers_topics(
 ) -> None:
     folder, _ = demo
     wanted = expected_topics()
-    links = {slug: feed_links(example_site() / feed) for slug, (_, feed) in TOPICS.items()}
+    newest = max_posts_per_topic()
+    links = {slug: feed_links(example_site() / feed, newest) for slug, (_, feed) in TOPICS.items()}
     signer = TokenSigner(SECRET)
     for address, message in emails(folder).items():
         for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Id"):
