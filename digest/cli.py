@@ -21,8 +21,15 @@ from digest.gather import GatherReport, SourceOutcome, source_jobs
 from digest.pipeline import Planned, PreviewResult, Project
 from digest.scaffold import scaffold
 from digest.send import SendReport
-from subscribers.importer import ParsedFile, parse_csv, split_topics, topic_resolver
+from subscribers.importer import (
+    ParsedFile,
+    normalize_email,
+    parse_csv,
+    split_topics,
+    topic_resolver,
+)
 from subscribers.models import Status
+from subscribers.store import SubscriberStore
 
 app = typer.Typer(
     help="Topic-segmented newsletter digests: gather, plan, preview, send.",
@@ -263,8 +270,6 @@ def _import(project: Project, parsed: ParsedFile, dry_run: bool, source: str) ->
     for problem in parsed.problems:
         err.print(f"[red]{source}:{problem.line}:[/] {problem.reason}")
     with project.engine.begin() as conn:
-        from subscribers.store import SubscriberStore
-
         summary = SubscriberStore(conn).upsert(
             parsed.rows, project.clock(), source=f"import:{Path(source).name}", dry_run=dry_run
         )
@@ -309,8 +314,6 @@ def subscribers_add(
     config: ConfigOption = None,
 ) -> None:
     """Add one active subscriber."""
-    from subscribers.importer import normalize_email
-
     project = _project(config)
     resolve = topic_resolver((t.slug, t.name) for t in project.topics())
     wanted = split_topics(topics)
@@ -326,8 +329,6 @@ def subscribers_add(
     except ValueError as e:
         raise DigestError(str(e), where=email) from None
     with project.engine.begin() as conn:
-        from subscribers.store import SubscriberStore
-
         store = SubscriberStore(conn)
         if store.get(address) is not None:
             raise DigestError("is already a subscriber", where=address)
@@ -341,8 +342,6 @@ def subscribers_remove(email: str, config: ConfigOption = None) -> None:
     """Unsubscribe an address. It stays on file as unsubscribed, so no import brings it back."""
     project = _project(config)
     with project.engine.begin() as conn:
-        from subscribers.store import SubscriberStore
-
         found = SubscriberStore(conn).set_status(email, Status.UNSUBSCRIBED, project.clock())
     if found is None:
         raise DigestError("is not a subscriber", where=email)
@@ -361,8 +360,6 @@ def subscribers_list(
     for column in ("Email", "Name", "Status", "Topics"):
         table.add_column(column)
     with project.engine.connect() as conn:
-        from subscribers.store import SubscriberStore
-
         for s in SubscriberStore(conn).iterate(status=status):
             if topic is None or topic in s.topics:
                 table.add_row(s.email, s.name, s.status.value, ", ".join(sorted(s.topics)))
@@ -374,8 +371,6 @@ def subscribers_stats(config: ConfigOption = None) -> None:
     """Counts per status and active readers per topic."""
     project = _project(config)
     with project.engine.connect() as conn:
-        from subscribers.store import SubscriberStore
-
         per_status, per_topic = SubscriberStore(conn).stats()
     statuses = Table(title="Subscribers by status", title_justify="left")
     statuses.add_column("Status")

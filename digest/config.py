@@ -63,7 +63,17 @@ def _split_display_name(value: str) -> tuple[str, str]:
     return "", value.strip()
 
 
+def _public_url(value: str) -> str:
+    """Mail clients only honour https unsubscribe links; plain http is for local testing."""
+    value = _http_url(value)
+    parts = urlsplit(value)
+    if parts.scheme != "https" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise ValueError("expected an https URL (http is accepted for localhost only)")
+    return value
+
+
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+PublicUrl = Annotated[str, AfterValidator(_public_url)]
 EmailAddress = Annotated[str, AfterValidator(_email_address)]
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=64)]
 
@@ -75,7 +85,7 @@ class _Strict(BaseModel):
 class SiteConfig(_Strict):
     name: str = Field(min_length=1)
     url: HttpUrl
-    public_url: HttpUrl = Field(
+    public_url: PublicUrl = Field(
         description="Where `digest serve` is reachable: unsubscribe and preference links."
     )
     postal_address: str = Field(min_length=1)

@@ -8,6 +8,7 @@ database calls first.
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,11 @@ class UtcDateTime(TypeDecorator[Any]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: store aware UTC datetimes only")
-        from datetime import UTC
-
         return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Any) -> Any:
         if value is None:
             return None
-        from datetime import UTC
-
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -26,6 +26,7 @@ from digest.errors import DigestError
 from digest.gather import GatherReport, SourceOutcome, gather
 from digest.gather.fetch import FetchLimits, SourceFetcher, http_client
 from digest.models import Issue, Topic, TopicSet
+from digest.personalize import compile_template, token_values
 from digest.plan import plan_issue
 from digest.render import EmailContext, RenderedIssue, render_issue
 from digest.render.layout import post_count
@@ -195,8 +196,6 @@ class Project:
         files: dict[TopicSet, Path] = {}
         sizes: dict[TopicSet, int] = {}
         sample = _sample_values(self.config.site.public_url)
-        from digest.personalize import compile_template
-
         keys = list(segments) or [frozenset(issue.topic_slugs)]
         for key in keys:
             variant = rendered.variant(key)
@@ -276,8 +275,6 @@ class Project:
 
 
 def _sample_values(public_url: str) -> dict[str, str]:
-    from digest.personalize import token_values
-
     return token_values(
         {
             "first_name": "Alex",

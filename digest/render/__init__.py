@@ -22,6 +22,7 @@ from digest.render.inline import inline_css
 from digest.render.layout import (
     SectionView,
     all_sections,
+    date_label,
     intro_text,
     post_count,
     preheader_text,
@@ -72,8 +73,6 @@ class EmailContext:
 def _template_values(
     ctx: EmailContext, issue: Issue, sections: tuple[SectionView, ...]
 ) -> dict[str, object]:
-    from digest.render.layout import date_label
-
     created = issue.created_at or issue.cutoff
     return {
         "ctx": ctx,

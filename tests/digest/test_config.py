@@ -98,3 +98,14 @@ def test_config_path_precedence() -> None:
     assert resolve_config_path("a.toml", {"DIGEST_CONFIG": "b.toml"}) == Path("a.toml")
     assert resolve_config_path(None, {"DIGEST_CONFIG": "b.toml"}) == Path("b.toml")
     assert resolve_config_path(None, {}) == Path("digest.toml")
+
+
+def test_public_url_must_be_https_except_on_localhost(tmp_path: Path) -> None:
+    remote = EXAMPLE.replace(
+        'public_url = "http://localhost:8000"', 'public_url = "http://n.example"'
+    )
+    assert "site.public_url: expected an https URL" in error_of(tmp_path, remote)
+    secure = EXAMPLE.replace(
+        'public_url = "http://localhost:8000"', 'public_url = "https://n.example"'
+    )
+    assert load_config(write(tmp_path, secure), {}).site.public_url == "https://n.example"
