@@ -93,19 +93,40 @@ class SiteConfig(_Strict):
     language: str = "en"
 
 
+SourceKind = Literal["auto", "feed", "jsonfeed", "wordpress", "markdown"]
+
+
 class SourceConfig(_Strict):
+    """A source under a topic: every post it gives belongs to that topic."""
+
     url: str = Field(min_length=1, description="http(s) URL, file:// URL or a path")
     name: str | None = None
+    kind: SourceKind = "auto"
+    base_url: str | None = Field(
+        default=None, description="markdown folders: post URL = base_url + file name"
+    )
 
     @property
     def label(self) -> str:
         return self.name or self.url
 
 
+class SharedSourceConfig(SourceConfig):
+    """A source feeding several topics: each post goes to the topics its own categories or
+    tags name (a topic's name or slug, any case), or that ``categories`` maps them to."""
+
+    categories: dict[str, str] = Field(
+        default_factory=dict, description="category or tag → topic slug"
+    )
+
+
 class TopicConfig(_Strict):
     slug: Slug
     name: str = Field(min_length=1)
     sources: list[SourceConfig] = Field(default_factory=list)
+    default_image: str | None = Field(
+        default=None, description="hero for posts that have none (path or URL)"
+    )
 
 
 class DigestConfig(_Strict):
@@ -171,8 +192,14 @@ class GatherConfig(_Strict):
     timeout_seconds: float = Field(default=20.0, gt=0)
     max_bytes: int = Field(default=10_000_000, gt=0)
     max_redirects: int = Field(default=5, ge=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    concurrency: int = Field(default=4, ge=1, le=32, description="hosts fetched at once")
+    max_pages: int = Field(default=5, ge=1, le=100, description="WordPress API pages per source")
     excerpt_words: int = Field(default=40, ge=5, le=500)
-    user_agent: str = "digest-generator/0.1 (+https://github.com/)"
+    og_image: bool = Field(default=False, description="fetch article pages for og:image")
+    user_agent: str = (
+        "digest-generator/0.1 (newsletter digests; +https://pypi.org/project/digest-generator/)"
+    )
 
 
 class FileConfig(_Strict):
@@ -181,6 +208,7 @@ class FileConfig(_Strict):
     site: SiteConfig
     database_url: str | None = None
     topics: list[TopicConfig] = Field(min_length=1)
+    sources: list[SharedSourceConfig] = Field(default_factory=list)
     digests: list[DigestConfig] = Field(min_length=1)
     sending: SendingConfig
     gather: GatherConfig = Field(default_factory=GatherConfig)
@@ -190,6 +218,13 @@ class FileConfig(_Strict):
         slugs = [t.slug for t in self.topics]
         for dup in {s for s in slugs if slugs.count(s) > 1}:
             raise ValueError(f"topics: slug '{dup}' is used twice")
+        for i, source in enumerate(self.sources):
+            for category, slug in source.categories.items():
+                if slug not in slugs:
+                    raise ValueError(
+                        f"sources[{i}].categories: {category!r} maps to unknown topic '{slug}' "
+                        f"(expected one of: {', '.join(slugs)})"
+                    )
         digest_slugs = [d.slug for d in self.digests]
         for dup in {s for s in digest_slugs if digest_slugs.count(s) > 1}:
             raise ValueError(f"digests: slug '{dup}' is used twice")
@@ -281,10 +316,13 @@ class Config:
         return self.resolve_path(source.url).resolve().as_uri()
 
     def logo_url(self) -> str | None:
-        logo = self.site.logo
-        if logo is None or urlsplit(logo).scheme in ("http", "https", "file"):
-            return logo
-        return self.resolve_path(logo).resolve().as_uri()
+        return self.asset_url(self.site.logo)
+
+    def asset_url(self, value: str | None) -> str | None:
+        """An image named in the config: URLs as they are, paths relative to the config."""
+        if value is None or urlsplit(value).scheme in ("http", "https", "file"):
+            return value
+        return self.resolve_path(value).resolve().as_uri()
 
     def digest(self, slug: str | None) -> DigestConfig:
         if slug is None:

@@ -13,7 +13,7 @@ config here, and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,9 +23,19 @@ from sqlalchemy import Engine
 from digest import db, repository
 from digest.config import Config, DigestConfig
 from digest.errors import DigestError
-from digest.gather import GatherReport, SourceOutcome, gather
-from digest.gather.fetch import FetchLimits, SourceFetcher, http_client
-from digest.models import Issue, Topic, TopicSet
+from digest.gather import (
+    GatherReport,
+    GatherSettings,
+    SourceJob,
+    SourceOutcome,
+    collect,
+    gather,
+    settings_from,
+    source_jobs,
+)
+from digest.gather.fetch import FetchLimits, SourceFetcher, Validators, http_client
+from digest.gather.topics import TopicMapping
+from digest.models import Issue, Post, Topic, TopicSet
 from digest.personalize import compile_template, token_values
 from digest.plan import plan_issue
 from digest.render import EmailContext, RenderedIssue, render_issue
@@ -46,6 +56,50 @@ PREVIEW_INDEX = "web/preview_index.html.j2"
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def fetch_limits(config: Config | None) -> FetchLimits:
+    if config is None:
+        return FetchLimits()
+    g = config.gather
+    return FetchLimits(g.timeout_seconds, g.max_bytes, g.max_redirects, g.retries, g.user_agent)
+
+
+def inspect_source(
+    location: str,
+    kind: str = "auto",
+    config: Config | None = None,
+    clock: Clock = utc_now,
+    client: httpx.Client | None = None,
+) -> tuple[SourceOutcome, list[Post]]:
+    """Read one source exactly as gather would, store nothing.
+
+    A source named in the config keeps its topic mapping; any other source has its posts'
+    categories mapped to the config's topics (or shown as they are, without a config).
+    """
+    settings = settings_from(config) if config else GatherSettings()
+    job = _job_for(location, kind, config)
+    limits = fetch_limits(config)
+    owned = client is None
+    client = client or http_client(limits)
+    try:
+        outcome, posts, _ = collect(
+            job, SourceFetcher(client, limits), Validators(), settings, clock()
+        )
+    finally:
+        if owned:
+            client.close()
+    return outcome, posts
+
+
+def _job_for(location: str, kind: str, config: Config | None) -> SourceJob:
+    if config is not None:
+        for job in source_jobs(config):
+            if job.location == location:
+                return replace(job, kind=kind if kind != "auto" else job.kind)
+        names = [(t.slug, t.name) for t in config.topics]
+        return SourceJob(location, location, TopicMapping.by_category(names, {}), kind)
+    return SourceJob(location, location, TopicMapping(keep_categories=True), kind)
 
 
 @dataclass(frozen=True)
@@ -108,8 +162,7 @@ class Project:
         client: httpx.Client | None = None,
         on_source: Callable[[SourceOutcome], None] | None = None,
     ) -> GatherReport:
-        g = self.config.gather
-        limits = FetchLimits(g.timeout_seconds, g.max_bytes, g.max_redirects, 2, g.user_agent)
+        limits = fetch_limits(self.config)
         owned = client is None
         client = client or http_client(limits)
         try:

@@ -3,7 +3,7 @@ and plan). Subscribers have their own store in :mod:`subscribers.store`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +13,8 @@ from sqlalchemy import Connection, Row, func, insert, select, update
 from digest import db
 from digest.gather.fetch import Validators
 from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
+
+AnyRow = Row[*tuple[Any, ...]]
 
 
 def sync_topics(conn: Connection, topics: Sequence[Topic]) -> dict[str, int]:
@@ -59,47 +61,86 @@ class StoreCounts:
 
 
 def store_posts(
-    conn: Connection, posts: Iterable[Post], topic_id: dict[str, int], now: datetime
+    conn: Connection, posts: Sequence[Post], topic_id: dict[str, int], now: datetime
 ) -> StoreCounts:
     """Insert new posts, update changed ones (same uid or URL, new content hash), add topics.
 
     An updated post keeps its ``first_seen_at`` and its place in earlier issues: it is not new.
+    Reads and inserts go in chunks, so thousands of posts cost a handful of statements.
     """
     new = updated = unchanged = 0
-    for post in posts:
-        row = (
-            conn.execute(
-                select(db.posts.c.id, db.posts.c.content_hash).where(db.posts.c.uid == post.uid)
-            ).first()
-            or conn.execute(
-                select(db.posts.c.id, db.posts.c.content_hash).where(db.posts.c.url == post.url)
-            ).first()
-        )
-        values = _post_values(post) | {"updated_at": now}
-        if row is None:
-            post_id = conn.execute(
-                insert(db.posts).values(**values, first_seen_at=now).returning(db.posts.c.id)
-            ).scalar_one()
-            new += 1
-        else:
-            post_id = row.id
-            if row.content_hash != post.content_hash:
-                values.pop("uid")
-                conn.execute(update(db.posts).where(db.posts.c.id == post_id).values(**values))
-                updated += 1
+    for start in range(0, len(posts), STORE_CHUNK):
+        chunk = posts[start : start + STORE_CHUNK]
+        known = _known_posts(conn, chunk)
+        fresh = [p for p in chunk if _match(known, p) is None]
+        ids: dict[str, int] = {}
+        if fresh:
+            rows = [_post_values(p) | {"updated_at": now, "first_seen_at": now} for p in fresh]
+            inserted = conn.execute(
+                insert(db.posts).returning(
+                    db.posts.c.id, db.posts.c.uid, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+            ids = {row.uid: row.id for row in inserted}
+            new += len(fresh)
+        links: list[dict[str, int]] = []
+        existing_topics = _topics_of(conn, [row.id for row in known.values()])
+        for post in chunk:
+            row = _match(known, post)
+            if row is None:
+                post_id = ids[post.uid]
+                have: set[int] = set()
             else:
-                unchanged += 1
-        known = set(
-            conn.execute(
-                select(db.post_topics.c.topic_id).where(db.post_topics.c.post_id == post_id)
-            ).scalars()
-        )
-        for slug in post.topics:
-            if topic_id[slug] not in known:
-                conn.execute(
-                    insert(db.post_topics).values(post_id=post_id, topic_id=topic_id[slug])
-                )
+                post_id = row.id
+                have = existing_topics.get(post_id, set())
+                if row.content_hash != post.content_hash:
+                    values = _post_values(post) | {"updated_at": now}
+                    values.pop("uid")
+                    conn.execute(update(db.posts).where(db.posts.c.id == post_id).values(**values))
+                    updated += 1
+                else:
+                    unchanged += 1
+            links += [
+                {"post_id": post_id, "topic_id": topic_id[slug]}
+                for slug in post.topics
+                if topic_id[slug] not in have
+            ]
+        if links:
+            conn.execute(insert(db.post_topics), links)
     return StoreCounts(new, updated, unchanged)
+
+
+STORE_CHUNK = 500
+
+
+def _known_posts(conn: Connection, posts: Sequence[Post]) -> dict[str, AnyRow]:
+    """Stored posts matching any of these by uid or URL, keyed ``uid:…`` and ``url:…``."""
+    uids = [p.uid for p in posts]
+    urls = [p.url for p in posts]
+    query = select(db.posts.c.id, db.posts.c.uid, db.posts.c.url, db.posts.c.content_hash).where(
+        db.posts.c.uid.in_(uids) | db.posts.c.url.in_(urls)
+    )
+    known: dict[str, AnyRow] = {}
+    for row in conn.execute(query):
+        known[f"uid:{row.uid}"] = row
+        known.setdefault(f"url:{row.url}", row)
+    return known
+
+
+def _match(known: dict[str, AnyRow], post: Post) -> AnyRow | None:
+    return known.get(f"uid:{post.uid}") or known.get(f"url:{post.url}")
+
+
+def _topics_of(conn: Connection, post_ids: Sequence[int]) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    if post_ids:
+        query = select(db.post_topics.c.post_id, db.post_topics.c.topic_id).where(
+            db.post_topics.c.post_id.in_(post_ids)
+        )
+        for post_id, topic in conn.execute(query):
+            out.setdefault(post_id, set()).add(topic)
+    return out
 
 
 def _post_values(post: Post) -> dict[str, object]:
@@ -121,7 +162,7 @@ def _post_values(post: Post) -> dict[str, object]:
     }
 
 
-def _stored(r: Row[Any], topics: tuple[str, ...]) -> StoredPost:
+def _stored(r: AnyRow, topics: tuple[str, ...]) -> StoredPost:
     image = (
         HeroImage(r.image_url, r.image_alt or r.title, r.image_width, r.image_height)
         if r.image_url
@@ -156,7 +197,7 @@ def candidate_posts(
     )
     if after is not None:
         query = query.where(db.posts.c.published_at > after)
-    rows: dict[int, tuple[Row[Any], list[str]]] = {}
+    rows: dict[int, tuple[AnyRow, list[str]]] = {}
     for row in conn.execute(query):
         rows.setdefault(row.id, (row, []))[1].append(row.slug)
     return [_stored(row, tuple(slugs)) for row, slugs in rows.values()]

@@ -57,7 +57,7 @@ def corpus() -> Path:
     folder = os.environ.get("DIGEST_CORPUS_DIR")
     if not folder:
         pytest.skip("DIGEST_CORPUS_DIR is not set: corpus tests skipped")
-    path = Path(folder)
+    path = Path(folder).resolve()
     if not path.is_dir():
         pytest.skip(f"DIGEST_CORPUS_DIR={folder} is not a folder: corpus tests skipped")
     return path

@@ -1,11 +1,14 @@
 """gather: sources → normalized posts in the database.
 
-A source that fails is reported by name with its reason; the others go on.
+Sources are read concurrently (one request at a time per host); a source that fails is reported
+by name with its reason and the others go on. Every kind of source goes through the same
+normalization (:mod:`digest.gather.entry`), so ``digest inspect`` shows what gather stores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -14,17 +17,27 @@ from sqlalchemy import Engine
 from digest import repository
 from digest.config import Config
 from digest.errors import SourceError
-from digest.gather.feed import parse_feed
-from digest.gather.fetch import Fetcher
-from digest.gather.urls import canonical_url
-from digest.models import Post, Topic
+from digest.gather.entry import NormalizeContext, normalize
+from digest.gather.fetch import Fetcher, Validators
+from digest.gather.images import og_image, to_hero
+from digest.gather.sources import read_source
+from digest.gather.topics import TopicMapping
+from digest.gather.urls import absolute_url, canonical_url
+from digest.models import HeroImage, Post, Topic
 
 
 @dataclass(frozen=True)
 class SourceJob:
     name: str
     location: str
-    topic: str
+    mapping: TopicMapping
+    kind: str = "auto"
+    base_url: str | None = None
+
+    @property
+    def topic(self) -> str:
+        """What the report shows under "Topic"."""
+        return self.mapping.fixed or "by category"
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,9 @@ class SourceOutcome:
     posts: int = 0
     not_modified: bool = False
     error: str | None = None
+    kind: str = ""
+    unmapped: int = 0
+    """Posts skipped because none of their categories maps to a topic."""
 
     @property
     def ok(self) -> bool:
@@ -51,12 +67,53 @@ class GatherReport:
         return tuple(s for s in self.sources if not s.ok)
 
 
+@dataclass(frozen=True)
+class GatherSettings:
+    excerpt_words: int = 40
+    max_pages: int = 5
+    max_bytes: int = 10_000_000
+    og_image: bool = False
+    concurrency: int = 4
+    default_images: tuple[tuple[str, HeroImage], ...] = ()
+    """(topic slug, image) for posts that end up without a hero, in config order."""
+
+
+def settings_from(config: Config) -> GatherSettings:
+    defaults = []
+    for topic in config.topics:
+        url = config.asset_url(topic.default_image)
+        if url:
+            defaults.append((topic.slug, HeroImage(url, topic.name)))
+    g = config.gather
+    return GatherSettings(
+        g.excerpt_words, g.max_pages, g.max_bytes, g.og_image, g.concurrency, tuple(defaults)
+    )
+
+
 def source_jobs(config: Config) -> list[SourceJob]:
-    return [
-        SourceJob(source.label, config.source_location(source), topic.slug)
+    jobs = [
+        SourceJob(
+            source.label,
+            config.source_location(source),
+            TopicMapping.one_topic(topic.slug),
+            source.kind,
+            source.base_url,
+        )
         for topic in config.topics
         for source in topic.sources
     ]
+    names = [(t.slug, t.name) for t in config.topics]
+    jobs += [
+        SourceJob(
+            source.label,
+            config.source_location(source),
+            TopicMapping.by_category(names, source.categories),
+            source.kind,
+            source.base_url,
+        )
+        for source in config.file.sources
+    ]
+    return jobs
 
 
 def merge_posts(posts: Sequence[Post]) -> list[Post]:
@@ -77,6 +134,62 @@ def merge_posts(posts: Sequence[Post]) -> list[Post]:
     return list(merged.values())
 
 
+def collect(
+    job: SourceJob,
+    fetcher: Fetcher,
+    validators: Validators,
+    settings: GatherSettings,
+    now: datetime,
+) -> tuple[SourceOutcome, list[Post], Validators]:
+    """Read and normalize one source. Never raises for a bad source: the outcome says why."""
+    try:
+        read = read_source(
+            job.location,
+            job.kind,
+            fetcher,
+            validators,
+            max_pages=settings.max_pages,
+            max_bytes=settings.max_bytes,
+            base_url=job.base_url,
+        )
+    except SourceError as err:
+        return SourceOutcome(job, error=err.message), [], validators
+    ctx = NormalizeContext.for_source(job.location, job.name, now, settings.excerpt_words)
+    posts: list[Post] = []
+    unmapped = 0
+    for raw in read.entries:
+        topics = job.mapping.topics_for(raw.categories)
+        if not topics:
+            unmapped += 1
+            continue
+        post = normalize(raw, topics, ctx)
+        if post is not None:
+            posts.append(_with_fallback_image(post, fetcher, settings, ctx))
+    outcome = SourceOutcome(job, len(posts), read.not_modified, None, read.kind, unmapped)
+    return outcome, posts, read.validators
+
+
+def _with_fallback_image(
+    post: Post, fetcher: Fetcher, settings: GatherSettings, ctx: NormalizeContext
+) -> Post:
+    if post.image is not None:
+        return post
+    if settings.og_image and post.url.startswith(("http://", "https://")):
+        try:
+            page = fetcher.fetch(post.url, Validators())
+        except SourceError:
+            page = None
+        found = og_image(page.body.decode("utf-8", "replace")) if page else None
+        if found is not None:
+            hero = to_hero(found, post.title, lambda u: absolute_url(u, post.url, ctx.schemes))
+            if hero is not None:
+                return replace(post, image=hero)
+    for slug, image in settings.default_images:
+        if slug in post.topics:
+            return replace(post, image=replace(image, alt=post.title))
+    return post
+
+
 def gather(
     config: Config,
     engine: Engine,
@@ -85,45 +198,26 @@ def gather(
     on_source: Callable[[SourceOutcome], None] | None = None,
 ) -> GatherReport:
     jobs = source_jobs(config)
-    topics = [Topic(t.slug, t.name) for t in config.topics]
+    settings = settings_from(config)
     with engine.begin() as conn:
-        topic_id = repository.sync_topics(conn, topics)
+        topic_id = repository.sync_topics(conn, [Topic(t.slug, t.name) for t in config.topics])
+        known = {job.location: repository.source_validators(conn, job.location) for job in jobs}
+
+    def run(job: SourceJob) -> tuple[SourceOutcome, list[Post], Validators]:
+        return collect(job, fetcher, known[job.location], settings, now)
+
     outcomes: list[SourceOutcome] = []
     found: list[Post] = []
-    for job in jobs:
-        outcome, posts = _gather_one(job, config, engine, fetcher, now)
-        outcomes.append(outcome)
-        found.extend(posts)
-        if on_source is not None:
-            on_source(outcome)
+    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+        for outcome, posts, validators in pool.map(run, jobs):
+            outcomes.append(outcome)
+            found.extend(posts)
+            with engine.begin() as conn:
+                repository.save_source_state(
+                    conn, outcome.job.location, validators, now, outcome.error
+                )
+            if on_source is not None:
+                on_source(outcome)
     with engine.begin() as conn:
         counts = repository.store_posts(conn, merge_posts(found), topic_id, now)
     return GatherReport(tuple(outcomes), counts.new, counts.updated, counts.unchanged)
-
-
-def _gather_one(
-    job: SourceJob, config: Config, engine: Engine, fetcher: Fetcher, now: datetime
-) -> tuple[SourceOutcome, list[Post]]:
-    with engine.connect() as conn:
-        validators = repository.source_validators(conn, job.location)
-    try:
-        fetched = fetcher.fetch(job.location, validators)
-        posts = (
-            []
-            if fetched.not_modified
-            else parse_feed(
-                fetched.body,
-                location=job.location,
-                source=job.name,
-                topics=[job.topic],
-                now=now,
-                excerpt_words=config.gather.excerpt_words,
-            )
-        )
-    except SourceError as err:
-        with engine.begin() as conn:
-            repository.save_source_state(conn, job.location, validators, now, err.message)
-        return SourceOutcome(job, error=err.message), []
-    with engine.begin() as conn:
-        repository.save_source_state(conn, job.location, fetched.validators, now, None)
-    return SourceOutcome(job, posts=len(posts), not_modified=fetched.not_modified), posts

@@ -1,53 +1,22 @@
-"""RSS 0.9x/1.0/2.0 and Atom entries → :class:`Post` values, with feedparser."""
+"""RSS 0.9x/1.0/2.0 and Atom → raw entries, with feedparser."""
 
 from __future__ import annotations
 
-import calendar
-import hashlib
-import time
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import feedparser
 
 from digest.errors import SourceError
-from digest.gather.excerpt import cut_words, plain_text, reading_minutes
-from digest.gather.images import pick_hero
-from digest.gather.urls import absolute_url, allowed_schemes, canonical_url
-from digest.models import Post
+from digest.gather.dates import from_struct, parse_date
+from digest.gather.entry import RawEntry
+from digest.gather.images import ImageCandidate, dimension, looks_like_image
+
+MEDIA_ALT_MAX = 300
 
 
-def parse_feed(
-    body: bytes,
-    *,
-    location: str,
-    source: str,
-    topics: Sequence[str],
-    now: datetime,
-    excerpt_words: int,
-) -> list[Post]:
-    """Every usable entry of a feed. Entries without a title or an allowed link are skipped.
-
-    ``location`` is passed to feedparser as Content-Location so relative links resolve against
-    the feed's own address, as a reader's browser would.
-    """
-    location = _joinable(location)
-    parsed = feedparser.parse(body, response_headers={"content-location": location})
-    if parsed.bozo and not parsed.entries and not parsed.feed:
-        raise SourceError(f"not a feed ({_bozo_reason(parsed)})", where=source)
-    if not parsed.entries and not parsed.feed.get("title") and parsed.version == "":
-        raise SourceError("not an RSS or Atom feed", where=source)
-    schemes = allowed_schemes(location)
-    posts = []
-    for entry in parsed.entries:
-        post = _entry_to_post(entry, location, source, topics, now, excerpt_words, schemes)
-        if post is not None:
-            posts.append(post)
-    return posts
-
-
-def _joinable(location: str) -> str:
+def joinable(location: str) -> str:
     """``file:///path`` as ``file://localhost/path``: feedparser's URL fixer strips the slashes
     after ``://``, which would turn the first folder of a local path into a host name."""
     if location.startswith("file:///"):
@@ -55,80 +24,126 @@ def _joinable(location: str) -> str:
     return location
 
 
-def _bozo_reason(parsed: Any) -> str:
-    exc = parsed.get("bozo_exception")
-    return str(exc).splitlines()[0] if exc else "unreadable"
+def parse_document(body: bytes, location: str, content_type: str | None = None) -> Any:
+    """feedparser's result, with ``location`` as Content-Location so relative links resolve
+    against the feed's own address (then ``xml:base``), as a reader's browser would.
+
+    ``content_type`` is the server's Content-Type (its charset wins over the XML declaration,
+    as the HTTP rules say); a file has none and is read as XML.
+    """
+    headers = {
+        "content-location": joinable(location),
+        "content-type": content_type or "application/xml",
+    }
+    # feedparser's own sanitizer is skipped: every HTML field is reduced to plain text by nh3
+    # (digest.gather.excerpt) and every URL passes the scheme filter, which is cheaper and
+    # stricter than cleaning HTML we never keep.
+    return feedparser.parse(body, response_headers=headers, sanitize_html=False)
 
 
-def _entry_to_post(
-    entry: Mapping[str, Any],
-    location: str,
-    source: str,
-    topics: Sequence[str],
-    now: datetime,
-    excerpt_words: int,
-    schemes: frozenset[str],
-) -> Post | None:
-    title = plain_text(str(entry.get("title") or ""))
-    link = absolute_url(str(entry.get("link") or ""), location, schemes)
-    if not title or link is None:
-        return None
-    url = canonical_url(link)
-    guid = str(entry.get("id") or "").strip()
-    content_html = _content_html(entry)
-    summary_html = str(entry.get("summary") or "")
-    body_text = plain_text(content_html or summary_html)
-    summary_text = plain_text(summary_html)
-    excerpt_source = summary_text if _is_real_summary(summary_text, body_text) else body_text
-    author = plain_text(str(entry.get("author") or "")) or None
-
-    def absolute(value: str) -> str | None:
-        # Relative media and enclosure URLs are relative to the feed document, not the post.
-        return absolute_url(value, location, schemes)
-
-    image = pick_hero(entry, content_html or summary_html, title, absolute)
-    content_hash = hashlib.sha256(
-        "\x1f".join([title, url, body_text, image.url if image else ""]).encode()
-    ).hexdigest()
-    return Post(
-        uid=guid or url,
-        url=url,
-        title=title,
-        excerpt=cut_words(excerpt_source, excerpt_words),
-        published_at=_published(entry) or now,
-        topics=tuple(topics),
-        author=author,
-        image=image,
-        reading_minutes=reading_minutes(body_text),
-        content_hash=content_hash,
-        source=source,
-    )
+_ENTITY_DECLARATION = re.compile(rb"<!DOCTYPE[^>\[]*\[[^\]]*<!ENTITY", re.S | re.I)
 
 
-def _content_html(entry: Mapping[str, Any]) -> str:
-    contents = entry.get("content")
-    if isinstance(contents, list) and contents:
-        html_parts = [str(c.get("value", "")) for c in contents if "html" in str(c.get("type"))]
-        return max(html_parts or [str(contents[0].get("value", ""))], key=len)
-    return ""
+def read_feed(body: bytes, location: str, content_type: str | None = None) -> list[RawEntry]:
+    if _ENTITY_DECLARATION.search(body[:65536]):
+        raise SourceError(
+            "refused: the document declares its own XML entities (an entity-expansion attack "
+            "looks like this; real feeds do not need them)"
+        )
+    parsed = parse_document(body, location, content_type)
+    if not parsed.version and not parsed.entries:
+        exc = parsed.get("bozo_exception")
+        reason = str(exc).splitlines()[0] if exc else "no RSS or Atom elements"
+        raise SourceError(f"not an RSS or Atom feed ({reason})")
+    return [_raw(entry) for entry in parsed.entries]
 
 
-def _is_real_summary(summary: str, body: str) -> bool:
-    """A summary that is just the body's first words (many blogs do that) is not a real one."""
-    if len(summary.split()) < 5:
-        return False
-    head = summary.rstrip(" .…[]").removesuffix("[…]").removesuffix("...").strip()
-    return not (
-        body and body.startswith(head[: max(20, len(head) - 5)]) and len(body) > len(summary) * 2
-    )
-
-
-def _published(entry: Mapping[str, Any]) -> datetime | None:
+def _raw(entry: Mapping[str, Any]) -> RawEntry:
+    contents = [c for c in entry.get("content") or [] if isinstance(c, Mapping)]
+    html = [str(c.get("value", "")) for c in contents if "html" in str(c.get("type"))]
+    plain = [str(c.get("value", "")) for c in contents if str(c.get("type")) == "text/plain"]
+    content_html = max(html, key=len) if html else ""
+    published = None
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
-        if isinstance(value, time.struct_time):
-            try:
-                return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
-            except (OverflowError, ValueError, OSError):
-                continue
+        if entry.get(key):
+            published = from_struct(entry[key])
+            if published:
+                break
+    if published is None:
+        published = parse_date(str(entry.get("published") or entry.get("updated") or ""))
+    return RawEntry(
+        title=str(entry.get("title") or ""),
+        link=_link(entry),
+        guid=str(entry.get("id") or "") or None,
+        summary_html=str(entry.get("summary") or ""),
+        content_html=content_html,
+        published=published,
+        author=str(entry.get("author") or "") or None,
+        categories=tuple(
+            str(t.get("term") or t.get("label") or "").strip()
+            for t in entry.get("tags") or []
+            if isinstance(t, Mapping) and (t.get("term") or t.get("label"))
+        ),
+        images=_images(entry, media_alt=_media_alt(plain, entry)),
+        base=_base(entry),
+    )
+
+
+def _link(entry: Mapping[str, Any]) -> str | None:
+    link = entry.get("link")
+    if link:
+        return str(link)
+    for candidate in entry.get("links") or []:
+        if candidate.get("rel", "alternate") == "alternate" and candidate.get("href"):
+            return str(candidate["href"])
     return None
+
+
+def _base(entry: Mapping[str, Any]) -> str | None:
+    """The entry's own xml:base, as feedparser reports it on its title or content."""
+    for key in ("title_detail", "summary_detail"):
+        detail = entry.get(key)
+        if isinstance(detail, Mapping) and detail.get("base"):
+            return str(detail["base"])
+    return None
+
+
+def _media_alt(plain: list[str], entry: Mapping[str, Any]) -> str | None:
+    """feedparser files ``media:description`` as a text/plain content item; next to media
+    images, a short one is the image's description."""
+    if not (entry.get("media_content") or entry.get("media_thumbnail")):
+        return None
+    for text in plain:
+        text = " ".join(text.split())
+        if 0 < len(text) <= MEDIA_ALT_MAX:
+            return text
+    return None
+
+
+def _images(entry: Mapping[str, Any], media_alt: str | None) -> tuple[ImageCandidate, ...]:
+    media = [
+        m
+        for m in entry.get("media_content") or []
+        if isinstance(m, Mapping)
+        and m.get("url")
+        and looks_like_image(str(m["url"]), m.get("type"), m.get("medium"))
+    ]
+    media.sort(key=lambda m: dimension(m.get("width")) or 0, reverse=True)
+    found = [
+        ImageCandidate(
+            str(m["url"]), media_alt, dimension(m.get("width")), dimension(m.get("height"))
+        )
+        for m in media
+    ]
+    found += [
+        ImageCandidate(
+            str(t["url"]), media_alt, dimension(t.get("width")), dimension(t.get("height"))
+        )
+        for t in entry.get("media_thumbnail") or []
+        if isinstance(t, Mapping) and t.get("url")
+    ]
+    for enclosure in entry.get("enclosures") or []:
+        href = str(enclosure.get("href") or enclosure.get("url") or "")
+        if href and looks_like_image(href, enclosure.get("type")):
+            found.append(ImageCandidate(href))
+    return tuple(found)

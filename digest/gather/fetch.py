@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -29,6 +31,7 @@ class Fetched:
     body: bytes
     validators: Validators
     not_modified: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Fetcher(Protocol):
@@ -63,7 +66,8 @@ class SourceFetcher:
     """Fetches ``file://`` locations from disk and ``http(s)://`` ones with ``client``.
 
     The client is passed in so tests can point it at a local server and the CLI can share one
-    connection pool across sources.
+    connection pool across sources. Safe to share between threads: requests to one host wait
+    for each other, so a site never sees more than one request from us at a time.
     """
 
     def __init__(
@@ -75,6 +79,16 @@ class SourceFetcher:
         self.client = client
         self.limits = limits
         self.sleep = sleep
+        self._hosts: dict[str, threading.Lock] = {}
+        self._hosts_lock = threading.Lock()
+
+    @contextmanager
+    def _one_at_a_time(self, location: str) -> Iterator[None]:
+        host = (urlsplit(location).hostname or "").lower()
+        with self._hosts_lock:
+            lock = self._hosts.setdefault(host, threading.Lock())
+        with lock:
+            yield
 
     def fetch(self, location: str, validators: Validators) -> Fetched:
         scheme = urlsplit(location).scheme
@@ -82,12 +96,17 @@ class SourceFetcher:
             return Fetched(read_file(location, self.limits.max_bytes), Validators())
         if scheme not in ("http", "https"):
             raise SourceError(f"unsupported URL scheme {scheme!r}")
+        with self._one_at_a_time(location):
+            return self._with_retries(location, validators)
+
+    def _with_retries(self, location: str, validators: Validators) -> Fetched:
         for attempt in range(self.limits.retries + 1):
             try:
                 return self._get(location, validators)
             except _Retryable as err:
                 if attempt == self.limits.retries:
-                    raise SourceError(err.reason) from None
+                    tries = f" (after {attempt + 1} tries)" if attempt else ""
+                    raise SourceError(err.reason + tries) from None
                 delay = err.retry_after if err.retry_after is not None else 2.0**attempt
                 self.sleep(min(30.0, delay))
         raise AssertionError("unreachable")
@@ -109,14 +128,25 @@ class SourceFetcher:
                     )
                 if response.status_code >= 400:
                     raise SourceError(f"HTTP {response.status_code} {response.reason_phrase}")
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > self.limits.max_bytes:
+                    raise SourceError(
+                        f"body of {declared} bytes is over the limit of {self.limits.max_bytes}"
+                    )
                 body = bytearray()
+                deadline = time.monotonic() + self.limits.timeout_seconds
                 for chunk in response.iter_bytes():
                     body.extend(chunk)
                     if len(body) > self.limits.max_bytes:
                         raise SourceError(f"body over the limit of {self.limits.max_bytes} bytes")
+                    if time.monotonic() > deadline:
+                        raise _Retryable(
+                            f"body not complete after {self.limits.timeout_seconds:g} s", None
+                        )
                 return Fetched(
                     bytes(body),
                     Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")),
+                    headers=dict(response.headers),
                 )
         except httpx.TooManyRedirects:
             raise SourceError(f"more than {self.limits.max_redirects} redirects") from None

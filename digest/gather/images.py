@@ -1,12 +1,15 @@
-"""Choosing a post's hero image from what a feed entry offers.
+"""Choosing a post's hero image.
 
-Preference: the largest ``media:content`` image, then ``media:thumbnail``, then an image
-enclosure, then the first image in the content that is not a tracking pixel.
+Order: the images the format names explicitly, as the source module ranked them (largest
+media:content, media:thumbnail, image enclosures, JSON Feed image/banner_image, WordPress
+featured media), then the first content image that is not a tracking pixel. The article page's
+og:image and the topic's default image come after, in :mod:`digest.gather`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +33,15 @@ UrlFilter = Callable[[str], str | None]
 """Makes a URL absolute and allowed, or returns None to drop it."""
 
 
-def _int(value: Any) -> int | None:
+@dataclass(frozen=True)
+class ImageCandidate:
+    url: str
+    alt: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def dimension(value: Any) -> int | None:
     try:
         number = int(str(value).strip().removesuffix("px"))
     except (TypeError, ValueError):
@@ -38,12 +49,10 @@ def _int(value: Any) -> int | None:
     return number if number > 0 else None
 
 
-def _looks_like_image(item: Mapping[str, Any], url: str) -> bool:
-    kind = str(item.get("type") or "")
-    medium = str(item.get("medium") or "")
-    if medium == "image" or kind.startswith("image/"):
+def looks_like_image(url: str, mime: str | None = None, medium: str | None = None) -> bool:
+    if medium == "image" or (mime or "").startswith("image/"):
         return True
-    if medium or kind:
+    if medium or mime:
         return False
     return urlsplit(url).path.lower().endswith(IMAGE_EXTENSIONS)
 
@@ -55,71 +64,65 @@ def is_tracking_pixel(url: str, width: int | None, height: int | None) -> bool:
     return host in TRACKER_HOSTS or host.startswith(("pixel.", "stats.", "track."))
 
 
-class _ImageFinder(HTMLParser):
-    def __init__(self) -> None:
+class _TagFinder(HTMLParser):
+    def __init__(self, tag: str) -> None:
         super().__init__(convert_charrefs=True)
-        self.images: list[dict[str, str]] = []
+        self.tag = tag
+        self.found: list[dict[str, str]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "img":
-            self.images.append({k: v for k, v in attrs if v is not None})
+        if tag == self.tag:
+            self.found.append({k: v for k, v in attrs if v is not None})
 
 
-def content_images(fragment: str) -> list[dict[str, str]]:
-    finder = _ImageFinder()
+def tags(fragment: str, tag: str) -> list[dict[str, str]]:
+    finder = _TagFinder(tag)
     finder.feed(fragment)
     finder.close()
-    return finder.images
+    return finder.found
+
+
+def content_images(fragment: str) -> list[ImageCandidate]:
+    """``<img>`` elements of a fragment that are not tracking pixels, in document order."""
+    out = []
+    for attrs in tags(fragment, "img"):
+        src = attrs.get("src", "").strip()
+        width, height = dimension(attrs.get("width")), dimension(attrs.get("height"))
+        if src and not is_tracking_pixel(src, width, height):
+            out.append(ImageCandidate(src, attrs.get("alt"), width, height))
+    return out
+
+
+def og_image(page_html: str) -> ImageCandidate | None:
+    """The ``og:image`` of an article page (with its alt, width and height when given)."""
+    meta = {
+        (m.get("property") or m.get("name") or "").lower(): m.get("content", "")
+        for m in tags(page_html, "meta")
+    }
+    url = meta.get("og:image:secure_url") or meta.get("og:image") or meta.get("twitter:image")
+    if not url:
+        return None
+    return ImageCandidate(
+        url.strip(),
+        meta.get("og:image:alt") or None,
+        dimension(meta.get("og:image:width")),
+        dimension(meta.get("og:image:height")),
+    )
 
 
 def pick_hero(
-    entry: Mapping[str, Any], content_html: str, title: str, absolute: UrlFilter
+    candidates: Iterable[ImageCandidate], content_html: str, title: str, absolute: UrlFilter
 ) -> HeroImage | None:
-    alt_from_feed = _media_alt(entry)
-
-    def make(url: str | None, width: Any, height: Any, alt: str | None = None) -> HeroImage | None:
-        if not url:
-            return None
-        resolved = absolute(url)
-        if resolved is None:
-            return None
-        return HeroImage(
-            resolved, (alt or alt_from_feed or title).strip(), _int(width), _int(height)
-        )
-
-    media = [
-        m for m in _dicts(entry.get("media_content")) if _looks_like_image(m, m.get("url", ""))
-    ]
-    media.sort(key=lambda m: _int(m.get("width")) or 0, reverse=True)
-    for item in media:
-        if hero := make(item.get("url"), item.get("width"), item.get("height")):
+    """The first usable candidate, then the first content image; alt falls back to the title."""
+    for candidate in [*candidates, *content_images(content_html)]:
+        if hero := to_hero(candidate, title, absolute):
             return hero
-    for item in _dicts(entry.get("media_thumbnail")):
-        if hero := make(item.get("url"), item.get("width"), item.get("height")):
-            return hero
-    for item in _dicts(entry.get("enclosures")):
-        url = item.get("href") or item.get("url") or ""
-        if _looks_like_image(item, url) and (hero := make(url, None, None)):
-            return hero
-    for attrs in content_images(content_html):
-        src = attrs.get("src", "")
-        width, height = _int(attrs.get("width")), _int(attrs.get("height"))
-        if src and not is_tracking_pixel(src, width, height):
-            hero = make(src, width, height, attrs.get("alt"))
-            if hero:
-                return hero
     return None
 
 
-def _dicts(value: Any) -> Iterable[Mapping[str, Any]]:
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, Mapping)]
-    return []
-
-
-def _media_alt(entry: Mapping[str, Any]) -> str | None:
-    for key in ("media_description", "media_title"):
-        value = entry.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None
+def to_hero(candidate: ImageCandidate, title: str, absolute: UrlFilter) -> HeroImage | None:
+    url = absolute(candidate.url) if candidate.url else None
+    if url is None:
+        return None
+    alt = " ".join((candidate.alt or "").split()) or title
+    return HeroImage(url, alt, candidate.width, candidate.height)

@@ -13,7 +13,7 @@ from digest.config import load_config
 from digest.gather.fetch import FetchLimits, SourceFetcher, Validators
 from digest.pipeline import Project
 
-FEEDS = Path(__file__).parents[2] / "data" / "feeds"
+FEEDS = Path(__file__).parents[2] / "data" / "sources"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
 CONFIG = f"""
@@ -51,7 +51,9 @@ def test_broken_sources_are_reported_by_name_and_the_rest_gathered(tmp_path: Pat
     report = project.gather()
     failed = {s.job.name: s.error for s in report.failed}
     assert set(failed) == {"gone feed", "text file"}
-    assert "no such file" in str(failed["gone feed"]) and "not a feed" in str(failed["text file"])
+    assert "no such file" in str(failed["gone feed"]) and "not an RSS or Atom feed" in str(
+        failed["text file"]
+    )
     assert report.new == 3  # pools (in both topics), draining (by URL), enclosure
 
     with project.engine.connect() as conn:

@@ -1,0 +1,131 @@
+"""gather over real HTTP against a local server that misbehaves like real feed servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from digest.cli import app
+from digest.config import load_config
+from digest.pipeline import Project
+from tests.feedserver import FeedServer, running
+
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FeedServer]:
+    with running() as feed_server:
+        yield feed_server
+
+
+def write_config(folder: Path, base: str) -> Path:
+    default_image = folder / "default.png"
+    default_image.write_bytes(b"png")
+    path = folder / "digest.toml"
+    path.write_text(
+        f"""
+[site]
+name = "HTTP"
+url = "https://http.example"
+public_url = "http://localhost:8000"
+postal_address = "1 Road"
+
+[[topics]]
+slug = "infra"
+name = "Backend"
+sources = [
+  {{ name = "good", url = "{base}/feed.xml" }},
+  {{ name = "flaky", url = "{base}/flaky.xml" }},
+  {{ name = "slow", url = "{base}/slow.xml" }},
+  {{ name = "huge", url = "{base}/huge.xml" }},
+  {{ name = "loop", url = "{base}/loop" }},
+  {{ name = "error", url = "{base}/error.xml" }},
+  {{ name = "html", url = "{base}/page.html" }},
+  {{ name = "bomb", url = "{base}/bomb.xml" }},
+]
+
+[[topics]]
+slug = "plain"
+name = "Plain"
+default_image = "default.png"
+sources = [{{ name = "no images", url = "{base}/no-images.xml" }}]
+
+[[sources]]
+name = "wordpress"
+url = "{base}/wp-json/wp/v2/posts?categories=7"
+
+[[digests]]
+slug = "weekly"
+name = "Weekly"
+
+[sending]
+from = "digest@http.example"
+
+[gather]
+timeout_seconds = 1
+retries = 1
+max_bytes = 1000000
+max_redirects = 3
+og_image = true
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_each_misbehaviour_is_reported_by_name_and_the_rest_gathered(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    project = Project.open(load_config(write_config(tmp_path, server.base), {}), clock=lambda: NOW)
+    report = project.gather()
+    errors = {s.job.name: s.error or "" for s in report.failed}
+    assert set(errors) == {"slow", "huge", "loop", "error", "html", "bomb"}
+    assert "timed out" in errors["slow"] or "not complete" in errors["slow"]
+    assert "over the limit of 1000000" in errors["huge"]
+    assert "more than 3 redirects" in errors["loop"]
+    assert errors["error"] == "HTTP 500 Internal Server Error (after 2 tries)"
+    assert "not an RSS or Atom feed" in errors["html"]
+    assert errors["bomb"].startswith("refused: the document declares its own XML entities")
+
+    ok = {s.job.name: s for s in report.sources if s.ok}
+    assert ok["good"].posts == 3 and ok["flaky"].posts == 3
+    assert ok["wordpress"].kind == "wordpress" and ok["wordpress"].posts == 4  # two pages
+    assert server.hits["/flaky.xml"] == 2 and server.hits["/error.xml"] == 2
+
+    with project.engine.connect() as conn:
+        from sqlalchemy import select
+
+        from digest import db
+
+        images = dict(conn.execute(select(db.posts.c.uid, db.posts.c.image_url)).all())
+        alts = dict(conn.execute(select(db.posts.c.uid, db.posts.c.image_alt)).all())
+    assert images["article-1"] == f"{server.base}/img/og-card.png"
+    assert alts["article-1"] == "The blog's share card"
+    assert images["article-2"] == (tmp_path / "default.png").resolve().as_uri()
+
+
+def test_an_unchanged_feed_costs_a_304_and_no_parse(server: FeedServer, tmp_path: Path) -> None:
+    project = Project.open(load_config(write_config(tmp_path, server.base), {}), clock=lambda: NOW)
+    project.gather()
+    before = len(server.requests)
+    second = project.gather()
+    good = next(s for s in second.sources if s.job.name == "good")
+    assert good.ok and good.not_modified and good.posts == 0
+    sent = [headers for path, headers in server.requests[before:] if path == "/feed.xml"]
+    assert sent and sent[-1].get("If-None-Match", "").startswith('"')
+    assert all(h.get("User-Agent", "").startswith("digest-generator/") for h in sent)
+
+
+def test_cli_gather_prints_the_failures_and_exits_non_zero(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, server.base)
+    result = CliRunner().invoke(app, ["gather", "--config", str(config)])
+    assert result.exit_code == 1
+    for name in ("slow", "huge", "loop", "error", "html", "bomb"):
+        assert f"Source '{name}' failed:" in result.output
