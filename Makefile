@@ -29,6 +29,7 @@ lint: $(STAMP)
 ## bench: render and personalization figures
 bench: $(STAMP)
 	$(BIN)/python bench/render_bench.py
+	$(BIN)/python bench/gather_bench.py
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache dist build

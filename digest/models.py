@@ -38,6 +38,8 @@ class Post:
     reading_minutes: int = 1
     content_hash: str = ""
     source: str = ""
+    dated: bool = True
+    """False when the source gave no usable date and ``published_at`` is when we first saw it."""
 
 
 @dataclass(frozen=True)

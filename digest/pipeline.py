@@ -37,7 +37,7 @@ from digest.gather.fetch import FetchLimits, SourceFetcher, Validators, http_cli
 from digest.gather.topics import TopicMapping
 from digest.models import Issue, Post, Topic, TopicSet
 from digest.personalize import compile_template, token_values
-from digest.plan import plan_issue
+from digest.plan import LATE_POST_WINDOW, plan_issue
 from digest.render import EmailContext, RenderedIssue, render_issue
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
@@ -185,15 +185,15 @@ class Project:
                 issue = repository.load_issue(conn, pending.id, topics)
                 return Planned(issue, False, self._segments(issue), {})
             last = repository.last_issue(conn, digest.slug)
-            candidates = repository.candidate_posts(
-                conn, [t.slug for t in topics], last.cutoff if last else None, now
-            )
+            since = last.cutoff - LATE_POST_WINDOW if last else None
+            candidates = repository.candidate_posts(conn, [t.slug for t in topics], since, now)
             planned, overflow = plan_issue(
                 digest=digest.slug,
                 topics=topics,
                 candidates=candidates,
                 already_sent=repository.posts_in_issues(conn, digest.slug),
                 last_number=last.number if last else 0,
+                last_cutoff=last.cutoff if last else None,
                 max_posts_per_topic=digest.max_posts_per_topic,
                 now=now,
             )

@@ -6,9 +6,24 @@ Pure: the caller loads the candidates and saves the result.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from digest.models import Issue, IssueSection, StoredPost, Topic
+
+LATE_POST_WINDOW = timedelta(days=7)
+"""How far before the last issue a post may be dated and still count as new, when it was first
+seen after that issue (feeds publish late, and gather may run after the issue went out)."""
+
+
+def is_new(post: StoredPost, last_cutoff: datetime | None, now: datetime) -> bool:
+    """Published by now, and either published after the last issue, or first seen after it
+    and dated at most :data:`LATE_POST_WINDOW` before it (not an old archive just added)."""
+    published = post.post.published_at
+    if published > now:
+        return False
+    if last_cutoff is None or published > last_cutoff:
+        return True
+    return post.first_seen_at > last_cutoff and published > last_cutoff - LATE_POST_WINDOW
 
 
 def plan_issue(
@@ -18,16 +33,16 @@ def plan_issue(
     candidates: Sequence[StoredPost],
     already_sent: Collection[int],
     last_number: int,
+    last_cutoff: datetime | None,
     max_posts_per_topic: int,
     now: datetime,
 ) -> tuple[Issue | None, dict[str, int]]:
     """The next issue and, per topic, how many new posts did not fit (``max_posts_per_topic``).
 
-    ``candidates`` are the posts published after the previous issue's cutoff and not after
-    ``now``; a post already in an earlier issue of this digest is never new again. Sections
-    follow the digest's topic order, posts newest first. ``None`` when nothing is new.
+    A post is in it when :func:`is_new` says so and no earlier issue of this digest had it.
+    Sections follow the digest's topic order, posts newest first. ``None`` when nothing is new.
     """
-    fresh = [p for p in candidates if p.id not in already_sent and p.post.published_at <= now]
+    fresh = [p for p in candidates if p.id not in already_sent and is_new(p, last_cutoff, now)]
     fresh.sort(key=lambda p: (p.post.published_at, p.id), reverse=True)
     sections = []
     overflow: dict[str, int] = {}

@@ -97,6 +97,8 @@ def store_posts(
                 if row.content_hash != post.content_hash:
                     values = _post_values(post) | {"updated_at": now}
                     values.pop("uid")
+                    if not post.dated:
+                        values.pop("published_at")  # stays when we first saw it
                     conn.execute(update(db.posts).where(db.posts.c.id == post_id).values(**values))
                     updated += 1
                 else:
@@ -187,7 +189,8 @@ def _stored(r: AnyRow, topics: tuple[str, ...]) -> StoredPost:
 def candidate_posts(
     conn: Connection, topic_slugs: Sequence[str], after: datetime | None, until: datetime
 ) -> list[StoredPost]:
-    """Posts of these topics published in ``(after, until]``, newest first."""
+    """Posts of these topics published in ``(after, until]``, newest first (a superset of what
+    :func:`digest.plan.is_new` keeps)."""
     query = (
         select(db.posts, db.topics.c.slug)
         .join(db.post_topics, db.post_topics.c.post_id == db.posts.c.id)

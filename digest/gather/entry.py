@@ -82,6 +82,7 @@ def normalize(raw: RawEntry, topics: Sequence[str], ctx: NormalizeContext) -> Po
         reading_minutes=reading_minutes(body_text),
         content_hash=content_hash,
         source=ctx.source,
+        dated=raw.published is not None,
     )
 
 

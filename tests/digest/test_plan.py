@@ -9,24 +9,33 @@ NOW = datetime(2026, 11, 23, 7, tzinfo=UTC)
 BACKEND, FRONTEND = Topic("backend", "Backend"), Topic("frontend", "Frontend")
 
 
-def post(post_id: int, *topics: str, days_ago: float = 1) -> StoredPost:
+def post(
+    post_id: int, *topics: str, days_ago: float = 1, seen_days_ago: float | None = None
+) -> StoredPost:
     published = NOW - timedelta(days=days_ago)
+    seen = NOW - timedelta(days=days_ago if seen_days_ago is None else seen_days_ago)
     return StoredPost(
         post_id,
         Post(
             f"uid-{post_id}", f"https://x.test/{post_id}", f"Post {post_id}", "", published, topics
         ),
-        published,
+        seen,
     )
 
 
-def plan(candidates: list[StoredPost], already_sent: set[int] | None = None, cap: int = 3):  # type: ignore[no-untyped-def]
+def plan(  # type: ignore[no-untyped-def]
+    candidates: list[StoredPost],
+    already_sent: set[int] | None = None,
+    cap: int = 3,
+    last_cutoff: datetime | None = None,
+):
     return plan_issue(
         digest="weekly",
         topics=[BACKEND, FRONTEND],
         candidates=candidates,
         already_sent=already_sent or set(),
         last_number=4,
+        last_cutoff=last_cutoff,
         max_posts_per_topic=cap,
         now=NOW,
     )
@@ -64,3 +73,14 @@ def test_a_post_in_two_topics_is_in_both_sections_but_counted_once() -> None:
 def test_future_posts_wait_for_their_date() -> None:
     issue, _ = plan([post(1, "backend", days_ago=-1)])
     assert issue is None
+
+
+def test_posts_first_seen_after_the_last_issue_are_new_within_a_week() -> None:
+    last = NOW - timedelta(days=7)
+    late = post(1, "backend", days_ago=9, seen_days_ago=1)  # dated before the issue, seen after
+    old = post(2, "backend", days_ago=30, seen_days_ago=1)  # an archive just added
+    sent_era = post(3, "backend", days_ago=9)  # seen before the last issue: it had its chance
+    fresh = post(4, "backend", days_ago=2)
+    issue, _ = plan([late, old, sent_era, fresh], last_cutoff=last)
+    assert issue is not None
+    assert [p.id for p in issue.section("backend").posts] == [4, 1]
