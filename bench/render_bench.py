@@ -18,8 +18,7 @@ from itertools import combinations
 
 from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
 from digest.personalize import HTML_TOKENS, TEXT_TOKENS, compile_template, token_values
-from digest.render import EmailContext, render_html_document, render_issue
-from digest.render.layout import intro_text, preheader_text, segment_sections
+from digest.render import EmailContext, render_issue
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -68,7 +67,14 @@ def main() -> None:
     args = parser.parse_args()
 
     issue = make_issue(args.topics, args.posts)
-    ctx = EmailContext("Bench", "https://blog.example.com", "1 Road", "Bench Weekly", "UTC")
+    ctx = EmailContext(
+        "Bench",
+        "https://blog.example.com",
+        "1 Road",
+        "Bench Weekly",
+        "UTC",
+        topic_urls={s.topic.slug: "https://blog.example.com/t/" for s in issue.sections},
+    )
     slugs = issue.topic_slugs
     keys = [frozenset(c) for n in range(1, len(slugs) + 1) for c in combinations(slugs, n)]
 
@@ -81,10 +87,9 @@ def main() -> None:
     sample = keys[:: max(1, len(keys) // args.full_compiles)][: args.full_compiles]
 
     def full(key: frozenset[str]) -> str:
-        sections = segment_sections(issue, key, ctx.zone)
-        return render_html_document(
-            rendered.env, ctx, issue, sections, intro_text(sections), preheader_text(sections)
-        )
+        """A variant rendered from scratch: Jinja2, MJML and premailer for this segment alone."""
+        sections, _, texts = rendered.fitted(key)
+        return rendered.renderer.document(issue, sections, texts)
 
     start = time.perf_counter()
     for key in sample:
@@ -100,7 +105,8 @@ def main() -> None:
                 "email": f"r{i}@example.com",
                 "unsubscribe_url": f"https://x.example/u/{i:032d}",
                 "preferences_url": f"https://x.example/p/{i:032d}",
-            }
+            },
+            {slug: f"https://x.example/t/{slug}/{i:032d}" for slug in slugs},
         )
         for i in range(args.recipients)
     ]
@@ -109,9 +115,11 @@ def main() -> None:
         template.fill(values)
     fill_each = (time.perf_counter() - start) / len(people)
 
+    topic_keys = [k for k in people[0] if "unsubscribe_topic" in k]
+
     def chained(values: dict[str, str]) -> str:
         out = html
-        for token in (*HTML_TOKENS.values(), *TEXT_TOKENS.values()):
+        for token in (*HTML_TOKENS.values(), *TEXT_TOKENS.values(), *topic_keys):
             out = out.replace(token, values[token])
         return out
 
@@ -134,6 +142,8 @@ def main() -> None:
     print(f"  ratio replace / split-join    : {replace_each / fill_each:9.1f}x")
     print(f"  ratio full compile / person   : {full_each / fill_each:9.0f}x")
     print(f"variant HTML size               : {len(html.encode()) / 1024:9.1f} KiB (all topics)")
+    trimmed = sum(1 for v in variants if v.trimmed)
+    print(f"variants trimmed to the budget  : {trimmed:9d} of {len(variants)}")
 
 
 if __name__ == "__main__":

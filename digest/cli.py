@@ -189,7 +189,7 @@ def _print_plan(project: Project, planned: Planned) -> None:
     topics.add_column("Readers", justify="right")
     for section in issue.sections:
         readers = sum(n for key, n in planned.segments.items() if section.topic.slug in key)
-        more = planned.overflow.get(section.topic.slug)
+        more = section.more
         count = f"{len(section.posts)}" + (f" (+{more} not shown)" if more else "")
         topics.add_row(section.topic.name, count, str(readers))
     topics.add_section()

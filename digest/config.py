@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
+from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
+from jinja2 import Environment, TemplateSyntaxError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -90,7 +92,33 @@ class SiteConfig(_Strict):
     )
     postal_address: str = Field(min_length=1)
     logo: str | None = None
-    language: str = "en"
+    language: str = Field(default="en", description="language and locale of the emails, e.g. de_DE")
+    templates: str | None = Field(
+        default=None, description="a folder whose templates override the bundled ones"
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value.replace("-", "_"))
+        except (ValueError, UnknownLocaleError):
+            raise ValueError("expected a locale such as 'en', 'de' or 'pt_BR'") from None
+        return value
+
+
+_COLOR = r"^#[0-9a-fA-F]{6}$"
+
+
+class ThemeConfig(_Strict):
+    """Colors hold on white and, through the dark-mode styles, on dark backgrounds."""
+
+    brand: str = Field(default="#1f3a5f", pattern=_COLOR)
+    accent: str = Field(default="#c2410c", pattern=_COLOR)
+    text: str = Field(default="#1f2933", pattern=_COLOR)
+    muted: str = Field(default="#52606d", pattern=_COLOR)
+    background: str = Field(default="#eef1f5", pattern=_COLOR)
+    font: str = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 
 SourceKind = Literal["auto", "feed", "jsonfeed", "wordpress", "markdown"]
@@ -123,6 +151,7 @@ class SharedSourceConfig(SourceConfig):
 class TopicConfig(_Strict):
     slug: Slug
     name: str = Field(min_length=1)
+    url: HttpUrl | None = Field(default=None, description="the topic's page on the blog")
     sources: list[SourceConfig] = Field(default_factory=list)
     default_image: str | None = Field(
         default=None, description="hero for posts that have none (path or URL)"
@@ -136,6 +165,18 @@ class DigestConfig(_Strict):
     timezone: str = "UTC"
     topics: list[str] = Field(default_factory=list, description="topic slugs; empty = all")
     max_posts_per_topic: int = Field(default=4, ge=1, le=50)
+    subject: str | None = Field(default=None, description="Jinja template of the subject line")
+    preheader: str | None = Field(default=None, description="Jinja template of the preheader")
+
+    @field_validator("subject", "preheader")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                Environment(autoescape=True).parse(value)
+            except TemplateSyntaxError as err:
+                raise ValueError(f"not a valid template ({err.message})") from None
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -212,6 +253,7 @@ class FileConfig(_Strict):
     digests: list[DigestConfig] = Field(min_length=1)
     sending: SendingConfig
     gather: GatherConfig = Field(default_factory=GatherConfig)
+    theme: ThemeConfig = Field(default_factory=ThemeConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> FileConfig:

@@ -154,6 +154,14 @@ issue_posts = Table(
     Column("position", Integer, nullable=False),
 )
 
+issue_topics = Table(
+    "issue_topics",
+    metadata,
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("topic_id", ForeignKey("topics.id"), primary_key=True),
+    Column("more", Integer, nullable=False, server_default="0"),
+)
+
 deliveries = Table(
     "deliveries",
     metadata,

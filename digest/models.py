@@ -55,6 +55,8 @@ class StoredPost:
 class IssueSection:
     topic: Topic
     posts: tuple[StoredPost, ...]
+    more: int = 0
+    """New posts of this topic that did not fit (the digest's max posts per topic)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class Variant:
     subject: str
     html: str
     text: str
+    trimmed: dict[str, int] = field(default_factory=dict)
+    """Cards moved into "more" links per topic to keep the HTML under the size budget."""
 
 
 @dataclass(frozen=True)

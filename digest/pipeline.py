@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from jinja2 import Environment
 from sqlalchemy import Engine
 
 from digest import db, repository
@@ -38,7 +39,8 @@ from digest.gather.topics import TopicMapping
 from digest.models import Issue, Post, Topic, TopicSet
 from digest.personalize import compile_template, token_values
 from digest.plan import LATE_POST_WINDOW, plan_issue
-from digest.render import EmailContext, RenderedIssue, render_issue
+from digest.render import EmailContext, RenderedIssue, Theme, render_issue
+from digest.render.environment import make_environment
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
 from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
@@ -109,7 +111,6 @@ class Planned:
     issue: Issue
     created: bool
     segments: dict[TopicSet, int]
-    overflow: dict[str, int]
 
     @property
     def recipients(self) -> int:
@@ -122,6 +123,7 @@ class PreviewResult:
     index: Path
     files: dict[TopicSet, Path]
     html_bytes: dict[TopicSet, int]
+    trimmed: dict[TopicSet, dict[str, int]]
 
     @property
     def over_budget(self) -> dict[TopicSet, int]:
@@ -183,11 +185,11 @@ class Project:
             pending = repository.unfinished_issue(conn, digest.slug)
             if pending is not None:
                 issue = repository.load_issue(conn, pending.id, topics)
-                return Planned(issue, False, self._segments(issue), {})
+                return Planned(issue, False, self._segments(issue))
             last = repository.last_issue(conn, digest.slug)
             since = last.cutoff - LATE_POST_WINDOW if last else None
             candidates = repository.candidate_posts(conn, [t.slug for t in topics], since, now)
-            planned, overflow = plan_issue(
+            planned = plan_issue(
                 digest=digest.slug,
                 topics=topics,
                 candidates=candidates,
@@ -200,7 +202,7 @@ class Project:
             if planned is None:
                 return None
             issue = repository.save_issue(conn, planned, repository.topic_ids(conn), now)
-        return Planned(issue, True, self._segments(issue), overflow)
+        return Planned(issue, True, self._segments(issue))
 
     def latest_issue(self, digest_slug: str | None = None) -> Issue | None:
         digest = self.config.digest(digest_slug)
@@ -217,8 +219,9 @@ class Project:
 
     # render ---------------------------------------------------------------------------------
 
-    def email_context(self, digest: DigestConfig) -> EmailContext:
+    def email_context(self, digest: DigestConfig, issue_number: int) -> EmailContext:
         site = self.config.site
+        theme = self.config.file.theme
         return EmailContext(
             site_name=site.name,
             site_url=site.url,
@@ -227,16 +230,29 @@ class Project:
             timezone=digest.timezone,
             logo_url=self.config.logo_url(),
             language=site.language,
+            theme=Theme(
+                theme.brand, theme.accent, theme.text, theme.muted, theme.background, theme.font
+            ),
+            archive_url=archive_url(site.public_url, digest.slug, issue_number),
+            topic_urls={t.slug: t.url or site.url for t in self.config.topics},
+            subject_template=digest.subject,
+            preheader_template=digest.preheader,
         )
 
+    def environment(self) -> Environment:
+        folder = self.config.site.templates
+        return make_environment(self.config.resolve_path(folder) if folder else None)
+
     def render(self, issue: Issue) -> RenderedIssue:
-        return render_issue(issue, self.email_context(self.config.digest(issue.digest)))
+        digest = self.config.digest(issue.digest)
+        return render_issue(issue, self.email_context(digest, issue.number), self.environment())
 
     def preview(
         self, digest_slug: str | None, folder: Path, issue: Issue | None = None
     ) -> PreviewResult:
         """One HTML file per segment of the issue (as its readers will get it, tokens filled with
-        sample values) and an index.html linking them."""
+        sample values), the issue's web-archive page (``archive.html``, every topic, no personal
+        links: what "view in browser" serves) and an index.html linking them."""
         if issue is None:
             planned = self.plan(digest_slug)
             issue = planned.issue if planned else self.latest_issue(digest_slug)
@@ -248,7 +264,8 @@ class Project:
         target.mkdir(parents=True, exist_ok=True)
         files: dict[TopicSet, Path] = {}
         sizes: dict[TopicSet, int] = {}
-        sample = _sample_values(self.config.site.public_url)
+        trimmed: dict[TopicSet, dict[str, int]] = {}
+        sample = _sample_values(self.config.site.public_url, issue.topic_slugs)
         keys = list(segments) or [frozenset(issue.topic_slugs)]
         for key in keys:
             variant = rendered.variant(key)
@@ -257,9 +274,16 @@ class Project:
             path.write_text(compile_template(variant.html).fill(sample), encoding="utf-8")
             files[key] = path
             sizes[key] = html_bytes(variant.html)
+            trimmed[key] = variant.trimmed
+        archive = rendered.variant(frozenset(issue.topic_slugs))
+        (target / "archive.html").write_text(
+            compile_template(archive.html).fill(sample), encoding="utf-8"
+        )
         index = target / "index.html"
-        index.write_text(_preview_index(rendered, files, segments, sizes), encoding="utf-8")
-        return PreviewResult(target, index, files, sizes)
+        index.write_text(
+            _preview_index(rendered, files, segments, sizes, trimmed), encoding="utf-8"
+        )
+        return PreviewResult(target, index, files, sizes, trimmed)
 
     # send -----------------------------------------------------------------------------------
 
@@ -327,14 +351,21 @@ class Project:
         return SubscriberStore(self.engine.connect())
 
 
-def _sample_values(public_url: str) -> dict[str, str]:
+def archive_url(public_url: str, digest: str, number: int) -> str:
+    """Where the issue's web-archive page ("view in browser") is served."""
+    return f"{public_url}/archive/{digest}/{number}/"
+
+
+def _sample_values(public_url: str, slugs: tuple[str, ...]) -> dict[str, str]:
+    """Personal values for previews: a sample reader whose links lead to the generic pages."""
     return token_values(
         {
             "first_name": "Alex",
             "email": "alex@example.com",
-            "unsubscribe_url": f"{public_url}/unsubscribe/PREVIEW",
-            "preferences_url": f"{public_url}/preferences/PREVIEW",
-        }
+            "unsubscribe_url": f"{public_url}/unsubscribe",
+            "preferences_url": f"{public_url}/preferences",
+        },
+        {slug: f"{public_url}/unsubscribe?topic={slug}" for slug in slugs},
     )
 
 
@@ -343,10 +374,11 @@ def _preview_index(
     files: dict[TopicSet, Path],
     segments: dict[TopicSet, int],
     sizes: dict[TopicSet, int],
+    trimmed: dict[TopicSet, dict[str, int]],
 ) -> str:
     issue = rendered.issue
     names = {s.topic.slug: s.topic.name for s in issue.sections}
-    rows = []
+    rows: list[dict[str, object]] = []
     for key, path in files.items():
         sections = rendered.sections(key)
         rows.append(
@@ -358,6 +390,7 @@ def _preview_index(
                 "subject": rendered.subject(sections),
                 "kib": f"{sizes[key] / 1024:.0f}",
                 "over_budget": sizes[key] > HTML_BUDGET_BYTES,
+                "trimmed": ", ".join(f"{names[s]} −{n}" for s, n in trimmed[key].items()),
             }
         )
     title = f"{rendered.ctx.digest_name} · issue {issue.number} · preview"

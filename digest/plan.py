@@ -36,8 +36,8 @@ def plan_issue(
     last_cutoff: datetime | None,
     max_posts_per_topic: int,
     now: datetime,
-) -> tuple[Issue | None, dict[str, int]]:
-    """The next issue and, per topic, how many new posts did not fit (``max_posts_per_topic``).
+) -> Issue | None:
+    """The next issue; each section counts the new posts that did not fit (``more``).
 
     A post is in it when :func:`is_new` says so and no earlier issue of this digest had it.
     Sections follow the digest's topic order, posts newest first. ``None`` when nothing is new.
@@ -45,14 +45,11 @@ def plan_issue(
     fresh = [p for p in candidates if p.id not in already_sent and is_new(p, last_cutoff, now)]
     fresh.sort(key=lambda p: (p.post.published_at, p.id), reverse=True)
     sections = []
-    overflow: dict[str, int] = {}
     for topic in topics:
         in_topic = [p for p in fresh if topic.slug in p.post.topics]
-        if not in_topic:
-            continue
-        sections.append(IssueSection(topic, tuple(in_topic[:max_posts_per_topic])))
-        if len(in_topic) > max_posts_per_topic:
-            overflow[topic.slug] = len(in_topic) - max_posts_per_topic
+        if in_topic:
+            shown = tuple(in_topic[:max_posts_per_topic])
+            sections.append(IssueSection(topic, shown, more=len(in_topic) - len(shown)))
     if not sections:
-        return None, {}
-    return Issue(digest, last_number + 1, tuple(sections), cutoff=now), overflow
+        return None
+    return Issue(digest, last_number + 1, tuple(sections), cutoff=now)

@@ -262,6 +262,13 @@ def save_issue(conn: Connection, issue: Issue, topic_id: dict[str, int], now: da
     ]
     if rows:
         conn.execute(insert(db.issue_posts), rows)
+    conn.execute(
+        insert(db.issue_topics),
+        [
+            {"issue_id": issue_id, "topic_id": topic_id[s.topic.slug], "more": s.more}
+            for s in issue.sections
+        ],
+    )
     return Issue(issue.digest, issue.number, issue.sections, issue.cutoff, issue_id, now)
 
 
@@ -282,8 +289,15 @@ def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issu
     by_section: dict[str, list[StoredPost]] = {}
     for row in rows:
         by_section.setdefault(row.section, []).append(_stored(row, tuple(post_topics[row.id])))
+    more = dict(
+        conn.execute(
+            select(db.topics.c.slug, db.issue_topics.c.more)
+            .join(db.topics, db.topics.c.id == db.issue_topics.c.topic_id)
+            .where(db.issue_topics.c.issue_id == issue_id)
+        ).all()
+    )
     sections = tuple(
-        IssueSection(topic, tuple(by_section[topic.slug]))
+        IssueSection(topic, tuple(by_section[topic.slug]), more.get(topic.slug, 0))
         for topic in topics
         if topic.slug in by_section
     )

@@ -1,45 +1,62 @@
 """render: an issue → one variant per segment (subject, HTML, text) with neutral tokens.
 
 Jinja2 → MJML (mrml) → CSS inlined (premailer) runs once per issue; each variant is assembled
-from the cut result (:mod:`digest.render.assemble`). The text part and the subject are rendered
-per segment from the same values, which is cheap.
+from the cut result (:mod:`digest.render.assemble`) and trimmed to the size budget. The text
+part, the subject and the preheader are rendered per segment from the same values: cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment
+from babel import Locale
+from jinja2 import Environment, Template
 from markupsafe import Markup
 
 from digest.models import Issue, TopicSet, Variant
-from digest.personalize import HTML_TOKENS, TEXT_TOKENS
-from digest.render.assemble import INTRO_MARKER, PREHEADER_MARKER, Cut, assemble, cut
+from digest.personalize import HTML_TOKENS, TEXT_TOKENS, topic_tokens
+from digest.render.assemble import (
+    INTRO_MARKER,
+    PREHEADER_MARKER,
+    TOPICS_MARKER,
+    Cut,
+    SegmentTexts,
+    assemble,
+    cut,
+    more_marker,
+)
 from digest.render.environment import make_environment
 from digest.render.inline import inline_css
 from digest.render.layout import (
+    CardView,
     SectionView,
     all_sections,
+    cards_of,
     date_label,
     intro_text,
     post_count,
-    preheader_text,
     segment_sections,
+    topic_names,
+    trim_largest,
 )
 from digest.render.mjml import compile_mjml
+from digest.render.size import HTML_BUDGET_BYTES
 
 HTML_TEMPLATE = "email/digest.mjml.j2"
+TEXT_TEMPLATE = "email/digest.txt.j2"
+SUBJECT_TEMPLATE = "email/subject.txt.j2"
+PREHEADER_TEMPLATE = "email/preheader.txt.j2"
+CARD_IMAGE_WIDTH = 216
+"""The hero's width in the 600 px layout: 42 % of 600 less the column's padding."""
+PREHEADER_LIMIT = 110
 
 
 def trusted(text: str) -> Markup:
     """Our own tokens and markers: constants, never user text, so they may pass unescaped."""
     return Markup(text)  # noqa: S704
-
-
-TEXT_TEMPLATE = "email/digest.txt.j2"
-SUBJECT_TEMPLATE = "email/subject.txt.j2"
 
 
 @dataclass(frozen=True)
@@ -64,41 +81,116 @@ class EmailContext:
     logo_url: str | None = None
     language: str = "en"
     theme: Theme = field(default_factory=Theme)
+    archive_url: str = ""
+    topic_urls: dict[str, str] = field(default_factory=dict)
+    subject_template: str | None = None
+    preheader_template: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @property
+    def locale(self) -> str:
+        return self.language.replace("-", "_")
 
-def _template_values(
-    ctx: EmailContext, issue: Issue, sections: tuple[SectionView, ...]
-) -> dict[str, object]:
-    created = issue.created_at or issue.cutoff
-    return {
-        "ctx": ctx,
-        "theme": ctx.theme,
-        "issue": issue,
-        "issue_date": date_label(created, ctx.zone),
-        "sections": sections,
-        "post_count": post_count(sections),
-    }
+    @property
+    def direction(self) -> str:
+        return (Locale.parse(self.locale).character_order == "right-to-left" and "rtl") or "ltr"
 
 
-def render_html_document(
-    env: Environment,
-    ctx: EmailContext,
-    issue: Issue,
-    sections: tuple[SectionView, ...],
-    intro: str | Markup,
-    preheader: str | Markup,
-) -> str:
-    """One full compile: Jinja2 → MJML → HTML → inlined CSS. Block markers are kept."""
-    values = _template_values(ctx, issue, sections)
-    tokens = {name: trusted(token) for name, token in HTML_TOKENS.items()}
-    source = env.get_template(HTML_TEMPLATE).render(
-        values, intro=intro, preheader=preheader, tokens=tokens
-    )
-    return inline_css(compile_mjml(source, HTML_TEMPLATE))
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _html_tokens(slugs: tuple[str, ...]) -> dict[str, object]:
+    tokens: dict[str, object] = {name: trusted(t) for name, t in HTML_TOKENS.items()}
+    tokens["topic_unsubscribe"] = {s: trusted(t) for s, t in topic_tokens(slugs).items()}
+    return tokens
+
+
+def _text_tokens(slugs: tuple[str, ...]) -> dict[str, object]:
+    tokens: dict[str, object] = {name: trusted(t) for name, t in TEXT_TOKENS.items()}
+    tokens["topic_unsubscribe"] = {s: trusted(t) for s, t in topic_tokens(slugs, text=True).items()}
+    return tokens
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """Templates and context of one digest; renders whole documents and the per-segment texts."""
+
+    ctx: EmailContext
+    env: Environment
+
+    @cached_property
+    def subject_template(self) -> Template:
+        if self.ctx.subject_template:
+            return self.env.from_string(self.ctx.subject_template)
+        return self.env.get_template(SUBJECT_TEMPLATE)
+
+    @cached_property
+    def preheader_template(self) -> Template:
+        if self.ctx.preheader_template:
+            return self.env.from_string(self.ctx.preheader_template)
+        return self.env.get_template(PREHEADER_TEMPLATE)
+
+    def values(self, issue: Issue, sections: tuple[SectionView, ...]) -> dict[str, object]:
+        created = issue.created_at or issue.cutoff
+        return {
+            "ctx": self.ctx,
+            "theme": self.ctx.theme,
+            "issue": issue,
+            "issue_label": f"Issue {issue.number}",
+            "issue_date": date_label(created, self.ctx.zone, self.ctx.locale),
+            "sections": sections,
+            "post_count": post_count(sections),
+            "topic_names": topic_names(sections),
+            "titles": [c.title for s in sections for c in s.cards],
+            "image_width": CARD_IMAGE_WIDTH,
+        }
+
+    def texts(self, issue: Issue, sections: tuple[SectionView, ...]) -> SegmentTexts:
+        values = self.values(issue, sections)
+        preheader = _one_line(self.preheader_template.render(values))
+        if len(preheader) > PREHEADER_LIMIT:
+            preheader = preheader[: PREHEADER_LIMIT - 1].rsplit(" ", 1)[0] + "…"
+        return SegmentTexts(intro_text(sections), preheader, topic_names(sections))
+
+    def subject(self, issue: Issue, sections: tuple[SectionView, ...]) -> str:
+        return _one_line(self.subject_template.render(self.values(issue, sections)))
+
+    def text(self, issue: Issue, sections: tuple[SectionView, ...]) -> str:
+        tokens = _text_tokens(issue.topic_slugs)
+        values = self.values(issue, sections)
+        return self.env.get_template(TEXT_TEMPLATE).render(
+            values, intro=intro_text(sections), tokens=tokens
+        )
+
+    def document(
+        self,
+        issue: Issue,
+        sections: tuple[SectionView, ...],
+        texts: SegmentTexts | None,
+    ) -> str:
+        """One full compile: Jinja2 → MJML → HTML → inlined CSS. Block markers are kept.
+
+        ``texts`` None compiles the shell: markers instead of the per-segment texts, and both
+        endings of every topic.
+        """
+        shell = texts is None
+        more_label: Callable[[SectionView], object] = (
+            (lambda s: trusted(more_marker(s.topic.slug))) if shell else (lambda s: s.more)
+        )
+        source = self.env.get_template(HTML_TEMPLATE).render(
+            self.values(issue, sections),
+            intro=trusted(INTRO_MARKER) if texts is None else texts.intro,
+            preheader=trusted(PREHEADER_MARKER) if texts is None else texts.preheader,
+            segment_topics=trusted(TOPICS_MARKER) if texts is None else texts.topics,
+            tokens=_html_tokens(issue.topic_slugs),
+            shell=shell,
+            more_label=more_label,
+        )
+        return inline_css(compile_mjml(source, HTML_TEMPLATE))
 
 
 @dataclass(frozen=True)
@@ -106,50 +198,70 @@ class RenderedIssue:
     """The issue compiled once; :meth:`variant` assembles any segment's email from it."""
 
     issue: Issue
-    ctx: EmailContext
+    renderer: Renderer
     cut: Cut
-    env: Environment
+    budget: int = HTML_BUDGET_BYTES
+
+    @property
+    def ctx(self) -> EmailContext:
+        return self.renderer.ctx
+
+    @property
+    def env(self) -> Environment:
+        return self.renderer.env
+
+    @cached_property
+    def cards(self) -> dict[int, CardView]:
+        return cards_of(self.issue, self.ctx.zone, self.ctx.locale)
 
     def sections(self, key: TopicSet) -> tuple[SectionView, ...]:
-        return segment_sections(self.issue, key, self.ctx.zone)
+        return segment_sections(self.issue, key, self.cards, self.ctx.topic_urls)
+
+    def fitted(self, key: TopicSet) -> tuple[tuple[SectionView, ...], str, SegmentTexts]:
+        """The segment's sections, trimmed from the largest topics until the HTML fits."""
+        sections = self.sections(key)
+        texts = self.renderer.texts(self.issue, sections)
+        while self.cut.measure(sections, texts) > self.budget:
+            smaller = trim_largest(sections)
+            if smaller is None:
+                break
+            sections = smaller
+        return sections, assemble(self.cut, sections, texts), texts
 
     def variant(self, key: TopicSet) -> Variant:
-        sections = self.sections(key)
-        html = assemble(self.cut, sections, intro_text(sections), preheader_text(sections))
+        sections, html, _ = self.fitted(key)
+        full = self.sections(key)
+        trimmed = {
+            s.topic.slug: len(f.cards) - len(s.cards)
+            for s, f in zip(sections, full, strict=True)
+            if len(f.cards) != len(s.cards)
+        }
         return Variant(
             key=key,
-            subject=self.subject(sections),
+            subject=self.renderer.subject(self.issue, sections),
             html=html,
-            text=self.text(sections),
+            text=self.renderer.text(self.issue, sections),
+            trimmed=trimmed,
         )
 
     def subject(self, sections: tuple[SectionView, ...]) -> str:
-        values = _template_values(self.ctx, self.issue, sections)
-        rendered = self.env.get_template(SUBJECT_TEMPLATE).render(values)
-        return " ".join(rendered.split())
-
-    def text(self, sections: tuple[SectionView, ...]) -> str:
-        values = _template_values(self.ctx, self.issue, sections)
-        tokens = {name: trusted(token) for name, token in TEXT_TOKENS.items()}
-        return self.env.get_template(TEXT_TEMPLATE).render(
-            values, intro=intro_text(sections), tokens=tokens
-        )
+        return self.renderer.subject(self.issue, sections)
 
 
-def render_issue(issue: Issue, ctx: EmailContext, env: Environment | None = None) -> RenderedIssue:
-    env = env or make_environment()
-    whole = render_html_document(
-        env,
-        ctx,
-        issue,
-        all_sections(issue, ctx.zone),
-        trusted(INTRO_MARKER),
-        trusted(PREHEADER_MARKER),
-    )
-    return RenderedIssue(issue, ctx, cut(whole), env)
+def render_issue(
+    issue: Issue,
+    ctx: EmailContext,
+    env: Environment | None = None,
+    budget: int = HTML_BUDGET_BYTES,
+) -> RenderedIssue:
+    renderer = Renderer(ctx, env or make_environment())
+    sections = all_sections(issue, cards_of(issue, ctx.zone, ctx.locale), ctx.topic_urls)
+    # Every topic compiles with a "more" link (its count is a marker) and, via the shell's
+    # second ending, without one; a section's real count is filled in per segment.
+    shell_sections = tuple(s if s.more else _with_marker_more(s) for s in sections)
+    whole = renderer.document(issue, shell_sections, None)
+    return RenderedIssue(issue, renderer, cut(whole), budget)
 
 
-def render_variants(
-    rendered: RenderedIssue, keys: Mapping[TopicSet, object]
-) -> dict[TopicSet, Variant]:
-    return {key: rendered.variant(key) for key in keys}
+def _with_marker_more(section: SectionView) -> SectionView:
+    return replace(section, more=1)

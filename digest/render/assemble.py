@@ -1,9 +1,10 @@
 """Cutting the once-compiled issue into a shell and blocks, and joining a segment's blocks.
 
-The whole issue (every topic, every card) goes through MJML and CSS inlining once. Templates
-wrap each topic heading, card and topic ending in ``<!--digest:block:KIND:ID-->`` …
-``<!--/digest:block-->`` comments, and the per-segment texts are ``%%segment_…%%`` markers.
-A variant is the shell with its blocks joined in: string work, no compiling.
+The whole issue (every topic, every card, every topic ending with and without its "more" link)
+goes through MJML and CSS inlining once. Templates wrap each piece in
+``<!--digest:block:KIND:ID-->`` … ``<!--/digest:block-->`` comments, and the texts that differ
+per segment are ``%%segment_…%%`` markers. A variant is the shell with its blocks joined in and
+its markers replaced: string work, no compiling.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from digest.errors import DigestError
 from digest.render.environment import TOKEN_GUARD
@@ -20,15 +22,58 @@ from digest.render.layout import SectionView
 SECTIONS_SLOT = "<!--digest:sections-->"
 INTRO_MARKER = "%%segment_intro%%"
 PREHEADER_MARKER = "%%segment_preheader%%"
+TOPICS_MARKER = "%%segment_topics%%"
 
 _BLOCK = re.compile(r"<!--digest:block:([a-z-]+:[^>]+?)-->(.*?)<!--/digest:block-->", re.S)
 _MARKERS = re.compile(r"<!--/?digest:[^>]*-->")
+
+
+def more_marker(slug: str) -> str:
+    return f"%%segment_more:{slug}%%"
+
+
+@dataclass(frozen=True)
+class SegmentTexts:
+    intro: str
+    preheader: str
+    topics: str
 
 
 @dataclass(frozen=True)
 class Cut:
     shell: str
     blocks: dict[str, str]
+
+    @cached_property
+    def _shell_bytes(self) -> tuple[int, dict[str, int]]:
+        """Bytes of the shell without its slot, markers and texts; how often each text goes in."""
+        bare = strip_markers(self.shell.replace(SECTIONS_SLOT, ""))
+        counts = {m: bare.count(m) for m in (INTRO_MARKER, PREHEADER_MARKER, TOPICS_MARKER)}
+        size = _bytes(bare) - sum(_bytes(m) * n for m, n in counts.items())
+        return size, counts
+
+    @cached_property
+    def _block_bytes(self) -> dict[str, int]:
+        return {name: _bytes(strip_markers(body)) for name, body in self.blocks.items()}
+
+    def measure(self, sections: Sequence[SectionView], texts: SegmentTexts) -> int:
+        """The UTF-8 size :func:`assemble` would produce, computed without assembling: the size
+        guard asks this once per card it considers trimming."""
+        size, counts = self._shell_bytes
+        size += counts[INTRO_MARKER] * _bytes(segment_text(texts.intro))
+        size += counts[PREHEADER_MARKER] * _bytes(segment_text(texts.preheader))
+        size += counts[TOPICS_MARKER] * _bytes(segment_text(texts.topics))
+        size += sum(self._block_bytes[name] for name in block_names(sections))
+        for section in sections:
+            if section.more:
+                marker = more_marker(section.topic.slug)
+                occurrences = self.blocks[f"topic-more:{section.topic.slug}"].count(marker)
+                size += occurrences * (len(str(section.more)) - _bytes(marker))
+        return size
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8"))
 
 
 def cut(compiled: str) -> Cut:
@@ -50,17 +95,22 @@ def cut(compiled: str) -> Cut:
 def block_names(sections: Sequence[SectionView]) -> list[str]:
     names = []
     for section in sections:
-        names.append(f"topic:{section.topic.slug}")
+        slug = section.topic.slug
+        names.append(f"topic:{slug}")
         names.extend(f"card:{c.id}" for c in section.cards)
-        names.append(f"topic-end:{section.topic.slug}")
+        names.append(f"topic-more:{slug}" if section.more else f"topic-end:{slug}")
     return names
 
 
-def assemble(piece: Cut, sections: Sequence[SectionView], intro: str, preheader: str) -> str:
+def assemble(piece: Cut, sections: Sequence[SectionView], texts: SegmentTexts) -> str:
     body = "".join(piece.blocks[name] for name in block_names(sections))
+    for section in sections:
+        if section.more:
+            body = body.replace(more_marker(section.topic.slug), str(section.more))
     out = piece.shell.replace(SECTIONS_SLOT, body, 1)
-    out = out.replace(INTRO_MARKER, _segment_text(intro))
-    out = out.replace(PREHEADER_MARKER, _segment_text(preheader))
+    out = out.replace(INTRO_MARKER, segment_text(texts.intro))
+    out = out.replace(PREHEADER_MARKER, segment_text(texts.preheader))
+    out = out.replace(TOPICS_MARKER, segment_text(texts.topics))
     return strip_markers(out)
 
 
@@ -68,6 +118,6 @@ def strip_markers(compiled: str) -> str:
     return _MARKERS.sub("", compiled)
 
 
-def _segment_text(text: str) -> str:
+def segment_text(text: str) -> str:
     """Escaped the way the HTML serializer escapes text, and unable to spell a token."""
     return html.escape(text.replace("%%", TOKEN_GUARD), quote=False)

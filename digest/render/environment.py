@@ -36,9 +36,24 @@ def _autoescape(name: str | None) -> bool:
     return name is not None and not name.endswith(".txt.j2")
 
 
-def make_environment(folder: Path | None = None) -> Environment:
-    return Environment(
-        loader=FileSystemLoader(str(folder or template_folder())),
+SAFE_SCHEMES = ("http://", "https://", "file://", "mailto:")
+
+
+def safe_url(value: Any) -> Any:
+    """Links and images keep http(s), file (the local example site) and mailto URLs, and our
+    own tokens; anything else (``javascript:``, ``data:``, …) becomes an inert ``#``."""
+    if isinstance(value, Markup):
+        return value
+    text = str(value).strip()
+    return text if text.lower().startswith(SAFE_SCHEMES) else "#"
+
+
+def make_environment(override: Path | None = None) -> Environment:
+    """Templates from ``override`` (a site's own folder) first, then the bundled ones."""
+    folders = [str(override)] if override else []
+    folders.append(str(template_folder()))
+    env = Environment(
+        loader=FileSystemLoader(folders),
         autoescape=_autoescape,  # noqa: S701 (on for all but *.txt.j2)
         undefined=StrictUndefined,
         finalize=_finalize,
@@ -46,3 +61,6 @@ def make_environment(folder: Path | None = None) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["safe_url"] = safe_url
+    env.tests["safe_url"] = lambda value: safe_url(value) != "#"
+    return env

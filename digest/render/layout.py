@@ -6,9 +6,11 @@ digest's order) that holds it. A section left without posts is dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
 
 from digest.models import HeroImage, Issue, StoredPost, Topic, TopicSet
 
@@ -29,14 +31,24 @@ class CardView:
 class SectionView:
     topic: Topic
     cards: tuple[CardView, ...]
+    more: int = 0
+    """New posts of the topic not shown: over the digest's cap, or trimmed to fit the size."""
+    more_url: str = ""
+
+    def without_more(self) -> SectionView:
+        return replace(self, more=0)
+
+    def trimmed(self, count: int) -> SectionView:
+        """The last ``count`` cards moved into the "more" link."""
+        kept = len(self.cards) - count
+        return replace(self, cards=self.cards[:kept], more=self.more + count)
 
 
-def date_label(moment: datetime, zone: ZoneInfo) -> str:
-    local = moment.astimezone(zone)
-    return f"{local.day} {local:%B %Y}"
+def date_label(moment: datetime, zone: ZoneInfo, locale: str = "en") -> str:
+    return format_date(moment.astimezone(zone), format="long", locale=locale)
 
 
-def card(post: StoredPost, zone: ZoneInfo) -> CardView:
+def card(post: StoredPost, zone: ZoneInfo, locale: str) -> CardView:
     p = post.post
     return CardView(
         id=post.id,
@@ -44,20 +56,35 @@ def card(post: StoredPost, zone: ZoneInfo) -> CardView:
         url=p.url,
         excerpt=p.excerpt,
         author=p.author,
-        date_label=date_label(p.published_at, zone),
+        date_label=date_label(p.published_at, zone, locale),
         reading_minutes=p.reading_minutes,
         image=p.image,
     )
 
 
-def all_sections(issue: Issue, zone: ZoneInfo) -> tuple[SectionView, ...]:
+def cards_of(issue: Issue, zone: ZoneInfo, locale: str) -> dict[int, CardView]:
+    """Every post's card, made once per issue (dates formatted in the digest's zone and locale)."""
+    return {p.id: card(p, zone, locale) for s in issue.sections for p in s.posts}
+
+
+def all_sections(
+    issue: Issue, cards: dict[int, CardView], more_urls: dict[str, str]
+) -> tuple[SectionView, ...]:
     """Every section with every post: the whole issue, compiled once."""
     return tuple(
-        SectionView(s.topic, tuple(card(p, zone) for p in s.posts)) for s in issue.sections
+        SectionView(
+            s.topic,
+            tuple(cards[p.id] for p in s.posts),
+            s.more,
+            more_urls.get(s.topic.slug, ""),
+        )
+        for s in issue.sections
     )
 
 
-def segment_sections(issue: Issue, key: TopicSet, zone: ZoneInfo) -> tuple[SectionView, ...]:
+def segment_sections(
+    issue: Issue, key: TopicSet, cards_by_id: dict[int, CardView], more_urls: dict[str, str]
+) -> tuple[SectionView, ...]:
     shown: set[int] = set()
     out = []
     for section in issue.sections:
@@ -67,10 +94,20 @@ def segment_sections(issue: Issue, key: TopicSet, zone: ZoneInfo) -> tuple[Secti
         for post in section.posts:
             if post.id not in shown:
                 shown.add(post.id)
-                cards.append(card(post, zone))
+                cards.append(cards_by_id[post.id])
         if cards:
-            out.append(SectionView(section.topic, tuple(cards)))
+            url = more_urls.get(section.topic.slug, "")
+            out.append(SectionView(section.topic, tuple(cards), section.more, url))
     return tuple(out)
+
+
+def trim_largest(sections: tuple[SectionView, ...]) -> tuple[SectionView, ...] | None:
+    """One card fewer, taken from the end of the section with the most cards (the first such
+    section on a tie); None when every section is down to one card."""
+    largest = max(range(len(sections)), key=lambda i: len(sections[i].cards), default=None)
+    if largest is None or len(sections[largest].cards) <= 1:
+        return None
+    return tuple(s.trimmed(1) if i == largest else s for i, s in enumerate(sections))
 
 
 def join_names(names: list[str]) -> str:
@@ -80,14 +117,17 @@ def join_names(names: list[str]) -> str:
 
 
 def post_count(sections: tuple[SectionView, ...]) -> int:
-    return sum(len(s.cards) for s in sections)
+    return sum(len(s.cards) + s.more for s in sections)
+
+
+def topic_names(sections: tuple[SectionView, ...]) -> str:
+    return join_names([s.topic.name for s in sections])
 
 
 def intro_text(sections: tuple[SectionView, ...]) -> str:
     count = post_count(sections)
     noun = "post" if count == 1 else "posts"
-    names = join_names([s.topic.name for s in sections])
-    return f"here {'is' if count == 1 else 'are'} {count} new {noun} from {names}."
+    return f"here {'is' if count == 1 else 'are'} {count} new {noun} from {topic_names(sections)}."
 
 
 def preheader_text(sections: tuple[SectionView, ...], limit: int = 110) -> str:

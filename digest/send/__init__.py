@@ -56,6 +56,10 @@ class Links:
         token = self.signer.sign(Purpose.PREFERENCES, subscriber_id)
         return f"{self.public_url}/preferences/{token}"
 
+    def unsubscribe_topic(self, subscriber_id: int, topic: str) -> str:
+        token = self.signer.sign(Purpose.UNSUBSCRIBE_TOPIC, subscriber_id, topic)
+        return f"{self.public_url}/unsubscribe/topic/{token}"
+
 
 @dataclass(frozen=True)
 class SendReport:
@@ -73,6 +77,7 @@ class _Prepared:
     subject: Compiled
     text: Compiled
     html: Compiled
+    topics: tuple[str, ...]
 
 
 def record_recipients(engine: Engine, rendered: RenderedIssue, now: datetime) -> int:
@@ -136,6 +141,7 @@ def send_issue(
                 compile_template(variant.subject),
                 compile_template(variant.text),
                 compile_template(variant.html),
+                tuple(sorted(variant.key)),
             )
         with engine.connect() as conn:
             store = SubscriberStore(conn)
@@ -203,7 +209,8 @@ def _message(
             "email": person.email,
             "unsubscribe_url": unsubscribe,
             "preferences_url": links.preferences(person.id),
-        }
+        },
+        {slug: links.unsubscribe_topic(person.id, slug) for slug in prepared.topics},
     )
     personal = Personal(
         email=person.email,

@@ -5,9 +5,11 @@ from digest.personalize import (
     TEXT_TOKENS,
     compile_template,
     token_values,
+    topic_token,
     unfilled_tokens,
 )
 
+TOPICS = {"ai-ml": "https://x.test/unsubscribe/topic/A?b=1&c=2"}
 FIELDS = {
     "first_name": '<Zoë> "%%unsubscribe_url%%"',
     "email": "z@example.com",
@@ -21,7 +23,7 @@ def test_html_tokens_get_escaped_values_and_text_tokens_raw_ones() -> None:
         f'<p>Hi {HTML_TOKENS["first_name"]}</p><a href="{HTML_TOKENS["unsubscribe_url"]}">'
         f"|{TEXT_TOKENS['first_name']}|{TEXT_TOKENS['unsubscribe_url']}"
     )
-    filled = template.fill(token_values(FIELDS))
+    filled = template.fill(token_values(FIELDS, TOPICS))
     assert filled == (
         "<p>Hi &lt;Zoë&gt; &quot;%%unsubscribe_url%%&quot;</p>"
         '<a href="https://x.test/unsubscribe/T?a=1&amp;b=2">'
@@ -31,8 +33,20 @@ def test_html_tokens_get_escaped_values_and_text_tokens_raw_ones() -> None:
 
 def test_a_value_cannot_inject_a_token_and_unknown_tokens_stay() -> None:
     template = compile_template(f"{TEXT_TOKENS['first_name']} %%not_ours%%")
-    filled = template.fill(token_values(FIELDS))
+    filled = template.fill(token_values(FIELDS, TOPICS))
     assert filled.count("%%unsubscribe_url%%") == 1  # the name, verbatim, not replaced
     assert filled.endswith("%%not_ours%%")
     assert unfilled_tokens(compile_template("x").fill({})) == []
     assert unfilled_tokens(f"a {HTML_TOKENS['email']}") == [HTML_TOKENS["email"]]
+
+
+def test_topic_tokens_fill_per_topic_and_others_stay() -> None:
+    template = compile_template(
+        f'<a href="{topic_token("ai-ml")}">|{topic_token("ai-ml", text=True)}'
+    )
+    assert template.fill(token_values(FIELDS, TOPICS)) == (
+        '<a href="https://x.test/unsubscribe/topic/A?b=1&amp;c=2">'
+        "|https://x.test/unsubscribe/topic/A?b=1&c=2"
+    )
+    assert unfilled_tokens(topic_token("data")) == [topic_token("data")]
+    assert unfilled_tokens("%%segment_more:data%%") == []

@@ -1,79 +1,56 @@
-"""Rendering: the once-compiled, assembled variants against full compiles, and hostile text."""
+"""Rendering the golden issue: assembled variants against full compiles, snapshots, coverage of
+every partial, hostile text, size budget, accessibility, and no network.
+
+Regenerate the snapshots after a deliberate template change with
+``python -m tests.digest.render.test_render`` and review the diff.
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from itertools import combinations
+import socket
+import sys
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
 
 import pytest
+from jinja2 import Environment, FileSystemLoader
+from lxml import html as lxml_html
 
-from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
+from digest.models import TopicSet
 from digest.personalize import compile_template, token_values, unfilled_tokens
-from digest.render import EmailContext, RenderedIssue, render_html_document, render_issue
+from digest.render import RenderedIssue, render_issue
 from digest.render.assemble import strip_markers
-from digest.render.layout import intro_text, preheader_text, segment_sections
+from digest.render.environment import make_environment, template_folder
+from digest.render.size import html_bytes
+from tests.digest.render.golden import ALL_KEYS, CTX, ISSUE, key_name
 
-NOW = datetime(2026, 11, 23, 7, tzinfo=UTC)
-TOPICS = [
-    Topic("backend", "Backend & Infrastructure"),
-    Topic("ai-ml", "AI & ML"),
-    Topic("frontend", "Frontend"),
-]
-HOSTILE = "Quotes \" and ' <script>alert(1)</script> {{ 7*7 }} %%unsubscribe_url%%"
+SNAPSHOTS = Path(__file__).parents[2] / "data" / "golden"
+STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
+RULE = re.compile(r"[^{}]+\{[^{}]*\}")
 
 
-def stored(post_id: int, topics: tuple[str, ...], title: str, image: bool = True) -> StoredPost:
-    return StoredPost(
-        post_id,
-        Post(
-            uid=f"u{post_id}",
-            url=f"https://blog.test/{post_id}/",
-            title=title,
-            excerpt=f"Excerpt of {title}",
-            published_at=datetime(2026, 11, 10 + post_id, 9, tzinfo=UTC),
-            topics=topics,
-            author="Ann Author" if post_id % 2 else None,
-            image=HeroImage(f"https://img.test/{post_id}.png", f"Alt {title}", 1200, 600)
-            if image
-            else None,
-            reading_minutes=post_id,
-        ),
-        NOW,
-    )
+class RecordingLoader(FileSystemLoader):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loaded: set[str] = set()
 
-
-POSTS = {
-    1: stored(1, ("backend",), "Pools"),
-    2: stored(2, ("backend", "ai-ml"), "Feature stores"),
-    3: stored(3, ("ai-ml",), HOSTILE),
-    4: stored(4, ("frontend",), "No image here", image=False),
-}
-ISSUE = Issue(
-    "weekly",
-    7,
-    (
-        IssueSection(TOPICS[0], (POSTS[2], POSTS[1])),
-        IssueSection(TOPICS[1], (POSTS[3], POSTS[2])),
-        IssueSection(TOPICS[2], (POSTS[4],)),
-    ),
-    cutoff=NOW,
-    id=1,
-    created_at=NOW,
-)
-CTX = EmailContext(
-    "Fixture Blog", "https://blog.test", "1 Test Road", "The Fixture Weekly", "Europe/Berlin"
-)
-ALL_KEYS = [frozenset(c) for n in range(1, 4) for c in combinations([t.slug for t in TOPICS], n)]
+    def get_source(self, environment: Environment, template: str) -> Any:
+        self.loaded.add(template)
+        return super().get_source(environment, template)
 
 
 @pytest.fixture(scope="module")
-def rendered() -> RenderedIssue:
-    return render_issue(ISSUE, CTX)
+def loader() -> RecordingLoader:
+    return RecordingLoader(str(template_folder()))
 
 
-STYLE = re.compile(r"<style[^>]*>(.*?)</style>", re.S)
-RULE = re.compile(r"[^{}]+\{[^{}]*\}")
+@pytest.fixture(scope="module")
+def rendered(loader: RecordingLoader) -> RenderedIssue:
+    env = make_environment()
+    env.loader = loader
+    return render_issue(ISSUE, CTX, env)
 
 
 def split(html: str) -> tuple[str, str, set[str]]:
@@ -90,51 +67,164 @@ def split(html: str) -> tuple[str, str, set[str]]:
     return re.sub(r"\s+", " ", STYLE.sub(" ", head)), body, rules
 
 
-@pytest.mark.parametrize("key", ALL_KEYS, ids=lambda k: "+".join(sorted(k)))
-def test_assembled_variant_equals_a_full_compile(
-    rendered: RenderedIssue, key: frozenset[str]
-) -> None:
-    sections = segment_sections(ISSUE, key, CTX.zone)
-    full = render_html_document(
-        rendered.env, CTX, ISSUE, sections, intro_text(sections), preheader_text(sections)
-    )
-    head, body, rules = split(rendered.variant(key).html)
-    full_head, full_body, full_rules = split(strip_markers(full))
+def assert_matches_full_compile(rendered: RenderedIssue, key: TopicSet) -> None:
+    sections, assembled, texts = rendered.fitted(key)
+    assert rendered.cut.measure(sections, texts) == html_bytes(assembled)
+    full = strip_markers(rendered.renderer.document(ISSUE, sections, texts))
+    head, body, rules = split(assembled)
+    full_head, full_body, full_rules = split(full)
     assert body == full_body
     assert head == full_head
     assert rules >= full_rules
 
 
+@pytest.mark.parametrize("key", ALL_KEYS, ids=key_name)
+def test_assembled_variant_equals_a_full_compile(rendered: RenderedIssue, key: TopicSet) -> None:
+    assert_matches_full_compile(rendered, key)
+
+
+@pytest.mark.parametrize("key", ALL_KEYS, ids=key_name)
+def test_variant_matches_its_snapshots(rendered: RenderedIssue, key: TopicSet) -> None:
+    variant = rendered.variant(key)
+    name = key_name(key)
+    assert variant.subject == (SNAPSHOTS / f"{name}.subject.txt").read_text(encoding="utf-8")
+    assert variant.text == (SNAPSHOTS / f"{name}.text.txt").read_text(encoding="utf-8")
+    assert variant.html == (SNAPSHOTS / f"{name}.html").read_text(encoding="utf-8")
+
+
+def test_the_golden_issue_uses_every_partial(
+    rendered: RenderedIssue, loader: RecordingLoader
+) -> None:
+    for key in ALL_KEYS:
+        rendered.variant(key)
+    email_templates = {
+        p.relative_to(template_folder()).as_posix()
+        for p in (template_folder() / "email").rglob("*.j2")
+    }
+    assert email_templates - loader.loaded == set(), "partials the golden issue never renders"
+
+
 def test_a_post_in_two_of_my_topics_shows_once(rendered: RenderedIssue) -> None:
     both = rendered.variant(frozenset({"backend", "ai-ml"}))
-    assert both.html.count("https://blog.test/2/") == rendered.variant(
-        frozenset({"ai-ml"})
-    ).html.count("https://blog.test/2/")
-    assert both.text.count("Read more: https://blog.test/2/") == 1
+    assert both.html.count('href="https://blog.golden.example/2/"') == 3  # image, title, button
+    assert both.text.count("Read more: https://blog.golden.example/2/") == 1
 
 
-def test_cards_are_only_of_the_segments_topics(rendered: RenderedIssue) -> None:
-    variant = rendered.variant(frozenset({"frontend"}))
-    assert "No image here" in variant.html and "Pools" not in variant.html
-    assert variant.subject == "1 new post in Frontend"
-    assert "Backend" not in variant.text
+def test_cards_more_links_and_topic_links_follow_the_segment(rendered: RenderedIssue) -> None:
+    frontend = rendered.variant(frozenset({"frontend"}))
+    assert (
+        "A card without an image" in frontend.html
+        and "Sizing connection pools" not in frontend.html
+    )
+    assert frontend.subject == "2 new posts in Frontend"
+    backend = rendered.variant(frozenset({"backend"}))
+    assert "2 more in Backend &amp; Infrastructure →" in backend.html
+    assert 'href="https://blog.golden.example/topics/backend/"' in backend.html
+    assert "%%unsubscribe_topic:backend%%" in backend.html
+    assert "%%unsubscribe_topic:frontend%%" not in backend.html
+    assert "%%unsubscribe_topic_text:backend%%" in backend.text
 
 
-def test_hostile_text_renders_inert_in_html_text_and_subject(rendered: RenderedIssue) -> None:
-    variant = rendered.variant(frozenset({"ai-ml"}))
+def test_hostile_text_renders_inert(rendered: RenderedIssue) -> None:
+    variant = rendered.variant(frozenset({"ai-ml", "frontend"}))
     assert "<script>alert(1)" not in variant.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in variant.html
+    assert "javascript:" not in variant.html and "javascript:" not in variant.text
     assert "{{ 7*7 }}" in variant.text and "49" not in variant.text
     values = token_values(
         {
             "first_name": "Ann",
-            "email": "a@x.test",
-            "unsubscribe_url": "https://u.test/REAL",
-            "preferences_url": "https://p.test/REAL",
-        }
+            "email": "a@x.example",
+            "unsubscribe_url": "https://u.example/REAL",
+            "preferences_url": "https://p.example/REAL",
+        },
+        {slug: f"https://u.example/topic/{slug}" for slug in variant.key},
     )
     for part in (variant.html, variant.text, variant.subject):
         filled = compile_template(part).fill(values)
         assert unfilled_tokens(filled) == []
-        # The title's fake token was neutralized, so the real URL appears only where we put it.
-        assert filled.count("https://u.test/REAL") == (0 if part is variant.subject else 1)
+    html_filled = compile_template(variant.html).fill(values)
+    # The title's fake token stayed text; the real URL is only where the footer puts it.
+    assert html_filled.count("https://u.example/REAL") == 1
+
+
+def test_non_http_links_become_inert(rendered: RenderedIssue) -> None:
+    variant = rendered.variant(frozenset({"frontend"}))
+    document = lxml_html.fromstring(variant.html)
+    hrefs = [a.get("href", "") for a in document.iter("a")]
+    assert all(h.startswith(("https://", "http://", "%%", "#")) for h in hrefs), hrefs
+    assert "#" in hrefs
+
+
+def test_over_budget_variants_are_trimmed_from_the_largest_topic() -> None:
+    full = render_issue(ISSUE, CTX).variant(frozenset({"backend", "ai-ml", "frontend"}))
+    budget = html_bytes(full.html) - 1000
+    small = render_issue(ISSUE, CTX, budget=budget)
+    key = frozenset({"backend", "ai-ml", "frontend"})
+    variant = small.variant(key)
+    assert html_bytes(variant.html) <= budget
+    assert variant.trimmed == {"backend": 1}
+    assert "3 more in Backend &amp; Infrastructure →" in variant.html
+    assert_matches_full_compile(small, key)
+
+
+def test_rendering_fetches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access while rendering: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    issue = render_issue(ISSUE, CTX)
+    for key in ALL_KEYS:
+        issue.variant(key)
+
+
+def test_accessibility_of_the_html(rendered: RenderedIssue) -> None:
+    variant = rendered.variant(frozenset({"backend", "ai-ml", "frontend"}))
+    document = lxml_html.fromstring(variant.html)
+    root = document.getroottree().getroot()
+    assert root.get("lang") == "en" and root.get("dir") == "ltr"
+    for img in document.iter("img"):
+        assert img.get("alt"), lxml_html.tostring(img)[:120]
+    for table in document.iter("table"):
+        assert table.get("role") == "presentation"
+    levels = [int(h.tag[1]) for h in document.iter("h1", "h2", "h3", "h4")]
+    assert levels[0] == 1
+    assert all(b - a <= 1 for a, b in pairwise(levels)), levels
+    vague = {"read more", "click here", "here", "more", "link"}
+    for link in document.iter("a"):
+        text = " ".join("".join(str(t) for t in link.itertext()).split()).lower()
+        label = link.get("aria-label") or ""
+        image = link.find("img")
+        named = text or (image is not None and image.get("alt"))
+        assert named, lxml_html.tostring(link)[:120]
+        if text in vague:
+            assert label and label.lower() != text, lxml_html.tostring(link)[:160]
+
+
+def test_image_dimensions_are_given_where_known(rendered: RenderedIssue) -> None:
+    variant = rendered.variant(frozenset({"backend", "ai-ml"}))
+    document = lxml_html.fromstring(variant.html)
+    heroes = {
+        img.get("src"): img for img in document.iter("img") if "img.golden" in img.get("src", "")
+    }
+    assert heroes["https://img.golden.example/1.png"].get("width") == "216"
+    assert heroes["https://img.golden.example/1.png"].get("height") == "108"
+    assert heroes["https://img.golden.example/3.png"].get("height") is None  # unknown: not guessed
+
+
+def write_snapshots() -> None:
+    issue = render_issue(ISSUE, CTX)
+    SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+    for key in ALL_KEYS:
+        variant = issue.variant(key)
+        name = key_name(key)
+        (SNAPSHOTS / f"{name}.subject.txt").write_text(variant.subject, encoding="utf-8")
+        (SNAPSHOTS / f"{name}.text.txt").write_text(variant.text, encoding="utf-8")
+        (SNAPSHOTS / f"{name}.html").write_text(variant.html, encoding="utf-8")
+        print("wrote", name, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    write_snapshots()
