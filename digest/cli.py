@@ -21,6 +21,7 @@ from digest.errors import DigestError
 from digest.gather import GatherReport, SourceOutcome, source_jobs
 from digest.models import Post
 from digest.pipeline import Planned, PreviewResult, Project, inspect_source
+from digest.render.size import html_bytes
 from digest.scaffold import scaffold
 from digest.send import SendReport
 from subscribers.importer import (
@@ -195,11 +196,21 @@ def _print_plan(project: Project, planned: Planned) -> None:
     topics.add_section()
     topics.add_row("[bold]Total[/]", str(issue.post_count), str(planned.recipients))
     out.print(topics)
+    rendered = project.render(issue)
     segments = Table(title=f"{len(planned.segments)} segments", title_justify="left")
     segments.add_column("Segment (topics in this issue)")
     segments.add_column("Recipients", justify="right")
+    segments.add_column("HTML", justify="right")
+    segments.add_column("Trimmed to fit")
     for key, readers in planned.segments.items():
-        segments.add_row(", ".join(names[s] for s in issue.topic_slugs if s in key), str(readers))
+        variant = rendered.variant(key)
+        trimmed = ", ".join(f"{names[s]} −{n}" for s, n in variant.trimmed.items()) or "—"
+        segments.add_row(
+            ", ".join(names[s] for s in issue.topic_slugs if s in key),
+            str(readers),
+            f"{html_bytes(variant.html) / 1024:.0f} KiB",
+            trimmed,
+        )
     out.print(segments)
 
 

@@ -88,7 +88,7 @@ def test_phone_width_is_one_column_of_cards_with_images(
     browser: Any, previews: dict[str, Path], segment: str
 ) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
-    for width in (320, 375):
+    for width in (320, 375, 480):
         page = browser.new_page(viewport={"width": width, "height": 800})
         page.goto(previews[segment].as_uri())
         page.wait_for_load_state("load")

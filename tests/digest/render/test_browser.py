@@ -1,0 +1,118 @@
+"""The golden issue's variants in headless Chromium at 320, 375, 600 and 800 px.
+
+Image requests to the golden issue's made-up host are answered from the example site's PNGs
+(the network boundary, replaced); nothing else is fetched. Screenshots land in ./screenshots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest.personalize import compile_template, token_values
+from digest.render import RenderedIssue, render_issue
+from digest.scaffold import example_site
+from tests.digest.render.golden import ALL_KEYS, CTX, ISSUE, key_name
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).parents[3] / "screenshots"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PNG = (example_site() / "images" / "feature-stores-on-postgres.png").read_bytes()
+LOGO = (example_site() / "images" / "logo.png").read_bytes()
+
+MEASURE = """() => {
+  const box = el => { const r = el.getBoundingClientRect();
+    return {x: r.left, y: r.top, w: r.width, right: r.right, bottom: r.bottom}; };
+  const cards = [...document.querySelectorAll('h3')].map(title => {
+    const section = title.closest('div.panel');
+    const img = section.querySelector('img');
+    return {title: box(title), img: img ? box(img) : null};
+  });
+  const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0));
+  return {scrollWidth: document.documentElement.scrollWidth, cards,
+          broken: broken.map(i => i.src)};
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("headless Chromium (/usr/bin/chromium) is not installed")
+    with playwright_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    rendered: RenderedIssue = render_issue(ISSUE, CTX)
+    folder = tmp_path_factory.mktemp("golden")
+    values = token_values(
+        {
+            "first_name": "Alex",
+            "email": "alex@example.com",
+            "unsubscribe_url": "https://digest.golden.example/unsubscribe",
+            "preferences_url": "https://digest.golden.example/preferences",
+        },
+        {s: f"https://digest.golden.example/unsubscribe?topic={s}" for s in ISSUE.topic_slugs},
+    )
+    out = {}
+    for key in ALL_KEYS:
+        path = folder / f"{key_name(key)}.html"
+        path.write_text(compile_template(rendered.variant(key).html).fill(values), encoding="utf-8")
+        out[key_name(key)] = path
+    return out
+
+
+def open_page(browser: Any, path: Path, width: int) -> Any:
+    page = browser.new_page(viewport={"width": width, "height": 900})
+
+    def serve(route: Any) -> None:
+        body = LOGO if route.request.url.endswith("logo.png") else PNG
+        route.fulfill(status=200, body=body, content_type="image/png")
+
+    page.route("https://img.golden.example/**", serve)
+    page.route("https://blog.golden.example/logo.png", serve)
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page
+
+
+@pytest.mark.parametrize("width", [320, 375, 480, 600, 800])
+def test_golden_variants_lay_out_at_each_width(
+    browser: Any, pages: dict[str, Path], width: int
+) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for name, path in pages.items():
+        page = open_page(browser, path, width)
+        page.screenshot(path=str(SCREENSHOTS / f"golden-{name}-{width}.png"), full_page=True)
+        found = page.evaluate(MEASURE)
+        page.close()
+        assert found["broken"] == [], name
+        if width <= 480:
+            assert found["scrollWidth"] <= width, f"{name}: sideways scrolling at {width}"
+        for card in found["cards"]:
+            image, title = card["img"], card["title"]
+            if image is None:
+                continue
+            if width <= 480:
+                assert image["bottom"] <= title["y"], f"{name}: one column at {width}"
+                assert image["w"] >= width - 60, f"{name}: image spans the column at {width}"
+            else:
+                assert image["right"] <= title["x"], f"{name}: image beside text at {width}"
+                assert image["y"] <= title["y"] < image["bottom"], name
