@@ -466,6 +466,22 @@ def subscribers_stats(config: ConfigOption = None) -> None:
     out.print(topics)
 
 
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve the subscriber pages, one-click unsubscribe and the web archive."""
+    import uvicorn
+
+    from digest.web import create_app
+
+    project = _project(config)
+    out.print(f"Serving {project.config.site.public_url} on http://{host}:{port}")
+    uvicorn.run(create_app(project, project.mailer()), host=host, port=port, log_level="info")
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply database migrations (other commands do this on their own)."""

@@ -11,6 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -37,6 +38,7 @@ DEFAULT_CONFIG = "digest.toml"
 SECRET_KEY_ENV = "DIGEST_SECRET_KEY"  # noqa: S105 (a variable name, not a secret)
 SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
 SMTP_PASSWORD_ENV = "DIGEST_SMTP_PASSWORD"  # noqa: S105 (a variable name)
+PREVIOUS_KEY_ENV = "DIGEST_PREVIOUS_SECRET_KEY"
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
@@ -243,6 +245,19 @@ class GatherConfig(_Strict):
     )
 
 
+class SecurityConfig(_Strict):
+    previous_key_until: datetime | None = Field(
+        default=None,
+        description=f"accept links signed with ${PREVIOUS_KEY_ENV} until then (key rotation)",
+    )
+
+
+class WebConfig(_Strict):
+    subscribe_limit: int = Field(default=5, ge=1, description="sign-ups per client per window")
+    subscribe_window_seconds: int = Field(default=600, ge=1)
+    pause_days: int = Field(default=28, ge=1, le=365)
+
+
 class FileConfig(_Strict):
     """The shape of ``digest.toml``."""
 
@@ -254,6 +269,8 @@ class FileConfig(_Strict):
     sending: SendingConfig
     gather: GatherConfig = Field(default_factory=GatherConfig)
     theme: ThemeConfig = Field(default_factory=ThemeConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> FileConfig:
@@ -287,6 +304,7 @@ class Secrets:
     secret_key: str | None = None
     sendgrid_api_key: str | None = None
     smtp_password: str | None = None
+    previous_secret_key: str | None = None
 
     def require_secret_key(self) -> str:
         if not self.secret_key:
@@ -412,6 +430,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         secret_key=environ.get(SECRET_KEY_ENV) or None,
         sendgrid_api_key=environ.get(SENDGRID_KEY_ENV) or None,
         smtp_password=environ.get(SMTP_PASSWORD_ENV) or None,
+        previous_secret_key=environ.get(PREVIOUS_KEY_ENV) or None,
     )
     return Config(path=path.resolve(), file=parsed, secrets=secrets)
 

@@ -122,6 +122,7 @@ subscribers = Table(
     Column("changed_at", UtcDateTime, nullable=False),
     Column("confirmed_at", UtcDateTime),
     Column("unsubscribed_at", UtcDateTime),
+    Column("paused_until", UtcDateTime),
 )
 Index("ix_subscribers_status", subscribers.c.status)
 

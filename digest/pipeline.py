@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -204,6 +205,18 @@ class Project:
             issue = repository.save_issue(conn, planned, repository.topic_ids(conn), now)
         return Planned(issue, True, self._segments(issue))
 
+    def issue(self, issue_id: int) -> Issue:
+        with self.engine.connect() as conn:
+            digest = repository.issue_row(conn, issue_id).digest
+            return repository.load_issue(conn, issue_id, self.topics(self.config.digest(digest)))
+
+    def archive_html(self, issue: Issue, rendered: RenderedIssue | None = None) -> str:
+        """The web-archive page: every topic, the links leading to the generic pages."""
+        rendered = rendered or self.render(issue)
+        generic = _sample_values(self.config.site.public_url, issue.topic_slugs, "there")
+        html = rendered.variant(frozenset(issue.topic_slugs)).html
+        return compile_template(html).fill(generic)
+
     def latest_issue(self, digest_slug: str | None = None) -> Issue | None:
         digest = self.config.digest(digest_slug)
         with self.engine.connect() as conn:
@@ -213,7 +226,8 @@ class Project:
     def _segments(self, issue: Issue) -> dict[TopicSet, int]:
         with self.engine.connect() as conn:
             store = SubscriberStore(conn)
-            sizes = segment_sizes(store.iterate(status=Status.ACTIVE), issue.topic_slugs)
+            active = store.iterate(status=Status.ACTIVE)
+            sizes = segment_sizes(active, issue.topic_slugs, self.clock())
         order = {slug: i for i, slug in enumerate(issue.topic_slugs)}
         return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], sorted(order[s] for s in kv[0]))))
 
@@ -275,10 +289,7 @@ class Project:
             files[key] = path
             sizes[key] = html_bytes(variant.html)
             trimmed[key] = variant.trimmed
-        archive = rendered.variant(frozenset(issue.topic_slugs))
-        (target / "archive.html").write_text(
-            compile_template(archive.html).fill(sample), encoding="utf-8"
-        )
+        (target / "archive.html").write_text(self.archive_html(issue, rendered), encoding="utf-8")
         index = target / "index.html"
         index.write_text(
             _preview_index(rendered, files, segments, sizes, trimmed), encoding="utf-8"
@@ -287,12 +298,18 @@ class Project:
 
     # send -----------------------------------------------------------------------------------
 
-    def transport(self, issue: Issue) -> Transport:
+    def transport(self, issue: Issue | None) -> Transport:
+        """The configured transport; ``issue`` None is for single messages (confirmations)."""
         sending = self.config.sending
         if sending.transport == "outbox":
-            return OutboxTransport(
-                OutboxTransport.issue_folder(self.config.outbox_dir, issue.digest, issue.number)
+            folder = (
+                self.config.outbox_dir / "confirmations"
+                if issue is None
+                else OutboxTransport.issue_folder(
+                    self.config.outbox_dir, issue.digest, issue.number
+                )
             )
+            return OutboxTransport(folder)
         if sending.transport == "smtp":
             return SmtpTransport(sending.smtp, self.config.secrets.smtp_password)
         raise DigestError(
@@ -310,7 +327,6 @@ class Project:
         planned = self.plan(digest_slug)
         if planned is None:
             return None, None
-        secret = self.config.secrets.require_secret_key()
         issue = planned.issue
         digest = self.config.digest(issue.digest)
         sending = self.config.sending
@@ -321,7 +337,7 @@ class Project:
             list_id=list_id(digest.name, digest.slug, sending.from_email),
             unsubscribe_mailto=sending.unsubscribe_mailto,
         )
-        links = Links(self.config.site.public_url, TokenSigner(secret))
+        links = Links(self.config.site.public_url, self.signer())
         report = send_issue(
             self.engine,
             self.render(issue),
@@ -346,6 +362,26 @@ class Project:
         planned, sent = self.send(digest_slug, transport)
         return RunResult(gathered, planned, sent)
 
+    def mailer(self) -> Callable[[EmailMessage], None]:
+        """Sends one message (a confirmation request) through the configured transport."""
+        transport = self.transport(None)
+
+        def send(message: EmailMessage) -> None:
+            refused = transport.deliver([(0, message)])
+            if refused:
+                raise DigestError(f"refused: {next(iter(refused.values()))}", where="mailer")
+
+        return send
+
+    def signer(self) -> TokenSigner:
+        secrets = self.config.secrets
+        return TokenSigner(
+            secrets.require_secret_key(),
+            previous_key=secrets.previous_secret_key,
+            previous_until=self.config.file.security.previous_key_until,
+            clock=self.clock,
+        )
+
     def subscribers(self) -> SubscriberStore:
         """A store on a fresh connection; the caller commits (``store.conn.commit()``)."""
         return SubscriberStore(self.engine.connect())
@@ -356,11 +392,13 @@ def archive_url(public_url: str, digest: str, number: int) -> str:
     return f"{public_url}/archive/{digest}/{number}/"
 
 
-def _sample_values(public_url: str, slugs: tuple[str, ...]) -> dict[str, str]:
+def _sample_values(
+    public_url: str, slugs: tuple[str, ...], first_name: str = "Alex"
+) -> dict[str, str]:
     """Personal values for previews: a sample reader whose links lead to the generic pages."""
     return token_values(
         {
-            "first_name": "Alex",
+            "first_name": first_name,
             "email": "alex@example.com",
             "unsubscribe_url": f"{public_url}/unsubscribe",
             "preferences_url": f"{public_url}/preferences",

@@ -238,6 +238,13 @@ def last_issue(conn: Connection, digest: str) -> IssueRow | None:
     return IssueRow(**row._mapping) if row else None
 
 
+def issue_by_number(conn: Connection, digest: str, number: int) -> IssueRow | None:
+    row = conn.execute(
+        select(db.issues).where(db.issues.c.digest == digest, db.issues.c.number == number)
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
 def issue_row(conn: Connection, issue_id: int) -> IssueRow:
     row = conn.execute(select(db.issues).where(db.issues.c.id == issue_id)).one()
     return IssueRow(**row._mapping)

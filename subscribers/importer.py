@@ -4,6 +4,7 @@ rows are kept. Pure apart from reading the text it is handed."""
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -76,44 +77,79 @@ def parse_csv(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
             ),
         )
     index = {name: header.index(name) for name in header}
-    rows: list[ImportRow] = []
-    problems: list[RowProblem] = []
-    seen: dict[str, int] = {}
+    rows = _Rows(resolve_topic)
     start = reader.line_num + 1
     for record in reader:
         line, start = start, reader.line_num + 1
         if not any(field.strip() for field in record):
             continue
         if len(record) != len(header):
-            problems.append(
+            rows.problems.append(
                 RowProblem(line, f"has {len(record)} fields, the header has {len(header)}")
             )
             continue
-        raw_email = record[index["email"]].strip()
         name = record[index["name"]].strip() if "name" in index else ""
+        rows.add(line, record[index["email"]].strip(), name, split_topics(record[index["topics"]]))
+    return rows.result()
+
+
+class _Rows:
+    """Checks shared by every format: address, duplicates in the file, topics."""
+
+    def __init__(self, resolve_topic: TopicResolver) -> None:
+        self.resolve = resolve_topic
+        self.rows: list[ImportRow] = []
+        self.problems: list[RowProblem] = []
+        self.seen: dict[str, int] = {}
+
+    def add(self, line: int, raw_email: str, name: str, wanted: list[str]) -> None:
         try:
             address = normalize_email(raw_email)
         except ValueError as err:
-            problems.append(RowProblem(line, f"bad address {raw_email!r}: {err}", raw_email))
-            continue
+            self.problems.append(RowProblem(line, f"bad address {raw_email!r}: {err}", raw_email))
+            return
         key = email_key(address)
-        if key in seen:
-            problems.append(RowProblem(line, f"duplicate of line {seen[key]} ({address})", address))
-            continue
-        wanted = split_topics(record[index["topics"]])
-        unknown = [t for t in wanted if resolve_topic(t) is None]
+        if key in self.seen:
+            self.problems.append(
+                RowProblem(line, f"duplicate of line {self.seen[key]} ({address})", address)
+            )
+            return
+        unknown = [t for t in wanted if self.resolve(t) is None]
         if unknown:
-            problems.append(
+            self.problems.append(
                 RowProblem(line, f"unknown topic(s): {', '.join(map(repr, unknown))}", address)
             )
-            continue
+            return
         if not wanted:
-            problems.append(RowProblem(line, "no topics", address))
+            self.problems.append(RowProblem(line, "no topics", address))
+            return
+        self.seen[key] = line
+        slugs = frozenset(s for s in map(self.resolve, wanted) if s is not None)
+        self.rows.append(ImportRow(line, address, name, slugs))
+
+    def result(self) -> ParsedFile:
+        return ParsedFile(tuple(self.rows), tuple(self.problems))
+
+
+def parse_jsonl(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
+    """JSON Lines: one object a line with ``email``, ``name`` and ``topics`` (a list, or a
+    string separated by ``;`` or ``|``)."""
+    rows = _Rows(resolve_topic)
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
             continue
-        seen[key] = line
-        slugs = frozenset(s for s in map(resolve_topic, wanted) if s is not None)
-        rows.append(ImportRow(line, address, name, slugs))
-    return ParsedFile(tuple(rows), tuple(problems))
+        try:
+            item = json.loads(text)
+        except json.JSONDecodeError as err:
+            rows.problems.append(RowProblem(number, f"not JSON ({err.msg})"))
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+            rows.problems.append(RowProblem(number, "expected an object with an 'email' string"))
+            continue
+        topics = item.get("topics", [])
+        wanted = split_topics(topics) if isinstance(topics, str) else [str(t) for t in topics]
+        rows.add(number, item["email"], str(item.get("name") or ""), wanted)
+    return rows.result()
 
 
 def topic_resolver(topics: Iterable[tuple[str, str]]) -> TopicResolver:

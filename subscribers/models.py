@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -29,6 +30,10 @@ class Subscriber:
     name: str
     status: Status
     topics: frozenset[str]
+    paused_until: datetime | None = None
+
+    def paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
 
     @property
     def first_name(self) -> str:

@@ -1,5 +1,5 @@
-"""Subscribers in the database (SQLite or PostgreSQL), read in chunks so that a large list
-never sits in memory at once."""
+"""Subscribers in the database (SQLite or PostgreSQL), read and written in chunks so that a
+large list never sits in memory at once and an import of 10,000 rows is a few statements."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
@@ -15,14 +16,24 @@ from digest import db
 from subscribers.importer import ImportRow, email_key
 from subscribers.models import Status, Subscriber
 
+CHUNK = 500
+AnyRow = Row[*tuple[Any, ...]]
+
 
 @dataclass(frozen=True)
 class UpsertSummary:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    reactivated: int = 0
     suppressed: tuple[str, ...] = ()
     """Addresses left alone because they unsubscribed, bounced or complained."""
+
+
+def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 class SubscriberStore:
@@ -36,9 +47,7 @@ class SubscriberStore:
         row = self.conn.execute(
             select(db.subscribers).where(db.subscribers.c.email_key == email_key(email))
         ).first()
-        if row is None:
-            return None
-        return self._with_topics([row])[0]
+        return self._with_topics([row])[0] if row else None
 
     def by_id(self, subscriber_id: int) -> Subscriber | None:
         row = self.conn.execute(
@@ -47,75 +56,120 @@ class SubscriberStore:
         return self._with_topics([row])[0] if row else None
 
     def upsert(
-        self, rows: Iterable[ImportRow], now: datetime, source: str, dry_run: bool = False
+        self,
+        rows: Iterable[ImportRow],
+        now: datetime,
+        source: str,
+        *,
+        dry_run: bool = False,
+        reactivate: bool = False,
     ) -> UpsertSummary:
-        """New addresses become active; known ones get the file's name and topics.
+        """New addresses become active; known ones take the file's name and topics.
 
-        Suppressed addresses (unsubscribed, bounced, complained) are never changed here.
+        Suppressed addresses (unsubscribed, bounced, complained) are left exactly as they are,
+        unless ``reactivate`` says the file is proof of fresh consent.
         """
         topic_id = self._topic_ids()
-        added = updated = unchanged = 0
+        added = updated = unchanged = reactivated = 0
         suppressed: list[str] = []
-        for row in rows:
-            existing = self.get(row.email)
-            if existing is not None and existing.status.suppressed:
-                suppressed.append(row.email)
-                continue
-            if existing is None:
-                added += 1
-                if not dry_run:
-                    self._insert(row.email, row.name, row.topics, Status.ACTIVE, now, source)
-                continue
-            if existing.name == row.name and existing.topics == row.topics:
-                unchanged += 1
-                continue
-            updated += 1
-            if not dry_run:
+        for chunk in _chunks(rows, CHUNK):
+            known = {
+                s.email.lower(): s
+                for s in self._with_topics(
+                    list(
+                        self.conn.execute(
+                            select(db.subscribers).where(
+                                db.subscribers.c.email_key.in_([email_key(r.email) for r in chunk])
+                            )
+                        )
+                    )
+                )
+            }
+            fresh = [r for r in chunk if email_key(r.email) not in known]
+            added += len(fresh)
+            if fresh and not dry_run:
+                self._insert_many(fresh, Status.ACTIVE, now, source, topic_id)
+            for row in chunk:
+                existing = known.get(email_key(row.email))
+                if existing is None:
+                    continue
+                if existing.status.suppressed and not reactivate:
+                    suppressed.append(row.email)
+                    continue
+                revive = existing.status is not Status.ACTIVE
+                if not revive and existing.name == row.name and existing.topics == row.topics:
+                    unchanged += 1
+                    continue
+                reactivated += revive
+                updated += not revive
+                if dry_run:
+                    continue
+                values: dict[str, object] = {"name": row.name, "changed_at": now}
+                if revive:
+                    values |= {"status": Status.ACTIVE.value, "confirmed_at": now}
                 self.conn.execute(
                     update(db.subscribers)
                     .where(db.subscribers.c.id == existing.id)
-                    .values(name=row.name, changed_at=now)
+                    .values(**values)
                 )
-                self._set_topics(existing.id, row.topics, topic_id)
-        return UpsertSummary(added, updated, unchanged, tuple(suppressed))
+                self.set_topics(existing.id, row.topics, topic_id)
+        return UpsertSummary(added, updated, unchanged, reactivated, tuple(suppressed))
+
+    def _insert_many(
+        self,
+        rows: Sequence[ImportRow],
+        status: Status,
+        now: datetime,
+        source: str,
+        topic_id: dict[str, int],
+    ) -> None:
+        inserted = self.conn.execute(
+            insert(db.subscribers).returning(
+                db.subscribers.c.id, db.subscribers.c.email_key, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "email": r.email,
+                    "email_key": email_key(r.email),
+                    "name": r.name,
+                    "status": status.value,
+                    "source": source,
+                    "created_at": now,
+                    "changed_at": now,
+                    "confirmed_at": now if status is Status.ACTIVE else None,
+                }
+                for r in rows
+            ],
+        )
+        ids = {key: sid for sid, key in inserted}
+        links = [
+            {"subscriber_id": ids[email_key(r.email)], "topic_id": topic_id[t]}
+            for r in rows
+            for t in sorted(r.topics)
+        ]
+        if links:
+            self.conn.execute(insert(db.subscriptions), links)
 
     def add(
-        self, email: str, name: str, topics: frozenset[str], now: datetime, source: str = "cli"
-    ) -> Subscriber:
-        subscriber_id = self._insert(email, name, topics, Status.ACTIVE, now, source)
-        found = self.by_id(subscriber_id)
-        assert found is not None
-        return found
-
-    def _insert(
         self,
         email: str,
         name: str,
         topics: frozenset[str],
-        status: Status,
         now: datetime,
-        source: str,
-    ) -> int:
-        subscriber_id = self.conn.execute(
-            insert(db.subscribers)
-            .values(
-                email=email,
-                email_key=email_key(email),
-                name=name,
-                status=status.value,
-                source=source,
-                created_at=now,
-                changed_at=now,
-                confirmed_at=now if status is Status.ACTIVE else None,
-            )
-            .returning(db.subscribers.c.id)
-        ).scalar_one()
-        self._set_topics(subscriber_id, topics, self._topic_ids())
-        return int(subscriber_id)
+        source: str = "cli",
+        status: Status = Status.ACTIVE,
+    ) -> Subscriber:
+        self._insert_many(
+            [ImportRow(0, email, name, topics)], status, now, source, self._topic_ids()
+        )
+        found = self.get(email)
+        assert found is not None
+        return found
 
-    def _set_topics(
-        self, subscriber_id: int, topics: frozenset[str], topic_id: dict[str, int]
+    def set_topics(
+        self, subscriber_id: int, topics: frozenset[str], topic_id: dict[str, int] | None = None
     ) -> None:
+        topic_id = topic_id or self._topic_ids()
         self.conn.execute(
             delete(db.subscriptions).where(db.subscriptions.c.subscriber_id == subscriber_id)
         )
@@ -125,20 +179,37 @@ class SubscriberStore:
                 [{"subscriber_id": subscriber_id, "topic_id": topic_id[t]} for t in sorted(topics)],
             )
 
+    def update(self, subscriber_id: int, now: datetime, **values: object) -> None:
+        self.conn.execute(
+            update(db.subscribers)
+            .where(db.subscribers.c.id == subscriber_id)
+            .values(changed_at=now, **values)
+        )
+
     def set_status(self, email: str, status: Status, now: datetime) -> Subscriber | None:
         existing = self.get(email)
         if existing is None:
             return None
-        values: dict[str, object] = {"status": status.value, "changed_at": now}
+        self.set_status_of(existing.id, status, now)
+        return self.by_id(existing.id)
+
+    def set_status_of(self, subscriber_id: int, status: Status, now: datetime) -> None:
+        values: dict[str, object] = {"status": status.value}
         if status is Status.UNSUBSCRIBED:
             values["unsubscribed_at"] = now
-        self.conn.execute(
-            update(db.subscribers).where(db.subscribers.c.id == existing.id).values(**values)
-        )
-        return self.by_id(existing.id)
+        if status is Status.ACTIVE:
+            values |= {"confirmed_at": now, "unsubscribed_at": None}
+        self.update(subscriber_id, now, **values)
 
     def iterate(self, chunk_size: int = 1000, status: Status | None = None) -> Iterator[Subscriber]:
         """All subscribers (or those of one status) by id, ``chunk_size`` rows at a time."""
+        for rows in self.iterate_rows(chunk_size, status):
+            yield from self._with_topics(rows)
+
+    def iterate_rows(
+        self, chunk_size: int = 1000, status: Status | None = None
+    ) -> Iterator[list[AnyRow]]:
+        """Raw rows (every column, for export) in chunks, keyset-paginated by id."""
         after = 0
         while True:
             query = (
@@ -152,11 +223,10 @@ class SubscriberStore:
             rows = list(self.conn.execute(query))
             if not rows:
                 return
-            yield from self._with_topics(rows)
+            yield rows
             after = rows[-1].id
 
-    def _with_topics(self, rows: Sequence[Row[Any]]) -> list[Subscriber]:
-        ids = [r.id for r in rows]
+    def topics_of(self, ids: Sequence[int]) -> dict[int, set[str]]:
         topics: dict[int, set[str]] = {i: set() for i in ids}
         query = (
             select(db.subscriptions.c.subscriber_id, db.topics.c.slug)
@@ -165,8 +235,19 @@ class SubscriberStore:
         )
         for sub_id, slug in self.conn.execute(query):
             topics[sub_id].add(slug)
+        return topics
+
+    def _with_topics(self, rows: Sequence[AnyRow]) -> list[Subscriber]:
+        topics = self.topics_of([r.id for r in rows])
         return [
-            Subscriber(r.id, r.email, r.name, Status(r.status), frozenset(topics[r.id]))
+            Subscriber(
+                r.id,
+                r.email,
+                r.name,
+                Status(r.status),
+                frozenset(topics[r.id]),
+                r.paused_until,
+            )
             for r in rows
         ]
 

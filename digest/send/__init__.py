@@ -88,9 +88,8 @@ def record_recipients(engine: Engine, rendered: RenderedIssue, now: datetime) ->
     with engine.begin() as conn:
         store = SubscriberStore(conn)
         chunk: list[tuple[int, str]] = []
-        for subscriber, key in assign(
-            store.iterate(status=Status.ACTIVE), rendered.issue.topic_slugs
-        ):
+        active = store.iterate(status=Status.ACTIVE)
+        for subscriber, key in assign(active, rendered.issue.topic_slugs, now):
             chunk.append((subscriber.id, encode_key(key)))
             if len(chunk) >= 1000:
                 total += ledger.record(conn, issue_id, chunk, now)
@@ -151,7 +150,7 @@ def send_issue(
         by_subscriber: dict[int, int] = {}
         for delivery in claimed:
             person = people[delivery.id]
-            if person is None or person.status is not Status.ACTIVE:
+            if person is None or person.status is not Status.ACTIVE or person.paused(clock()):
                 skipped[delivery.id] = "no longer active"
                 continue
             by_subscriber[person.id] = delivery.id

@@ -6,6 +6,7 @@ Files are written under a temporary name and renamed, so a crash never leaves ha
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -33,7 +34,10 @@ class OutboxTransport:
             folder.mkdir(parents=True, exist_ok=True)
             for subscriber_id, message in messages:
                 to = _UNSAFE.sub("_", str(message["To"].addresses[0].addr_spec))
-                target = folder / f"{subscriber_id:06d}-{to}.eml"
+                name = (
+                    f"{subscriber_id:06d}-{to}" if subscriber_id else f"{to}-{uuid.uuid4().hex[:8]}"
+                )
+                target = folder / f"{name}.eml"
                 temporary = target.with_suffix(".eml.tmp")
                 temporary.write_bytes(message.as_bytes(policy=SMTP))
                 temporary.replace(target)

@@ -1,0 +1,277 @@
+"""The web face: subscriber pages (subscribe with double opt-in, confirm, preferences,
+unsubscribe, RFC 8058 one-click) and the issues' web-archive pages, on Starlette.
+
+Pages are Jinja2 templates in ``templates/web``. Every form carries a CSRF field; tokens in
+links are signed per purpose (:mod:`subscribers.tokens`). Database work runs in a thread so
+the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from digest.pipeline import Project
+from digest.web.pages import Pages
+from digest.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf, RateLimit
+from subscribers.tokens import InvalidToken, Purpose
+
+Mailer = Callable[[EmailMessage], None]
+ONE_CLICK = "One-Click"
+
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",  # links carry tokens: never leak them to other sites
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' "
+    "https: file:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+def create_app(project: Project, mailer: Mailer) -> Starlette:
+    """The app for one project. ``mailer`` sends confirmation emails (the configured transport)."""
+    pages = Pages(project, mailer)
+    csrf = Csrf(project.config.secrets.require_secret_key())
+    web = project.config.file.web
+    limit = RateLimit(
+        web.subscribe_limit, timedelta(seconds=web.subscribe_window_seconds), project.clock
+    )
+    secure_cookie = urlsplit(project.config.site.public_url).scheme == "https"
+
+    def page(request: Request, template: str, status: int = 200, **values: Any) -> Response:
+        cookie = request.cookies.get(CSRF_COOKIE) or csrf.new_cookie()
+        body = pages.render(template, csrf=csrf.field_for(cookie), **values)
+        response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        if CSRF_COOKIE not in request.cookies:
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                httponly=True,
+                samesite="strict",
+                secure=secure_cookie,
+                path="/",
+            )
+        return response
+
+    def invalid(request: Request, error: InvalidToken) -> Response:
+        return page(request, "web/invalid_link.html.j2", status=400, reason=error.reason)
+
+    async def checked_form(request: Request) -> FormData | Response:
+        form = await request.form()
+        field = form.get(CSRF_FIELD)
+        if not csrf.valid(
+            request.cookies.get(CSRF_COOKIE), field if isinstance(field, str) else None
+        ):
+            return page(
+                request,
+                "web/message.html.j2",
+                status=403,
+                title="This form has expired",
+                text="Please go back, reload the page and try again.",
+            )
+        return form
+
+    def redirect(url: str) -> Response:
+        return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+
+    # subscribe -------------------------------------------------------------------------
+
+    async def subscribe(request: Request) -> Response:
+        if request.method == "GET":
+            return page(request, "web/subscribe.html.j2", values={}, errors={})
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        client = request.client.host if request.client else "unknown"
+        if not limit.allow(client):
+            return page(
+                request,
+                "web/message.html.j2",
+                status=429,
+                title="Too many sign-ups",
+                text="Please wait a few minutes before trying again.",
+            )
+        name = str(form.get("name", "")).strip()
+        errors, email, topics = pages.check_subscription(
+            str(form.get("email", "")).strip(), [str(t) for t in form.getlist("topics")]
+        )
+        if errors:
+            values = {"email": email, "name": name, "topics": topics}
+            return page(request, "web/subscribe.html.j2", status=400, values=values, errors=errors)
+        await run_in_threadpool(pages.subscribe, email, name, topics)
+        # The same answer whether or not the address is known: no enumeration.
+        return redirect("/subscribe/check-your-email")
+
+    async def check_email(request: Request) -> Response:
+        return page(
+            request,
+            "web/message.html.j2",
+            title="Check your inbox",
+            text="If the address can receive our emails, a confirmation link is on its "
+            "way. Your subscription starts when you open it.",
+        )
+
+    async def confirm(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            found = await run_in_threadpool(pages.subscriber_for, Purpose.CONFIRM, token)
+        except InvalidToken as bad:
+            return invalid(request, bad)
+        if request.method == "GET":
+            return page(request, "web/confirm.html.j2", subscriber=found[0], chosen=found[1])
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        preferences = await run_in_threadpool(pages.confirm, token)
+        return redirect(f"/preferences/{preferences}?welcome=1")
+
+    # preferences -----------------------------------------------------------------------
+
+    async def preferences(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            subscriber, _ = await run_in_threadpool(
+                pages.subscriber_for, Purpose.PREFERENCES, token
+            )
+        except InvalidToken as bad:
+            return invalid(request, bad)
+        if request.method == "GET":
+            return page(
+                request,
+                "web/preferences.html.j2",
+                subscriber=subscriber,
+                token=token,
+                notice=request.query_params.get("saved")
+                or (request.query_params.get("welcome") and "welcome"),
+                unsubscribe=pages.unsubscribe_token(subscriber.id),
+                error=None,
+                now=project.clock(),
+            )
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        action = str(form.get("action", "save"))
+        topics = [str(t) for t in form.getlist("topics")]
+        error = await run_in_threadpool(pages.update_preferences, subscriber.id, action, topics)
+        if error:
+            return page(
+                request,
+                "web/preferences.html.j2",
+                status=400,
+                subscriber=subscriber,
+                token=token,
+                notice=None,
+                unsubscribe=pages.unsubscribe_token(subscriber.id),
+                error=error,
+                now=project.clock(),
+            )
+        return redirect(f"/preferences/{token}?saved={action}")
+
+    # unsubscribe -----------------------------------------------------------------------
+
+    async def unsubscribe(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            subscriber, _ = await run_in_threadpool(
+                pages.subscriber_for, Purpose.UNSUBSCRIBE, token
+            )
+        except InvalidToken as bad:
+            if request.method == "POST":
+                return PlainTextResponse(f"invalid link ({bad.reason})", status_code=400)
+            return invalid(request, bad)
+        if request.method == "GET":
+            return page(request, "web/unsubscribe.html.j2", subscriber=subscriber, topic=None)
+        form = await request.form()
+        if form.get("List-Unsubscribe") == ONE_CLICK:
+            # RFC 8058: the mail client's POST acts at once, without cookies or a page.
+            await run_in_threadpool(pages.unsubscribe, subscriber.id)
+            return PlainTextResponse("unsubscribed", headers=SECURITY_HEADERS)
+        checked = await checked_form(request)
+        if isinstance(checked, Response):
+            return checked
+        await run_in_threadpool(pages.unsubscribe, subscriber.id)
+        return redirect("/unsubscribed")
+
+    async def unsubscribe_topic(request: Request) -> Response:
+        token = request.path_params["token"]
+        try:
+            subscriber, topic = await run_in_threadpool(
+                pages.subscriber_for, Purpose.UNSUBSCRIBE_TOPIC, token
+            )
+        except InvalidToken as bad:
+            return invalid(request, bad)
+        if request.method == "GET":
+            return page(request, "web/unsubscribe.html.j2", subscriber=subscriber, topic=topic)
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        await run_in_threadpool(pages.leave_topic, subscriber.id, str(topic))
+        return redirect(f"/preferences/{pages.preferences_token(subscriber.id)}?saved=left-topic")
+
+    async def unsubscribed(request: Request) -> Response:
+        return page(
+            request,
+            "web/message.html.j2",
+            title="You are unsubscribed",
+            text="You will get no more digests from us. Changed your mind? You can "
+            "subscribe again at any time.",
+            link=("/subscribe", "Subscribe again"),
+        )
+
+    async def no_token(request: Request) -> Response:
+        return page(
+            request,
+            "web/message.html.j2",
+            title="Use the link in your email",
+            text="Every digest we send ends with links to choose your topics or to "
+            "unsubscribe; they are personal, so this page cannot tell who you are.",
+            link=("/subscribe", "Subscribe"),
+        )
+
+    async def archive(request: Request) -> Response:
+        html = await run_in_threadpool(
+            pages.archive, request.path_params["digest"], int(request.path_params["number"])
+        )
+        if html is None:
+            return page(
+                request,
+                "web/message.html.j2",
+                status=404,
+                title="No such issue",
+                text="This issue does not exist (yet).",
+            )
+        return HTMLResponse(html, headers={"Referrer-Policy": "no-referrer"})
+
+    async def home(request: Request) -> Response:
+        return redirect("/subscribe")
+
+    def route(
+        path: str, endpoint: Callable[[Request], Awaitable[Response]], post: bool = False
+    ) -> Route:
+        return Route(path, endpoint, methods=["GET", "POST"] if post else ["GET"])
+
+    return Starlette(
+        routes=[
+            route("/", home),
+            route("/subscribe", subscribe, post=True),
+            route("/subscribe/check-your-email", check_email),
+            route("/confirm/{token}", confirm, post=True),
+            route("/preferences", no_token),
+            route("/preferences/{token}", preferences, post=True),
+            route("/unsubscribe", no_token),
+            route("/unsubscribed", unsubscribed),
+            route("/unsubscribe/topic/{token}", unsubscribe_topic, post=True),
+            route("/unsubscribe/{token}", unsubscribe, post=True),
+            route("/archive/{digest}/{number:int}/", archive),
+        ]
+    )

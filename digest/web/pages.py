@@ -1,0 +1,187 @@
+"""What the subscriber pages do, apart from HTTP: sync code over the store, the signer and the
+templates, called from :mod:`digest.web` in a worker thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from digest import repository
+from digest.pipeline import Project
+from digest.render.inline import inline_css
+from digest.render.mjml import compile_mjml
+from subscribers.importer import normalize_email
+from subscribers.models import Status, Subscriber
+from subscribers.store import SubscriberStore
+from subscribers.tokens import InvalidToken, Purpose
+
+NO_CONFIRMATION = frozenset({Status.BOUNCED, Status.COMPLAINED})
+"""Addresses that bounced or complained get no mail, not even a confirmation request."""
+
+
+class Pages:
+    def __init__(self, project: Project, mailer: Callable[[EmailMessage], None]) -> None:
+        self.project = project
+        self.mailer = mailer
+        self._env = project.environment()
+        self._signer = project.signer()
+
+    def render(self, template: str, **values: Any) -> str:
+        site = self.project.config.site
+        names = {t.slug: t.name for t in self.project.topics()}
+        return str(
+            self._env.get_template(template).render(
+                site=site,
+                topics=self.project.topics(),
+                digest=self.project.config.digests[0],
+                topic_name=lambda slug: names.get(slug, slug),
+                topics_named=lambda slugs: [names[s] for s in slugs if s in names],
+                **values,
+            )
+        )
+
+    # tokens ----------------------------------------------------------------------------
+
+    def preferences_token(self, subscriber_id: int) -> str:
+        return str(self._signer.sign(Purpose.PREFERENCES, subscriber_id))
+
+    def unsubscribe_token(self, subscriber_id: int) -> str:
+        return str(self._signer.sign(Purpose.UNSUBSCRIBE, subscriber_id))
+
+    def subscriber_for(self, purpose: Purpose, token: str) -> tuple[Subscriber, Any]:
+        """The subscriber a token names, and its extra (a confirmation's topics, a topic)."""
+        payload = self._signer.verify(purpose, token)
+        with self.project.engine.connect() as conn:
+            subscriber = SubscriberStore(conn).by_id(int(str(payload["s"])))
+        if subscriber is None:
+            raise InvalidToken("unknown")
+        return subscriber, payload.get("topics") or payload.get("t")
+
+    # subscribe and confirm -------------------------------------------------------------
+
+    def check_subscription(
+        self, email: str, topics: Sequence[str]
+    ) -> tuple[dict[str, str], str, list[str]]:
+        """Errors per field, the normalized address and the known topics chosen."""
+        errors = {}
+        try:
+            email = normalize_email(email)
+        except ValueError:
+            errors["email"] = "Please enter a valid email address."
+        known = {t.slug for t in self.project.topics()}
+        chosen = [t for t in topics if t in known]
+        if not chosen:
+            errors["topics"] = "Choose at least one topic."
+        return errors, email, chosen
+
+    def subscribe(self, email: str, name: str, topics: Sequence[str]) -> None:
+        """A new address is stored as pending; any address that may get mail is sent a
+        confirmation link carrying the chosen topics, which apply only when it is opened."""
+        now = self.project.clock()
+        with self.project.engine.begin() as conn:
+            store = SubscriberStore(conn)
+            subscriber = store.get(email)
+            if subscriber is None:
+                subscriber = store.add(email, name, frozenset(topics), now, "web", Status.PENDING)
+            elif subscriber.status in NO_CONFIRMATION:
+                return
+        token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=sorted(topics))
+        self.mailer(self._confirmation(subscriber, name or subscriber.name, topics, token))
+
+    def confirm(self, token: str) -> str:
+        subscriber, topics = self.subscriber_for(Purpose.CONFIRM, token)
+        now = self.project.clock()
+        with self.project.engine.begin() as conn:
+            store = SubscriberStore(conn)
+            store.set_status_of(subscriber.id, Status.ACTIVE, now)
+            known = {t.slug for t in self.project.topics()}
+            store.set_topics(subscriber.id, frozenset(t for t in topics or [] if t in known))
+        return self.preferences_token(subscriber.id)
+
+    def _confirmation(
+        self, subscriber: Subscriber, name: str, topics: Sequence[str], token: str
+    ) -> EmailMessage:
+        config = self.project.config
+        names = [t.name for t in self.project.topics() if t.slug in topics]
+        values = {
+            "site": config.site,
+            "digest": config.digests[0],
+            "topic_names": names,
+            "confirm_url": f"{config.site.public_url}/confirm/{token}",
+            "theme": config.file.theme,
+        }
+        html = inline_css(
+            compile_mjml(self._env.get_template("confirm/confirm.mjml.j2").render(values))
+        )
+        text = self._env.get_template("confirm/confirm.txt.j2").render(values)
+        sending = config.sending
+        message = EmailMessage()
+        message["From"] = Address(sending.from_name, addr_spec=sending.from_email)
+        message["To"] = Address(name, addr_spec=subscriber.email)
+        message["Subject"] = f"Confirm your subscription to {config.digests[0].name}"
+        message["Date"] = format_datetime(self.project.clock())
+        message["Message-ID"] = make_msgid(domain=sending.from_email.rpartition("@")[2])
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        return message
+
+    # preferences -----------------------------------------------------------------------
+
+    def update_preferences(
+        self, subscriber_id: int, action: str, topics: Sequence[str]
+    ) -> str | None:
+        """Apply a form's action; an error message for the reader, or None."""
+        now = self.project.clock()
+        known = {t.slug for t in self.project.topics()}
+        with self.project.engine.begin() as conn:
+            store = SubscriberStore(conn)
+            if action == "save":
+                chosen = frozenset(t for t in topics if t in known)
+                if not chosen:
+                    return "Choose at least one topic, or leave everything below."
+                store.set_topics(subscriber_id, chosen)
+                store.update(subscriber_id, now)
+            elif action == "pause":
+                weeks = timedelta(days=self.project.config.file.web.pause_days)
+                store.update(subscriber_id, now, paused_until=now + weeks)
+            elif action == "resume":
+                store.update(subscriber_id, now, paused_until=None)
+            elif action == "resubscribe":
+                store.set_status_of(subscriber_id, Status.ACTIVE, now)
+            else:
+                return "Unknown action."
+        return None
+
+    def unsubscribe(self, subscriber_id: int) -> None:
+        with self.project.engine.begin() as conn:
+            SubscriberStore(conn).set_status_of(
+                subscriber_id, Status.UNSUBSCRIBED, self.project.clock()
+            )
+
+    def leave_topic(self, subscriber_id: int, topic: str) -> None:
+        with self.project.engine.begin() as conn:
+            store = SubscriberStore(conn)
+            subscriber = store.by_id(subscriber_id)
+            if subscriber is None:
+                return
+            remaining = subscriber.topics - {topic}
+            if remaining:
+                store.set_topics(subscriber_id, remaining)
+                store.update(subscriber_id, self.project.clock())
+            else:  # leaving the last topic is leaving
+                store.set_status_of(subscriber_id, Status.UNSUBSCRIBED, self.project.clock())
+
+    # archive ---------------------------------------------------------------------------
+
+    def archive(self, digest: str, number: int) -> str | None:
+        with self.project.engine.connect() as conn:
+            row = repository.issue_by_number(conn, digest, number)
+        if row is None:
+            return None
+        issue = self.project.issue(row.id)
+        return self.project.archive_html(issue)

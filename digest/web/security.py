@@ -1,0 +1,60 @@
+"""CSRF protection and a per-client rate limit for the public pages.
+
+CSRF: a random value in an HttpOnly, SameSite=Strict cookie, and its HMAC in every form; a
+POST passes when the form's value is the HMAC of the cookie's. A page on another site can make a
+browser send our cookie but cannot read it, so it cannot forge the form field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+CSRF_COOKIE = "digest_csrf"
+CSRF_FIELD = "csrf"
+
+
+class Csrf:
+    def __init__(self, secret_key: str) -> None:
+        self._key = hashlib.sha256(b"digest.csrf:" + secret_key.encode()).digest()
+
+    @staticmethod
+    def new_cookie() -> str:
+        return secrets.token_urlsafe(24)
+
+    def field_for(self, cookie: str) -> str:
+        return hmac.new(self._key, cookie.encode(), hashlib.sha256).hexdigest()
+
+    def valid(self, cookie: str | None, field: str | None) -> bool:
+        if not cookie or not field:
+            return False
+        return hmac.compare_digest(self.field_for(cookie), field)
+
+
+class RateLimit:
+    """At most ``limit`` events per ``window`` per key (a client address); thread-safe."""
+
+    def __init__(self, limit: int, window: timedelta, clock: Callable[[], datetime]) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._events: dict[str, deque[datetime]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            events = self._events.setdefault(key, deque())
+            while events and now - events[0] >= self.window:
+                events.popleft()
+            if len(events) >= self.limit:
+                return False
+            events.append(now)
+            if len(self._events) > 100_000:  # forget idle clients rather than grow without end
+                self._events = {k: v for k, v in self._events.items() if v}
+            return True

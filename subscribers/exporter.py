@@ -1,0 +1,65 @@
+"""Writing subscribers out as CSV or JSON Lines, streamed chunk by chunk."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import IO, Any
+
+from subscribers.store import SubscriberStore
+
+COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "topics",
+    "source",
+    "created_at",
+    "confirmed_at",
+    "changed_at",
+    "unsubscribed_at",
+    "paused_until",
+)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def records(store: SubscriberStore, chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
+    for rows in store.iterate_rows(chunk_size):
+        topics = store.topics_of([r.id for r in rows])
+        for r in rows:
+            yield {
+                "email": r.email,
+                "name": r.name,
+                "status": r.status,
+                "topics": sorted(topics[r.id]),
+                "source": r.source,
+                "created_at": _iso(r.created_at),
+                "confirmed_at": _iso(r.confirmed_at),
+                "changed_at": _iso(r.changed_at),
+                "unsubscribed_at": _iso(r.unsubscribed_at),
+                "paused_until": _iso(r.paused_until),
+            }
+
+
+def write_csv(items: Iterable[dict[str, Any]], handle: IO[str]) -> int:
+    """Topics joined by ';' so the file imports back as it is."""
+    writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+    writer.writeheader()
+    count = 0
+    for item in items:
+        writer.writerow(item | {"topics": ";".join(item["topics"])})
+        count += 1
+    return count
+
+
+def write_jsonl(items: Iterable[dict[str, Any]], handle: IO[str]) -> int:
+    count = 0
+    for item in items:
+        handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+        count += 1
+    return count
