@@ -24,10 +24,12 @@ from digest.pipeline import Planned, PreviewResult, Project, inspect_source
 from digest.render.size import html_bytes
 from digest.scaffold import scaffold
 from digest.send import SendReport
+from subscribers.exporter import records, write_csv, write_jsonl
 from subscribers.importer import (
     ParsedFile,
     normalize_email,
     parse_csv,
+    parse_jsonl,
     split_topics,
     topic_resolver,
 )
@@ -337,6 +339,8 @@ def _read_subscribers(project: Project, path: Path) -> ParsedFile:
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             resolver = topic_resolver((t.slug, t.name) for t in project.topics())
+            if path.suffix.lower() in (".jsonl", ".ndjson"):
+                return parse_jsonl(handle, resolver)
             return parse_csv(handle, resolver)
     except FileNotFoundError:
         raise DigestError("no such file", where=str(path)) from None
@@ -346,12 +350,20 @@ def _read_subscribers(project: Project, path: Path) -> ParsedFile:
         ) from None
 
 
-def _import(project: Project, parsed: ParsedFile, dry_run: bool, source: str) -> None:
+def _import(
+    project: Project, parsed: ParsedFile, dry_run: bool, source: str, reactivate: bool = False
+) -> None:
     for problem in parsed.problems:
-        err.print(f"[red]{source}:{problem.line}:[/] {problem.reason}")
+        err.print(
+            f"[red]{source}:{problem.line}:[/] {problem.reason}", highlight=False, soft_wrap=True
+        )
     with project.engine.begin() as conn:
         summary = SubscriberStore(conn).upsert(
-            parsed.rows, project.clock(), source=f"import:{Path(source).name}", dry_run=dry_run
+            parsed.rows,
+            project.clock(),
+            source=f"import:{Path(source).name}",
+            dry_run=dry_run,
+            reactivate=reactivate,
         )
     table = Table(
         title="Import" + (" (dry run: nothing changed)" if dry_run else ""), title_justify="left"
@@ -361,6 +373,7 @@ def _import(project: Project, parsed: ParsedFile, dry_run: bool, source: str) ->
     table.add_row("added", str(summary.added))
     table.add_row("updated", str(summary.updated))
     table.add_row("unchanged", str(summary.unchanged))
+    table.add_row("reactivated", str(summary.reactivated))
     table.add_row("suppressed, left alone", str(len(summary.suppressed)))
     table.add_row("rejected", str(len(parsed.problems)))
     out.print(table)
@@ -368,22 +381,45 @@ def _import(project: Project, parsed: ParsedFile, dry_run: bool, source: str) ->
 
 @subscribers_app.command("import")
 def subscribers_import(
-    file: Annotated[Path, typer.Argument(help="CSV with columns email, name, topics")],
+    file: Annotated[Path, typer.Argument(help="CSV (email, name, topics) or .jsonl")],
     config: ConfigOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
+    reactivate: Annotated[
+        bool,
+        typer.Option(
+            "--reactivate",
+            help="the file is fresh consent: make unsubscribed, bounced and complained "
+            "addresses in it active again",
+        ),
+    ] = False,
 ) -> None:
     """Import subscribers from CSV (columns email, name, topics; topics separated by ';' or '|',
-    names or slugs, any case).
+    names or slugs, any case) or JSON Lines (objects with email, name, topics).
 
     Upsert: new addresses are added as active; known addresses take the file's name and topics.
-    Unsubscribed, bounced and complained addresses are never changed by an import. Bad rows are
+    Unsubscribed, bounced and complained addresses are left exactly as they are unless
+    --reactivate is given. Bad rows (bad address, unknown topic, duplicate in the file) are
     reported by line and skipped; the good rows are imported. Exit code 1 when any row was bad.
     """
     project = _project(config)
     parsed = _read_subscribers(project, file)
-    _import(project, parsed, dry_run, str(file))
+    _import(project, parsed, dry_run, str(file), reactivate)
     if parsed.problems:
         raise typer.Exit(1)
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    file: Annotated[Path, typer.Argument(help="where to write; .jsonl for JSON Lines, else CSV")],
+    config: ConfigOption = None,
+) -> None:
+    """Write every subscriber (status, topics, dates) to CSV or JSON Lines; re-importable."""
+    project = _project(config)
+    with project.engine.connect() as conn, file.open("w", encoding="utf-8", newline="") as handle:
+        items = records(SubscriberStore(conn))
+        jsonl = file.suffix.lower() in (".jsonl", ".ndjson")
+        count = write_jsonl(items, handle) if jsonl else write_csv(items, handle)
+    out.print(f"Exported {count} subscribers to {file}")
 
 
 @subscribers_app.command("add")

@@ -1,0 +1,160 @@
+"""The subscriber pages over real HTTP: one-click, tokens, CSRF, rate limit, no enumeration."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from subscribers.models import Status
+from subscribers.tokens import InvalidToken, Purpose, TokenSigner
+from tests.digest.web.conftest import Live
+
+
+def csrf_of(page: httpx.Response) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match, page.text[:300]
+    return match.group(1)
+
+
+def test_one_click_post_unsubscribes_and_a_get_does_not(live: Live) -> None:
+    subscriber = live.add("reader@example.com", {"backend"})
+    token = live.project.signer().sign(Purpose.UNSUBSCRIBE, subscriber)
+    with live.client() as client:
+        shown = client.get(f"/unsubscribe/{token}")
+        assert shown.status_code == 200 and "Unsubscribe?" in shown.text
+        assert shown.headers["Referrer-Policy"] == "no-referrer"
+        assert live.subscriber("reader@example.com").status is Status.ACTIVE
+    # A mail client's one-click POST: no cookie, no page, acts at once.
+    answer = httpx.post(
+        f"{live.base}/unsubscribe/{token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 200
+    assert live.subscriber("reader@example.com").status is Status.UNSUBSCRIBED
+
+
+def test_tampered_wrong_purpose_and_expired_tokens_are_refused_kindly(live: Live) -> None:
+    subscriber = live.add("reader@example.com", {"backend"})
+    signer = live.project.signer()
+    unsubscribe = signer.sign(Purpose.UNSUBSCRIBE, subscriber)
+    tampered = unsubscribe[:-3] + ("AAA" if not unsubscribe.endswith("AAA") else "BBB")
+    preferences = signer.sign(Purpose.PREFERENCES, subscriber)
+    confirm = signer.sign(Purpose.CONFIRM, subscriber, topics=["backend"])
+    with live.client() as client:
+        for url in (
+            f"/unsubscribe/{tampered}",
+            f"/unsubscribe/{preferences}",
+            f"/preferences/{unsubscribe}",
+        ):
+            page = client.get(url)
+            assert page.status_code == 400 and "This link does not work" in page.text, url
+        one_click = client.post(f"/unsubscribe/{tampered}", data={"List-Unsubscribe": "One-Click"})
+        assert one_click.status_code == 400
+        assert client.get(f"/confirm/{confirm}").status_code == 200
+        live.clock.now += timedelta(days=8)
+        expired = client.get(f"/confirm/{confirm}")
+        assert expired.status_code == 400 and "This link has expired" in expired.text
+        assert client.get(f"/preferences/{preferences}").status_code == 200  # still valid
+        live.clock.now += timedelta(days=400)
+        assert "expired" in client.get(f"/preferences/{preferences}").text
+    assert live.subscriber("reader@example.com").status is Status.ACTIVE
+
+
+def test_forms_without_a_matching_csrf_field_change_nothing(live: Live) -> None:
+    subscriber = live.add("reader@example.com", {"backend"})
+    token = live.project.signer().sign(Purpose.PREFERENCES, subscriber)
+    with live.client() as client:
+        page = client.get(f"/preferences/{token}")
+        field = csrf_of(page)
+        forged = client.post(f"/preferences/{token}", data={"action": "save", "topics": ["data"]})
+        assert forged.status_code == 403
+        wrong = client.post(
+            f"/preferences/{token}", data={"action": "save", "topics": ["data"], "csrf": "0" * 64}
+        )
+        assert wrong.status_code == 403
+    with httpx.Client(base_url=live.base) as stranger:  # another browser: no cookie
+        cross_site = stranger.post(
+            f"/preferences/{token}", data={"action": "save", "topics": ["data"], "csrf": field}
+        )
+        assert cross_site.status_code == 403
+    assert live.subscriber("reader@example.com").topics == {"backend"}
+    with live.client() as client:
+        client.get(f"/preferences/{token}")
+        cookie_field = csrf_of(client.get(f"/preferences/{token}"))
+        saved = client.post(
+            f"/preferences/{token}",
+            data={"action": "save", "topics": ["data"], "csrf": cookie_field},
+        )
+        assert saved.status_code == 303
+    assert live.subscriber("reader@example.com").topics == {"data"}
+
+
+def sign_up(client: httpx.Client, email: str) -> httpx.Response:
+    field = csrf_of(client.get("/subscribe"))
+    return client.post(
+        "/subscribe", data={"csrf": field, "email": email, "name": "N", "topics": ["backend"]}
+    )
+
+
+def test_the_same_answer_for_known_unknown_and_suppressed_addresses(live: Live) -> None:
+    live.add("active@example.com", {"data"})
+    live.add("bounced@example.com", {"data"}, Status.BOUNCED)
+    with live.client() as client:
+        answers = [
+            sign_up(client, e)
+            for e in ("new@example.com", "active@example.com", "bounced@example.com")
+        ]
+        pages = [client.get(a.headers["location"]) for a in answers]
+    assert {(a.status_code, a.headers["location"]) for a in answers} == {
+        (303, "/subscribe/check-your-email")
+    }
+    assert len({p.text for p in pages}) == 1
+    sent = sorted(p.name.split("-")[0] for p in live.outbox.glob("*.eml"))
+    assert sent == ["active@example.com", "new@example.com"]  # a bounced address gets no mail
+    assert live.subscriber("new@example.com").status is Status.PENDING
+    assert live.subscriber("active@example.com").topics == {"data"}  # unchanged until confirmed
+
+
+def test_sign_ups_are_rate_limited_per_client(live: Live) -> None:
+    with live.client() as client:
+        answers = [sign_up(client, f"r{i}@example.com").status_code for i in range(6)]
+        assert answers == [303] * 5 + [429]
+        live.clock.now += timedelta(minutes=11)
+        assert sign_up(client, "later@example.com").status_code == 303
+
+
+def test_a_rotated_secret_keeps_old_links_working_until_the_configured_moment(live: Live) -> None:
+    subscriber = live.add("reader@example.com", {"backend"})
+    old = TokenSigner("the-old-secret", clock=live.clock)
+    token = old.sign(Purpose.PREFERENCES, subscriber)
+    rotated = TokenSigner(
+        "the-new-secret",
+        previous_key="the-old-secret",
+        previous_until=live.clock() + timedelta(days=30),
+        clock=live.clock,
+    )
+    assert rotated.verify(Purpose.PREFERENCES, token)["s"] == subscriber
+    assert rotated.sign(Purpose.PREFERENCES, subscriber) != token  # new links use the new key
+    live.clock.now += timedelta(days=31)
+    with pytest.raises(InvalidToken, match="invalid"):
+        rotated.verify(Purpose.PREFERENCES, token)
+
+
+def test_leaving_a_topic_and_pausing(live: Live) -> None:
+    subscriber = live.add("reader@example.com", {"backend", "data"})
+    signer = live.project.signer()
+    with live.client() as client:
+        leave = f"/unsubscribe/topic/{signer.sign(Purpose.UNSUBSCRIBE_TOPIC, subscriber, 'data')}"
+        page = client.get(leave)
+        assert "Stop getting Data Engineering?" in page.text
+        assert client.post(leave, data={"csrf": csrf_of(page)}).status_code == 303
+        assert live.subscriber("reader@example.com").topics == {"backend"}
+        preferences = f"/preferences/{signer.sign(Purpose.PREFERENCES, subscriber)}"
+        page = client.get(preferences)
+        client.post(preferences, data={"csrf": csrf_of(page), "action": "pause"})
+    paused = live.subscriber("reader@example.com")
+    assert paused.paused(live.clock()) and not paused.paused(live.clock() + timedelta(days=29))
