@@ -39,6 +39,7 @@ SECRET_KEY_ENV = "DIGEST_SECRET_KEY"  # noqa: S105 (a variable name, not a secre
 SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
 SMTP_PASSWORD_ENV = "DIGEST_SMTP_PASSWORD"  # noqa: S105 (a variable name)
 PREVIOUS_KEY_ENV = "DIGEST_PREVIOUS_SECRET_KEY"
+SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
@@ -213,6 +214,17 @@ class SmtpConfig(_Strict):
     timeout_seconds: float = Field(default=30.0, gt=0)
 
 
+class SendGridConfig(_Strict):
+    api_host: HttpUrl = Field(
+        default="https://api.sendgrid.com",
+        description="https://api.eu.sendgrid.com for EU data residency; $SENDGRID_API_HOST wins",
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=4, ge=0, le=10)
+    asm_group_id: int | None = Field(default=None, description="unsubscribe group")
+    sandbox_mode: bool = False
+
+
 class SendingConfig(_Strict):
     transport: Literal["outbox", "smtp", "sendgrid"] = "outbox"
     from_address: EmailAddress = Field(alias="from")
@@ -221,6 +233,7 @@ class SendingConfig(_Strict):
     unsubscribe_mailto: EmailAddress | None = None
     batch_size: int = Field(default=1000, ge=1, le=1000)
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    sendgrid: SendGridConfig = Field(default_factory=SendGridConfig)
 
     @property
     def from_name(self) -> str:
@@ -305,6 +318,8 @@ class Secrets:
     sendgrid_api_key: str | None = None
     smtp_password: str | None = None
     previous_secret_key: str | None = None
+    sendgrid_api_host: str | None = None
+    """Not a secret, but an environment override (EU residency, tests)."""
 
     def require_secret_key(self) -> str:
         if not self.secret_key:
@@ -431,6 +446,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         sendgrid_api_key=environ.get(SENDGRID_KEY_ENV) or None,
         smtp_password=environ.get(SMTP_PASSWORD_ENV) or None,
         previous_secret_key=environ.get(PREVIOUS_KEY_ENV) or None,
+        sendgrid_api_host=environ.get(SENDGRID_HOST_ENV) or None,
     )
     return Config(path=path.resolve(), file=parsed, secrets=secrets)
 

@@ -32,4 +32,8 @@ class SecretMissing(DigestError):
 
 
 class TransportError(DigestError):
-    """A transport could not hand a message over."""
+    """A transport cannot hand messages over at all (wrong key, server gone): the send stops."""
+
+
+class BatchRejected(TransportError):
+    """The provider refused one batch (a 400 or 413, with its reason); the send goes on."""

@@ -23,8 +23,8 @@ from jinja2 import Environment
 from sqlalchemy import Engine
 
 from digest import db, repository
-from digest.config import Config, DigestConfig
-from digest.errors import DigestError
+from digest.config import SENDGRID_KEY_ENV, Config, DigestConfig
+from digest.errors import DigestError, SecretMissing
 from digest.gather import (
     GatherReport,
     GatherSettings,
@@ -47,6 +47,7 @@ from digest.render.size import HTML_BUDGET_BYTES, html_bytes
 from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
 from digest.send.message import Envelope, list_id
 from digest.send.outbox import OutboxTransport
+from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
 from subscribers.models import Status
 from subscribers.segments import segment_sizes
@@ -309,12 +310,25 @@ class Project:
                     self.config.outbox_dir, issue.digest, issue.number
                 )
             )
-            return OutboxTransport(folder)
+            return OutboxTransport(folder, self.clock)
         if sending.transport == "smtp":
-            return SmtpTransport(sending.smtp, self.config.secrets.smtp_password)
-        raise DigestError(
-            "the sendgrid transport is not available yet; use 'outbox' or 'smtp'",
-            where="sending.transport",
+            return SmtpTransport(sending.smtp, self.config.secrets.smtp_password, self.clock)
+        return self.sendgrid()
+
+    def sendgrid(self) -> SendGridTransport:
+        secrets = self.config.secrets
+        if not secrets.sendgrid_api_key:
+            raise SecretMissing(
+                f"{SENDGRID_KEY_ENV} is not set: the sendgrid transport needs an API key with "
+                "Mail Send permission"
+            )
+        settings = self.config.sending.sendgrid
+        return SendGridTransport(
+            secrets.sendgrid_api_key,
+            secrets.sendgrid_api_host or settings.api_host,
+            SendGridOptions(settings.asm_group_id, settings.sandbox_mode),
+            timeout_seconds=settings.timeout_seconds,
+            retries=settings.retries,
         )
 
     def send(
@@ -365,9 +379,13 @@ class Project:
     def mailer(self) -> Callable[[EmailMessage], None]:
         """Sends one message (a confirmation request) through the configured transport."""
         transport = self.transport(None)
+        if isinstance(transport, SendGridTransport):
+            return transport.send_message
+        writer = transport
 
         def send(message: EmailMessage) -> None:
-            refused = transport.deliver([(0, message)])
+            assert isinstance(writer, OutboxTransport | SmtpTransport)
+            refused = writer.write([(0, message)])
             if refused:
                 raise DigestError(f"refused: {next(iter(refused.values()))}", where="mailer")
 

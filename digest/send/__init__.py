@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Literal, Protocol
 
 from sqlalchemy import Engine, update
 
 from digest import db, repository
-from digest.errors import TransportError
-from digest.personalize import Compiled, compile_template, token_values
+from digest.errors import BatchRejected, TransportError
+from digest.personalize import token_values
 from digest.render import RenderedIssue
 from digest.send import ledger
-from digest.send.message import Envelope, Personal, build_message, message_id
+from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
+from digest.send.message import Envelope, Personal, message_id
 from subscribers.models import Status, Subscriber
 from subscribers.segments import assign, decode_key, encode_key
 from subscribers.store import SubscriberStore
@@ -34,10 +34,11 @@ AmbiguousPolicy = Literal["skip", "resend"]
 class Transport(Protocol):
     name: str
 
-    def deliver(self, messages: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
-        """Hand the messages over; return the subscriber ids refused, with reasons.
+    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
+        """Hand the batch over; return the subscriber ids refused, with reasons.
 
-        Raises TransportError when the whole batch failed."""
+        Raises BatchRejected when the provider refused this batch (the send goes on with the
+        next), TransportError when nothing more can be sent (the send stops)."""
         ...
 
 
@@ -70,14 +71,6 @@ class SendReport:
     ambiguous: int
     per_segment: Counter[str]
     finished: bool
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    subject: Compiled
-    text: Compiled
-    html: Compiled
-    topics: tuple[str, ...]
 
 
 def record_recipients(engine: Engine, rendered: RenderedIssue, now: datetime) -> int:
@@ -129,36 +122,34 @@ def send_issue(
     if head.status == repository.ISSUE_PLANNED:
         recorded = record_recipients(engine, rendered, clock())
 
-    prepared: dict[str, _Prepared] = {}
+    compiled: dict[str, CompiledVariant] = {}
     submitted = failed = 0
     per_segment: Counter[str] = Counter()
     for claimed in _claims(engine, issue.id, batch_size, clock):
         segment = claimed[0].segment
-        if segment not in prepared:
-            variant = rendered.variant(decode_key(segment))
-            prepared[segment] = _Prepared(
-                compile_template(variant.subject),
-                compile_template(variant.text),
-                compile_template(variant.html),
-                tuple(sorted(variant.key)),
-            )
+        if segment not in compiled:
+            compiled[segment] = CompiledVariant.of(rendered.variant(decode_key(segment)))
         with engine.connect() as conn:
             store = SubscriberStore(conn)
             people = {d.id: store.by_id(d.subscriber_id) for d in claimed}
-        messages: list[tuple[int, EmailMessage]] = []
+        recipients: list[Recipient] = []
         skipped: dict[int, str] = {}
         by_subscriber: dict[int, int] = {}
+        now = clock()
         for delivery in claimed:
             person = people[delivery.id]
-            if person is None or person.status is not Status.ACTIVE or person.paused(clock()):
+            if person is None or person.status is not Status.ACTIVE or person.paused(now):
                 skipped[delivery.id] = "no longer active"
                 continue
             by_subscriber[person.id] = delivery.id
-            messages.append(
-                (person.id, _message(prepared[segment], person, envelope, links, issue.id, clock()))
-            )
+            recipients.append(_recipient(person, compiled[segment], envelope, links, issue.id))
+        batch = OutgoingBatch(
+            issue.id, issue.digest, issue.number, envelope, compiled[segment], tuple(recipients)
+        )
         try:
-            refused = transport.deliver(messages)
+            refused = transport.deliver(batch) if recipients else {}
+        except BatchRejected as err:
+            refused = {r.subscriber_id: str(err) for r in recipients}
         except TransportError as err:
             with engine.begin() as conn:
                 ledger.mark(conn, [d.id for d in claimed], ledger.FAILED, clock(), str(err))
@@ -193,14 +184,13 @@ def _claims(
         yield claimed
 
 
-def _message(
-    prepared: _Prepared,
+def _recipient(
     person: Subscriber,
+    variant: CompiledVariant,
     envelope: Envelope,
     links: Links,
     issue_id: int,
-    now: datetime,
-) -> EmailMessage:
+) -> Recipient:
     unsubscribe = links.unsubscribe(person.id)
     values = token_values(
         {
@@ -209,7 +199,7 @@ def _message(
             "unsubscribe_url": unsubscribe,
             "preferences_url": links.preferences(person.id),
         },
-        {slug: links.unsubscribe_topic(person.id, slug) for slug in prepared.topics},
+        {slug: links.unsubscribe_topic(person.id, slug) for slug in sorted(variant.variant.key)},
     )
     personal = Personal(
         email=person.email,
@@ -217,11 +207,4 @@ def _message(
         unsubscribe_url=unsubscribe,
         message_id=message_id(issue_id, person.id, envelope.from_email),
     )
-    return build_message(
-        envelope,
-        personal,
-        prepared.subject.fill(values),
-        prepared.text.fill(values),
-        prepared.html.fill(values),
-        now,
-    )
+    return Recipient(person.id, personal, values)

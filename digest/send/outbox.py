@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
 from digest.errors import TransportError
+from digest.send.batch import OutgoingBatch, messages
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
@@ -20,19 +27,23 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 class OutboxTransport:
     name = "outbox"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, clock: Callable[[], datetime] = _utc_now) -> None:
         self.folder = folder
+        self.clock = clock
 
     @staticmethod
     def issue_folder(outbox: Path, digest: str, number: int) -> Path:
         return outbox / digest / f"issue-{number:04d}"
 
-    def deliver(self, messages: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
+    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
+        return self.write(list(messages(batch, self.clock())))
+
+    def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
         """Write each (subscriber id, message); raises TransportError if the disk refuses."""
         folder = self.folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for subscriber_id, message in messages:
+            for subscriber_id, message in items:
                 to = _UNSAFE.sub("_", str(message["To"].addresses[0].addr_spec))
                 name = (
                     f"{subscriber_id:06d}-{to}" if subscriber_id else f"{to}-{uuid.uuid4().hex[:8]}"

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from digest.config import SmtpConfig
 from digest.errors import TransportError
+from digest.send.batch import OutgoingBatch, messages
 
 
 class SmtpTransport:
     name = "smtp"
 
-    def __init__(self, settings: SmtpConfig, password: str | None) -> None:
+    def __init__(
+        self,
+        settings: SmtpConfig,
+        password: str | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.settings = settings
         self.password = password
+        self.clock = clock
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -29,14 +37,17 @@ class SmtpTransport:
             connection.starttls(context=ssl.create_default_context())
         return connection
 
-    def deliver(self, messages: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
+    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
+        return self.write(list(messages(batch, self.clock())))
+
+    def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
         """Send each message; returns the subscribers the server refused, with its reason."""
         refused: dict[int, str] = {}
         try:
             with self._connect() as connection:
                 if self.settings.username:
                     connection.login(self.settings.username, self.password or "")
-                for subscriber_id, message in messages:
+                for subscriber_id, message in items:
                     try:
                         connection.send_message(message)
                     except smtplib.SMTPRecipientsRefused as err:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -16,6 +16,7 @@ from digest.config import load_config
 from digest.pipeline import Project
 from digest.scaffold import scaffold
 from digest.send import ledger
+from digest.send.batch import OutgoingBatch
 from subscribers.importer import parse_csv, topic_resolver
 from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock
@@ -34,12 +35,12 @@ class FlakyTransport:
         self.delivered: list[str] = []
         self.in_flight = 0
 
-    def deliver(self, messages: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
+    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
         self.calls += 1
         if self.calls == self.crash_on_call:
-            self.in_flight = len(messages)
+            self.in_flight = len(batch.recipients)
             raise Crash
-        self.delivered.extend(str(m["To"].addresses[0].addr_spec) for _, m in messages)
+        self.delivered.extend(r.personal.email for r in batch.recipients)
         return {}
 
 

@@ -1,0 +1,225 @@
+"""The SendGrid transport: one v3 Mail Send request per batch, personal values as substitutions.
+
+:func:`build_payload` is pure (a batch in, plain dicts out) and is what the tests validate
+against SendGrid's official request schema. :class:`SendGridTransport` posts it with the
+``sendgrid`` client, with a timeout, bounded retries for 429/5xx/network errors (honouring
+Retry-After), and never lets the API key reach an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.error
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+from python_http_client import exceptions as http_errors
+from sendgrid import SendGridAPIClient
+
+from digest.errors import BatchRejected, TransportError
+from digest.send.batch import OutgoingBatch
+from digest.send.message import list_unsubscribe
+
+MAX_PAYLOAD_BYTES = 30 * 1024 * 1024
+MAX_SUBSTITUTION_BYTES = 10_000
+MAX_CUSTOM_ARGS_BYTES = 10_000
+
+
+@dataclass(frozen=True)
+class SendGridOptions:
+    asm_group_id: int | None = None
+    sandbox_mode: bool = False
+
+
+def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, Any]:
+    """The request body for one batch: the variant once, a personalization per recipient."""
+    envelope = batch.envelope
+    variant = batch.variant.variant
+    personalizations = []
+    for recipient in batch.recipients:
+        to: dict[str, str] = {"email": recipient.personal.email}
+        if recipient.personal.name:
+            to["name"] = recipient.personal.name
+        personalizations.append(
+            {
+                "to": [to],
+                "substitutions": dict(recipient.values),
+                "headers": {"List-Unsubscribe": list_unsubscribe(envelope, recipient.personal)},
+                "custom_args": {
+                    "issue_id": str(batch.issue_id),
+                    "subscriber_id": str(recipient.subscriber_id),
+                },
+            }
+        )
+    sender: dict[str, str] = {"email": envelope.from_email}
+    if envelope.from_name:
+        sender["name"] = envelope.from_name
+    payload: dict[str, Any] = {
+        "from": sender,
+        "subject": variant.subject,
+        "content": [
+            {"type": "text/plain", "value": variant.text},
+            {"type": "text/html", "value": variant.html},
+        ],
+        "personalizations": personalizations,
+        "headers": {
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Id": envelope.list_id,
+        },
+        "categories": [batch.digest, f"{batch.digest}-issue-{batch.issue_number}"],
+        "custom_args": {"digest": batch.digest},
+    }
+    if envelope.reply_to:
+        payload["reply_to"] = {"email": envelope.reply_to}
+    if options.asm_group_id is not None:
+        payload["asm"] = {"group_id": options.asm_group_id}
+    if options.sandbox_mode:
+        payload["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    return payload
+
+
+def payload_problems(payload: Mapping[str, Any]) -> list[str]:
+    """SendGrid's documented limits that a schema cannot express."""
+    problems = []
+    people = payload.get("personalizations", [])
+    if len(people) > 1000:
+        problems.append(f"{len(people)} personalizations (at most 1000)")
+    if (
+        sum(len(p.get("to", [])) + len(p.get("cc", [])) + len(p.get("bcc", [])) for p in people)
+        > 1000
+    ):
+        problems.append("more than 1000 recipients")
+    for number, person in enumerate(people):
+        size = sum(
+            len(k.encode()) + len(v.encode()) for k, v in person.get("substitutions", {}).items()
+        )
+        if size > MAX_SUBSTITUTION_BYTES:
+            problems.append(f"personalization {number}: substitutions of {size} bytes")
+        args = {**payload.get("custom_args", {}), **person.get("custom_args", {})}
+        if len(json.dumps(args).encode()) >= MAX_CUSTOM_ARGS_BYTES:
+            problems.append(f"personalization {number}: custom_args too large")
+    size = len(json.dumps(payload).encode())
+    if size >= MAX_PAYLOAD_BYTES:
+        problems.append(f"payload of {size} bytes (under 30 MB)")
+    return problems
+
+
+def split_to_fit(batch: OutgoingBatch, options: SendGridOptions) -> list[dict[str, Any]]:
+    """Payloads for the batch, halved until each one is within SendGrid's limits."""
+    payload = build_payload(batch, options)
+    if not payload_problems(payload) or len(batch.recipients) <= 1:
+        return [payload]
+    half = len(batch.recipients) // 2
+    first = OutgoingBatch(**{**batch.__dict__, "recipients": batch.recipients[:half]})
+    second = OutgoingBatch(**{**batch.__dict__, "recipients": batch.recipients[half:]})
+    return split_to_fit(first, options) + split_to_fit(second, options)
+
+
+def single_message_payload(message: EmailMessage) -> dict[str, Any]:
+    """A one-off message (a confirmation request) as a Mail Send body."""
+    sender = message["From"].addresses[0]
+    to = message["To"].addresses[0]
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    content = [
+        {"type": part.get_content_type(), "value": part.get_content()}
+        for part in (text, html)
+        if part is not None
+    ]
+    return {
+        "from": {"email": sender.addr_spec, "name": sender.display_name or sender.addr_spec},
+        "personalizations": [{"to": [{"email": to.addr_spec}]}],
+        "subject": str(message["Subject"]),
+        "content": content,
+    }
+
+
+class SendGridTransport:
+    name = "sendgrid"
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str,
+        options: SendGridOptions,
+        *,
+        timeout_seconds: float = 30.0,
+        retries: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = SendGridAPIClient(api_key, host=host)
+        self.host = host
+        self.options = options
+        self.timeout = timeout_seconds
+        self.retries = retries
+        self.sleep = sleep
+
+    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
+        for payload in split_to_fit(batch, self.options):
+            self.post(payload)
+        return {}
+
+    def send_message(self, message: EmailMessage) -> None:
+        self.post(single_message_payload(message))
+
+    def post(self, payload: dict[str, Any]) -> None:
+        """POST /v3/mail/send with bounded, jittered retries; raises on a final failure."""
+        where = f"sendgrid {self.host}"
+        for attempt in range(self.retries + 1):
+            try:
+                self._client.client.mail.send.post(request_body=payload, timeout=self.timeout)
+                return
+            except http_errors.HTTPError as err:
+                status = int(getattr(err, "status_code", 0) or 0)
+                reason = _error_text(err)
+                if status in (401, 403):
+                    raise TransportError(
+                        f"HTTP {status}: the API key was refused ({reason}); check "
+                        "SENDGRID_API_KEY and its Mail Send permission",
+                        where=where,
+                    ) from None
+                if status in (400, 413) or (400 <= status < 500 and status != 429):
+                    raise BatchRejected(f"HTTP {status}: {reason}", where=where) from None
+                retry_after = _retry_after(err)
+                if attempt == self.retries:
+                    raise TransportError(
+                        f"HTTP {status} after {attempt + 1} tries: {reason}", where=where
+                    ) from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+                retry_after = None
+                if attempt == self.retries:
+                    raise TransportError(
+                        f"network error after {attempt + 1} tries: {type(err).__name__}",
+                        where=where,
+                    ) from None
+            self.sleep(_backoff(attempt, retry_after))
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(60.0, retry_after)
+    return min(30.0, (2.0**attempt) * (0.5 + random.random() / 2))
+
+
+def _retry_after(err: Any) -> float | None:
+    headers = getattr(err, "headers", None) or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_text(err: Any) -> str:
+    """SendGrid's own messages from the error body; never the request (it holds the key)."""
+    body = getattr(err, "body", b"") or b""
+    try:
+        document = json.loads(body)
+        messages = [e.get("message", "") for e in document.get("errors", [])]
+        return "; ".join(m for m in messages if m) or str(document)[:300]
+    except (ValueError, AttributeError, TypeError):
+        return (body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body))[:300]
