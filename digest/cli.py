@@ -267,8 +267,9 @@ def _send(project: Project, digest: str | None) -> tuple[Planned | None, SendRep
     _print_plan(project, planned)
     if report.ambiguous:
         err.print(
-            f"[yellow]{report.ambiguous} deliveries were in flight when a previous run stopped; "
-            "they are marked ambiguous and were not sent again (policy: skip).[/]"
+            f"[yellow]{report.ambiguous} deliveries are ambiguous: in flight when a run stopped, "
+            "or sent without an answer. They were not sent again (policy: skip); see the "
+            "ledger before deciding to resend.[/]"
         )
     where = (
         f" to {project.transport(planned.issue).folder}"  # type: ignore[attr-defined]

@@ -35,5 +35,10 @@ class TransportError(DigestError):
     """A transport cannot hand messages over at all (wrong key, server gone): the send stops."""
 
 
+class DeliveryUnknown(TransportError):
+    """The request went out but no answer came back (a read timeout): the provider may or may
+    not have taken the batch. Its deliveries become ambiguous; the policy decides on resume."""
+
+
 class BatchRejected(TransportError):
     """The provider refused one batch (a 400 or 413, with its reason); the send goes on."""

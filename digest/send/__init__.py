@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 from sqlalchemy import Engine, update
 
 from digest import db, repository
-from digest.errors import BatchRejected, TransportError
+from digest.errors import BatchRejected, DeliveryUnknown, TransportError
 from digest.personalize import token_values
 from digest.render import RenderedIssue
 from digest.send import ledger
@@ -148,6 +148,11 @@ def send_issue(
         )
         try:
             refused = transport.deliver(batch) if recipients else {}
+        except DeliveryUnknown as err:
+            with engine.begin() as conn:
+                ledger.mark(conn, [d.id for d in claimed], ledger.AMBIGUOUS, clock(), str(err))
+            ambiguous += len(claimed)
+            continue
         except BatchRejected as err:
             refused = {r.subscriber_id: str(err) for r in recipients}
         except TransportError as err:

@@ -20,7 +20,7 @@ from typing import Any
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
-from digest.errors import BatchRejected, TransportError
+from digest.errors import BatchRejected, DeliveryUnknown, TransportError
 from digest.send.batch import OutgoingBatch
 from digest.send.message import list_unsubscribe
 
@@ -50,6 +50,7 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
                 "substitutions": dict(recipient.values),
                 "headers": {"List-Unsubscribe": list_unsubscribe(envelope, recipient.personal)},
                 "custom_args": {
+                    "digest": batch.digest,
                     "issue_id": str(batch.issue_id),
                     "subscriber_id": str(recipient.subscriber_id),
                 },
@@ -70,8 +71,8 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "List-Id": envelope.list_id,
         },
+        # Mail-level custom_args is a string in SendGrid's schema; the ids go per recipient.
         "categories": [batch.digest, f"{batch.digest}-issue-{batch.issue_number}"],
-        "custom_args": {"digest": batch.digest},
     }
     if envelope.reply_to:
         payload["reply_to"] = {"email": envelope.reply_to}
@@ -189,7 +190,14 @@ class SendGridTransport:
                     raise TransportError(
                         f"HTTP {status} after {attempt + 1} tries: {reason}", where=where
                     ) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
+            except TimeoutError:
+                # Sent, unanswered: a retry could deliver the batch twice.
+                raise DeliveryUnknown(
+                    f"no answer within {self.timeout:g} s; the batch may have been accepted",
+                    where=where,
+                ) from None
+            except (urllib.error.URLError, ConnectionError) as err:
+                # Refused, reset or closed before answering: nothing was accepted; retry.
                 retry_after = None
                 if attempt == self.retries:
                     raise TransportError(

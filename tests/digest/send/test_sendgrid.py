@@ -1,0 +1,114 @@
+"""The SendGrid transport against a local SendGrid-compatible server that validates every body
+(official schema with DIGEST_CORPUS_DIR, documented limits always) and injects faults."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from digest.errors import TransportError
+from digest.personalize import compile_template, unfilled_tokens
+from digest.pipeline import Project
+from digest.send import ledger
+from tests.conftest import FixedClock
+from tests.digest.send.test_send import project_with
+from tests.sendgrid_server import API_KEY, SendGridServer, running
+
+
+def sendgrid_project(
+    tmp_path: Path, clock: FixedClock, host: str, batch_size: int = 1000, **options: str
+) -> Project:
+    extra = "".join(f"{k} = {v}\n" for k, v in options.items())
+    project = project_with(
+        tmp_path,
+        clock,
+        sending=f'transport = "sendgrid"\nbatch_size = {batch_size}\n',
+        tables=f"\n[sending.sendgrid]\ntimeout_seconds = 1\nretries = 6\n{extra}",
+    )
+    from dataclasses import replace
+
+    secrets = replace(project.config.secrets, sendgrid_api_key=API_KEY, sendgrid_api_host=host)
+    project.config = replace(project.config, secrets=secrets)
+    return project
+
+
+@pytest.fixture
+def schema(corpus: Path) -> Path:
+    return corpus / "sendgrid" / "mail_send_request.schema.json"
+
+
+@pytest.fixture
+def server(schema: Path) -> Iterator[SendGridServer]:
+    with running(schema) as sendgrid:
+        yield sendgrid
+
+
+def test_every_payload_validates_and_reaches_each_reader_once(
+    tmp_path: Path, clock: FixedClock, server: SendGridServer
+) -> None:
+    project = sendgrid_project(tmp_path, clock, server.host, asm_group_id="42", sandbox_mode="true")
+    _, report = project.send()
+    assert report is not None and report.submitted == 29 and report.finished
+    assert server.rejected == []
+    assert sum(server.received.values()) == 29 and set(server.received.values()) == {1}
+    body = server.accepted[0]
+    assert body["asm"] == {"group_id": 42} and body["mail_settings"]["sandbox_mode"]["enable"]
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    person = body["personalizations"][0]
+    assert re.match(
+        r"<http://localhost:8000/unsubscribe/[^>]+>, <mailto:",
+        person["headers"]["List-Unsubscribe"],
+    )
+    # The provider's substitution, done here, leaves no token in subject, text or HTML.
+    for part in (body["subject"], *(c["value"] for c in body["content"])):
+        filled = compile_template(part).fill(person["substitutions"])
+        assert unfilled_tokens(filled) == []
+
+
+def test_faults_are_retried_and_nobody_gets_two(
+    tmp_path: Path, clock: FixedClock, schema: Path
+) -> None:
+    with running(schema, fault_rate=0.3) as server:
+        project = sendgrid_project(tmp_path, clock, server.host, batch_size=3)
+        transport = project.sendgrid()
+        transport.sleep = lambda seconds: None  # the backoff's length is not under test
+        _, report = project.send(transport=transport)
+    assert report is not None and report.finished and report.submitted == 29
+    assert sorted(server.received.values()) == [1] * 29
+
+
+def test_a_timeout_makes_the_batch_ambiguous_not_duplicated(
+    tmp_path: Path, clock: FixedClock, server: SendGridServer
+) -> None:
+    server.slow_seconds = 1.5
+    server.faults.extend(["slow"])
+    project = sendgrid_project(tmp_path, clock, server.host, batch_size=10)
+    _, report = project.send()
+    assert report is not None and report.ambiguous > 0
+    assert report.submitted + report.ambiguous == 29
+    with project.engine.connect() as conn:
+        assert ledger.counts(conn, report.issue_id)[ledger.AMBIGUOUS] == report.ambiguous
+    # The slow batch was accepted after all: retrying it would have mailed those readers twice.
+    deadline = time.monotonic() + 5
+    while sum(server.received.values()) < 29 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(server.received.values()) == [1] * 29
+
+
+def test_a_bad_key_stops_the_send_without_showing_the_key(
+    tmp_path: Path, clock: FixedClock, server: SendGridServer
+) -> None:
+    project = sendgrid_project(tmp_path, clock, server.host)
+    from dataclasses import replace
+
+    wrong = replace(project.config.secrets, sendgrid_api_key="SG.wrong-secret-value")
+    project.config = replace(project.config, secrets=wrong)
+    with pytest.raises(TransportError) as stopped:
+        project.send()
+    assert "API key was refused" in str(stopped.value)
+    assert "SG.wrong-secret-value" not in str(stopped.value)
+    assert sum(server.received.values()) == 0

@@ -1,0 +1,164 @@
+"""A local SendGrid-compatible Mail Send server for tests and benchmarks (127.0.0.1 only).
+
+It answers POST /v3/mail/send like SendGrid: 202 for a good body, 400 with SendGrid-style
+errors for a bad one, 401 without the expected key. Every body is checked against SendGrid's
+documented limits and, when a schema file is given, against the official JSON Schema. It records
+each accepted recipient (by the custom_args issue_id/subscriber_id) and can inject faults:
+429 with Retry-After, 500, a slow answer, or a connection dropped before reading the body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+API_KEY = "SG.test-key-never-logged"
+
+
+def limit_errors(body: dict[str, Any], raw_size: int) -> list[str]:
+    """SendGrid's documented limits, checked independently of the project's own code."""
+    errors = []
+    people = body.get("personalizations") or []
+    if not 1 <= len(people) <= 1000:
+        errors.append("personalizations: between 1 and 1000 items")
+    recipients = sum(len(p.get(k) or []) for p in people for k in ("to", "cc", "bcc"))
+    if recipients > 1000:
+        errors.append("at most 1000 recipients per request")
+    if raw_size >= 30 * 1024 * 1024:
+        errors.append("the request must be under 30 MB")
+    for i, person in enumerate(people):
+        subs = person.get("substitutions") or {}
+        if sum(len(k.encode()) + len(str(v).encode()) for k, v in subs.items()) > 10_000:
+            errors.append(f"personalizations.{i}.substitutions: over 10,000 bytes")
+        args = {**(body.get("custom_args") or {}), **(person.get("custom_args") or {})}
+        if len(json.dumps(args).encode()) >= 10_000:
+            errors.append(f"personalizations.{i}.custom_args: 10,000 bytes or more")
+    if "send_at" in body and body["send_at"] > time.time() + 72 * 3600:
+        errors.append("send_at: at most 72 hours ahead")
+    return errors
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: SendGridServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+    def reply(self, status: int, body: dict[str, Any] | None = None, **headers: str) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle(self) -> None:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            super().handle()  # a client that timed out has hung up
+
+    def do_POST(self) -> None:
+        server = self.server
+        fault = server.next_fault()
+        if fault == "drop":
+            self.close_connection = True
+            self.connection.close()
+            return
+        if fault == "slow":
+            time.sleep(server.slow_seconds)
+        length = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(length)
+        if self.path != "/v3/mail/send":
+            self.reply(404, {"errors": [{"message": "not found"}]})
+            return
+        if self.headers.get("Authorization") != f"Bearer {API_KEY}":
+            self.reply(
+                401, {"errors": [{"message": "The provided authorization grant is invalid"}]}
+            )
+            return
+        if fault == "429":
+            self.reply(429, {"errors": [{"message": "too many requests"}]}, Retry_After="0")
+            return
+        if fault == "500":
+            self.reply(500, {"errors": [{"message": "internal error"}]})
+            return
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            self.reply(400, {"errors": [{"message": "Bad Request", "field": None}]})
+            return
+        errors = server.validate(body, len(raw))
+        if errors:
+            server.rejected.append((body, errors))
+            self.reply(400, {"errors": [{"message": e} for e in errors]})
+            return
+        with server.lock:
+            server.accepted.append(body)
+            for person in body["personalizations"]:
+                args = person.get("custom_args") or {}
+                server.received[(args.get("issue_id"), args.get("subscriber_id"))] += 1
+        self.reply(202)
+
+
+class SendGridServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, schema: Path | None = None, fault_rate: float = 0.0, seed: int = 7) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.accepted: list[dict[str, Any]] = []
+        self.rejected: list[tuple[dict[str, Any], list[str]]] = []
+        self.received: Counter[tuple[str | None, str | None]] = Counter()
+        self.faults: deque[str] = deque()
+        self.fault_rate = fault_rate
+        self.slow_seconds = 2.0
+        self.lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._validator = None
+        if schema is not None:
+            from jsonschema import Draft202012Validator
+
+            self._validator = Draft202012Validator(json.loads(schema.read_text(encoding="utf-8")))
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def next_fault(self) -> str | None:
+        with self.lock:
+            if self.faults:
+                return self.faults.popleft()
+            if self.fault_rate and self._random.random() < self.fault_rate:
+                return self._random.choice(["429", "500", "drop"])
+        return None
+
+    def validate(self, body: dict[str, Any], size: int) -> list[str]:
+        errors = limit_errors(body, size)
+        if self._validator is not None:
+            errors += [
+                f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+                for e in self._validator.iter_errors(body)
+            ]
+        return errors
+
+
+@contextmanager
+def running(schema: Path | None = None, fault_rate: float = 0.0) -> Iterator[SendGridServer]:
+    server = SendGridServer(schema, fault_rate)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
