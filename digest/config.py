@@ -223,6 +223,10 @@ class SendGridConfig(_Strict):
     retries: int = Field(default=4, ge=0, le=10)
     asm_group_id: int | None = Field(default=None, description="unsubscribe group")
     sandbox_mode: bool = False
+    webhook_public_key: str | None = Field(
+        default=None, description="the Event Webhook's verification key (base64), from SendGrid"
+    )
+    webhook_tolerance_seconds: int = Field(default=600, ge=1, description="older is stale")
 
 
 class SendingConfig(_Strict):

@@ -181,6 +181,20 @@ deliveries = Table(
 Index("ix_deliveries_issue_status", deliveries.c.issue_id, deliveries.c.status)
 
 
+events = Table(
+    "events",
+    metadata,
+    Column("sg_event_id", String(200), primary_key=True),
+    Column("event", String(40), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("issue_id", Integer),
+    Column("subscriber_id", Integer),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+Index("ix_events_issue_event", events.c.issue_id, events.c.event)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -18,15 +18,25 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
+from digest.events import EventReport, apply_events, signature_valid
+from digest.events import parse as parse_events
 from digest.pipeline import Project
 from digest.web.pages import Pages
 from digest.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf, RateLimit
 from subscribers.tokens import InvalidToken, Purpose
 
 Mailer = Callable[[EmailMessage], None]
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 ONE_CLICK = "One-Click"
 
 SECURITY_HEADERS = {
@@ -252,6 +262,40 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             )
         return HTMLResponse(html, headers={"Referrer-Policy": "no-referrer"})
 
+    async def sendgrid_events(request: Request) -> Response:
+        settings = project.config.sending.sendgrid
+        if not settings.webhook_public_key:
+            return PlainTextResponse("the event webhook is not configured", status_code=404)
+        raw = await request.body()
+        valid = signature_valid(
+            raw,
+            request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER),
+            settings.webhook_public_key,
+            project.clock(),
+            timedelta(seconds=settings.webhook_tolerance_seconds),
+        )
+        if not valid:
+            return PlainTextResponse("bad or stale signature", status_code=403)
+        try:
+            events = parse_events(raw)
+        except ValueError as problem:
+            return PlainTextResponse(f"not an event batch: {problem}", status_code=400)
+
+        def apply() -> EventReport:
+            with project.engine.begin() as conn:
+                return apply_events(conn, events, project.clock())
+
+        report = await run_in_threadpool(apply)
+        return JSONResponse(
+            {
+                "applied": dict(report.applied),
+                "duplicates": report.duplicates,
+                "suppressed": report.suppressed,
+                "ignored": report.ignored,
+            }
+        )
+
     async def home(request: Request) -> Response:
         return redirect("/subscribe")
 
@@ -273,5 +317,6 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             route("/unsubscribe/topic/{token}", unsubscribe_topic, post=True),
             route("/unsubscribe/{token}", unsubscribe, post=True),
             route("/archive/{digest}/{number:int}/", archive),
+            Route("/webhooks/sendgrid", sendgrid_events, methods=["POST"]),
         ]
     )

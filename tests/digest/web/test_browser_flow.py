@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from subscribers.models import Status
-from tests.digest.web.conftest import Live
+from tests.conftest import Live
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser

@@ -10,7 +10,7 @@ import pytest
 
 from subscribers.models import Status
 from subscribers.tokens import InvalidToken, Purpose, TokenSigner
-from tests.digest.web.conftest import Live
+from tests.conftest import Live
 
 
 def csrf_of(page: httpx.Response) -> str:
