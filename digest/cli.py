@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from dataclasses import replace
@@ -12,8 +13,9 @@ from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from digest import db
 from digest.config import SECRET_KEY_ENV, Config, load_config, resolve_config_path
@@ -23,7 +25,7 @@ from digest.models import Post
 from digest.pipeline import Planned, PreviewResult, Project, inspect_source
 from digest.render.size import html_bytes
 from digest.scaffold import scaffold
-from digest.send import SendReport
+from digest.send import AmbiguousPolicy, SendReport
 from subscribers.exporter import records, write_csv, write_jsonl
 from subscribers.importer import (
     ParsedFile,
@@ -257,10 +259,22 @@ def _warn_size(result: PreviewResult) -> None:
 # send / run ---------------------------------------------------------------------------------
 
 
-def _send(project: Project, digest: str | None) -> tuple[Planned | None, SendReport | None]:
-    with Progress(console=err, transient=True) as progress:
+class _Rate(ProgressColumn):
+    """Recipients per second."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
+
+
+def _send(
+    project: Project, digest: str | None, policy: AmbiguousPolicy = "skip"
+) -> tuple[Planned | None, SendReport | None]:
+    columns = (*Progress.get_default_columns(), TextColumn("{task.completed} recipients"), _Rate())
+    with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("Sending", total=None)
-        planned, report = project.send(digest, on_batch=lambda n: progress.update(task, advance=n))
+        planned, report = project.send(
+            digest, ambiguous_policy=policy, on_batch=lambda n: progress.update(task, advance=n)
+        )
     if planned is None or report is None:
         out.print("Nothing new since the last issue: no email sent.")
         return planned, report
@@ -284,9 +298,68 @@ def _send(project: Project, digest: str | None) -> tuple[Planned | None, SendRep
 
 
 @app.command()
-def send(config: ConfigOption = None, digest: DigestOption = None) -> None:
+def send(
+    config: ConfigOption = None,
+    digest: DigestOption = None,
+    test_to: Annotated[
+        str | None,
+        typer.Option("--test-to", help="send one variant to this address only, outside the ledger"),
+    ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="with --test-to: the topics of the variant, e.g. backend+data"),
+    ] = None,
+    as_email: Annotated[
+        str | None, typer.Option("--as", help="with --test-to: the variant this subscriber gets")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show segments, batches and recipients; send nothing")
+    ] = False,
+    resend_ambiguous: Annotated[
+        bool,
+        typer.Option(
+            "--resend-ambiguous",
+            help="re-send deliveries whose fate is unknown (policy 'resend'; default 'skip')",
+        ),
+    ] = False,
+) -> None:
     """Send the next issue, or resume an unfinished one. A finished issue is never sent again."""
-    _send(_project(config), digest)
+    project = _project(config)
+    if test_to:
+        key = frozenset(s for s in re.split(r"[+,]", segment) if s) if segment else None
+        issue, topics, subject = project.send_test(test_to, digest, key, as_email)
+        variant = "+".join(sorted(topics))
+        out.print(f"Test of issue {issue.number} ({variant}) sent to {test_to}: {subject}")
+        return
+    if dry_run:
+        planned = project.plan(digest, save=False)
+        if planned is None:
+            out.print("Nothing new since the last issue: nothing would be sent.")
+            return
+        _print_plan(project, planned)
+        size = project.config.sending.batch_size
+        batches = sum(-(-n // size) for n in planned.segments.values())
+        out.print(
+            f"Dry run: {planned.recipients} recipients in {batches} batches of at most {size} "
+            f"through {project.config.sending.transport}; nothing was sent or stored."
+        )
+        return
+    _send(project, digest, "resend" if resend_ambiguous else "skip")
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    digest: DigestOption = None,
+    resend_ambiguous: Annotated[bool, typer.Option("--resend-ambiguous")] = False,
+) -> None:
+    """Help send the digest's unfinished issue (plans nothing). Run several on PostgreSQL: they
+    claim batches with FOR UPDATE SKIP LOCKED, so no batch goes out twice."""
+    project = _project(config)
+    if project.unfinished(digest) is None:
+        out.print("No unfinished issue: nothing to do.")
+        return
+    _send(project, digest, "resend" if resend_ambiguous else "skip")
 
 
 @app.command()

@@ -176,6 +176,7 @@ deliveries = Table(
     Column("error", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("changed_at", UtcDateTime, nullable=False),
+    Column("ambiguities", Integer, nullable=False, server_default="0"),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
 )
 Index("ix_deliveries_issue_status", deliveries.c.issue_id, deliveries.c.status)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import httpx
@@ -178,8 +179,10 @@ class Project:
 
     # plan -----------------------------------------------------------------------------------
 
-    def plan(self, digest_slug: str | None = None) -> Planned | None:
-        """The unfinished issue of the digest, else a newly planned one, else None."""
+    def plan(self, digest_slug: str | None = None, save: bool = True) -> Planned | None:
+        """The unfinished issue of the digest, else a newly planned one, else None.
+
+        ``save`` False plans without storing anything (``digest send --dry-run``)."""
         digest = self.config.digest(digest_slug)
         topics = self.topics(digest)
         now = self.clock()
@@ -203,8 +206,16 @@ class Project:
             )
             if planned is None:
                 return None
+            if not save:
+                return Planned(planned, True, self._segments(planned))
             issue = repository.save_issue(conn, planned, repository.topic_ids(conn), now)
         return Planned(issue, True, self._segments(issue))
+
+    def unfinished(self, digest_slug: str | None = None) -> Issue | None:
+        digest = self.config.digest(digest_slug)
+        with self.engine.connect() as conn:
+            row = repository.unfinished_issue(conn, digest.slug)
+            return repository.load_issue(conn, row.id, self.topics(digest)) if row else None
 
     def issue(self, issue_id: int) -> Issue:
         with self.engine.connect() as conn:
@@ -304,7 +315,7 @@ class Project:
         sending = self.config.sending
         if sending.transport == "outbox":
             folder = (
-                self.config.outbox_dir / "confirmations"
+                self.config.outbox_dir / "messages"
                 if issue is None
                 else OutboxTransport.issue_folder(
                     self.config.outbox_dir, issue.digest, issue.number
@@ -364,6 +375,55 @@ class Project:
             on_batch=on_batch,
         )
         return planned, report
+
+    def send_test(
+        self,
+        to: str,
+        digest_slug: str | None = None,
+        segment: frozenset[str] | None = None,
+        as_email: str | None = None,
+    ) -> tuple[Issue, TopicSet, str]:
+        """One variant of the next issue to an editor, marked [TEST], outside the ledger.
+
+        The variant is the given topic set, else the one ``as_email`` would get, else every
+        topic. Personal links are the sample ones, so a test can unsubscribe nobody.
+        """
+        planned = self.plan(digest_slug, save=False)
+        issue = planned.issue if planned else self.latest_issue(digest_slug)
+        if issue is None:
+            raise DigestError("no issue to test: nothing new has been gathered yet")
+        key = segment or frozenset(issue.topic_slugs)
+        if as_email:
+            with self.engine.connect() as conn:
+                reader = SubscriberStore(conn).get(as_email)
+            if reader is None:
+                raise DigestError("is not a subscriber", where=as_email)
+            key = reader.topics & frozenset(issue.topic_slugs)
+            if not key:
+                raise DigestError(
+                    "gets nothing from this issue (no topic of theirs is in it)", where=as_email
+                )
+        unknown = key - frozenset(issue.topic_slugs)
+        if unknown:
+            raise DigestError(
+                f"topics not in this issue: {', '.join(sorted(unknown))} "
+                f"(it has {', '.join(issue.topic_slugs)})",
+                where="--segment",
+            )
+        variant = self.render(issue).variant(key)
+        values = _sample_values(self.config.site.public_url, issue.topic_slugs)
+        message = EmailMessage()
+        sending = self.config.sending
+        message["From"] = sending.from_address
+        message["To"] = to
+        subject = f"[TEST] {compile_template(variant.subject).fill(values)}"
+        message["Subject"] = subject
+        message["Date"] = format_datetime(self.clock())
+        message["Message-ID"] = make_msgid(domain=sending.from_email.rpartition("@")[2])
+        message.set_content(compile_template(variant.text).fill(values))
+        message.add_alternative(compile_template(variant.html).fill(values), subtype="html")
+        self.mailer()(message)
+        return issue, key, subject
 
     def run(
         self,

@@ -158,7 +158,7 @@ def live(example_project: Project, clock: FixedClock) -> Iterator[Live]:
         f"http://127.0.0.1:{port}",
         example_project,
         clock,
-        example_project.config.outbox_dir / "confirmations",
+        example_project.config.outbox_dir / "messages",
     )
     server.should_exit = True
     thread.join(timeout=10)

@@ -150,7 +150,7 @@ def send_issue(
             refused = transport.deliver(batch) if recipients else {}
         except DeliveryUnknown as err:
             with engine.begin() as conn:
-                ledger.mark(conn, [d.id for d in claimed], ledger.AMBIGUOUS, clock(), str(err))
+                ledger.mark_unknown(conn, [d.id for d in claimed], clock(), str(err))
             ambiguous += len(claimed)
             continue
         except BatchRejected as err:

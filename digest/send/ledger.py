@@ -10,8 +10,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from digest import db
 
@@ -33,12 +36,10 @@ AMBIGUOUS = "ambiguous"
 def record(
     conn: Connection, issue_id: int, assignments: Iterable[tuple[int, str]], now: datetime
 ) -> int:
-    """Add a pending row per (subscriber id, segment) not in the ledger yet; returns how many."""
-    known = set(
-        conn.execute(
-            select(db.deliveries.c.subscriber_id).where(db.deliveries.c.issue_id == issue_id)
-        ).scalars()
-    )
+    """Add a pending row per (subscriber id, segment) not in the ledger yet; returns how many.
+
+    Several workers may record at once: rows another one wrote first are skipped by the
+    database (ON CONFLICT DO NOTHING on the unique (issue, subscriber)), never duplicated."""
     rows = [
         {
             "issue_id": issue_id,
@@ -49,11 +50,22 @@ def record(
             "changed_at": now,
         }
         for subscriber_id, segment in assignments
-        if subscriber_id not in known
     ]
-    if rows:
-        conn.execute(insert(db.deliveries), rows)
-    return len(rows)
+    if not rows:
+        return 0
+    dialect = conn.dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = pg_insert(db.deliveries).on_conflict_do_nothing(
+            index_elements=["issue_id", "subscriber_id"]
+        )
+    elif dialect == "sqlite":
+        statement = sqlite_insert(db.deliveries).on_conflict_do_nothing(
+            index_elements=["issue_id", "subscriber_id"]
+        )
+    else:  # pragma: no cover - the project supports SQLite and PostgreSQL
+        statement = insert(db.deliveries)
+    return int(conn.execute(statement, rows).rowcount or 0)
 
 
 def mark_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
@@ -62,7 +74,7 @@ def mark_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
         conn.execute(
             update(db.deliveries)
             .where(db.deliveries.c.issue_id == issue_id, db.deliveries.c.status == SUBMITTING)
-            .values(status=AMBIGUOUS, changed_at=now)
+            .values(status=AMBIGUOUS, changed_at=now, ambiguities=db.deliveries.c.ambiguities + 1)
         ).rowcount
     )
 
@@ -101,6 +113,21 @@ def claim(
     return claimed
 
 
+def mark_unknown(conn: Connection, delivery_ids: Sequence[int], now: datetime, error: str) -> None:
+    """Sent without an answer: ambiguous, and counted as such."""
+    if delivery_ids:
+        conn.execute(
+            update(db.deliveries)
+            .where(db.deliveries.c.id.in_(list(delivery_ids)))
+            .values(
+                status=AMBIGUOUS,
+                changed_at=now,
+                error=error,
+                ambiguities=db.deliveries.c.ambiguities + 1,
+            )
+        )
+
+
 def mark(
     conn: Connection,
     delivery_ids: Sequence[int],
@@ -114,6 +141,16 @@ def mark(
             .where(db.deliveries.c.id.in_(list(delivery_ids)))
             .values(status=status, changed_at=now, error=error)
         )
+
+
+def ambiguities(conn: Connection, issue_id: int) -> int:
+    """How many times deliveries of the issue were found ambiguous, over every resume."""
+    total = conn.execute(
+        select(func.coalesce(func.sum(db.deliveries.c.ambiguities), 0)).where(
+            db.deliveries.c.issue_id == issue_id
+        )
+    ).scalar_one()
+    return int(total)
 
 
 def counts(conn: Connection, issue_id: int) -> Counter[str]:

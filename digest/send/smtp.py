@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -40,20 +41,39 @@ class SmtpTransport:
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
         return self.write(list(messages(batch, self.clock())))
 
+    def _open(self) -> smtplib.SMTP:
+        connection = self._connect()
+        if self.settings.username:
+            connection.login(self.settings.username, self.password or "")
+        return connection
+
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
-        """Send each message; returns the subscribers the server refused, with its reason."""
+        """Send each message over one connection, reconnecting once if the server drops it;
+        returns the subscribers the server refused, with its reason."""
         refused: dict[int, str] = {}
+        where = f"smtp {self.settings.host}:{self.settings.port}"
+        connection: smtplib.SMTP | None = None
         try:
-            with self._connect() as connection:
-                if self.settings.username:
-                    connection.login(self.settings.username, self.password or "")
-                for subscriber_id, message in items:
+            connection = self._open()
+            for subscriber_id, message in items:
+                for attempt in (1, 2):
                     try:
                         connection.send_message(message)
+                        break
                     except smtplib.SMTPRecipientsRefused as err:
                         code, reason = next(iter(err.recipients.values()))
                         refused[subscriber_id] = f"{code} {reason.decode(errors='replace')}"
+                        break
+                    except smtplib.SMTPServerDisconnected:
+                        # Dropped between messages (idle timeout, server restart): the message
+                        # was not accepted, so sending it on a new connection is safe.
+                        if attempt == 2:
+                            raise
+                        connection = self._open()
         except (smtplib.SMTPException, OSError) as err:
-            where = f"smtp {self.settings.host}:{self.settings.port}"
             raise TransportError(str(err) or type(err).__name__, where=where) from None
+        finally:
+            if connection is not None:
+                with contextlib.suppress(smtplib.SMTPException, OSError):
+                    connection.quit()
         return refused

@@ -131,3 +131,47 @@ def test_smtp_transport_delivers_each_reader_once_to_a_real_server(
     assert sender == "digest@northwind.example"
     assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert first.get_body(("html",)) is not None and first.get_body(("plain",)) is not None
+
+
+class DroppingInbox(Inbox):
+    """Accepts messages but hangs up after every third one, as servers with limits do."""
+
+    greetings = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.greetings += 1  # once per connection
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if len(self.messages) % 3 == 0:
+            session.loop.call_soon(server.transport.close)
+        return answer
+
+
+def test_smtp_reconnects_when_the_server_drops_the_connection(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = DroppingInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        project = project_with(
+            tmp_path,
+            clock,
+            sending='batch_size = 10\ntransport = "smtp"\n',
+            tables=f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\n',
+        )
+        _, report = project.send()
+    finally:
+        controller.stop()
+    assert report is not None and report.submitted == 29 and report.failed == 0
+    recipients = [rcpt for _, rcpts, _ in inbox.messages for rcpt in rcpts]
+    assert len(recipients) == len(set(recipients)) == 29
+    assert inbox.greetings >= 29 // 3  # it really reconnected

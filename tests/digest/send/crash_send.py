@@ -1,0 +1,24 @@
+"""Run by the crash-resume test as a subprocess: send the planned issue to the local SendGrid
+server, and be killed with SIGKILL at some moment the test picks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from digest.config import load_config
+from digest.pipeline import Project
+
+
+def main() -> None:
+    config_path, host, policy = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    config = load_config(
+        config_path,
+        {"DIGEST_SECRET_KEY": "k", "SENDGRID_API_KEY": sys.argv[4], "SENDGRID_API_HOST": host},
+    )
+    project = Project.open(config)
+    project.send(ambiguous_policy=policy)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Exactly once, counted at the (local SendGrid-compatible) server: through injected faults,
+and through SIGKILLs at random moments followed by resumes."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from digest.config import load_config
+from digest.pipeline import Project
+from digest.send import ledger
+from subscribers.importer import ImportRow
+from subscribers.store import SubscriberStore
+from tests.conftest import DEMO_NOW
+from tests.sendgrid_server import API_KEY, running
+
+TOPICS = ["backend", "ai-ml", "data", "frontend"]
+
+
+def big_project(tmp_path: Path, readers: int, batch_size: int) -> Project:
+    from digest.scaffold import scaffold
+
+    path = scaffold(tmp_path / "site")
+    text = path.read_text(encoding="utf-8").replace(
+        'transport = "outbox"', f'transport = "sendgrid"\nbatch_size = {batch_size}'
+    )
+    path.write_text(
+        text + "\n[sending.sendgrid]\ntimeout_seconds = 5\nretries = 8\n", encoding="utf-8"
+    )
+    project = Project.open(load_config(path, {"DIGEST_SECRET_KEY": "k"}), clock=lambda: DEMO_NOW)
+    rng = random.Random(3)
+    rows = [
+        ImportRow(
+            i,
+            f"reader{i}@example.com",
+            f"Reader {i}",
+            frozenset(rng.sample(TOPICS, rng.randint(1, 4))),
+        )
+        for i in range(readers)
+    ]
+    with project.engine.begin() as conn:
+        SubscriberStore(conn).upsert(rows, DEMO_NOW, "test")
+    project.gather()
+    return project
+
+
+def test_ten_thousand_readers_through_thirty_percent_faults(tmp_path: Path, corpus: Path) -> None:
+    project = big_project(tmp_path, 10_000, 1000)
+    with running(corpus / "sendgrid" / "mail_send_request.schema.json", fault_rate=0.3) as server:
+        from dataclasses import replace
+
+        project.config = replace(
+            project.config,
+            secrets=replace(
+                project.config.secrets, sendgrid_api_key=API_KEY, sendgrid_api_host=server.host
+            ),
+        )
+        transport = project.sendgrid()
+        transport.sleep = lambda seconds: None
+        _, report = project.send(transport=transport)
+    assert report is not None and report.finished and report.submitted == 10_000
+    assert server.rejected == []
+    assert len(server.received) == 10_000 and set(server.received.values()) == {1}
+
+
+@pytest.mark.parametrize("policy", ["skip", "resend"])
+def test_sigkill_at_random_moments_then_resume(tmp_path: Path, policy: str) -> None:
+    project = big_project(tmp_path, 2_000, 25)
+    project.plan()
+    rng = random.Random(11 if policy == "skip" else 12)
+    with running() as server:
+        server.slow_seconds = 0.0
+        script = Path(__file__).with_name("crash_send.py")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
+        args = [sys.executable, str(script), str(project.config.path), server.host, policy, API_KEY]
+        for _ in range(20):
+            child = subprocess.Popen(args, env=env)
+            time.sleep(rng.uniform(0.6, 1.6))
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+            child.wait()
+        finished = subprocess.run(args, env=env, timeout=300, check=False)
+        assert finished.returncode == 0
+    with project.engine.connect() as conn:
+        latest = project.latest_issue()
+        assert latest is not None and latest.id is not None
+        issue_id = latest.id
+        counts = ledger.counts(conn, issue_id)
+        found_ambiguous = ledger.ambiguities(conn, issue_id)
+    duplicates = sum(n - 1 for n in server.received.values())
+    assert sum(counts.values()) == 2_000
+    assert found_ambiguous > 0, "no kill landed while a batch was in flight"
+    if policy == "skip":
+        assert duplicates == 0
+        assert counts[ledger.SUBMITTED] + counts[ledger.AMBIGUOUS] == 2_000
+        assert counts[ledger.AMBIGUOUS] == found_ambiguous
+        # Ambiguous ones may or may not have reached the server; submitted ones all did.
+        assert counts[ledger.SUBMITTED] <= len(server.received) <= 2_000
+    else:
+        assert counts[ledger.SUBMITTED] == 2_000 and len(server.received) == 2_000
+        # A duplicate is an ambiguous batch that had in fact arrived, then was re-sent: never
+        # more duplicates than ambiguities (a kill between claim and POST makes one without).
+        assert duplicates <= found_ambiguous
