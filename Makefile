@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/render_bench.py
 	$(BIN)/python bench/gather_bench.py
+	$(BIN)/python bench/send_bench.py --readers 20000
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache dist build

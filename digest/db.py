@@ -180,6 +180,13 @@ deliveries = Table(
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
 )
 Index("ix_deliveries_issue_status", deliveries.c.issue_id, deliveries.c.status)
+Index(
+    "ix_deliveries_claim",
+    deliveries.c.issue_id,
+    deliveries.c.status,
+    deliveries.c.segment,
+    deliveries.c.id,
+)
 
 
 events = Table(

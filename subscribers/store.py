@@ -55,6 +55,11 @@ class SubscriberStore:
         ).first()
         return self._with_topics([row])[0] if row else None
 
+    def by_ids(self, ids: Sequence[int]) -> dict[int, Subscriber]:
+        """Many subscribers in one query (a batch's worth)."""
+        rows = list(self.conn.execute(select(db.subscribers).where(db.subscribers.c.id.in_(ids))))
+        return {s.id: s for s in self._with_topics(rows)}
+
     def upsert(
         self,
         rows: Iterable[ImportRow],

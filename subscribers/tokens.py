@@ -55,6 +55,7 @@ class TokenSigner:
         self.previous_key = previous_key
         self.previous_until = previous_until
         self.clock = clock
+        self._serializers: dict[tuple[Purpose, tuple[str, ...]], URLSafeTimedSerializer] = {}
 
     def _keys(self) -> list[str]:
         # itsdangerous signs with the last key and accepts any of them.
@@ -66,7 +67,15 @@ class TokenSigner:
         return keys
 
     def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(self._keys(), salt=f"digest.{purpose.value}")
+        """Cached per purpose and key set: building one derives keys, which dominated the cost
+        of the three or four links every recipient gets."""
+        keys = tuple(self._keys())
+        cache_key = (purpose, keys)
+        serializer = self._serializers.get(cache_key)
+        if serializer is None:
+            serializer = URLSafeTimedSerializer(list(keys), salt=f"digest.{purpose.value}")
+            self._serializers[cache_key] = serializer
+        return serializer
 
     def sign(
         self, purpose: Purpose, subscriber_id: int, topic: str | None = None, **extra: object

@@ -130,8 +130,8 @@ def send_issue(
         if segment not in compiled:
             compiled[segment] = CompiledVariant.of(rendered.variant(decode_key(segment)))
         with engine.connect() as conn:
-            store = SubscriberStore(conn)
-            people = {d.id: store.by_id(d.subscriber_id) for d in claimed}
+            found = SubscriberStore(conn).by_ids([d.subscriber_id for d in claimed])
+            people = {d.id: found.get(d.subscriber_id) for d in claimed}
         recipients: list[Recipient] = []
         skipped: dict[int, str] = {}
         by_subscriber: dict[int, int] = {}
