@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,8 @@ def big_project(tmp_path: Path, readers: int, batch_size: int) -> Project:
     from digest.scaffold import scaffold
 
     path = scaffold(tmp_path / "site")
-    text = path.read_text(encoding="utf-8").replace(
+    text = re.sub(r"(?m)^batch_size = [^\n]*\n", "", path.read_text(encoding="utf-8"))
+    text = text.replace(
         'transport = "outbox"', f'transport = "sendgrid"\nbatch_size = {batch_size}'
     )
     path.write_text(
