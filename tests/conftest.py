@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,11 +73,29 @@ def corpus() -> Path:
     return path
 
 
-@pytest.fixture
-def chromium() -> Path:
+SCREENSHOTS = Path(__file__).parents[1] / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright; skips when it is not installed."""
     if not CHROMIUM.exists():
         pytest.skip("headless Chromium (/usr/bin/chromium) is not installed")
-    return CHROMIUM
+    playwright = pytest.importorskip("playwright.sync_api")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
 
 
 def _postgres_url() -> str | None:

@@ -3,43 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from digest.pipeline import Project
-
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.browser
-SCREENSHOTS = Path(__file__).parents[1] / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    path = Path("/usr/bin/chromium")
-    if not path.exists():
-        pytest.skip("headless Chromium (/usr/bin/chromium) is not installed")
-    return path
 
 
 @pytest.fixture
@@ -87,7 +59,6 @@ def measure(page: Any) -> dict[str, Any]:
 def test_phone_width_is_one_column_of_cards_with_images(
     browser: Any, previews: dict[str, Path], segment: str
 ) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
     for width in (320, 375, 480):
         page = browser.new_page(viewport={"width": width, "height": 800})
         page.goto(previews[segment].as_uri())
@@ -105,7 +76,6 @@ def test_phone_width_is_one_column_of_cards_with_images(
 
 
 def test_600px_shows_image_beside_text(browser: Any, previews: dict[str, Path]) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 600, "height": 900})
     page.goto(previews["ai-ml+backend+data+frontend"].as_uri())
     page.wait_for_load_state("load")

@@ -6,7 +6,6 @@ Image requests to the golden issue's made-up host are answered from the example 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +14,11 @@ import pytest
 from digest.personalize import compile_template, token_values
 from digest.render import RenderedIssue, render_issue
 from digest.scaffold import example_site
+from tests.conftest import SCREENSHOTS
 from tests.digest.render.golden import ALL_KEYS, CTX, ISSUE, key_name
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).parents[3] / "screenshots"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PNG = (example_site() / "images" / "feature-stores-on-postgres.png").read_bytes()
 LOGO = (example_site() / "images" / "logo.png").read_bytes()
 
@@ -46,16 +34,6 @@ MEASURE = """() => {
   return {scrollWidth: document.documentElement.scrollWidth, cards,
           broken: broken.map(i => i.src)};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("headless Chromium (/usr/bin/chromium) is not installed")
-    with playwright_api.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +75,6 @@ def open_page(browser: Any, path: Path, width: int) -> Any:
 def test_golden_variants_lay_out_at_each_width(
     browser: Any, pages: dict[str, Path], width: int
 ) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
     for name, path in pages.items():
         page = open_page(browser, path, width)
         page.screenshot(path=str(SCREENSHOTS / f"golden-{name}-{width}.png"), full_page=True)

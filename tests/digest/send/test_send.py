@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -104,16 +105,25 @@ class Inbox:
         return "250 OK"
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, Inbox]]:
+@contextmanager
+def smtp_server_for(inbox: Inbox) -> Iterator[int]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, handing messages to ``inbox``."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
-    yield port, inbox
-    controller.stop()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, Inbox]]:
+    inbox = Inbox()
+    with smtp_server_for(inbox) as port:
+        yield port, inbox
 
 
 def test_smtp_transport_delivers_each_reader_once_to_a_real_server(
@@ -158,13 +168,8 @@ class DroppingInbox(Inbox):
 def test_smtp_reconnects_when_the_server_drops_the_connection(
     tmp_path: Path, clock: FixedClock
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     inbox = DroppingInbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    with smtp_server_for(inbox) as port:
         project = project_with(
             tmp_path,
             clock,
@@ -172,8 +177,6 @@ def test_smtp_reconnects_when_the_server_drops_the_connection(
             tables=f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\n',
         )
         _, report = project.send()
-    finally:
-        controller.stop()
     assert report is not None and report.submitted == 29 and report.failed == 0
     recipients = [rcpt for _, rcpts, _ in inbox.messages for rcpt in rcpts]
     assert len(recipients) == len(set(recipients)) == 29
