@@ -82,35 +82,35 @@ def mark_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
 def claim(
     conn: Connection, issue_id: int, limit: int, batch_id: str, now: datetime
 ) -> list[Delivery]:
-    """Mark up to ``limit`` pending rows of one segment as ``submitting`` under ``batch_id``."""
-    first = conn.execute(
-        select(db.deliveries.c.segment)
-        .where(db.deliveries.c.issue_id == issue_id, db.deliveries.c.status == PENDING)
-        .order_by(db.deliveries.c.segment)
-        .limit(1)
-    ).scalar()
-    if first is None:
-        return []
-    query = (
-        select(db.deliveries.c.id, db.deliveries.c.subscriber_id, db.deliveries.c.segment)
-        .where(
-            db.deliveries.c.issue_id == issue_id,
-            db.deliveries.c.status == PENDING,
-            db.deliveries.c.segment == first,
-        )
+    """Mark up to ``limit`` pending rows of one segment as ``submitting`` under ``batch_id``.
+
+    One UPDATE … WHERE id IN (SELECT …) RETURNING statement, so two workers can never claim
+    the same row: on PostgreSQL the SELECTs skip rows another transaction has locked
+    (FOR UPDATE SKIP LOCKED); on SQLite the statement runs under the database's write lock
+    and sees what the previous writer committed.
+    """
+    pending = (db.deliveries.c.issue_id == issue_id) & (db.deliveries.c.status == PENDING)
+    postgres = conn.dialect.name == "postgresql"
+    segment = (
+        select(db.deliveries.c.segment).where(pending).order_by(db.deliveries.c.segment).limit(1)
+    )
+    if postgres:
+        segment = segment.with_for_update(skip_locked=True)
+    ids = (
+        select(db.deliveries.c.id)
+        .where(pending, db.deliveries.c.segment == segment.scalar_subquery())
         .order_by(db.deliveries.c.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    claimed = [Delivery(r.id, r.subscriber_id, r.segment) for r in conn.execute(query)]
-    if claimed:
-        conn.execute(
-            update(db.deliveries)
-            .where(db.deliveries.c.id.in_([d.id for d in claimed]))
-            .values(status=SUBMITTING, batch=batch_id, changed_at=now)
-        )
-    return claimed
+    if postgres:
+        ids = ids.with_for_update(skip_locked=True)
+    claimed = conn.execute(
+        update(db.deliveries)
+        .where(db.deliveries.c.id.in_(ids), db.deliveries.c.status == PENDING)
+        .values(status=SUBMITTING, batch=batch_id, changed_at=now)
+        .returning(db.deliveries.c.id, db.deliveries.c.subscriber_id, db.deliveries.c.segment)
+    ).all()
+    return sorted((Delivery(r.id, r.subscriber_id, r.segment) for r in claimed), key=lambda d: d.id)
 
 
 def mark_unknown(conn: Connection, delivery_ids: Sequence[int], now: datetime, error: str) -> None:

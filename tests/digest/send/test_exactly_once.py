@@ -25,7 +25,9 @@ from tests.sendgrid_server import API_KEY, running
 TOPICS = ["backend", "ai-ml", "data", "frontend"]
 
 
-def big_project(tmp_path: Path, readers: int, batch_size: int) -> Project:
+def big_project(
+    tmp_path: Path, readers: int, batch_size: int, database_url: str | None = None
+) -> Project:
     from digest.scaffold import scaffold
 
     path = scaffold(tmp_path / "site")
@@ -110,3 +112,36 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, policy: str) -> N
         # A duplicate is an ambiguous batch that had in fact arrived, then was re-sent: never
         # more duplicates than ambiguities (a kill between claim and POST makes one without).
         assert duplicates <= found_ambiguous
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_workers_share_an_issue(tmp_path: Path, database: str) -> None:
+    url = None
+    if database == "postgresql":
+        url = os.environ.get("DIGEST_TEST_DATABASE_URL")
+        if not url:
+            pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+        from sqlalchemy import text
+
+        from digest import db
+
+        engine = db.make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    project = big_project(tmp_path, 3_000, 20, database_url=url)
+    planned = project.plan()
+    assert planned is not None
+    with running() as server:
+        script = Path(__file__).with_name("run_worker.py")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
+        args = [sys.executable, str(script), str(project.config.path), server.host, API_KEY]
+        workers = [
+            subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)
+        ]
+        outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers)
+    sent = [int(out.strip().splitlines()[-1]) for out in outputs]
+    assert len(server.received) == 3_000 and set(server.received.values()) == {1}
+    assert all(n > 0 for n in sent), f"both workers should have sent batches: {sent}"
