@@ -96,13 +96,3 @@ class Variant:
     text: str
     trimmed: dict[str, int] = field(default_factory=dict)
     """Cards moved into "more" links per topic to keep the HTML under the size budget."""
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """One subscriber in one issue, with the personal values its tokens are filled with."""
-
-    subscriber_id: int
-    email: str
-    name: str
-    fields: dict[str, str] = field(default_factory=dict)

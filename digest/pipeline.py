@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import httpx
@@ -46,7 +46,7 @@ from digest.render.environment import make_environment
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
 from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
-from digest.send.message import Envelope, list_id
+from digest.send.message import Envelope, compose, list_id
 from digest.send.outbox import OutboxTransport
 from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
@@ -279,13 +279,18 @@ class Project:
         """One HTML file per segment of the issue (as its readers will get it, tokens filled with
         sample values), the issue's web-archive page (``archive.html``, every topic, no personal
         links: what "view in browser" serves) and an index.html linking them."""
+        segments: dict[TopicSet, int] | None = None
         if issue is None:
             planned = self.plan(digest_slug)
-            issue = planned.issue if planned else self.latest_issue(digest_slug)
+            if planned is not None:
+                issue, segments = planned.issue, planned.segments
+            else:
+                issue = self.latest_issue(digest_slug)
         if issue is None:
             raise DigestError("no issue to preview: nothing new has been gathered yet")
         rendered = self.render(issue)
-        segments = self._segments(issue)
+        if segments is None:
+            segments = self._segments(issue)
         target = folder / issue.digest / f"issue-{issue.number:04d}"
         target.mkdir(parents=True, exist_ok=True)
         files: dict[TopicSet, Path] = {}
@@ -412,16 +417,16 @@ class Project:
             )
         variant = self.render(issue).variant(key)
         values = _sample_values(self.config.site.public_url, issue.topic_slugs)
-        message = EmailMessage()
         sending = self.config.sending
-        message["From"] = sending.from_address
-        message["To"] = to
         subject = f"[TEST] {compile_template(variant.subject).fill(values)}"
-        message["Subject"] = subject
-        message["Date"] = format_datetime(self.clock())
-        message["Message-ID"] = make_msgid(domain=sending.from_email.rpartition("@")[2])
-        message.set_content(compile_template(variant.text).fill(values))
-        message.add_alternative(compile_template(variant.html).fill(values), subtype="html")
+        message = compose(
+            Address(sending.from_name, addr_spec=sending.from_email),
+            Address(addr_spec=to),
+            subject,
+            compile_template(variant.text).fill(values),
+            compile_template(variant.html).fill(values),
+            self.clock(),
+        )
         self.mailer()(message)
         return issue, key, subject
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from digest import db
 from digest.gather.fetch import Validators
@@ -325,7 +325,3 @@ def unfinished_issue(conn: Connection, digest: str) -> IssueRow | None:
         .order_by(db.issues.c.number)
     ).first()
     return IssueRow(**row._mapping) if row else None
-
-
-def issue_count(conn: Connection, digest: str) -> int:
-    return int(conn.execute(select(func.count()).where(db.issues.c.digest == digest)).scalar_one())

@@ -128,9 +128,3 @@ def intro_text(sections: tuple[SectionView, ...]) -> str:
     count = post_count(sections)
     noun = "post" if count == 1 else "posts"
     return f"here {'is' if count == 1 else 'are'} {count} new {noun} from {topic_names(sections)}."
-
-
-def preheader_text(sections: tuple[SectionView, ...], limit: int = 110) -> str:
-    titles = [c.title for s in sections for c in s.cards]
-    text = " · ".join(titles)
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

@@ -8,7 +8,3 @@ HTML_BUDGET_BYTES = 100 * 1024
 
 def html_bytes(html: str) -> int:
     return len(html.encode("utf-8"))
-
-
-def over_budget(html: str) -> bool:
-    return html_bytes(html) > HTML_BUDGET_BYTES

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
-from digest import db, repository
+from digest import repository
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
 from digest.personalize import token_values
 from digest.render import RenderedIssue
@@ -110,14 +110,7 @@ def send_issue(
         head = repository.issue_row(conn, issue.id)
         ambiguous = ledger.mark_ambiguous(conn, issue.id, clock())
         if ambiguous and ambiguous_policy == "resend":
-            conn.execute(
-                update(db.deliveries)
-                .where(
-                    db.deliveries.c.issue_id == issue.id,
-                    db.deliveries.c.status == ledger.AMBIGUOUS,
-                )
-                .values(status=ledger.PENDING, changed_at=clock())
-            )
+            ledger.requeue_ambiguous(conn, issue.id, clock())
     recorded = 0
     if head.status == repository.ISSUE_PLANNED:
         recorded = record_recipients(engine, rendered, clock())

@@ -79,6 +79,17 @@ def mark_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
     )
 
 
+def requeue_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
+    """The ``resend`` policy: ambiguous rows go back to pending (their count stays)."""
+    return int(
+        conn.execute(
+            update(db.deliveries)
+            .where(db.deliveries.c.issue_id == issue_id, db.deliveries.c.status == AMBIGUOUS)
+            .values(status=PENDING, changed_at=now)
+        ).rowcount
+    )
+
+
 def claim(
     conn: Connection, issue_id: int, limit: int, batch_id: str, now: datetime
 ) -> list[Delivery]:

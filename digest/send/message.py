@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, make_msgid
 from urllib.parse import quote
 
 
@@ -50,20 +50,43 @@ def list_unsubscribe(envelope: Envelope, personal: Personal) -> str:
     return ", ".join(targets)
 
 
+def compose(
+    sender: Address,
+    to: Address,
+    subject: str,
+    text: str,
+    html: str,
+    now: datetime,
+    message_id: str | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message: the text part, then the HTML part."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id or make_msgid(domain=sender.domain)
+    message.set_content(text, subtype="plain", charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    return message
+
+
 def build_message(
     envelope: Envelope, personal: Personal, subject: str, text: str, html: str, now: datetime
 ) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = Address(envelope.from_name, addr_spec=envelope.from_email)
-    message["To"] = Address(personal.name, addr_spec=personal.email)
+    """One digest email, with the list headers every digest carries."""
+    message = compose(
+        Address(envelope.from_name, addr_spec=envelope.from_email),
+        Address(personal.name, addr_spec=personal.email),
+        subject,
+        text,
+        html,
+        now,
+        personal.message_id,
+    )
     if envelope.reply_to:
         message["Reply-To"] = envelope.reply_to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = personal.message_id
     message["List-Id"] = envelope.list_id
     message["List-Unsubscribe"] = list_unsubscribe(envelope, personal)
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(text, subtype="plain", charset="utf-8")
-    message.add_alternative(html, subtype="html", charset="utf-8")
     return message

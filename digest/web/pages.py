@@ -7,13 +7,13 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from digest import repository
 from digest.pipeline import Project
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
+from digest.send.message import compose
 from subscribers.importer import normalize_email
 from subscribers.models import Status, Subscriber
 from subscribers.store import SubscriberStore
@@ -119,15 +119,15 @@ class Pages:
         )
         text = self._env.get_template("confirm/confirm.txt.j2").render(values)
         sending = config.sending
-        message = EmailMessage()
-        message["From"] = Address(sending.from_name, addr_spec=sending.from_email)
-        message["To"] = Address(name, addr_spec=subscriber.email)
-        message["Subject"] = f"Confirm your subscription to {config.digests[0].name}"
-        message["Date"] = format_datetime(self.project.clock())
-        message["Message-ID"] = make_msgid(domain=sending.from_email.rpartition("@")[2])
+        message = compose(
+            Address(sending.from_name, addr_spec=sending.from_email),
+            Address(name, addr_spec=subscriber.email),
+            f"Confirm your subscription to {config.digests[0].name}",
+            text,
+            html,
+            self.project.clock(),
+        )
         message["Auto-Submitted"] = "auto-generated"
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
         return message
 
     # preferences -----------------------------------------------------------------------
