@@ -236,6 +236,15 @@ class SendingConfig(_Strict):
     outbox_dir: str = "outbox"
     unsubscribe_mailto: EmailAddress | None = None
     batch_size: int = Field(default=1000, ge=1, le=1000)
+    in_flight: int = Field(
+        default=4, ge=1, le=32, description="SendGrid requests under way at once"
+    )
+    lease_minutes: float = Field(
+        default=10.0,
+        gt=0,
+        description="how long a worker holds a batch before others treat it as abandoned; "
+        "longer than a request with all its retries",
+    )
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     sendgrid: SendGridConfig = Field(default_factory=SendGridConfig)
 

@@ -163,6 +163,23 @@ issue_topics = Table(
     Column("more", Integer, nullable=False, server_default="0"),
 )
 
+send_batches = Table(
+    "send_batches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), nullable=False),
+    Column("segment", String(2000), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("worker", String(300)),
+    Column("lease_until", UtcDateTime),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+)
+Index("ix_send_batches_claim", send_batches.c.issue_id, send_batches.c.status, send_batches.c.id)
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -171,7 +188,7 @@ deliveries = Table(
     Column("subscriber_id", ForeignKey("subscribers.id"), nullable=False),
     Column("segment", String(2000), nullable=False),
     Column("status", String(20), nullable=False),
-    Column("batch", String(64)),
+    Column("batch_id", ForeignKey("send_batches.id", ondelete="CASCADE")),
     Column("message_id", String(300)),
     Column("error", Text),
     Column("created_at", UtcDateTime, nullable=False),
@@ -180,13 +197,7 @@ deliveries = Table(
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
 )
 Index("ix_deliveries_issue_status", deliveries.c.issue_id, deliveries.c.status)
-Index(
-    "ix_deliveries_claim",
-    deliveries.c.issue_id,
-    deliveries.c.status,
-    deliveries.c.segment,
-    deliveries.c.id,
-)
+Index("ix_deliveries_batch_id", deliveries.c.batch_id)
 
 
 events = Table(
@@ -206,6 +217,7 @@ Index("ix_events_issue_event", events.c.issue_id, events.c.event)
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

@@ -8,6 +8,10 @@ part and the subject have tokens of their own and get raw values.
 Tokens: ``%%first_name%%``, ``%%email%%``, ``%%unsubscribe_url%%``, ``%%preferences_url%%`` and,
 per topic, ``%%unsubscribe_topic:SLUG%%``; the text forms end in ``_text``
 (``%%first_name_text%%``, ``%%unsubscribe_topic_text:SLUG%%``).
+
+For sending, :func:`bind_links` turns every link token into its URL around one
+``%%manage_token%%``: a recipient then needs five values (name and address in both forms and the
+token), not one signed URL per link, which keeps SendGrid payloads and signing cost small.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from dataclasses import dataclass
 
 FIELDS = ("first_name", "email", "unsubscribe_url", "preferences_url")
 TOPIC_FIELD = "unsubscribe_topic"
+MANAGE_TOKEN = "%%manage_token%%"  # noqa: S105 (a placeholder, not a secret)
+"""The recipient's signed token (URL-safe: the same value in HTML and text)."""
 
 HTML_TOKENS = {name: f"%%{name}%%" for name in FIELDS}
 TEXT_TOKENS = {name: f"%%{name}_text%%" for name in FIELDS}
 
 _TOKEN = re.compile(r"%%([a-z_]+)(?::([a-z0-9-]+))?%%")
-_NAMES = {*FIELDS, *(f"{n}_text" for n in FIELDS)}
+_NAMES = {*FIELDS, *(f"{n}_text" for n in FIELDS), "manage_token"}
 _TOPIC_NAMES = {TOPIC_FIELD, f"{TOPIC_FIELD}_text"}
 
 
@@ -86,3 +92,44 @@ def unfilled_tokens(text: str) -> list[str]:
 
 def topic_tokens(slugs: Iterable[str], *, text: bool = False) -> dict[str, str]:
     return {slug: topic_token(slug, text=text) for slug in slugs}
+
+
+def link_urls(public_url: str) -> dict[str, str]:
+    """Where each link of an email leads, around the recipient's manage token."""
+    return {
+        "unsubscribe_url": f"{public_url}/unsubscribe/{MANAGE_TOKEN}",
+        "preferences_url": f"{public_url}/preferences/{MANAGE_TOKEN}",
+        TOPIC_FIELD: f"{public_url}/unsubscribe/{MANAGE_TOKEN}/topic/",
+    }
+
+
+def bind_links(template: str, public_url: str) -> str:
+    """The template with its link tokens replaced by their URLs, the manage token left in.
+
+    Name and address tokens stay as they are; HTML link tokens get an escaped URL."""
+    urls = link_urls(public_url)
+    compiled = compile_template(template)
+    values: dict[str, str] = {}
+    for slot in set(compiled.slots):
+        match = _TOKEN.fullmatch(slot)
+        assert match is not None
+        name, slug = match.group(1), match.group(2)
+        text = name.endswith("_text")
+        base = name.removesuffix("_text")
+        if base in urls:
+            url = urls[base] + (slug or "")
+            values[slot] = url if text else html.escape(url, quote=True)
+        else:
+            values[slot] = slot
+    return compiled.fill(values)
+
+
+def recipient_values(first_name: str, email: str, manage_token: str) -> dict[str, str]:
+    """One recipient's values for a template passed through :func:`bind_links`."""
+    return {
+        HTML_TOKENS["first_name"]: html.escape(first_name, quote=True),
+        TEXT_TOKENS["first_name"]: first_name,
+        HTML_TOKENS["email"]: html.escape(email, quote=True),
+        TEXT_TOKENS["email"]: email,
+        MANAGE_TOKEN: manage_token,
+    }

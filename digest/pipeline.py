@@ -12,9 +12,10 @@ config here, and nowhere else.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
@@ -50,8 +51,6 @@ from digest.send.message import Envelope, compose, list_id
 from digest.send.outbox import OutboxTransport
 from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
-from subscribers.models import Status
-from subscribers.segments import segment_sizes
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
@@ -237,9 +236,8 @@ class Project:
 
     def _segments(self, issue: Issue) -> dict[TopicSet, int]:
         with self.engine.connect() as conn:
-            store = SubscriberStore(conn)
-            active = store.iterate(status=Status.ACTIVE)
-            sizes = segment_sizes(active, issue.topic_slugs, self.clock())
+            members = SubscriberStore(conn).segment_members(issue.topic_slugs, self.clock())
+            sizes = Counter(key for _, key in members)
         order = {slug: i for i, slug in enumerate(issue.topic_slugs)}
         return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], sorted(order[s] for s in kv[0]))))
 
@@ -376,6 +374,8 @@ class Project:
             links,
             self.clock,
             batch_size=sending.batch_size,
+            in_flight=sending.in_flight,
+            lease=timedelta(minutes=sending.lease_minutes),
             ambiguous_policy=ambiguous_policy,
             on_batch=on_batch,
         )

@@ -1,31 +1,35 @@
-"""Signed, purpose-bound tokens for the links in every email (itsdangerous).
+"""Signed, purpose-bound tokens for links (itsdangerous).
 
-A token for one purpose is refused for another, because each purpose signs with its own salt.
+Two purposes. ``CONFIRM`` carries the topics chosen at sign-up and lives a week. ``MANAGE`` is
+the one token in every digest: the preference, unsubscribe and per-topic unsubscribe links all
+carry it, because they grant the same thing (managing that one subscription) and one signature
+per recipient instead of four is most of what a million-recipient send spends on links.
+
+A token for one purpose is refused for another: each purpose signs with its own salt.
 Rotation: after a new secret is set, tokens signed with the previous one (in emails already
 sent) are accepted until a configured moment, then refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 
 class Purpose(StrEnum):
-    PREFERENCES = "preferences"
-    UNSUBSCRIBE = "unsubscribe"
-    UNSUBSCRIBE_TOPIC = "unsubscribe-topic"
+    MANAGE = "manage"
     CONFIRM = "confirm"
 
 
 MAX_AGE = {
     Purpose.CONFIRM: timedelta(days=7),
-    Purpose.PREFERENCES: timedelta(days=400),
-    Purpose.UNSUBSCRIBE: timedelta(days=400),
-    Purpose.UNSUBSCRIBE_TOPIC: timedelta(days=400),
+    Purpose.MANAGE: timedelta(days=400),
 }
 """A confirmation link is short-lived; links in digests keep working for over a year."""
 
@@ -55,47 +59,72 @@ class TokenSigner:
         self.previous_key = previous_key
         self.previous_until = previous_until
         self.clock = clock
-        self._serializers: dict[tuple[Purpose, tuple[str, ...]], URLSafeTimedSerializer] = {}
+        self._serializers: dict[tuple[str, ...], URLSafeTimedSerializer] = {}
+        self._managers: dict[tuple[str, ...], TimestampSigner] = {}
+        self._manage_key = _manage_signer([secret_key]).derive_key()
+        self._stamp: tuple[int, bytes] = (-1, b"")
 
-    def _keys(self) -> list[str]:
+    def _keys(self) -> tuple[str, ...]:
         # itsdangerous signs with the last key and accepts any of them.
         keys = [self.secret_key]
         if self.previous_key and (
             self.previous_until is None or self.clock() < self.previous_until
         ):
             keys.insert(0, self.previous_key)
-        return keys
+        return tuple(keys)
 
-    def _serializer(self, purpose: Purpose) -> URLSafeTimedSerializer:
-        """Cached per purpose and key set: building one derives keys, which dominated the cost
-        of the three or four links every recipient gets."""
-        keys = tuple(self._keys())
-        cache_key = (purpose, keys)
-        serializer = self._serializers.get(cache_key)
+    def _confirm_serializer(self) -> URLSafeTimedSerializer:
+        keys = self._keys()
+        serializer = self._serializers.get(keys)
         if serializer is None:
-            serializer = URLSafeTimedSerializer(list(keys), salt=f"digest.{purpose.value}")
-            self._serializers[cache_key] = serializer
+            serializer = URLSafeTimedSerializer(list(keys), salt="digest.confirm")
+            self._serializers[keys] = serializer
         return serializer
 
-    def sign(
-        self, purpose: Purpose, subscriber_id: int, topic: str | None = None, **extra: object
-    ) -> str:
+    def _manage_signer(self) -> TimestampSigner:
+        keys = self._keys()
+        signer = self._managers.get(keys)
+        if signer is None:
+            signer = self._managers[keys] = _manage_signer(list(keys))
+        return signer
+
+    def sign(self, purpose: Purpose, subscriber_id: int, **extra: object) -> str:
+        if purpose is Purpose.MANAGE:
+            if extra:
+                raise ValueError("a manage token carries the subscriber id only")
+            return self.manage_token(subscriber_id)
         payload: dict[str, object] = {"s": subscriber_id, **extra}
-        if topic is not None:
-            payload["t"] = topic
-        return str(self._serializer(purpose).dumps(payload))
+        return str(self._confirm_serializer().dumps(payload))
+
+    def manage_token(self, subscriber_id: int) -> str:
+        """``<id>.<timestamp>.<signature>``, exactly what itsdangerous' TimestampSigner makes
+        (and verifies, in :meth:`verify`), built with the derived key and the timestamp cached:
+        this runs once per recipient of every send."""
+        seconds = int(self.clock().timestamp())
+        if self._stamp[0] != seconds:
+            self._stamp = (seconds, base64_encode(int_to_bytes(seconds)))
+        value = b"%d.%s" % (subscriber_id, self._stamp[1])
+        mac = hmac.new(self._manage_key, value, hashlib.sha256).digest()
+        return (value + b"." + base64_encode(mac)).decode("ascii")
 
     def verify(self, purpose: Purpose, token: str) -> dict[str, object]:
-        """The payload (``s``: subscriber id, ``t``: topic, …) or InvalidToken."""
-        serializer = self._serializer(purpose)
+        """The payload (``s``: subscriber id, ``topics`` for a confirmation) or InvalidToken."""
         try:
-            payload, signed_at = serializer.loads(token, return_timestamp=True)
+            if purpose is Purpose.MANAGE:
+                value, signed_at = self._manage_signer().unsign(token, return_timestamp=True)
+                payload: object = {"s": int(value)}
+            else:
+                payload, signed_at = self._confirm_serializer().loads(token, return_timestamp=True)
         except SignatureExpired:
             raise InvalidToken("expired") from None
-        except BadSignature:
+        except (BadSignature, ValueError):
             raise InvalidToken("invalid") from None
         if self.clock() - signed_at > MAX_AGE[purpose]:
             raise InvalidToken("expired")
         if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
             raise InvalidToken("invalid")
         return payload
+
+
+def _manage_signer(keys: list[str]) -> TimestampSigner:
+    return TimestampSigner(keys, salt="digest.manage", digest_method=hashlib.sha256)

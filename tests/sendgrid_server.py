@@ -68,6 +68,20 @@ class Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             super().handle()  # a client that timed out has hung up
 
+    def do_GET(self) -> None:
+        """``/stats``: what was received, for a benchmark running the server in another
+        process."""
+        server = self.server
+        with server.lock:
+            counts = list(server.received.values())
+            stats = {
+                "requests": server.requests,
+                "recipients": len(counts),
+                "duplicates": sum(n - 1 for n in counts),
+                "rejected": len(server.rejected),
+            }
+        self.reply(200, stats)
+
     def do_POST(self) -> None:
         server = self.server
         fault = server.next_fault()
@@ -104,10 +118,13 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(400, {"errors": [{"message": e} for e in errors]})
             return
         with server.lock:
-            server.accepted.append(body)
+            server.requests += 1
+            if server.keep_bodies:
+                server.accepted.append(body)
             for person in body["personalizations"]:
                 args = person.get("custom_args") or {}
                 server.received[(args.get("issue_id"), args.get("subscriber_id"))] += 1
+        time.sleep(server.latency_seconds)  # accepted, not yet answered
         self.reply(202)
 
 
@@ -122,6 +139,9 @@ class SendGridServer(ThreadingHTTPServer):
         self.faults: deque[str] = deque()
         self.fault_rate = fault_rate
         self.slow_seconds = 2.0
+        self.latency_seconds = 0.0
+        self.keep_bodies = True
+        self.requests = 0
         self.lock = threading.Lock()
         self._random = random.Random(seed)
         self._validator = None
@@ -162,3 +182,20 @@ def running(schema: Path | None = None, fault_rate: float = 0.0) -> Iterator[Sen
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main() -> None:
+    """Serve in this process until killed, printing the base URL first: benchmarks run the
+    server in a process of its own so that it does not share the sender's interpreter."""
+    import sys
+
+    server = SendGridServer()
+    server.keep_bodies = False
+    print(server.host, flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -126,7 +126,7 @@ def test_each_email_is_complete_and_holds_only_its_readers_topics(
         text_part, html_part = text.get_content(), html.get_content()
         for part in (text_part, html_part, message["Subject"]):
             assert unfilled_tokens(part) == [] and "%%" not in part
-        signer.verify(Purpose.UNSUBSCRIBE, https.group(2))  # raises when not ours
+        signer.verify(Purpose.MANAGE, https.group(2))  # raises when not ours
         assert https.group(1) in html_part and https.group(1) in text_part
 
         topics = wanted[address] - {"security"}

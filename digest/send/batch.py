@@ -6,32 +6,42 @@ with :func:`messages`; SendGrid sends the variant once with per-recipient substi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
 from digest.models import Variant
-from digest.personalize import Compiled, compile_template
+from digest.personalize import Compiled, bind_links, compile_template
 from digest.send.message import Envelope, Personal, build_message
 
 
 @dataclass(frozen=True)
 class CompiledVariant:
-    """A variant split at its tokens once, filled per recipient by joining."""
+    """A variant with its links bound to the public URL (:func:`bind_links`): as text for
+    providers that substitute (SendGrid), and split at its tokens for filling per recipient."""
 
     variant: Variant
+    bound_subject: str
+    bound_text: str
+    bound_html: str
     subject: Compiled
     text: Compiled
     html: Compiled
 
     @classmethod
-    def of(cls, variant: Variant) -> CompiledVariant:
+    def of(cls, variant: Variant, public_url: str) -> CompiledVariant:
+        subject, text, html = (
+            bind_links(part, public_url) for part in (variant.subject, variant.text, variant.html)
+        )
         return cls(
             variant,
-            compile_template(variant.subject),
-            compile_template(variant.text),
-            compile_template(variant.html),
+            subject,
+            text,
+            html,
+            compile_template(subject),
+            compile_template(text),
+            compile_template(html),
         )
 
 
@@ -68,3 +78,18 @@ def messages(batch: OutgoingBatch, now: datetime) -> Iterator[tuple[int, EmailMe
                 now,
             ),
         )
+
+
+def plan_batches(
+    assignments: Iterable[tuple[int, str]], batch_size: int
+) -> list[tuple[str, list[int]]]:
+    """(subscriber id, segment) pairs → batches of one segment and at most ``batch_size``
+    subscribers, segment by segment in the order they first appear."""
+    by_segment: dict[str, list[int]] = {}
+    for subscriber_id, segment in assignments:
+        by_segment.setdefault(segment, []).append(subscriber_id)
+    return [
+        (segment, ids[start : start + batch_size])
+        for segment, ids in by_segment.items()
+        for start in range(0, len(ids), batch_size)
+    ]

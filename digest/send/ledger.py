@@ -1,30 +1,27 @@
 """The delivery ledger: one row per (issue, subscriber), written before anything is sent.
 
-States: pending → submitting → submitted, or failed, or ambiguous (left ``submitting`` by a
-process that died, so nobody knows whether the provider got it).
+Deliveries are grouped into batches (one variant, up to 1000 recipients) when they are
+recorded. A batch is what workers claim, lease and mark; its deliveries change together when
+its outcome is known, so a million-recipient send changes about a thousand batch rows and each
+delivery row once.
+
+Batch states: pending → submitting (claimed under a lease by one worker) → submitted, or
+failed, or ambiguous (left ``submitting`` by a worker that died or whose lease ran out, so
+nobody knows whether the provider got it). A delivery is pending until its batch's outcome is
+known, then submitted, failed (with the reason: refused, no longer active) or ambiguous.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from digest import db
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    subscriber_id: int
-    segment: str
-
 
 PENDING = "pending"
 SUBMITTING = "submitting"
@@ -32,146 +29,273 @@ SUBMITTED = "submitted"
 FAILED = "failed"
 AMBIGUOUS = "ambiguous"
 
+_B = db.send_batches.c
+_D = db.deliveries.c
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    segment: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """A pending delivery of a claimed batch, with what sending needs of its subscriber."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    status: str
+    paused_until: datetime | None
+
 
 def record(
-    conn: Connection, issue_id: int, assignments: Iterable[tuple[int, str]], now: datetime
+    conn: Connection,
+    issue_id: int,
+    batches: Iterable[tuple[str, Sequence[int]]],
+    now: datetime,
 ) -> int:
-    """Add a pending row per (subscriber id, segment) not in the ledger yet; returns how many.
+    """Write the batches (segment, subscriber ids) and a pending delivery per subscriber.
 
-    Several workers may record at once: rows another one wrote first are skipped by the
-    database (ON CONFLICT DO NOTHING on the unique (issue, subscriber)), never duplicated."""
-    rows = [
-        {
-            "issue_id": issue_id,
-            "subscriber_id": subscriber_id,
-            "segment": segment,
-            "status": PENDING,
-            "created_at": now,
-            "changed_at": now,
-        }
-        for subscriber_id, segment in assignments
-    ]
-    if not rows:
+    The caller makes sure one process records an issue (see :func:`start_recording`); the
+    unique (issue, subscriber) constraint turns any slip into an error, never a duplicate."""
+    batches = list(batches)
+    if not batches:
         return 0
-    dialect = conn.dialect.name
-    statement: Any
-    if dialect == "postgresql":
-        statement = pg_insert(db.deliveries).on_conflict_do_nothing(
-            index_elements=["issue_id", "subscriber_id"]
-        )
-    elif dialect == "sqlite":
-        statement = sqlite_insert(db.deliveries).on_conflict_do_nothing(
-            index_elements=["issue_id", "subscriber_id"]
-        )
-    else:  # pragma: no cover - the project supports SQLite and PostgreSQL
-        statement = insert(db.deliveries)
-    return int(conn.execute(statement, rows).rowcount or 0)
+    batch_ids = conn.execute(
+        insert(db.send_batches).returning(_B.id, sort_by_parameter_order=True),
+        [
+            {
+                "issue_id": issue_id,
+                "segment": segment,
+                "size": len(ids),
+                "status": PENDING,
+                "created_at": now,
+                "changed_at": now,
+            }
+            for segment, ids in batches
+        ],
+    ).scalars()
+    stamp = _bound(conn, now)
+    rows = [
+        (issue_id, subscriber_id, segment, PENDING, batch_id, stamp, stamp)
+        for batch_id, (segment, ids) in zip(batch_ids, batches, strict=True)
+        for subscriber_id in ids
+    ]
+    _insert_deliveries(conn, rows)
+    return len(rows)
 
 
-def mark_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
-    """Rows a dead process left ``submitting``: it may or may not have handed them over."""
-    return int(
-        conn.execute(
-            update(db.deliveries)
-            .where(db.deliveries.c.issue_id == issue_id, db.deliveries.c.status == SUBMITTING)
-            .values(status=AMBIGUOUS, changed_at=now, ambiguities=db.deliveries.c.ambiguities + 1)
-        ).rowcount
+_DELIVERY_COLUMNS = "issue_id, subscriber_id, segment, status, batch_id, created_at, changed_at"
+
+
+def _insert_deliveries(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """The one bulk write of a send: COPY on PostgreSQL, a prepared executemany on SQLite.
+
+    Both skip SQLAlchemy's per-row parameter processing, which cost more than the write."""
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY deliveries ({_DELIVERY_COLUMNS}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    conn.exec_driver_sql(
+        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (constant columns)
+        rows,
     )
 
 
-def requeue_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
-    """The ``resend`` policy: ambiguous rows go back to pending (their count stays)."""
-    return int(
-        conn.execute(
-            update(db.deliveries)
-            .where(db.deliveries.c.issue_id == issue_id, db.deliveries.c.status == AMBIGUOUS)
-            .values(status=PENDING, changed_at=now)
-        ).rowcount
-    )
+def _bound(conn: Connection, moment: datetime) -> Any:
+    """``moment`` as the driver stores it in a UtcDateTime column."""
+    processor = _D.created_at.type.bind_processor(conn.dialect)
+    return processor(moment) if processor else moment
 
 
 def claim(
-    conn: Connection, issue_id: int, limit: int, batch_id: str, now: datetime
-) -> list[Delivery]:
-    """Mark up to ``limit`` pending rows of one segment as ``submitting`` under ``batch_id``.
+    conn: Connection,
+    issue_id: int,
+    limit: int,
+    worker: str,
+    now: datetime,
+    lease_until: datetime,
+) -> list[Claimed]:
+    """Lease up to ``limit`` pending batches to ``worker``.
 
-    One UPDATE … WHERE id IN (SELECT …) RETURNING statement, so two workers can never claim
-    the same row: on PostgreSQL the SELECTs skip rows another transaction has locked
-    (FOR UPDATE SKIP LOCKED); on SQLite the statement runs under the database's write lock
-    and sees what the previous writer committed.
-    """
-    pending = (db.deliveries.c.issue_id == issue_id) & (db.deliveries.c.status == PENDING)
-    postgres = conn.dialect.name == "postgresql"
-    segment = (
-        select(db.deliveries.c.segment).where(pending).order_by(db.deliveries.c.segment).limit(1)
-    )
-    if postgres:
-        segment = segment.with_for_update(skip_locked=True)
+    One UPDATE … WHERE id IN (SELECT …) RETURNING statement, so two workers never claim the
+    same batch: on PostgreSQL the SELECT skips rows another transaction has locked (FOR UPDATE
+    SKIP LOCKED); on SQLite the statement runs under the database's write lock."""
     ids = (
-        select(db.deliveries.c.id)
-        .where(pending, db.deliveries.c.segment == segment.scalar_subquery())
-        .order_by(db.deliveries.c.id)
+        select(_B.id)
+        .where(_B.issue_id == issue_id, _B.status == PENDING)
+        .order_by(_B.id)
         .limit(limit)
     )
-    if postgres:
+    if conn.dialect.name == "postgresql":
         ids = ids.with_for_update(skip_locked=True)
     claimed = conn.execute(
-        update(db.deliveries)
-        .where(db.deliveries.c.id.in_(ids), db.deliveries.c.status == PENDING)
-        .values(status=SUBMITTING, batch=batch_id, changed_at=now)
-        .returning(db.deliveries.c.id, db.deliveries.c.subscriber_id, db.deliveries.c.segment)
+        update(db.send_batches)
+        .where(_B.id.in_(ids), _B.status == PENDING)
+        .values(
+            status=SUBMITTING,
+            worker=worker,
+            lease_until=lease_until,
+            attempts=_B.attempts + 1,
+            changed_at=now,
+        )
+        .returning(_B.id, _B.segment)
     ).all()
-    return sorted((Delivery(r.id, r.subscriber_id, r.segment) for r in claimed), key=lambda d: d.id)
+    return sorted((Claimed(r.id, r.segment) for r in claimed), key=lambda c: c.id)
 
 
-def mark_unknown(conn: Connection, delivery_ids: Sequence[int], now: datetime, error: str) -> None:
-    """Sent without an answer: ambiguous, and counted as such."""
-    if delivery_ids:
+def members(conn: Connection, batch_id: int) -> list[Member]:
+    s = db.subscribers.c
+    query = (
+        select(_D.id, _D.subscriber_id, s.email, s.name, s.status, s.paused_until)
+        .join(db.subscribers, s.id == _D.subscriber_id)
+        .where(_D.batch_id == batch_id, _D.status == PENDING)
+        .order_by(_D.id)
+    )
+    return [Member(*row) for row in conn.execute(query)]
+
+
+def settle(conn: Connection, batch_id: int, failures: Mapping[int, str], now: datetime) -> int:
+    """The provider took the batch: the deliveries in ``failures`` (id → reason) failed, every
+    other one is submitted. Returns how many were submitted.
+
+    Deliveries that meanwhile became ambiguous (a lease that ran out) are submitted too: the
+    answer says they were accepted."""
+    by_reason: defaultdict[str, list[int]] = defaultdict(list)
+    for delivery_id, reason in failures.items():
+        by_reason[reason].append(delivery_id)
+    for reason, ids in by_reason.items():
         conn.execute(
             update(db.deliveries)
-            .where(db.deliveries.c.id.in_(list(delivery_ids)))
-            .values(
-                status=AMBIGUOUS,
-                changed_at=now,
-                error=error,
-                ambiguities=db.deliveries.c.ambiguities + 1,
-            )
+            .where(_D.id.in_(ids))
+            .values(status=FAILED, error=reason, changed_at=now)
         )
+    submitted = conn.execute(
+        update(db.deliveries)
+        .where(_D.batch_id == batch_id, _D.status.in_((PENDING, AMBIGUOUS)))
+        .values(status=SUBMITTED, changed_at=now)
+    ).rowcount
+    _finish(conn, batch_id, SUBMITTED if submitted or not failures else FAILED, now)
+    return int(submitted)
 
 
-def mark(
-    conn: Connection,
-    delivery_ids: Sequence[int],
-    status: str,
-    now: datetime,
-    error: str | None = None,
+def fail(conn: Connection, batch_id: int, error: str, now: datetime) -> int:
+    """Refused or unsendable: every pending delivery of the batch failed, with the reason."""
+    failed = conn.execute(
+        update(db.deliveries)
+        .where(_D.batch_id == batch_id, _D.status == PENDING)
+        .values(status=FAILED, error=error, changed_at=now)
+    ).rowcount
+    _finish(conn, batch_id, FAILED, now, error)
+    return int(failed)
+
+
+def mark_unknown(conn: Connection, batch_id: int, error: str, now: datetime) -> int:
+    """Handed over without an answer: the batch and its pending deliveries are ambiguous, and
+    each delivery counts one more ambiguity (the audit of what a ``resend`` may duplicate)."""
+    ambiguous = conn.execute(
+        update(db.deliveries)
+        .where(_D.batch_id == batch_id, _D.status == PENDING)
+        .values(status=AMBIGUOUS, error=error, changed_at=now, ambiguities=_D.ambiguities + 1)
+    ).rowcount
+    _finish(conn, batch_id, AMBIGUOUS, now, error)
+    return int(ambiguous)
+
+
+def _finish(
+    conn: Connection, batch_id: int, status: str, now: datetime, error: str | None = None
 ) -> None:
-    if delivery_ids:
-        conn.execute(
-            update(db.deliveries)
-            .where(db.deliveries.c.id.in_(list(delivery_ids)))
-            .values(status=status, changed_at=now, error=error)
+    conn.execute(
+        update(db.send_batches)
+        .where(_B.id == batch_id)
+        .values(status=status, lease_until=None, error=error, changed_at=now)
+    )
+
+
+def expire(conn: Connection, issue_id: int, now: datetime, alive: Callable[[str], bool]) -> int:
+    """Batches left ``submitting`` by a worker that is gone become ambiguous.
+
+    A worker is gone when its lease has run out, or when ``alive`` says so (a dead process on
+    this machine: no need to wait for its lease). Batches of live workers are left alone, so a
+    worker joining a send in progress never takes over another's batch. Returns the number of
+    deliveries made ambiguous."""
+    held = conn.execute(
+        select(_B.id, _B.worker, _B.lease_until).where(
+            _B.issue_id == issue_id, _B.status == SUBMITTING
         )
+    ).all()
+    total = 0
+    for batch_id, worker, lease_until in held:
+        if lease_until is None or lease_until <= now or not alive(worker or ""):
+            total += mark_unknown(
+                conn, batch_id, f"left in flight by {worker}; the provider may have it", now
+            )
+    return total
+
+
+def release(conn: Connection, issue_id: int, worker: str, error: str, now: datetime) -> int:
+    """A worker that stops abruptly gives up its batches: each one it still holds may have
+    been handed over, so it becomes ambiguous (its deliveries too)."""
+    held = conn.execute(
+        select(_B.id).where(_B.issue_id == issue_id, _B.status == SUBMITTING, _B.worker == worker)
+    ).scalars()
+    return sum(mark_unknown(conn, batch_id, error, now) for batch_id in list(held))
+
+
+def requeue_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
+    """The ``resend`` policy: ambiguous batches and deliveries go back to pending (the
+    deliveries keep their ambiguity count)."""
+    batch_ids = select(_B.id).where(_B.issue_id == issue_id, _B.status == AMBIGUOUS)
+    requeued = conn.execute(
+        update(db.deliveries)
+        .where(_D.batch_id.in_(batch_ids), _D.status == AMBIGUOUS)
+        .values(status=PENDING, changed_at=now)
+    ).rowcount
+    conn.execute(
+        update(db.send_batches)
+        .where(_B.issue_id == issue_id, _B.status == AMBIGUOUS)
+        .values(status=PENDING, changed_at=now)
+    )
+    return int(requeued)
+
+
+def open_batches(conn: Connection, issue_id: int) -> Counter[str]:
+    """Batches still pending or in flight."""
+    return Counter(
+        {
+            status: int(n)
+            for status, n in conn.execute(
+                select(_B.status, func.count())
+                .where(_B.issue_id == issue_id, _B.status.in_((PENDING, SUBMITTING)))
+                .group_by(_B.status)
+            )
+        }
+    )
 
 
 def ambiguities(conn: Connection, issue_id: int) -> int:
     """How many times deliveries of the issue were found ambiguous, over every resume."""
     total = conn.execute(
-        select(func.coalesce(func.sum(db.deliveries.c.ambiguities), 0)).where(
-            db.deliveries.c.issue_id == issue_id
-        )
+        select(func.coalesce(func.sum(_D.ambiguities), 0)).where(_D.issue_id == issue_id)
     ).scalar_one()
     return int(total)
 
 
 def counts(conn: Connection, issue_id: int) -> Counter[str]:
+    """Deliveries per status."""
     return Counter(
         {
             status: int(n)
             for status, n in conn.execute(
-                select(db.deliveries.c.status, func.count())
-                .where(db.deliveries.c.issue_id == issue_id)
-                .group_by(db.deliveries.c.status)
+                select(_D.status, func.count()).where(_D.issue_id == issue_id).group_by(_D.status)
             )
         }
     )

@@ -26,6 +26,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
 class OutboxTransport:
     name = "outbox"
+    concurrent = False
 
     def __init__(self, folder: Path, clock: Callable[[], datetime] = _utc_now) -> None:
         self.folder = folder

@@ -38,7 +38,7 @@ class SendGridOptions:
 def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, Any]:
     """The request body for one batch: the variant once, a personalization per recipient."""
     envelope = batch.envelope
-    variant = batch.variant.variant
+    variant = batch.variant
     personalizations = []
     for recipient in batch.recipients:
         to: dict[str, str] = {"email": recipient.personal.email}
@@ -61,10 +61,10 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
         sender["name"] = envelope.from_name
     payload: dict[str, Any] = {
         "from": sender,
-        "subject": variant.subject,
+        "subject": variant.bound_subject,
         "content": [
-            {"type": "text/plain", "value": variant.text},
-            {"type": "text/html", "value": variant.html},
+            {"type": "text/plain", "value": variant.bound_text},
+            {"type": "text/html", "value": variant.bound_html},
         ],
         "personalizations": personalizations,
         "headers": {
@@ -140,7 +140,10 @@ def single_message_payload(message: EmailMessage) -> dict[str, Any]:
 
 
 class SendGridTransport:
+    """Thread-safe: each request builds its own connection, so several can be in flight."""
+
     name = "sendgrid"
+    concurrent = True
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from digest.send.batch import OutgoingBatch, messages
 
 class SmtpTransport:
     name = "smtp"
+    concurrent = False
 
     def __init__(
         self,

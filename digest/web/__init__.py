@@ -150,9 +150,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
     async def preferences(request: Request) -> Response:
         token = request.path_params["token"]
         try:
-            subscriber, _ = await run_in_threadpool(
-                pages.subscriber_for, Purpose.PREFERENCES, token
-            )
+            subscriber, _ = await run_in_threadpool(pages.subscriber_for, Purpose.MANAGE, token)
         except InvalidToken as bad:
             return invalid(request, bad)
         if request.method == "GET":
@@ -163,7 +161,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
                 token=token,
                 notice=request.query_params.get("saved")
                 or (request.query_params.get("welcome") and "welcome"),
-                unsubscribe=pages.unsubscribe_token(subscriber.id),
+                unsubscribe=token,
                 error=None,
                 now=project.clock(),
             )
@@ -181,7 +179,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
                 subscriber=subscriber,
                 token=token,
                 notice=None,
-                unsubscribe=pages.unsubscribe_token(subscriber.id),
+                unsubscribe=token,
                 error=error,
                 now=project.clock(),
             )
@@ -192,9 +190,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
     async def unsubscribe(request: Request) -> Response:
         token = request.path_params["token"]
         try:
-            subscriber, _ = await run_in_threadpool(
-                pages.subscriber_for, Purpose.UNSUBSCRIBE, token
-            )
+            subscriber, _ = await run_in_threadpool(pages.subscriber_for, Purpose.MANAGE, token)
         except InvalidToken as bad:
             if request.method == "POST":
                 return PlainTextResponse(f"invalid link ({bad.reason})", status_code=400)
@@ -214,19 +210,28 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
 
     async def unsubscribe_topic(request: Request) -> Response:
         token = request.path_params["token"]
+        topic = request.path_params["topic"]
         try:
-            subscriber, topic = await run_in_threadpool(
-                pages.subscriber_for, Purpose.UNSUBSCRIBE_TOPIC, token
-            )
+            subscriber, _ = await run_in_threadpool(pages.subscriber_for, Purpose.MANAGE, token)
         except InvalidToken as bad:
             return invalid(request, bad)
+        if topic not in {t.slug for t in project.topics()}:
+            return page(
+                request,
+                "web/message.html.j2",
+                status=404,
+                title="No such topic",
+                text="This link names a topic we no longer publish. Your preferences page "
+                "shows the topics you get.",
+                link=(f"/preferences/{token}", "Your topics"),
+            )
         if request.method == "GET":
             return page(request, "web/unsubscribe.html.j2", subscriber=subscriber, topic=topic)
         form = await checked_form(request)
         if isinstance(form, Response):
             return form
-        await run_in_threadpool(pages.leave_topic, subscriber.id, str(topic))
-        return redirect(f"/preferences/{pages.preferences_token(subscriber.id)}?saved=left-topic")
+        await run_in_threadpool(pages.leave_topic, subscriber.id, topic)
+        return redirect(f"/preferences/{token}?saved=left-topic")
 
     async def unsubscribed(request: Request) -> Response:
         return page(
@@ -314,7 +319,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             route("/preferences/{token}", preferences, post=True),
             route("/unsubscribe", no_token),
             route("/unsubscribed", unsubscribed),
-            route("/unsubscribe/topic/{token}", unsubscribe_topic, post=True),
+            route("/unsubscribe/{token}/topic/{topic}", unsubscribe_topic, post=True),
             route("/unsubscribe/{token}", unsubscribe, post=True),
             route("/archive/{digest}/{number:int}/", archive),
             Route("/webhooks/sendgrid", sendgrid_events, methods=["POST"]),

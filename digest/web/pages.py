@@ -46,20 +46,17 @@ class Pages:
 
     # tokens ----------------------------------------------------------------------------
 
-    def preferences_token(self, subscriber_id: int) -> str:
-        return str(self._signer.sign(Purpose.PREFERENCES, subscriber_id))
-
-    def unsubscribe_token(self, subscriber_id: int) -> str:
-        return str(self._signer.sign(Purpose.UNSUBSCRIBE, subscriber_id))
+    def manage_token(self, subscriber_id: int) -> str:
+        return self._signer.manage_token(subscriber_id)
 
     def subscriber_for(self, purpose: Purpose, token: str) -> tuple[Subscriber, Any]:
-        """The subscriber a token names, and its extra (a confirmation's topics, a topic)."""
+        """The subscriber a token names, and a confirmation's topics."""
         payload = self._signer.verify(purpose, token)
         with self.project.engine.connect() as conn:
             subscriber = SubscriberStore(conn).by_id(int(str(payload["s"])))
         if subscriber is None:
             raise InvalidToken("unknown")
-        return subscriber, payload.get("topics") or payload.get("t")
+        return subscriber, payload.get("topics")
 
     # subscribe and confirm -------------------------------------------------------------
 
@@ -100,7 +97,7 @@ class Pages:
             store.set_status_of(subscriber.id, Status.ACTIVE, now)
             known = {t.slug for t in self.project.topics()}
             store.set_topics(subscriber.id, frozenset(t for t in topics or [] if t in known))
-        return self.preferences_token(subscriber.id)
+        return self.manage_token(subscriber.id)
 
     def _confirmation(
         self, subscriber: Subscriber, name: str, topics: Sequence[str], token: str

@@ -80,7 +80,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, policy: str) -> N
     project.plan()
     rng = random.Random(11 if policy == "skip" else 12)
     with running() as server:
-        server.slow_seconds = 0.0
+        # Each answer takes a moment, so that kills land while batches are in flight.
+        server.latency_seconds = 0.05
         script = Path(__file__).with_name("crash_send.py")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
         args = [sys.executable, str(script), str(project.config.path), server.host, policy, API_KEY]

@@ -30,6 +30,7 @@ class Crash(BaseException):
 
 class FlakyTransport:
     name = "flaky"
+    concurrent = False
 
     def __init__(self, crash_on_call: int | None) -> None:
         self.calls = 0

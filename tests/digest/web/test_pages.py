@@ -21,7 +21,7 @@ def csrf_of(page: httpx.Response) -> str:
 
 def test_one_click_post_unsubscribes_and_a_get_does_not(live: Live) -> None:
     subscriber = live.add("reader@example.com", {"backend"})
-    token = live.project.signer().sign(Purpose.UNSUBSCRIBE, subscriber)
+    token = live.project.signer().sign(Purpose.MANAGE, subscriber)
     with live.client() as client:
         shown = client.get(f"/unsubscribe/{token}")
         assert shown.status_code == 200 and "Unsubscribe?" in shown.text
@@ -40,15 +40,16 @@ def test_one_click_post_unsubscribes_and_a_get_does_not(live: Live) -> None:
 def test_tampered_wrong_purpose_and_expired_tokens_are_refused_kindly(live: Live) -> None:
     subscriber = live.add("reader@example.com", {"backend"})
     signer = live.project.signer()
-    unsubscribe = signer.sign(Purpose.UNSUBSCRIBE, subscriber)
-    tampered = unsubscribe[:-3] + ("AAA" if not unsubscribe.endswith("AAA") else "BBB")
-    preferences = signer.sign(Purpose.PREFERENCES, subscriber)
+    manage = signer.sign(Purpose.MANAGE, subscriber)
+    tampered = manage[:-3] + ("AAA" if not manage.endswith("AAA") else "BBB")
+    preferences = manage
     confirm = signer.sign(Purpose.CONFIRM, subscriber, topics=["backend"])
     with live.client() as client:
         for url in (
             f"/unsubscribe/{tampered}",
-            f"/unsubscribe/{preferences}",
-            f"/preferences/{unsubscribe}",
+            f"/unsubscribe/{confirm}",
+            f"/preferences/{confirm}",
+            f"/confirm/{manage}",
         ):
             page = client.get(url)
             assert page.status_code == 400 and "This link does not work" in page.text, url
@@ -66,7 +67,7 @@ def test_tampered_wrong_purpose_and_expired_tokens_are_refused_kindly(live: Live
 
 def test_forms_without_a_matching_csrf_field_change_nothing(live: Live) -> None:
     subscriber = live.add("reader@example.com", {"backend"})
-    token = live.project.signer().sign(Purpose.PREFERENCES, subscriber)
+    token = live.project.signer().sign(Purpose.MANAGE, subscriber)
     with live.client() as client:
         page = client.get(f"/preferences/{token}")
         field = csrf_of(page)
@@ -130,30 +131,32 @@ def test_sign_ups_are_rate_limited_per_client(live: Live) -> None:
 def test_a_rotated_secret_keeps_old_links_working_until_the_configured_moment(live: Live) -> None:
     subscriber = live.add("reader@example.com", {"backend"})
     old = TokenSigner("the-old-secret", clock=live.clock)
-    token = old.sign(Purpose.PREFERENCES, subscriber)
+    token = old.sign(Purpose.MANAGE, subscriber)
     rotated = TokenSigner(
         "the-new-secret",
         previous_key="the-old-secret",
         previous_until=live.clock() + timedelta(days=30),
         clock=live.clock,
     )
-    assert rotated.verify(Purpose.PREFERENCES, token)["s"] == subscriber
-    assert rotated.sign(Purpose.PREFERENCES, subscriber) != token  # new links use the new key
+    assert rotated.verify(Purpose.MANAGE, token)["s"] == subscriber
+    assert rotated.sign(Purpose.MANAGE, subscriber) != token  # new links use the new key
     live.clock.now += timedelta(days=31)
     with pytest.raises(InvalidToken, match="invalid"):
-        rotated.verify(Purpose.PREFERENCES, token)
+        rotated.verify(Purpose.MANAGE, token)
 
 
 def test_leaving_a_topic_and_pausing(live: Live) -> None:
     subscriber = live.add("reader@example.com", {"backend", "data"})
     signer = live.project.signer()
     with live.client() as client:
-        leave = f"/unsubscribe/topic/{signer.sign(Purpose.UNSUBSCRIBE_TOPIC, subscriber, 'data')}"
+        token = signer.sign(Purpose.MANAGE, subscriber)
+        assert client.get(f"/unsubscribe/{token}/topic/no-such-topic").status_code == 404
+        leave = f"/unsubscribe/{token}/topic/data"
         page = client.get(leave)
         assert "Stop getting Data Engineering?" in page.text
         assert client.post(leave, data={"csrf": csrf_of(page)}).status_code == 303
         assert live.subscriber("reader@example.com").topics == {"backend"}
-        preferences = f"/preferences/{signer.sign(Purpose.PREFERENCES, subscriber)}"
+        preferences = f"/preferences/{signer.sign(Purpose.MANAGE, subscriber)}"
         page = client.get(preferences)
         client.post(preferences, data={"csrf": csrf_of(page), "action": "pause"})
     paused = live.subscriber("reader@example.com")
