@@ -96,11 +96,11 @@ class TokenSigner:
         payload: dict[str, object] = {"s": subscriber_id, **extra}
         return str(self._confirm_serializer().dumps(payload))
 
-    def manage_token(self, subscriber_id: int) -> str:
+    def manage_token(self, subscriber_id: int, at: datetime | None = None) -> str:
         """``<id>.<timestamp>.<signature>``, exactly what itsdangerous' TimestampSigner makes
         (and verifies, in :meth:`verify`), built with the derived key and the timestamp cached:
         this runs once per recipient of every send."""
-        seconds = int(self.clock().timestamp())
+        seconds = int((at or self.clock()).timestamp())
         if self._stamp[0] != seconds:
             self._stamp = (seconds, base64_encode(int_to_bytes(seconds)))
         value = b"%d.%s" % (subscriber_id, self._stamp[1])

@@ -84,6 +84,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         server = self.server
+        with server.lock:
+            server.active += 1
+            server.peak_active = max(server.peak_active, server.active)
+        try:
+            self.answer_post(server)
+        finally:
+            with server.lock:
+                server.active -= 1
+
+    def answer_post(self, server: SendGridServer) -> None:
         fault = server.next_fault()
         if fault == "drop":
             self.close_connection = True
@@ -141,6 +151,9 @@ class SendGridServer(ThreadingHTTPServer):
         self.slow_seconds = 2.0
         self.latency_seconds = 0.0
         self.keep_bodies = True
+        self.active = 0
+        self.peak_active = 0
+        """The most requests under way at once."""
         self.requests = 0
         self.lock = threading.Lock()
         self._random = random.Random(seed)

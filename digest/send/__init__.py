@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, update
 
 from digest import db, repository
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
@@ -27,13 +27,13 @@ from digest.render import RenderedIssue
 from digest.send import ledger
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient, plan_batches
 from digest.send.message import Envelope, Personal, message_id
-from subscribers.models import Status
 from subscribers.segments import decode_key, encode_key
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
 AmbiguousPolicy = Literal["skip", "resend"]
 DEFAULT_LEASE = timedelta(minutes=10)
+COMPILED_KEPT = 8
 
 
 class Transport(Protocol):
@@ -57,8 +57,8 @@ class Links:
     public_url: str
     signer: TokenSigner
 
-    def token(self, subscriber_id: int) -> str:
-        return self.signer.manage_token(subscriber_id)
+    def token(self, subscriber_id: int, at: datetime | None = None) -> str:
+        return self.signer.manage_token(subscriber_id, at)
 
     def unsubscribe(self, token: str) -> str:
         return f"{self.public_url}/unsubscribe/{token}"
@@ -131,6 +131,10 @@ class _Prepared:
     delivery_of: dict[int, int]
     """subscriber id → delivery id"""
 
+    @property
+    def size(self) -> int:
+        return len(self.batch.recipients) + len(self.skipped)
+
 
 def send_issue(
     engine: Engine,
@@ -147,128 +151,17 @@ def send_issue(
     alive: Callable[[str], bool] = local_worker_alive,
     on_batch: Callable[[int], None] | None = None,
 ) -> SendReport:
-    issue = rendered.issue
-    assert issue.id is not None
-    issue_id = issue.id
+    issue_id = rendered.issue.id
+    assert issue_id is not None
     with engine.begin() as conn:
         ledger.expire(conn, issue_id, clock(), alive)
         ambiguous = ledger.counts(conn, issue_id)[ledger.AMBIGUOUS]
         if ambiguous_policy == "resend":
             ledger.requeue_ambiguous(conn, issue_id, clock())
     recorded = record_recipients(engine, rendered, batch_size, clock())
-
-    worker = worker_id()
-    compiled: dict[str, CompiledVariant] = {}
-
-    def prepare(claimed: ledger.Claimed) -> _Prepared:
-        if claimed.segment not in compiled:
-            variant = rendered.variant(decode_key(claimed.segment))
-            compiled[claimed.segment] = CompiledVariant.of(variant, links.public_url)
-        with engine.connect() as conn:
-            found = ledger.members(conn, claimed.id)
-        now = clock()
-        recipients: list[Recipient] = []
-        skipped: dict[int, str] = {}
-        delivery_of: dict[int, int] = {}
-        for m in found:
-            if m.status != Status.ACTIVE.value or (
-                m.paused_until is not None and m.paused_until > now
-            ):
-                skipped[m.delivery_id] = "no longer active"
-                continue
-            delivery_of[m.subscriber_id] = m.delivery_id
-            token = links.token(m.subscriber_id)
-            first_name = m.name.split()[0] if m.name.strip() else "there"
-            personal = Personal(
-                m.email,
-                m.name,
-                links.unsubscribe(token),
-                message_id(issue_id, m.subscriber_id, envelope.from_email),
-            )
-            values = recipient_values(first_name, m.email, token)
-            recipients.append(Recipient(m.subscriber_id, personal, values))
-        batch = OutgoingBatch(
-            issue_id,
-            issue.digest,
-            issue.number,
-            envelope,
-            compiled[claimed.segment],
-            tuple(recipients),
-        )
-        return _Prepared(claimed, batch, skipped, delivery_of)
-
-    submitted = failed = 0
-    per_segment: Counter[str] = Counter()
-    stop: TransportError | None = None
-
-    def settle(prepared: _Prepared, outcome: Future[Mapping[int, str]] | None) -> None:
-        nonlocal submitted, failed, ambiguous, stop
-        batch_id = prepared.claimed.id
-        size = len(prepared.batch.recipients) + len(prepared.skipped)
-        try:
-            refused = outcome.result() if outcome is not None else {}
-        except DeliveryUnknown as err:
-            with engine.begin() as conn:
-                ambiguous += ledger.mark_unknown(conn, batch_id, str(err), clock())
-            return
-        except BatchRejected as err:
-            refused = {r.subscriber_id: str(err) for r in prepared.batch.recipients}
-        except TransportError as err:
-            with engine.begin() as conn:
-                failed += ledger.fail(conn, batch_id, str(err), clock())
-            stop = stop or err
-            return
-        failures = {
-            **prepared.skipped,
-            **{prepared.delivery_of[s]: reason for s, reason in refused.items()},
-        }
-        with engine.begin() as conn:
-            ok = ledger.settle(conn, batch_id, failures, clock())
-        submitted += ok
-        failed += len(failures)
-        per_segment[prepared.claimed.segment] += ok
-        if on_batch is not None:
-            on_batch(size)
-
-    threads = max(1, in_flight if transport.concurrent else 1)
-    running: dict[Future[Mapping[int, str]], _Prepared] = {}
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
-        try:
-            exhausted = False
-            while True:
-                while stop is None and not exhausted and len(running) < threads:
-                    now = clock()
-                    with engine.begin() as conn:
-                        claimed = ledger.claim(conn, issue_id, 1, worker, now, now + lease)
-                    if not claimed:
-                        exhausted = True
-                        break
-                    prepared = prepare(claimed[0])
-                    if prepared.batch.recipients:
-                        running[pool.submit(transport.deliver, prepared.batch)] = prepared
-                    else:
-                        settle(prepared, None)
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    settle(running[future], future)
-                    del running[future]
-        except BaseException:
-            # A bug or Ctrl-C: let the requests under way finish, then record what is known.
-            # Whatever cannot be settled was handed over with an unknown fate.
-            wait(running)
-            for future, prepared in running.items():
-                try:
-                    settle(prepared, future)
-                except BaseException:
-                    with engine.begin() as conn:
-                        ledger.mark_unknown(conn, prepared.claimed.id, "send interrupted", clock())
-            with engine.begin() as conn:
-                ledger.release(conn, issue_id, worker, "send interrupted", clock())
-            raise
-    if stop is not None:
-        raise stop
+    sender = _Sender(engine, rendered, envelope, links, clock, lease, on_batch)
+    sender.ambiguous = ambiguous
+    sender.run(transport, max(1, in_flight if transport.concurrent else 1))
 
     with engine.begin() as conn:
         remaining = ledger.open_batches(conn, issue_id)
@@ -278,10 +171,164 @@ def send_issue(
     return SendReport(
         issue_id,
         recorded,
-        submitted,
-        failed,
-        ambiguous,
-        per_segment,
+        sender.submitted,
+        sender.failed,
+        sender.ambiguous,
+        sender.per_segment,
         finished,
         remaining[ledger.SUBMITTING],
     )
+
+
+Outcome = tuple[_Prepared, "Future[Mapping[int, str]] | None"]
+
+
+class _Sender:
+    """One worker's part of a send: lease batches, hand them over, record what happened.
+
+    Each database transaction records the outcomes of the batches that just finished and
+    leases the next ones (reading their recipients), so a batch costs one commit."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rendered: RenderedIssue,
+        envelope: Envelope,
+        links: Links,
+        clock: Callable[[], datetime],
+        lease: timedelta,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        self.engine = engine
+        self.rendered = rendered
+        self.envelope = envelope
+        self.links = links
+        self.clock = clock
+        self.lease = lease
+        self.on_batch = on_batch
+        self.worker = worker_id()
+        self.compiled: dict[str, CompiledVariant] = {}
+        self.submitted = self.failed = self.ambiguous = 0
+        self.per_segment: Counter[str] = Counter()
+        self.stop: TransportError | None = None
+
+    @property
+    def issue_id(self) -> int:
+        assert self.rendered.issue.id is not None
+        return self.rendered.issue.id
+
+    def run(self, transport: Transport, threads: int) -> None:
+        running: dict[Future[Mapping[int, str]], _Prepared] = {}
+        finished: list[Outcome] = []
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
+            try:
+                while True:
+                    want = threads - len(running) if self.stop is None else 0
+                    claimed = self.step(finished, want)
+                    finished = []
+                    for prepared in claimed:
+                        if prepared.batch.recipients:
+                            running[pool.submit(transport.deliver, prepared.batch)] = prepared
+                        else:
+                            finished.append((prepared, None))
+                    if finished:
+                        continue
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    finished = [(running.pop(future), future) for future in done]
+            except BaseException:
+                # A bug or Ctrl-C: let the requests under way finish, then record what is
+                # known; a batch whose outcome cannot be recorded has an unknown fate.
+                wait(running)
+                finished += [(prepared, future) for future, prepared in running.items()]
+                for prepared, future in finished:
+                    try:
+                        with self.engine.begin() as conn:
+                            self.record_outcome(conn, prepared, future)
+                    except BaseException:  # the first error is re-raised below
+                        with self.engine.begin() as conn:
+                            ledger.mark_unknown(
+                                conn, prepared.claimed.id, "send interrupted", self.clock()
+                            )
+                with self.engine.begin() as conn:
+                    ledger.release(
+                        conn, self.issue_id, self.worker, "send interrupted", self.clock()
+                    )
+                raise
+        if self.stop is not None:
+            raise self.stop
+
+    def step(self, finished: list[Outcome], want: int) -> list[_Prepared]:
+        """One transaction: record the finished batches, lease up to ``want`` more."""
+        with self.engine.begin() as conn:
+            for prepared, future in finished:
+                self.record_outcome(conn, prepared, future)
+            if want <= 0:
+                return []
+            now = self.clock()
+            claimed = ledger.claim(conn, self.issue_id, want, self.worker, now, now + self.lease)
+            found = ledger.members(conn, [c.id for c in claimed], now)
+        return [self.prepare(c, found.get(c.id, [])) for c in claimed]
+
+    def prepare(self, claimed: ledger.Claimed, members: list[ledger.Member]) -> _Prepared:
+        issue = self.rendered.issue
+        variant = self.compiled.pop(claimed.segment, None)
+        if variant is None:
+            variant = CompiledVariant.of(
+                self.rendered.variant(decode_key(claimed.segment)), self.links.public_url
+            )
+        # Batches of a segment are leased one after the other: keeping the last few compiled
+        # variants is enough, and keeps a send of hundreds of variants small in memory.
+        self.compiled[claimed.segment] = variant
+        while len(self.compiled) > COMPILED_KEPT:
+            del self.compiled[next(iter(self.compiled))]
+        links, from_email, now = self.links, self.envelope.from_email, self.clock()
+        recipients: list[Recipient] = []
+        skipped: dict[int, str] = {}
+        delivery_of: dict[int, int] = {}
+        for m in members:
+            if not m.active:
+                skipped[m.delivery_id] = "no longer active"
+                continue
+            delivery_of[m.subscriber_id] = m.delivery_id
+            token = links.token(m.subscriber_id, now)
+            personal = Personal(
+                m.email,
+                m.name,
+                links.unsubscribe(token),
+                message_id(self.issue_id, m.subscriber_id, from_email),
+            )
+            first_name = m.name.split()[0] if m.name.strip() else "there"
+            values = recipient_values(first_name, m.email, token)
+            recipients.append(Recipient(m.subscriber_id, personal, values))
+        batch = OutgoingBatch(
+            self.issue_id, issue.digest, issue.number, self.envelope, variant, tuple(recipients)
+        )
+        return _Prepared(claimed, batch, skipped, delivery_of)
+
+    def record_outcome(
+        self, conn: Connection, prepared: _Prepared, future: Future[Mapping[int, str]] | None
+    ) -> None:
+        batch_id, now = prepared.claimed.id, self.clock()
+        try:
+            refused = future.result() if future is not None else {}
+        except DeliveryUnknown as err:
+            self.ambiguous += ledger.mark_unknown(conn, batch_id, str(err), now)
+            return
+        except BatchRejected as err:
+            refused = {r.subscriber_id: str(err) for r in prepared.batch.recipients}
+        except TransportError as err:
+            self.failed += ledger.fail(conn, batch_id, str(err), now)
+            self.stop = self.stop or err
+            return
+        failures = {
+            **prepared.skipped,
+            **{prepared.delivery_of[s]: reason for s, reason in refused.items()},
+        }
+        ok = ledger.settle(conn, batch_id, failures, now)
+        self.submitted += ok
+        self.failed += len(failures)
+        self.per_segment[prepared.claimed.segment] += ok
+        if self.on_batch is not None:
+            self.on_batch(prepared.size)

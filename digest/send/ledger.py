@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from digest import db
 
@@ -47,8 +47,8 @@ class Member:
     subscriber_id: int
     email: str
     name: str
-    status: str
-    paused_until: datetime | None
+    active: bool
+    """Still gets email now (active, not paused): people change their minds mid-send."""
 
 
 def record(
@@ -79,15 +79,18 @@ def record(
         ],
     ).scalars()
     stamp = _bound(conn, now)
-    rows = [
-        (issue_id, subscriber_id, segment, PENDING, batch_id, stamp, stamp)
-        for batch_id, (segment, ids) in zip(batch_ids, batches, strict=True)
-        for subscriber_id in ids
-    ]
+    total = 0
+    rows: list[tuple[Any, ...]] = []
+    for batch_id, (segment, ids) in zip(batch_ids, batches, strict=True):
+        rows.extend((issue_id, sid, segment, PENDING, batch_id, stamp, stamp) for sid in ids)
+        if len(rows) >= INSERT_CHUNK:
+            _insert_deliveries(conn, rows)
+            total, rows = total + len(rows), []
     _insert_deliveries(conn, rows)
-    return len(rows)
+    return total + len(rows)
 
 
+INSERT_CHUNK = 50_000
 _DELIVERY_COLUMNS = "issue_id, subscriber_id, segment, status, batch_id, created_at, changed_at"
 
 
@@ -95,6 +98,8 @@ def _insert_deliveries(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     """The one bulk write of a send: COPY on PostgreSQL, a prepared executemany on SQLite.
 
     Both skip SQLAlchemy's per-row parameter processing, which cost more than the write."""
+    if not rows:
+        return
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.driver_connection
         with (
@@ -112,7 +117,7 @@ def _insert_deliveries(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
 
 def _bound(conn: Connection, moment: datetime) -> Any:
     """``moment`` as the driver stores it in a UtcDateTime column."""
-    processor = _D.created_at.type.bind_processor(conn.dialect)
+    processor = _D.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     return processor(moment) if processor else moment
 
 
@@ -124,22 +129,21 @@ def claim(
     now: datetime,
     lease_until: datetime,
 ) -> list[Claimed]:
-    """Lease up to ``limit`` pending batches to ``worker``.
+    """Lease up to ``limit`` pending batches to ``worker``; two workers never get the same.
 
-    One UPDATE … WHERE id IN (SELECT …) RETURNING statement, so two workers never claim the
-    same batch: on PostgreSQL the SELECT skips rows another transaction has locked (FOR UPDATE
-    SKIP LOCKED); on SQLite the statement runs under the database's write lock."""
-    ids = (
-        select(_B.id)
-        .where(_B.issue_id == issue_id, _B.status == PENDING)
-        .order_by(_B.id)
-        .limit(limit)
-    )
+    On PostgreSQL the batches are picked with SELECT … FOR UPDATE SKIP LOCKED, then updated
+    by id in the same transaction. (In one UPDATE … WHERE id IN (SELECT … LIMIT n SKIP
+    LOCKED), PostgreSQL may run the subquery more than once and lease more than ``n``.) On
+    SQLite the single UPDATE … RETURNING runs under the database's write lock."""
+    pending = select(_B.id).where(_B.issue_id == issue_id, _B.status == PENDING)
+    picked: Any = pending.order_by(_B.id).limit(limit)
     if conn.dialect.name == "postgresql":
-        ids = ids.with_for_update(skip_locked=True)
+        picked = list(conn.execute(picked.with_for_update(skip_locked=True)).scalars())
+        if not picked:
+            return []
     claimed = conn.execute(
         update(db.send_batches)
-        .where(_B.id.in_(ids), _B.status == PENDING)
+        .where(_B.id.in_(picked), _B.status == PENDING)
         .values(
             status=SUBMITTING,
             worker=worker,
@@ -152,15 +156,24 @@ def claim(
     return sorted((Claimed(r.id, r.segment) for r in claimed), key=lambda c: c.id)
 
 
-def members(conn: Connection, batch_id: int) -> list[Member]:
+def members(conn: Connection, batch_ids: Sequence[int], now: datetime) -> dict[int, list[Member]]:
+    """The pending deliveries of the batches, with their subscribers, by batch."""
+    if not batch_ids:
+        return {}
     s = db.subscribers.c
+    active = and_(s.status == "active", or_(s.paused_until.is_(None), s.paused_until <= now)).label(
+        "active"
+    )
     query = (
-        select(_D.id, _D.subscriber_id, s.email, s.name, s.status, s.paused_until)
+        select(_D.batch_id, _D.id, _D.subscriber_id, s.email, s.name, active)
         .join(db.subscribers, s.id == _D.subscriber_id)
-        .where(_D.batch_id == batch_id, _D.status == PENDING)
+        .where(_D.batch_id.in_(list(batch_ids)), _D.status == PENDING)
         .order_by(_D.id)
     )
-    return [Member(*row) for row in conn.execute(query)]
+    found: dict[int, list[Member]] = {}
+    for batch_id, *rest in conn.execute(query):
+        found.setdefault(batch_id, []).append(Member(*rest))
+    return found
 
 
 def settle(conn: Connection, batch_id: int, failures: Mapping[int, str], now: datetime) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -41,13 +42,19 @@ def message_id(issue_id: int, subscriber_id: int, from_email: str) -> str:
     return f"<digest.{issue_id}.{subscriber_id}@{domain}>"
 
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*")
+
+
 def list_unsubscribe(envelope: Envelope, personal: Personal) -> str:
-    targets = [f"<{personal.unsubscribe_url}>"]
-    if envelope.unsubscribe_mailto:
-        token = personal.unsubscribe_url.rstrip("/").rpartition("/")[2]
-        subject = quote(f"unsubscribe {token}")
-        targets.append(f"<mailto:{envelope.unsubscribe_mailto}?subject={subject}>")
-    return ", ".join(targets)
+    if not envelope.unsubscribe_mailto:
+        return f"<{personal.unsubscribe_url}>"
+    token = personal.unsubscribe_url.rstrip("/").rpartition("/")[2]
+    # Signed tokens need no quoting; this runs once per recipient of every send.
+    quoted = token if _URL_SAFE.fullmatch(token) else quote(token, safe="")
+    return (
+        f"<{personal.unsubscribe_url}>, "
+        f"<mailto:{envelope.unsubscribe_mailto}?subject=unsubscribe%20{quoted}>"
+    )
 
 
 def compose(

@@ -3,7 +3,9 @@ from __future__ import annotations
 from digest.personalize import (
     HTML_TOKENS,
     TEXT_TOKENS,
+    bind_links,
     compile_template,
+    recipient_values,
     token_values,
     topic_token,
     unfilled_tokens,
@@ -50,3 +52,29 @@ def test_topic_tokens_fill_per_topic_and_others_stay() -> None:
     )
     assert unfilled_tokens(topic_token("data")) == [topic_token("data")]
     assert unfilled_tokens("%%segment_more:data%%") == []
+
+
+def test_bound_links_fill_to_the_same_email_as_signed_urls() -> None:
+    """Binding link tokens to their URLs, then filling five values per recipient, gives the
+    email that filling every link token with its full URL gives."""
+    template = (
+        f'<a href="{HTML_TOKENS["unsubscribe_url"]}">x</a><a href="{topic_token("ai-ml")}">y</a>'
+        f"{HTML_TOKENS['first_name']} {HTML_TOKENS['email']}|{TEXT_TOKENS['preferences_url']}|"
+        f"{topic_token('data', text=True)}|{TEXT_TOKENS['first_name']}"
+    )
+    base, token = "https://news.example.com", "42.aBc.d-e_F"
+    bound = compile_template(bind_links(template, base))
+    filled = bound.fill(recipient_values('Ann "&" Co', "ann+1@example.com", token))
+    expected = compile_template(template).fill(
+        token_values(
+            {
+                "first_name": 'Ann "&" Co',
+                "email": "ann+1@example.com",
+                "unsubscribe_url": f"{base}/unsubscribe/{token}",
+                "preferences_url": f"{base}/preferences/{token}",
+            },
+            {s: f"{base}/unsubscribe/{token}/topic/{s}" for s in ("ai-ml", "data")},
+        )
+    )
+    assert filled == expected
+    assert unfilled_tokens(filled) == []

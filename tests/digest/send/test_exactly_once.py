@@ -146,3 +146,6 @@ def test_two_workers_share_an_issue(tmp_path: Path, database: str) -> None:
     sent = [int(out.strip().splitlines()[-1]) for out in outputs]
     assert len(server.received) == 3_000 and set(server.received.values()) == {1}
     assert all(n > 0 for n in sent), f"both workers should have sent batches: {sent}"
+    with project.engine.connect() as conn:
+        # A worker joining never took over the other's leased batches.
+        assert ledger.ambiguities(conn, planned.issue.id or 0) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from digest.errors import TransportError
 from digest.personalize import compile_template, unfilled_tokens
 from digest.pipeline import Project
 from digest.send import ledger
+from subscribers.tokens import Purpose
 from tests.conftest import FixedClock
 from tests.digest.send.test_send import project_with
 from tests.sendgrid_server import API_KEY, SendGridServer, running
@@ -67,6 +69,30 @@ def test_every_payload_validates_and_reaches_each_reader_once(
     for part in (body["subject"], *(c["value"] for c in body["content"])):
         filled = compile_template(part).fill(person["substitutions"])
         assert unfilled_tokens(filled) == []
+    # The email's own unsubscribe link is the header's, with a token the web app accepts.
+    html = compile_template(body["content"][1]["value"]).fill(person["substitutions"])
+    url = re.match(r"<([^>]+)>", person["headers"]["List-Unsubscribe"])
+    assert url is not None and f'href="{url.group(1)}"' in html
+    token = url.group(1).rpartition("/")[2]
+    subscriber = project.signer().verify(Purpose.MANAGE, token)["s"]
+    assert str(subscriber) == person["custom_args"]["subscriber_id"]
+
+
+def test_requests_run_in_flight_up_to_the_configured_number(
+    tmp_path: Path, clock: FixedClock, server: SendGridServer
+) -> None:
+    project = sendgrid_project(tmp_path, clock, server.host, batch_size=2)
+    project.config = replace(
+        project.config,
+        file=project.config.file.model_copy(
+            update={"sending": project.config.sending.model_copy(update={"in_flight": 3})}
+        ),
+    )
+    server.latency_seconds = 0.2
+    _, report = project.send()
+    assert report is not None and report.finished and report.submitted == 29
+    assert set(server.received.values()) == {1}
+    assert server.peak_active == 3
 
 
 def test_faults_are_retried_and_nobody_gets_two(

@@ -1,0 +1,82 @@
+"""The ledger's batches and leases, on SQLite and (with DIGEST_TEST_DATABASE_URL) PostgreSQL."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, insert
+
+from digest import db, repository
+from digest.models import Topic
+from digest.send import ledger, local_worker_alive, worker_id
+from subscribers.store import SubscriberStore
+
+NOW = datetime(2026, 11, 23, 8, tzinfo=UTC)
+LEASE = timedelta(minutes=10)
+
+
+def issue_with_batches(engine: Engine, readers: int = 10, batch_size: int = 4) -> int:
+    with engine.begin() as conn:
+        repository.sync_topics(conn, [Topic("data", "Data")])
+        store = SubscriberStore(conn)
+        ids = [
+            store.add(f"r{i}@example.com", "", frozenset({"data"}), NOW, "test").id
+            for i in range(readers)
+        ]
+        issue_id = conn.execute(
+            insert(db.issues)
+            .values(digest="weekly", number=1, status="sending", cutoff=NOW, created_at=NOW)
+            .returning(db.issues.c.id)
+        ).scalar_one()
+        chunks = [("data", ids[i : i + batch_size]) for i in range(0, readers, batch_size)]
+        assert ledger.record(conn, issue_id, chunks, NOW) == readers
+    return int(issue_id)
+
+
+def test_a_live_workers_lease_is_respected_a_dead_or_late_one_is_not(engine: Engine) -> None:
+    issue_id = issue_with_batches(engine)
+    with engine.begin() as conn:
+        first = ledger.claim(conn, issue_id, 1, "host:1:a", NOW, NOW + LEASE)
+        second = ledger.claim(conn, issue_id, 1, "host:2:b", NOW, NOW + LEASE)
+        assert len(first) == len(second) == 1 and first[0].id != second[0].id
+        # Another worker joining: both holders are alive and within their lease.
+        assert ledger.expire(conn, issue_id, NOW + timedelta(minutes=1), lambda w: True) == 0
+        assert ledger.open_batches(conn, issue_id)[ledger.SUBMITTING] == 2
+        # The first holder's process is gone: its batch (4 deliveries) is ambiguous at once.
+        gone = ledger.expire(conn, issue_id, NOW, lambda w: w != "host:1:a")
+        assert gone == 4
+        # The second holder outlives its lease: ambiguous too.
+        assert ledger.expire(conn, issue_id, NOW + LEASE, lambda w: True) == 4
+        counts = ledger.counts(conn, issue_id)
+        assert counts == {ledger.AMBIGUOUS: 8, ledger.PENDING: 2}
+        assert ledger.ambiguities(conn, issue_id) == 8
+        assert ledger.requeue_ambiguous(conn, issue_id, NOW) == 8
+        assert ledger.open_batches(conn, issue_id)[ledger.PENDING] == 3
+
+
+def test_an_outcome_marks_the_batch_and_each_delivery_once(engine: Engine) -> None:
+    issue_id = issue_with_batches(engine, readers=4)
+    with engine.begin() as conn:
+        (batch,) = ledger.claim(conn, issue_id, 5, "w", NOW, NOW + LEASE)
+        members = ledger.members(conn, [batch.id], NOW)[batch.id]
+        refused = {members[0].delivery_id: "refused by the provider"}
+        assert ledger.settle(conn, batch.id, refused, NOW) == 3
+        assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
+        assert not ledger.open_batches(conn, issue_id)
+        assert ledger.claim(conn, issue_id, 5, "w", NOW, NOW + LEASE) == []
+
+
+def test_worker_liveness_is_known_for_local_processes_only() -> None:
+    assert local_worker_alive(worker_id())
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(finished.stdout)
+    assert not local_worker_alive(f"{socket.gethostname()}:{dead_pid}:x")
+    assert local_worker_alive(f"elsewhere.example:{dead_pid}:x")
