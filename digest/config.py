@@ -170,6 +170,9 @@ class DigestConfig(_Strict):
     max_posts_per_topic: int = Field(default=4, ge=1, le=50)
     subject: str | None = Field(default=None, description="Jinja template of the subject line")
     preheader: str | None = Field(default=None, description="Jinja template of the preheader")
+    approval: Literal["auto", "require", "hold"] = Field(
+        default="auto", description="placeholder until the sched branch lands"
+    )
 
     @field_validator("subject", "preheader")
     @classmethod

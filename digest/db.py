@@ -143,7 +143,24 @@ issues = Table(
     Column("cutoff", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
+    Column("slot", UtcDateTime),
+    Column("approval", String(20), nullable=False, server_default="none"),
+    Column("approval_by", String(320)),
+    Column("approval_at", UtcDateTime),
+    Column("approval_note", Text),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
+)
+
+schedule_log = Table(
+    "schedule_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("slot", UtcDateTime, nullable=False),
+    Column("outcome", String(40), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("issue_id", Integer),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 issue_posts = Table(

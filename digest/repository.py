@@ -224,11 +224,18 @@ class IssueRow:
     cutoff: datetime
     created_at: datetime
     sent_at: datetime | None
+    slot: datetime | None = None
+    approval: str = "none"
+    approval_by: str | None = None
+    approval_at: datetime | None = None
+    approval_note: str | None = None
 
 
 ISSUE_PLANNED = "planned"
 ISSUE_SENDING = "sending"
 ISSUE_SENT = "sent"
+ISSUE_SKIPPED = "skipped"
+APPROVALS = ("none", "pending", "approved", "held", "skipped")
 
 
 def last_issue(conn: Connection, digest: str) -> IssueRow | None:
@@ -321,7 +328,40 @@ def set_issue_status(conn: Connection, issue_id: int, status: str, now: datetime
 def unfinished_issue(conn: Connection, digest: str) -> IssueRow | None:
     row = conn.execute(
         select(db.issues)
-        .where(db.issues.c.digest == digest, db.issues.c.status != ISSUE_SENT)
+        .where(db.issues.c.digest == digest, db.issues.c.status.not_in((ISSUE_SENT, ISSUE_SKIPPED)))
         .order_by(db.issues.c.number)
     ).first()
     return IssueRow(**row._mapping) if row else None
+
+
+def set_approval(
+    conn: Connection,
+    issue_id: int,
+    approval: str,
+    by: str,
+    now: datetime,
+    note: str | None = None,
+) -> None:
+    """Record an editor's decision on an issue (placeholder until the sched branch lands)."""
+    if approval not in APPROVALS:
+        raise ValueError(f"unknown approval {approval!r}")
+    values: dict[str, object] = {
+        "approval": approval,
+        "approval_by": by,
+        "approval_at": now,
+        "approval_note": note,
+    }
+    if approval == "skipped":
+        values["status"] = ISSUE_SKIPPED
+    conn.execute(update(db.issues).where(db.issues.c.id == issue_id).values(**values))
+
+
+def schedule_log(conn: Connection, digest: str, limit: int = 20) -> list[AnyRow]:
+    """The digest's latest scheduler runs, newest first (placeholder until sched lands)."""
+    query = (
+        select(db.schedule_log)
+        .where(db.schedule_log.c.digest == digest)
+        .order_by(db.schedule_log.c.slot.desc(), db.schedule_log.c.id.desc())
+        .limit(limit)
+    )
+    return list(conn.execute(query))
