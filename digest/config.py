@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from digest.errors import ConfigError, SecretMissing
+from digest.passwords import InvalidHash, parse_hash
 
 CONFIG_ENV = "DIGEST_CONFIG"
 DEFAULT_CONFIG = "digest.toml"
@@ -278,6 +279,38 @@ class WebConfig(_Strict):
     pause_days: int = Field(default=28, ge=1, le=365)
 
 
+def _password_hash(value: str) -> str:
+    try:
+        parse_hash(value)
+    except InvalidHash as err:
+        raise ValueError(str(err)) from None
+    return value
+
+
+class EditorUserConfig(_Strict):
+    """An editor defined in the file (the database holds those added with `digest editors add`).
+    Only the hash is here, never the password: `digest editors hash` prints one."""
+
+    email: EmailAddress
+    name: str = ""
+    password_hash: Annotated[str, AfterValidator(_password_hash)]
+
+
+class EditorConfig(_Strict):
+    """The editor web app under `/editor/` of `digest serve`."""
+
+    users: list[EditorUserConfig] = Field(default_factory=list)
+    session_hours: float = Field(default=12, gt=0, le=24 * 30, description="login lifetime")
+    login_limit: int = Field(
+        default=10, ge=1, description="failed logins per client, and per account, per window"
+    )
+    login_window_seconds: int = Field(default=900, ge=1)
+    caniemail_csv: str | None = Field(
+        default=None,
+        description="caniemail's flat support CSV; preflight checks client support with it",
+    )
+
+
 class FileConfig(_Strict):
     """The shape of ``digest.toml``."""
 
@@ -291,6 +324,7 @@ class FileConfig(_Strict):
     theme: ThemeConfig = Field(default_factory=ThemeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    editor: EditorConfig = Field(default_factory=EditorConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> FileConfig:

@@ -15,6 +15,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -170,6 +172,7 @@ issue_posts = Table(
     Column("topic_id", ForeignKey("topics.id"), primary_key=True),
     Column("post_id", ForeignKey("posts.id"), primary_key=True),
     Column("position", Integer, nullable=False),
+    Column("excluded", Boolean, nullable=False, server_default=false()),
 )
 
 issue_topics = Table(
@@ -218,6 +221,18 @@ events = Table(
     Column("received_at", UtcDateTime, nullable=False),
 )
 Index("ix_events_issue_event", events.c.issue_id, events.c.event)
+
+
+editors = Table(
+    "editors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(300), nullable=False, server_default=""),
+    Column("password_hash", String(300), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_login_at", UtcDateTime),
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -287,14 +287,16 @@ def save_issue(conn: Connection, issue: Issue, topic_id: dict[str, int], now: da
 
 
 def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issue:
-    """The frozen issue, sections in the order of ``topics`` (the digest's order)."""
+    """The issue as it will be sent, sections in the order of ``topics`` (the digest's order),
+    posts in each section by their ``position`` (editors may reorder them). Posts an editor
+    excluded are left out; a topic whose posts are all excluded has no section."""
     head = issue_row(conn, issue_id)
     query = (
         select(db.posts, db.topics.c.slug.label("section"), db.issue_posts.c.position)
         .join(db.issue_posts, db.issue_posts.c.post_id == db.posts.c.id)
         .join(db.topics, db.topics.c.id == db.issue_posts.c.topic_id)
-        .where(db.issue_posts.c.issue_id == issue_id)
-        .order_by(db.issue_posts.c.position)
+        .where(db.issue_posts.c.issue_id == issue_id, db.issue_posts.c.excluded.is_(False))
+        .order_by(db.issue_posts.c.topic_id, db.issue_posts.c.position, db.posts.c.id)
     )
     rows = list(conn.execute(query))
     post_topics: dict[int, list[str]] = {}
