@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import secrets
@@ -259,6 +260,14 @@ def _warn_size(result: PreviewResult) -> None:
 # send / run ---------------------------------------------------------------------------------
 
 
+def _who() -> str:
+    """The local user, for the record of who forced a send."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (some containers)
+        return "unknown user"
+
+
 class _Rate(ProgressColumn):
     """Recipients per second."""
 
@@ -267,13 +276,17 @@ class _Rate(ProgressColumn):
 
 
 def _send(
-    project: Project, digest: str | None, policy: AmbiguousPolicy = "skip"
+    project: Project, digest: str | None, policy: AmbiguousPolicy = "skip", force: bool = False
 ) -> tuple[Planned | None, SendReport | None]:
     columns = (*Progress.get_default_columns(), TextColumn("{task.completed} recipients"), _Rate())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("Sending", total=None)
         planned, report = project.send(
-            digest, ambiguous_policy=policy, on_batch=lambda n: progress.update(task, advance=n)
+            digest,
+            ambiguous_policy=policy,
+            on_batch=lambda n: progress.update(task, advance=n),
+            force=force,
+            by=f"{_who()} (digest send --force)",
         )
     if planned is None or report is None:
         out.print("Nothing new since the last issue: no email sent.")
@@ -322,8 +335,17 @@ def send(
             help="re-send deliveries whose fate is unknown (policy 'resend'; default 'skip')",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="send an issue that waits for approval or is held (records you as approver)",
+        ),
+    ] = False,
 ) -> None:
-    """Send the next issue, or resume an unfinished one. A finished issue is never sent again."""
+    """Send the next issue, or resume an unfinished one. A finished issue is never sent again.
+
+    An issue waiting for an editor's approval, or held, is refused unless --force is given."""
     project = _project(config)
     if test_to:
         key = frozenset(s for s in re.split(r"[+,]", segment) if s) if segment else None
@@ -344,7 +366,7 @@ def send(
             f"through {project.config.sending.transport}; nothing was sent or stored."
         )
         return
-    _send(project, digest, "resend" if resend_ambiguous else "skip")
+    _send(project, digest, "resend" if resend_ambiguous else "skip", force)
 
 
 @app.command()

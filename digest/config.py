@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -125,6 +125,9 @@ class ThemeConfig(_Strict):
     font: str = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 
+ApprovalPolicy = Literal["auto", "require", "hold"]
+"""Whether a scheduled issue needs an editor: see CONTEXT.md (approval policy)."""
+
 SourceKind = Literal["auto", "feed", "jsonfeed", "wordpress", "markdown"]
 
 
@@ -171,8 +174,21 @@ class DigestConfig(_Strict):
     max_posts_per_topic: int = Field(default=4, ge=1, le=50)
     subject: str | None = Field(default=None, description="Jinja template of the subject line")
     preheader: str | None = Field(default=None, description="Jinja template of the preheader")
-    approval: Literal["auto", "require", "hold"] = Field(
-        default="auto", description="placeholder until the sched branch lands"
+    approval: ApprovalPolicy = Field(
+        default="auto",
+        description="auto: sent at the slot; require: an editor approves before the slot or it "
+        "is skipped; hold: never sent by the scheduler, an editor sends it",
+    )
+    approval_lead_hours: float = Field(
+        default=24, gt=0, description="require: editors are asked this long before the slot"
+    )
+    misfire_grace_hours: float = Field(
+        default=6,
+        gt=0,
+        description="a slot missed by downtime still runs when the scheduler is back this soon",
+    )
+    notify: list[EmailAddress] = Field(
+        default_factory=list, description="editors asked to approve (approval = 'require')"
     )
 
     @field_validator("subject", "preheader")
@@ -204,9 +220,26 @@ class DigestConfig(_Strict):
             ) from None
         return self
 
+    @model_validator(mode="after")
+    def _someone_to_ask(self) -> DigestConfig:
+        if self.approval == "require" and not self.notify:
+            raise ValueError(
+                "notify: approval = 'require' needs at least one editor address to ask, "
+                'e.g. notify = ["editor@example.com"]'
+            )
+        return self
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def approval_lead(self) -> timedelta:
+        return timedelta(hours=self.approval_lead_hours)
+
+    @property
+    def misfire_grace(self) -> timedelta:
+        return timedelta(hours=self.misfire_grace_hours)
 
 
 class SmtpConfig(_Strict):

@@ -151,19 +151,10 @@ issues = Table(
     Column("approval_at", UtcDateTime),
     Column("approval_note", Text),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
+    UniqueConstraint("digest", "slot", name="uq_issues_digest_slot"),
 )
-
-schedule_log = Table(
-    "schedule_log",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("digest", String(64), nullable=False),
-    Column("slot", UtcDateTime, nullable=False),
-    Column("outcome", String(40), nullable=False),
-    Column("detail", Text, nullable=False, server_default=""),
-    Column("issue_id", Integer),
-    Column("created_at", UtcDateTime, nullable=False),
-)
+"""``slot``: the scheduled instant the issue was made for (NULL when made by hand); one issue
+per (digest, slot). ``approval``: the editor gate (see :mod:`digest.repository`)."""
 
 issue_posts = Table(
     "issue_posts",
@@ -221,6 +212,21 @@ events = Table(
     Column("received_at", UtcDateTime, nullable=False),
 )
 Index("ix_events_issue_event", events.c.issue_id, events.c.event)
+
+
+schedule_log = Table(
+    "schedule_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("slot", UtcDateTime),
+    Column("kind", String(20), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("at", UtcDateTime, nullable=False),
+)
+"""What the scheduler did with each slot (ran, missed, skipped, notified, nothing, …), so a
+missed or skipped slot is shown to people, not only written to a log file."""
+Index("ix_schedule_log_digest_at", schedule_log.c.digest, schedule_log.c.at)
 
 
 editors = Table(

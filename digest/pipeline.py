@@ -22,10 +22,11 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from digest import db, repository
 from digest.config import SENDGRID_KEY_ENV, Config, DigestConfig
-from digest.errors import DigestError, SecretMissing
+from digest.errors import ApprovalError, DigestError, SecretMissing
 from digest.gather import (
     GatherReport,
     GatherSettings,
@@ -114,6 +115,9 @@ class Planned:
     issue: Issue
     created: bool
     segments: dict[TopicSet, int]
+    approval: str = repository.APPROVAL_NONE
+    """The editor gate (see :mod:`digest.repository`): none, pending, approved, held."""
+    slot: datetime | None = None
 
     @property
     def recipients(self) -> int:
@@ -179,18 +183,28 @@ class Project:
 
     # plan -----------------------------------------------------------------------------------
 
-    def plan(self, digest_slug: str | None = None, save: bool = True) -> Planned | None:
-        """The unfinished issue of the digest, else a newly planned one, else None.
+    def plan(
+        self,
+        digest_slug: str | None = None,
+        save: bool = True,
+        slot: datetime | None = None,
+        approval: str = repository.APPROVAL_NONE,
+    ) -> Planned | None:
+        """The issue made for ``slot`` if there is one, else the unfinished issue of the
+        digest, else a newly planned one (stored with ``slot`` and ``approval``), else None.
 
+        ``slot`` makes planning idempotent per scheduled run: the unique (digest, slot)
+        constraint means a second scheduler, or a rerun of the slot, gets the same issue back.
         ``save`` False plans without storing anything (``digest send --dry-run``)."""
         digest = self.config.digest(digest_slug)
         topics = self.topics(digest)
         now = self.clock()
         with self.engine.begin() as conn:
-            pending = repository.unfinished_issue(conn, digest.slug)
-            if pending is not None:
-                issue = repository.load_issue(conn, pending.id, topics)
-                return Planned(issue, False, self._segments(issue))
+            found = repository.issue_for_slot(conn, digest.slug, slot) if slot else None
+            found = found or repository.unfinished_issue(conn, digest.slug)
+            if found is not None:
+                issue = repository.load_issue(conn, found.id, topics)
+                return Planned(issue, False, self._segments(issue), found.approval, found.slot)
             last = repository.last_issue(conn, digest.slug)
             since = last.cutoff - LATE_POST_WINDOW if last else None
             candidates = repository.candidate_posts(conn, [t.slug for t in topics], since, now)
@@ -199,7 +213,7 @@ class Project:
                 topics=topics,
                 candidates=candidates,
                 already_sent=repository.posts_in_issues(conn, digest.slug),
-                last_number=last.number if last else 0,
+                last_number=repository.last_number(conn, digest.slug),
                 last_cutoff=last.cutoff if last else None,
                 max_posts_per_topic=digest.max_posts_per_topic,
                 now=now,
@@ -207,9 +221,20 @@ class Project:
             if planned is None:
                 return None
             if not save:
-                return Planned(planned, True, self._segments(planned))
-            issue = repository.save_issue(conn, planned, repository.topic_ids(conn), now)
-        return Planned(issue, True, self._segments(issue))
+                return Planned(planned, True, self._segments(planned), approval, slot)
+            try:
+                with conn.begin_nested():
+                    issue = repository.save_issue(
+                        conn, planned, repository.topic_ids(conn), now, slot, approval
+                    )
+            except IntegrityError:
+                # Another process planned this slot (or this number) first: theirs stands.
+                pass
+            else:
+                return Planned(issue, True, self._segments(issue), approval, slot)
+        if slot is None:
+            raise DigestError("another process planned an issue at the same moment; run again")
+        return self.plan(digest_slug, save, slot, approval)
 
     def unfinished(self, digest_slug: str | None = None) -> Issue | None:
         digest = self.config.digest(digest_slug)
@@ -353,10 +378,44 @@ class Project:
         transport: Transport | None = None,
         ambiguous_policy: AmbiguousPolicy = "skip",
         on_batch: Callable[[int], None] | None = None,
+        force: bool = False,
+        by: str = "digest send --force",
     ) -> tuple[Planned | None, SendReport | None]:
+        """Send the unfinished issue (planning one if there is none): an editor's explicit act.
+
+        An issue waiting for approval (``pending``) or ``held`` is refused with
+        :class:`ApprovalError` unless ``force``: holding exists so that an issue is not sent
+        by accident, and a send by hand is exactly such an accident when a colleague holds it.
+        ``force`` records the approval (``by``) before sending, so the record says who decided.
+        """
         planned = self.plan(digest_slug)
         if planned is None:
             return None, None
+        if planned.approval in (repository.APPROVAL_PENDING, repository.APPROVAL_HELD):
+            issue = planned.issue
+            if not force:
+                raise ApprovalError(
+                    f"issue {issue.number} of {issue.digest} is {planned.approval}: approve it "
+                    "in the editor app, or send it anyway with `digest send --force`",
+                    where=issue.digest,
+                )
+            assert issue.id is not None
+            with self.engine.begin() as conn:
+                repository.set_approval(
+                    conn, issue.id, repository.APPROVAL_APPROVED, by, self.clock()
+                )
+            planned = replace(planned, approval=repository.APPROVAL_APPROVED)
+        return planned, self.deliver(planned, transport, ambiguous_policy, on_batch)
+
+    def deliver(
+        self,
+        planned: Planned,
+        transport: Transport | None = None,
+        ambiguous_policy: AmbiguousPolicy = "skip",
+        on_batch: Callable[[int], None] | None = None,
+    ) -> SendReport:
+        """Send (or resume) this issue, no questions asked: callers decide whether it may go
+        (``send`` for editors, :func:`digest.schedule.run_slot` through its approval gate)."""
         issue = planned.issue
         digest = self.config.digest(issue.digest)
         sending = self.config.sending
@@ -368,7 +427,7 @@ class Project:
             unsubscribe_mailto=sending.unsubscribe_mailto,
         )
         links = Links(self.config.site.public_url, self.signer())
-        report = send_issue(
+        return send_issue(
             self.engine,
             self.render(issue),
             transport or self.transport(issue),
@@ -379,7 +438,6 @@ class Project:
             ambiguous_policy=ambiguous_policy,
             on_batch=on_batch,
         )
-        return planned, report
 
     def send_test(
         self,
