@@ -250,7 +250,7 @@ class Project:
     def archive_html(self, issue: Issue, rendered: RenderedIssue | None = None) -> str:
         """The web-archive page: every topic, the links leading to the generic pages."""
         rendered = rendered or self.render(issue)
-        generic = _sample_values(self.config.site.public_url, issue.topic_slugs, "there")
+        generic = sample_values(self.config.site.public_url, issue.topic_slugs, "there")
         html = rendered.variant(frozenset(issue.topic_slugs)).html
         return compile_template(html).fill(generic)
 
@@ -259,6 +259,10 @@ class Project:
         with self.engine.connect() as conn:
             last = repository.last_issue(conn, digest.slug)
             return repository.load_issue(conn, last.id, self.topics(digest)) if last else None
+
+    def segments(self, issue: Issue) -> dict[TopicSet, int]:
+        """Readers per segment of the issue as the subscribers stand now, largest first."""
+        return self._segments(issue)
 
     def _segments(self, issue: Issue) -> dict[TopicSet, int]:
         with self.engine.connect() as conn:
@@ -321,7 +325,7 @@ class Project:
         files: dict[TopicSet, Path] = {}
         sizes: dict[TopicSet, int] = {}
         trimmed: dict[TopicSet, dict[str, int]] = {}
-        sample = _sample_values(self.config.site.public_url, issue.topic_slugs)
+        sample = sample_values(self.config.site.public_url, issue.topic_slugs)
         keys = list(segments) or [frozenset(issue.topic_slugs)]
         for key in keys:
             variant = rendered.variant(key)
@@ -445,14 +449,17 @@ class Project:
         digest_slug: str | None = None,
         segment: frozenset[str] | None = None,
         as_email: str | None = None,
+        issue: Issue | None = None,
     ) -> tuple[Issue, TopicSet, str]:
-        """One variant of the next issue to an editor, marked [TEST], outside the ledger.
+        """One variant of ``issue`` (default: the next one) to an editor, marked [TEST],
+        outside the ledger.
 
         The variant is the given topic set, else the one ``as_email`` would get, else every
         topic. Personal links are the sample ones, so a test can unsubscribe nobody.
         """
-        planned = self.plan(digest_slug, save=False)
-        issue = planned.issue if planned else self.latest_issue(digest_slug)
+        if issue is None:
+            planned = self.plan(digest_slug, save=False)
+            issue = planned.issue if planned else self.latest_issue(digest_slug)
         if issue is None:
             raise DigestError("no issue to test: nothing new has been gathered yet")
         key = segment or frozenset(issue.topic_slugs)
@@ -474,7 +481,7 @@ class Project:
                 where="--segment",
             )
         variant = self.render(issue).variant(key)
-        values = _sample_values(self.config.site.public_url, issue.topic_slugs)
+        values = sample_values(self.config.site.public_url, issue.topic_slugs)
         sending = self.config.sending
         subject = f"[TEST] {compile_template(variant.subject).fill(values)}"
         message = compose(
@@ -533,14 +540,18 @@ def archive_url(public_url: str, digest: str, number: int) -> str:
     return f"{public_url}/archive/{digest}/{number}/"
 
 
-def _sample_values(
-    public_url: str, slugs: tuple[str, ...], first_name: str = "Alex"
+def sample_values(
+    public_url: str,
+    slugs: tuple[str, ...],
+    first_name: str = "Alex",
+    email: str = "alex@example.com",
 ) -> dict[str, str]:
-    """Personal values for previews: a sample reader whose links lead to the generic pages."""
+    """Personal values for previews: a sample reader (or a named one's name and address) whose
+    links lead to the generic pages, so clicking around a preview unsubscribes nobody."""
     return token_values(
         {
             "first_name": first_name,
-            "email": "alex@example.com",
+            "email": email,
             "unsubscribe_url": f"{public_url}/unsubscribe",
             "preferences_url": f"{public_url}/preferences",
         },
