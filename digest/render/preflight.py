@@ -89,7 +89,8 @@ class _Collector:
 
 
 def _short(url: str, limit: int = 80) -> str:
-    return url if len(url) <= limit else url[: limit - 1] + "…"
+    """The end of a long URL: the file name tells which image it is."""
+    return url if len(url) <= limit else "…" + url[-(limit - 1) :]
 
 
 def _scheme(url: str) -> str:
@@ -117,7 +118,7 @@ def check_images(document: lxml_html.HtmlElement, out: _Collector) -> None:
             if link is not None and not link.text_content().strip():
                 out.add("alt text", "error", "linked image with empty alt text", _short(src))
         if not image.get("width") or not image.get("height"):
-            out.add("dimensions", "warning", "image without width and height", _short(src))
+            out.add("dimensions", "warning", "image without width or height", _short(src))
         if _scheme(src) not in IMAGE_SCHEMES:
             what = f"{_scheme(src)}: URL" if _scheme(src) else "relative URL"
             out.add(

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import NoResultFound
@@ -27,6 +27,7 @@ from subscribers.models import Status
 from subscribers.store import SubscriberStore
 
 FILES_ROUTE = "/editor/files/"
+FILE_URL = re.compile(r"file://[^\s\"'<>()]+")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".avif"})
 SEGMENT_SEPARATORS = re.compile(r"[+\s,]+")
 """``?segment=backend+data`` arrives as "backend data" when typed by hand, as "backend+data"
@@ -126,18 +127,21 @@ class EditorPages:
 
     # local files ---------------------------------------------------------------------------
 
-    @property
-    def _file_prefix(self) -> str:
-        return self.project.config.base_dir.resolve().as_uri() + "/"
-
     def local_url(self, url: str) -> str:
         """A ``file:`` URL under the project folder (the example site's images) as a URL the
-        editor's browser can load; browsers refuse ``file:`` images on http(s) pages."""
-        prefix = self._file_prefix
-        return FILES_ROUTE + url[len(prefix) :] if url.startswith(prefix) else url
+        editor's browser can load; browsers refuse ``file:`` images on http(s) pages. Any
+        other URL is returned as it is."""
+        parts = urlsplit(url)
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+            return url
+        base = self.project.config.base_dir.resolve()
+        path = Path(unquote(parts.path))
+        if not path.is_relative_to(base):
+            return url
+        return FILES_ROUTE + quote(path.relative_to(base).as_posix())
 
     def localize(self, html: str) -> str:
-        return html.replace(self._file_prefix, FILES_ROUTE)
+        return FILE_URL.sub(lambda m: self.local_url(m.group(0)), html)
 
     def local_file(self, relative: str) -> Path | None:
         """The image a ``/editor/files/…`` URL names: only images, only inside the project."""

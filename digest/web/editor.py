@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -77,6 +77,22 @@ class Kit:
     checked_form: CheckedForm
     redirect: Callable[[str], Response]
     secure_cookie: bool
+
+
+def until(moment: datetime | None, now: datetime) -> str:
+    """ "in 2 days 3 h", "in 40 min", "now": how far off a slot is, at a glance."""
+    if moment is None:
+        return ""
+    minutes = int((moment - now).total_seconds() // 60)
+    if minutes <= 0:
+        return "now"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"in {days} day{'s' if days > 1 else ''}" + (f" {hours} h" if hours else "")
+    if hours:
+        return f"in {hours} h" + (f" {mins} min" if mins else "")
+    return f"in {mins} min"
 
 
 def safe_next(target: str | None) -> str:
@@ -215,7 +231,7 @@ def editor_routes(project: Project, kit: Kit) -> list[Route]:
             editor,
             "web/editor/dashboard.html.j2",
             cards=cards,
-            now=project.clock(),
+            until=lambda moment: until(moment, project.clock()),
             done=DONE.get(request.query_params.get("done", "")),
         )
 
