@@ -20,9 +20,11 @@ from rich.text import Text
 
 from digest import db
 from digest.config import SECRET_KEY_ENV, Config, load_config, resolve_config_path
+from digest.editors import EditorStore
 from digest.errors import DigestError
 from digest.gather import GatherReport, SourceOutcome, source_jobs
 from digest.models import Post
+from digest.passwords import check_new_password, hash_password
 from digest.pipeline import Planned, PreviewResult, Project, inspect_source
 from digest.render.size import html_bytes
 from digest.scaffold import scaffold
@@ -51,6 +53,10 @@ subscribers_app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
+editors_app = typer.Typer(
+    help="Accounts of the editor web app (`digest serve`, /editor/).", no_args_is_help=True
+)
+app.add_typer(editors_app, name="editors")
 
 out = Console()
 err = Console(stderr=True)
@@ -604,7 +610,7 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
 ) -> None:
-    """Serve the subscriber pages, one-click unsubscribe and the web archive."""
+    """Serve the subscriber pages, one-click unsubscribe, the web archive and the editor app."""
     import uvicorn
 
     from digest.web import create_app
@@ -612,6 +618,71 @@ def serve(
     project = _project(config)
     out.print(f"Serving {project.config.site.public_url} on http://{host}:{port}")
     uvicorn.run(create_app(project, project.mailer()), host=host, port=port, log_level="info")
+
+
+def _new_password() -> str:
+    """Asked twice, never echoed, never taken from an argument (it would land in the shell's
+    history and in the process list)."""
+    password = str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    problem = check_new_password(password)
+    if problem:
+        raise DigestError(problem, where="password")
+    return password
+
+
+@editors_app.command("add")
+def editors_add(
+    email: str,
+    name: Annotated[str, typer.Option("--name", "-n")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Add an editor to the database (prompts for the password; only its hash is stored)."""
+    project = _project(config)
+    try:
+        address = normalize_email(email)
+    except ValueError as e:
+        raise DigestError(str(e), where=email) from None
+    password = _new_password()
+    with project.engine.begin() as conn:
+        added = EditorStore(conn, project.config.file.editor.users).add(
+            address, name, hash_password(password), project.clock()
+        )
+    out.print(
+        f"Added editor {added.email}; they log in at {project.config.site.public_url}/editor/"
+    )
+
+
+@editors_app.command("hash")
+def editors_hash() -> None:
+    """Print a password hash for `[[editor.users]]` in digest.toml (prompts for the password)."""
+    print(hash_password(_new_password()))
+
+
+@editors_app.command("list")
+def editors_list(config: ConfigOption = None) -> None:
+    """Editors from the config file and the database."""
+    project = _project(config)
+    table = Table()
+    for column in ("Email", "Name", "Defined in", "Last login"):
+        table.add_column(column)
+    with project.engine.connect() as conn:
+        for editor in EditorStore(conn, project.config.file.editor.users).all():
+            last = (
+                editor.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if editor.last_login_at else "-"
+            )
+            table.add_row(editor.email, editor.name, editor.origin, last)
+    out.print(table)
+
+
+@editors_app.command("remove")
+def editors_remove(email: str, config: ConfigOption = None) -> None:
+    """Remove a database editor (editors in the config file are removed by editing it)."""
+    project = _project(config)
+    with project.engine.begin() as conn:
+        removed = EditorStore(conn, project.config.file.editor.users).remove(email)
+    if not removed:
+        raise DigestError("is not an editor in the database", where=email)
+    out.print(f"Removed editor {email}; their sessions end with their next request")
 
 
 @db_app.command("upgrade")

@@ -134,8 +134,8 @@ def check_links(document: lxml_html.HtmlElement, out: _Collector) -> None:
         elif not href:
             out.add("links", "error", "link without a target", link.text_content().strip()[:60])
         elif _scheme(href) not in LINK_SCHEMES:
-            kind = f"{_scheme(href)}:" if _scheme(href) else "relative or # "
-            out.add("links", "error", f"{kind} link (only http, https and mailto)", _short(href))
+            kind = f"{_scheme(href)}: link" if _scheme(href) else "relative or # link"
+            out.add("links", "error", f"{kind} (only http, https and mailto)", _short(href))
 
 
 def check_support(
