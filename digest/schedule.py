@@ -286,7 +286,9 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
                     conn, row.id, repository.APPROVAL_SKIPPED, None, project.clock(), note
                 )
         return outcome(
-            "skipped", f"issue {number} was not approved by its slot; its posts go into the next"
+            "skipped",
+            f"issue {number} was not approved by its slot; its posts go into the next",
+            row,
         )
     if row.approval != repository.APPROVAL_HELD:
         with project.engine.begin() as conn:
