@@ -47,6 +47,7 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Connection, Engine, func, select, text
@@ -468,8 +469,13 @@ def _local_and_utc(moment: datetime, zone: ZoneInfo) -> str:
 
 
 def _hours(delta: timedelta) -> str:
-    minutes = abs(int(delta.total_seconds())) // 60
-    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+    """A duration as people say it: 1 h, 90 min, 36 s."""
+    seconds = abs(int(delta.total_seconds()))
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def dst_edges(digest: DigestConfig, now: datetime, days: int = 366) -> list[DstEdge]:
@@ -606,10 +612,11 @@ class PostgresLock:
         if not got:
             holder = self.conn.execute(
                 text(
-                    "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l "
-                    "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-                    "AND l.objid = (:key::bigint & 4294967295) AND l.granted"
-                ).bindparams(key=LOCK_KEY)
+                    "SELECT a.pid, a.backend_start FROM pg_locks l "
+                    "JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                    "AND CAST(l.classid AS bigint) = :high AND CAST(l.objid AS bigint) = :low"
+                ).bindparams(high=(LOCK_KEY >> 32) & 0xFFFFFFFF, low=LOCK_KEY & 0xFFFFFFFF)
             ).first()
             self.conn.rollback()
             self.conn.close()
@@ -737,6 +744,19 @@ def job_specs(config: Config) -> list[JobSpec]:
     return specs
 
 
+class GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """APScheduler 3.11's loop processes jobs once more after ``shutdown()``: it checks the
+    state before waiting, not after, so the wake-up from shutdown submits any due job to the
+    stopped executor (an error) and moves the job's next run time on. A slot falling due at
+    Ctrl-C would be lost without a trace. This scheduler does nothing once stopped."""
+
+    def _process_jobs(self) -> float | None:
+        if self.state == STATE_STOPPED:
+            return None
+        result: float | None = super()._process_jobs()
+        return result
+
+
 _service: SchedulerService | None = None
 """The service of this process; the stored jobs call back into it (APScheduler stores a
 reference to :func:`scheduled_job` and its arguments, never a Project)."""
@@ -759,7 +779,7 @@ class SchedulerService:
     def __init__(
         self,
         project: Project,
-        scheduler_factory: Callable[..., BackgroundScheduler] = BackgroundScheduler,
+        scheduler_factory: Callable[..., BackgroundScheduler] = GuardedScheduler,
     ) -> None:
         self.project = project
         self.specs = {spec.id: spec for spec in job_specs(project.config)}
