@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import secrets
+import signal
 import sys
+import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -18,7 +23,7 @@ from rich.progress import Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from digest import db
+from digest import db, repository, schedule
 from digest.config import SECRET_KEY_ENV, Config, load_config, resolve_config_path
 from digest.editors import EditorStore
 from digest.errors import DigestError
@@ -51,8 +56,10 @@ subscribers_app = typer.Typer(
     help="Add, remove, import and list subscribers.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+schedule_app = typer.Typer(help="When each digest runs.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
+app.add_typer(schedule_app, name="schedule")
 editors_app = typer.Typer(
     help="Accounts of the editor web app (`digest serve`, /editor/).", no_args_is_help=True
 )
@@ -398,6 +405,121 @@ def run(config: ConfigOption = None, digest: DigestOption = None) -> None:
     _send(project, digest)
     if report.failed:
         raise typer.Exit(1)
+
+
+# scheduler ----------------------------------------------------------------------------------
+
+
+@app.command()
+def scheduler(
+    config: ConfigOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="when another scheduler runs, wait to take over instead of exiting"
+        ),
+    ] = False,
+    poll: Annotated[float, typer.Option(help="with --wait: seconds between tries")] = 30.0,
+) -> None:
+    """Run every digest on its schedule until Ctrl-C (or SIGTERM). Only one per database.
+
+    Each digest runs gather → plan → approval gate → send at its slots; `require` digests
+    also ask their editors approval_lead_hours before. A slot missed while no scheduler ran
+    runs once when it comes back within misfire_grace_hours; older ones are recorded as
+    missed (`digest schedule list` shows them)."""
+    project = _project(config)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        lock = _scheduler_lock(project, wait, poll)
+    except KeyboardInterrupt:
+        err.print("Stopped while waiting for the other scheduler.")
+        return
+    service = schedule.SchedulerService(project)
+    try:
+        for note in service.start():
+            err.print(f"[yellow]{note}[/]", highlight=False)
+        for run in schedule.next_runs(project.config, project.clock()):
+            out.print(f"{run.digest}: next run {_when(run.at, run.timezone)} ({run.policy})")
+        out.print("Scheduler running; Ctrl-C stops it.")
+        service.wait(lock)
+    except KeyboardInterrupt:
+        err.print("Stopping: a send in progress finishes first…")
+    finally:
+        service.stop()
+        lock.release()
+    out.print("Scheduler stopped.")
+
+
+def _scheduler_lock(project: Project, wait: bool, poll: float) -> schedule.SchedulerLock:
+    told = False
+    while True:
+        try:
+            return schedule.acquire_lock(project.engine)
+        except schedule.SchedulerBusy as busy:
+            if not wait:
+                err.print(f"[red]error:[/] {busy}", highlight=False, soft_wrap=True)
+                err.print("Use --wait to take over when it stops.")
+                raise typer.Exit(3) from None
+            if not told:
+                err.print(f"{busy}; waiting to take over (Ctrl-C to give up)", highlight=False)
+                told = True
+            time.sleep(poll)
+
+
+def _when(moment: datetime | None, zone: str) -> str:
+    if moment is None:
+        return "never"
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%a %Y-%m-%d %H:%M %Z} = {moment.astimezone(UTC):%H:%M} UTC"
+
+
+@schedule_app.command("list")
+def schedule_list(config: ConfigOption = None) -> None:
+    """Each digest's next run in its time zone and in UTC, its approval policy, the slots
+    recently missed or skipped, and schedule times that DST skips or repeats within a year."""
+    project = _project(config)
+    runs = schedule.next_runs(project.config, project.clock())
+    table = Table(title="Schedules", title_justify="left")
+    for column in ("Digest", "Schedule", "Next run (local)", "Next run (UTC)", "Approval"):
+        table.add_column(column)
+    for run in runs:
+        local = run.local
+        approval = run.policy
+        if run.ask_at is not None:
+            approval += f" (editors asked {_when(run.ask_at, run.timezone)})"
+        table.add_row(
+            run.digest,
+            f"{run.schedule} ({run.timezone})",
+            f"{local:%a %Y-%m-%d %H:%M %Z}" if local else "never",
+            f"{run.at:%Y-%m-%d %H:%M} UTC" if run.at else "never",
+            approval,
+        )
+    out.print(table)
+    with project.engine.connect() as conn:
+        for run in runs:
+            shown = [
+                row
+                for row in repository.schedule_log(conn, run.digest, limit=50)
+                if row.kind in ("missed", "skipped", "failed")
+            ][:10]
+            for row in shown:
+                slot = _when(row.slot, run.timezone) if row.slot else "-"
+                err.print(
+                    f"[yellow]{run.digest} {row.kind}:[/] slot {slot}: {row.detail}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    for run in runs:
+        for edge in run.edges:
+            err.print(
+                f"[yellow]warning: {run.digest}:[/] {edge.message()}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command()
