@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -37,7 +37,9 @@ when a link encodes it: both mean the same segment."""
 def next_slot(digest: DigestConfig, now: datetime) -> datetime | None:
     """The next scheduled moment of the digest, in its time zone (None: the cron never fires)."""
     trigger = CronTrigger.from_crontab(digest.schedule, timezone=digest.zone)
-    fire: datetime | None = trigger.get_next_fire_time(None, now.astimezone(digest.zone))
+    # Strictly after now: the slot of this very second is being run, not coming.
+    after = now.astimezone(digest.zone) + timedelta(seconds=1)
+    fire: datetime | None = trigger.get_next_fire_time(None, after)
     return fire
 
 
@@ -57,6 +59,16 @@ class DigestCard:
     upcoming_posts: int
     last_sent: repository.IssueRow | None
     figures: Figures | None
+
+
+@dataclass(frozen=True)
+class DigestHistory:
+    """A digest's issues with their figures, and what the scheduler did with its last slots
+    (a missed or skipped slot shows here, not only in a log file)."""
+
+    digest: DigestConfig
+    issues: list[tuple[repository.IssueRow, Figures]]
+    runs: list[repository.ScheduleLogRow]
 
 
 @dataclass(frozen=True)
@@ -180,9 +192,7 @@ class EditorPages:
                 )
         return cards
 
-    def history(
-        self, digest_slug: str | None
-    ) -> list[tuple[DigestConfig, list[tuple[repository.IssueRow, Figures]]]]:
+    def history(self, digest_slug: str | None) -> list[DigestHistory]:
         digests = (
             [self.project.config.digest(digest_slug)]
             if digest_slug
@@ -192,7 +202,13 @@ class EditorPages:
         with self.project.engine.connect() as conn:
             for digest in digests:
                 rows = editing.issues_of(conn, digest.slug)
-                out.append((digest, [(row, editing.figures(conn, row.id)) for row in rows]))
+                out.append(
+                    DigestHistory(
+                        digest,
+                        [(row, editing.figures(conn, row.id)) for row in rows],
+                        repository.schedule_log(conn, digest.slug, limit=10),
+                    )
+                )
         return out
 
     # one issue ---------------------------------------------------------------------------

@@ -261,7 +261,8 @@ def test_hold_then_skip_and_a_skipped_issue_cannot_be_approved(site: EditorSite)
         late = client.post(url, data={"csrf": field, "action": "approve"})
         assert late.status_code == 409 and "skipped" in late.text
         history = client.get("/editor/history")
-        assert "Issue 1" in history.text and "/archive/weekly/1/" in history.text
+        assert "Issue 1" in history.text and "not public" in history.text
+        assert "/archive/weekly/1/" not in history.text  # a skipped issue has no public page
 
 
 def test_only_local_images_are_served(site: EditorSite) -> None:
