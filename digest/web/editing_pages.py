@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import NoResultFound
 
 from digest import editing, repository
@@ -23,6 +22,7 @@ from digest.pipeline import Planned, Project, sample_values
 from digest.render import RenderedIssue
 from digest.render.features import load_unsupported
 from digest.render.preflight import Report, preflight
+from digest.schedule import cron_trigger
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
 
@@ -36,7 +36,7 @@ when a link encodes it: both mean the same segment."""
 
 def next_slot(digest: DigestConfig, now: datetime) -> datetime | None:
     """The next scheduled moment of the digest, in its time zone (None: the cron never fires)."""
-    trigger = CronTrigger.from_crontab(digest.schedule, timezone=digest.zone)
+    trigger = cron_trigger(digest)
     # Strictly after now: the slot of this very second is being run, not coming.
     after = now.astimezone(digest.zone) + timedelta(seconds=1)
     fire: datetime | None = trigger.get_next_fire_time(None, after)
@@ -314,6 +314,8 @@ class EditorPages:
                         len(report.warnings),
                     )
                 )
+            if not segment and not as_email and rows:
+                segment = rows[0].param  # the most readers: what most of them will get
             try:
                 shown = self._shown(issue, rendered, segment, as_email)
             except DigestError as err:
