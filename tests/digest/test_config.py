@@ -125,7 +125,9 @@ def test_approval_keys_have_defaults_and_require_needs_someone_to_ask(tmp_path: 
         "digests[0].notify: approval = 'require' needs at least one editor address to ask, "
         'e.g. notify = ["editor@example.com"]'
     )
-    asked = text.replace("approval = ", 'notify = ["Ed <ed@example.com>"]\napproval = ')
+    asked = text.replace(
+        'approval = "require"', 'approval = "require"\nnotify = ["Ed <ed@example.com>"]', 1
+    )
     assert load_config(write(tmp_path, asked), {}).digests[0].notify == ["Ed <ed@example.com>"]
 
 
