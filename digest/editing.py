@@ -173,6 +173,17 @@ def issues_of(conn: Connection, digest: str, limit: int = 100) -> list[repositor
     return [repository.IssueRow(**row._mapping) for row in rows]
 
 
+def last_sent(conn: Connection, digest: str) -> repository.IssueRow | None:
+    """The digest's newest issue that went out (skipped and unsent ones are passed over)."""
+    row = conn.execute(
+        select(db.issues)
+        .where(db.issues.c.digest == digest, db.issues.c.status == repository.ISSUE_SENT)
+        .order_by(db.issues.c.number.desc())
+        .limit(1)
+    ).first()
+    return repository.IssueRow(**row._mapping) if row else None
+
+
 def figures(conn: Connection, issue_id: int) -> Figures:
     deliveries = ledger.counts(conn, issue_id)
     events = issue_counts(conn, issue_id)

@@ -174,12 +174,7 @@ class EditorPages:
                 posts = 0
                 if upcoming is not None:
                     posts = len({e.post_id for e in editing.entries(conn, upcoming.id)})
-                sent = [
-                    r
-                    for r in editing.issues_of(conn, digest.slug, limit=20)
-                    if r.status == repository.ISSUE_SENT
-                ]
-                last = sent[0] if sent else None
+                last = editing.last_sent(conn, digest.slug)
                 cards.append(
                     DigestCard(
                         digest,
@@ -222,7 +217,8 @@ class EditorPages:
 
     def choose(self, issue: Issue, segment: str | None, as_email: str | None) -> Shown | None:
         """The variant a ``segment`` parameter or a subscriber's address selects (default: every
-        topic of the issue), rendered and checked; DigestError when it selects nothing."""
+        topic of the issue), rendered and checked; DigestError when it selects nothing, None
+        when every post was left out."""
         return self._shown(issue, self.project.render(issue), segment, as_email)
 
     def _shown(
