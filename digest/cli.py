@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import getpass
+import logging
 import os
 import re
 import secrets
+import signal
 import sys
+import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -17,11 +23,13 @@ from rich.progress import Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from digest import db
+from digest import db, repository, schedule
 from digest.config import SECRET_KEY_ENV, Config, load_config, resolve_config_path
+from digest.editors import EditorStore
 from digest.errors import DigestError
 from digest.gather import GatherReport, SourceOutcome, source_jobs
 from digest.models import Post
+from digest.passwords import check_new_password, hash_password
 from digest.pipeline import Planned, PreviewResult, Project, inspect_source
 from digest.render.size import html_bytes
 from digest.scaffold import scaffold
@@ -48,8 +56,14 @@ subscribers_app = typer.Typer(
     help="Add, remove, import and list subscribers.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+schedule_app = typer.Typer(help="When each digest runs.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(db_app, name="db")
+app.add_typer(schedule_app, name="schedule")
+editors_app = typer.Typer(
+    help="Accounts of the editor web app (`digest serve`, /editor/).", no_args_is_help=True
+)
+app.add_typer(editors_app, name="editors")
 
 out = Console()
 err = Console(stderr=True)
@@ -259,6 +273,14 @@ def _warn_size(result: PreviewResult) -> None:
 # send / run ---------------------------------------------------------------------------------
 
 
+def _who() -> str:
+    """The local user, for the record of who forced a send."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (some containers)
+        return "unknown user"
+
+
 class _Rate(ProgressColumn):
     """Recipients per second."""
 
@@ -267,13 +289,17 @@ class _Rate(ProgressColumn):
 
 
 def _send(
-    project: Project, digest: str | None, policy: AmbiguousPolicy = "skip"
+    project: Project, digest: str | None, policy: AmbiguousPolicy = "skip", force: bool = False
 ) -> tuple[Planned | None, SendReport | None]:
     columns = (*Progress.get_default_columns(), TextColumn("{task.completed} recipients"), _Rate())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("Sending", total=None)
         planned, report = project.send(
-            digest, ambiguous_policy=policy, on_batch=lambda n: progress.update(task, advance=n)
+            digest,
+            ambiguous_policy=policy,
+            on_batch=lambda n: progress.update(task, advance=n),
+            force=force,
+            by=f"{_who()} (digest send --force)",
         )
     if planned is None or report is None:
         out.print("Nothing new since the last issue: no email sent.")
@@ -322,8 +348,17 @@ def send(
             help="re-send deliveries whose fate is unknown (policy 'resend'; default 'skip')",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="send an issue that waits for approval or is held (records you as approver)",
+        ),
+    ] = False,
 ) -> None:
-    """Send the next issue, or resume an unfinished one. A finished issue is never sent again."""
+    """Send the next issue, or resume an unfinished one. A finished issue is never sent again.
+
+    An issue waiting for an editor's approval, or held, is refused unless --force is given."""
     project = _project(config)
     if test_to:
         key = frozenset(s for s in re.split(r"[+,]", segment) if s) if segment else None
@@ -344,7 +379,7 @@ def send(
             f"through {project.config.sending.transport}; nothing was sent or stored."
         )
         return
-    _send(project, digest, "resend" if resend_ambiguous else "skip")
+    _send(project, digest, "resend" if resend_ambiguous else "skip", force)
 
 
 @app.command()
@@ -370,6 +405,121 @@ def run(config: ConfigOption = None, digest: DigestOption = None) -> None:
     _send(project, digest)
     if report.failed:
         raise typer.Exit(1)
+
+
+# scheduler ----------------------------------------------------------------------------------
+
+
+@app.command()
+def scheduler(
+    config: ConfigOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="when another scheduler runs, wait to take over instead of exiting"
+        ),
+    ] = False,
+    poll: Annotated[float, typer.Option(help="with --wait: seconds between tries")] = 30.0,
+) -> None:
+    """Run every digest on its schedule until Ctrl-C (or SIGTERM). Only one per database.
+
+    Each digest runs gather → plan → approval gate → send at its slots; `require` digests
+    also ask their editors approval_lead_hours before. A slot missed while no scheduler ran
+    runs once when it comes back within misfire_grace_hours; older ones are recorded as
+    missed (`digest schedule list` shows them)."""
+    project = _project(config)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        lock = _scheduler_lock(project, wait, poll)
+    except KeyboardInterrupt:
+        err.print("Stopped while waiting for the other scheduler.")
+        return
+    service = schedule.SchedulerService(project)
+    try:
+        for note in service.start():
+            err.print(f"[yellow]{note}[/]", highlight=False)
+        for run in schedule.next_runs(project.config, project.clock()):
+            out.print(f"{run.digest}: next run {_when(run.at, run.timezone)} ({run.policy})")
+        out.print("Scheduler running; Ctrl-C stops it.")
+        service.wait(lock)
+    except KeyboardInterrupt:
+        err.print("Stopping: a send in progress finishes first…")
+    finally:
+        service.stop()
+        lock.release()
+    out.print("Scheduler stopped.")
+
+
+def _scheduler_lock(project: Project, wait: bool, poll: float) -> schedule.SchedulerLock:
+    told = False
+    while True:
+        try:
+            return schedule.acquire_lock(project.engine)
+        except schedule.SchedulerBusy as busy:
+            if not wait:
+                err.print(f"[red]error:[/] {busy}", highlight=False, soft_wrap=True)
+                err.print("Use --wait to take over when it stops.")
+                raise typer.Exit(3) from None
+            if not told:
+                err.print(f"{busy}; waiting to take over (Ctrl-C to give up)", highlight=False)
+                told = True
+            time.sleep(poll)
+
+
+def _when(moment: datetime | None, zone: str) -> str:
+    if moment is None:
+        return "never"
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%a %Y-%m-%d %H:%M %Z} = {moment.astimezone(UTC):%H:%M} UTC"
+
+
+@schedule_app.command("list")
+def schedule_list(config: ConfigOption = None) -> None:
+    """Each digest's next run in its time zone and in UTC, its approval policy, the slots
+    recently missed or skipped, and schedule times that DST skips or repeats within a year."""
+    project = _project(config)
+    runs = schedule.next_runs(project.config, project.clock())
+    table = Table(title="Schedules", title_justify="left")
+    for column in ("Digest", "Schedule", "Next run (local)", "Next run (UTC)", "Approval"):
+        table.add_column(column)
+    for run in runs:
+        local = run.local
+        approval = run.policy
+        if run.ask_at is not None:
+            approval += f" (editors asked {_when(run.ask_at, run.timezone)})"
+        table.add_row(
+            run.digest,
+            f"{run.schedule} ({run.timezone})",
+            f"{local:%a %Y-%m-%d %H:%M %Z}" if local else "never",
+            f"{run.at:%Y-%m-%d %H:%M} UTC" if run.at else "never",
+            approval,
+        )
+    out.print(table)
+    with project.engine.connect() as conn:
+        for run in runs:
+            shown = [
+                row
+                for row in repository.schedule_log(conn, run.digest, limit=50)
+                if row.kind in ("missed", "skipped", "failed")
+            ][:10]
+            for row in shown:
+                slot = _when(row.slot, run.timezone) if row.slot else "-"
+                err.print(
+                    f"[yellow]{run.digest} {row.kind}:[/] slot {slot}: {row.detail}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    for run in runs:
+        for edge in run.edges:
+            err.print(
+                f"[yellow]warning: {run.digest}:[/] {edge.message()}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command()
@@ -582,7 +732,7 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
 ) -> None:
-    """Serve the subscriber pages, one-click unsubscribe and the web archive."""
+    """Serve the subscriber pages, one-click unsubscribe, the web archive and the editor app."""
     import uvicorn
 
     from digest.web import create_app
@@ -590,6 +740,71 @@ def serve(
     project = _project(config)
     out.print(f"Serving {project.config.site.public_url} on http://{host}:{port}")
     uvicorn.run(create_app(project, project.mailer()), host=host, port=port, log_level="info")
+
+
+def _new_password() -> str:
+    """Asked twice, never echoed, never taken from an argument (it would land in the shell's
+    history and in the process list)."""
+    password = str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    problem = check_new_password(password)
+    if problem:
+        raise DigestError(problem, where="password")
+    return password
+
+
+@editors_app.command("add")
+def editors_add(
+    email: str,
+    name: Annotated[str, typer.Option("--name", "-n")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Add an editor to the database (prompts for the password; only its hash is stored)."""
+    project = _project(config)
+    try:
+        address = normalize_email(email)
+    except ValueError as e:
+        raise DigestError(str(e), where=email) from None
+    password = _new_password()
+    with project.engine.begin() as conn:
+        added = EditorStore(conn, project.config.file.editor.users).add(
+            address, name, hash_password(password), project.clock()
+        )
+    out.print(
+        f"Added editor {added.email}; they log in at {project.config.site.public_url}/editor/"
+    )
+
+
+@editors_app.command("hash")
+def editors_hash() -> None:
+    """Print a password hash for `[[editor.users]]` in digest.toml (prompts for the password)."""
+    print(hash_password(_new_password()))
+
+
+@editors_app.command("list")
+def editors_list(config: ConfigOption = None) -> None:
+    """Editors from the config file and the database."""
+    project = _project(config)
+    table = Table()
+    for column in ("Email", "Name", "Defined in", "Last login"):
+        table.add_column(column)
+    with project.engine.connect() as conn:
+        for editor in EditorStore(conn, project.config.file.editor.users).all():
+            last = (
+                editor.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if editor.last_login_at else "-"
+            )
+            table.add_row(editor.email, editor.name, editor.origin, last)
+    out.print(table)
+
+
+@editors_app.command("remove")
+def editors_remove(email: str, config: ConfigOption = None) -> None:
+    """Remove a database editor (editors in the config file are removed by editing it)."""
+    project = _project(config)
+    with project.engine.begin() as conn:
+        removed = EditorStore(conn, project.config.file.editor.users).remove(email)
+    if not removed:
+        raise DigestError("is not an editor in the database", where=email)
+    out.print(f"Removed editor {email}; their sessions end with their next request")
 
 
 @db_app.command("upgrade")

@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from digest.errors import ConfigError, SecretMissing
+from digest.passwords import InvalidHash, parse_hash
 
 CONFIG_ENV = "DIGEST_CONFIG"
 DEFAULT_CONFIG = "digest.toml"
@@ -124,6 +125,9 @@ class ThemeConfig(_Strict):
     font: str = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 
+ApprovalPolicy = Literal["auto", "require", "hold"]
+"""Whether a scheduled issue needs an editor: see CONTEXT.md (approval policy)."""
+
 SourceKind = Literal["auto", "feed", "jsonfeed", "wordpress", "markdown"]
 
 
@@ -170,6 +174,22 @@ class DigestConfig(_Strict):
     max_posts_per_topic: int = Field(default=4, ge=1, le=50)
     subject: str | None = Field(default=None, description="Jinja template of the subject line")
     preheader: str | None = Field(default=None, description="Jinja template of the preheader")
+    approval: ApprovalPolicy = Field(
+        default="auto",
+        description="auto: sent at the slot; require: an editor approves before the slot or it "
+        "is skipped; hold: never sent by the scheduler, an editor sends it",
+    )
+    approval_lead_hours: float = Field(
+        default=24, gt=0, description="require: editors are asked this long before the slot"
+    )
+    misfire_grace_hours: float = Field(
+        default=6,
+        gt=0,
+        description="a slot missed by downtime still runs when the scheduler is back this soon",
+    )
+    notify: list[EmailAddress] = Field(
+        default_factory=list, description="editors asked to approve (approval = 'require')"
+    )
 
     @field_validator("subject", "preheader")
     @classmethod
@@ -200,9 +220,26 @@ class DigestConfig(_Strict):
             ) from None
         return self
 
+    @model_validator(mode="after")
+    def _someone_to_ask(self) -> DigestConfig:
+        if self.approval == "require" and not self.notify:
+            raise ValueError(
+                "notify: approval = 'require' needs at least one editor address to ask, "
+                'e.g. notify = ["editor@example.com"]'
+            )
+        return self
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def approval_lead(self) -> timedelta:
+        return timedelta(hours=self.approval_lead_hours)
+
+    @property
+    def misfire_grace(self) -> timedelta:
+        return timedelta(hours=self.misfire_grace_hours)
 
 
 class SmtpConfig(_Strict):
@@ -284,6 +321,38 @@ class WebConfig(_Strict):
     pause_days: int = Field(default=28, ge=1, le=365)
 
 
+def _password_hash(value: str) -> str:
+    try:
+        parse_hash(value)
+    except InvalidHash as err:
+        raise ValueError(str(err)) from None
+    return value
+
+
+class EditorUserConfig(_Strict):
+    """An editor defined in the file (the database holds those added with `digest editors add`).
+    Only the hash is here, never the password: `digest editors hash` prints one."""
+
+    email: EmailAddress
+    name: str = ""
+    password_hash: Annotated[str, AfterValidator(_password_hash)]
+
+
+class EditorConfig(_Strict):
+    """The editor web app under `/editor/` of `digest serve`."""
+
+    users: list[EditorUserConfig] = Field(default_factory=list)
+    session_hours: float = Field(default=12, gt=0, le=24 * 30, description="login lifetime")
+    login_limit: int = Field(
+        default=10, ge=1, description="failed logins per client, and per account, per window"
+    )
+    login_window_seconds: int = Field(default=900, ge=1)
+    caniemail_csv: str | None = Field(
+        default=None,
+        description="caniemail's flat support CSV; preflight checks client support with it",
+    )
+
+
 class FileConfig(_Strict):
     """The shape of ``digest.toml``."""
 
@@ -297,6 +366,7 @@ class FileConfig(_Strict):
     theme: ThemeConfig = Field(default_factory=ThemeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    editor: EditorConfig = Field(default_factory=EditorConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> FileConfig:

@@ -15,6 +15,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -143,8 +145,16 @@ issues = Table(
     Column("cutoff", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime),
+    Column("slot", UtcDateTime),
+    Column("approval", String(20), nullable=False, server_default="none"),
+    Column("approval_by", String(320)),
+    Column("approval_at", UtcDateTime),
+    Column("approval_note", Text),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
+    UniqueConstraint("digest", "slot", name="uq_issues_digest_slot"),
 )
+"""``slot``: the scheduled instant the issue was made for (NULL when made by hand); one issue
+per (digest, slot). ``approval``: the editor gate (see :mod:`digest.repository`)."""
 
 issue_posts = Table(
     "issue_posts",
@@ -153,6 +163,7 @@ issue_posts = Table(
     Column("topic_id", ForeignKey("topics.id"), primary_key=True),
     Column("post_id", ForeignKey("posts.id"), primary_key=True),
     Column("position", Integer, nullable=False),
+    Column("excluded", Boolean, nullable=False, server_default=false()),
 )
 
 issue_topics = Table(
@@ -212,6 +223,33 @@ events = Table(
     Column("received_at", UtcDateTime, nullable=False),
 )
 Index("ix_events_issue_event", events.c.issue_id, events.c.event)
+
+
+schedule_log = Table(
+    "schedule_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("slot", UtcDateTime),
+    Column("kind", String(20), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("at", UtcDateTime, nullable=False),
+)
+"""What the scheduler did with each slot (ran, missed, skipped, notified, nothing, …), so a
+missed or skipped slot is shown to people, not only written to a log file."""
+Index("ix_schedule_log_digest_at", schedule_log.c.digest, schedule_log.c.at)
+
+
+editors = Table(
+    "editors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(300), nullable=False, server_default=""),
+    Column("password_hash", String(300), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_login_at", UtcDateTime),
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

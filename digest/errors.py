@@ -42,3 +42,8 @@ class DeliveryUnknown(TransportError):
 
 class BatchRejected(TransportError):
     """The provider refused one batch (a 400 or 413, with its reason); the send goes on."""
+
+
+class ApprovalError(DigestError):
+    """An issue's approval state forbids what was asked: sending a held or pending issue
+    without ``--force``, or changing the approval of an issue that is sending, sent or skipped."""

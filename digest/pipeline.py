@@ -23,10 +23,11 @@ from pathlib import Path
 import httpx
 from jinja2 import Environment
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from digest import db, repository
 from digest.config import SENDGRID_KEY_ENV, Config, DigestConfig
-from digest.errors import DigestError, SecretMissing
+from digest.errors import ApprovalError, DigestError, SecretMissing
 from digest.gather import (
     GatherReport,
     GatherSettings,
@@ -113,6 +114,9 @@ class Planned:
     issue: Issue
     created: bool
     segments: dict[TopicSet, int]
+    approval: str = repository.APPROVAL_NONE
+    """The editor gate (see :mod:`digest.repository`): none, pending, approved, held."""
+    slot: datetime | None = None
 
     @property
     def recipients(self) -> int:
@@ -178,18 +182,28 @@ class Project:
 
     # plan -----------------------------------------------------------------------------------
 
-    def plan(self, digest_slug: str | None = None, save: bool = True) -> Planned | None:
-        """The unfinished issue of the digest, else a newly planned one, else None.
+    def plan(
+        self,
+        digest_slug: str | None = None,
+        save: bool = True,
+        slot: datetime | None = None,
+        approval: str = repository.APPROVAL_NONE,
+    ) -> Planned | None:
+        """The issue made for ``slot`` if there is one, else the unfinished issue of the
+        digest, else a newly planned one (stored with ``slot`` and ``approval``), else None.
 
+        ``slot`` makes planning idempotent per scheduled run: the unique (digest, slot)
+        constraint means a second scheduler, or a rerun of the slot, gets the same issue back.
         ``save`` False plans without storing anything (``digest send --dry-run``)."""
         digest = self.config.digest(digest_slug)
         topics = self.topics(digest)
         now = self.clock()
         with self.engine.begin() as conn:
-            pending = repository.unfinished_issue(conn, digest.slug)
-            if pending is not None:
-                issue = repository.load_issue(conn, pending.id, topics)
-                return Planned(issue, False, self._segments(issue))
+            found = repository.issue_for_slot(conn, digest.slug, slot) if slot else None
+            found = found or repository.unfinished_issue(conn, digest.slug)
+            if found is not None:
+                issue = repository.load_issue(conn, found.id, topics)
+                return Planned(issue, False, self._segments(issue), found.approval, found.slot)
             last = repository.last_issue(conn, digest.slug)
             since = last.cutoff - LATE_POST_WINDOW if last else None
             candidates = repository.candidate_posts(conn, [t.slug for t in topics], since, now)
@@ -198,7 +212,7 @@ class Project:
                 topics=topics,
                 candidates=candidates,
                 already_sent=repository.posts_in_issues(conn, digest.slug),
-                last_number=last.number if last else 0,
+                last_number=repository.last_number(conn, digest.slug),
                 last_cutoff=last.cutoff if last else None,
                 max_posts_per_topic=digest.max_posts_per_topic,
                 now=now,
@@ -206,9 +220,20 @@ class Project:
             if planned is None:
                 return None
             if not save:
-                return Planned(planned, True, self._segments(planned))
-            issue = repository.save_issue(conn, planned, repository.topic_ids(conn), now)
-        return Planned(issue, True, self._segments(issue))
+                return Planned(planned, True, self._segments(planned), approval, slot)
+            try:
+                with conn.begin_nested():
+                    issue = repository.save_issue(
+                        conn, planned, repository.topic_ids(conn), now, slot, approval
+                    )
+            except IntegrityError:
+                # Another process planned this slot (or this number) first: theirs stands.
+                pass
+            else:
+                return Planned(issue, True, self._segments(issue), approval, slot)
+        if slot is None:
+            raise DigestError("another process planned an issue at the same moment; run again")
+        return self.plan(digest_slug, save, slot, approval)
 
     def unfinished(self, digest_slug: str | None = None) -> Issue | None:
         digest = self.config.digest(digest_slug)
@@ -224,7 +249,7 @@ class Project:
     def archive_html(self, issue: Issue, rendered: RenderedIssue | None = None) -> str:
         """The web-archive page: every topic, the links leading to the generic pages."""
         rendered = rendered or self.render(issue)
-        generic = _sample_values(self.config.site.public_url, issue.topic_slugs, "there")
+        generic = sample_values(self.config.site.public_url, issue.topic_slugs, "there")
         html = rendered.variant(frozenset(issue.topic_slugs)).html
         return compile_template(html).fill(generic)
 
@@ -233,6 +258,10 @@ class Project:
         with self.engine.connect() as conn:
             last = repository.last_issue(conn, digest.slug)
             return repository.load_issue(conn, last.id, self.topics(digest)) if last else None
+
+    def segments(self, issue: Issue) -> dict[TopicSet, int]:
+        """Readers per segment of the issue as the subscribers stand now, largest first."""
+        return self._segments(issue)
 
     def _segments(self, issue: Issue) -> dict[TopicSet, int]:
         with self.engine.connect() as conn:
@@ -294,7 +323,7 @@ class Project:
         files: dict[TopicSet, Path] = {}
         sizes: dict[TopicSet, int] = {}
         trimmed: dict[TopicSet, dict[str, int]] = {}
-        sample = _sample_values(self.config.site.public_url, issue.topic_slugs)
+        sample = sample_values(self.config.site.public_url, issue.topic_slugs)
         keys = list(segments) or [frozenset(issue.topic_slugs)]
         for key in keys:
             variant = rendered.variant(key)
@@ -351,10 +380,44 @@ class Project:
         transport: Transport | None = None,
         ambiguous_policy: AmbiguousPolicy = "skip",
         on_batch: Callable[[int], None] | None = None,
+        force: bool = False,
+        by: str = "digest send --force",
     ) -> tuple[Planned | None, SendReport | None]:
+        """Send the unfinished issue (planning one if there is none): an editor's explicit act.
+
+        An issue waiting for approval (``pending``) or ``held`` is refused with
+        :class:`ApprovalError` unless ``force``: holding exists so that an issue is not sent
+        by accident, and a send by hand is exactly such an accident when a colleague holds it.
+        ``force`` records the approval (``by``) before sending, so the record says who decided.
+        """
         planned = self.plan(digest_slug)
         if planned is None:
             return None, None
+        if planned.approval in (repository.APPROVAL_PENDING, repository.APPROVAL_HELD):
+            issue = planned.issue
+            if not force:
+                raise ApprovalError(
+                    f"issue {issue.number} of {issue.digest} is {planned.approval}: approve it "
+                    "in the editor app, or send it anyway with `digest send --force`",
+                    where=issue.digest,
+                )
+            assert issue.id is not None
+            with self.engine.begin() as conn:
+                repository.set_approval(
+                    conn, issue.id, repository.APPROVAL_APPROVED, by, self.clock()
+                )
+            planned = replace(planned, approval=repository.APPROVAL_APPROVED)
+        return planned, self.deliver(planned, transport, ambiguous_policy, on_batch)
+
+    def deliver(
+        self,
+        planned: Planned,
+        transport: Transport | None = None,
+        ambiguous_policy: AmbiguousPolicy = "skip",
+        on_batch: Callable[[int], None] | None = None,
+    ) -> SendReport:
+        """Send (or resume) this issue, no questions asked: callers decide whether it may go
+        (``send`` for editors, :func:`digest.schedule.run_slot` through its approval gate)."""
         issue = planned.issue
         digest = self.config.digest(issue.digest)
         sending = self.config.sending
@@ -366,7 +429,7 @@ class Project:
             unsubscribe_mailto=sending.unsubscribe_mailto,
         )
         links = Links(self.config.site.public_url, self.signer())
-        report = send_issue(
+        return send_issue(
             self.engine,
             self.render(issue),
             transport or self.transport(issue),
@@ -379,7 +442,6 @@ class Project:
             ambiguous_policy=ambiguous_policy,
             on_batch=on_batch,
         )
-        return planned, report
 
     def send_test(
         self,
@@ -387,14 +449,17 @@ class Project:
         digest_slug: str | None = None,
         segment: frozenset[str] | None = None,
         as_email: str | None = None,
+        issue: Issue | None = None,
     ) -> tuple[Issue, TopicSet, str]:
-        """One variant of the next issue to an editor, marked [TEST], outside the ledger.
+        """One variant of ``issue`` (default: the next one) to an editor, marked [TEST],
+        outside the ledger.
 
         The variant is the given topic set, else the one ``as_email`` would get, else every
         topic. Personal links are the sample ones, so a test can unsubscribe nobody.
         """
-        planned = self.plan(digest_slug, save=False)
-        issue = planned.issue if planned else self.latest_issue(digest_slug)
+        if issue is None:
+            planned = self.plan(digest_slug, save=False)
+            issue = planned.issue if planned else self.latest_issue(digest_slug)
         if issue is None:
             raise DigestError("no issue to test: nothing new has been gathered yet")
         key = segment or frozenset(issue.topic_slugs)
@@ -416,7 +481,7 @@ class Project:
                 where="--segment",
             )
         variant = self.render(issue).variant(key)
-        values = _sample_values(self.config.site.public_url, issue.topic_slugs)
+        values = sample_values(self.config.site.public_url, issue.topic_slugs)
         sending = self.config.sending
         subject = f"[TEST] {compile_template(variant.subject).fill(values)}"
         message = compose(
@@ -475,14 +540,18 @@ def archive_url(public_url: str, digest: str, number: int) -> str:
     return f"{public_url}/archive/{digest}/{number}/"
 
 
-def _sample_values(
-    public_url: str, slugs: tuple[str, ...], first_name: str = "Alex"
+def sample_values(
+    public_url: str,
+    slugs: tuple[str, ...],
+    first_name: str = "Alex",
+    email: str = "alex@example.com",
 ) -> dict[str, str]:
-    """Personal values for previews: a sample reader whose links lead to the generic pages."""
+    """Personal values for previews: a sample reader (or a named one's name and address) whose
+    links lead to the generic pages, so clicking around a preview unsubscribes nobody."""
     return token_values(
         {
             "first_name": first_name,
-            "email": "alex@example.com",
+            "email": email,
             "unsubscribe_url": f"{public_url}/unsubscribe",
             "preferences_url": f"{public_url}/preferences",
         },

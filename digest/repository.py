@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from digest import db
+from digest.errors import ApprovalError
 from digest.gather.fetch import Validators
 from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
 
@@ -207,10 +208,12 @@ def candidate_posts(
 
 
 def posts_in_issues(conn: Connection, digest: str) -> set[int]:
+    """Posts an issue of this digest already holds. A skipped issue never reached anyone, so
+    its posts are not counted: they are candidates for the next issue again."""
     query = (
         select(db.issue_posts.c.post_id)
         .join(db.issues, db.issues.c.id == db.issue_posts.c.issue_id)
-        .where(db.issues.c.digest == digest)
+        .where(db.issues.c.digest == digest, db.issues.c.status != ISSUE_SKIPPED)
     )
     return set(conn.execute(query).scalars())
 
@@ -224,16 +227,55 @@ class IssueRow:
     cutoff: datetime
     created_at: datetime
     sent_at: datetime | None
+    slot: datetime | None = None
+    """The scheduled instant (UTC) this issue was made for; None when made by hand."""
+    approval: str = "none"
+    approval_by: str | None = None
+    approval_at: datetime | None = None
+    approval_note: str | None = None
 
 
 ISSUE_PLANNED = "planned"
 ISSUE_SENDING = "sending"
 ISSUE_SENT = "sent"
+ISSUE_SKIPPED = "skipped"
+"""Not approved by its slot (or skipped by an editor): never sent, its posts free again."""
+
+APPROVAL_NONE = "none"
+"""No gate: made by hand, or scheduled under the ``auto`` policy."""
+APPROVAL_PENDING = "pending"
+"""Waiting for an editor; skipped when its slot passes unapproved."""
+APPROVAL_APPROVED = "approved"
+APPROVAL_HELD = "held"
+"""Never sent by the scheduler; an editor sends it (approve in the editor app, or
+``digest send --force``)."""
+APPROVAL_SKIPPED = "skipped"
+APPROVALS = (APPROVAL_NONE, APPROVAL_PENDING, APPROVAL_APPROVED, APPROVAL_HELD, APPROVAL_SKIPPED)
 
 
 def last_issue(conn: Connection, digest: str) -> IssueRow | None:
+    """The newest issue that counts: skipped issues are left out, because the next issue's
+    posts are those new since the last issue readers could have got (its cutoff)."""
     row = conn.execute(
-        select(db.issues).where(db.issues.c.digest == digest).order_by(db.issues.c.number.desc())
+        select(db.issues)
+        .where(db.issues.c.digest == digest, db.issues.c.status != ISSUE_SKIPPED)
+        .order_by(db.issues.c.number.desc())
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
+def last_number(conn: Connection, digest: str) -> int:
+    """The highest issue number used, skipped issues included: numbers are never reused (the
+    skipped issue keeps its row for the record), so readers may see a gap."""
+    found = conn.execute(
+        select(func.max(db.issues.c.number)).where(db.issues.c.digest == digest)
+    ).scalar_one()
+    return int(found or 0)
+
+
+def issue_for_slot(conn: Connection, digest: str, slot: datetime) -> IssueRow | None:
+    row = conn.execute(
+        select(db.issues).where(db.issues.c.digest == digest, db.issues.c.slot == slot)
     ).first()
     return IssueRow(**row._mapping) if row else None
 
@@ -250,7 +292,17 @@ def issue_row(conn: Connection, issue_id: int) -> IssueRow:
     return IssueRow(**row._mapping)
 
 
-def save_issue(conn: Connection, issue: Issue, topic_id: dict[str, int], now: datetime) -> Issue:
+def save_issue(
+    conn: Connection,
+    issue: Issue,
+    topic_id: dict[str, int],
+    now: datetime,
+    slot: datetime | None = None,
+    approval: str = APPROVAL_NONE,
+) -> Issue:
+    """Store a planned issue. With a ``slot``, a second issue for the same (digest, slot) is
+    refused by the unique constraint (IntegrityError), whoever tries."""
+    _check_approval(approval)
     issue_id = conn.execute(
         insert(db.issues)
         .values(
@@ -259,6 +311,8 @@ def save_issue(conn: Connection, issue: Issue, topic_id: dict[str, int], now: da
             status=ISSUE_PLANNED,
             cutoff=issue.cutoff,
             created_at=now,
+            slot=slot,
+            approval=approval,
         )
         .returning(db.issues.c.id)
     ).scalar_one()
@@ -280,14 +334,16 @@ def save_issue(conn: Connection, issue: Issue, topic_id: dict[str, int], now: da
 
 
 def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issue:
-    """The frozen issue, sections in the order of ``topics`` (the digest's order)."""
+    """The issue as it will be sent, sections in the order of ``topics`` (the digest's order),
+    posts in each section by their ``position`` (editors may reorder them). Posts an editor
+    excluded are left out; a topic whose posts are all excluded has no section."""
     head = issue_row(conn, issue_id)
     query = (
         select(db.posts, db.topics.c.slug.label("section"), db.issue_posts.c.position)
         .join(db.issue_posts, db.issue_posts.c.post_id == db.posts.c.id)
         .join(db.topics, db.topics.c.id == db.issue_posts.c.topic_id)
-        .where(db.issue_posts.c.issue_id == issue_id)
-        .order_by(db.issue_posts.c.position)
+        .where(db.issue_posts.c.issue_id == issue_id, db.issue_posts.c.excluded.is_(False))
+        .order_by(db.issue_posts.c.topic_id, db.issue_posts.c.position, db.posts.c.id)
     )
     rows = list(conn.execute(query))
     post_topics: dict[int, list[str]] = {}
@@ -319,9 +375,92 @@ def set_issue_status(conn: Connection, issue_id: int, status: str, now: datetime
 
 
 def unfinished_issue(conn: Connection, digest: str) -> IssueRow | None:
+    """The oldest issue not sent yet (planned, or sending). Skipped issues are finished."""
     row = conn.execute(
         select(db.issues)
-        .where(db.issues.c.digest == digest, db.issues.c.status != ISSUE_SENT)
+        .where(
+            db.issues.c.digest == digest,
+            db.issues.c.status.not_in((ISSUE_SENT, ISSUE_SKIPPED)),
+        )
         .order_by(db.issues.c.number)
     ).first()
     return IssueRow(**row._mapping) if row else None
+
+
+def _check_approval(approval: str) -> None:
+    if approval not in APPROVALS:
+        raise ApprovalError(
+            f"unknown approval {approval!r} (expected one of: {', '.join(APPROVALS)})",
+            where="approval",
+        )
+
+
+def set_approval(
+    conn: Connection,
+    issue_id: int,
+    approval: str,
+    by: str | None,
+    now: datetime,
+    note: str | None = None,
+) -> None:
+    """Record an editor's (or the scheduler's) decision on a planned issue.
+
+    Only a planned issue can change: once sending has begun the decision was acted on, and a
+    skipped issue's posts may already be in a newer issue. ``skipped`` also finishes the issue
+    (status ``skipped``), which frees its posts for the next issue. The update is conditional
+    on the status, so a decision racing a send or a skip fails loudly instead of being lost.
+    """
+    _check_approval(approval)
+    values: dict[str, object] = {
+        "approval": approval,
+        "approval_by": by,
+        "approval_at": now,
+        "approval_note": note,
+    }
+    if approval == APPROVAL_SKIPPED:
+        values["status"] = ISSUE_SKIPPED
+    changed = conn.execute(
+        update(db.issues)
+        .where(db.issues.c.id == issue_id, db.issues.c.status == ISSUE_PLANNED)
+        .values(**values)
+    ).rowcount
+    if not changed:
+        row = conn.execute(
+            select(db.issues.c.number, db.issues.c.status).where(db.issues.c.id == issue_id)
+        ).first()
+        if row is None:
+            raise ApprovalError(f"no issue with id {issue_id}", where="approval")
+        raise ApprovalError(
+            f"issue {row.number} is {row.status}: only a planned issue's approval can change",
+            where="approval",
+        )
+
+
+@dataclass(frozen=True)
+class ScheduleLogRow:
+    id: int
+    digest: str
+    slot: datetime | None
+    kind: str
+    """ran, missed, skipped, notified, nothing, held, waiting, failed …"""
+    detail: str
+    at: datetime
+
+
+def log_schedule(
+    conn: Connection, digest: str, slot: datetime | None, kind: str, detail: str, at: datetime
+) -> None:
+    conn.execute(
+        insert(db.schedule_log).values(digest=digest, slot=slot, kind=kind, detail=detail, at=at)
+    )
+
+
+def schedule_log(conn: Connection, digest: str, limit: int = 20) -> list[ScheduleLogRow]:
+    """The newest entries first."""
+    rows = conn.execute(
+        select(db.schedule_log)
+        .where(db.schedule_log.c.digest == digest)
+        .order_by(db.schedule_log.c.at.desc(), db.schedule_log.c.id.desc())
+        .limit(limit)
+    )
+    return [ScheduleLogRow(**row._mapping) for row in rows]

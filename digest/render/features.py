@@ -6,10 +6,85 @@ so a template change that relies on something Outlook or Gmail ignores is caught
 
 from __future__ import annotations
 
+import csv
 import re
+from collections import defaultdict
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from lxml import html as lxml_html
+
+# The clients whose support matters (caniemail's client and platform names), and the features
+# the bundled templates use on purpose although some of them lack it, each with the fallback
+# that makes it safe. Shared by the client-support test and the editor's preflight report.
+TARGETS = {
+    ("gmail", "desktop-webmail"),
+    ("gmail", "ios"),
+    ("gmail", "android"),
+    ("outlook", "windows"),
+    ("outlook", "macos"),
+    ("outlook", "outlook-com"),
+    ("apple-mail", "macos"),
+    ("apple-mail", "ios"),
+}
+
+ENHANCEMENTS: dict[str, set[tuple[str, str]]] = {
+    # The phone layout. Outlook on Windows has no media queries and gets the 600 px layout
+    # from MJML's conditional (mso) tables, which is what it should show.
+    "css-at-media": {("outlook", "windows")},
+    # Only used inside the phone media query, which Outlook on Windows never applies.
+    "css-selector-child": {("outlook", "windows")},
+    # Dark-mode styles: without them the light theme shows, complete and readable.
+    "css-at-media-prefers-color-scheme": {
+        ("gmail", "desktop-webmail"),
+        ("gmail", "ios"),
+        ("gmail", "android"),
+        ("outlook", "windows"),
+    },
+    "html-meta-color-scheme": {
+        ("apple-mail", "ios"),
+        ("gmail", "desktop-webmail"),
+        ("gmail", "ios"),
+        ("gmail", "android"),
+        ("outlook", "windows"),
+        ("outlook", "macos"),
+        ("outlook", "outlook-com"),
+    },
+    # Rounded corners on images and buttons; Outlook on Windows shows square ones.
+    "css-border-radius": {("outlook", "windows")},
+    # MJML's table reset; the cellspacing="0" attribute next to it does the same job.
+    "css-border-spacing": {("outlook", "windows"), ("outlook", "macos")},
+    # The hidden preheader: display:none (supported) hides it; these only add belt and braces.
+    "css-max-height": {("outlook", "windows")},
+    "css-overflow": {("outlook", "windows")},
+    "css-opacity": {("outlook", "windows")},
+    # Resets (outline on linked images, word spacing on the body): ignoring them changes nothing.
+    "css-outline": {("outlook", "windows")},
+    "css-word-spacing": {("outlook", "windows")},
+    # The wrapper div repeats the body's background, so a stripped <body> loses nothing.
+    "html-body": {("outlook", "macos")},
+    # Outlook on Windows ignores the doctype; the tables do not depend on standards mode.
+    "html-doctype": {("outlook", "windows")},
+    # target="_blank": webmail opens links in a new tab anyway.
+    "html-target": {
+        ("gmail", "desktop-webmail"),
+        ("gmail", "ios"),
+        ("gmail", "android"),
+        ("outlook", "outlook-com"),
+    },
+}
+
+
+def load_unsupported(csv_path: Path) -> dict[str, set[tuple[str, str]]]:
+    """caniemail's flat support table → feature → the target clients that lack it."""
+    found: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    with csv_path.open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            where = (row["client"], row["platform"])
+            if where in TARGETS and row["support"].startswith("n"):
+                found[row["feature_slug"]].add(where)
+    return dict(found)
+
 
 _ELEMENTS = {
     "table": "html-table",

@@ -1,5 +1,6 @@
 """The web face: subscriber pages (subscribe with double opt-in, confirm, preferences,
-unsubscribe, RFC 8058 one-click) and the issues' web-archive pages, on Starlette.
+unsubscribe, RFC 8058 one-click), the issues' web-archive pages and the editor app
+(:mod:`digest.web.editor`, under ``/editor/``), on Starlette.
 
 Pages are Jinja2 templates in ``templates/web``. Every form carries a CSRF field; tokens in
 links are signed per purpose (:mod:`subscribers.tokens`). Database work runs in a thread so
@@ -8,7 +9,7 @@ the event loop never blocks.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -30,6 +31,7 @@ from starlette.routing import Route
 from digest.events import EventReport, apply_events, signature_valid
 from digest.events import parse as parse_events
 from digest.pipeline import Project
+from digest.web.editor import Kit, editor_routes
 from digest.web.pages import Pages
 from digest.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf, RateLimit
 from subscribers.tokens import InvalidToken, Purpose
@@ -58,10 +60,16 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
     )
     secure_cookie = urlsplit(project.config.site.public_url).scheme == "https"
 
-    def page(request: Request, template: str, status: int = 200, **values: Any) -> Response:
+    def page(
+        request: Request,
+        template: str,
+        status: int = 200,
+        headers: Mapping[str, str] = SECURITY_HEADERS,
+        **values: Any,
+    ) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE) or csrf.new_cookie()
         body = pages.render(template, csrf=csrf.field_for(cookie), **values)
-        response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        response = HTMLResponse(body, status_code=status, headers=dict(headers))
         if CSRF_COOKIE not in request.cookies:
             response.set_cookie(
                 CSRF_COOKIE,
@@ -309,8 +317,10 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
     ) -> Route:
         return Route(path, endpoint, methods=["GET", "POST"] if post else ["GET"])
 
+    editor = editor_routes(project, Kit(page, checked_form, redirect, secure_cookie))
     return Starlette(
         routes=[
+            *editor,
             route("/", home),
             route("/subscribe", subscribe, post=True),
             route("/subscribe/check-your-email", check_email),

@@ -178,7 +178,7 @@ class Pages:
     def archive(self, digest: str, number: int) -> str | None:
         with self.project.engine.connect() as conn:
             row = repository.issue_by_number(conn, digest, number)
-        if row is None:
-            return None
+        if row is None or row.status not in (repository.ISSUE_SENDING, repository.ISSUE_SENT):
+            return None  # planned, held or skipped issues are not public: no reader got them
         issue = self.project.issue(row.id)
         return self.project.archive_html(issue)

@@ -37,7 +37,9 @@ class Csrf:
 
 
 class RateLimit:
-    """At most ``limit`` events per ``window`` per key (a client address); thread-safe."""
+    """At most ``limit`` events per ``window`` per key (a client address, an account);
+    thread-safe. :meth:`allow` counts every call; :meth:`blocked` and :meth:`hit` let a caller
+    count only some events (failed logins) while refusing all of them once over the limit."""
 
     def __init__(self, limit: int, window: timedelta, clock: Callable[[], datetime]) -> None:
         self.limit = limit
@@ -46,15 +48,32 @@ class RateLimit:
         self._events: dict[str, deque[datetime]] = {}
         self._lock = threading.Lock()
 
+    def _recent(self, key: str, now: datetime) -> deque[datetime]:
+        events = self._events.setdefault(key, deque())
+        while events and now - events[0] >= self.window:
+            events.popleft()
+        return events
+
+    def _record(self, events: deque[datetime], now: datetime) -> None:
+        events.append(now)
+        if len(self._events) > 100_000:  # forget idle clients rather than grow without end
+            self._events = {k: v for k, v in self._events.items() if v}
+
     def allow(self, key: str) -> bool:
         now = self.clock()
         with self._lock:
-            events = self._events.setdefault(key, deque())
-            while events and now - events[0] >= self.window:
-                events.popleft()
+            events = self._recent(key, now)
             if len(events) >= self.limit:
                 return False
-            events.append(now)
-            if len(self._events) > 100_000:  # forget idle clients rather than grow without end
-                self._events = {k: v for k, v in self._events.items() if v}
+            self._record(events, now)
             return True
+
+    def blocked(self, key: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            return len(self._recent(key, now)) >= self.limit
+
+    def hit(self, key: str) -> None:
+        now = self.clock()
+        with self._lock:
+            self._record(self._recent(key, now), now)

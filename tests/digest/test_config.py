@@ -109,3 +109,37 @@ def test_public_url_must_be_https_except_on_localhost(tmp_path: Path) -> None:
         'public_url = "http://localhost:8000"', 'public_url = "https://n.example"'
     )
     assert load_config(write(tmp_path, secure), {}).site.public_url == "https://n.example"
+
+
+def test_approval_keys_have_defaults_and_require_needs_someone_to_ask(tmp_path: Path) -> None:
+    digest = load_config(write(tmp_path, EXAMPLE), {}).digests[0]
+    assert (digest.approval, digest.approval_lead_hours, digest.misfire_grace_hours) == (
+        "auto",
+        24,
+        6,
+    )
+    assert digest.notify == []
+    cap = "max_posts_per_topic = 4"
+    text = EXAMPLE.replace(cap, f'{cap}\napproval = "require"')
+    assert error_of(tmp_path, text).endswith(
+        "digests[0].notify: approval = 'require' needs at least one editor address to ask, "
+        'e.g. notify = ["editor@example.com"]'
+    )
+    asked = text.replace(
+        'approval = "require"', 'approval = "require"\nnotify = ["Ed <ed@example.com>"]', 1
+    )
+    assert load_config(write(tmp_path, asked), {}).digests[0].notify == ["Ed <ed@example.com>"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('approval = "maybe"', "digests[0].approval: input should be 'auto', 'require' or 'hold'"),
+        ("approval_lead_hours = 0", "digests[0].approval_lead_hours: input should be greater"),
+        ("misfire_grace_hours = -1", "digests[0].misfire_grace_hours: input should be greater"),
+        ('notify = ["not an address"]', "digests[0].notify[0]: expected an email address"),
+    ],
+)
+def test_schedule_keys_are_named_when_wrong(tmp_path: Path, line: str, expected: str) -> None:
+    text = EXAMPLE.replace("max_posts_per_topic = 4", f"max_posts_per_topic = 4\n{line}")
+    assert expected in error_of(tmp_path, text)

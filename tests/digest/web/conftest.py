@@ -1,1 +1,60 @@
-"""Fixtures for the web tests live in tests/conftest.py (``live``)."""
+"""Fixtures for the web tests: ``live`` (tests/conftest.py) plus an editor and gathered posts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from digest.editors import EditorStore
+from digest.passwords import hash_password
+from tests.conftest import Live
+
+EDITOR_EMAIL = "ed@northwind.example"
+EDITOR_PASSWORD = "correct horse battery"
+
+
+@dataclass
+class EditorSite:
+    live: Live
+    email: str = EDITOR_EMAIL
+    password: str = EDITOR_PASSWORD
+
+    def login(self, client: httpx.Client, password: str | None = None) -> httpx.Response:
+        page = client.get("/editor/login")
+        return client.post(
+            "/editor/login",
+            data={
+                "csrf": csrf_of(page),
+                "email": self.email,
+                "password": self.password if password is None else password,
+                "next": "/editor/",
+            },
+        )
+
+    def issue_id(self) -> int:
+        planned = self.live.project.plan("weekly")
+        assert planned is not None and planned.issue.id is not None
+        return planned.issue.id
+
+
+def csrf_of(page: httpx.Response) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match, page.text[:300]
+    return match.group(1)
+
+
+@pytest.fixture
+def site(live: Live) -> EditorSite:
+    """The example site served live, its feeds gathered, readers in every segment shape, and
+    one editor in the database."""
+    live.project.gather()
+    for i, topics in enumerate(
+        [{"backend"}, {"backend", "data"}, {"frontend"}, {"ai-ml", "security"}, {"data"}]
+    ):
+        live.add(f"reader{i}@example.com", topics)
+    with live.project.engine.begin() as conn:
+        EditorStore(conn).add(EDITOR_EMAIL, "Ed", hash_password(EDITOR_PASSWORD), live.clock())
+    return EditorSite(live)

@@ -1,0 +1,100 @@
+"""``digest schedule list``, ``digest scheduler`` when another one runs, ``digest send`` on a
+held issue."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from digest import repository
+from digest.cli import app
+from digest.config import Config, load_config
+from digest.errors import ApprovalError
+from digest.pipeline import Project
+from digest.schedule import acquire_lock
+
+ENV = {"DIGEST_SECRET_KEY": "k"}
+
+
+def configured(example_config: Config, *lines: str, schedule: str = "30 2 * * *") -> Path:
+    path = example_config.path
+    text = path.read_text(encoding="utf-8")
+    text = text.replace('schedule = "0 8 * * mon"', f'schedule = "{schedule}"')
+    text = text.replace("max_posts_per_topic = 4", "\n".join(["max_posts_per_topic = 4", *lines]))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_schedule_list_shows_next_runs_policy_missed_slots_and_dst_edges(
+    example_config: Config,
+) -> None:
+    path = configured(example_config, 'approval = "require"', 'notify = ["ed@example.com"]')
+    project = Project.open(load_config(path, ENV))
+    slot = datetime(2026, 11, 16, 1, 30, tzinfo=UTC)
+    with project.engine.begin() as conn:
+        repository.log_schedule(
+            conn, "weekly", slot, "missed", "run missed: no scheduler was running", slot
+        )
+    result = CliRunner().invoke(app, ["schedule", "list", "--config", str(path)], env=ENV)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "require" in text and "editors asked" in text
+    assert "02:30 CET" in text and "01:30 UTC" in text
+    assert (
+        "weekly missed: slot Mon 2026-11-16 02:30 CET = 01:30 UTC: run missed: no scheduler "
+        "was running" in text
+    )
+    assert (
+        "02:30 does not exist in Europe/Berlin (clocks go forward 1 h): APScheduler runs it at "
+        "03:30 CEST (01:30 UTC) instead" in text
+    )
+    assert "02:30 happens twice in Europe/Berlin (clocks go back 1 h)" in text
+
+
+def test_a_second_scheduler_exits_with_a_clear_message(example_config: Config) -> None:
+    path = configured(example_config)
+    project = Project.open(load_config(path, ENV))
+    lock = acquire_lock(project.engine)
+    try:
+        result = CliRunner().invoke(app, ["scheduler", "--config", str(path)], env=ENV)
+    finally:
+        lock.release()
+    assert result.exit_code == 3
+    assert "another `digest scheduler` is already running on this database" in result.output
+    assert f"(pid {os.getpid()})" in result.output
+    assert "Use --wait to take over when it stops." in result.output
+
+
+def test_digest_send_refuses_a_held_issue_without_force(example_config: Config) -> None:
+    path = configured(example_config, 'approval = "hold"')
+    project = Project.open(load_config(path, ENV))
+    project.gather()
+    planned = project.plan()
+    assert planned is not None and planned.issue.id is not None
+    with project.engine.begin() as conn:
+        repository.set_approval(
+            conn, planned.issue.id, "held", None, datetime.now(UTC), "policy hold"
+        )
+    runner = CliRunner()
+    refused = runner.invoke(app, ["send", "--config", str(path)], env=ENV)
+    assert isinstance(refused.exception, ApprovalError)
+    assert (
+        "is held: approve it in the editor app, or send it anyway with `digest send --force`"
+        in (str(refused.exception))
+    )
+    forced = runner.invoke(app, ["send", "--force", "--config", str(path)], env=ENV)
+    assert forced.exit_code == 0, forced.output
+    assert "Emails submitted:" in forced.output
+    with project.engine.connect() as conn:
+        row = repository.issue_row(conn, planned.issue.id)
+    assert row.status == "sent" and row.approval == "approved"
+    assert row.approval_by is not None and row.approval_by.endswith("(digest send --force)")
+
+
+@pytest.fixture(autouse=True)
+def _no_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIGEST_CONFIG", raising=False)
