@@ -493,6 +493,11 @@ def schedule_list(config: ConfigOption = None) -> None:
             approval,
         )
     out.print(table)
+    if not schedule.scheduler_running(project.engine):
+        err.print(
+            "[yellow]No `digest scheduler` is running on this database: slots pass unsent "
+            "(recorded as missed when it starts, or run once within the misfire grace).[/]"
+        )
     with project.engine.connect() as conn:
         for run in runs:
             shown = [
