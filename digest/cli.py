@@ -393,7 +393,7 @@ def worker(
 
 @app.command()
 def run(config: ConfigOption = None, digest: DigestOption = None) -> None:
-    """Gather, plan and send: what the scheduler runs."""
+    """Gather, plan and send now, by hand (`digest scheduler` runs digests at their slots)."""
     project = _project(config)
     report = _gather(project)
     _send(project, digest)
