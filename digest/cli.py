@@ -441,7 +441,7 @@ def scheduler(
         out.print("Scheduler running; Ctrl-C stops it.")
         service.wait(lock)
     except KeyboardInterrupt:
-        err.print("Stopping: a send in progress finishes first…")
+        err.print("Stopping (a send in progress finishes first)…")
     finally:
         service.stop()
         lock.release()
