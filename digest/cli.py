@@ -399,7 +399,7 @@ def worker(
 
 @app.command()
 def run(config: ConfigOption = None, digest: DigestOption = None) -> None:
-    """Gather, plan and send: what the scheduler runs."""
+    """Gather, plan and send now, by hand (`digest scheduler` runs digests at their slots)."""
     project = _project(config)
     report = _gather(project)
     _send(project, digest)
@@ -447,7 +447,7 @@ def scheduler(
         out.print("Scheduler running; Ctrl-C stops it.")
         service.wait(lock)
     except KeyboardInterrupt:
-        err.print("Stopping: a send in progress finishes first…")
+        err.print("Stopping (a send in progress finishes first)…")
     finally:
         service.stop()
         lock.release()
@@ -499,6 +499,11 @@ def schedule_list(config: ConfigOption = None) -> None:
             approval,
         )
     out.print(table)
+    if not schedule.scheduler_running(project.engine):
+        err.print(
+            "[yellow]No `digest scheduler` is running on this database: slots pass unsent "
+            "(recorded as missed when it starts, or run once within the misfire grace).[/]"
+        )
     with project.engine.connect() as conn:
         for run in runs:
             shown = [

@@ -501,7 +501,9 @@ class Project:
         client: httpx.Client | None = None,
         transport: Transport | None = None,
     ) -> RunResult:
-        """What the scheduler calls: gather, plan, send."""
+        """Gather, plan, send, by hand (``digest run``). The scheduler runs
+        :func:`digest.schedule.run_slot` instead, which plans per slot and adds the approval
+        gate; this refuses a held or pending issue like :meth:`send`."""
         gathered = self.gather(client)
         planned, sent = self.send(digest_slug, transport)
         return RunResult(gathered, planned, sent)

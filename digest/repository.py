@@ -387,6 +387,17 @@ def unfinished_issue(conn: Connection, digest: str) -> IssueRow | None:
     return IssueRow(**row._mapping) if row else None
 
 
+def attach_slot(conn: Connection, issue_id: int, slot: datetime) -> bool:
+    """Give a hand-made issue the slot the scheduler takes it for, so a rerun of that slot
+    finds it instead of planning another. False when it already has a slot."""
+    changed = conn.execute(
+        update(db.issues)
+        .where(db.issues.c.id == issue_id, db.issues.c.slot.is_(None))
+        .values(slot=slot)
+    ).rowcount
+    return bool(changed)
+
+
 def _check_approval(approval: str) -> None:
     if approval not in APPROVALS:
         raise ApprovalError(

@@ -255,8 +255,10 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
     if planned is None:
         return outcome("nothing", "nothing new since the last issue" + resumed)
     assert planned.issue.id is not None
-    with project.engine.connect() as conn:
+    with project.engine.begin() as conn:
         row = repository.issue_row(conn, planned.issue.id)
+        if row.slot is None and repository.attach_slot(conn, row.id, slot):
+            row = repository.issue_row(conn, row.id)  # made by hand: now this slot's issue
     now = project.clock()
     deadline = row.slot or slot
     action = gate(digest.approval, row.approval, now, deadline, digest.approval_lead)
@@ -681,6 +683,15 @@ class FileLock:
             self.handle.truncate()
             fcntl.flock(self.handle, fcntl.LOCK_UN)
             self.handle.close()
+
+
+def scheduler_running(engine: Engine) -> bool:
+    """Whether some process holds the scheduler lock (tried and, if taken, released at once)."""
+    try:
+        acquire_lock(engine).release()
+    except SchedulerBusy:
+        return True
+    return False
 
 
 def acquire_lock(engine: Engine) -> SchedulerLock:

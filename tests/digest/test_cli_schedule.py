@@ -53,6 +53,13 @@ def test_schedule_list_shows_next_runs_policy_missed_slots_and_dst_edges(
         "03:30 CEST (01:30 UTC) instead" in text
     )
     assert "02:30 happens twice in Europe/Berlin (clocks go back 1 h)" in text
+    assert "No `digest scheduler` is running on this database" in text
+    lock = acquire_lock(project.engine)
+    try:
+        running = CliRunner().invoke(app, ["schedule", "list", "--config", str(path)], env=ENV)
+    finally:
+        lock.release()
+    assert running.exit_code == 0 and "No `digest scheduler` is running" not in running.output
 
 
 def test_a_second_scheduler_exits_with_a_clear_message(example_config: Config) -> None:

@@ -242,3 +242,15 @@ def test_outbox_files_match_the_ledger(project: Project, clock: FixedClock) -> N
     ran = run_slot(project, "weekly", SLOT)
     folder = project.config.outbox_dir / "weekly"
     assert len(list(Path(folder).rglob("*.eml"))) == ran.submitted == deliveries(project)
+
+
+def test_a_hand_made_issue_taken_by_a_slot_becomes_that_slots_issue(
+    project: Project, clock: FixedClock
+) -> None:
+    project.gather()
+    by_hand = project.plan()
+    assert by_hand is not None and by_hand.issue.id is not None
+    ran = run_slot(project, "weekly", SLOT)
+    assert ran.kind == "ran" and ran.issue_id == by_hand.issue.id
+    assert issue(project, by_hand.issue.id).slot == SLOT
+    assert run_slot(project, "weekly", SLOT).kind == "nothing"
