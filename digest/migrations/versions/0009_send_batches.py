@@ -4,8 +4,8 @@ A million-recipient send changed a million rows three times; now a batch of up t
 deliveries is claimed, leased and marked as one row, and its deliveries change once, together,
 when its outcome is known. ``deliveries.batch`` (a claim id) becomes ``batch_id``.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-24
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
