@@ -207,7 +207,6 @@ deliveries = Table(
     Column("ambiguities", Integer, nullable=False, server_default="0"),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_deliveries_issue_subscriber"),
 )
-Index("ix_deliveries_issue_status", deliveries.c.issue_id, deliveries.c.status)
 Index("ix_deliveries_batch_id", deliveries.c.batch_id)
 
 

@@ -104,7 +104,7 @@ class TokenSigner:
         if self._stamp[0] != seconds:
             self._stamp = (seconds, base64_encode(int_to_bytes(seconds)))
         value = b"%d.%s" % (subscriber_id, self._stamp[1])
-        mac = hmac.new(self._manage_key, value, hashlib.sha256).digest()
+        mac = hmac.digest(self._manage_key, value, "sha256")
         return (value + b"." + base64_encode(mac)).decode("ascii")
 
     def verify(self, purpose: Purpose, token: str) -> dict[str, object]:

@@ -118,7 +118,14 @@ def record_recipients(
         if not started:
             return 0
         members = SubscriberStore(conn).segment_members(issue.topic_slugs, now)
-        batches = plan_batches(((sid, encode_key(key)) for sid, key in members), batch_size)
+        encoded: dict[frozenset[str], str] = {}
+        batches = plan_batches(
+            (
+                (sid, encoded.get(key) or encoded.setdefault(key, encode_key(key)))
+                for sid, key in members
+            ),
+            batch_size,
+        )
         return ledger.record(conn, issue.id, batches, now)
 
 

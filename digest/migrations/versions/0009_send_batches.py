@@ -3,6 +3,8 @@
 A million-recipient send changed a million rows three times; now a batch of up to 1000
 deliveries is claimed, leased and marked as one row, and its deliveries change once, together,
 when its outcome is known. ``deliveries.batch`` (a claim id) becomes ``batch_id``.
+``ix_deliveries_issue_status`` goes: every outcome rewrote it, and per-issue counts find their
+rows through the unique (issue_id, subscriber_id) index.
 
 Revision ID: 0009
 Revises: 0008
@@ -45,6 +47,7 @@ def upgrade() -> None:
     op.create_index("ix_send_batches_claim", "send_batches", ["issue_id", "status", "id"])
     op.drop_index("ix_deliveries_claim", table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
+        batch.drop_index("ix_deliveries_issue_status")
         batch.drop_column("batch")
         batch.add_column(sa.Column("batch_id", sa.Integer(), nullable=True))
         batch.create_foreign_key(
@@ -63,6 +66,7 @@ def downgrade() -> None:
         batch.drop_constraint(op.f("fk_deliveries_batch_id_send_batches"), type_="foreignkey")
         batch.drop_column("batch_id")
         batch.add_column(sa.Column("batch", sa.String(length=64), nullable=True))
+        batch.create_index("ix_deliveries_issue_status", ["issue_id", "status"])
     op.create_index("ix_deliveries_claim", "deliveries", ["issue_id", "status", "segment", "id"])
     op.drop_index("ix_send_batches_claim", table_name="send_batches")
     op.drop_table("send_batches")
