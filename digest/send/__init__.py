@@ -22,11 +22,10 @@ from sqlalchemy import Connection, Engine, update
 
 from digest import db, repository
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
-from digest.personalize import recipient_values
 from digest.render import RenderedIssue
 from digest.send import ledger
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient, plan_batches
-from digest.send.message import Envelope, Personal, message_id
+from digest.send.message import Envelope
 from subscribers.segments import decode_key, encode_key
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
@@ -290,7 +289,7 @@ class _Sender:
         self.compiled[claimed.segment] = variant
         while len(self.compiled) > COMPILED_KEPT:
             del self.compiled[next(iter(self.compiled))]
-        links, from_email, now = self.links, self.envelope.from_email, self.clock()
+        links, now = self.links, self.clock()
         recipients: list[Recipient] = []
         skipped: dict[int, str] = {}
         delivery_of: dict[int, int] = {}
@@ -299,18 +298,17 @@ class _Sender:
                 skipped[m.delivery_id] = "no longer active"
                 continue
             delivery_of[m.subscriber_id] = m.delivery_id
-            token = links.token(m.subscriber_id, now)
-            personal = Personal(
-                m.email,
-                m.name,
-                links.unsubscribe(token),
-                message_id(self.issue_id, m.subscriber_id, from_email),
-            )
             first_name = m.name.split()[0] if m.name.strip() else "there"
-            values = recipient_values(first_name, m.email, token)
-            recipients.append(Recipient(m.subscriber_id, personal, values))
+            token = links.token(m.subscriber_id, now)
+            recipients.append(Recipient(m.subscriber_id, m.email, m.name, first_name, token))
         batch = OutgoingBatch(
-            self.issue_id, issue.digest, issue.number, self.envelope, variant, tuple(recipients)
+            self.issue_id,
+            issue.digest,
+            issue.number,
+            self.envelope,
+            variant,
+            tuple(recipients),
+            links.public_url,
         )
         return _Prepared(claimed, batch, skipped, delivery_of)
 

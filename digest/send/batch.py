@@ -12,8 +12,8 @@ from datetime import datetime
 from email.message import EmailMessage
 
 from digest.models import Variant
-from digest.personalize import Compiled, bind_links, compile_template
-from digest.send.message import Envelope, Personal, build_message
+from digest.personalize import Compiled, bind_links, compile_template, recipient_values
+from digest.send.message import Envelope, Personal, build_message, message_id
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,21 @@ class CompiledVariant:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
+    """What one reader's email needs beyond the variant; everything else derives from it
+    (built once per recipient of every send, so it holds no more than that)."""
+
     subscriber_id: int
-    personal: Personal
-    values: dict[str, str]
-    """Every token of the variant with this recipient's value (escaped for HTML tokens)."""
+    email: str
+    name: str
+    first_name: str
+    """For the greeting: "there" when the name is unknown."""
+    token: str
+    """The signed manage token all the email's links carry."""
+
+    def values(self) -> dict[str, str]:
+        return recipient_values(self.first_name, self.email, self.token)
 
 
 @dataclass(frozen=True)
@@ -61,20 +70,34 @@ class OutgoingBatch:
     envelope: Envelope
     variant: CompiledVariant
     recipients: tuple[Recipient, ...]
+    public_url: str
+    """Where the links lead (``bind_links`` put it into the variant)."""
+
+    def unsubscribe_url(self, recipient: Recipient) -> str:
+        return f"{self.public_url}/unsubscribe/{recipient.token}"
+
+    def personal(self, recipient: Recipient) -> Personal:
+        return Personal(
+            recipient.email,
+            recipient.name,
+            self.unsubscribe_url(recipient),
+            message_id(self.issue_id, recipient.subscriber_id, self.envelope.from_email),
+        )
 
 
 def messages(batch: OutgoingBatch, now: datetime) -> Iterator[tuple[int, EmailMessage]]:
     """One finished MIME message per recipient."""
     v = batch.variant
     for r in batch.recipients:
+        values = r.values()
         yield (
             r.subscriber_id,
             build_message(
                 batch.envelope,
-                r.personal,
-                v.subject.fill(r.values),
-                v.text.fill(r.values),
-                v.html.fill(r.values),
+                batch.personal(r),
+                v.subject.fill(values),
+                v.text.fill(values),
+                v.html.fill(values),
                 now,
             ),
         )

@@ -45,14 +45,14 @@ def message_id(issue_id: int, subscriber_id: int, from_email: str) -> str:
 _URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*")
 
 
-def list_unsubscribe(envelope: Envelope, personal: Personal) -> str:
+def list_unsubscribe(envelope: Envelope, unsubscribe_url: str) -> str:
     if not envelope.unsubscribe_mailto:
-        return f"<{personal.unsubscribe_url}>"
-    token = personal.unsubscribe_url.rstrip("/").rpartition("/")[2]
+        return f"<{unsubscribe_url}>"
+    token = unsubscribe_url.rstrip("/").rpartition("/")[2]
     # Signed tokens need no quoting; this runs once per recipient of every send.
     quoted = token if _URL_SAFE.fullmatch(token) else quote(token, safe="")
     return (
-        f"<{personal.unsubscribe_url}>, "
+        f"<{unsubscribe_url}>, "
         f"<mailto:{envelope.unsubscribe_mailto}?subject=unsubscribe%20{quoted}>"
     )
 
@@ -94,6 +94,6 @@ def build_message(
     if envelope.reply_to:
         message["Reply-To"] = envelope.reply_to
     message["List-Id"] = envelope.list_id
-    message["List-Unsubscribe"] = list_unsubscribe(envelope, personal)
+    message["List-Unsubscribe"] = list_unsubscribe(envelope, personal.unsubscribe_url)
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     return message

@@ -41,20 +41,21 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
     """The request body for one batch: the variant once, a personalization per recipient."""
     envelope = batch.envelope
     variant = batch.variant
+    digest, issue_id = batch.digest, str(batch.issue_id)
     personalizations = []
-    for recipient in batch.recipients:
-        to: dict[str, str] = {"email": recipient.personal.email}
-        if recipient.personal.name:
-            to["name"] = recipient.personal.name
+    for r in batch.recipients:
+        to: dict[str, str] = {"email": r.email, "name": r.name} if r.name else {"email": r.email}
         personalizations.append(
             {
                 "to": [to],
-                "substitutions": dict(recipient.values),
-                "headers": {"List-Unsubscribe": list_unsubscribe(envelope, recipient.personal)},
+                "substitutions": r.values(),
+                "headers": {
+                    "List-Unsubscribe": list_unsubscribe(envelope, batch.unsubscribe_url(r))
+                },
                 "custom_args": {
-                    "digest": batch.digest,
-                    "issue_id": str(batch.issue_id),
-                    "subscriber_id": str(recipient.subscriber_id),
+                    "digest": digest,
+                    "issue_id": issue_id,
+                    "subscriber_id": str(r.subscriber_id),
                 },
             }
         )

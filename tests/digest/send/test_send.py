@@ -43,7 +43,7 @@ class FlakyTransport:
         if self.calls == self.crash_on_call:
             self.in_flight = len(batch.recipients)
             raise Crash
-        self.delivered.extend(r.personal.email for r in batch.recipients)
+        self.delivered.extend(r.email for r in batch.recipients)
         return {}
 
 

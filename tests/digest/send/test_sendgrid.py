@@ -138,3 +138,17 @@ def test_a_bad_key_stops_the_send_without_showing_the_key(
     assert "API key was refused" in str(stopped.value)
     assert "SG.wrong-secret-value" not in str(stopped.value)
     assert sum(server.received.values()) == 0
+
+
+def test_one_off_messages_validate_too(
+    tmp_path: Path, clock: FixedClock, server: SendGridServer
+) -> None:
+    """A test send and a confirmation request go through the same API, as their own shape."""
+    project = sendgrid_project(tmp_path, clock, server.host)
+    _, _, subject = project.send_test("editor@example.com", segment=frozenset({"data"}))
+    assert server.rejected == [] and len(server.accepted) == 1
+    body = server.accepted[0]
+    assert body["subject"] == subject and subject.startswith("[TEST]")
+    assert body["personalizations"] == [{"to": [{"email": "editor@example.com"}]}]
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert list(server.received) == [(None, None)]  # outside the ledger: no delivery ids
