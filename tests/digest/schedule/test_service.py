@@ -26,7 +26,7 @@ from subscribers.importer import parse_csv, topic_resolver
 from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[3]
 
 
 def use(project: Project, **changes: Any) -> None:

@@ -1,0 +1,264 @@
+"""The job body: what runs for one digest and one slot (gather, plan, gate, then send, notify,
+wait, skip or hold), and the approval request mailed to editors.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.utils import parseaddr
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, func, select
+
+from digest import db, repository
+from digest.config import DigestConfig
+from digest.errors import DigestError
+from digest.pipeline import Planned, Project
+from digest.schedule.gate import Action, gate
+from digest.schedule.slots import is_repeat
+from digest.send import SendReport
+from digest.send.message import compose
+
+log = logging.getLogger(__name__)
+
+
+# The job body ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotOutcome:
+    """What one run of a slot did; also written to ``schedule_log`` (``kind`` and ``detail``)."""
+
+    digest: str
+    slot: datetime
+    kind: str
+    """ran, notified, waiting, skipped, held, nothing, failed"""
+    detail: str
+    issue_id: int | None = None
+    issue_number: int | None = None
+    report: SendReport | None = None
+
+    @property
+    def submitted(self) -> int:
+        return self.report.submitted if self.report else 0
+
+
+def run_slot(project: Project, digest_slug: str, slot: datetime) -> SlotOutcome:
+    """One scheduled run of a digest for ``slot``: gather → plan → approval gate → act.
+
+    Idempotent per (digest, slot): the slot's issue is planned once (unique in the database)
+    and a rerun of a slot whose issue was sent or skipped does nothing. Called at the slot by
+    the run job, and ``approval_lead_hours`` before it by a ``require`` digest's request job
+    (the gate tells the two apart by the time). Tests and the editor app call it directly.
+    """
+    digest = project.config.digest(digest_slug)
+    slot = slot.astimezone(UTC)
+    outcome = _run_slot(project, digest, slot)
+    with project.engine.begin() as conn:
+        repository.log_schedule(
+            conn, digest.slug, slot, outcome.kind, outcome.detail, project.clock()
+        )
+    log.info("%s %s: %s: %s", digest.slug, _both(slot, digest.zone), outcome.kind, outcome.detail)
+    return outcome
+
+
+def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOutcome:
+    def outcome(kind: str, detail: str, row: repository.IssueRow | None = None) -> SlotOutcome:
+        return SlotOutcome(
+            digest.slug, slot, kind, detail, row.id if row else None, row.number if row else None
+        )
+
+    if is_repeat(slot, digest.zone):
+        local = slot.astimezone(digest.zone)
+        return outcome(
+            "nothing", f"{local:%H:%M} happened twice (clocks went back); this is the repeat"
+        )
+    with project.engine.connect() as conn:
+        mine = repository.issue_for_slot(conn, digest.slug, slot)
+        later = _latest_slot_with_issue(conn, digest.slug)
+    if mine is not None and mine.status in (repository.ISSUE_SENT, repository.ISSUE_SKIPPED):
+        return outcome("nothing", f"issue {mine.number} of this slot was {mine.status} already")
+    if mine is None and later is not None and later > slot:
+        return outcome("nothing", f"a later slot ({later:%Y-%m-%d %H:%M} UTC) has its issue")
+    resumed = _settle_earlier(project, digest, slot)
+    if mine is None:
+        gathered = project.gather()
+        failed = ", ".join(s.job.name for s in gathered.failed)
+        if failed:
+            log.warning("%s: sources failed: %s", digest.slug, failed)
+    planned = project.plan(digest.slug, slot=slot)
+    if planned is None:
+        return outcome("nothing", "nothing new since the last issue" + resumed)
+    assert planned.issue.id is not None
+    with project.engine.begin() as conn:
+        row = repository.issue_row(conn, planned.issue.id)
+        if row.slot is None and repository.attach_slot(conn, row.id, slot):
+            row = repository.issue_row(conn, row.id)  # made by hand: now this slot's issue
+    now = project.clock()
+    deadline = row.slot or slot
+    action = gate(digest.approval, row.approval, now, deadline, digest.approval_lead)
+    number = row.number
+    if action is Action.SEND:
+        report = project.deliver(planned)
+        detail = f"issue {number}: {report.submitted} submitted, {report.failed} failed"
+        if report.ambiguous:
+            detail += f", {report.ambiguous} ambiguous (not re-sent)"
+        if not report.finished:
+            detail += " (unfinished: the next run resumes it)"
+        result = outcome("ran", detail + resumed, row)
+        return SlotOutcome(**{**result.__dict__, "report": report})
+    if action is Action.NOTIFY:
+        return _notify(project, digest, planned, deadline, row)
+    if action is Action.WAIT:
+        local = deadline.astimezone(digest.zone)
+        why = "approval" if row.approval == repository.APPROVAL_PENDING else "its slot"
+        return outcome(
+            "waiting", f"issue {number} waits for {why} (until {local:%a %H:%M %Z})", row
+        )
+    if action is Action.SKIP:
+        if row.approval != repository.APPROVAL_SKIPPED:
+            asked = row.approval == repository.APPROVAL_PENDING
+            note = "not approved by its slot" + ("" if asked else " (no editor was asked in time)")
+            with project.engine.begin() as conn:
+                repository.set_approval(
+                    conn, row.id, repository.APPROVAL_SKIPPED, None, project.clock(), note
+                )
+        return outcome(
+            "skipped",
+            f"issue {number} was not approved by its slot; its posts go into the next",
+            row,
+        )
+    if row.approval != repository.APPROVAL_HELD:
+        with project.engine.begin() as conn:
+            repository.set_approval(
+                conn,
+                row.id,
+                repository.APPROVAL_HELD,
+                None,
+                project.clock(),
+                f"approval policy {digest.approval!r}: an editor sends it",
+            )
+    return outcome(
+        "held",
+        f"issue {number} is held: an editor sends it (approve it in the editor app, "
+        "or `digest send --force`)",
+        row,
+    )
+
+
+def _latest_slot_with_issue(conn: Connection, digest: str) -> datetime | None:
+    found = conn.execute(
+        select(func.max(db.issues.c.slot)).where(db.issues.c.digest == digest)
+    ).scalar_one()
+    return db.UtcDateTime().process_result_value(found, conn.dialect) if found else None
+
+
+def _settle_earlier(project: Project, digest: DigestConfig, slot: datetime) -> str:
+    """Deal with an unfinished issue from before this slot, so the slot can have its own.
+
+    A send a crash left half done is resumed (it was allowed to start, and the ledger makes the
+    rest exactly once). An issue of an earlier slot that never went out is skipped: its slot
+    passed, and this slot's issue takes its posts. A held or hand-made issue stays: an editor
+    decides about those, and the slot gets it back from ``plan``.
+    """
+    with project.engine.connect() as conn:
+        earlier = repository.unfinished_issue(conn, digest.slug)
+    if earlier is None or earlier.slot == slot:
+        return ""
+    if earlier.status == repository.ISSUE_SENDING:
+        planned = Planned(project.issue(earlier.id), False, {}, earlier.approval, earlier.slot)
+        report = project.deliver(planned)
+        return f"; resumed issue {earlier.number}: {report.submitted} more submitted"
+    if earlier.slot is not None and earlier.slot < slot:
+        if earlier.approval == repository.APPROVAL_HELD:
+            return ""
+        note = f"its slot passed without a send; the slot of {slot:%Y-%m-%d %H:%M} UTC replans"
+        with project.engine.begin() as conn:
+            repository.set_approval(
+                conn, earlier.id, repository.APPROVAL_SKIPPED, None, project.clock(), note
+            )
+            repository.log_schedule(
+                conn,
+                digest.slug,
+                earlier.slot,
+                "skipped",
+                f"issue {earlier.number}: {note}",
+                project.clock(),
+            )
+    return ""
+
+
+def editor_url(public_url: str, issue_id: int) -> str:
+    """The editor app's page of one issue (served by the editor web app)."""
+    return f"{public_url}/editor/issues/{issue_id}"
+
+
+def _notify(
+    project: Project,
+    digest: DigestConfig,
+    planned: Planned,
+    slot: datetime,
+    row: repository.IssueRow,
+) -> SlotOutcome:
+    """Email each editor on ``notify`` a link to the issue, then mark it pending.
+
+    Pending is set even when mail fails: the issue then waits in the editor app, and the
+    failure is in the outcome, so the dashboard says why nobody heard of it."""
+    config = project.config
+    issue = planned.issue
+    link = editor_url(config.site.public_url, row.id)
+    when = _both(slot, digest.zone)
+    subject = f"Please approve {digest.name}, issue {issue.number}, before {when}"
+    topics = ", ".join(s.topic.name for s in issue.sections)
+    lines = [
+        f"Issue {issue.number} of {digest.name} is planned for {when}:",
+        f"{issue.post_count} posts in {topics}, for {planned.recipients} readers.",
+        "",
+        f"Review and approve it: {link}",
+        "",
+        "If nobody approves it by then, it is skipped and its posts go into the next issue.",
+    ]
+    body = "\n".join(lines)
+    page = "".join(f"<p>{html.escape(line)}</p>" for line in lines if line and link not in line)
+    page += f'<p><a href="{html.escape(link)}">Review and approve issue {issue.number}</a></p>'
+    sending = config.sending
+    sender = Address(sending.from_name, addr_spec=sending.from_email)
+    mailer = project.mailer()
+    failed: list[str] = []
+    for editor in digest.notify:
+        name, address = parseaddr(editor)
+        message = compose(
+            sender, Address(name, addr_spec=address), subject, body, page, project.clock()
+        )
+        try:
+            mailer(message)
+        except (DigestError, OSError) as err:
+            failed.append(f"{address}: {err}")
+    with project.engine.begin() as conn:
+        repository.set_approval(
+            conn,
+            row.id,
+            repository.APPROVAL_PENDING,
+            None,
+            project.clock(),
+            f"approval requested from {', '.join(digest.notify)}",
+        )
+    asked = len(digest.notify) - len(failed)
+    if asked == 0:
+        detail = f"issue {issue.number} waits for approval, but no editor could be emailed: "
+        return SlotOutcome(
+            digest.slug, slot, "failed", detail + "; ".join(failed), row.id, issue.number
+        )
+    detail = f"issue {issue.number}: asked {asked} editor(s) to approve by {when}"
+    if failed:
+        detail += f"; could not email {'; '.join(failed)}"
+    return SlotOutcome(digest.slug, slot, "notified", detail, row.id, issue.number)
+
+
+def _both(moment: datetime, zone: ZoneInfo) -> str:
+    local = moment.astimezone(zone)
+    return f"{local:%a %Y-%m-%d %H:%M %Z} ({moment.astimezone(UTC):%H:%M} UTC)"

@@ -1,0 +1,272 @@
+"""APScheduler wiring: the jobs of the config in a SQLAlchemyJobStore in the project database,
+kept in step with the config, their missed runs recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
+from apscheduler.triggers.base import BaseTrigger
+
+from digest import repository
+from digest.config import Config
+from digest.errors import DigestError
+from digest.pipeline import Project
+from digest.schedule.job import SlotOutcome, run_slot
+from digest.schedule.lock import SchedulerLock
+from digest.schedule.slots import (
+    ONE_MICROSECOND,
+    LeadTrigger,
+    catch_up,
+    cron_trigger,
+    hours_label,
+    latest_slot,
+    slots_between,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_TABLE = "apscheduler_jobs"
+JobKind = Literal["run", "notify"]
+RUN: JobKind = "run"
+NOTIFY: JobKind = "notify"
+
+
+# APScheduler wiring ----------------------------------------------------------------------------
+
+
+def job_id(digest_slug: str, kind: JobKind = RUN) -> str:
+    return f"digest:{digest_slug}" if kind == RUN else f"digest:{digest_slug}:{kind}"
+
+
+def _parse_job_id(value: str) -> tuple[str, JobKind] | None:
+    parts = value.split(":")
+    if parts[0] != "digest" or len(parts) not in (2, 3):
+        return None
+    kind: JobKind = NOTIFY if len(parts) == 3 and parts[2] == NOTIFY else RUN
+    return parts[1], kind
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job the config asks for."""
+
+    id: str
+    digest: str
+    kind: JobKind
+    trigger: BaseTrigger
+    grace: timedelta
+
+
+def job_specs(config: Config) -> list[JobSpec]:
+    """One run job per digest; ``require`` digests also get the approval-request job, whose
+    grace is the whole lead (a late request is still worth sending until the slot)."""
+    specs = []
+    for digest in config.digests:
+        cron = cron_trigger(digest)
+        specs.append(JobSpec(job_id(digest.slug), digest.slug, RUN, cron, digest.misfire_grace))
+        if digest.approval == "require":
+            specs.append(
+                JobSpec(
+                    job_id(digest.slug, NOTIFY),
+                    digest.slug,
+                    NOTIFY,
+                    LeadTrigger(cron, digest.approval_lead),
+                    digest.approval_lead,
+                )
+            )
+    return specs
+
+
+class GuardedScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """APScheduler 3.11's loop processes jobs once more after ``shutdown()``: it checks the
+    state before waiting, not after, so the wake-up from shutdown submits any due job to the
+    stopped executor (an error) and moves the job's next run time on. A slot falling due at
+    Ctrl-C would be lost without a trace. This scheduler does nothing once stopped."""
+
+    def _process_jobs(self) -> float | None:
+        if self.state == STATE_STOPPED:
+            return None
+        result: float | None = super()._process_jobs()
+        return result
+
+
+_service: SchedulerService | None = None
+"""The service of this process; the stored jobs call back into it (APScheduler stores a
+reference to :func:`scheduled_job` and its arguments, never a Project)."""
+
+
+def scheduled_job(digest_slug: str, kind: str) -> None:
+    """What APScheduler calls. Runs in the executor's thread."""
+    if _service is None:
+        raise RuntimeError("no SchedulerService is running in this process")
+    _service.fire(digest_slug, NOTIFY if kind == NOTIFY else RUN)
+
+
+class SchedulerService:
+    """APScheduler on the project database, its jobs kept in step with the config.
+
+    ``scheduler_factory`` exists for tests; the CLI uses the default BackgroundScheduler and
+    waits on it in the main thread, so Ctrl-C reaches us and stops it cleanly.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        scheduler_factory: Callable[..., BackgroundScheduler] = GuardedScheduler,
+    ) -> None:
+        self.project = project
+        self.specs = {spec.id: spec for spec in job_specs(project.config)}
+        self.scheduler = scheduler_factory(
+            jobstores={"default": SQLAlchemyJobStore(engine=project.engine, tablename=JOB_TABLE)},
+            executors={"default": ThreadPoolExecutor(max(1, len(self.project.config.digests)))},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=UTC,
+        )
+        self.scheduler.add_listener(
+            self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR
+        )
+        self.stopped = threading.Event()
+
+    def start(self) -> list[str]:
+        """Start, sync the stored jobs with the config, record slots missed while down."""
+        global _service
+        _service = self
+        self.scheduler.start(paused=True)
+        notes = self.sync(self.project.clock())
+        self.scheduler.resume()
+        return notes
+
+    def sync(self, now: datetime) -> list[str]:
+        """Put every configured job in the store; keep a stored job's next run time when its
+        trigger is unchanged, so a slot that fell due while no scheduler ran is still due
+        (APScheduler then runs the newest one within the grace, and reports the rest)."""
+        notes: list[str] = []
+        stored = {job.id: job for job in self.scheduler.get_jobs()}
+        for spec in self.specs.values():
+            old = stored.get(spec.id)
+            same = old is not None and repr(old.trigger) == repr(spec.trigger)
+            next_run = old.next_run_time if same and old is not None else None
+            if next_run is None:
+                next_run = spec.trigger.get_next_fire_time(None, now)
+            elif next_run <= now:
+                notes += self._record_missed(
+                    spec, slots_between(spec.trigger, next_run - ONE_MICROSECOND, now), now
+                )
+            self.scheduler.add_job(
+                scheduled_job,
+                trigger=spec.trigger,
+                args=[spec.digest, spec.kind],
+                id=spec.id,
+                name=f"{spec.kind} {spec.digest}",
+                replace_existing=True,
+                misfire_grace_time=int(spec.grace.total_seconds()),
+                coalesce=True,
+                max_instances=1,
+                next_run_time=next_run,
+            )
+        for old_id in stored.keys() - self.specs.keys():
+            if _parse_job_id(old_id) is not None:
+                self.scheduler.remove_job(old_id)
+                notes.append(f"removed job {old_id}: its digest is no longer configured")
+        return notes
+
+    def _record_missed(self, spec: JobSpec, due: list[datetime], now: datetime) -> list[str]:
+        """Slots coalesced away: APScheduler runs only the newest due one (or reports it
+        missed, past the grace) and says nothing about the others. Record them here."""
+        plan = catch_up(due, now, spec.grace)
+        coalesced = due[:-1]
+        notes = []
+        with self.project.engine.begin() as conn:
+            for slot in coalesced:
+                shown = self._slot_of(spec, slot)
+                then = f"ran the slot of {due[-1]:%Y-%m-%d %H:%M} UTC instead" if plan.run else ""
+                detail = (
+                    f"{'approval request' if spec.kind == NOTIFY else 'run'} missed: "
+                    f"no scheduler was running; {then or 'every due slot was past the grace'}"
+                )
+                repository.log_schedule(conn, spec.digest, shown, "missed", detail, now)
+                notes.append(f"{spec.digest} {shown:%Y-%m-%d %H:%M} UTC: {detail}")
+        return notes
+
+    def _slot_of(self, spec: JobSpec, fire: datetime) -> datetime:
+        fire = fire.astimezone(UTC)
+        return fire + spec.trigger.lead if isinstance(spec.trigger, LeadTrigger) else fire
+
+    def fire(self, digest_slug: str, kind: JobKind) -> SlotOutcome | None:
+        """A job fired: find its slot from the clock and run it."""
+        spec = self.specs.get(job_id(digest_slug, kind))
+        if spec is None:
+            log.warning("job %s:%s is not configured any more; ignored", digest_slug, kind)
+            return None
+        now = self.project.clock()
+        fired = latest_slot(spec.trigger, now, spec.grace + timedelta(minutes=1))
+        if fired is None:
+            log.warning("%s fired at %s with no slot within the grace; ignored", spec.id, now)
+            return None
+        slot = self._slot_of(spec, fired)
+        try:
+            return run_slot(self.project, digest_slug, slot)
+        except Exception as err:
+            log.exception("%s: the run of %s failed", digest_slug, slot)
+            with self.project.engine.begin() as conn:
+                repository.log_schedule(
+                    conn, digest_slug, slot, "failed", f"{type(err).__name__}: {err}", now
+                )
+            return None
+
+    def _on_event(self, event: JobEvent) -> None:
+        parsed = _parse_job_id(event.job_id)
+        if parsed is None:
+            return
+        slug, kind = parsed
+        spec = self.specs.get(event.job_id)
+        scheduled = getattr(event, "scheduled_run_time", None)
+        slot = self._slot_of(spec, scheduled) if spec and scheduled else None
+        what = "approval request" if kind == NOTIFY else "run"
+        if event.code == EVENT_JOB_MISSED:
+            grace = spec.grace if spec else timedelta()
+            detail = (
+                f"{what} missed: the scheduler came back more than {hours_label(grace)} after it "
+                "(misfire grace); `digest run` sends it by hand"
+            )
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            detail = f"{what} not started: the previous run of this digest is still busy"
+        else:
+            return  # errors are caught, logged and recorded in fire()
+        log.warning("%s %s: %s", slug, slot, detail)
+        with self.project.engine.begin() as conn:
+            repository.log_schedule(conn, slug, slot, "missed", detail, self.project.clock())
+
+    def next_run_times(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+
+    def wait(self, lock: SchedulerLock | None = None, check_every: float = 30) -> None:
+        """Block until :meth:`stop` (or Ctrl-C); stop when the lock is lost (PostgreSQL gone)."""
+        while not self.stopped.wait(check_every):
+            if lock is not None and not lock.alive():
+                raise DigestError("lost the scheduler lock (database connection gone); stopping")
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop; with ``wait``, a running send finishes first (it would resume anyway)."""
+        global _service
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        self.stopped.set()
+        if _service is self:
+            _service = None
