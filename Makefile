@@ -26,11 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: render and personalization figures
+## bench: render, personalization, gather and send figures
 bench: $(STAMP)
 	$(BIN)/python bench/render_bench.py
 	$(BIN)/python bench/gather_bench.py
-	$(BIN)/python bench/send_bench.py --readers 20000
+	$(BIN)/python bench/send_bench.py --readers 100000
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache dist build
