@@ -285,6 +285,20 @@ class SendingConfig(_Strict):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     sendgrid: SendGridConfig = Field(default_factory=SendGridConfig)
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> SendingConfig:
+        """A worker whose lease ran out looks dead to the others, which then treat its batch
+        as ambiguous while it may still be sending it."""
+        sendgrid = self.sendgrid
+        worst = (sendgrid.retries + 1) * sendgrid.timeout_seconds + sendgrid.retries * 60
+        if self.transport == "sendgrid" and self.lease_minutes * 60 <= worst:
+            raise ValueError(
+                f"lease_minutes: {self.lease_minutes:g} is shorter than one request with all "
+                f"its retries can take ({worst / 60:.1f} minutes with sendgrid.timeout_seconds "
+                f"= {sendgrid.timeout_seconds:g} and sendgrid.retries = {sendgrid.retries})"
+            )
+        return self
+
     @property
     def from_name(self) -> str:
         return _split_display_name(self.from_address)[0]
