@@ -736,6 +736,13 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            help="reverse proxies whose X-Forwarded-For names the client (comma-separated "
+            "addresses); rate limits then count the reader's address, not the proxy's"
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the subscriber pages, one-click unsubscribe, the web archive and the editor app."""
     import uvicorn
@@ -744,7 +751,14 @@ def serve(
 
     project = _project(config)
     out.print(f"Serving {project.config.site.public_url} on http://{host}:{port}")
-    uvicorn.run(create_app(project, project.mailer()), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(project, project.mailer()),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
 
 
 def _new_password() -> str:

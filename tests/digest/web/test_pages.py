@@ -128,6 +128,17 @@ def test_sign_ups_are_rate_limited_per_client(live: Live) -> None:
         assert sign_up(client, "later@example.com").status_code == 303
 
 
+def test_behind_a_trusted_proxy_each_reader_has_their_own_limit(live: Live) -> None:
+    """The test client connects from 127.0.0.1, the proxy uvicorn trusts by default (as
+    `digest serve --forwarded-allow-ips` does): X-Forwarded-For names the reader."""
+    for reader in ("203.0.113.7", "198.51.100.9"):
+        with httpx.Client(
+            base_url=live.base, headers={"X-Forwarded-For": reader}, timeout=10
+        ) as client:
+            answers = [sign_up(client, f"{reader}-{i}@example.com").status_code for i in range(6)]
+            assert answers == [303] * 5 + [429], reader
+
+
 def test_a_rotated_secret_keeps_old_links_working_until_the_configured_moment(live: Live) -> None:
     subscriber = live.add("reader@example.com", {"backend"})
     old = TokenSigner("the-old-secret", clock=live.clock)
