@@ -34,6 +34,7 @@ from digest.pipeline import Project
 from digest.web.editor import Kit, editor_routes
 from digest.web.pages import Pages
 from digest.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf, RateLimit
+from subscribers.importer import normalize_email
 from subscribers.tokens import InvalidToken, Purpose
 
 Mailer = Callable[[EmailMessage], None]
@@ -56,6 +57,9 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
     csrf = Csrf(project.config.secrets.require_secret_key())
     web = project.config.file.web
     limit = RateLimit(
+        web.subscribe_limit, timedelta(seconds=web.subscribe_window_seconds), project.clock
+    )
+    link_limit = RateLimit(
         web.subscribe_limit, timedelta(seconds=web.subscribe_window_seconds), project.clock
     )
     secure_cookie = urlsplit(project.config.site.public_url).scheme == "https"
@@ -252,13 +256,33 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
         )
 
     async def no_token(request: Request) -> Response:
+        """Without a personal link: offer to email it (the same answer for every address)."""
+        if request.method == "GET":
+            return page(request, "web/link_request.html.j2", email="", error=None)
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        client = request.client.host if request.client else "unknown"
+        if not link_limit.allow(client):
+            return page(
+                request,
+                "web/message.html.j2",
+                status=429,
+                title="Too many requests",
+                text="Please wait a few minutes before trying again.",
+            )
+        entered = str(form.get("email", "")).strip()
+        try:
+            email = normalize_email(entered)
+        except ValueError:
+            error = "Please enter a valid email address."
+            return page(request, "web/link_request.html.j2", status=400, email=entered, error=error)
+        await run_in_threadpool(pages.send_link, email)
         return page(
             request,
             "web/message.html.j2",
-            title="Use the link in your email",
-            text="Every digest we send ends with links to choose your topics or to "
-            "unsubscribe; they are personal, so this page cannot tell who you are.",
-            link=("/subscribe", "Subscribe"),
+            title="Check your inbox",
+            text="If the address gets our digests, a link to its preferences is on its way.",
         )
 
     async def archive(request: Request) -> Response:
@@ -325,7 +349,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             route("/subscribe", subscribe, post=True),
             route("/subscribe/check-your-email", check_email),
             route("/confirm/{token}", confirm, post=True),
-            route("/preferences", no_token),
+            route("/preferences", no_token, post=True),
             route("/preferences/{token}", preferences, post=True),
             route("/unsubscribe", no_token),
             route("/unsubscribed", unsubscribed),

@@ -104,22 +104,52 @@ class Pages:
     ) -> EmailMessage:
         config = self.project.config
         names = [t.name for t in self.project.topics() if t.slug in topics]
-        values = {
+        return self._service_email(
+            "confirm/confirm",
+            Address(name, addr_spec=subscriber.email),
+            f"Confirm your subscription to {config.digests[0].name}",
+            topic_names=names,
+            confirm_url=f"{config.site.public_url}/confirm/{token}",
+        )
+
+    def send_link(self, email: str) -> None:
+        """Mail a subscriber who gets the digest (active, possibly paused) the link to their
+        preferences; any other address gets nothing, and the page says the same either way."""
+        with self.project.engine.connect() as conn:
+            subscriber = SubscriberStore(conn).get(email)
+        if subscriber is None or subscriber.status is not Status.ACTIVE:
+            return
+        config = self.project.config
+        self.mailer(
+            self._service_email(
+                "confirm/link",
+                Address(subscriber.name, addr_spec=subscriber.email),
+                f"Your {config.digests[0].name} preferences",
+                preferences_url=f"{config.site.public_url}/preferences/"
+                f"{self.manage_token(subscriber.id)}",
+            )
+        )
+
+    def _service_email(
+        self, template: str, to: Address, subject: str, **values: object
+    ) -> EmailMessage:
+        """A one-off email to one reader (not a digest): MJML and text from ``template``."""
+        config = self.project.config
+        context = {
             "site": config.site,
             "digest": config.digests[0],
-            "topic_names": names,
-            "confirm_url": f"{config.site.public_url}/confirm/{token}",
             "theme": config.file.theme,
+            **values,
         }
         html = inline_css(
-            compile_mjml(self._env.get_template("confirm/confirm.mjml.j2").render(values))
+            compile_mjml(self._env.get_template(f"{template}.mjml.j2").render(context))
         )
-        text = self._env.get_template("confirm/confirm.txt.j2").render(values)
+        text = self._env.get_template(f"{template}.txt.j2").render(context)
         sending = config.sending
         message = compose(
             Address(sending.from_name, addr_spec=sending.from_email),
-            Address(name, addr_spec=subscriber.email),
-            f"Confirm your subscription to {config.digests[0].name}",
+            to,
+            subject,
             text,
             html,
             self.project.clock(),

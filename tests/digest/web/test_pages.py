@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 from datetime import timedelta
 
@@ -172,3 +174,28 @@ def test_leaving_a_topic_and_pausing(live: Live) -> None:
         client.post(preferences, data={"csrf": csrf_of(page), "action": "pause"})
     paused = live.subscriber("reader@example.com")
     assert paused.paused(live.clock()) and not paused.paused(live.clock() + timedelta(days=29))
+
+
+def test_a_reader_without_their_email_can_ask_for_their_link(live: Live) -> None:
+    live.add("active@example.com", {"data"})
+    live.add("left@example.com", {"data"}, Status.UNSUBSCRIBED)
+    with live.client() as client:
+        form = client.get("/preferences")
+        assert "Email me my link" in form.text
+        assert client.post("/preferences", data={"email": "active@example.com"}).status_code == 403
+        answers = [
+            client.post("/preferences", data={"csrf": csrf_of(form), "email": address})
+            for address in ("active@example.com", "left@example.com", "nobody@example.com")
+        ]
+        assert {a.status_code for a in answers} == {200} and len({a.text for a in answers}) == 1
+        bad = client.post("/preferences", data={"csrf": csrf_of(form), "email": "not an address"})
+        assert bad.status_code == 400 and "valid email address" in bad.text
+        mails = list(live.outbox.glob("*.eml"))
+        assert [m.name.split("-")[0] for m in mails] == ["active@example.com"]
+        message = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
+        text = message.get_body(("plain",))
+        assert text is not None
+        link = re.search(r"http://localhost:8000(/preferences/[\w.-]+)", text.get_content())
+        assert link is not None
+        page = client.get(link.group(1))
+        assert page.status_code == 200 and "active@example.com" in page.text
