@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
+from functools import cached_property, partial
 from pathlib import Path
 
 import httpx
@@ -47,11 +48,12 @@ from digest.render import EmailContext, RenderedIssue, Theme, render_issue
 from digest.render.environment import make_environment
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
-from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
+from digest.send import AmbiguousPolicy, Links, SendReport, Transport, ledger, send_issue
 from digest.send.message import Envelope, compose, list_id
 from digest.send.outbox import OutboxTransport
 from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
+from subscribers.segments import decode_key
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
@@ -113,10 +115,16 @@ class Planned:
 
     issue: Issue
     created: bool
-    segments: dict[TopicSet, int]
+    count_segments: Callable[[], dict[TopicSet, int]] = field(repr=False, compare=False)
+    """Counted on first use: at a million readers counting takes seconds, and sending
+    (which segments as it records) does not need the count."""
     approval: str = repository.APPROVAL_NONE
     """The editor gate (see :mod:`digest.repository`): none, pending, approved, held."""
     slot: datetime | None = None
+
+    @cached_property
+    def segments(self) -> dict[TopicSet, int]:
+        return self.count_segments()
 
     @property
     def recipients(self) -> int:
@@ -203,7 +211,9 @@ class Project:
             found = found or repository.unfinished_issue(conn, digest.slug)
             if found is not None:
                 issue = repository.load_issue(conn, found.id, topics)
-                return Planned(issue, False, self._segments(issue), found.approval, found.slot)
+                return Planned(
+                    issue, False, partial(self._segments, issue), found.approval, found.slot
+                )
             last = repository.last_issue(conn, digest.slug)
             since = last.cutoff - LATE_POST_WINDOW if last else None
             candidates = repository.candidate_posts(conn, [t.slug for t in topics], since, now)
@@ -220,7 +230,7 @@ class Project:
             if planned is None:
                 return None
             if not save:
-                return Planned(planned, True, self._segments(planned), approval, slot)
+                return Planned(planned, True, partial(self._segments, planned), approval, slot)
             try:
                 with conn.begin_nested():
                     issue = repository.save_issue(
@@ -230,7 +240,7 @@ class Project:
                 # Another process planned this slot (or this number) first: theirs stands.
                 pass
             else:
-                return Planned(issue, True, self._segments(issue), approval, slot)
+                return Planned(issue, True, partial(self._segments, issue), approval, slot)
         if slot is None:
             raise DigestError("another process planned an issue at the same moment; run again")
         return self.plan(digest_slug, save, slot, approval)
@@ -260,13 +270,18 @@ class Project:
             return repository.load_issue(conn, last.id, self.topics(digest)) if last else None
 
     def segments(self, issue: Issue) -> dict[TopicSet, int]:
-        """Readers per segment of the issue as the subscribers stand now, largest first."""
+        """Readers per segment, largest first: as recorded for sending once the issue is
+        being sent (cheap, and what it goes out to), else as the subscribers stand now."""
         return self._segments(issue)
 
     def _segments(self, issue: Issue) -> dict[TopicSet, int]:
         with self.engine.connect() as conn:
-            members = SubscriberStore(conn).segment_members(issue.topic_slugs, self.clock())
-            sizes = Counter(key for _, key in members)
+            recorded = ledger.segment_sizes(conn, issue.id) if issue.id is not None else {}
+            if recorded:
+                sizes = Counter({decode_key(key): n for key, n in recorded.items()})
+            else:
+                members = SubscriberStore(conn).segment_members(issue.topic_slugs, self.clock())
+                sizes = Counter(key for _, key in members)
         order = {slug: i for i, slug in enumerate(issue.topic_slugs)}
         return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], sorted(order[s] for s in kv[0]))))
 

@@ -170,7 +170,7 @@ def _settle_earlier(project: Project, digest: DigestConfig, slot: datetime) -> s
     if earlier is None or earlier.slot == slot:
         return ""
     if earlier.status == repository.ISSUE_SENDING:
-        planned = Planned(project.issue(earlier.id), False, {}, earlier.approval, earlier.slot)
+        planned = Planned(project.issue(earlier.id), False, dict, earlier.approval, earlier.slot)
         report = project.deliver(planned)
         return f"; resumed issue {earlier.number}: {report.submitted} more submitted"
     if earlier.slot is not None and earlier.slot < slot:

@@ -294,6 +294,18 @@ def open_batches(conn: Connection, issue_id: int) -> Counter[str]:
     )
 
 
+def segment_sizes(conn: Connection, issue_id: int) -> dict[str, int]:
+    """Recipients recorded per segment (empty before the issue is recorded)."""
+    return {
+        segment: int(n)
+        for segment, n in conn.execute(
+            select(_B.segment, func.sum(_B.size))
+            .where(_B.issue_id == issue_id)
+            .group_by(_B.segment)
+        )
+    }
+
+
 def ambiguities(conn: Connection, issue_id: int) -> int:
     """How many times deliveries of the issue were found ambiguous, over every resume."""
     total = conn.execute(
