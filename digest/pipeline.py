@@ -212,7 +212,7 @@ class Project:
             if found is not None:
                 issue = repository.load_issue(conn, found.id, topics)
                 return Planned(
-                    issue, False, partial(self._segments, issue), found.approval, found.slot
+                    issue, False, partial(self.segments, issue), found.approval, found.slot
                 )
             last = repository.last_issue(conn, digest.slug)
             since = last.cutoff - LATE_POST_WINDOW if last else None
@@ -230,7 +230,7 @@ class Project:
             if planned is None:
                 return None
             if not save:
-                return Planned(planned, True, partial(self._segments, planned), approval, slot)
+                return Planned(planned, True, partial(self.segments, planned), approval, slot)
             try:
                 with conn.begin_nested():
                     issue = repository.save_issue(
@@ -240,7 +240,7 @@ class Project:
                 # Another process planned this slot (or this number) first: theirs stands.
                 pass
             else:
-                return Planned(issue, True, partial(self._segments, issue), approval, slot)
+                return Planned(issue, True, partial(self.segments, issue), approval, slot)
         if slot is None:
             raise DigestError("another process planned an issue at the same moment; run again")
         return self.plan(digest_slug, save, slot, approval)
@@ -272,9 +272,6 @@ class Project:
     def segments(self, issue: Issue) -> dict[TopicSet, int]:
         """Readers per segment, largest first: as recorded for sending once the issue is
         being sent (cheap, and what it goes out to), else as the subscribers stand now."""
-        return self._segments(issue)
-
-    def _segments(self, issue: Issue) -> dict[TopicSet, int]:
         with self.engine.connect() as conn:
             recorded = ledger.segment_sizes(conn, issue.id) if issue.id is not None else {}
             if recorded:
@@ -332,7 +329,7 @@ class Project:
             raise DigestError("no issue to preview: nothing new has been gathered yet")
         rendered = self.render(issue)
         if segments is None:
-            segments = self._segments(issue)
+            segments = self.segments(issue)
         target = folder / issue.digest / f"issue-{issue.number:04d}"
         target.mkdir(parents=True, exist_ok=True)
         files: dict[TopicSet, Path] = {}

@@ -37,4 +37,10 @@ class Subscriber:
 
     @property
     def first_name(self) -> str:
-        return self.name.split()[0] if self.name.strip() else ""
+        return first_name_of(self.name)
+
+
+def first_name_of(name: str) -> str:
+    """The greeting's name: the first word of the full name, or empty."""
+    words = name.split()
+    return words[0] if words else ""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Literal, Protocol
 
 from sqlalchemy import Connection, Engine, update
@@ -26,6 +27,7 @@ from digest.render import RenderedIssue
 from digest.send import ledger
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient, plan_batches
 from digest.send.message import Envelope
+from subscribers.models import first_name_of
 from subscribers.segments import decode_key, encode_key
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
@@ -51,19 +53,14 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class Links:
-    """The signed personal links of one subscriber: one token, several URLs."""
+    """Where links lead, and the signed token that makes them personal (the URLs themselves
+    are bound into the variant once, see :func:`digest.personalize.bind_links`)."""
 
     public_url: str
     signer: TokenSigner
 
     def token(self, subscriber_id: int, at: datetime | None = None) -> str:
         return self.signer.manage_token(subscriber_id, at)
-
-    def unsubscribe(self, token: str) -> str:
-        return f"{self.public_url}/unsubscribe/{token}"
-
-    def preferences(self, token: str) -> str:
-        return f"{self.public_url}/preferences/{token}"
 
 
 @dataclass(frozen=True)
@@ -75,8 +72,6 @@ class SendReport:
     ambiguous: int
     per_segment: Counter[str]
     finished: bool
-    in_flight_elsewhere: int = 0
-    """Batches other live workers still hold: the issue finishes when they do."""
 
 
 def worker_id() -> str:
@@ -117,14 +112,8 @@ def record_recipients(
         if not started:
             return 0
         members = SubscriberStore(conn).segment_members(issue.topic_slugs, now)
-        encoded: dict[frozenset[str], str] = {}
-        batches = plan_batches(
-            (
-                (sid, encoded.get(key) or encoded.setdefault(key, encode_key(key)))
-                for sid, key in members
-            ),
-            batch_size,
-        )
+        encode = cache(encode_key)  # a few hundred segments, a million members
+        batches = plan_batches(((sid, encode(key)) for sid, key in members), batch_size)
         return ledger.record(conn, issue.id, batches, now)
 
 
@@ -182,7 +171,6 @@ def send_issue(
         sender.ambiguous,
         sender.per_segment,
         finished,
-        remaining[ledger.SUBMITTING],
     )
 
 
@@ -298,7 +286,7 @@ class _Sender:
                 skipped[m.delivery_id] = "no longer active"
                 continue
             delivery_of[m.subscriber_id] = m.delivery_id
-            first_name = m.name.split()[0] if m.name.strip() else "there"
+            first_name = first_name_of(m.name) or "there"
             token = links.token(m.subscriber_id, now)
             recipients.append(Recipient(m.subscriber_id, m.email, m.name, first_name, token))
         batch = OutgoingBatch(
