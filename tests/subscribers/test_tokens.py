@@ -25,6 +25,10 @@ def test_manage_tokens_verify_with_itsdangerous_and_name_their_subscriber(
     token = signer.manage_token(subscriber)
     assert signer.verify(Purpose.MANAGE, token) == {"s": subscriber}
     assert token == signer.sign(Purpose.MANAGE, subscriber)
+    assert signer.manage_tokens([subscriber, subscriber + 1]) == [
+        token,
+        signer.manage_token(subscriber + 1),
+    ]
     other_key = TokenSigner("another secret", clock=lambda: at)
     with pytest.raises(InvalidToken, match="invalid"):
         other_key.verify(Purpose.MANAGE, token)
