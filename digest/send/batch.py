@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from typing import NamedTuple
 
 from digest.models import Variant
 from digest.personalize import Compiled, bind_links, compile_template, recipient_values
@@ -45,10 +46,9 @@ class CompiledVariant:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Recipient:
+class Recipient(NamedTuple):
     """What one reader's email needs beyond the variant; everything else derives from it
-    (built once per recipient of every send, so it holds no more than that)."""
+    (built once per recipient of every send: a tuple, and no more than that)."""
 
     subscriber_id: int
     email: str

@@ -57,6 +57,13 @@ def list_unsubscribe(envelope: Envelope, unsubscribe_url: str) -> str:
     )
 
 
+def list_unsubscribe_template(envelope: Envelope, public_url: str) -> str:
+    """The List-Unsubscribe header of a digest with ``{token}`` where the recipient's manage
+    token goes, for building a thousand headers a batch (signed tokens are URL-safe: they need
+    no quoting)."""
+    return list_unsubscribe(envelope, f"{public_url}/unsubscribe/TOKEN").replace("TOKEN", "{token}")
+
+
 def compose(
     sender: Address,
     to: Address,

@@ -22,8 +22,9 @@ from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
+from digest.personalize import recipient_values
 from digest.send.batch import OutgoingBatch
-from digest.send.message import list_unsubscribe
+from digest.send.message import list_unsubscribe_template
 
 MAX_PAYLOAD_BYTES = 30 * 1024 * 1024
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -38,27 +39,26 @@ class SendGridOptions:
 
 
 def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, Any]:
-    """The request body for one batch: the variant once, a personalization per recipient."""
+    """The request body for one batch: the variant once, a personalization per recipient.
+
+    Runs once per recipient of every send, so the per-recipient part only fills in values."""
     envelope = batch.envelope
     variant = batch.variant
     digest, issue_id = batch.digest, str(batch.issue_id)
-    personalizations = []
-    for r in batch.recipients:
-        to: dict[str, str] = {"email": r.email, "name": r.name} if r.name else {"email": r.email}
-        personalizations.append(
-            {
-                "to": [to],
-                "substitutions": r.values(),
-                "headers": {
-                    "List-Unsubscribe": list_unsubscribe(envelope, batch.unsubscribe_url(r))
-                },
-                "custom_args": {
-                    "digest": digest,
-                    "issue_id": issue_id,
-                    "subscriber_id": str(r.subscriber_id),
-                },
-            }
-        )
+    header = list_unsubscribe_template(envelope, batch.public_url).format
+    personalizations = [
+        {
+            "to": [{"email": r.email, "name": r.name} if r.name else {"email": r.email}],
+            "substitutions": recipient_values(r.first_name, r.email, r.token),
+            "headers": {"List-Unsubscribe": header(token=r.token)},
+            "custom_args": {
+                "digest": digest,
+                "issue_id": issue_id,
+                "subscriber_id": str(r.subscriber_id),
+            },
+        }
+        for r in batch.recipients
+    ]
     sender: dict[str, str] = {"email": envelope.from_email}
     if envelope.from_name:
         sender["name"] = envelope.from_name
@@ -91,6 +91,7 @@ def payload_problems(payload: Mapping[str, Any], size: int | None = None) -> lis
     payload's bytes, when known)."""
     problems = []
     people = payload.get("personalizations", [])
+    mail_args = payload.get("custom_args", {})
     if len(people) > 1000:
         problems.append(f"{len(people)} personalizations (at most 1000)")
     if (
@@ -99,19 +100,32 @@ def payload_problems(payload: Mapping[str, Any], size: int | None = None) -> lis
     ):
         problems.append("more than 1000 recipients")
     for number, person in enumerate(people):
-        size = sum(
-            len(k.encode()) + len(v.encode()) for k, v in person.get("substitutions", {}).items()
-        )
-        if size > MAX_SUBSTITUTION_BYTES:
-            problems.append(f"personalization {number}: substitutions of {size} bytes")
-        args = {**payload.get("custom_args", {}), **person.get("custom_args", {})}
-        if len(orjson.dumps(args)) >= MAX_CUSTOM_ARGS_BYTES:
+        substitutions = person.get("substitutions", {})
+        if _utf8_size(substitutions) > MAX_SUBSTITUTION_BYTES:
+            problems.append(
+                f"personalization {number}: substitutions of {_utf8_size(substitutions)} bytes"
+            )
+        args = person.get("custom_args", {})
+        if isinstance(mail_args, Mapping) and mail_args:
+            args = {**mail_args, **args}
+        # JSON escaping makes a character at most 6 bytes: encode only when that could matter.
+        if 6 * _utf8_size(args) + 8 * len(args) + 2 >= MAX_CUSTOM_ARGS_BYTES and (
+            len(orjson.dumps(args)) >= MAX_CUSTOM_ARGS_BYTES
+        ):
             problems.append(f"personalization {number}: custom_args too large")
     if size is None:
         size = len(orjson.dumps(payload))
     if size >= MAX_PAYLOAD_BYTES:
         problems.append(f"payload of {size} bytes (under 30 MB)")
     return problems
+
+
+def _utf8_size(values: Mapping[str, str]) -> int:
+    """Bytes of the keys and values in UTF-8 (ASCII text, the usual case, is not encoded)."""
+    return sum(
+        (len(k) if k.isascii() else len(k.encode())) + (len(v) if v.isascii() else len(v.encode()))
+        for k, v in values.items()
+    )
 
 
 def encode_to_fit(batch: OutgoingBatch, options: SendGridOptions) -> list[bytes]:
