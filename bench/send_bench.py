@@ -102,7 +102,7 @@ class ServerProcess:
         assert self.process.stdout is not None
         self.host = self.process.stdout.readline().strip()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, float]:
         with urllib.request.urlopen(f"{self.host}/stats") as answer:
             return dict(json.loads(answer.read()))
 
@@ -243,6 +243,7 @@ def main() -> None:
             assert planned is not None
             start = time.perf_counter()
             cpu_start = _cpu_seconds()
+            server_cpu_start = server.stats()["cpu_seconds"]
             helpers = []
             if args.workers > 1:
                 # Record first (one process does), then let `digest worker` processes share
@@ -274,6 +275,7 @@ def main() -> None:
             cpu = _cpu_seconds() - cpu_start
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             received = server.stats()
+            server_cpu = received["cpu_seconds"] - server_cpu_start
             assert report is not None
             assert received["recipients"] == args.readers
             assert received["duplicates"] == 0 and received["rejected"] == 0
@@ -295,6 +297,10 @@ def main() -> None:
     print(
         f"  CPU of the sending process         : {cpu:8.1f} s "
         f"= {cpu / args.readers * 1e6:.0f} µs per recipient (steadier than wall time)"
+    )
+    print(
+        f"  CPU of the server (its own process)  : {server_cpu:8.1f} s "
+        f"= {server_cpu / args.readers * 1e6:.0f} µs per recipient"
     )
     print(
         f"naive render + post per recipient        : {naive_each * 1000:8.1f} ms each "
