@@ -1,14 +1,17 @@
 """The delivery ledger: one row per (issue, subscriber), written before anything is sent.
 
-Deliveries are grouped into batches (one variant, up to 1000 recipients) when they are
-recorded. A batch is what workers claim, lease and mark; its deliveries change together when
-its outcome is known, so a million-recipient send changes about a thousand batch rows and each
-delivery row once.
+Deliveries are grouped into batches (one variant, up to 1000 recipients) when an issue is
+recorded, in one transaction. A batch is what workers claim, lease and mark, and a delivery's
+state is its batch's, unless the delivery has an outcome of its own (failed: refused by the
+provider, or no longer active). So recording writes each delivery row once, in subscriber
+order, and an outcome changes one batch row and only the deliveries that differ from it: the
+deliveries of a million-recipient send are written once, not rewritten a thousand rows per
+commit (which, through the (issue, subscriber) index, cost more than everything else).
 
 Batch states: pending → submitting (claimed under a lease by one worker) → submitted, or
 failed, or ambiguous (left ``submitting`` by a worker that died or whose lease ran out, so
-nobody knows whether the provider got it). A delivery is pending until its batch's outcome is
-known, then submitted, failed (with the reason: refused, no longer active) or ambiguous.
+nobody knows whether the provider got it). Each time a batch becomes ambiguous its
+``ambiguities`` grows: the audit of what a ``resend`` may have duplicated.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from digest import db
 
@@ -31,6 +34,8 @@ AMBIGUOUS = "ambiguous"
 
 _B = db.send_batches.c
 _D = db.deliveries.c
+STATE = func.coalesce(_D.status, _B.status)
+"""A delivery's state: its own outcome, else its batch's."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,10 @@ class Claimed:
     segment: str
 
 
-@dataclass(frozen=True)
-class Member:
-    """A pending delivery of a claimed batch, with what sending needs of its subscriber."""
+class Member(NamedTuple):
+    """A delivery of a claimed batch, with what sending needs of its subscriber (a tuple: a
+    send reads a million)."""
 
-    delivery_id: int
     subscriber_id: int
     email: str
     name: str
@@ -57,11 +61,12 @@ def record(
     batches: Iterable[tuple[str, Sequence[int]]],
     now: datetime,
 ) -> int:
-    """Write the batches (segment, subscriber ids) and a pending delivery per subscriber.
+    """Write the batches (segment, subscriber ids) and a delivery per subscriber.
 
-    The caller makes sure one process records an issue (see :func:`start_recording`); the
-    unique (issue, subscriber) constraint turns any slip into an error, never a duplicate."""
-    batches = list(batches)
+    The caller makes sure one process records an issue (the issue's planned → sending step);
+    the unique (issue, subscriber) constraint turns any slip into an error before anything is
+    sent, never into a duplicate."""
+    batches = [(segment, ids) for segment, ids in batches if ids]
     if not batches:
         return 0
     batch_ids = conn.execute(
@@ -79,27 +84,23 @@ def record(
         ],
     ).scalars()
     stamp = _bound(conn, now)
-    total = 0
-    rows: list[tuple[Any, ...]] = []
-    for batch_id, (segment, ids) in zip(batch_ids, batches, strict=True):
-        rows.extend((issue_id, sid, segment, PENDING, batch_id, stamp, stamp) for sid in ids)
-        if len(rows) >= INSERT_CHUNK:
-            _insert_deliveries(conn, rows)
-            total, rows = total + len(rows), []
+    # Batch by batch: the rows a worker reads for a batch lie together.
+    rows = [
+        (issue_id, subscriber_id, batch_id, stamp, stamp)
+        for batch_id, (_, ids) in zip(batch_ids, batches, strict=True)
+        for subscriber_id in ids
+    ]
     _insert_deliveries(conn, rows)
-    return total + len(rows)
+    return len(rows)
 
 
-INSERT_CHUNK = 50_000
-_DELIVERY_COLUMNS = "issue_id, subscriber_id, segment, status, batch_id, created_at, changed_at"
+_DELIVERY_COLUMNS = "issue_id, subscriber_id, batch_id, created_at, changed_at"
 
 
 def _insert_deliveries(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     """The one bulk write of a send: COPY on PostgreSQL, a prepared executemany on SQLite.
 
     Both skip SQLAlchemy's per-row parameter processing, which cost more than the write."""
-    if not rows:
-        return
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.driver_connection
         with (
@@ -110,7 +111,7 @@ def _insert_deliveries(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
                 copy.write_row(row)
         return
     conn.exec_driver_sql(
-        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 (constant columns)
+        f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?)",  # noqa: S608 (constant columns)
         rows,
     )
 
@@ -157,80 +158,95 @@ def claim(
 
 
 def members(conn: Connection, batch_ids: Sequence[int], now: datetime) -> dict[int, list[Member]]:
-    """The pending deliveries of the batches, with their subscribers, by batch."""
-    if not batch_ids:
-        return {}
-    s = db.subscribers.c
-    active = and_(s.status == "active", or_(s.paused_until.is_(None), s.paused_until <= now)).label(
-        "active"
-    )
-    query = (
-        select(_D.batch_id, _D.id, _D.subscriber_id, s.email, s.name, active)
-        .join(db.subscribers, s.id == _D.subscriber_id)
-        .where(_D.batch_id.in_(list(batch_ids)), _D.status == PENDING)
-        .order_by(_D.id)
-    )
-    found: dict[int, list[Member]] = {}
-    for batch_id, *rest in conn.execute(query):
-        found.setdefault(batch_id, []).append(Member(*rest))
+    """The deliveries of the batches still to send (not failed on their own), with their
+    subscribers, by batch.
+
+    Read through the driver's own cursor: a million rows per million recipients, and
+    SQLAlchemy's result rows cost more than the query."""
+    found: dict[int, list[Member]] = {batch_id: [] for batch_id in batch_ids}
+    query = _MEMBERS_PG if conn.dialect.name == "postgresql" else _MEMBERS_SQLITE
+    raw: Any = conn.connection.driver_connection
+    cursor = raw.cursor()
+    try:
+        for batch_id in batch_ids:
+            cursor.execute(query, (_bound(conn, now), batch_id))
+            found[batch_id] = [Member(*row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
     return found
 
 
-def settle(conn: Connection, batch_id: int, failures: Mapping[int, str], now: datetime) -> int:
-    """The provider took the batch: the deliveries in ``failures`` (id → reason) failed, every
-    other one is submitted. Returns how many were submitted.
+_MEMBERS = """
+    SELECT s.id, s.email, s.name,
+           s.status = 'active' AND (s.paused_until IS NULL OR s.paused_until <= {0})
+    FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+    WHERE d.batch_id = {0} AND d.status IS NULL
+"""
+_MEMBERS_SQLITE = _MEMBERS.format("?")
+_MEMBERS_PG = _MEMBERS.format("%s")
 
-    Deliveries that meanwhile became ambiguous (a lease that ran out) are submitted too: the
-    answer says they were accepted."""
+
+def settle(conn: Connection, batch_id: int, failures: Mapping[int, str], now: datetime) -> int:
+    """The provider took the batch: the subscribers in ``failures`` (id → reason) failed, every
+    other delivery is submitted. Returns how many were submitted.
+
+    A batch that meanwhile became ambiguous (a lease that ran out) is submitted too: the answer
+    says it was accepted."""
     by_reason: defaultdict[str, list[int]] = defaultdict(list)
-    for delivery_id, reason in failures.items():
-        by_reason[reason].append(delivery_id)
+    for subscriber_id, reason in failures.items():
+        by_reason[reason].append(subscriber_id)
+    failed = 0
     for reason, ids in by_reason.items():
-        conn.execute(
+        failed += conn.execute(
             update(db.deliveries)
-            .where(_D.id.in_(ids))
+            .where(_D.batch_id == batch_id, _D.subscriber_id.in_(ids), _D.status.is_(None))
             .values(status=FAILED, error=reason, changed_at=now)
-        )
-    submitted = conn.execute(
-        update(db.deliveries)
-        .where(_D.batch_id == batch_id, _D.status.in_((PENDING, AMBIGUOUS)))
-        .values(status=SUBMITTED, changed_at=now)
-    ).rowcount
-    _finish(conn, batch_id, SUBMITTED if submitted or not failures else FAILED, now)
-    return int(submitted)
+        ).rowcount
+    submitted = _open_deliveries(conn, batch_id)
+    _finish(conn, batch_id, SUBMITTED if submitted or not failed else FAILED, now)
+    return submitted
 
 
 def fail(conn: Connection, batch_id: int, error: str, now: datetime) -> int:
-    """Refused or unsendable: every pending delivery of the batch failed, with the reason."""
-    failed = conn.execute(
-        update(db.deliveries)
-        .where(_D.batch_id == batch_id, _D.status == PENDING)
-        .values(status=FAILED, error=error, changed_at=now)
-    ).rowcount
+    """Refused or unsendable: every delivery of the batch without an outcome of its own failed,
+    with the batch's reason."""
     _finish(conn, batch_id, FAILED, now, error)
-    return int(failed)
+    return _open_deliveries(conn, batch_id)
 
 
 def mark_unknown(conn: Connection, batch_id: int, error: str, now: datetime) -> int:
-    """Handed over without an answer: the batch and its pending deliveries are ambiguous, and
-    each delivery counts one more ambiguity (the audit of what a ``resend`` may duplicate)."""
-    ambiguous = conn.execute(
-        update(db.deliveries)
-        .where(_D.batch_id == batch_id, _D.status == PENDING)
-        .values(status=AMBIGUOUS, error=error, changed_at=now, ambiguities=_D.ambiguities + 1)
-    ).rowcount
-    _finish(conn, batch_id, AMBIGUOUS, now, error)
-    return int(ambiguous)
+    """Handed over without an answer: the batch is ambiguous, once more. Returns the
+    deliveries that may or may not have been sent."""
+    _finish(conn, batch_id, AMBIGUOUS, now, error, ambiguity=True)
+    return _open_deliveries(conn, batch_id)
+
+
+def _open_deliveries(conn: Connection, batch_id: int) -> int:
+    """Deliveries whose state is their batch's: its size less those with an outcome of their
+    own (counted in a small partial index, not by visiting the batch's rows)."""
+    size = select(_B.size).where(_B.id == batch_id).scalar_subquery()
+    own = select(func.count()).where(_D.batch_id == batch_id, _D.status.is_not(None))
+    return int(conn.execute(select(size - own.scalar_subquery())).scalar_one())
 
 
 def _finish(
-    conn: Connection, batch_id: int, status: str, now: datetime, error: str | None = None
+    conn: Connection,
+    batch_id: int,
+    status: str,
+    now: datetime,
+    error: str | None = None,
+    *,
+    ambiguity: bool = False,
 ) -> None:
-    conn.execute(
-        update(db.send_batches)
-        .where(_B.id == batch_id)
-        .values(status=status, lease_until=None, error=error, changed_at=now)
-    )
+    values: dict[str, Any] = {
+        "status": status,
+        "lease_until": None,
+        "error": error,
+        "changed_at": now,
+    }
+    if ambiguity:
+        values["ambiguities"] = _B.ambiguities + 1
+    conn.execute(update(db.send_batches).where(_B.id == batch_id).values(**values))
 
 
 def expire(conn: Connection, issue_id: int, now: datetime, alive: Callable[[str], bool]) -> int:
@@ -264,20 +280,16 @@ def release(conn: Connection, issue_id: int, worker: str, error: str, now: datet
 
 
 def requeue_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:
-    """The ``resend`` policy: ambiguous batches and deliveries go back to pending (the
-    deliveries keep their ambiguity count)."""
-    batch_ids = select(_B.id).where(_B.issue_id == issue_id, _B.status == AMBIGUOUS)
-    requeued = conn.execute(
-        update(db.deliveries)
-        .where(_D.batch_id.in_(batch_ids), _D.status == AMBIGUOUS)
-        .values(status=PENDING, changed_at=now)
-    ).rowcount
-    conn.execute(
-        update(db.send_batches)
-        .where(_B.issue_id == issue_id, _B.status == AMBIGUOUS)
-        .values(status=PENDING, changed_at=now)
-    )
-    return int(requeued)
+    """The ``resend`` policy: ambiguous batches go back to pending (keeping their count of
+    ambiguities). Returns the deliveries that will be sent again."""
+    ambiguous = and_(_B.issue_id == issue_id, _B.status == AMBIGUOUS)
+    again = conn.execute(
+        select(func.count())
+        .select_from(db.deliveries.join(db.send_batches, _B.id == _D.batch_id))
+        .where(ambiguous, _D.status.is_(None))
+    ).scalar_one()
+    conn.execute(update(db.send_batches).where(ambiguous).values(status=PENDING, changed_at=now))
+    return int(again)
 
 
 def open_batches(conn: Connection, issue_id: int) -> Counter[str]:
@@ -309,18 +321,23 @@ def segment_sizes(conn: Connection, issue_id: int) -> dict[str, int]:
 def ambiguities(conn: Connection, issue_id: int) -> int:
     """How many times deliveries of the issue were found ambiguous, over every resume."""
     total = conn.execute(
-        select(func.coalesce(func.sum(_D.ambiguities), 0)).where(_D.issue_id == issue_id)
+        select(func.coalesce(func.sum(_B.ambiguities), 0))
+        .select_from(db.deliveries.join(db.send_batches, _B.id == _D.batch_id))
+        .where(_D.issue_id == issue_id, _D.status.is_(None))
     ).scalar_one()
     return int(total)
 
 
 def counts(conn: Connection, issue_id: int) -> Counter[str]:
-    """Deliveries per status."""
+    """Deliveries per state."""
     return Counter(
         {
-            status: int(n)
-            for status, n in conn.execute(
-                select(_D.status, func.count()).where(_D.issue_id == issue_id).group_by(_D.status)
+            state: int(n)
+            for state, n in conn.execute(
+                select(STATE, func.count())
+                .select_from(db.deliveries.join(db.send_batches, _B.id == _D.batch_id))
+                .where(_D.issue_id == issue_id)
+                .group_by(STATE)
             )
         }
     )

@@ -8,6 +8,7 @@ from alembic import command
 from sqlalchemy import Engine, inspect, text
 
 from digest import db
+from digest.send import ledger
 
 WHEN = datetime(2026, 11, 16, 7, tzinfo=UTC)
 
@@ -33,4 +34,61 @@ def test_0007_keeps_existing_issues_as_made_by_hand_and_downgrades(engine: Engin
     command.downgrade(db.alembic_config(engine), "0006")
     columns = {c["name"] for c in inspect(engine).get_columns("issues")}
     assert "approval" not in columns and "slot" not in columns
+    db.upgrade(engine)
+
+
+def test_0010_lets_deliveries_follow_their_batch_and_back(engine: Engine) -> None:
+    command.downgrade(db.alembic_config(engine), "0009")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO issues (id, digest, number, status, cutoff, created_at) "
+                "VALUES (1, 'weekly', 1, 'sending', :t, :t)"
+            ),
+            {"t": WHEN},
+        )
+        for i in (1, 2, 3):
+            conn.execute(
+                text(
+                    "INSERT INTO subscribers (id, email, email_key, name, status, created_at, "
+                    "changed_at) VALUES (:i, :e, :e, '', 'active', :t, :t)"
+                ),
+                {"i": i, "e": f"r{i}@example.com", "t": WHEN},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO send_batches (id, issue_id, segment, size, status, created_at, "
+                "changed_at) VALUES (7, 1, 'data', 3, 'ambiguous', :t, :t)"
+            ),
+            {"t": WHEN},
+        )
+        for i, status in ((1, "ambiguous"), (2, "ambiguous"), (3, "failed")):
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (issue_id, subscriber_id, segment, status, batch_id, "
+                    "created_at, changed_at, ambiguities) "
+                    "VALUES (1, :i, 'data', :s, 7, :t, :t, :a)"
+                ),
+                {"i": i, "s": status, "t": WHEN, "a": int(status == "ambiguous")},
+            )
+    db.upgrade(engine)
+    assert inspect(engine).get_foreign_keys("deliveries") == []
+    with engine.begin() as conn:
+        assert ledger.counts(conn, 1) == {"ambiguous": 2, "failed": 1}
+        assert ledger.ambiguities(conn, 1) == 2
+        conn.execute(text("UPDATE send_batches SET status = 'submitting'"))
+    command.downgrade(db.alembic_config(engine), "0009")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT subscriber_id, status, segment, ambiguities FROM deliveries "
+                "ORDER BY subscriber_id"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (1, "pending", "data", 1),
+        (2, "pending", "data", 1),
+        (3, "failed", "data", 0),
+    ]
+    assert len(inspect(engine).get_foreign_keys("deliveries")) == 3
     db.upgrade(engine)

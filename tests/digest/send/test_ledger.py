@@ -7,7 +7,10 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert
+import psycopg
+import pytest
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from digest import db, repository
 from digest.models import Topic
@@ -62,11 +65,46 @@ def test_an_outcome_marks_the_batch_and_each_delivery_once(engine: Engine) -> No
     with engine.begin() as conn:
         (batch,) = ledger.claim(conn, issue_id, 5, "w", NOW, NOW + LEASE)
         members = ledger.members(conn, [batch.id], NOW)[batch.id]
-        refused = {members[0].delivery_id: "refused by the provider"}
+        assert ledger.counts(conn, issue_id) == {ledger.SUBMITTING: 4}
+        refused = {members[0].subscriber_id: "refused by the provider"}
         assert ledger.settle(conn, batch.id, refused, NOW) == 3
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
         assert not ledger.open_batches(conn, issue_id)
         assert ledger.claim(conn, issue_id, 5, "w", NOW, NOW + LEASE) == []
+        # Only the delivery that differs from its batch has an outcome of its own.
+        d = db.deliveries.c
+        query = select(d.subscriber_id, d.error).where(d.status.is_not(None))
+        own = dict(list(conn.execute(query)))
+        assert own == {members[0].subscriber_id: "refused by the provider"}
+
+
+def test_a_resent_ambiguous_batch_keeps_its_audit_and_ends_submitted(engine: Engine) -> None:
+    issue_id = issue_with_batches(engine, readers=4)
+    with engine.begin() as conn:
+        (batch,) = ledger.claim(conn, issue_id, 1, "w", NOW, NOW + LEASE)
+        assert ledger.mark_unknown(conn, batch.id, "no answer", NOW) == 4
+        assert ledger.requeue_ambiguous(conn, issue_id, NOW) == 4
+        assert ledger.counts(conn, issue_id) == {ledger.PENDING: 4}
+        assert ledger.ambiguities(conn, issue_id) == 4
+        (again,) = ledger.claim(conn, issue_id, 1, "w", NOW, NOW + LEASE)
+        assert again.id == batch.id
+        assert ledger.mark_unknown(conn, batch.id, "no answer again", NOW) == 4
+        ledger.requeue_ambiguous(conn, issue_id, NOW)
+        ledger.claim(conn, issue_id, 1, "w", NOW, NOW + LEASE)
+        assert ledger.settle(conn, batch.id, {}, NOW) == 4
+        assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 4}
+        assert ledger.ambiguities(conn, issue_id) == 8
+
+
+def test_a_subscriber_planned_into_two_batches_is_refused_before_sending(engine: Engine) -> None:
+    issue_id = issue_with_batches(engine, readers=2)
+    with (
+        engine.begin() as conn,
+        pytest.raises(
+            (IntegrityError, psycopg.errors.UniqueViolation), match=r"uq_deliveries|UNIQUE"
+        ),
+    ):
+        ledger.record(conn, issue_id, [("data", [1, 2]), ("data+ml", [2])], NOW)
 
 
 def test_worker_liveness_is_known_for_local_processes_only() -> None:
