@@ -244,16 +244,17 @@ def main() -> None:
             start = time.perf_counter()
             cpu_start = _cpu_seconds()
             server_cpu_start = server.stats()["cpu_seconds"]
+            # Recording (who gets which batch) is timed apart from sending; with several
+            # processes one records and `digest worker` processes share the batches.
+            record_recipients(
+                project.engine,
+                project.render(planned.issue),
+                project.config.sending.batch_size,
+                project.clock(),
+            )
+            recorded = time.perf_counter() - start
             helpers = []
             if args.workers > 1:
-                # Record first (one process does), then let `digest worker` processes share
-                # the batches through the ledger's leases.
-                record_recipients(
-                    project.engine,
-                    project.render(planned.issue),
-                    project.config.sending.batch_size,
-                    project.clock(),
-                )
                 env = {
                     **os.environ,
                     "DIGEST_SECRET_KEY": "bench",
@@ -292,6 +293,7 @@ def main() -> None:
     print(f"plan                                     : {planning:8.1f} s")
     print(
         f"send (record, batch, post, mark)         : {seconds:8.1f} s "
+        f"(recording {recorded:.1f} s) "
         f"= {args.readers / seconds:,.0f} recipients/s in {received['requests']:,} requests"
     )
     print(
