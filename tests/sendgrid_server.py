@@ -40,7 +40,7 @@ def limit_errors(body: dict[str, Any], raw_size: int) -> list[str]:
         errors.append("the request must be under 30 MB")
     for i, person in enumerate(people):
         subs = person.get("substitutions") or {}
-        if sum(len(k.encode()) + len(str(v).encode()) for k, v in subs.items()) > 10_000:
+        if sum(_utf8_bytes(k) + _utf8_bytes(str(v)) for k, v in subs.items()) > 10_000:
             errors.append(f"personalizations.{i}.substitutions: over 10,000 bytes")
         args = {**(body.get("custom_args") or {}), **(person.get("custom_args") or {})}
         if len(orjson.dumps(args)) >= 10_000:
@@ -53,6 +53,10 @@ def limit_errors(body: dict[str, Any], raw_size: int) -> list[str]:
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _utf8_bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -15,6 +15,7 @@ from digest.errors import TransportError
 from digest.personalize import compile_template, unfilled_tokens
 from digest.pipeline import Project
 from digest.send import ledger
+from digest.send.sendgrid import payload_problems
 from subscribers.tokens import Purpose
 from tests.conftest import FixedClock
 from tests.digest.send.test_send import project_with
@@ -152,3 +153,20 @@ def test_one_off_messages_validate_too(
     assert body["personalizations"] == [{"to": [{"email": "editor@example.com"}]}]
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert list(server.received) == [(None, None)]  # outside the ledger: no delivery ids
+
+
+def test_limits_are_measured_in_utf8_bytes_per_personalization() -> None:
+    def person(name: str, subscriber: str = "1") -> dict[str, object]:
+        return {
+            "to": [{"email": "r@example.com"}],
+            "substitutions": {"%%first_name%%": name, "%%email%%": "r@example.com"},
+            "custom_args": {"issue_id": "1", "subscriber_id": subscriber},
+        }
+
+    fits = "é" * 4_990  # 9,980 bytes, with the keys and address just over 10,000
+    payload = {
+        "personalizations": [person("Ada"), person("ü" * 2_400), person(fits)],
+    }
+    assert payload_problems(payload, 1_000) == ["personalization 2: substitutions of 10016 bytes"]
+    too_many_args = {"personalizations": [person("Ada", subscriber="9" * 10_000)]}
+    assert payload_problems(too_many_args, 1_000) == ["personalization 0: custom_args too large"]
