@@ -329,7 +329,7 @@ class _Sender:
             self.stop = self.stop or err
             return
         failures = {**prepared.skipped, **refused}
-        ok = ledger.settle(conn, batch_id, failures, now)
+        ok = ledger.settle(conn, prepared.claimed, failures, now)
         self.submitted += ok
         self.failed += len(failures)
         self.per_segment[prepared.claimed.segment] += ok

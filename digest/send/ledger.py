@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, func, insert, select, update
@@ -42,6 +42,7 @@ STATE = func.coalesce(_D.status, _B.status)
 class Claimed:
     id: int
     segment: str
+    size: int
 
 
 class Member(NamedTuple):
@@ -83,7 +84,10 @@ def record(
             for segment, ids in batches
         ],
     ).scalars()
-    stamp = _bound(conn, now)
+    # COPY takes text: a timestamp formatted once, not by the driver a million times.
+    stamp = (
+        now.astimezone(UTC).isoformat() if conn.dialect.name == "postgresql" else _bound(conn, now)
+    )
     # Batch by batch: the rows a worker reads for a batch lie together.
     rows = [
         (issue_id, subscriber_id, batch_id, stamp, stamp)
@@ -152,9 +156,9 @@ def claim(
             attempts=_B.attempts + 1,
             changed_at=now,
         )
-        .returning(_B.id, _B.segment)
+        .returning(_B.id, _B.segment, _B.size)
     ).all()
-    return sorted((Claimed(r.id, r.segment) for r in claimed), key=lambda c: c.id)
+    return sorted((Claimed(*r) for r in claimed), key=lambda c: c.id)
 
 
 def members(conn: Connection, batch_ids: Sequence[int], now: datetime) -> dict[int, list[Member]]:
@@ -186,7 +190,7 @@ _MEMBERS_SQLITE = _MEMBERS.format("?")
 _MEMBERS_PG = _MEMBERS.format("%s")
 
 
-def settle(conn: Connection, batch_id: int, failures: Mapping[int, str], now: datetime) -> int:
+def settle(conn: Connection, batch: Claimed, failures: Mapping[int, str], now: datetime) -> int:
     """The provider took the batch: the subscribers in ``failures`` (id → reason) failed, every
     other delivery is submitted. Returns how many were submitted.
 
@@ -199,11 +203,20 @@ def settle(conn: Connection, batch_id: int, failures: Mapping[int, str], now: da
     for reason, ids in by_reason.items():
         failed += conn.execute(
             update(db.deliveries)
-            .where(_D.batch_id == batch_id, _D.subscriber_id.in_(ids), _D.status.is_(None))
+            .where(_D.batch_id == batch.id, _D.subscriber_id.in_(ids), _D.status.is_(None))
             .values(status=FAILED, error=reason, changed_at=now)
         ).rowcount
-    submitted = _open_deliveries(conn, batch_id)
-    _finish(conn, batch_id, SUBMITTED if submitted or not failed else FAILED, now)
+    attempts = conn.execute(
+        update(db.send_batches)
+        .where(_B.id == batch.id)
+        .values(status=SUBMITTED, lease_until=None, error=None, changed_at=now)
+        .returning(_B.attempts)
+    ).scalar_one()
+    # Deliveries get outcomes of their own only here: if the batch was never claimed again,
+    # the failures just written are all it has (and nothing needs counting).
+    submitted = batch.size - failed if attempts == 1 else _open_deliveries(conn, batch.id)
+    if failed and not submitted:
+        _finish(conn, batch.id, FAILED, now)
     return submitted
 
 
@@ -319,11 +332,10 @@ def segment_sizes(conn: Connection, issue_id: int) -> dict[str, int]:
 
 
 def ambiguities(conn: Connection, issue_id: int) -> int:
-    """How many times deliveries of the issue were found ambiguous, over every resume."""
+    """How many times deliveries of the issue were found ambiguous, over every resume: each
+    delivery counts its batch's ambiguities (the most a ``resend`` can have duplicated)."""
     total = conn.execute(
-        select(func.coalesce(func.sum(_B.ambiguities), 0))
-        .select_from(db.deliveries.join(db.send_batches, _B.id == _D.batch_id))
-        .where(_D.issue_id == issue_id, _D.status.is_(None))
+        select(func.coalesce(func.sum(_B.ambiguities * _B.size), 0)).where(_B.issue_id == issue_id)
     ).scalar_one()
     return int(total)
 

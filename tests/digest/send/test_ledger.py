@@ -67,7 +67,7 @@ def test_an_outcome_marks_the_batch_and_each_delivery_once(engine: Engine) -> No
         members = ledger.members(conn, [batch.id], NOW)[batch.id]
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTING: 4}
         refused = {members[0].subscriber_id: "refused by the provider"}
-        assert ledger.settle(conn, batch.id, refused, NOW) == 3
+        assert ledger.settle(conn, batch, refused, NOW) == 3
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
         assert not ledger.open_batches(conn, issue_id)
         assert ledger.claim(conn, issue_id, 5, "w", NOW, NOW + LEASE) == []
@@ -90,9 +90,13 @@ def test_a_resent_ambiguous_batch_keeps_its_audit_and_ends_submitted(engine: Eng
         assert again.id == batch.id
         assert ledger.mark_unknown(conn, batch.id, "no answer again", NOW) == 4
         ledger.requeue_ambiguous(conn, issue_id, NOW)
-        ledger.claim(conn, issue_id, 1, "w", NOW, NOW + LEASE)
-        assert ledger.settle(conn, batch.id, {}, NOW) == 4
-        assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 4}
+        (third,) = ledger.claim(conn, issue_id, 1, "w", NOW, NOW + LEASE)
+        third_member = ledger.members(conn, [third.id], NOW)[third.id][0].subscriber_id
+        assert ledger.settle(conn, third, {third_member: "no longer active"}, NOW) == 3
+        assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
+        # The first holder's answer arrives late: accepted too, the failure stays its own.
+        assert ledger.settle(conn, batch, {}, NOW) == 3
+        assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
         assert ledger.ambiguities(conn, issue_id) == 8
 
 
