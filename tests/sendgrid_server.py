@@ -38,11 +38,14 @@ def limit_errors(body: dict[str, Any], raw_size: int) -> list[str]:
         errors.append("at most 1000 recipients per request")
     if raw_size >= 30 * 1024 * 1024:
         errors.append("the request must be under 30 MB")
+    mail_args = body.get("custom_args") or {}
     for i, person in enumerate(people):
         subs = person.get("substitutions") or {}
         if sum(_utf8_bytes(k) + _utf8_bytes(str(v)) for k, v in subs.items()) > 10_000:
             errors.append(f"personalizations.{i}.substitutions: over 10,000 bytes")
-        args = {**(body.get("custom_args") or {}), **(person.get("custom_args") or {})}
+        args = person.get("custom_args") or {}
+        if mail_args:
+            args = {**mail_args, **args}
         if len(orjson.dumps(args)) >= 10_000:
             errors.append(f"personalizations.{i}.custom_args: 10,000 bytes or more")
     if "send_at" in body and body["send_at"] > time.time() + 72 * 3600:
