@@ -4,13 +4,25 @@ large list never sits in memory at once and an import of 10,000 rows is a few st
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, cast, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    String,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from digest import db
 from subscribers.importer import ImportRow, email_key
@@ -28,6 +40,18 @@ class UpsertSummary:
     reactivated: int = 0
     suppressed: tuple[str, ...] = ()
     """Addresses left alone because they unsubscribed, bounced or complained."""
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Who gets an issue: ``query`` selects (subscriber id, the ids of their topics in the
+    issue, comma-separated in no particular order); :meth:`topics` reads such a list."""
+
+    query: Select[int, str]
+    slug_of: Mapping[int, str]
+
+    def topics(self, ids: str) -> frozenset[str]:
+        return frozenset(self.slug_of[int(i)] for i in ids.split(","))
 
 
 def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
@@ -55,18 +79,17 @@ class SubscriberStore:
         ).first()
         return self._with_topics([row])[0] if row else None
 
-    def segment_members(
-        self, issue_topics: Iterable[str], now: datetime
-    ) -> Iterator[tuple[int, frozenset[str]]]:
-        """(id, topics in this issue) of every subscriber who gets the issue, by id.
+    def segmentation(self, issue_topics: Iterable[str], now: datetime) -> Segmentation | None:
+        """Who gets an issue, as a query for the database to run (None: no topic of the
+        issue is known here, so nobody does).
 
         The rule of :func:`subscribers.segments.segment_key` (active, not paused, at least
-        one topic with news), run in the database: a send reads a million of these, and
-        building a Subscriber for each cost more than the rest of recording."""
+        one topic with news), in SQL: a send segments a million readers, and reading each one
+        into Python cost more than the rest of recording."""
         wanted = frozenset(issue_topics)
         slug_of = {i: slug for slug, i in self._topic_ids().items() if slug in wanted}
         if not slug_of:
-            return
+            return None
         s, sub = db.subscribers.c, db.subscriptions.c
         query = (
             select(sub.subscriber_id, func.aggregate_strings(cast(sub.topic_id, String), ","))
@@ -77,14 +100,22 @@ class SubscriberStore:
                 sub.topic_id.in_(list(slug_of)),
             )
             .group_by(sub.subscriber_id)
-            .order_by(sub.subscriber_id)
-            .execution_options(yield_per=10_000)
         )
+        return Segmentation(query, slug_of)
+
+    def segment_members(
+        self, issue_topics: Iterable[str], now: datetime
+    ) -> Iterator[tuple[int, frozenset[str]]]:
+        """(id, topics in this issue) of every subscriber who gets the issue, by id."""
+        segmentation = self.segmentation(issue_topics, now)
+        if segmentation is None:
+            return
+        query = segmentation.query.order_by(db.subscriptions.c.subscriber_id)
         keys: dict[str, frozenset[str]] = {}
-        for subscriber_id, ids in self.conn.execute(query):
+        for subscriber_id, ids in self.conn.execute(query.execution_options(yield_per=10_000)):
             key = keys.get(ids)
             if key is None:
-                key = keys[ids] = frozenset(slug_of[int(i)] for i in ids.split(","))
+                key = keys[ids] = segmentation.topics(ids)
             yield subscriber_id, key
 
     def upsert(

@@ -18,7 +18,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Literal, Protocol
 
 from sqlalchemy import Connection, Engine, update
@@ -27,7 +26,7 @@ from digest import db, repository
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
 from digest.render import RenderedIssue
 from digest.send import ledger
-from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient, plan_batches
+from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
 from digest.send.message import Envelope
 from subscribers.models import first_name_of
 from subscribers.segments import decode_key, encode_key
@@ -110,10 +109,17 @@ def record_recipients(
         ).rowcount
         if not started:
             return 0
-        members = SubscriberStore(conn).segment_members(issue.topic_slugs, now)
-        encode = cache(encode_key)  # a few hundred segments, a million members
-        batches = plan_batches(((sid, encode(key)) for sid, key in members), batch_size)
-        return ledger.record(conn, issue.id, batches, now)
+        segmentation = SubscriberStore(conn).segmentation(issue.topic_slugs, now)
+        if segmentation is None:
+            return 0
+        return ledger.record(
+            conn,
+            issue.id,
+            segmentation.query,
+            lambda topics: encode_key(segmentation.topics(topics)),
+            batch_size,
+            now,
+        )
 
 
 @dataclass(frozen=True)

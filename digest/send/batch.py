@@ -6,7 +6,7 @@ with :func:`messages`; SendGrid sends the variant once with per-recipient substi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -103,16 +103,14 @@ def messages(batch: OutgoingBatch, now: datetime) -> Iterator[tuple[int, EmailMe
         )
 
 
-def plan_batches(
-    assignments: Iterable[tuple[int, str]], batch_size: int
-) -> list[tuple[str, list[int]]]:
-    """(subscriber id, segment) pairs → batches of one segment and at most ``batch_size``
-    subscribers, segment by segment in the order they first appear."""
-    by_segment: dict[str, list[int]] = {}
-    for subscriber_id, segment in assignments:
-        by_segment.setdefault(segment, []).append(subscriber_id)
+def plan_batches(sizes: Mapping[str, int], batch_size: int) -> list[tuple[str, int, int]]:
+    """Recipients per segment → batches of one segment and at most ``batch_size``, as
+    (segment, chunk, size), segments in key order.
+
+    Chunk ``k`` of a segment holds its recipients ``k * batch_size`` up to
+    ``(k + 1) * batch_size - 1`` in subscriber order: the ledger places them by that rule."""
     return [
-        (segment, ids[start : start + batch_size])
-        for segment, ids in by_segment.items()
-        for start in range(0, len(ids), batch_size)
+        (segment, chunk, min(batch_size, n - chunk * batch_size))
+        for segment, n in sorted(sizes.items())
+        for chunk in range(-(-n // batch_size))
     ]

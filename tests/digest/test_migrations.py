@@ -92,3 +92,28 @@ def test_0010_lets_deliveries_follow_their_batch_and_back(engine: Engine) -> Non
     ]
     assert len(inspect(engine).get_foreign_keys("deliveries")) == 3
     db.upgrade(engine)
+
+
+def test_0011_keys_deliveries_by_issue_and_subscriber_and_back(engine: Engine) -> None:
+    command.downgrade(db.alembic_config(engine), "0010")
+    with engine.begin() as conn:
+        for i in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (issue_id, subscriber_id, batch_id, created_at, "
+                    "changed_at) VALUES (1, :i, 7, :t, :t)"
+                ),
+                {"i": i, "t": WHEN},
+            )
+    db.upgrade(engine)
+    key = inspect(engine).get_pk_constraint("deliveries")
+    assert key["constrained_columns"] == ["issue_id", "subscriber_id"]
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT subscriber_id FROM deliveries ORDER BY 1")).scalars()
+        assert list(kept) == [1, 2]
+    command.downgrade(db.alembic_config(engine), "0010")
+    assert inspect(engine).get_pk_constraint("deliveries")["constrained_columns"] == ["id"]
+    with engine.connect() as conn:
+        ids = conn.execute(text("SELECT id FROM deliveries")).scalars().all()
+    assert len(set(ids)) == 2 and None not in ids
+    db.upgrade(engine)

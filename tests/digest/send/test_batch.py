@@ -11,14 +11,16 @@ SEGMENTS = ["a", "b", "a+b", "c", "a+b+c"]
 
 
 @given(
-    segments=st.lists(st.sampled_from(SEGMENTS), max_size=400),
+    sizes=st.dictionaries(st.sampled_from(SEGMENTS), st.integers(min_value=0, max_value=400)),
     batch_size=st.integers(min_value=1, max_value=50),
 )
-def test_each_recipient_once_one_segment_per_batch(segments: list[str], batch_size: int) -> None:
-    assignments = list(enumerate(segments))
-    batches = plan_batches(assignments, batch_size)
-    placed = [(sid, segment) for segment, ids in batches for sid in ids]
-    assert sorted(placed) == sorted(assignments)
-    assert all(0 < len(ids) <= batch_size for _, ids in batches)
-    per_segment = {s: segments.count(s) for s in set(segments)}
-    assert len(batches) == sum(-(-n // batch_size) for n in per_segment.values())
+def test_each_recipient_once_one_segment_per_batch(sizes: dict[str, int], batch_size: int) -> None:
+    batches = plan_batches(sizes, batch_size)
+    for segment, n in sizes.items():
+        chunks = [(chunk, size) for s, chunk, size in batches if s == segment]
+        # Chunk k holds positions k * batch_size … : numbered from 0 without gaps, every one
+        # full but the last, together exactly the segment.
+        assert [chunk for chunk, _ in chunks] == list(range(len(chunks)))
+        assert all(size == batch_size for _, size in chunks[:-1])
+        assert sum(size for _, size in chunks) == n
+    assert all(0 < size <= batch_size for _, _, size in batches)

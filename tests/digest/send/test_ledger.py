@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from digest import db, repository
@@ -34,9 +34,25 @@ def issue_with_batches(engine: Engine, readers: int = 10, batch_size: int = 4) -
             .values(digest="weekly", number=1, status="sending", cutoff=NOW, created_at=NOW)
             .returning(db.issues.c.id)
         ).scalar_one()
-        chunks = [("data", ids[i : i + batch_size]) for i in range(0, readers, batch_size)]
-        assert ledger.record(conn, issue_id, chunks, NOW) == readers
+        assert record(conn, issue_id, batch_size) == readers
+        sizes = conn.execute(
+            select(db.send_batches.c.size).where(db.send_batches.c.issue_id == issue_id)
+        ).scalars()
+        assert list(sizes) == [batch_size] * (readers // batch_size) + [readers % batch_size] * (
+            readers % batch_size > 0
+        )
+        d = db.deliveries.c
+        recorded = conn.execute(
+            select(d.subscriber_id).order_by(d.batch_id, d.subscriber_id)
+        ).scalars()
+        assert list(recorded) == ids  # the first batch holds the first readers, and so on
     return int(issue_id)
+
+
+def record(conn: Connection, issue_id: int, batch_size: int) -> int:
+    segmentation = SubscriberStore(conn).segmentation(["data"], NOW)
+    assert segmentation is not None
+    return ledger.record(conn, issue_id, segmentation.query, lambda _: "data", batch_size, NOW)
 
 
 def test_a_live_workers_lease_is_respected_a_dead_or_late_one_is_not(engine: Engine) -> None:
@@ -100,15 +116,15 @@ def test_a_resent_ambiguous_batch_keeps_its_audit_and_ends_submitted(engine: Eng
         assert ledger.ambiguities(conn, issue_id) == 8
 
 
-def test_a_subscriber_planned_into_two_batches_is_refused_before_sending(engine: Engine) -> None:
+def test_an_issue_recorded_twice_is_refused_before_sending(engine: Engine) -> None:
     issue_id = issue_with_batches(engine, readers=2)
     with (
         engine.begin() as conn,
         pytest.raises(
-            (IntegrityError, psycopg.errors.UniqueViolation), match=r"uq_deliveries|UNIQUE"
+            (IntegrityError, psycopg.errors.UniqueViolation), match=r"pk_deliveries|UNIQUE"
         ),
     ):
-        ledger.record(conn, issue_id, [("data", [1, 2]), ("data+ml", [2])], NOW)
+        record(conn, issue_id, 4)
 
 
 def test_worker_liveness_is_known_for_local_processes_only() -> None:
