@@ -12,7 +12,7 @@ import gc
 import os
 import socket
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -123,6 +123,15 @@ def record_recipients(
 
 
 @dataclass(frozen=True)
+class _Leased:
+    """A batch this worker holds, with its variant (compiled by the leasing thread, which
+    keeps the few compiled last)."""
+
+    claimed: ledger.Claimed
+    variant: CompiledVariant
+
+
+@dataclass(frozen=True)
 class _Prepared:
     claimed: ledger.Claimed
     batch: OutgoingBatch
@@ -132,6 +141,10 @@ class _Prepared:
     @property
     def size(self) -> int:
         return len(self.batch.recipients) + len(self.skipped)
+
+
+_Handed = tuple[_Prepared, "Mapping[int, str] | TransportError"]
+"""A batch as it was handed over, and the answer: the refused recipients, or the error."""
 
 
 def send_issue(
@@ -197,14 +210,18 @@ def _young_objects_only() -> Iterator[None]:
         gc.unfreeze()
 
 
-Outcome = tuple[_Prepared, "Future[Mapping[int, str]] | None"]
+Outcome = tuple[_Leased, "Future[_Handed]"]
 
 
 class _Sender:
     """One worker's part of a send: lease batches, hand them over, record what happened.
 
-    Each database transaction records the outcomes of the batches that just finished and
-    leases the next ones (reading their recipients), so a batch costs one commit."""
+    The leasing thread only talks to the database: each transaction records the outcomes of
+    every batch finished so far and leases the next few, kept in reserve so that a finished
+    request is followed by the next at once. The threads that hand batches over read their
+    recipients (on a connection of their own), prepare and send them: reading a batch's
+    subscribers is the database's slowest part of a send, and done by the leasing thread it
+    made that thread the bottleneck."""
 
     def __init__(
         self,
@@ -235,39 +252,51 @@ class _Sender:
         return self.rendered.issue.id
 
     def run(self, transport: Transport, threads: int) -> None:
-        running: dict[Future[Mapping[int, str]], _Prepared] = {}
+        running: dict[Future[_Handed], _Leased] = {}
+        ready: deque[_Leased] = deque()
+        """Leased, not handed over yet: at most ``threads`` of them."""
         finished: list[Outcome] = []
+        drained = False
+        """No batch was left to lease at the last look."""
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
             try:
                 while True:
-                    want = threads - len(running) if self.stop is None else 0
-                    claimed = self.step(finished, want)
-                    finished = []
-                    for prepared in claimed:
-                        if prepared.batch.recipients:
-                            running[pool.submit(transport.deliver, prepared.batch)] = prepared
-                        else:
-                            finished.append((prepared, None))
-                    if finished:
+                    while ready and len(running) < threads and self.stop is None:
+                        leased = ready.popleft()
+                        running[pool.submit(self.hand_over, transport, leased)] = leased
+                    want = 0 if drained or self.stop is not None else threads - len(ready)
+                    # A transaction when half the requests have finished, or half the
+                    # reserve is gone, or nothing else can happen.
+                    if (finished and (len(finished) * 2 >= threads or not running)) or (
+                        want and len(ready) * 2 <= threads
+                    ):
+                        more = self.step(finished, want)
+                        finished = []
+                        drained = len(more) < want
+                        ready.extend(more)
                         continue
+                    if self.stop is not None and ready:
+                        self.give_back(ready)
                     if not running:
                         break
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    finished = [(running.pop(future), future) for future in done]
+                    finished += [(running.pop(future), future) for future in done]
             except BaseException:
                 # A bug or Ctrl-C: let the requests under way finish, then record what is
-                # known; a batch whose outcome cannot be recorded has an unknown fate.
+                # known; a batch whose outcome cannot be recorded has an unknown fate. Batches
+                # never handed over go back to pending.
                 wait(running)
-                finished += [(prepared, future) for future, prepared in running.items()]
-                for prepared, future in finished:
+                finished += [(leased, future) for future, leased in running.items()]
+                for leased, future in finished:
                     try:
                         with self.engine.begin() as conn:
-                            self.record_outcome(conn, prepared, future)
+                            self.record_outcomes(conn, [(leased, future)])
                     except BaseException:  # the first error is re-raised below
                         with self.engine.begin() as conn:
                             ledger.mark_unknown(
-                                conn, prepared.claimed.id, "send interrupted", self.clock()
+                                conn, leased.claimed.id, "send interrupted", self.clock()
                             )
+                self.give_back(ready)
                 with self.engine.begin() as conn:
                     ledger.release(
                         conn, self.issue_id, self.worker, "send interrupted", self.clock()
@@ -276,30 +305,51 @@ class _Sender:
         if self.stop is not None:
             raise self.stop
 
-    def step(self, finished: list[Outcome], want: int) -> list[_Prepared]:
+    def step(self, finished: list[Outcome], want: int) -> list[_Leased]:
         """One transaction: record the finished batches, lease up to ``want`` more."""
         with self.engine.begin() as conn:
-            for prepared, future in finished:
-                self.record_outcome(conn, prepared, future)
+            self.record_outcomes(conn, finished)
             if want <= 0:
                 return []
             now = self.clock()
             claimed = ledger.claim(conn, self.issue_id, want, self.worker, now, now + self.lease)
-            found = ledger.members(conn, [c.id for c in claimed], now)
-        return [self.prepare(c, found.get(c.id, [])) for c in claimed]
+        return [_Leased(c, self.variant(c.segment)) for c in claimed]
 
-    def prepare(self, claimed: ledger.Claimed, members: list[ledger.Member]) -> _Prepared:
-        issue = self.rendered.issue
-        variant = self.compiled.pop(claimed.segment, None)
-        if variant is None:
-            variant = CompiledVariant.of(
-                self.rendered.variant(decode_key(claimed.segment)), self.links.public_url
+    def give_back(self, ready: deque[_Leased]) -> None:
+        with self.engine.begin() as conn:
+            ids = [leased.claimed.id for leased in ready]
+            ledger.unclaim(conn, ids, self.worker, self.clock())
+        ready.clear()
+
+    def variant(self, segment: str) -> CompiledVariant:
+        compiled = self.compiled.pop(segment, None)
+        if compiled is None:
+            compiled = CompiledVariant.of(
+                self.rendered.variant(decode_key(segment)), self.links.public_url
             )
         # Batches of a segment are leased one after the other: keeping the last few compiled
         # variants is enough, and keeps a send of hundreds of variants small in memory.
-        self.compiled[claimed.segment] = variant
+        self.compiled[segment] = compiled
         while len(self.compiled) > COMPILED_KEPT:
             del self.compiled[next(iter(self.compiled))]
+        return compiled
+
+    def hand_over(self, transport: Transport, leased: _Leased) -> _Handed:
+        """In a sending thread: read the batch's recipients, prepare it, hand it over."""
+        batch_id = leased.claimed.id
+        # One query, no transaction around it (no BEGIN and ROLLBACK round trips).
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            members = ledger.members(conn, [batch_id], self.clock())[batch_id]
+        prepared = self.prepare(leased, members)
+        if not prepared.batch.recipients:
+            return prepared, {}
+        try:
+            return prepared, transport.deliver(prepared.batch)
+        except TransportError as err:
+            return prepared, err
+
+    def prepare(self, leased: _Leased, members: list[ledger.Member]) -> _Prepared:
+        issue = self.rendered.issue
         now = self.clock()
         active = [m for m in members if m.active]
         skipped = {m.subscriber_id: "no longer active" for m in members if not m.active}
@@ -313,31 +363,35 @@ class _Sender:
             issue.digest,
             issue.number,
             self.envelope,
-            variant,
+            leased.variant,
             recipients,
             self.links.public_url,
         )
-        return _Prepared(claimed, batch, skipped)
+        return _Prepared(leased.claimed, batch, skipped)
 
-    def record_outcome(
-        self, conn: Connection, prepared: _Prepared, future: Future[Mapping[int, str]] | None
-    ) -> None:
-        batch_id, now = prepared.claimed.id, self.clock()
-        try:
-            refused = future.result() if future is not None else {}
-        except DeliveryUnknown as err:
-            self.ambiguous += ledger.mark_unknown(conn, batch_id, str(err), now)
+    def record_outcomes(self, conn: Connection, finished: list[Outcome]) -> None:
+        """What became of each finished batch; the accepted ones settle together."""
+        accepted: list[tuple[_Prepared, dict[int, str]]] = []
+        now = self.clock()
+        for leased, future in finished:
+            batch_id = leased.claimed.id
+            prepared, answer = future.result()
+            if isinstance(answer, DeliveryUnknown):
+                self.ambiguous += ledger.mark_unknown(conn, batch_id, str(answer), now)
+                continue
+            if isinstance(answer, BatchRejected):
+                answer = {r.subscriber_id: str(answer) for r in prepared.batch.recipients}
+            elif isinstance(answer, TransportError):
+                self.failed += ledger.fail(conn, batch_id, str(answer), now)
+                self.stop = self.stop or answer
+                continue
+            accepted.append((prepared, {**prepared.skipped, **answer}))
+        if not accepted:
             return
-        except BatchRejected as err:
-            refused = {r.subscriber_id: str(err) for r in prepared.batch.recipients}
-        except TransportError as err:
-            self.failed += ledger.fail(conn, batch_id, str(err), now)
-            self.stop = self.stop or err
-            return
-        failures = {**prepared.skipped, **refused}
-        ok = ledger.settle(conn, prepared.claimed, failures, now)
-        self.submitted += ok
-        self.failed += len(failures)
-        self.per_segment[prepared.claimed.segment] += ok
-        if self.on_batch is not None:
-            self.on_batch(prepared.size)
+        submitted = ledger.settle(conn, [(p.claimed, failures) for p, failures in accepted], now)
+        for (prepared, failures), ok in zip(accepted, submitted, strict=True):
+            self.submitted += ok
+            self.failed += len(failures)
+            self.per_segment[prepared.claimed.segment] += ok
+            if self.on_batch is not None:
+                self.on_batch(prepared.size)

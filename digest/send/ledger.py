@@ -204,16 +204,19 @@ def claim(
 ) -> list[Claimed]:
     """Lease up to ``limit`` pending batches to ``worker``; two workers never get the same.
 
-    On PostgreSQL the batches are picked with SELECT … FOR UPDATE SKIP LOCKED, then updated
-    by id in the same transaction. (In one UPDATE … WHERE id IN (SELECT … LIMIT n SKIP
-    LOCKED), PostgreSQL may run the subquery more than once and lease more than ``n``.) On
-    SQLite the single UPDATE … RETURNING runs under the database's write lock."""
-    pending = select(_B.id).where(_B.issue_id == issue_id, _B.status == PENDING)
-    picked: Any = pending.order_by(_B.id).limit(limit)
+    One statement. On PostgreSQL the batches are picked FOR UPDATE SKIP LOCKED in a
+    materialized CTE, evaluated once (in a plain ``WHERE id IN (SELECT … LIMIT n SKIP
+    LOCKED)``, PostgreSQL may run the subquery more than once and lease more than ``n``). On
+    SQLite the UPDATE runs under the database's write lock."""
+    picked: Any = (
+        select(_B.id)
+        .where(_B.issue_id == issue_id, _B.status == PENDING)
+        .order_by(_B.id)
+        .limit(limit)
+    )
     if conn.dialect.name == "postgresql":
-        picked = list(conn.execute(picked.with_for_update(skip_locked=True)).scalars())
-        if not picked:
-            return []
+        picked = picked.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        picked = select(picked.c.id)
     claimed = conn.execute(
         update(db.send_batches)
         .where(_B.id.in_(picked), _B.status == PENDING)
@@ -229,80 +232,112 @@ def claim(
     return sorted((Claimed(*r) for r in claimed), key=lambda c: c.id)
 
 
+def unclaim(conn: Connection, batch_ids: Sequence[int], worker: str, now: datetime) -> None:
+    """Give back leased batches that were never handed over: pending again, for anyone."""
+    if batch_ids:
+        conn.execute(
+            update(db.send_batches)
+            .where(_B.id.in_(batch_ids), _B.status == SUBMITTING, _B.worker == worker)
+            .values(
+                status=PENDING,
+                worker=None,
+                lease_until=None,
+                attempts=_B.attempts - 1,
+                changed_at=now,
+            )
+        )
+
+
 def members(conn: Connection, batch_ids: Sequence[int], now: datetime) -> dict[int, list[Member]]:
     """The deliveries of the batches still to send (not failed on their own), with their
     subscribers, by batch.
 
-    Read through the driver's own cursor: a million rows per million recipients, and
-    SQLAlchemy's result rows cost more than the query."""
+    One query, read through the driver's own cursor: a million rows per million recipients,
+    and SQLAlchemy's result rows cost more than the query."""
     found: dict[int, list[Member]] = {batch_id: [] for batch_id in batch_ids}
-    query = _MEMBERS_PG if conn.dialect.name == "postgresql" else _MEMBERS_SQLITE
+    if not batch_ids:
+        return found
+    marker = "%s" if conn.dialect.name == "postgresql" else "?"
+    query = _MEMBERS.format(now=marker, batches=", ".join([marker] * len(batch_ids)))
     raw: Any = conn.connection.driver_connection
     cursor = raw.cursor()
     try:
-        for batch_id in batch_ids:
-            cursor.execute(query, (_bound(conn, now), batch_id))
-            found[batch_id] = [Member(*row) for row in cursor.fetchall()]
+        cursor.execute(query, (_bound(conn, now), *batch_ids))
+        for batch_id, *member in cursor.fetchall():
+            found[batch_id].append(Member(*member))
     finally:
         cursor.close()
     return found
 
 
 _MEMBERS = """
-    SELECT s.id, s.email, s.name,
-           s.status = 'active' AND (s.paused_until IS NULL OR s.paused_until <= {0})
+    SELECT d.batch_id, s.id, s.email, s.name,
+           s.status = 'active' AND (s.paused_until IS NULL OR s.paused_until <= {now})
     FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-    WHERE d.batch_id = {0} AND d.status IS NULL
+    WHERE d.batch_id IN ({batches}) AND d.status IS NULL
 """
-_MEMBERS_SQLITE = _MEMBERS.format("?")
-_MEMBERS_PG = _MEMBERS.format("%s")
 
 
-def settle(conn: Connection, batch: Claimed, failures: Mapping[int, str], now: datetime) -> int:
-    """The provider took the batch: the subscribers in ``failures`` (id → reason) failed, every
-    other delivery is submitted. Returns how many were submitted.
+def settle(
+    conn: Connection, outcomes: Sequence[tuple[Claimed, Mapping[int, str]]], now: datetime
+) -> list[int]:
+    """The provider took these batches: in each, the subscribers of its failures (id →
+    reason) failed and every other delivery is submitted. Returns how many were submitted,
+    batch by batch; the batches change in one statement.
 
     A batch that meanwhile became ambiguous (a lease that ran out) is submitted too: the answer
     says it was accepted."""
+    failed: dict[int, int] = {}
+    for batch, failures in outcomes:
+        failed[batch.id] = _fail_own(conn, batch.id, failures, now) if failures else 0
+    attempts: dict[int, int] = dict(
+        conn.execute(
+            update(db.send_batches)
+            .where(_B.id.in_([batch.id for batch, _ in outcomes]))
+            .values(status=SUBMITTED, lease_until=None, error=None, changed_at=now)
+            .returning(_B.id, _B.attempts)
+        ).all()
+    )
+    submitted = []
+    for batch, _ in outcomes:
+        # Deliveries get outcomes of their own only here: if the batch was never claimed
+        # again, the failures just written are all it has (and nothing needs counting).
+        ok = batch.size - failed[batch.id] if attempts[batch.id] == 1 else _open(conn, batch.id)
+        if failed[batch.id] and not ok:
+            _finish(conn, batch.id, FAILED, now)
+        submitted.append(ok)
+    return submitted
+
+
+def _fail_own(conn: Connection, batch_id: int, failures: Mapping[int, str], now: datetime) -> int:
     by_reason: defaultdict[str, list[int]] = defaultdict(list)
     for subscriber_id, reason in failures.items():
         by_reason[reason].append(subscriber_id)
-    failed = 0
-    for reason, ids in by_reason.items():
-        failed += conn.execute(
+    return sum(
+        conn.execute(
             update(db.deliveries)
-            .where(_D.batch_id == batch.id, _D.subscriber_id.in_(ids), _D.status.is_(None))
+            .where(_D.batch_id == batch_id, _D.subscriber_id.in_(ids), _D.status.is_(None))
             .values(status=FAILED, error=reason, changed_at=now)
         ).rowcount
-    attempts = conn.execute(
-        update(db.send_batches)
-        .where(_B.id == batch.id)
-        .values(status=SUBMITTED, lease_until=None, error=None, changed_at=now)
-        .returning(_B.attempts)
-    ).scalar_one()
-    # Deliveries get outcomes of their own only here: if the batch was never claimed again,
-    # the failures just written are all it has (and nothing needs counting).
-    submitted = batch.size - failed if attempts == 1 else _open_deliveries(conn, batch.id)
-    if failed and not submitted:
-        _finish(conn, batch.id, FAILED, now)
-    return submitted
+        for reason, ids in by_reason.items()
+    )
 
 
 def fail(conn: Connection, batch_id: int, error: str, now: datetime) -> int:
     """Refused or unsendable: every delivery of the batch without an outcome of its own failed,
     with the batch's reason."""
     _finish(conn, batch_id, FAILED, now, error)
-    return _open_deliveries(conn, batch_id)
+    return _open(conn, batch_id)
 
 
 def mark_unknown(conn: Connection, batch_id: int, error: str, now: datetime) -> int:
     """Handed over without an answer: the batch is ambiguous, once more. Returns the
     deliveries that may or may not have been sent."""
     _finish(conn, batch_id, AMBIGUOUS, now, error, ambiguity=True)
-    return _open_deliveries(conn, batch_id)
+    return _open(conn, batch_id)
 
 
-def _open_deliveries(conn: Connection, batch_id: int) -> int:
+def _open(conn: Connection, batch_id: int) -> int:
     """Deliveries whose state is their batch's: its size less those with an outcome of their
     own (counted in a small partial index, not by visiting the batch's rows)."""
     size = select(_B.size).where(_B.id == batch_id).scalar_subquery()

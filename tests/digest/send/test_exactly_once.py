@@ -135,6 +135,9 @@ def test_two_workers_share_an_issue(tmp_path: Path, database: str) -> None:
     planned = project.plan()
     assert planned is not None
     with running() as server:
+        # Answers take a while, as a real provider's do: without it, the first worker could
+        # send all 150 batches before the second has finished starting.
+        server.latency_seconds = 0.03
         script = Path(__file__).with_name("run_worker.py")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
         args = [sys.executable, str(script), str(project.config.path), server.host, API_KEY]

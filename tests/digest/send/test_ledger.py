@@ -83,7 +83,7 @@ def test_an_outcome_marks_the_batch_and_each_delivery_once(engine: Engine) -> No
         members = ledger.members(conn, [batch.id], NOW)[batch.id]
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTING: 4}
         refused = {members[0].subscriber_id: "refused by the provider"}
-        assert ledger.settle(conn, batch, refused, NOW) == 3
+        assert ledger.settle(conn, [(batch, refused)], NOW) == [3]
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
         assert not ledger.open_batches(conn, issue_id)
         assert ledger.claim(conn, issue_id, 5, "w", NOW, NOW + LEASE) == []
@@ -92,6 +92,30 @@ def test_an_outcome_marks_the_batch_and_each_delivery_once(engine: Engine) -> No
         query = select(d.subscriber_id, d.error).where(d.status.is_not(None))
         own = dict(list(conn.execute(query)))
         assert own == {members[0].subscriber_id: "refused by the provider"}
+
+
+def test_batches_are_leased_read_and_settled_together_and_given_back_unsent(
+    engine: Engine,
+) -> None:
+    issue_id = issue_with_batches(engine, readers=10)
+    with engine.begin() as conn:
+        first, second, third = ledger.claim(conn, issue_id, 3, "w", NOW, NOW + LEASE)
+        found = ledger.members(conn, [first.id, second.id, third.id], NOW)
+        assert [len(found[b.id]) for b in (first, second, third)] == [4, 4, 2]
+        everyone = {m.subscriber_id for people in found.values() for m in people}
+        assert len(everyone) == 10
+        ledger.unclaim(conn, [third.id], "w", NOW)  # leased ahead, never handed over
+        refused = {found[second.id][0].subscriber_id: "refused by the provider"}
+        assert ledger.settle(conn, [(first, {}), (second, refused)], NOW) == [4, 3]
+        assert ledger.counts(conn, issue_id) == {
+            ledger.SUBMITTED: 7,
+            ledger.FAILED: 1,
+            ledger.PENDING: 2,
+        }
+        (again,) = ledger.claim(conn, issue_id, 3, "other", NOW, NOW + LEASE)
+        assert again.id == third.id
+        attempts = select(db.send_batches.c.attempts).where(db.send_batches.c.id == third.id)
+        assert conn.execute(attempts).scalar_one() == 1  # giving back cost no attempt
 
 
 def test_a_resent_ambiguous_batch_keeps_its_audit_and_ends_submitted(engine: Engine) -> None:
@@ -108,10 +132,10 @@ def test_a_resent_ambiguous_batch_keeps_its_audit_and_ends_submitted(engine: Eng
         ledger.requeue_ambiguous(conn, issue_id, NOW)
         (third,) = ledger.claim(conn, issue_id, 1, "w", NOW, NOW + LEASE)
         third_member = ledger.members(conn, [third.id], NOW)[third.id][0].subscriber_id
-        assert ledger.settle(conn, third, {third_member: "no longer active"}, NOW) == 3
+        assert ledger.settle(conn, [(third, {third_member: "no longer active"})], NOW) == [3]
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
         # The first holder's answer arrives late: accepted too, the failure stays its own.
-        assert ledger.settle(conn, batch, {}, NOW) == 3
+        assert ledger.settle(conn, [(batch, {})], NOW) == [3]
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
         assert ledger.ambiguities(conn, issue_id) == 8
 
