@@ -91,17 +91,21 @@ class SubscriberStore:
         if not slug_of:
             return None
         s, sub = db.subscribers.c, db.subscriptions.c
-        # Status and topic are compared as expressions, not columns, so that SQLite reads the
-        # subscriptions in key order, already grouped, and looks each subscriber up by id,
-        # instead of walking the status index and probing every topic of every subscriber
-        # (1.4 s instead of 4 s for a million; PostgreSQL plans both alike).
+        # On SQLite, status and topic are compared as expressions, not columns, so that it
+        # reads the subscriptions in key order, already grouped, and looks each subscriber up
+        # by id, instead of walking the status index and probing every topic of every
+        # subscriber (1.4 s instead of 4 s for a million). PostgreSQL merge-joins the two
+        # tables as they are, and the expressions would only blind its estimates.
+        sqlite = self.conn.dialect.name == "sqlite"
+        status = s.status.concat("") if sqlite else s.status
+        topic = sub.topic_id + 0 if sqlite else sub.topic_id
         query = (
             select(sub.subscriber_id, func.aggregate_strings(cast(sub.topic_id, String), ","))
             .join(db.subscribers, s.id == sub.subscriber_id)
             .where(
-                s.status.concat("") == Status.ACTIVE.value,
+                status == Status.ACTIVE.value,
                 or_(s.paused_until.is_(None), s.paused_until <= now),
-                (sub.topic_id + 0).in_(list(slug_of)),
+                topic.in_(list(slug_of)),
             )
             .group_by(sub.subscriber_id)
         )
