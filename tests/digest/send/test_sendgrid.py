@@ -9,13 +9,17 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest.errors import TransportError
-from digest.personalize import compile_template, unfilled_tokens
+from digest.personalize import compile_template, recipient_values, unfilled_tokens
 from digest.pipeline import Project
 from digest.send import ledger
-from digest.send.sendgrid import payload_problems
+from digest.send.batch import Recipient
+from digest.send.sendgrid import payload_problems, personal_parts_fit
 from subscribers.tokens import Purpose
 from tests.conftest import FixedClock
 from tests.digest.send.test_send import project_with
@@ -170,3 +174,27 @@ def test_limits_are_measured_in_utf8_bytes_per_personalization() -> None:
     assert payload_problems(payload, 1_000) == ["personalization 2: substitutions of 10016 bytes"]
     too_many_args = {"personalizations": [person("Ada", subscriber="9" * 10_000)]}
     assert payload_problems(too_many_args, 1_000) == ["personalization 0: custom_args too large"]
+
+
+@given(
+    people=st.lists(
+        st.tuples(st.text(max_size=1200), st.text(max_size=1200), st.integers(1, 10**12)),
+        min_size=1,
+        max_size=5,
+    ),
+    token=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", max_size=300),
+    digest=st.text(max_size=300),
+)
+def test_the_batch_wide_bound_never_passes_a_personalization_over_the_limits(
+    people: list[tuple[str, str, int]], token: str, digest: str
+) -> None:
+    """The shortcut that spares checking each personalization only says yes when each one
+    is in fact within the limits, measured as payload_problems measures them."""
+    recipients = [Recipient(sid, email, name, name, token) for name, email, sid in people]
+    if not personal_parts_fit(recipients, digest, 12):
+        return
+    for r in recipients:
+        substitutions = recipient_values(r.first_name, r.email, r.token)
+        assert sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items()) <= 10_000
+        args = {"digest": digest, "issue_id": "12", "subscriber_id": str(r.subscriber_id)}
+        assert len(orjson.dumps(args)) < 10_000
