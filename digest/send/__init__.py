@@ -101,7 +101,7 @@ def record_recipients(
     (the others wait for its transaction, then find nothing to record)."""
     issue = rendered.issue
     assert issue.id is not None
-    with engine.begin() as conn, _young_objects_only():
+    with engine.begin() as conn:
         started = conn.execute(
             update(db.issues)
             .where(db.issues.c.id == issue.id, db.issues.c.status == repository.ISSUE_PLANNED)
@@ -339,7 +339,7 @@ class _Sender:
         batch_id = leased.claimed.id
         # One query, no transaction around it (no BEGIN and ROLLBACK round trips).
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            members = ledger.members(conn, [batch_id], self.clock())[batch_id]
+            members = ledger.members(conn, batch_id, self.clock())
         prepared = self.prepare(leased, members)
         if not prepared.batch.recipients:
             return prepared, {}

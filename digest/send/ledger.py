@@ -3,8 +3,8 @@
 Deliveries are grouped into batches (one variant, up to 1000 recipients) when an issue is
 recorded, in one transaction. A batch is what workers claim, lease and mark, and a delivery's
 state is its batch's, unless the delivery has an outcome of its own (failed: refused by the
-provider, or no longer active). So recording writes each delivery row once, in subscriber
-order, and an outcome changes one batch row and only the deliveries that differ from it: the
+provider, or no longer active). So recording writes each delivery row once, batch after
+batch, and an outcome changes one batch row and only the deliveries that differ from it: the
 deliveries of a million-recipient send are written once, not rewritten a thousand rows per
 commit (which, through the (issue, subscriber) index, cost more than everything else).
 
@@ -248,33 +248,27 @@ def unclaim(conn: Connection, batch_ids: Sequence[int], worker: str, now: dateti
         )
 
 
-def members(conn: Connection, batch_ids: Sequence[int], now: datetime) -> dict[int, list[Member]]:
-    """The deliveries of the batches still to send (not failed on their own), with their
-    subscribers, by batch.
+def members(conn: Connection, batch_id: int, now: datetime) -> list[Member]:
+    """The deliveries of a batch still to send (not failed on their own), with their
+    subscribers.
 
-    One query, read through the driver's own cursor: a million rows per million recipients,
-    and SQLAlchemy's result rows cost more than the query."""
-    found: dict[int, list[Member]] = {batch_id: [] for batch_id in batch_ids}
-    if not batch_ids:
-        return found
+    Read through the driver's own cursor: a million rows per million recipients, and
+    SQLAlchemy's result rows cost more than the query."""
     marker = "%s" if conn.dialect.name == "postgresql" else "?"
-    query = _MEMBERS.format(now=marker, batches=", ".join([marker] * len(batch_ids)))
     raw: Any = conn.connection.driver_connection
     cursor = raw.cursor()
     try:
-        cursor.execute(query, (_bound(conn, now), *batch_ids))
-        for batch_id, *member in cursor.fetchall():
-            found[batch_id].append(Member(*member))
+        cursor.execute(_MEMBERS.format(marker), (_bound(conn, now), batch_id))
+        return [Member(*row) for row in cursor.fetchall()]
     finally:
         cursor.close()
-    return found
 
 
 _MEMBERS = """
-    SELECT d.batch_id, s.id, s.email, s.name,
-           s.status = 'active' AND (s.paused_until IS NULL OR s.paused_until <= {now})
+    SELECT s.id, s.email, s.name,
+           s.status = 'active' AND (s.paused_until IS NULL OR s.paused_until <= {0})
     FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-    WHERE d.batch_id IN ({batches}) AND d.status IS NULL
+    WHERE d.batch_id = {0} AND d.status IS NULL
 """
 
 

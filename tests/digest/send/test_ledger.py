@@ -80,7 +80,7 @@ def test_an_outcome_marks_the_batch_and_each_delivery_once(engine: Engine) -> No
     issue_id = issue_with_batches(engine, readers=4)
     with engine.begin() as conn:
         (batch,) = ledger.claim(conn, issue_id, 5, "w", NOW, NOW + LEASE)
-        members = ledger.members(conn, [batch.id], NOW)[batch.id]
+        members = ledger.members(conn, batch.id, NOW)
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTING: 4}
         refused = {members[0].subscriber_id: "refused by the provider"}
         assert ledger.settle(conn, [(batch, refused)], NOW) == [3]
@@ -100,7 +100,7 @@ def test_batches_are_leased_read_and_settled_together_and_given_back_unsent(
     issue_id = issue_with_batches(engine, readers=10)
     with engine.begin() as conn:
         first, second, third = ledger.claim(conn, issue_id, 3, "w", NOW, NOW + LEASE)
-        found = ledger.members(conn, [first.id, second.id, third.id], NOW)
+        found = {b.id: ledger.members(conn, b.id, NOW) for b in (first, second, third)}
         assert [len(found[b.id]) for b in (first, second, third)] == [4, 4, 2]
         everyone = {m.subscriber_id for people in found.values() for m in people}
         assert len(everyone) == 10
@@ -131,7 +131,7 @@ def test_a_resent_ambiguous_batch_keeps_its_audit_and_ends_submitted(engine: Eng
         assert ledger.mark_unknown(conn, batch.id, "no answer again", NOW) == 4
         ledger.requeue_ambiguous(conn, issue_id, NOW)
         (third,) = ledger.claim(conn, issue_id, 1, "w", NOW, NOW + LEASE)
-        third_member = ledger.members(conn, [third.id], NOW)[third.id][0].subscriber_id
+        third_member = ledger.members(conn, third.id, NOW)[0].subscriber_id
         assert ledger.settle(conn, [(third, {third_member: "no longer active"})], NOW) == [3]
         assert ledger.counts(conn, issue_id) == {ledger.SUBMITTED: 3, ledger.FAILED: 1}
         # The first holder's answer arrives late: accepted too, the failure stays its own.
