@@ -150,11 +150,17 @@ issues = Table(
     Column("approval_by", String(320)),
     Column("approval_at", UtcDateTime),
     Column("approval_note", Text),
+    Column("recorded_at", UtcDateTime),
+    Column("recorder", String(200)),
+    Column("recorder_until", UtcDateTime),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
     UniqueConstraint("digest", "slot", name="uq_issues_digest_slot"),
 )
 """``slot``: the scheduled instant the issue was made for (NULL when made by hand); one issue
-per (digest, slot). ``approval``: the editor gate (see :mod:`digest.repository`)."""
+per (digest, slot). ``approval``: the editor gate (see :mod:`digest.repository`).
+``recorded_at``: when its deliveries were all recorded (recording goes a group of segments at
+a time, see :func:`digest.send.ledger.record`); ``recorder`` records it, under a lease until
+``recorder_until``."""
 
 issue_posts = Table(
     "issue_posts",

@@ -233,6 +233,10 @@ class IssueRow:
     approval_by: str | None = None
     approval_at: datetime | None = None
     approval_note: str | None = None
+    recorded_at: datetime | None = None
+    """When every delivery was recorded (see :func:`digest.send.ledger.record`)."""
+    recorder: str | None = None
+    recorder_until: datetime | None = None
 
 
 ISSUE_PLANNED = "planned"

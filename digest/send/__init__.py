@@ -8,9 +8,12 @@ it) and marked. Running again resumes: batches a dead worker left ``submitting``
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import socket
+import threading
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
@@ -20,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Connection, Engine
 
-from digest import db, repository
+from digest import repository
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
 from digest.render import RenderedIssue
 from digest.send import ledger
@@ -36,6 +39,8 @@ from subscribers.tokens import TokenSigner
 AmbiguousPolicy = Literal["skip", "resend"]
 DEFAULT_LEASE = timedelta(minutes=10)
 COMPILED_KEPT = 8
+RECORDING_POLL_SECONDS = 0.02
+"""How soon a worker that found nothing to lease looks again while the issue is recorded."""
 
 
 class Transport(Protocol):
@@ -93,33 +98,63 @@ def local_worker_alive(worker: str) -> bool:
     return True
 
 
-def record_recipients(
-    engine: Engine, rendered: RenderedIssue, batch_size: int, now: datetime
-) -> int:
-    """Write the batches and a pending delivery for every active subscriber with topics in
-    this issue, once: the first worker to move the issue from planned to sending records it
-    (the others wait for its transaction, then find nothing to record)."""
-    issue = rendered.issue
-    assert issue.id is not None
-    with engine.begin() as conn:
-        started = conn.execute(
-            update(db.issues)
-            .where(db.issues.c.id == issue.id, db.issues.c.status == repository.ISSUE_PLANNED)
-            .values(status=repository.ISSUE_SENDING)
-        ).rowcount
-        if not started:
-            return 0
-        segmentation = SubscriberStore(conn).segmentation(issue.topic_slugs, now)
-        if segmentation is None:
-            return 0
-        return ledger.record(
-            conn,
-            issue.id,
-            segmentation.query,
-            lambda topics: encode_key(segmentation.topics(topics)),
-            batch_size,
-            now,
-        )
+class _Recording:
+    """This worker's recording of an issue (:func:`ledger.record`), in a thread of its own:
+    sending starts with the first group of batches while the next ones are written."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rendered: RenderedIssue,
+        batch_size: int,
+        recorder: ledger.Recorder,
+        groups: tuple[int, int],
+    ) -> None:
+        self.engine = engine
+        self.rendered = rendered
+        self.batch_size = batch_size
+        self.recorder = recorder
+        self.groups = groups
+        self.recorded = 0
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="record", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        issue = self.rendered.issue
+        assert issue.id is not None
+        try:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    segmentation = SubscriberStore(conn).segmentation(
+                        issue.topic_slugs, self.recorder.clock()
+                    )
+                self.recorded = ledger.record(
+                    conn,
+                    issue.id,
+                    segmentation.query if segmentation else None,
+                    lambda topics: encode_key(segmentation.topics(topics)) if segmentation else "",
+                    self.batch_size,
+                    self.recorder,
+                    groups=self.groups,
+                    proceed=lambda: not self.stopping.is_set(),
+                )
+        except BaseException as err:  # handed to the sending thread by result()
+            self.error = err
+
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def result(self, stop: bool = False) -> int:
+        """Deliveries recorded, once the recording has ended (``stop``: between two groups);
+        its error, if it failed."""
+        if stop:
+            self.stopping.set()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.recorded
 
 
 @dataclass(frozen=True)
@@ -161,23 +196,41 @@ def send_issue(
     lease: timedelta = DEFAULT_LEASE,
     alive: Callable[[str], bool] = local_worker_alive,
     on_batch: Callable[[int], None] | None = None,
+    record_groups: tuple[int, int] = (100_000, 200_000),
 ) -> SendReport:
+    """Record the issue's recipients (or finish a recording left unfinished) and send every
+    batch this worker can lease, sending from the first recorded group on; several workers
+    may share the batches. ``record_groups``: see :func:`ledger.record`."""
     issue_id = rendered.issue.id
     assert issue_id is not None
+    worker = worker_id()
+    recorder = ledger.Recorder(worker, clock, lease)
     with engine.begin() as conn:
         ledger.expire(conn, issue_id, clock(), alive)
         ambiguous = ledger.counts(conn, issue_id)[ledger.AMBIGUOUS]
         if ambiguous_policy == "resend":
             ledger.requeue_ambiguous(conn, issue_id, clock())
+        records = ledger.take_recording(conn, issue_id, recorder, alive)
     with _young_objects_only():
-        recorded = record_recipients(engine, rendered, batch_size, clock())
-        sender = _Sender(engine, rendered, envelope, links, clock, lease, on_batch)
+        recording = (
+            _Recording(engine, rendered, batch_size, recorder, record_groups) if records else None
+        )
+        sender = _Sender(engine, rendered, envelope, links, clock, lease, on_batch, worker)
+        sender.recording = recording
+        sender.alive = alive
         sender.ambiguous = ambiguous
-        sender.run(transport, max(1, in_flight if transport.concurrent else 1))
+        try:
+            sender.run(transport, max(1, in_flight if transport.concurrent else 1))
+        except BaseException:
+            if recording is not None:
+                with contextlib.suppress(Exception):
+                    recording.result(stop=True)
+            raise
+        recorded = recording.result() if recording is not None else 0
 
     with engine.begin() as conn:
         remaining = ledger.open_batches(conn, issue_id)
-        finished = not remaining
+        finished = not remaining and ledger.recorded(conn, issue_id)
         if finished:
             repository.set_issue_status(conn, issue_id, repository.ISSUE_SENT, clock())
     return SendReport(
@@ -232,6 +285,7 @@ class _Sender:
         clock: Callable[[], datetime],
         lease: timedelta,
         on_batch: Callable[[int], None] | None,
+        worker: str,
     ) -> None:
         self.engine = engine
         self.rendered = rendered
@@ -240,7 +294,12 @@ class _Sender:
         self.clock = clock
         self.lease = lease
         self.on_batch = on_batch
-        self.worker = worker_id()
+        self.worker = worker
+        self.recording: _Recording | None = None
+        """This worker's own recording of the issue, when it records it."""
+        self.alive: Callable[[str], bool] = local_worker_alive
+        self.recording_ended = False
+        """The issue's recording was seen ended: no more batches will come."""
         self.compiled: dict[str, CompiledVariant] = {}
         self.submitted = self.failed = self.ambiguous = 0
         self.per_segment: Counter[str] = Counter()
@@ -257,7 +316,9 @@ class _Sender:
         """Leased, not handed over yet: at most ``threads`` of them."""
         finished: list[Outcome] = []
         drained = False
-        """No batch was left to lease at the last look."""
+        """No batch was left to lease at the last look, and none can come."""
+        look_again = 0.0
+        """While the issue is being recorded and nothing was left to lease: not before then."""
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
             try:
                 while True:
@@ -265,21 +326,30 @@ class _Sender:
                         leased = ready.popleft()
                         running[pool.submit(self.hand_over, transport, leased)] = leased
                     want = 0 if drained or self.stop is not None else threads - len(ready)
+                    waiting = time.monotonic() < look_again
                     # A transaction when half the requests have finished, or half the
                     # reserve is gone, or nothing else can happen.
                     if (finished and (len(finished) * 2 >= threads or not running)) or (
-                        want and len(ready) * 2 <= threads
+                        want and not waiting and len(ready) * 2 <= threads
                     ):
-                        more = self.step(finished, want)
+                        more, recording = self.step(finished, want)
                         finished = []
-                        drained = len(more) < want
+                        if len(more) < want:
+                            if recording:
+                                look_again = time.monotonic() + RECORDING_POLL_SECONDS
+                            else:
+                                drained = True
                         ready.extend(more)
                         continue
                     if self.stop is not None and ready:
                         self.give_back(ready)
                     if not running:
+                        if want and waiting:
+                            time.sleep(max(0.0, look_again - time.monotonic()))
+                            continue
                         break
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    timeout = max(0.0, look_again - time.monotonic()) if waiting else None
+                    done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                     finished += [(running.pop(future), future) for future in done]
             except BaseException:
                 # A bug or Ctrl-C: let the requests under way finish, then record what is
@@ -305,15 +375,28 @@ class _Sender:
         if self.stop is not None:
             raise self.stop
 
-    def step(self, finished: list[Outcome], want: int) -> list[_Leased]:
-        """One transaction: record the finished batches, lease up to ``want`` more."""
+    def step(self, finished: list[Outcome], want: int) -> tuple[list[_Leased], bool]:
+        """One transaction: record the finished batches, lease up to ``want`` more. Also
+        says whether the issue was still being recorded before leasing (when it was, batches
+        may come after a short lease; when not, a short lease means none are left)."""
         with self.engine.begin() as conn:
             self.record_outcomes(conn, finished)
             if want <= 0:
-                return []
+                return [], False
             now = self.clock()
+            recording = self.recording_open(conn, now)
             claimed = ledger.claim(conn, self.issue_id, want, self.worker, now, now + self.lease)
-        return [_Leased(c, self.variant(c.segment)) for c in claimed]
+        return [_Leased(c, self.variant(c.segment)) for c in claimed], recording
+
+    def recording_open(self, conn: Connection, now: datetime) -> bool:
+        if self.recording_ended:
+            return False
+        if self.recording is not None:
+            still = self.recording.running()
+        else:
+            still = ledger.recording_open(conn, self.issue_id, now, self.alive)
+        self.recording_ended = not still
+        return still
 
     def give_back(self, ready: deque[_Leased]) -> None:
         with self.engine.begin() as conn:

@@ -1,4 +1,4 @@
-"""0007 on a database that already holds issues: old issues become hand-made, ungated."""
+"""Migrations on databases that already hold data, up and back down."""
 
 from __future__ import annotations
 
@@ -116,4 +116,33 @@ def test_0011_keys_deliveries_by_issue_and_subscriber_and_back(engine: Engine) -
     with engine.connect() as conn:
         ids = conn.execute(text("SELECT id FROM deliveries")).scalars().all()
     assert len(set(ids)) == 2 and None not in ids
+    db.upgrade(engine)
+
+
+def test_0012_marks_issues_already_sending_or_sent_as_recorded_and_back(engine: Engine) -> None:
+    command.downgrade(db.alembic_config(engine), "0011")
+    with engine.begin() as conn:
+        for number, status in ((1, "sent"), (2, "sending"), (3, "planned")):
+            conn.execute(
+                text(
+                    "INSERT INTO issues (id, digest, number, status, cutoff, created_at) "
+                    "VALUES (:n, 'weekly', :n, :s, :t, :t)"
+                ),
+                {"n": number, "s": status, "t": WHEN},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO send_batches (id, issue_id, segment, size, status, created_at, "
+                "changed_at) VALUES (7, 2, 'data', 1, 'pending', :t, :t)"
+            ),
+            {"t": WHEN},
+        )
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        assert [ledger.recorded(conn, n) for n in (1, 2, 3)] == [True, True, False]
+    command.downgrade(db.alembic_config(engine), "0011")
+    assert "recorded_at" not in {c["name"] for c in inspect(engine).get_columns("issues")}
+    with engine.connect() as conn:
+        # Dropping the columns in place kept the issues' batches.
+        assert conn.execute(text("SELECT id FROM send_batches")).scalars().all() == [7]
     db.upgrade(engine)

@@ -6,15 +6,17 @@ import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from digest import db, repository
 from digest.models import Topic
 from digest.send import ledger, local_worker_alive, worker_id
+from subscribers.segments import encode_key
 from subscribers.store import SubscriberStore
 
 NOW = datetime(2026, 11, 23, 8, tzinfo=UTC)
@@ -31,10 +33,12 @@ def issue_with_batches(engine: Engine, readers: int = 10, batch_size: int = 4) -
         ]
         issue_id = conn.execute(
             insert(db.issues)
-            .values(digest="weekly", number=1, status="sending", cutoff=NOW, created_at=NOW)
+            .values(digest="weekly", number=1, status="planned", cutoff=NOW, created_at=NOW)
             .returning(db.issues.c.id)
         ).scalar_one()
-        assert record(conn, issue_id, batch_size) == readers
+        assert ledger.take_recording(conn, issue_id, RECORDER, lambda w: True)
+    assert record(engine, issue_id, batch_size) == readers
+    with engine.connect() as conn:
         sizes = conn.execute(
             select(db.send_batches.c.size).where(db.send_batches.c.issue_id == issue_id)
         ).scalars()
@@ -46,13 +50,21 @@ def issue_with_batches(engine: Engine, readers: int = 10, batch_size: int = 4) -
             select(d.subscriber_id).order_by(d.batch_id, d.subscriber_id)
         ).scalars()
         assert list(recorded) == ids  # the first batch holds the first readers, and so on
+        assert ledger.recorded(conn, issue_id)
     return int(issue_id)
 
 
-def record(conn: Connection, issue_id: int, batch_size: int) -> int:
-    segmentation = SubscriberStore(conn).segmentation(["data"], NOW)
-    assert segmentation is not None
-    return ledger.record(conn, issue_id, segmentation.query, lambda _: "data", batch_size, NOW)
+RECORDER = ledger.Recorder("host:1:recorder", lambda: NOW, LEASE)
+
+
+def record(engine: Engine, issue_id: int, batch_size: int, **options: Any) -> int:
+    with engine.connect() as conn:
+        with conn.begin():
+            segmentation = SubscriberStore(conn).segmentation(["data"], NOW)
+        assert segmentation is not None
+        return ledger.record(
+            conn, issue_id, segmentation.query, lambda _: "data", batch_size, RECORDER, **options
+        )
 
 
 def test_a_live_workers_lease_is_respected_a_dead_or_late_one_is_not(engine: Engine) -> None:
@@ -140,15 +152,107 @@ def test_a_resent_ambiguous_batch_keeps_its_audit_and_ends_submitted(engine: Eng
         assert ledger.ambiguities(conn, issue_id) == 8
 
 
-def test_an_issue_recorded_twice_is_refused_before_sending(engine: Engine) -> None:
+def test_an_issue_is_recorded_once(engine: Engine) -> None:
     issue_id = issue_with_batches(engine, readers=2)
-    with (
-        engine.begin() as conn,
-        pytest.raises(
+    with engine.begin() as conn:
+        # Recorded: nobody takes the recording again, and a late recorder writes nothing.
+        assert not ledger.take_recording(conn, issue_id, RECORDER, lambda w: False)
+    assert record(engine, issue_id, 4) == 0
+    with engine.connect() as conn:
+        assert sum(ledger.counts(conn, issue_id).values()) == 2
+        # And if a slip ever wrote a delivery twice, the key would refuse it before sending.
+        with pytest.raises(
             (IntegrityError, psycopg.errors.UniqueViolation), match=r"pk_deliveries|UNIQUE"
-        ),
-    ):
-        record(conn, issue_id, 4)
+        ):
+            conn.execute(
+                insert(db.deliveries).from_select(
+                    ["issue_id", "subscriber_id", "batch_id", "created_at", "changed_at"],
+                    select(
+                        db.deliveries.c.issue_id,
+                        db.deliveries.c.subscriber_id,
+                        db.deliveries.c.batch_id,
+                        db.deliveries.c.created_at,
+                        db.deliveries.c.changed_at,
+                    ),
+                )
+            )
+
+
+def test_a_recording_stopped_between_groups_is_finished_by_the_next_worker(
+    engine: Engine,
+) -> None:
+    """Groups commit one by one (sending starts with the first); a recorder that stops
+    after one group leaves the rest to whoever takes the recording over, and every reader
+    ends up with exactly one delivery."""
+    with engine.begin() as conn:
+        repository.sync_topics(conn, [Topic("data", "Data"), Topic("ai", "AI")])
+        store = SubscriberStore(conn)
+        for i in range(30):
+            topics = [frozenset({"data"}), frozenset({"ai"}), frozenset({"data", "ai"})][i % 3]
+            store.add(f"r{i}@example.com", "", topics, NOW, "test")
+        issue_id = conn.execute(
+            insert(db.issues)
+            .values(digest="weekly", number=1, status="planned", cutoff=NOW, created_at=NOW)
+            .returning(db.issues.c.id)
+        ).scalar_one()
+        assert ledger.take_recording(conn, issue_id, RECORDER, lambda w: True)
+
+    def record_as(recorder: ledger.Recorder, groups_allowed: int) -> int:
+        allowed = iter(range(groups_allowed))
+        with engine.connect() as conn:
+            with conn.begin():
+                segmentation = SubscriberStore(conn).segmentation(["data", "ai"], NOW)
+            assert segmentation is not None
+            return ledger.record(
+                conn,
+                issue_id,
+                segmentation.query,
+                lambda topics: encode_key(segmentation.topics(topics)),
+                4,
+                recorder,
+                groups=(1, 1),  # a group per segment
+                proceed=lambda: next(allowed, None) is not None,
+            )
+
+    assert record_as(RECORDER, 1) == 10  # the first segment, then stopped
+    with engine.begin() as conn:
+        assert not ledger.recorded(conn, issue_id)
+        # Its lease was let go when it stopped: another worker takes over at once.
+        assert not ledger.recording_open(conn, issue_id, NOW, lambda w: True)
+        other = ledger.Recorder("host:2:other", lambda: NOW, LEASE)
+        assert ledger.take_recording(conn, issue_id, other, lambda w: True)
+        # The first recorder, back, no longer holds the recording.
+        assert not ledger.take_recording(conn, issue_id, RECORDER, lambda w: True)
+    assert record_as(RECORDER, 9) == 0
+    assert record_as(other, 9) == 20
+    with engine.connect() as conn:
+        assert ledger.recorded(conn, issue_id)
+        assert ledger.counts(conn, issue_id) == {ledger.PENDING: 30}
+        d = db.deliveries.c
+        assert (
+            conn.execute(
+                select(func.count(func.distinct(d.subscriber_id))).where(d.issue_id == issue_id)
+            ).scalar_one()
+            == 30
+        )
+
+
+def test_a_recorders_lease_keeps_others_out_until_it_dies_or_runs_out(engine: Engine) -> None:
+    with engine.begin() as conn:
+        issue_id = conn.execute(
+            insert(db.issues)
+            .values(digest="weekly", number=1, status="planned", cutoff=NOW, created_at=NOW)
+            .returning(db.issues.c.id)
+        ).scalar_one()
+        assert ledger.take_recording(conn, issue_id, RECORDER, lambda w: True)
+        later = ledger.Recorder("host:2:b", lambda: NOW + timedelta(minutes=1), LEASE)
+        assert ledger.recording_open(conn, issue_id, NOW, lambda w: True)
+        assert not ledger.take_recording(conn, issue_id, later, lambda w: True)
+        # Its process is gone (or its lease ran out): the recording is open to others.
+        assert not ledger.recording_open(conn, issue_id, NOW, lambda w: w != RECORDER.worker)
+        assert ledger.take_recording(conn, issue_id, later, lambda w: w != RECORDER.worker)
+        too_late = ledger.Recorder("host:3:c", lambda: NOW + LEASE * 2, LEASE)
+        assert ledger.take_recording(conn, issue_id, too_late, lambda w: True)
 
 
 def test_worker_liveness_is_known_for_local_processes_only() -> None:
