@@ -1,9 +1,11 @@
 """send: an issue's variants → every recipient, exactly once, through a transport.
 
-Delivery rows, grouped into batches, are written before anything is sent; batches are leased
-by a worker, handed to the transport (several requests in flight when the transport allows
-it) and marked. Running again resumes: batches a dead worker left ``submitting`` become
-``ambiguous`` and are reported, and re-sent only when the policy says ``resend``.
+Delivery rows, grouped into batches, are written before their batch is sent (a recording
+thread commits them a group of segments at a time, and sending starts with the first);
+batches are leased by a worker, handed to the transport (several requests in flight when the
+transport allows it) and marked. Running again resumes: batches a dead worker left
+``submitting`` become ``ambiguous`` and are reported, and re-sent only when the policy says
+``resend``.
 """
 
 from __future__ import annotations

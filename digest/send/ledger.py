@@ -1,7 +1,8 @@
 """The delivery ledger: one row per (issue, subscriber), written before anything is sent.
 
 Deliveries are grouped into batches (one variant, up to 1000 recipients) when an issue is
-recorded, in one transaction. A batch is what workers claim, lease and mark, and a delivery's
+recorded, a group of whole segments per transaction, and a batch can be sent as soon as its
+group is committed. A batch is what workers claim, lease and mark, and a delivery's
 state is its batch's, unless the delivery has an outcome of its own (failed: refused by the
 provider, or no longer active). So recording writes each delivery row once, batch after
 batch, and an outcome changes one batch row and only the deliveries that differ from it: the
