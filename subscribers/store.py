@@ -49,6 +49,8 @@ class Segmentation:
 
     query: Select[int, str]
     slug_of: Mapping[int, str]
+    addressed: Select[int, str, str, str]
+    """``query`` with each subscriber's address and name too (for recording deliveries)."""
 
     def topics(self, ids: str) -> frozenset[str]:
         return frozenset(self.slug_of[int(i)] for i in ids.split(","))
@@ -99,17 +101,20 @@ class SubscriberStore:
         sqlite = self.conn.dialect.name == "sqlite"
         status = s.status.concat("") if sqlite else s.status
         topic = sub.topic_id + 0 if sqlite else sub.topic_id
-        query = (
-            select(sub.subscriber_id, func.aggregate_strings(cast(sub.topic_id, String), ","))
-            .join(db.subscribers, s.id == sub.subscriber_id)
+        topics = func.aggregate_strings(cast(sub.topic_id, String), ",")
+        # One address and name per subscriber: the group is one subscriber's subscriptions.
+        addressed = select(sub.subscriber_id, topics, func.min(s.email), func.min(s.name))
+        query, addressed = (
+            q.join(db.subscribers, s.id == sub.subscriber_id)
             .where(
                 status == Status.ACTIVE.value,
                 or_(s.paused_until.is_(None), s.paused_until <= now),
                 topic.in_(list(slug_of)),
             )
             .group_by(sub.subscriber_id)
+            for q in (select(sub.subscriber_id, topics), addressed)
         )
-        return Segmentation(query, slug_of)
+        return Segmentation(query, slug_of, addressed)
 
     def segment_members(
         self, issue_topics: Iterable[str], now: datetime

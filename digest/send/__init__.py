@@ -135,7 +135,7 @@ class _Recording:
                 self.recorded = ledger.record(
                     conn,
                     issue.id,
-                    segmentation.query if segmentation else None,
+                    segmentation.addressed if segmentation else None,
                     lambda topics: encode_key(segmentation.topics(topics)) if segmentation else "",
                     self.batch_size,
                     self.recorder,

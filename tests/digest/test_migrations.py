@@ -146,3 +146,50 @@ def test_0012_marks_issues_already_sending_or_sent_as_recorded_and_back(engine: 
         # Dropping the columns in place kept the issues' batches.
         assert conn.execute(text("SELECT id FROM send_batches")).scalars().all() == [7]
     db.upgrade(engine)
+
+
+def test_0013_gives_deliveries_still_to_send_their_address_and_back(engine: Engine) -> None:
+    command.downgrade(db.alembic_config(engine), "0012")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO issues (id, digest, number, status, cutoff, created_at) "
+                "VALUES (1, 'weekly', 1, 'sending', :t, :t)"
+            ),
+            {"t": WHEN},
+        )
+        for i in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO subscribers (id, email, email_key, name, status, created_at, "
+                    "changed_at) VALUES (:i, :e, :e, :n, 'active', :t, :t)"
+                ),
+                {"i": i, "e": f"r{i}@example.com", "n": f"Reader {i}", "t": WHEN},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO send_batches (id, issue_id, segment, size, status, created_at, "
+                    "changed_at) VALUES (:i, 1, 'data', 1, :s, :t, :t)"
+                ),
+                {"i": i, "s": "pending" if i == 1 else "submitted", "t": WHEN},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (issue_id, subscriber_id, batch_id, created_at, "
+                    "changed_at) VALUES (1, :i, :i, :t, :t)"
+                ),
+                {"i": i, "t": WHEN},
+            )
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT subscriber_id, email, name FROM deliveries ORDER BY 1")
+        ).all()
+        # The one still to send gets its address; nothing reads the sent one's again.
+        assert [tuple(r) for r in rows] == [(1, "r1@example.com", "Reader 1"), (2, "", "")]
+    assert "ix_subscribers_unsendable" in {
+        i["name"] for i in inspect(engine).get_indexes("subscribers")
+    }
+    command.downgrade(db.alembic_config(engine), "0012")
+    assert "email" not in {c["name"] for c in inspect(engine).get_columns("deliveries")}
+    db.upgrade(engine)

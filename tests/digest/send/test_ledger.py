@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from digest import db, repository
 from digest.models import Topic
 from digest.send import ledger, local_worker_alive, worker_id
+from subscribers.models import Status
 from subscribers.segments import encode_key
 from subscribers.store import SubscriberStore
 
@@ -63,7 +64,13 @@ def record(engine: Engine, issue_id: int, batch_size: int, **options: Any) -> in
             segmentation = SubscriberStore(conn).segmentation(["data"], NOW)
         assert segmentation is not None
         return ledger.record(
-            conn, issue_id, segmentation.query, lambda _: "data", batch_size, RECORDER, **options
+            conn,
+            issue_id,
+            segmentation.addressed,
+            lambda _: "data",
+            batch_size,
+            RECORDER,
+            **options,
         )
 
 
@@ -206,7 +213,7 @@ def test_a_recording_stopped_between_groups_is_finished_by_the_next_worker(
             return ledger.record(
                 conn,
                 issue_id,
-                segmentation.query,
+                segmentation.addressed,
                 lambda topics: encode_key(segmentation.topics(topics)),
                 4,
                 recorder,
@@ -266,3 +273,35 @@ def test_worker_liveness_is_known_for_local_processes_only() -> None:
     dead_pid = int(finished.stdout)
     assert not local_worker_alive(f"{socket.gethostname()}:{dead_pid}:x")
     assert local_worker_alive(f"elsewhere.example:{dead_pid}:x")
+
+
+def test_a_batch_goes_to_the_recorded_addresses_of_those_who_may_still_get_email(
+    engine: Engine,
+) -> None:
+    """Sending reads the address a delivery was recorded for, and skips whoever has since
+    unsubscribed or paused (until a pause is over), found through the small index of
+    subscribers who may not get email, not by reading every recipient's row."""
+    issue_id = issue_with_batches(engine, readers=5, batch_size=5)
+    with engine.begin() as conn:
+        store = SubscriberStore(conn)
+        ids = [s.id for s in store.iterate()]
+        store.update(ids[0], NOW, email="new0@example.com", name="Zero")
+        store.set_status_of(ids[1], Status.UNSUBSCRIBED, NOW)
+        store.update(ids[2], NOW, paused_until=NOW + timedelta(days=1))
+        store.update(ids[3], NOW, paused_until=NOW - timedelta(days=1))
+        (batch,) = ledger.claim(conn, issue_id, 1, "host:1:a", NOW, NOW + LEASE)
+    with engine.connect() as conn:
+        got = sorted(ledger.members(conn, batch.id, NOW))
+        assert [(m.email, m.name, m.active) for m in got] == [
+            ("r0@example.com", "", True),  # the address the issue was recorded for
+            ("r1@example.com", "", False),
+            ("r2@example.com", "", False),
+            ("r3@example.com", "", True),  # the pause is over
+            ("r4@example.com", "", True),
+        ]
+        dialect = conn.dialect.name
+        explain = "EXPLAIN QUERY PLAN" if dialect == "sqlite" else "EXPLAIN"
+        marker = "?" if dialect == "sqlite" else "%s"
+        query = f"{explain} {ledger.members_query(dialect, marker)}"
+        plan = conn.exec_driver_sql(query, (ledger._bound(conn, NOW), batch.id))
+        assert "ix_subscribers_unsendable" in " ".join(str(row) for row in plan)
