@@ -217,9 +217,9 @@ def send_issue(
         recording = (
             _Recording(engine, rendered, batch_size, recorder, record_groups) if records else None
         )
-        sender = _Sender(engine, rendered, envelope, links, clock, lease, on_batch, worker)
-        sender.recording = recording
-        sender.alive = alive
+        sender = _Sender(
+            engine, rendered, envelope, links, clock, lease, on_batch, worker, recording, alive
+        )
         sender.ambiguous = ambiguous
         try:
             sender.run(transport, max(1, in_flight if transport.concurrent else 1))
@@ -288,6 +288,8 @@ class _Sender:
         lease: timedelta,
         on_batch: Callable[[int], None] | None,
         worker: str,
+        recording: _Recording | None,
+        alive: Callable[[str], bool],
     ) -> None:
         self.engine = engine
         self.rendered = rendered
@@ -297,9 +299,9 @@ class _Sender:
         self.lease = lease
         self.on_batch = on_batch
         self.worker = worker
-        self.recording: _Recording | None = None
+        self.recording = recording
         """This worker's own recording of the issue, when it records it."""
-        self.alive: Callable[[str], bool] = local_worker_alive
+        self.alive = alive
         self.recording_ended = False
         """The issue's recording was seen ended: no more batches will come."""
         self.compiled: dict[str, CompiledVariant] = {}
