@@ -442,8 +442,8 @@ class _Sender:
         skipped = {m.subscriber_id: "no longer active" for m in members if not m.active}
         tokens = self.links.signer.manage_tokens([m.subscriber_id for m in active], now)
         recipients = tuple(
-            Recipient(m.subscriber_id, m.email, m.name, first_name_of(m.name) or "there", token)
-            for m, token in zip(active, tokens, strict=True)
+            Recipient(id_, email, name, first_name_of(name) or "there", token)
+            for (id_, email, name, _), token in zip(active, tokens, strict=True)
         )
         batch = OutgoingBatch(
             self.issue_id,
