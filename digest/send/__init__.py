@@ -198,7 +198,7 @@ def send_issue(
     lease: timedelta = DEFAULT_LEASE,
     alive: Callable[[str], bool] = local_worker_alive,
     on_batch: Callable[[int], None] | None = None,
-    record_groups: tuple[int, int] = (100_000, 200_000),
+    record_groups: tuple[int, int] = (50_000, 50_000),
 ) -> SendReport:
     """Record the issue's recipients (or finish a recording left unfinished) and send every
     batch this worker can lease, sending from the first recorded group on; several workers

@@ -134,7 +134,7 @@ def record(
     batch_size: int,
     recorder: Recorder,
     *,
-    groups: tuple[int, int] = (100_000, 200_000),
+    groups: tuple[int, int] = (50_000, 50_000),
     proceed: Callable[[], bool] = lambda: True,
 ) -> int:
     """Write the batches of an issue and a delivery per member not recorded yet, a group of
