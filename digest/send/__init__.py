@@ -110,13 +110,11 @@ class _Recording:
         rendered: RenderedIssue,
         batch_size: int,
         recorder: ledger.Recorder,
-        groups: tuple[int, int],
     ) -> None:
         self.engine = engine
         self.rendered = rendered
         self.batch_size = batch_size
         self.recorder = recorder
-        self.groups = groups
         self.recorded = 0
         self.error: BaseException | None = None
         self.stopping = threading.Event()
@@ -139,7 +137,6 @@ class _Recording:
                     lambda topics: encode_key(segmentation.topics(topics)) if segmentation else "",
                     self.batch_size,
                     self.recorder,
-                    groups=self.groups,
                     proceed=lambda: not self.stopping.is_set(),
                 )
         except BaseException as err:  # handed to the sending thread by result()
@@ -198,11 +195,10 @@ def send_issue(
     lease: timedelta = DEFAULT_LEASE,
     alive: Callable[[str], bool] = local_worker_alive,
     on_batch: Callable[[int], None] | None = None,
-    record_groups: tuple[int, int] = (50_000, 50_000),
 ) -> SendReport:
     """Record the issue's recipients (or finish a recording left unfinished) and send every
     batch this worker can lease, sending from the first recorded group on; several workers
-    may share the batches. ``record_groups``: see :func:`ledger.record`."""
+    may share the batches."""
     issue_id = rendered.issue.id
     assert issue_id is not None
     worker = worker_id()
@@ -214,9 +210,7 @@ def send_issue(
             ledger.requeue_ambiguous(conn, issue_id, clock())
         records = ledger.take_recording(conn, issue_id, recorder, alive)
     with _young_objects_only():
-        recording = (
-            _Recording(engine, rendered, batch_size, recorder, record_groups) if records else None
-        )
+        recording = _Recording(engine, rendered, batch_size, recorder) if records else None
         sender = _Sender(
             engine, rendered, envelope, links, clock, lease, on_batch, worker, recording, alive
         )

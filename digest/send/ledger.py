@@ -134,7 +134,7 @@ def record(
     batch_size: int,
     recorder: Recorder,
     *,
-    groups: tuple[int, int] = (50_000, 50_000),
+    group_size: int = 50_000,
     proceed: Callable[[], bool] = lambda: True,
 ) -> int:
     """Write the batches of an issue and a delivery per member not recorded yet, a group of
@@ -142,14 +142,14 @@ def record(
 
     ``conn`` is outside any transaction. ``members`` selects (subscriber id, their topics in
     the issue as text, address, name), or is None when nobody gets the issue; ``segment_of``
-    turns such a text into the segment's key. The database does the per-member work, over temporary
-    tables: members and their topics, and their count per segment, from which the batches
-    are planned (one transaction that writes nothing lasting); then, group after group, the
-    group's batches and every delivery of them in one INSERT … SELECT, committed together. A
-    group's batches can be sent while the next ones are written: with everything in one
-    transaction, a million deliveries kept the send waiting for a third of its time.
-    ``groups`` bounds a group's recipients: the first, smallest, so that sending starts soon,
-    and the largest, so that a transaction (on SQLite, the one writer) stays short.
+    turns such a text into the segment's key. The database does the per-member work, over
+    temporary tables: members and their topics, and their count per segment, from which the
+    batches are planned (one transaction that writes nothing lasting); then, group after
+    group, the group's batches and every delivery of them in one INSERT … SELECT, committed
+    together. A group's batches can be sent while the next ones are written: with everything
+    in one transaction, a million deliveries kept the send waiting for a third of its time.
+    ``group_size`` bounds a group's recipients, so that sending starts soon and a transaction
+    (on SQLite, the one writer) stays short.
 
     Each group's transaction first renews the recorder's lease; when another worker has taken
     the recording over, or ``proceed`` says stop, recording stops. The last step marks the
@@ -165,7 +165,7 @@ def record(
             with conn.begin():
                 planned, number = _plan(conn, temporary, issue_id, members, segment_of, batch_size)
         stride = max((chunk for _, chunk, _ in planned), default=0) + 1
-        for number_of_group, group in enumerate(_groups(planned, *groups)):
+        for number_of_group, group in enumerate(_groups(planned, group_size)):
             if number_of_group == 1:
                 with conn.begin():
                     _more_work_memory(conn)
@@ -237,21 +237,18 @@ def _plan(
     return planned, number
 
 
-def _groups(
-    planned: list[tuple[str, int, int]], first: int, largest: int
-) -> list[list[tuple[str, int, int]]]:
-    """Planned batches in groups of whole segments, in order, each up to a limit of
-    recipients that doubles from ``first`` to ``largest`` (a segment larger than the limit
-    makes a group of its own)."""
+def _groups(planned: list[tuple[str, int, int]], limit: int) -> list[list[tuple[str, int, int]]]:
+    """Planned batches in groups of whole segments, in order, each up to ``limit``
+    recipients (a segment larger than the limit makes a group of its own)."""
     groups: list[list[tuple[str, int, int]]] = []
     current: list[tuple[str, int, int]] = []
-    size, limit = 0, first
+    size = 0
     for _, segment_batches in groupby(planned, key=lambda batch: batch[0]):
         batches = list(segment_batches)
         recipients = sum(n for _, _, n in batches)
         if current and size + recipients > limit:
             groups.append(current)
-            current, size, limit = [], 0, min(largest, limit * 2)
+            current, size = [], 0
         current += batches
         size += recipients
     if current:

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from digest import db, repository
@@ -32,12 +32,7 @@ def issue_with_batches(engine: Engine, readers: int = 10, batch_size: int = 4) -
             store.add(f"r{i}@example.com", "", frozenset({"data"}), NOW, "test").id
             for i in range(readers)
         ]
-        issue_id = conn.execute(
-            insert(db.issues)
-            .values(digest="weekly", number=1, status="planned", cutoff=NOW, created_at=NOW)
-            .returning(db.issues.c.id)
-        ).scalar_one()
-        assert ledger.take_recording(conn, issue_id, RECORDER, lambda w: True)
+        issue_id = issue_being_recorded(conn)
     assert record(engine, issue_id, batch_size) == readers
     with engine.connect() as conn:
         sizes = conn.execute(
@@ -56,6 +51,17 @@ def issue_with_batches(engine: Engine, readers: int = 10, batch_size: int = 4) -
 
 
 RECORDER = ledger.Recorder("host:1:recorder", lambda: NOW, LEASE)
+
+
+def issue_being_recorded(conn: Connection) -> int:
+    """A planned issue, which RECORDER has just started to record."""
+    issue_id = conn.execute(
+        insert(db.issues)
+        .values(digest="weekly", number=1, status="planned", cutoff=NOW, created_at=NOW)
+        .returning(db.issues.c.id)
+    ).scalar_one()
+    assert ledger.take_recording(conn, issue_id, RECORDER, lambda w: True)
+    return int(issue_id)
 
 
 def record(engine: Engine, issue_id: int, batch_size: int, **options: Any) -> int:
@@ -197,12 +203,7 @@ def test_a_recording_stopped_between_groups_is_finished_by_the_next_worker(
         for i in range(30):
             topics = [frozenset({"data"}), frozenset({"ai"}), frozenset({"data", "ai"})][i % 3]
             store.add(f"r{i}@example.com", "", topics, NOW, "test")
-        issue_id = conn.execute(
-            insert(db.issues)
-            .values(digest="weekly", number=1, status="planned", cutoff=NOW, created_at=NOW)
-            .returning(db.issues.c.id)
-        ).scalar_one()
-        assert ledger.take_recording(conn, issue_id, RECORDER, lambda w: True)
+        issue_id = issue_being_recorded(conn)
 
     def record_as(recorder: ledger.Recorder, groups_allowed: int) -> int:
         allowed = iter(range(groups_allowed))
@@ -217,7 +218,7 @@ def test_a_recording_stopped_between_groups_is_finished_by_the_next_worker(
                 lambda topics: encode_key(segmentation.topics(topics)),
                 4,
                 recorder,
-                groups=(1, 1),  # a group per segment
+                group_size=1,  # a group per segment
                 proceed=lambda: next(allowed, None) is not None,
             )
 
@@ -246,12 +247,7 @@ def test_a_recording_stopped_between_groups_is_finished_by_the_next_worker(
 
 def test_a_recorders_lease_keeps_others_out_until_it_dies_or_runs_out(engine: Engine) -> None:
     with engine.begin() as conn:
-        issue_id = conn.execute(
-            insert(db.issues)
-            .values(digest="weekly", number=1, status="planned", cutoff=NOW, created_at=NOW)
-            .returning(db.issues.c.id)
-        ).scalar_one()
-        assert ledger.take_recording(conn, issue_id, RECORDER, lambda w: True)
+        issue_id = issue_being_recorded(conn)
         later = ledger.Recorder("host:2:b", lambda: NOW + timedelta(minutes=1), LEASE)
         assert ledger.recording_open(conn, issue_id, NOW, lambda w: True)
         assert not ledger.take_recording(conn, issue_id, later, lambda w: True)
