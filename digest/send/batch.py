@@ -6,7 +6,7 @@ with :func:`messages`; SendGrid sends the variant once with per-recipient substi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -103,14 +103,16 @@ def messages(batch: OutgoingBatch, now: datetime) -> Iterator[tuple[int, EmailMe
         )
 
 
-def plan_batches(sizes: Mapping[str, int], batch_size: int) -> list[tuple[str, int, int]]:
-    """Recipients per segment → batches of one segment and at most ``batch_size``, as
-    (segment, chunk, size), segments in key order.
+def plan_batches(
+    segments: Iterable[tuple[str, int, int]], batch_size: int
+) -> list[tuple[str, int, int]]:
+    """Segments as (key, first place, recipients), each a run of consecutive places → batches
+    of one segment and at most ``batch_size``, as (key, first place, size), in the same order.
 
-    Chunk ``k`` of a segment holds its recipients ``k * batch_size`` up to
-    ``(k + 1) * batch_size - 1`` in subscriber order: the ledger places them by that rule."""
+    A batch is a run of places too: every recipient of a segment in exactly one batch, and
+    every batch but a segment's last full."""
     return [
-        (segment, chunk, min(batch_size, n - chunk * batch_size))
-        for segment, n in sorted(sizes.items())
-        for chunk in range(-(-n // batch_size))
+        (key, start, min(batch_size, first + n - start))
+        for key, first, n in segments
+        for start in range(first, first + n, batch_size)
     ]

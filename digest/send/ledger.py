@@ -142,14 +142,14 @@ def record(
 
     ``conn`` is outside any transaction. ``members`` selects (subscriber id, their topics in
     the issue as text, address, name), or is None when nobody gets the issue; ``segment_of``
-    turns such a text into the segment's key. The database does the per-member work, over
-    temporary tables: members and their topics, and their count per segment, from which the
-    batches are planned (one transaction that writes nothing lasting); then, group after
-    group, the group's batches and every delivery of them in one INSERT … SELECT, committed
-    together. A group's batches can be sent while the next ones are written: with everything
-    in one transaction, a million deliveries kept the send waiting for a third of its time.
-    ``group_size`` bounds a group's recipients, so that sending starts soon and a transaction
-    (on SQLite, the one writer) stays short.
+    turns such a text into the segment's key. The database does the per-member work: the
+    members are placed once, numbered in (topics, subscriber) order into a temporary table,
+    so that each segment is a run of consecutive places and each batch a run within it; then,
+    group after group, the group's batches and every delivery of them in one INSERT … SELECT
+    over a range of places, committed together. A group's batches can be sent while the next
+    ones are written: with everything in one transaction, a million deliveries kept the send
+    waiting for a third of its time. ``group_size`` bounds a group's recipients, so that
+    sending starts soon and a transaction (on SQLite, the one writer) stays short.
 
     Each group's transaction first renews the recorder's lease; when another worker has taken
     the recording over, or ``proceed`` says stop, recording stops. The last step marks the
@@ -160,16 +160,10 @@ def record(
     written = 0
     try:
         planned: list[tuple[str, int, int]] = []
-        number: dict[str, int] = {}
         if members is not None:
             with conn.begin():
-                planned, number = _plan(conn, temporary, issue_id, members, segment_of, batch_size)
-        stride = max((chunk for _, chunk, _ in planned), default=0) + 1
-        for number_of_group, group in enumerate(_groups(planned, group_size)):
-            if number_of_group == 1:
-                with conn.begin():
-                    _more_work_memory(conn)
-                    _place(conn, temporary)
+                planned = _place(conn, temporary, issue_id, members, segment_of, batch_size)
+        for group in _groups(planned, group_size):
             if not proceed():
                 _let_go(conn, issue_id, recorder)
                 return written
@@ -177,10 +171,7 @@ def record(
                 now = recorder.clock()
                 if not _renew(conn, issue_id, recorder, now):
                     return written
-                _more_work_memory(conn)
-                written += _write_group(
-                    conn, issue_id, group, number, stride, batch_size, now, number_of_group > 0
-                )
+                written += _write_group(conn, issue_id, group, now)
         with conn.begin():
             now = recorder.clock()
             if _renew(conn, issue_id, recorder, now):
@@ -194,47 +185,62 @@ def record(
     return written
 
 
-def _plan(
+def _place(
     conn: Connection,
     temporary: _Temporary,
     issue_id: int,
     members: Select[int, str, str, str],
     segment_of: Callable[[str], str],
     batch_size: int,
-) -> tuple[list[tuple[str, int, int]], dict[str, int]]:
-    """Members into a temporary table, and the batches planned from their count per segment;
-    the segments, by number in the plan's order, into another (the deliveries are placed by
-    joining and sorting on integers, batch after batch)."""
-    _more_work_memory(conn)
+) -> list[tuple[str, int, int]]:
+    """Members without a delivery, in (topics, subscriber) order, into a temporary table that
+    numbers them as they come; and the batches planned from each segment's run of places.
+
+    One sort of the members, and every later step reads a range of integers: placing them by
+    segment number instead took a second pass (and a second sort) over a million rows. The
+    runs are checked, not assumed: a run with a gap would make a batch of mixed segments."""
+    if conn.dialect.name == "postgresql":
+        # The sort of a million members; with the default 4 MB it sorted on disk.
+        conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+        place = "place BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    else:
+        place = "place INTEGER PRIMARY KEY"  # the rowid, numbered as rows are inserted
     temporary.create(
-        _RECORDING_MEMBERS, f"subscriber_id INTEGER NOT NULL, topics TEXT NOT NULL, {_ADDRESS}"
+        _RECORDING_PLACED,
+        f"{place}, subscriber_id INTEGER NOT NULL, topics TEXT NOT NULL, "
+        "email TEXT NOT NULL, name TEXT NOT NULL",
     )
-    conn.execute(
-        insert(_RECORDING_MEMBERS).from_select(
-            ["subscriber_id", "topics", "email", "name"], members
-        )
-    )
-    m = _RECORDING_MEMBERS.c
+    m = members.subquery()
+    subscriber_id, topics, email, name = m.c
+    unrecorded = select(subscriber_id, topics, email, name)
     if conn.execute(select(_D.issue_id).where(_D.issue_id == issue_id).limit(1)).first():
         # Finishing a recording left unfinished: who has a delivery keeps it.
-        recorded = select(_D.subscriber_id).where(_D.issue_id == issue_id)
-        conn.execute(_RECORDING_MEMBERS.delete().where(m.subscriber_id.in_(recorded)))
-    groups = conn.execute(select(m.topics, func.count()).group_by(m.topics)).all()
-    segment = {topics: segment_of(topics) for topics, _ in groups}
-    sizes: Counter[str] = Counter()
-    for topics, n in groups:
-        sizes[segment[topics]] += n
-    planned = plan_batches(sizes, batch_size)
-    number = {key: n for n, key in enumerate(dict.fromkeys(key for key, _, _ in planned))}
-    temporary.create(_RECORDING_SEGMENTS, "topics TEXT PRIMARY KEY, segment INTEGER NOT NULL")
-    if number:
-        conn.execute(
-            insert(_RECORDING_SEGMENTS),
-            [{"topics": topics, "segment": number[key]} for topics, key in segment.items()],
+        unrecorded = unrecorded.where(
+            ~select(_D.subscriber_id)
+            .where(_D.issue_id == issue_id, _D.subscriber_id == subscriber_id)
+            .exists()
         )
-    temporary.create(_RECORDING_BATCHES, "place INTEGER PRIMARY KEY, batch_id INTEGER NOT NULL")
+    p = _RECORDING_PLACED.c
+    conn.execute(
+        insert(_RECORDING_PLACED).from_select(
+            ["subscriber_id", "topics", "email", "name"],
+            unrecorded.order_by(topics, subscriber_id),
+        )
+    )
+    runs = conn.execute(
+        select(p.topics, func.min(p.place), func.max(p.place), func.count()).group_by(p.topics)
+    ).all()
+    if any(last - first + 1 != n for _, first, last, n in runs):
+        raise RuntimeError(f"issue {issue_id}: members were not placed segment after segment")
+    temporary.create(_RECORDING_BATCHES, "first INTEGER PRIMARY KEY, batch_id INTEGER NOT NULL")
     temporary.analyze()
-    return planned, number
+    return plan_batches(
+        [
+            (segment_of(topics), first, n)
+            for topics, first, _, n in sorted(runs, key=lambda r: r[1])
+        ],
+        batch_size,
+    )
 
 
 def _groups(planned: list[tuple[str, int, int]], limit: int) -> list[list[tuple[str, int, int]]]:
@@ -256,41 +262,10 @@ def _groups(planned: list[tuple[str, int, int]], limit: int) -> list[list[tuple[
     return groups
 
 
-def _place(conn: Connection, temporary: _Temporary) -> None:
-    """Members by segment number, in key order, so that each group after the first reads
-    its own segments in the order it places them, instead of reading every member. Done
-    while the first group is sent: sorting a million members takes a second or two."""
-    temporary.create(
-        _RECORDING_PLACED,
-        f"segment INTEGER NOT NULL, subscriber_id INTEGER NOT NULL, {_ADDRESS}, "
-        "PRIMARY KEY (segment, subscriber_id)",
-        without_rowid=True,
-    )
-    r, s = _RECORDING_MEMBERS.c, _RECORDING_SEGMENTS.c
-    conn.execute(
-        insert(_RECORDING_PLACED).from_select(
-            ["segment", "subscriber_id", "email", "name"],
-            select(s.segment, r.subscriber_id, r.email, r.name)
-            .select_from(_RECORDING_MEMBERS.join(_RECORDING_SEGMENTS, s.topics == r.topics))
-            .order_by(s.segment, r.subscriber_id),
-        )
-    )
-    temporary.drop(_RECORDING_MEMBERS)
-    temporary.analyze()
-
-
 def _write_group(
-    conn: Connection,
-    issue_id: int,
-    group: list[tuple[str, int, int]],
-    number: dict[str, int],
-    stride: int,
-    batch_size: int,
-    now: datetime,
-    placed: bool,
+    conn: Connection, issue_id: int, group: list[tuple[str, int, int]], now: datetime
 ) -> int:
-    """The group's batches, and the deliveries of its segments (read from the placed
-    members once they are, else from all members)."""
+    """The group's batches, and the deliveries of their places."""
     batch_ids = conn.execute(
         insert(db.send_batches).returning(_B.id, sort_by_parameter_order=True),
         [
@@ -306,37 +281,30 @@ def _write_group(
         ],
     ).scalars()
     conn.execute(_RECORDING_BATCHES.delete())
-    # A batch's place, segment * stride + chunk: one integer to join on.
     conn.execute(
         insert(_RECORDING_BATCHES),
         [
-            {"place": number[key] * stride + chunk, "batch_id": batch_id}
-            for (key, chunk, _), batch_id in zip(group, batch_ids, strict=True)
+            {"first": first, "batch_id": batch_id}
+            for (_, first, _), batch_id in zip(group, batch_ids, strict=True)
         ],
     )
     stamp = _bound(conn, now)
+    _, first, _ = group[0]
+    _, last_first, last_size = group[-1]
     written = conn.execute(
-        text(_WRITE_DELIVERIES.format(_FROM_PLACED if placed else _FROM_MEMBERS)),
+        text(_WRITE_DELIVERIES),
         {
             "issue_id": issue_id,
             "created": stamp,
             "changed": stamp,
-            "stride": stride,
-            "size": batch_size,
-            "first": number[group[0][0]],
-            "last": number[group[-1][0]],
+            "first": first,
+            "last": last_first + last_size - 1,
         },
     ).rowcount
     expected = sum(size for _, _, size in group)
     if written != expected:
         raise RuntimeError(f"issue {issue_id}: {written} deliveries for {expected} members")
     return int(written)
-
-
-def _more_work_memory(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        # Placing members sorts them; with the default 4 MB it sorted on disk.
-        conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
 
 
 def _renew(conn: Connection, issue_id: int, recorder: Recorder, now: datetime) -> bool:
@@ -362,36 +330,26 @@ def _let_go(conn: Connection, issue_id: int, recorder: Recorder) -> None:
         )
 
 
-_ADDRESS = "email TEXT NOT NULL, name TEXT NOT NULL"
-_RECORDING_MEMBERS = table(
-    "recording_members", column("subscriber_id"), column("topics"), column("email"), column("name")
-)
-_RECORDING_SEGMENTS = table("recording_segments", column("topics"), column("segment"))
 _RECORDING_PLACED = table(
-    "recording_placed", column("segment"), column("subscriber_id"), column("email"), column("name")
+    "recording_placed",
+    column("place"),
+    column("subscriber_id"),
+    column("topics"),
+    column("email"),
+    column("name"),
 )
-_RECORDING_BATCHES = table("recording_batches", column("place"), column("batch_id"))
-# Chunk k of a segment: its members k * size … (k + 1) * size - 1 by subscriber id, the rule
-# of plan_batches (integer division on both databases). A group is whole segments.
+_RECORDING_BATCHES = table("recording_batches", column("first"), column("batch_id"))
+# A place's batch: the one whose run starts last at or before it (a batch is a run of places
+# within a segment, and a group a run of segments).
 _WRITE_DELIVERIES = """
     INSERT INTO deliveries (issue_id, subscriber_id, batch_id, email, name, created_at, changed_at)
-    SELECT :issue_id, placed.subscriber_id, b.batch_id, placed.email, placed.name, :created,
-           :changed
-    FROM (
-        SELECT p.subscriber_id, p.email, p.name,
-               p.segment * :stride
-               + (row_number() OVER (PARTITION BY p.segment ORDER BY p.subscriber_id) - 1)
-                 / :size AS place
-        FROM {0}
-        WHERE p.segment BETWEEN :first AND :last
-    ) placed
-    JOIN recording_batches b ON b.place = placed.place
+    SELECT :issue_id, p.subscriber_id,
+           (SELECT b.batch_id FROM recording_batches b WHERE b.first <= p.place
+            ORDER BY b.first DESC LIMIT 1),
+           p.email, p.name, :created, :changed
+    FROM recording_placed p
+    WHERE p.place BETWEEN :first AND :last
 """
-_FROM_PLACED = "recording_placed p"
-_FROM_MEMBERS = """(
-    SELECT s.segment, r.subscriber_id, r.email, r.name
-    FROM recording_members r JOIN recording_segments s ON s.topics = r.topics
-) p"""
 
 
 class _Temporary:
@@ -402,15 +360,9 @@ class _Temporary:
         self.conn = conn
         self.created: list[str] = []
 
-    def create(self, name: TableClause, columns: str, *, without_rowid: bool = False) -> None:
-        """``without_rowid``: on SQLite, the table is its primary key's B-tree."""
-        options = " WITHOUT ROWID" if without_rowid and self.conn.dialect.name == "sqlite" else ""
-        self.conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name.name} ({columns}){options}")
+    def create(self, name: TableClause, columns: str) -> None:
+        self.conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name.name} ({columns})")
         self.created.append(name.name)
-
-    def drop(self, name: TableClause) -> None:
-        self.conn.exec_driver_sql(f"DROP TABLE {name.name}")
-        self.created.remove(name.name)
 
     def analyze(self) -> None:
         """Let PostgreSQL's planner see the tables' sizes (autovacuum never analyzes temporary
