@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -240,6 +240,12 @@ def send_issue(
     )
 
 
+def _cancel_queued(running: dict[Future[_Handed], _Leased]) -> list[_Leased]:
+    """Take the batches the pool has not started out of ``running``: never handed over."""
+    cancelled = [future for future in running if future.cancel()]
+    return [running.pop(future) for future in cancelled]
+
+
 @contextmanager
 def _young_objects_only() -> Iterator[None]:
     """Keep Python's cycle collector off the heap that exists before a send.
@@ -310,8 +316,9 @@ class _Sender:
 
     def run(self, transport: Transport, threads: int) -> None:
         running: dict[Future[_Handed], _Leased] = {}
-        ready: deque[_Leased] = deque()
-        """Leased, not handed over yet: at most ``threads`` of them."""
+        """Handed to the pool as soon as leased: under way, or queued behind ``threads`` others
+        (the reserve). The pool goes on with the queue while this thread waits for the
+        database, as it does on SQLite while a recording group holds the one write lock."""
         finished: list[Outcome] = []
         drained = False
         """No batch was left to lease at the last look, and none can come."""
@@ -320,15 +327,15 @@ class _Sender:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
             try:
                 while True:
-                    while ready and len(running) < threads and self.stop is None:
-                        leased = ready.popleft()
-                        running[pool.submit(self.hand_over, transport, leased)] = leased
-                    want = 0 if drained or self.stop is not None else threads - len(ready)
+                    if self.stop is not None:
+                        self.give_back(_cancel_queued(running))
+                    queued = max(0, len(running) - threads)
+                    want = 0 if drained or self.stop is not None else 2 * threads - len(running)
                     waiting = time.monotonic() < look_again
                     # A transaction when half the requests have finished, or half the
                     # reserve is gone, or nothing else can happen.
                     if (finished and (len(finished) * 2 >= threads or not running)) or (
-                        want and not waiting and len(ready) * 2 <= threads
+                        want and not waiting and queued * 2 <= threads
                     ):
                         more, recording = self.step(finished, want)
                         finished = []
@@ -337,10 +344,9 @@ class _Sender:
                                 look_again = time.monotonic() + RECORDING_POLL_SECONDS
                             else:
                                 drained = True
-                        ready.extend(more)
+                        for leased in more:
+                            running[pool.submit(self.hand_over, transport, leased)] = leased
                         continue
-                    if self.stop is not None and ready:
-                        self.give_back(ready)
                     if not running:
                         if want and waiting:
                             time.sleep(max(0.0, look_again - time.monotonic()))
@@ -350,9 +356,10 @@ class _Sender:
                     done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                     finished += [(running.pop(future), future) for future in done]
             except BaseException:
-                # A bug or Ctrl-C: let the requests under way finish, then record what is
-                # known; a batch whose outcome cannot be recorded has an unknown fate. Batches
-                # never handed over go back to pending.
+                # A bug or Ctrl-C: batches never handed over go back to pending; let the
+                # requests under way finish, then record what is known (a batch whose outcome
+                # cannot be recorded has an unknown fate).
+                never_sent = _cancel_queued(running)
                 wait(running)
                 finished += [(leased, future) for future, leased in running.items()]
                 for leased, future in finished:
@@ -364,7 +371,7 @@ class _Sender:
                             ledger.mark_unknown(
                                 conn, leased.claimed.id, "send interrupted", self.clock()
                             )
-                self.give_back(ready)
+                self.give_back(never_sent)
                 with self.engine.begin() as conn:
                     ledger.release(
                         conn, self.issue_id, self.worker, "send interrupted", self.clock()
@@ -396,11 +403,11 @@ class _Sender:
         self.recording_ended = not still
         return still
 
-    def give_back(self, ready: deque[_Leased]) -> None:
-        with self.engine.begin() as conn:
-            ids = [leased.claimed.id for leased in ready]
-            ledger.unclaim(conn, ids, self.worker, self.clock())
-        ready.clear()
+    def give_back(self, leased: list[_Leased]) -> None:
+        if leased:
+            with self.engine.begin() as conn:
+                ids = [batch.claimed.id for batch in leased]
+                ledger.unclaim(conn, ids, self.worker, self.clock())
 
     def variant(self, segment: str) -> CompiledVariant:
         compiled = self.compiled.pop(segment, None)
