@@ -460,6 +460,7 @@ class _Sender:
     def record_outcomes(self, conn: Connection, finished: list[Outcome]) -> None:
         """What became of each finished batch; the accepted ones settle together."""
         accepted: list[tuple[_Prepared, dict[int, str]]] = []
+        not_taken: list[int] = []
         now = self.clock()
         for leased, future in finished:
             batch_id = leased.claimed.id
@@ -470,10 +471,14 @@ class _Sender:
             if isinstance(answer, BatchRejected):
                 answer = {r.subscriber_id: str(answer) for r in prepared.batch.recipients}
             elif isinstance(answer, TransportError):
-                self.failed += ledger.fail(conn, batch_id, str(answer), now)
+                # The provider took nothing (a refused key, a server gone or failing every
+                # try): the send stops, and the batch waits for the next one, not failed for
+                # good. Batches the pool started before the stop was seen end here too.
+                not_taken.append(batch_id)
                 self.stop = self.stop or answer
                 continue
             accepted.append((prepared, {**prepared.skipped, **answer}))
+        ledger.unclaim(conn, not_taken, self.worker, now)
         if not accepted:
             return
         submitted = ledger.settle(conn, [(p.claimed, failures) for p, failures in accepted], now)

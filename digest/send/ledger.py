@@ -450,7 +450,8 @@ def claim(
 
 
 def unclaim(conn: Connection, batch_ids: Sequence[int], worker: str, now: datetime) -> None:
-    """Give back leased batches that were never handed over: pending again, for anyone."""
+    """Give back leased batches that were never handed over, or that the provider did not take
+    (the send stopped): pending again, for anyone."""
     if batch_ids:
         conn.execute(
             update(db.send_batches)

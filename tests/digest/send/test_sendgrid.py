@@ -148,6 +148,12 @@ def test_a_bad_key_stops_the_send_without_showing_the_key(
     assert "SG.wrong-secret-value" not in str(stopped.value)
     assert sum(server.received.values()) == 0
 
+    # Nothing was taken, so nothing is lost: with the key put right, everyone gets it once.
+    project.config = replace(project.config, secrets=replace(wrong, sendgrid_api_key=API_KEY))
+    _, report = project.send()
+    assert report is not None and report.finished and report.submitted == 29
+    assert sorted(server.received.values()) == [1] * 29
+
 
 def test_one_off_messages_validate_too(
     tmp_path: Path, clock: FixedClock, server: SendGridServer
