@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from digest import db, repository
@@ -243,6 +244,51 @@ def test_a_recording_stopped_between_groups_is_finished_by_the_next_worker(
             ).scalar_one()
             == 30
         )
+
+
+def test_one_topic_set_written_two_ways_is_still_batched_by_segment(engine: Engine) -> None:
+    """The database promises no order for a member's list of topics: the same set may come
+    as "a,b" and as "b,a". Members are placed by that text, so such a segment comes as two
+    runs of places; each member still gets one delivery, in a batch of their own segment."""
+    with engine.begin() as conn:
+        repository.sync_topics(conn, [Topic("data", "Data")])
+        store = SubscriberStore(conn)
+        ids = [
+            store.add(f"r{i}@example.com", "", frozenset({"data"}), NOW, "test").id
+            for i in range(31)
+        ]
+        issue_id = issue_being_recorded(conn)
+    s = db.subscribers.c
+    written = case((s.id % 3 == 0, "a,b"), (s.id % 3 == 1, "b,a"), else_="a")
+    members = select(s.id, written, s.email, s.name)
+    with engine.connect() as conn:
+        recorded = ledger.record(
+            conn,
+            issue_id,
+            members,
+            lambda topics: "+".join(sorted(topics.split(","))),
+            3,
+            RECORDER,
+            group_size=10,
+        )
+    assert recorded == 31
+    with engine.connect() as conn:
+        d, b = db.deliveries.c, db.send_batches.c
+        rows = conn.execute(
+            select(d.subscriber_id, b.id, b.segment, b.size).join(
+                db.send_batches, b.id == d.batch_id
+            )
+        ).all()
+    assert sorted(subscriber for subscriber, *_ in rows) == sorted(ids)
+    for subscriber, _, segment, _ in rows:
+        assert segment == ("a" if subscriber % 3 == 2 else "a+b")
+    size = {batch: size for _, batch, _, size in rows}
+    in_batch = Counter(batch for _, batch, _, _ in rows)
+    assert all(in_batch[batch] == size[batch] <= 3 for batch in size)
+    # "a,b" and "b,a" were batched apart: 10 and 11 members make 4 + 4 batches of up to 3
+    # (21 together would have made 7).
+    segment_of_batch = {batch: segment for _, batch, segment, _ in rows}
+    assert Counter(segment_of_batch.values()) == {"a": 4, "a+b": 8}
 
 
 def test_a_recorders_lease_keeps_others_out_until_it_dies_or_runs_out(engine: Engine) -> None:
