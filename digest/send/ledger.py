@@ -199,7 +199,8 @@ def _place(
     One sort of the members, and every later step reads a range of integers: placing them by
     segment number instead took a second pass (and a second sort) over a million rows. The
     runs are checked, not assumed: a run with a gap would make a batch of mixed segments."""
-    if conn.dialect.name == "postgresql":
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
         # The sort of a million members; with the default 4 MB it sorted on disk.
         conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
         place = "place BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
@@ -227,7 +228,7 @@ def _place(
             # Bytewise on PostgreSQL too: the order only has to keep equal topics together,
             # and the database's own collation sorted a tenth slower (much more, elsewhere).
             unrecorded.order_by(
-                topics.collate("C") if conn.dialect.name == "postgresql" else topics,
+                topics.collate("C") if postgres else topics,
                 subscriber_id,
             ),
         )
@@ -567,13 +568,6 @@ def _fail_own(conn: Connection, batch_id: int, failures: Mapping[int, str], now:
         ).rowcount
         for reason, ids in by_reason.items()
     )
-
-
-def fail(conn: Connection, batch_id: int, error: str, now: datetime) -> int:
-    """Refused or unsendable: every delivery of the batch without an outcome of its own failed,
-    with the batch's reason."""
-    _finish(conn, batch_id, FAILED, now, error)
-    return _open(conn, batch_id)
 
 
 def mark_unknown(conn: Connection, batch_id: int, error: str, now: datetime) -> int:

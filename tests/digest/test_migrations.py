@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from alembic import command
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, column, insert, inspect, text
+from sqlalchemy import table as sql_table
 
 from digest import db
 from digest.send import ledger
@@ -13,17 +14,58 @@ from digest.send import ledger
 WHEN = datetime(2026, 11, 16, 7, tzinfo=UTC)
 
 
+def insert_row(conn: Connection, table: str, /, **values: object) -> None:
+    """A row as the revision under test has its table (in SQL: the models are the newest)."""
+    conn.execute(insert(sql_table(table, *map(column, values))).values(values))
+
+
+def issue(conn: Connection, number: int, status: str) -> None:
+    insert_row(
+        conn,
+        "issues",
+        id=number,
+        digest="weekly",
+        number=number,
+        status=status,
+        cutoff=WHEN,
+        created_at=WHEN,
+    )
+
+
+def reader(conn: Connection, id_: int, name: str = "") -> None:
+    email = f"r{id_}@example.com"
+    insert_row(
+        conn,
+        "subscribers",
+        id=id_,
+        email=email,
+        email_key=email,
+        name=name,
+        status="active",
+        created_at=WHEN,
+        changed_at=WHEN,
+    )
+
+
+def batch(conn: Connection, id_: int, issue_id: int, size: int, status: str) -> None:
+    insert_row(
+        conn,
+        "send_batches",
+        id=id_,
+        issue_id=issue_id,
+        segment="data",
+        size=size,
+        status=status,
+        created_at=WHEN,
+        changed_at=WHEN,
+    )
+
+
 def test_0007_keeps_existing_issues_as_made_by_hand_and_downgrades(engine: Engine) -> None:
     command.downgrade(db.alembic_config(engine), "0006")
     assert "schedule_log" not in inspect(engine).get_table_names()
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO issues (digest, number, status, cutoff, created_at) "
-                "VALUES ('weekly', 1, 'sent', :t, :t)"
-            ),
-            {"t": WHEN},
-        )
+        issue(conn, 1, "sent")
     db.upgrade(engine)
     with engine.connect() as conn:
         slot, approval = conn.execute(text("SELECT slot, approval FROM issues")).one()
@@ -40,36 +82,22 @@ def test_0007_keeps_existing_issues_as_made_by_hand_and_downgrades(engine: Engin
 def test_0010_lets_deliveries_follow_their_batch_and_back(engine: Engine) -> None:
     command.downgrade(db.alembic_config(engine), "0009")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO issues (id, digest, number, status, cutoff, created_at) "
-                "VALUES (1, 'weekly', 1, 'sending', :t, :t)"
-            ),
-            {"t": WHEN},
-        )
+        issue(conn, 1, "sending")
         for i in (1, 2, 3):
-            conn.execute(
-                text(
-                    "INSERT INTO subscribers (id, email, email_key, name, status, created_at, "
-                    "changed_at) VALUES (:i, :e, :e, '', 'active', :t, :t)"
-                ),
-                {"i": i, "e": f"r{i}@example.com", "t": WHEN},
-            )
-        conn.execute(
-            text(
-                "INSERT INTO send_batches (id, issue_id, segment, size, status, created_at, "
-                "changed_at) VALUES (7, 1, 'data', 3, 'ambiguous', :t, :t)"
-            ),
-            {"t": WHEN},
-        )
+            reader(conn, i)
+        batch(conn, 7, 1, 3, "ambiguous")
         for i, status in ((1, "ambiguous"), (2, "ambiguous"), (3, "failed")):
-            conn.execute(
-                text(
-                    "INSERT INTO deliveries (issue_id, subscriber_id, segment, status, batch_id, "
-                    "created_at, changed_at, ambiguities) "
-                    "VALUES (1, :i, 'data', :s, 7, :t, :t, :a)"
-                ),
-                {"i": i, "s": status, "t": WHEN, "a": int(status == "ambiguous")},
+            insert_row(
+                conn,
+                "deliveries",
+                issue_id=1,
+                subscriber_id=i,
+                segment="data",
+                status=status,
+                batch_id=7,
+                created_at=WHEN,
+                changed_at=WHEN,
+                ambiguities=int(status == "ambiguous"),
             )
     db.upgrade(engine)
     assert inspect(engine).get_foreign_keys("deliveries") == []
@@ -98,12 +126,14 @@ def test_0011_keys_deliveries_by_issue_and_subscriber_and_back(engine: Engine) -
     command.downgrade(db.alembic_config(engine), "0010")
     with engine.begin() as conn:
         for i in (1, 2):
-            conn.execute(
-                text(
-                    "INSERT INTO deliveries (issue_id, subscriber_id, batch_id, created_at, "
-                    "changed_at) VALUES (1, :i, 7, :t, :t)"
-                ),
-                {"i": i, "t": WHEN},
+            insert_row(
+                conn,
+                "deliveries",
+                issue_id=1,
+                subscriber_id=i,
+                batch_id=7,
+                created_at=WHEN,
+                changed_at=WHEN,
             )
     db.upgrade(engine)
     key = inspect(engine).get_pk_constraint("deliveries")
@@ -123,20 +153,8 @@ def test_0012_marks_issues_already_sending_or_sent_as_recorded_and_back(engine: 
     command.downgrade(db.alembic_config(engine), "0011")
     with engine.begin() as conn:
         for number, status in ((1, "sent"), (2, "sending"), (3, "planned")):
-            conn.execute(
-                text(
-                    "INSERT INTO issues (id, digest, number, status, cutoff, created_at) "
-                    "VALUES (:n, 'weekly', :n, :s, :t, :t)"
-                ),
-                {"n": number, "s": status, "t": WHEN},
-            )
-        conn.execute(
-            text(
-                "INSERT INTO send_batches (id, issue_id, segment, size, status, created_at, "
-                "changed_at) VALUES (7, 2, 'data', 1, 'pending', :t, :t)"
-            ),
-            {"t": WHEN},
-        )
+            issue(conn, number, status)
+        batch(conn, 7, 2, 1, "pending")
     db.upgrade(engine)
     with engine.connect() as conn:
         assert [ledger.recorded(conn, n) for n in (1, 2, 3)] == [True, True, False]
@@ -151,34 +169,18 @@ def test_0012_marks_issues_already_sending_or_sent_as_recorded_and_back(engine: 
 def test_0013_gives_deliveries_still_to_send_their_address_and_back(engine: Engine) -> None:
     command.downgrade(db.alembic_config(engine), "0012")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO issues (id, digest, number, status, cutoff, created_at) "
-                "VALUES (1, 'weekly', 1, 'sending', :t, :t)"
-            ),
-            {"t": WHEN},
-        )
+        issue(conn, 1, "sending")
         for i in (1, 2):
-            conn.execute(
-                text(
-                    "INSERT INTO subscribers (id, email, email_key, name, status, created_at, "
-                    "changed_at) VALUES (:i, :e, :e, :n, 'active', :t, :t)"
-                ),
-                {"i": i, "e": f"r{i}@example.com", "n": f"Reader {i}", "t": WHEN},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO send_batches (id, issue_id, segment, size, status, created_at, "
-                    "changed_at) VALUES (:i, 1, 'data', 1, :s, :t, :t)"
-                ),
-                {"i": i, "s": "pending" if i == 1 else "submitted", "t": WHEN},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO deliveries (issue_id, subscriber_id, batch_id, created_at, "
-                    "changed_at) VALUES (1, :i, :i, :t, :t)"
-                ),
-                {"i": i, "t": WHEN},
+            reader(conn, i, f"Reader {i}")
+            batch(conn, i, 1, 1, "pending" if i == 1 else "submitted")
+            insert_row(
+                conn,
+                "deliveries",
+                issue_id=1,
+                subscriber_id=i,
+                batch_id=i,
+                created_at=WHEN,
+                changed_at=WHEN,
             )
     db.upgrade(engine)
     with engine.connect() as conn:
