@@ -1,17 +1,19 @@
 """Topic-segmented newsletter digests from blog feeds.
 
-The stages as a Python API (the CLI only wraps these)::
+The use cases as a Python API (the CLI, the web app and the scheduler call only these)::
 
     from digest import Project, load_config
+    from digest.app import gathering, issues, previews, sending
+
     project = Project.open(load_config("digest.toml"))
-    project.gather()
-    project.plan("weekly")
-    project.preview("weekly", Path("preview"))
-    project.send("weekly")
+    gathering.gather_sources(project)
+    issues.plan(project, "weekly")
+    previews.preview(project, "weekly", Path("preview"))
+    sending.send(project, "weekly")
 """
 
+from digest.app.wiring import Project
 from digest.config import Config, load_config
 from digest.errors import DigestError
-from digest.pipeline import Project
 
 __all__ = ["Config", "DigestError", "Project", "load_config"]

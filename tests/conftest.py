@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 
 from digest import db
 from digest.config import Config, load_config
-from digest.pipeline import Project
+from digest.app.wiring import Project
 from digest.scaffold import scaffold
 from digest.web import create_app
 from subscribers.models import Status

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from digest import repository
+from digest.stores import posts as post_store
 from digest.config import Config
 from digest.errors import SourceError
 from digest.gather.entry import NormalizeContext, normalize
@@ -200,8 +200,8 @@ def gather(
     jobs = source_jobs(config)
     settings = settings_from(config)
     with engine.begin() as conn:
-        topic_id = repository.sync_topics(conn, [Topic(t.slug, t.name) for t in config.topics])
-        known = {job.location: repository.source_validators(conn, job.location) for job in jobs}
+        topic_id = post_store.sync_topics(conn, [Topic(t.slug, t.name) for t in config.topics])
+        known = {job.location: post_store.source_validators(conn, job.location) for job in jobs}
 
     def run(job: SourceJob) -> tuple[SourceOutcome, list[Post], Validators]:
         return collect(job, fetcher, known[job.location], settings, now)
@@ -213,11 +213,11 @@ def gather(
             outcomes.append(outcome)
             found.extend(posts)
             with engine.begin() as conn:
-                repository.save_source_state(
+                post_store.save_source_state(
                     conn, outcome.job.location, validators, now, outcome.error
                 )
             if on_source is not None:
                 on_source(outcome)
     with engine.begin() as conn:
-        counts = repository.store_posts(conn, merge_posts(found), topic_id, now)
+        counts = post_store.store_posts(conn, merge_posts(found), topic_id, now)
     return GatherReport(tuple(outcomes), counts.new, counts.updated, counts.unchanged)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from digest import repository
+from digest.lifecycle import Approval
 
 # The approval gate (pure) -------------------------------------------------------------------
 
@@ -33,15 +33,15 @@ def gate(policy: str, approval: str, now: datetime, slot: datetime, lead: timede
     decides for issues nobody has looked at (``none``). The slot is the deadline: approval
     after it comes too late, and the issue is skipped rather than sent late.
     """
-    if approval == repository.APPROVAL_SKIPPED:
+    if approval == Approval.SKIPPED:
         return Action.SKIP
-    if approval == repository.APPROVAL_HELD:
+    if approval == Approval.HELD:
         return Action.HOLD
     if now < slot - lead:
         return Action.WAIT
-    if approval == repository.APPROVAL_APPROVED:
+    if approval == Approval.APPROVED:
         return Action.SEND if now >= slot else Action.WAIT
-    if approval == repository.APPROVAL_PENDING:
+    if approval == Approval.PENDING:
         return Action.WAIT if now < slot else Action.SKIP
     if policy == "hold":
         return Action.HOLD

@@ -27,7 +27,8 @@ from typing import Literal, Protocol
 
 from sqlalchemy import Connection, Engine
 
-from digest import repository
+from digest.lifecycle import IssueStatus
+from digest.stores.issues import set_issue_status
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
 from digest.render import RenderedIssue
 from digest.send import ledger
@@ -228,7 +229,7 @@ def send_issue(
         remaining = ledger.open_batches(conn, issue_id)
         finished = not remaining and ledger.recorded(conn, issue_id)
         if finished:
-            repository.set_issue_status(conn, issue_id, repository.ISSUE_SENT, clock())
+            set_issue_status(conn, issue_id, IssueStatus.SENT, clock())
     return SendReport(
         issue_id,
         recorded,

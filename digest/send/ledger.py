@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Select, and_, column, func, insert, select, table, text, update
 from sqlalchemy.sql.expression import TableClause
 
-from digest import db, repository
+from digest import db
+from digest.lifecycle import IssueStatus
 from digest.send.batch import plan_batches
 
 PENDING = "pending"
@@ -81,15 +82,15 @@ def take_recording(
     lease = {"recorder": recorder.worker, "recorder_until": now + recorder.lease}
     started = conn.execute(
         update(db.issues)
-        .where(i.id == issue_id, i.status == repository.ISSUE_PLANNED)
-        .values(status=repository.ISSUE_SENDING, **lease)
+        .where(i.id == issue_id, i.status == IssueStatus.PLANNED)
+        .values(status=IssueStatus.SENDING, **lease)
     ).rowcount
     if started:
         return True
     row = conn.execute(
         select(i.status, i.recorded_at, i.recorder, i.recorder_until).where(i.id == issue_id)
     ).one()
-    if row.status != repository.ISSUE_SENDING or row.recorded_at is not None:
+    if row.status != IssueStatus.SENDING or row.recorded_at is not None:
         return False
     if _recorder_alive(row.recorder, row.recorder_until, now, alive):
         return False

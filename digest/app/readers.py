@@ -1,5 +1,6 @@
-"""What the subscriber pages do, apart from HTTP: sync code over the store, the signer and the
-templates, called from :mod:`digest.web` in a worker thread."""
+"""Use cases of readers: subscribe and confirm, ask for one's link, change preferences,
+unsubscribe, read the web archive. Sync code over the stores, the signer and the templates;
+the web face calls it in a worker thread."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
-from digest import repository
-from digest.pipeline import Project
+from digest.app import issues as issue_cases
+from digest.app.previews import archive_html
+from digest.app.wiring import Project
+from digest.lifecycle import IssueStatus
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
 from digest.send.message import compose
+from digest.stores import issues
 from subscribers.importer import normalize_email
 from subscribers.models import Status, Subscriber
 from subscribers.store import SubscriberStore
@@ -23,7 +27,9 @@ NO_CONFIRMATION = frozenset({Status.BOUNCED, Status.COMPLAINED})
 """Addresses that bounced or complained get no mail, not even a confirmation request."""
 
 
-class Pages:
+class Readers:
+    """The reader-facing use cases of one project, with its templates and signer loaded once."""
+
     def __init__(self, project: Project, mailer: Callable[[EmailMessage], None]) -> None:
         self.project = project
         self.mailer = mailer
@@ -52,7 +58,7 @@ class Pages:
     def subscriber_for(self, purpose: Purpose, token: str) -> tuple[Subscriber, Any]:
         """The subscriber a token names, and a confirmation's topics."""
         payload = self._signer.verify(purpose, token)
-        with self.project.engine.connect() as conn:
+        with self.project.reading() as conn:
             subscriber = SubscriberStore(conn).by_id(int(str(payload["s"])))
         if subscriber is None:
             raise InvalidToken("unknown")
@@ -79,7 +85,7 @@ class Pages:
         """A new address is stored as pending; any address that may get mail is sent a
         confirmation link carrying the chosen topics, which apply only when it is opened."""
         now = self.project.clock()
-        with self.project.engine.begin() as conn:
+        with self.project.transaction() as conn:
             store = SubscriberStore(conn)
             subscriber = store.get(email)
             if subscriber is None:
@@ -92,7 +98,7 @@ class Pages:
     def confirm(self, token: str) -> str:
         subscriber, topics = self.subscriber_for(Purpose.CONFIRM, token)
         now = self.project.clock()
-        with self.project.engine.begin() as conn:
+        with self.project.transaction() as conn:
             store = SubscriberStore(conn)
             store.set_status_of(subscriber.id, Status.ACTIVE, now)
             known = {t.slug for t in self.project.topics()}
@@ -115,7 +121,7 @@ class Pages:
     def send_link(self, email: str) -> None:
         """Mail a subscriber who gets the digest (active, possibly paused) the link to their
         preferences; any other address gets nothing, and the page says the same either way."""
-        with self.project.engine.connect() as conn:
+        with self.project.reading() as conn:
             subscriber = SubscriberStore(conn).get(email)
         if subscriber is None or subscriber.status is not Status.ACTIVE:
             return
@@ -165,7 +171,7 @@ class Pages:
         """Apply a form's action; an error message for the reader, or None."""
         now = self.project.clock()
         known = {t.slug for t in self.project.topics()}
-        with self.project.engine.begin() as conn:
+        with self.project.transaction() as conn:
             store = SubscriberStore(conn)
             if action == "save":
                 chosen = frozenset(t for t in topics if t in known)
@@ -185,13 +191,13 @@ class Pages:
         return None
 
     def unsubscribe(self, subscriber_id: int) -> None:
-        with self.project.engine.begin() as conn:
+        with self.project.transaction() as conn:
             SubscriberStore(conn).set_status_of(
                 subscriber_id, Status.UNSUBSCRIBED, self.project.clock()
             )
 
     def leave_topic(self, subscriber_id: int, topic: str) -> None:
-        with self.project.engine.begin() as conn:
+        with self.project.transaction() as conn:
             store = SubscriberStore(conn)
             subscriber = store.by_id(subscriber_id)
             if subscriber is None:
@@ -206,9 +212,8 @@ class Pages:
     # archive ---------------------------------------------------------------------------
 
     def archive(self, digest: str, number: int) -> str | None:
-        with self.project.engine.connect() as conn:
-            row = repository.issue_by_number(conn, digest, number)
-        if row is None or row.status not in (repository.ISSUE_SENDING, repository.ISSUE_SENT):
+        with self.project.reading() as conn:
+            row = issues.issue_by_number(conn, digest, number)
+        if row is None or row.status not in (IssueStatus.SENDING, IssueStatus.SENT):
             return None  # planned, held or skipped issues are not public: no reader got them
-        issue = self.project.issue(row.id)
-        return self.project.archive_html(issue)
+        return archive_html(self.project, issue_cases.load(self.project, row.id))

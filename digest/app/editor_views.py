@@ -1,5 +1,6 @@
-"""What the editor pages do, apart from HTTP: sync code over the store, the pipeline and the
-preflight checks, called from :mod:`digest.web.editor` in a worker thread."""
+"""Use cases of the editor app: log in, the dashboard and history, one issue's page with its
+segments and preflight, and the actions on it. Sync code over the stores, the stages and the
+preflight checks; the web face calls it in a worker thread."""
 
 from __future__ import annotations
 
@@ -9,20 +10,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from sqlalchemy.exc import NoResultFound
-
-from digest import editing, repository
+from digest.app import issues as issue_cases
+from digest.app import previews, sending
+from digest.app.issues import Figures, Planned, figures
+from digest.app.previews import sample_values
+from digest.app.wiring import Project
 from digest.config import DigestConfig
-from digest.editing import Entry, Figures
-from digest.editors import Editor, EditorStore, authenticate
 from digest.errors import DigestError
+from digest.lifecycle import why_not_editable
 from digest.models import Issue, Topic, TopicSet
 from digest.personalize import compile_template
-from digest.pipeline import Planned, Project, sample_values
 from digest.render import RenderedIssue
 from digest.render.features import load_unsupported
 from digest.render.preflight import Report, preflight
 from digest.schedule import cron_trigger
+from digest.stores import issues
+from digest.stores.editors import Editor, EditorStore, authenticate
+from digest.stores.issues import Entry, IssueRow, ScheduleLogRow
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
 
@@ -55,9 +59,9 @@ def segment_label(issue: Issue, key: TopicSet) -> str:
 class DigestCard:
     digest: DigestConfig
     next_slot: datetime | None
-    upcoming: repository.IssueRow | None
+    upcoming: IssueRow | None
     upcoming_posts: int
-    last_sent: repository.IssueRow | None
+    last_sent: IssueRow | None
     figures: Figures | None
 
 
@@ -67,8 +71,8 @@ class DigestHistory:
     (a missed or skipped slot shows here, not only in a log file)."""
 
     digest: DigestConfig
-    issues: list[tuple[repository.IssueRow, Figures]]
-    runs: list[repository.ScheduleLogRow]
+    issues: list[tuple[IssueRow, Figures]]
+    runs: list[ScheduleLogRow]
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ class Shown:
 
 @dataclass(frozen=True)
 class IssuePage:
-    row: repository.IssueRow
+    row: IssueRow
     issue: Issue
     digest: DigestConfig
     topics: list[tuple[Topic, list[Entry]]]
@@ -125,7 +129,7 @@ class EditorPages:
     # accounts ----------------------------------------------------------------------------
 
     def login(self, email: str, password: str) -> Editor | None:
-        with self.project.engine.begin() as conn:
+        with self.project.transaction() as conn:
             store = EditorStore(conn, self.project.config.file.editor.users)
             editor = authenticate(store, email, password)
             if editor is not None:
@@ -134,7 +138,7 @@ class EditorPages:
         return editor
 
     def editor(self, email: str) -> Editor | None:
-        with self.project.engine.connect() as conn:
+        with self.project.reading() as conn:
             return EditorStore(conn, self.project.config.file.editor.users).get(email)
 
     # local files ---------------------------------------------------------------------------
@@ -168,13 +172,13 @@ class EditorPages:
     def dashboard(self) -> list[DigestCard]:
         now = self.project.clock()
         cards = []
-        with self.project.engine.connect() as conn:
+        with self.project.reading() as conn:
             for digest in self.project.config.digests:
-                upcoming = repository.unfinished_issue(conn, digest.slug)
+                upcoming = issues.unfinished_issue(conn, digest.slug)
                 posts = 0
                 if upcoming is not None:
-                    posts = len({e.post_id for e in editing.entries(conn, upcoming.id)})
-                last = editing.last_sent(conn, digest.slug)
+                    posts = len({e.post_id for e in issues.entries(conn, upcoming.id)})
+                last = issues.last_sent(conn, digest.slug)
                 cards.append(
                     DigestCard(
                         digest,
@@ -182,7 +186,7 @@ class EditorPages:
                         upcoming,
                         posts,
                         last,
-                        editing.figures(conn, last.id) if last else None,
+                        figures(conn, last.id) if last else None,
                     )
                 )
         return cards
@@ -194,26 +198,22 @@ class EditorPages:
             else self.project.config.digests
         )
         out = []
-        with self.project.engine.connect() as conn:
+        with self.project.reading() as conn:
             for digest in digests:
-                rows = editing.issues_of(conn, digest.slug)
+                rows = issues.issues_of(conn, digest.slug)
                 out.append(
                     DigestHistory(
                         digest,
-                        [(row, editing.figures(conn, row.id)) for row in rows],
-                        repository.schedule_log(conn, digest.slug, limit=10),
+                        [(row, figures(conn, row.id)) for row in rows],
+                        issues.schedule_log(conn, digest.slug, limit=10),
                     )
                 )
         return out
 
     # one issue ---------------------------------------------------------------------------
 
-    def row(self, issue_id: int) -> repository.IssueRow | None:
-        with self.project.engine.connect() as conn:
-            try:
-                return repository.issue_row(conn, issue_id)
-            except NoResultFound:
-                return None
+    def row(self, issue_id: int) -> IssueRow | None:
+        return issue_cases.row(self.project, issue_id)
 
     def choose(self, issue: Issue, segment: str | None, as_email: str | None) -> Shown | None:
         """The variant a ``segment`` parameter or a subscriber's address selects (default: every
@@ -233,7 +233,7 @@ class EditorPages:
         public_url = self.project.config.site.public_url
         values = sample_values(public_url, issue.topic_slugs)
         if as_email:
-            with self.project.engine.connect() as conn:
+            with self.project.reading() as conn:
                 reader = SubscriberStore(conn).get(as_email.strip())
             if reader is None:
                 raise DigestError("is not a subscriber", where=as_email)
@@ -275,13 +275,13 @@ class EditorPages:
 
     def issue_page(self, issue_id: int, segment: str | None, as_email: str | None) -> IssuePage:
         project = self.project
-        with project.engine.connect() as conn:
-            row = repository.issue_row(conn, issue_id)
+        with project.reading() as conn:
+            row = issues.issue_row(conn, issue_id)
             digest = project.config.digest(row.digest)
-            issue = repository.load_issue(conn, issue_id, project.topics(digest))
-            entries = editing.entries(conn, issue_id)
-            upcoming = repository.unfinished_issue(conn, digest.slug)
-            figures = editing.figures(conn, issue_id)
+            issue = issues.load_issue(conn, issue_id, project.topics(digest))
+            entries = issues.entries(conn, issue_id)
+            upcoming = issues.unfinished_issue(conn, digest.slug)
+            figures = figures(conn, issue_id)
         topics = [
             (topic, [e for e in entries if e.topic == topic.slug])
             for topic in project.topics(digest)
@@ -293,7 +293,7 @@ class EditorPages:
         problem: str | None = None
         if rendered is not None:
             sample = sample_values(project.config.site.public_url, issue.topic_slugs)
-            for key, readers in project.segments(issue).items():
+            for key, readers in issue_cases.segments(project, issue).items():
                 variant = rendered.variant(key)
                 html = compile_template(variant.html).fill(sample)
                 report = preflight(html, rendered.budget, self.unsupported)
@@ -325,64 +325,38 @@ class EditorPages:
             segments=rows,
             shown=shown,
             problem=problem,
-            locked=editing.editable(row),
+            locked=why_not_editable(row.status, row.approval),
             upcoming=upcoming is not None and upcoming.id == issue_id,
             figures=figures,
         )
 
     def preview(self, issue_id: int, segment: str | None, as_email: str | None) -> Shown | None:
-        return self.choose(self.project.issue(issue_id), segment, as_email)
+        return self.choose(issue_cases.load(self.project, issue_id), segment, as_email)
 
     # actions -----------------------------------------------------------------------------
 
     def plan(self, digest_slug: str) -> Planned | None:
-        return self.project.plan(digest_slug)
+        return issue_cases.plan(self.project, digest_slug)
 
     def edit(self, issue_id: int, action: str, post_id: int, topic: str) -> None:
-        with self.project.engine.begin() as conn:
-            if action in ("exclude", "include"):
-                editing.set_excluded(conn, issue_id, post_id, action == "exclude")
-            elif action in ("up", "down"):
-                editing.move(conn, issue_id, topic, post_id, -1 if action == "up" else 1)
-            else:
-                raise DigestError(f"unknown action {action!r}")
+        issue_cases.edit(self.project, issue_id, action, post_id, topic)
 
     def decide(self, issue_id: int, action: str, editor: Editor, note: str | None) -> str | None:
         """Record approve / hold / skip (or approve for sending now); the digest to send now,
-        if any. Only the digest's next unsent issue can be sent now."""
-        approval = {
-            "approve": "approved",
-            "send-now": "approved",
-            "hold": "held",
-            "skip": "skipped",
-        }.get(action)
-        if approval is None:
-            raise DigestError(f"unknown action {action!r}")
-        with self.project.engine.begin() as conn:
-            row = repository.issue_row(conn, issue_id)
-            if row.status in (repository.ISSUE_SENT, repository.ISSUE_SENDING):
-                raise DigestError("this issue is already being sent or was sent")
-            if row.status == repository.ISSUE_SKIPPED:
-                raise DigestError("this issue was skipped")
-            if action == "send-now":
-                upcoming = repository.unfinished_issue(conn, row.digest)
-                if upcoming is None or upcoming.id != issue_id:
-                    raise DigestError("only the digest's next issue can be sent now")
-            repository.set_approval(
-                conn, issue_id, approval, editor.email, self.project.clock(), note or None
-            )
-        return row.digest if action == "send-now" else None
+        if any."""
+        return issue_cases.decide(self.project, issue_id, action, editor.email, note)
 
     def send_now(self, digest_slug: str) -> None:
         """Send the digest's next issue (the one just approved); resumable like `digest send`."""
-        self.project.send(digest_slug)
+        sending.send_now(self.project, digest_slug)
 
     def send_test(self, issue_id: int, to: str, segment: str | None, as_email: str | None) -> str:
-        issue = self.project.issue(issue_id)
+        issue = issue_cases.load(self.project, issue_id)
         shown = self.choose(issue, segment, as_email)
         if shown is None:
             raise DigestError("this issue has no posts left to send")
-        _, _, subject = self.project.send_test(
+        _, _, subject = previews.send_test(
+            self.project,
             to, issue.digest, segment=shown.key, as_email=shown.as_email, issue=issue
         )
         return subject

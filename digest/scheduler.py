@@ -1,5 +1,6 @@
-"""APScheduler wiring: the jobs of the config in a SQLAlchemyJobStore in the project database,
-kept in step with the config, their missed runs recorded.
+"""The scheduler face: APScheduler with the jobs of the config in a job store in the project
+database, kept in step with the config, their missed runs recorded. Each job calls the
+scheduled-slot use case (:mod:`digest.app.scheduled`).
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ from apscheduler.events import (
     JobEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 
-from digest import repository
+from digest.app.scheduled import SlotOutcome, log_slot, run_slot
+from digest.app.wiring import Project
 from digest.config import Config
 from digest.errors import DigestError
-from digest.pipeline import Project
-from digest.schedule.job import SlotOutcome, run_slot
 from digest.schedule.lock import SchedulerLock
 from digest.schedule.slots import (
     ONE_MICROSECOND,
@@ -133,7 +132,7 @@ class SchedulerService:
         self.project = project
         self.specs = {spec.id: spec for spec in job_specs(project.config)}
         self.scheduler = scheduler_factory(
-            jobstores={"default": SQLAlchemyJobStore(engine=project.engine, tablename=JOB_TABLE)},
+            jobstores={"default": project.job_store(JOB_TABLE)},
             executors={"default": ThreadPoolExecutor(max(1, len(self.project.config.digests)))},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
@@ -192,16 +191,15 @@ class SchedulerService:
         plan = catch_up(due, now, spec.grace)
         coalesced = due[:-1]
         notes = []
-        with self.project.engine.begin() as conn:
-            for slot in coalesced:
-                shown = self._slot_of(spec, slot)
-                then = f"ran the slot of {due[-1]:%Y-%m-%d %H:%M} UTC instead" if plan.run else ""
-                detail = (
-                    f"{'approval request' if spec.kind == NOTIFY else 'run'} missed: "
-                    f"no scheduler was running; {then or 'every due slot was past the grace'}"
-                )
-                repository.log_schedule(conn, spec.digest, shown, "missed", detail, now)
-                notes.append(f"{spec.digest} {shown:%Y-%m-%d %H:%M} UTC: {detail}")
+        for slot in coalesced:
+            shown = self._slot_of(spec, slot)
+            then = f"ran the slot of {due[-1]:%Y-%m-%d %H:%M} UTC instead" if plan.run else ""
+            detail = (
+                f"{'approval request' if spec.kind == NOTIFY else 'run'} missed: "
+                f"no scheduler was running; {then or 'every due slot was past the grace'}"
+            )
+            log_slot(self.project, spec.digest, shown, "missed", detail, now)
+            notes.append(f"{spec.digest} {shown:%Y-%m-%d %H:%M} UTC: {detail}")
         return notes
 
     def _slot_of(self, spec: JobSpec, fire: datetime) -> datetime:
@@ -224,10 +222,9 @@ class SchedulerService:
             return run_slot(self.project, digest_slug, slot)
         except Exception as err:
             log.exception("%s: the run of %s failed", digest_slug, slot)
-            with self.project.engine.begin() as conn:
-                repository.log_schedule(
-                    conn, digest_slug, slot, "failed", f"{type(err).__name__}: {err}", now
-                )
+            log_slot(
+                self.project, digest_slug, slot, "failed", f"{type(err).__name__}: {err}", now
+            )
             return None
 
     def _on_event(self, event: JobEvent) -> None:
@@ -250,8 +247,7 @@ class SchedulerService:
         else:
             return  # errors are caught, logged and recorded in fire()
         log.warning("%s %s: %s", slug, slot, detail)
-        with self.project.engine.begin() as conn:
-            repository.log_schedule(conn, slug, slot, "missed", detail, self.project.clock())
+        log_slot(self.project, slug, slot, "missed", detail)
 
     def next_run_times(self) -> dict[str, datetime | None]:
         return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}

@@ -1,5 +1,6 @@
-"""The job body: what runs for one digest and one slot (gather, plan, gate, then send, notify,
-wait, skip or hold), and the approval request mailed to editors.
+"""The scheduled job's use case: what runs for one digest and one slot (gather, plan, gate,
+then send, notify, wait, skip or hold), the approval request mailed to editors, and what the
+scheduler records about slots it could not run.
 """
 
 from __future__ import annotations
@@ -12,21 +13,21 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select
-
-from digest import db, repository
+from digest.app import issues as issue_cases
+from digest.app.gathering import gather_sources
+from digest.app.sending import deliver
+from digest.app.wiring import Project
 from digest.config import DigestConfig
 from digest.errors import DigestError
-from digest.pipeline import Planned, Project
+from digest.lifecycle import Approval, IssueStatus
 from digest.schedule.gate import Action, gate
 from digest.schedule.slots import is_repeat
 from digest.send import SendReport
 from digest.send.message import compose
+from digest.stores import issues
+from digest.stores.issues import IssueRow
 
 log = logging.getLogger(__name__)
-
-
-# The job body ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,13 @@ def run_slot(project: Project, digest_slug: str, slot: datetime) -> SlotOutcome:
     digest = project.config.digest(digest_slug)
     slot = slot.astimezone(UTC)
     outcome = _run_slot(project, digest, slot)
-    with project.engine.begin() as conn:
-        repository.log_schedule(
-            conn, digest.slug, slot, outcome.kind, outcome.detail, project.clock()
-        )
+    log_slot(project, digest.slug, slot, outcome.kind, outcome.detail)
     log.info("%s %s: %s: %s", digest.slug, _both(slot, digest.zone), outcome.kind, outcome.detail)
     return outcome
 
 
 def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOutcome:
-    def outcome(kind: str, detail: str, row: repository.IssueRow | None = None) -> SlotOutcome:
+    def outcome(kind: str, detail: str, row: IssueRow | None = None) -> SlotOutcome:
         return SlotOutcome(
             digest.slug, slot, kind, detail, row.id if row else None, row.number if row else None
         )
@@ -77,33 +75,33 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
         return outcome(
             "nothing", f"{local:%H:%M} happened twice (clocks went back); this is the repeat"
         )
-    with project.engine.connect() as conn:
-        mine = repository.issue_for_slot(conn, digest.slug, slot)
-        later = _latest_slot_with_issue(conn, digest.slug)
-    if mine is not None and mine.status in (repository.ISSUE_SENT, repository.ISSUE_SKIPPED):
+    with project.reading() as conn:
+        mine = issues.issue_for_slot(conn, digest.slug, slot)
+        later = issues.latest_slot_with_issue(conn, digest.slug)
+    if mine is not None and IssueStatus(mine.status).finished:
         return outcome("nothing", f"issue {mine.number} of this slot was {mine.status} already")
     if mine is None and later is not None and later > slot:
         return outcome("nothing", f"a later slot ({later:%Y-%m-%d %H:%M} UTC) has its issue")
     resumed = _settle_earlier(project, digest, slot)
     if mine is None:
-        gathered = project.gather()
+        gathered = gather_sources(project)
         failed = ", ".join(s.job.name for s in gathered.failed)
         if failed:
             log.warning("%s: sources failed: %s", digest.slug, failed)
-    planned = project.plan(digest.slug, slot=slot)
+    planned = issue_cases.plan(project, digest.slug, slot=slot)
     if planned is None:
         return outcome("nothing", "nothing new since the last issue" + resumed)
     assert planned.issue.id is not None
-    with project.engine.begin() as conn:
-        row = repository.issue_row(conn, planned.issue.id)
-        if row.slot is None and repository.attach_slot(conn, row.id, slot):
-            row = repository.issue_row(conn, row.id)  # made by hand: now this slot's issue
+    with project.transaction() as conn:
+        row = issues.issue_row(conn, planned.issue.id)
+        if row.slot is None and issues.attach_slot(conn, row.id, slot):
+            row = issues.issue_row(conn, row.id)  # made by hand: now this slot's issue
     now = project.clock()
     deadline = row.slot or slot
     action = gate(digest.approval, row.approval, now, deadline, digest.approval_lead)
     number = row.number
     if action is Action.SEND:
-        report = project.deliver(planned)
+        report = deliver(project, planned)
         detail = f"issue {number}: {report.submitted} submitted, {report.failed} failed"
         if report.ambiguous:
             detail += f", {report.ambiguous} ambiguous (not re-sent)"
@@ -115,29 +113,29 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
         return _notify(project, digest, planned, deadline, row)
     if action is Action.WAIT:
         local = deadline.astimezone(digest.zone)
-        why = "approval" if row.approval == repository.APPROVAL_PENDING else "its slot"
+        why = "approval" if row.approval == Approval.PENDING else "its slot"
         return outcome(
             "waiting", f"issue {number} waits for {why} (until {local:%a %H:%M %Z})", row
         )
     if action is Action.SKIP:
-        if row.approval != repository.APPROVAL_SKIPPED:
-            asked = row.approval == repository.APPROVAL_PENDING
+        if row.approval != Approval.SKIPPED:
+            asked = row.approval == Approval.PENDING
             note = "not approved by its slot" + ("" if asked else " (no editor was asked in time)")
-            with project.engine.begin() as conn:
-                repository.set_approval(
-                    conn, row.id, repository.APPROVAL_SKIPPED, None, project.clock(), note
+            with project.transaction() as conn:
+                issues.set_approval(
+                    conn, row.id, Approval.SKIPPED, None, project.clock(), note
                 )
         return outcome(
             "skipped",
             f"issue {number} was not approved by its slot; its posts go into the next",
             row,
         )
-    if row.approval != repository.APPROVAL_HELD:
-        with project.engine.begin() as conn:
-            repository.set_approval(
+    if row.approval != Approval.HELD:
+        with project.transaction() as conn:
+            issues.set_approval(
                 conn,
                 row.id,
-                repository.APPROVAL_HELD,
+                Approval.HELD,
                 None,
                 project.clock(),
                 f"approval policy {digest.approval!r}: an editor sends it",
@@ -150,13 +148,6 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
     )
 
 
-def _latest_slot_with_issue(conn: Connection, digest: str) -> datetime | None:
-    found = conn.execute(
-        select(func.max(db.issues.c.slot)).where(db.issues.c.digest == digest)
-    ).scalar_one()
-    return db.UtcDateTime().process_result_value(found, conn.dialect) if found else None
-
-
 def _settle_earlier(project: Project, digest: DigestConfig, slot: datetime) -> str:
     """Deal with an unfinished issue from before this slot, so the slot can have its own.
 
@@ -165,23 +156,25 @@ def _settle_earlier(project: Project, digest: DigestConfig, slot: datetime) -> s
     passed, and this slot's issue takes its posts. A held or hand-made issue stays: an editor
     decides about those, and the slot gets it back from ``plan``.
     """
-    with project.engine.connect() as conn:
-        earlier = repository.unfinished_issue(conn, digest.slug)
+    with project.reading() as conn:
+        earlier = issues.unfinished_issue(conn, digest.slug)
     if earlier is None or earlier.slot == slot:
         return ""
-    if earlier.status == repository.ISSUE_SENDING:
-        planned = Planned(project.issue(earlier.id), False, dict, earlier.approval, earlier.slot)
-        report = project.deliver(planned)
+    if earlier.status == IssueStatus.SENDING:
+        planned = issue_cases.Planned(
+            issue_cases.load(project, earlier.id), False, dict, earlier.approval, earlier.slot
+        )
+        report = deliver(project, planned)
         return f"; resumed issue {earlier.number}: {report.submitted} more submitted"
     if earlier.slot is not None and earlier.slot < slot:
-        if earlier.approval == repository.APPROVAL_HELD:
+        if earlier.approval == Approval.HELD:
             return ""
         note = f"its slot passed without a send; the slot of {slot:%Y-%m-%d %H:%M} UTC replans"
-        with project.engine.begin() as conn:
-            repository.set_approval(
-                conn, earlier.id, repository.APPROVAL_SKIPPED, None, project.clock(), note
+        with project.transaction() as conn:
+            issues.set_approval(
+                conn, earlier.id, Approval.SKIPPED, None, project.clock(), note
             )
-            repository.log_schedule(
+            issues.log_schedule(
                 conn,
                 digest.slug,
                 earlier.slot,
@@ -200,9 +193,9 @@ def editor_url(public_url: str, issue_id: int) -> str:
 def _notify(
     project: Project,
     digest: DigestConfig,
-    planned: Planned,
+    planned: issue_cases.Planned,
     slot: datetime,
-    row: repository.IssueRow,
+    row: IssueRow,
 ) -> SlotOutcome:
     """Email each editor on ``notify`` a link to the issue, then mark it pending.
 
@@ -238,11 +231,11 @@ def _notify(
             mailer(message)
         except (DigestError, OSError) as err:
             failed.append(f"{address}: {err}")
-    with project.engine.begin() as conn:
-        repository.set_approval(
+    with project.transaction() as conn:
+        issues.set_approval(
             conn,
             row.id,
-            repository.APPROVAL_PENDING,
+            Approval.PENDING,
             None,
             project.clock(),
             f"approval requested from {', '.join(digest.notify)}",
@@ -262,3 +255,17 @@ def _notify(
 def _both(moment: datetime, zone: ZoneInfo) -> str:
     local = moment.astimezone(zone)
     return f"{local:%a %Y-%m-%d %H:%M %Z} ({moment.astimezone(UTC):%H:%M} UTC)"
+
+
+def log_slot(
+    project: Project,
+    digest_slug: str,
+    slot: datetime | None,
+    kind: str,
+    detail: str,
+    at: datetime | None = None,
+) -> None:
+    """Record in ``schedule_log`` what happened to a slot (run, missed, …) at ``at`` (default
+    now), for `digest schedule list` and the editor app."""
+    with project.transaction() as conn:
+        issues.log_schedule(conn, digest_slug, slot, kind, detail, at or project.clock())

@@ -1,0 +1,200 @@
+"""Use cases of an issue before it is sent: plan it, look it up, and the editors' decisions
+(approve, hold, skip) and changes (leave a post out, reorder). Each owns its transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property, partial
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from digest.app.wiring import Project
+from digest.errors import DigestError
+from digest.events import issue_counts
+from digest.lifecycle import EDITOR_DECISIONS, Approval, why_no_decision
+from digest.models import Issue, TopicSet
+from digest.plan import LATE_POST_WINDOW, plan_issue
+from digest.segment import decode_key
+from digest.send import ledger
+from digest.stores import issues, posts
+from subscribers.store import SubscriberStore
+
+DELIVERY_FIGURES = ("submitted", "failed", "ambiguous")
+EVENT_FIGURES = {
+    "delivered": ("delivered",),
+    "bounced": ("bounce", "dropped"),
+    "complained": ("spamreport",),
+    "opened": ("open",),
+    "clicked": ("click",),
+}
+"""Figure → webhook event kinds. Opens and clicks count events, not distinct readers."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The issue waiting to be sent (just planned, or planned earlier and not finished)."""
+
+    issue: Issue
+    created: bool
+    count_segments: Callable[[], dict[TopicSet, int]] = field(repr=False, compare=False)
+    """Counted on first use: at a million readers counting takes seconds, and sending
+    (which segments as it records) does not need the count."""
+    approval: str = Approval.NONE
+    """The editor gate (see :mod:`digest.lifecycle`): none, pending, approved, held."""
+    slot: datetime | None = None
+
+    @cached_property
+    def segments(self) -> dict[TopicSet, int]:
+        return self.count_segments()
+
+    @property
+    def recipients(self) -> int:
+        return sum(self.segments.values())
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One issue's ledger (submitted, failed, ambiguous) and webhook events (delivered, …)."""
+
+    recipients: int
+    counts: dict[str, int]
+
+
+def plan(
+    project: Project,
+    digest_slug: str | None = None,
+    save: bool = True,
+    slot: datetime | None = None,
+    approval: str = Approval.NONE,
+) -> Planned | None:
+    """The issue made for ``slot`` if there is one, else the unfinished issue of the
+    digest, else a newly planned one (stored with ``slot`` and ``approval``), else None.
+
+    ``slot`` makes planning idempotent per scheduled run: the unique (digest, slot)
+    constraint means a second scheduler, or a rerun of the slot, gets the same issue back.
+    ``save`` False plans without storing anything (``digest send --dry-run``)."""
+    digest = project.config.digest(digest_slug)
+    topics = project.topics(digest)
+    now = project.clock()
+    with project.transaction() as conn:
+        found = issues.issue_for_slot(conn, digest.slug, slot) if slot else None
+        found = found or issues.unfinished_issue(conn, digest.slug)
+        if found is not None:
+            issue = issues.load_issue(conn, found.id, topics)
+            return Planned(
+                issue, False, partial(segments, project, issue), found.approval, found.slot
+            )
+        last = issues.last_issue(conn, digest.slug)
+        since = last.cutoff - LATE_POST_WINDOW if last else None
+        planned = plan_issue(
+            digest=digest.slug,
+            topics=topics,
+            candidates=posts.candidate_posts(conn, [t.slug for t in topics], since, now),
+            already_sent=issues.posts_in_issues(conn, digest.slug),
+            last_number=issues.last_number(conn, digest.slug),
+            last_cutoff=last.cutoff if last else None,
+            max_posts_per_topic=digest.max_posts_per_topic,
+            now=now,
+        )
+        if planned is None:
+            return None
+        if not save:
+            return Planned(planned, True, partial(segments, project, planned), approval, slot)
+        try:
+            with conn.begin_nested():
+                issue = issues.save_issue(
+                    conn, planned, posts.topic_ids(conn), now, slot, approval
+                )
+        except IntegrityError:
+            pass  # another process planned this slot (or this number) first: theirs stands
+        else:
+            return Planned(issue, True, partial(segments, project, issue), approval, slot)
+    if slot is None:
+        raise DigestError("another process planned an issue at the same moment; run again")
+    return plan(project, digest_slug, save, slot, approval)
+
+
+def unfinished(project: Project, digest_slug: str | None = None) -> Issue | None:
+    digest = project.config.digest(digest_slug)
+    with project.reading() as conn:
+        row = issues.unfinished_issue(conn, digest.slug)
+        return issues.load_issue(conn, row.id, project.topics(digest)) if row else None
+
+
+def load(project: Project, issue_id: int) -> Issue:
+    with project.reading() as conn:
+        digest = issues.issue_row(conn, issue_id).digest
+        return issues.load_issue(conn, issue_id, project.topics(project.config.digest(digest)))
+
+
+def latest(project: Project, digest_slug: str | None = None) -> Issue | None:
+    digest = project.config.digest(digest_slug)
+    with project.reading() as conn:
+        last = issues.last_issue(conn, digest.slug)
+        return issues.load_issue(conn, last.id, project.topics(digest)) if last else None
+
+
+def row(project: Project, issue_id: int) -> issues.IssueRow | None:
+    with project.reading() as conn:
+        return issues.find_issue_row(conn, issue_id)
+
+
+def segments(project: Project, issue: Issue) -> dict[TopicSet, int]:
+    """Readers per segment, largest first: as recorded for sending once the issue is
+    being sent (cheap, and what it goes out to), else as the subscribers stand now."""
+    with project.reading() as conn:
+        recorded = ledger.segment_sizes(conn, issue.id) if issue.id is not None else {}
+        if recorded:
+            sizes = Counter({decode_key(key): n for key, n in recorded.items()})
+        else:
+            members = SubscriberStore(conn).segment_members(issue.topic_slugs, project.clock())
+            sizes = Counter(key for _, key in members)
+    order = {slug: i for i, slug in enumerate(issue.topic_slugs)}
+    return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], sorted(order[s] for s in kv[0]))))
+
+
+def decide(
+    project: Project, issue_id: int, action: str, by: str, note: str | None = None
+) -> str | None:
+    """Record an editor's approve / hold / skip (or approve for sending now); the digest to
+    send now, if any. Only the digest's next unsent issue can be sent now."""
+    approval = EDITOR_DECISIONS.get(action)
+    if approval is None:
+        raise DigestError(f"unknown action {action!r}")
+    with project.transaction() as conn:
+        found = issues.issue_row(conn, issue_id)
+        refusal = why_no_decision(found.status)
+        if refusal:
+            raise DigestError(refusal)
+        if action == "send-now":
+            upcoming = issues.unfinished_issue(conn, found.digest)
+            if upcoming is None or upcoming.id != issue_id:
+                raise DigestError("only the digest's next issue can be sent now")
+        issues.set_approval(conn, issue_id, approval, by, project.clock(), note or None)
+    return found.digest if action == "send-now" else None
+
+
+def edit(project: Project, issue_id: int, action: str, post_id: int, topic: str) -> None:
+    """Leave a post out of a planned issue, take it back, or move it up or down its topic."""
+    with project.transaction() as conn:
+        if action in ("exclude", "include"):
+            issues.set_excluded(conn, issue_id, post_id, action == "exclude")
+        elif action in ("up", "down"):
+            issues.move(conn, issue_id, topic, post_id, -1 if action == "up" else 1)
+        else:
+            raise DigestError(f"unknown action {action!r}")
+
+
+def figures(conn: Connection, issue_id: int) -> Figures:
+    """The issue's figures on an open connection (pages read several issues' at once)."""
+    deliveries = ledger.counts(conn, issue_id)
+    events = issue_counts(conn, issue_id)
+    counts = {name: deliveries.get(name, 0) for name in DELIVERY_FIGURES}
+    for name, kinds in EVENT_FIGURES.items():
+        counts[name] = sum(events.get(kind, 0) for kind in kinds)
+    return Figures(sum(deliveries.values()), counts)

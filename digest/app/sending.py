@@ -1,0 +1,113 @@
+"""Use cases of sending: send an issue by hand (refused while it waits for approval or is held,
+unless forced), send the approved next issue now, and run gather → plan → send in one go."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+import httpx
+
+from digest.app import issues as issue_cases
+from digest.app.gathering import gather_sources
+from digest.app.wiring import Project
+from digest.errors import ApprovalError
+from digest.gather import GatherReport
+from digest.lifecycle import Approval, needs_force
+from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
+from digest.send.message import Envelope, list_id
+from digest.stores import issues
+
+
+@dataclass(frozen=True)
+class RunResult:
+    gathered: GatherReport
+    planned: issue_cases.Planned | None
+    sent: SendReport | None
+
+
+def send(
+    project: Project,
+    digest_slug: str | None = None,
+    transport: Transport | None = None,
+    ambiguous_policy: AmbiguousPolicy = "skip",
+    on_batch: Callable[[int], None] | None = None,
+    force: bool = False,
+    by: str = "digest send --force",
+) -> tuple[issue_cases.Planned | None, SendReport | None]:
+    """Send the unfinished issue (planning one if there is none): an editor's explicit act.
+
+    An issue waiting for approval or held is refused with :class:`ApprovalError` unless
+    ``force``, which records the approval (``by``) before sending.
+    """
+    planned = issue_cases.plan(project, digest_slug)
+    if planned is None:
+        return None, None
+    if needs_force(planned.approval):
+        issue = planned.issue
+        if not force:
+            raise ApprovalError(
+                f"issue {issue.number} of {issue.digest} is {planned.approval}: approve it "
+                "in the editor app, or send it anyway with `digest send --force`",
+                where=issue.digest,
+            )
+        assert issue.id is not None
+        with project.transaction() as conn:
+            issues.set_approval(conn, issue.id, Approval.APPROVED, by, project.clock())
+        planned = replace(planned, approval=Approval.APPROVED)
+    return planned, deliver(project, planned, transport, ambiguous_policy, on_batch)
+
+
+def send_now(project: Project, digest_slug: str) -> None:
+    """Send the digest's next issue (the one an editor just approved); resumable like
+    `digest send`."""
+    send(project, digest_slug)
+
+
+def deliver(
+    project: Project,
+    planned: issue_cases.Planned,
+    transport: Transport | None = None,
+    ambiguous_policy: AmbiguousPolicy = "skip",
+    on_batch: Callable[[int], None] | None = None,
+) -> SendReport:
+    """Send (or resume) this issue, no questions asked: callers decide whether it may go
+    (:func:`send` for editors, the scheduled job through its approval gate)."""
+    issue = planned.issue
+    digest = project.config.digest(issue.digest)
+    sending = project.config.sending
+    envelope = Envelope(
+        from_name=sending.from_name,
+        from_email=sending.from_email,
+        reply_to=sending.reply_to,
+        list_id=list_id(digest.name, digest.slug, sending.from_email),
+        unsubscribe_mailto=sending.unsubscribe_mailto,
+    )
+    return send_issue(
+        project.engine,
+        project.render(issue),
+        transport or project.transport(issue),
+        envelope,
+        Links(project.config.site.public_url, project.signer()),
+        project.clock,
+        batch_size=sending.batch_size,
+        in_flight=sending.in_flight,
+        lease=timedelta(minutes=sending.lease_minutes),
+        ambiguous_policy=ambiguous_policy,
+        on_batch=on_batch,
+    )
+
+
+def run(
+    project: Project,
+    digest_slug: str | None = None,
+    client: httpx.Client | None = None,
+    transport: Transport | None = None,
+) -> RunResult:
+    """Gather, plan, send, by hand (``digest run``). The scheduler runs its slot job instead,
+    which plans per slot and adds the approval gate; this refuses a held or pending issue
+    like :func:`send`."""
+    gathered = gather_sources(project, client)
+    planned, sent = send(project, digest_slug, transport)
+    return RunResult(gathered, planned, sent)

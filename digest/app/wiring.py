@@ -1,0 +1,204 @@
+"""A project's adapters, built from its config here and nowhere else: the database engine, the
+clock, the sleep, the HTTP client for sources, the transport, the token signer, the mailer and
+the template environment. Use cases (the other modules of :mod:`digest.app`) take a
+:class:`Project` and compose stages and stores with these; faces never build an adapter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import httpx
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from jinja2 import Environment
+from sqlalchemy import Connection, Engine
+
+from digest import db
+from digest.config import SENDGRID_KEY_ENV, Config, DigestConfig
+from digest.errors import SecretMissing
+from digest.gather.fetch import FetchLimits, SourceFetcher, http_client
+from digest.models import Issue, Topic
+from digest.render import EmailContext, RenderedIssue, Theme, render_issue
+from digest.render.environment import make_environment
+from digest.schedule.lock import SchedulerLock, acquire_lock, scheduler_running
+from digest.send import Transport
+from digest.send.outbox import OutboxTransport
+from digest.send.sendgrid import SendGridOptions, SendGridTransport
+from digest.send.smtp import SmtpTransport
+from digest.stores import posts
+from subscribers.tokens import TokenSigner
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], None]
+Mailer = Callable[[EmailMessage], None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def fetch_limits(config: Config | None) -> FetchLimits:
+    if config is None:
+        return FetchLimits()
+    g = config.gather
+    return FetchLimits(g.timeout_seconds, g.max_bytes, g.max_redirects, g.retries, g.user_agent)
+
+
+def archive_url(public_url: str, digest: str, number: int) -> str:
+    """Where the issue's web-archive page ("view in browser") is served."""
+    return f"{public_url}/archive/{digest}/{number}/"
+
+
+class Project:
+    """One configured project and its adapters. Tests pass their own clock, sleep and engine."""
+
+    def __init__(
+        self, config: Config, engine: Engine, clock: Clock = utc_now, sleep: Sleep = time.sleep
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.clock = clock
+        self.sleep = sleep
+
+    @classmethod
+    def open(
+        cls,
+        config: Config,
+        clock: Clock = utc_now,
+        engine: Engine | None = None,
+        sleep: Sleep = time.sleep,
+    ) -> Project:
+        """Connect and bring the schema up to date (migrations run on every open; cheap)."""
+        engine = engine or db.make_engine(config.database_url)
+        db.upgrade(engine)
+        project = cls(config, engine, clock, sleep)
+        with engine.begin() as conn:
+            posts.sync_topics(conn, project.topics())
+        return project
+
+    # the database ----------------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads; nothing it does is committed."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def job_store(self, table: str) -> SQLAlchemyJobStore:
+        """The scheduler's job store, in the project database."""
+        return SQLAlchemyJobStore(engine=self.engine, tablename=table)
+
+    def scheduler_lock(self) -> SchedulerLock:
+        """The lock that lets one scheduler run per database (SchedulerBusy if taken)."""
+        return acquire_lock(self.engine)
+
+    def scheduler_running(self) -> bool:
+        return scheduler_running(self.engine)
+
+    # the config's views ----------------------------------------------------------------------
+
+    def topics(self, digest: DigestConfig | None = None) -> list[Topic]:
+        chosen = self.config.digest_topics(digest) if digest else self.config.topics
+        return [Topic(t.slug, t.name) for t in chosen]
+
+    # sources ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def fetcher(self, client: httpx.Client | None = None) -> Iterator[SourceFetcher]:
+        """The source fetcher, on ``client`` if given (tests), else on a client of its own."""
+        limits = fetch_limits(self.config)
+        owned = client is None
+        client = client or http_client(limits)
+        try:
+            yield SourceFetcher(client, limits, sleep=self.sleep)
+        finally:
+            if owned:
+                client.close()
+
+    # rendering -------------------------------------------------------------------------------
+
+    def email_context(self, digest: DigestConfig, issue_number: int) -> EmailContext:
+        site = self.config.site
+        theme = self.config.file.theme
+        return EmailContext(
+            site_name=site.name,
+            site_url=site.url,
+            postal_address=site.postal_address,
+            digest_name=digest.name,
+            timezone=digest.timezone,
+            logo_url=self.config.logo_url(),
+            language=site.language,
+            theme=Theme(
+                theme.brand, theme.accent, theme.text, theme.muted, theme.background, theme.font
+            ),
+            archive_url=archive_url(site.public_url, digest.slug, issue_number),
+            topic_urls={t.slug: t.url or site.url for t in self.config.topics},
+            subject_template=digest.subject,
+            preheader_template=digest.preheader,
+        )
+
+    def environment(self) -> Environment:
+        folder = self.config.site.templates
+        return make_environment(self.config.resolve_path(folder) if folder else None)
+
+    def render(self, issue: Issue) -> RenderedIssue:
+        digest = self.config.digest(issue.digest)
+        return render_issue(issue, self.email_context(digest, issue.number), self.environment())
+
+    # sending ---------------------------------------------------------------------------------
+
+    def transport(self, issue: Issue | None) -> Transport:
+        """The configured transport; ``issue`` None is for single messages (confirmations)."""
+        sending = self.config.sending
+        if sending.transport == "outbox":
+            folder = (
+                self.config.outbox_dir / "messages"
+                if issue is None
+                else OutboxTransport.issue_folder(
+                    self.config.outbox_dir, issue.digest, issue.number
+                )
+            )
+            return OutboxTransport(folder, self.clock)
+        if sending.transport == "smtp":
+            return SmtpTransport(sending.smtp, self.config.secrets.smtp_password, self.clock)
+        return self.sendgrid()
+
+    def sendgrid(self) -> SendGridTransport:
+        secrets = self.config.secrets
+        if not secrets.sendgrid_api_key:
+            raise SecretMissing(
+                f"{SENDGRID_KEY_ENV} is not set: the sendgrid transport needs an API key with "
+                "Mail Send permission"
+            )
+        settings = self.config.sending.sendgrid
+        return SendGridTransport(
+            secrets.sendgrid_api_key,
+            secrets.sendgrid_api_host or settings.api_host,
+            SendGridOptions(settings.asm_group_id, settings.sandbox_mode),
+            timeout_seconds=settings.timeout_seconds,
+            retries=settings.retries,
+        )
+
+    def mailer(self) -> Mailer:
+        """Sends one message (a confirmation request, an approval request) through the
+        configured transport."""
+        return self.transport(None).send_message
+
+    def signer(self) -> TokenSigner:
+        secrets = self.config.secrets
+        return TokenSigner(
+            secrets.require_secret_key(),
+            previous_key=secrets.previous_secret_key,
+            previous_until=self.config.file.security.previous_key_until,
+            clock=self.clock,
+        )

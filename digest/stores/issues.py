@@ -1,0 +1,413 @@
+"""Issues: planning's record, the editors' decisions and changes, and the schedule log.
+
+Every query of the ``issues``, ``issue_posts``, ``issue_topics`` and ``schedule_log`` tables
+outside the send ledger lives here. The rules over an issue's status and approval are in
+:mod:`digest.lifecycle`; this module stores what they decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from digest import db
+from digest.errors import ApprovalError, DigestError
+from digest.lifecycle import Approval, IssueStatus, approval_of, status_after, why_not_editable
+from digest.models import Issue, IssueSection, StoredPost, Topic
+from digest.stores.posts import stored_post, topic_ids
+
+
+def posts_in_issues(conn: Connection, digest: str) -> set[int]:
+    """Posts an issue of this digest already holds. A skipped issue never reached anyone, so
+    its posts are not counted: they are candidates for the next issue again."""
+    query = (
+        select(db.issue_posts.c.post_id)
+        .join(db.issues, db.issues.c.id == db.issue_posts.c.issue_id)
+        .where(db.issues.c.digest == digest, db.issues.c.status != IssueStatus.SKIPPED)
+    )
+    return set(conn.execute(query).scalars())
+
+
+@dataclass(frozen=True)
+class IssueRow:
+    id: int
+    digest: str
+    number: int
+    status: str
+    cutoff: datetime
+    created_at: datetime
+    sent_at: datetime | None
+    slot: datetime | None = None
+    """The scheduled instant (UTC) this issue was made for; None when made by hand."""
+    approval: str = "none"
+    approval_by: str | None = None
+    approval_at: datetime | None = None
+    approval_note: str | None = None
+    recorded_at: datetime | None = None
+    """When every delivery was recorded (see the send stage's recording)."""
+    recorder: str | None = None
+    recorder_until: datetime | None = None
+
+
+def last_issue(conn: Connection, digest: str) -> IssueRow | None:
+    """The newest issue that counts: skipped issues are left out, because the next issue's
+    posts are those new since the last issue readers could have got (its cutoff)."""
+    row = conn.execute(
+        select(db.issues)
+        .where(db.issues.c.digest == digest, db.issues.c.status != IssueStatus.SKIPPED)
+        .order_by(db.issues.c.number.desc())
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
+def last_number(conn: Connection, digest: str) -> int:
+    """The highest issue number used, skipped issues included: numbers are never reused (the
+    skipped issue keeps its row for the record), so readers may see a gap."""
+    found = conn.execute(
+        select(func.max(db.issues.c.number)).where(db.issues.c.digest == digest)
+    ).scalar_one()
+    return int(found or 0)
+
+
+def issue_for_slot(conn: Connection, digest: str, slot: datetime) -> IssueRow | None:
+    row = conn.execute(
+        select(db.issues).where(db.issues.c.digest == digest, db.issues.c.slot == slot)
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
+def issue_by_number(conn: Connection, digest: str, number: int) -> IssueRow | None:
+    row = conn.execute(
+        select(db.issues).where(db.issues.c.digest == digest, db.issues.c.number == number)
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
+def issue_row(conn: Connection, issue_id: int) -> IssueRow:
+    row = conn.execute(select(db.issues).where(db.issues.c.id == issue_id)).one()
+    return IssueRow(**row._mapping)
+
+
+def save_issue(
+    conn: Connection,
+    issue: Issue,
+    topic_id: dict[str, int],
+    now: datetime,
+    slot: datetime | None = None,
+    approval: str = Approval.NONE,
+) -> Issue:
+    """Store a planned issue. With a ``slot``, a second issue for the same (digest, slot) is
+    refused by the unique constraint (IntegrityError), whoever tries."""
+    approval_of(approval)
+    issue_id = conn.execute(
+        insert(db.issues)
+        .values(
+            digest=issue.digest,
+            number=issue.number,
+            status=IssueStatus.PLANNED,
+            cutoff=issue.cutoff,
+            created_at=now,
+            slot=slot,
+            approval=approval,
+        )
+        .returning(db.issues.c.id)
+    ).scalar_one()
+    rows = [
+        {"issue_id": issue_id, "topic_id": topic_id[s.topic.slug], "post_id": p.id, "position": i}
+        for s in issue.sections
+        for i, p in enumerate(s.posts)
+    ]
+    if rows:
+        conn.execute(insert(db.issue_posts), rows)
+    conn.execute(
+        insert(db.issue_topics),
+        [
+            {"issue_id": issue_id, "topic_id": topic_id[s.topic.slug], "more": s.more}
+            for s in issue.sections
+        ],
+    )
+    return Issue(issue.digest, issue.number, issue.sections, issue.cutoff, issue_id, now)
+
+
+def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issue:
+    """The issue as it will be sent, sections in the order of ``topics`` (the digest's order),
+    posts in each section by their ``position`` (editors may reorder them). Posts an editor
+    excluded are left out; a topic whose posts are all excluded has no section."""
+    head = issue_row(conn, issue_id)
+    query = (
+        select(db.posts, db.topics.c.slug.label("section"), db.issue_posts.c.position)
+        .join(db.issue_posts, db.issue_posts.c.post_id == db.posts.c.id)
+        .join(db.topics, db.topics.c.id == db.issue_posts.c.topic_id)
+        .where(db.issue_posts.c.issue_id == issue_id, db.issue_posts.c.excluded.is_(False))
+        .order_by(db.issue_posts.c.topic_id, db.issue_posts.c.position, db.posts.c.id)
+    )
+    rows = list(conn.execute(query))
+    post_topics: dict[int, list[str]] = {}
+    for row in rows:
+        post_topics.setdefault(row.id, []).append(row.section)
+    by_section: dict[str, list[StoredPost]] = {}
+    for row in rows:
+        by_section.setdefault(row.section, []).append(stored_post(row, tuple(post_topics[row.id])))
+    more = dict(
+        conn.execute(
+            select(db.topics.c.slug, db.issue_topics.c.more)
+            .join(db.topics, db.topics.c.id == db.issue_topics.c.topic_id)
+            .where(db.issue_topics.c.issue_id == issue_id)
+        ).all()
+    )
+    sections = tuple(
+        IssueSection(topic, tuple(by_section[topic.slug]), more.get(topic.slug, 0))
+        for topic in topics
+        if topic.slug in by_section
+    )
+    return Issue(head.digest, head.number, sections, head.cutoff, head.id, head.created_at)
+
+
+def set_issue_status(conn: Connection, issue_id: int, status: str, now: datetime) -> None:
+    values: dict[str, object] = {"status": status}
+    if status == IssueStatus.SENT:
+        values["sent_at"] = now
+    conn.execute(update(db.issues).where(db.issues.c.id == issue_id).values(**values))
+
+
+def unfinished_issue(conn: Connection, digest: str) -> IssueRow | None:
+    """The oldest issue not sent yet (planned, or sending). Skipped issues are finished."""
+    row = conn.execute(
+        select(db.issues)
+        .where(
+            db.issues.c.digest == digest,
+            db.issues.c.status.not_in((IssueStatus.SENT, IssueStatus.SKIPPED)),
+        )
+        .order_by(db.issues.c.number)
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
+def attach_slot(conn: Connection, issue_id: int, slot: datetime) -> bool:
+    """Give a hand-made issue the slot the scheduler takes it for, so a rerun of that slot
+    finds it instead of planning another. False when it already has a slot."""
+    changed = conn.execute(
+        update(db.issues)
+        .where(db.issues.c.id == issue_id, db.issues.c.slot.is_(None))
+        .values(slot=slot)
+    ).rowcount
+    return bool(changed)
+
+
+def set_approval(
+    conn: Connection,
+    issue_id: int,
+    approval: str,
+    by: str | None,
+    now: datetime,
+    note: str | None = None,
+) -> None:
+    """Record an editor's (or the scheduler's) decision on a planned issue.
+
+    Only a planned issue can change: once sending has begun the decision was acted on, and a
+    skipped issue's posts may already be in a newer issue. ``skipped`` also finishes the issue
+    (status ``skipped``), which frees its posts for the next issue. The update is conditional
+    on the status, so a decision racing a send or a skip fails loudly instead of being lost.
+    """
+    decided = approval_of(approval)
+    values: dict[str, object] = {
+        "approval": decided,
+        "approval_by": by,
+        "approval_at": now,
+        "approval_note": note,
+        "status": status_after(decided),
+    }
+    changed = conn.execute(
+        update(db.issues)
+        .where(db.issues.c.id == issue_id, db.issues.c.status == IssueStatus.PLANNED)
+        .values(**values)
+    ).rowcount
+    if not changed:
+        row = conn.execute(
+            select(db.issues.c.number, db.issues.c.status).where(db.issues.c.id == issue_id)
+        ).first()
+        if row is None:
+            raise ApprovalError(f"no issue with id {issue_id}", where="approval")
+        raise ApprovalError(
+            f"issue {row.number} is {row.status}: only a planned issue's approval can change",
+            where="approval",
+        )
+
+
+@dataclass(frozen=True)
+class ScheduleLogRow:
+    id: int
+    digest: str
+    slot: datetime | None
+    kind: str
+    """ran, missed, skipped, notified, nothing, held, waiting, failed …"""
+    detail: str
+    at: datetime
+
+
+def log_schedule(
+    conn: Connection, digest: str, slot: datetime | None, kind: str, detail: str, at: datetime
+) -> None:
+    conn.execute(
+        insert(db.schedule_log).values(digest=digest, slot=slot, kind=kind, detail=detail, at=at)
+    )
+
+
+def schedule_log(conn: Connection, digest: str, limit: int = 20) -> list[ScheduleLogRow]:
+    """The newest entries first."""
+    rows = conn.execute(
+        select(db.schedule_log)
+        .where(db.schedule_log.c.digest == digest)
+        .order_by(db.schedule_log.c.at.desc(), db.schedule_log.c.id.desc())
+        .limit(limit)
+    )
+    return [ScheduleLogRow(**row._mapping) for row in rows]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One post in one topic of an issue, as the editor sees it."""
+
+    topic: str
+    post_id: int
+    title: str
+    url: str
+    position: int
+    excluded: bool
+    image_url: str | None
+    published_at: datetime
+    other_topics: tuple[str, ...] = ()
+
+
+def entries(conn: Connection, issue_id: int) -> list[Entry]:
+    """Every post of the issue per topic, excluded ones too, in their order."""
+    query = (
+        select(
+            db.topics.c.slug,
+            db.posts.c.id,
+            db.posts.c.title,
+            db.posts.c.url,
+            db.posts.c.image_url,
+            db.posts.c.published_at,
+            db.issue_posts.c.position,
+            db.issue_posts.c.excluded,
+        )
+        .join(db.issue_posts, db.issue_posts.c.post_id == db.posts.c.id)
+        .join(db.topics, db.topics.c.id == db.issue_posts.c.topic_id)
+        .where(db.issue_posts.c.issue_id == issue_id)
+        .order_by(db.issue_posts.c.position, db.posts.c.id)
+    )
+    rows = list(conn.execute(query))
+    topics_of: dict[int, list[str]] = {}
+    for row in rows:
+        topics_of.setdefault(row.id, []).append(row.slug)
+    return [
+        Entry(
+            topic=row.slug,
+            post_id=row.id,
+            title=row.title,
+            url=row.url,
+            position=row.position,
+            excluded=bool(row.excluded),
+            image_url=row.image_url,
+            published_at=row.published_at,
+            other_topics=tuple(t for t in topics_of[row.id] if t != row.slug),
+        )
+        for row in rows
+    ]
+
+
+def _check_editable(conn: Connection, issue_id: int) -> None:
+    row = issue_row(conn, issue_id)
+    reason = why_not_editable(row.status, row.approval)
+    if reason:
+        raise DigestError(f"this issue can no longer change: {reason}")
+
+
+def set_excluded(conn: Connection, issue_id: int, post_id: int, excluded: bool) -> None:
+    """Leave a post out of the issue (in every topic it is in), or take it back.
+
+    The last post cannot be left out: an issue with nothing in it is skipped, not emptied."""
+    _check_editable(conn, issue_id)
+    if excluded:
+        remaining = conn.execute(
+            select(func.count(func.distinct(db.issue_posts.c.post_id))).where(
+                db.issue_posts.c.issue_id == issue_id,
+                db.issue_posts.c.excluded.is_(False),
+                db.issue_posts.c.post_id != post_id,
+            )
+        ).scalar_one()
+        if not remaining:
+            raise DigestError("this is the issue's last post: skip the issue instead")
+    found = conn.execute(
+        update(db.issue_posts)
+        .where(db.issue_posts.c.issue_id == issue_id, db.issue_posts.c.post_id == post_id)
+        .values(excluded=excluded)
+    ).rowcount
+    if not found:
+        raise DigestError(f"post {post_id} is not in this issue")
+
+
+def move(conn: Connection, issue_id: int, topic: str, post_id: int, step: int) -> None:
+    """Move a post ``step`` places within its topic (negative: up), clamped to the ends;
+    positions are rewritten as 0…n-1 so they stay dense."""
+    _check_editable(conn, issue_id)
+    topic_id = topic_ids(conn).get(topic)
+    rows = list(
+        conn.execute(
+            select(db.issue_posts.c.post_id)
+            .where(db.issue_posts.c.issue_id == issue_id, db.issue_posts.c.topic_id == topic_id)
+            .order_by(db.issue_posts.c.position, db.issue_posts.c.post_id)
+        ).scalars()
+    )
+    if post_id not in rows:
+        raise DigestError(f"post {post_id} is not in topic {topic!r} of this issue")
+    current = rows.index(post_id)
+    rows.insert(max(0, min(len(rows) - 1, current + step)), rows.pop(current))
+    for position, pid in enumerate(rows):
+        conn.execute(
+            update(db.issue_posts)
+            .where(
+                db.issue_posts.c.issue_id == issue_id,
+                db.issue_posts.c.topic_id == topic_id,
+                db.issue_posts.c.post_id == pid,
+            )
+            .values(position=position)
+        )
+
+
+def issues_of(conn: Connection, digest: str, limit: int = 100) -> list[IssueRow]:
+    """The digest's issues, newest first."""
+    rows = conn.execute(
+        select(db.issues)
+        .where(db.issues.c.digest == digest)
+        .order_by(db.issues.c.number.desc())
+        .limit(limit)
+    )
+    return [IssueRow(**row._mapping) for row in rows]
+
+
+def last_sent(conn: Connection, digest: str) -> IssueRow | None:
+    """The digest's newest issue that went out (skipped and unsent ones are passed over)."""
+    row = conn.execute(
+        select(db.issues)
+        .where(db.issues.c.digest == digest, db.issues.c.status == IssueStatus.SENT)
+        .order_by(db.issues.c.number.desc())
+        .limit(1)
+    ).first()
+    return IssueRow(**row._mapping) if row else None
+
+
+def latest_slot_with_issue(conn: Connection, digest: str) -> datetime | None:
+    found = conn.execute(
+        select(func.max(db.issues.c.slot)).where(db.issues.c.digest == digest)
+    ).scalar_one()
+    return db.UtcDateTime().process_result_value(found, conn.dialect) if found else None
+
+
+def find_issue_row(conn: Connection, issue_id: int) -> IssueRow | None:
+    row = conn.execute(select(db.issues).where(db.issues.c.id == issue_id)).first()
+    return IssueRow(**row._mapping) if row else None
