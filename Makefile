@@ -20,11 +20,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## lint: ruff and mypy, both must be clean
+## lint: ruff, mypy and the import contracts (the layers), all must be clean
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## bench: render, personalization, gather and send figures
 bench: $(STAMP)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from digest.app import gathering
+from digest.app.wiring import Project
 from digest.config import load_config
-from digest.pipeline import Project
 from tests.feedserver import FeedServer, Handler, running
 
 PARAGRAPH = (
@@ -90,10 +91,10 @@ from = "digest@bench.example"
         )
         project = Project.open(load_config(config, {}))
         start = time.perf_counter()
-        first = project.gather()
+        first = gathering.gather_sources(project)
         first_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        second = project.gather()
+        second = gathering.gather_sources(project)
         second_seconds = time.perf_counter() - start
 
     assert not first.failed and not second.failed

@@ -33,9 +33,11 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from digest import db
+from digest.app import gathering, sending
+from digest.app import issues as issue_cases
+from digest.app.wiring import Project
 from digest.config import load_config
 from digest.personalize import compile_template, token_values
-from digest.pipeline import Project
 from digest.render import render_issue
 from digest.scaffold import scaffold
 from subscribers.store import SubscriberStore
@@ -164,7 +166,7 @@ def load_readers(project: Project, readers: int) -> None:
 
 def naive_seconds_each(project: Project, server: str, sample: int) -> float:
     """Render the reader's variant from scratch and post one email each."""
-    issue = project.latest_issue()
+    issue = issue_cases.latest(project)
     assert issue is not None
     ctx = project.email_context(project.config.digest(None), issue.number)
     with project.engine.connect() as conn:
@@ -239,14 +241,14 @@ def main() -> None:
                 with engine.begin() as conn:
                     conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
             project = Project.open(config, engine=engine)
-            project.gather()
+            gathering.gather_sources(project)
             start = time.perf_counter()
             load_readers(project, args.readers)
             loaded = time.perf_counter() - start
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
             start = time.perf_counter()
-            planned = project.plan()
+            planned = issue_cases.plan(project)
             planning = time.perf_counter() - start
             assert planned is not None
             start = time.perf_counter()
@@ -269,7 +271,7 @@ def main() -> None:
                     )
                     for _ in range(args.workers - 1)
                 ]
-            _, report = project.send()
+            _, report = sending.send(project)
             for helper in helpers:
                 helper.wait()
             seconds = time.perf_counter() - start

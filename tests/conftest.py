@@ -19,8 +19,8 @@ import uvicorn
 from sqlalchemy import Engine, text
 
 from digest import db
-from digest.config import Config, load_config
 from digest.app.wiring import Project
+from digest.config import Config, load_config
 from digest.scaffold import scaffold
 from digest.web import create_app
 from subscribers.models import Status

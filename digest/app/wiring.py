@@ -63,6 +63,7 @@ class Project:
         self.engine = engine
         self.clock = clock
         self.sleep = sleep
+        self._last_rendered: tuple[Issue, RenderedIssue] | None = None
 
     @classmethod
     def open(
@@ -152,8 +153,19 @@ class Project:
         return make_environment(self.config.resolve_path(folder) if folder else None)
 
     def render(self, issue: Issue) -> RenderedIssue:
+        """The issue rendered once: a use case that sends and then shows what it sent (or a
+        page that previews several segments) asks again for the same issue, and rendering
+        is the expensive step. The last issue rendered is kept; a changed issue (an editor
+        left a post out) is a different value and renders anew."""
+        last = self._last_rendered
+        if last is not None and last[0] == issue:
+            return last[1]
         digest = self.config.digest(issue.digest)
-        return render_issue(issue, self.email_context(digest, issue.number), self.environment())
+        rendered = render_issue(
+            issue, self.email_context(digest, issue.number), self.environment()
+        )
+        self._last_rendered = (issue, rendered)
+        return rendered
 
     # sending ---------------------------------------------------------------------------------
 

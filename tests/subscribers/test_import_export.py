@@ -9,9 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from digest.app.wiring import Project
 from digest.cli import app
 from digest.config import Config
-from digest.pipeline import Project
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
 

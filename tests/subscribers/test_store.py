@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from digest import repository
 from digest.models import Topic
+from digest.stores import posts as post_store
 from subscribers.importer import ImportRow
 from subscribers.models import Status
 from subscribers.segments import assign
@@ -23,7 +23,7 @@ def rows(*items: tuple[str, str, set[str]]) -> list[ImportRow]:
 
 def test_upsert_adds_updates_and_never_resurrects_the_suppressed(engine: Engine) -> None:
     with engine.begin() as conn:
-        repository.sync_topics(conn, [Topic("backend", "Backend"), Topic("data", "Data")])
+        post_store.sync_topics(conn, [Topic("backend", "Backend"), Topic("data", "Data")])
         store = SubscriberStore(conn)
         first = store.upsert(
             rows(("a@example.com", "Ann", {"backend"}), ("b@example.com", "Bob", {"data"})),
@@ -53,7 +53,7 @@ def test_upsert_adds_updates_and_never_resurrects_the_suppressed(engine: Engine)
 
 def test_iterate_streams_in_chunks_in_id_order(engine: Engine) -> None:
     with engine.begin() as conn:
-        repository.sync_topics(conn, [Topic("backend", "Backend")])
+        post_store.sync_topics(conn, [Topic("backend", "Backend")])
         store = SubscriberStore(conn)
         store.upsert(rows(*[(f"p{i}@example.com", "", {"backend"}) for i in range(25)]), NOW, "t")
         store.set_status("p3@example.com", Status.BOUNCED, NOW)
@@ -72,7 +72,7 @@ def test_segment_members_follow_the_segment_rule(engine: Engine) -> None:
     topics = ["backend", "data", "ai", "web"]
     rng = random.Random(5)
     with engine.begin() as conn:
-        repository.sync_topics(conn, [Topic(t, t.title()) for t in topics])
+        post_store.sync_topics(conn, [Topic(t, t.title()) for t in topics])
         store = SubscriberStore(conn)
         store.upsert(
             [

@@ -9,9 +9,10 @@ import httpx
 from sqlalchemy import select
 
 from digest import db
+from digest.app import gathering
+from digest.app.wiring import Project
 from digest.config import load_config
 from digest.gather.fetch import FetchLimits, SourceFetcher, Validators
-from digest.pipeline import Project
 
 FEEDS = Path(__file__).parents[2] / "data" / "sources"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
@@ -48,7 +49,7 @@ def test_broken_sources_are_reported_by_name_and_the_rest_gathered(tmp_path: Pat
     path = tmp_path / "digest.toml"
     path.write_text(CONFIG, encoding="utf-8")
     project = Project.open(load_config(path, {}), clock=lambda: NOW)
-    report = project.gather()
+    report = gathering.gather_sources(project)
     failed = {s.job.name: s.error for s in report.failed}
     assert set(failed) == {"gone feed", "text file"}
     assert "no such file" in str(failed["gone feed"]) and "not an RSS or Atom feed" in str(
@@ -68,7 +69,7 @@ def test_broken_sources_are_reported_by_name_and_the_rest_gathered(tmp_path: Pat
     assert topics_of["fixture-post-1"] == {"infra", "data"}
     assert topics_of["https://blog.fixture.test/2026/11/draining/"] == {"infra", "data"}
 
-    again = project.gather()
+    again = gathering.gather_sources(project)
     assert (again.new, again.updated, again.unchanged) == (0, 0, 3)
 
 

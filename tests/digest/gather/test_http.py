@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from digest.app import gathering
+from digest.app.wiring import Project
 from digest.cli import app
 from digest.config import load_config
-from digest.pipeline import Project
 from tests.feedserver import FeedServer, running
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
@@ -82,7 +83,7 @@ def test_each_misbehaviour_is_reported_by_name_and_the_rest_gathered(
     server: FeedServer, tmp_path: Path
 ) -> None:
     project = Project.open(load_config(write_config(tmp_path, server.base), {}), clock=lambda: NOW)
-    report = project.gather()
+    report = gathering.gather_sources(project)
     errors = {s.job.name: s.error or "" for s in report.failed}
     assert set(errors) == {"slow", "huge", "loop", "error", "html", "bomb"}
     assert "timed out" in errors["slow"] or "not complete" in errors["slow"]
@@ -111,9 +112,9 @@ def test_each_misbehaviour_is_reported_by_name_and_the_rest_gathered(
 
 def test_an_unchanged_feed_costs_a_304_and_no_parse(server: FeedServer, tmp_path: Path) -> None:
     project = Project.open(load_config(write_config(tmp_path, server.base), {}), clock=lambda: NOW)
-    project.gather()
+    gathering.gather_sources(project)
     before = len(server.requests)
-    second = project.gather()
+    second = gathering.gather_sources(project)
     good = next(s for s in second.sources if s.job.name == "good")
     assert good.ok and good.not_modified and good.posts == 0
     sent = [headers for path, headers in server.requests[before:] if path == "/feed.xml"]

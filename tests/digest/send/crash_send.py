@@ -6,8 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from digest.app import sending
+from digest.app.wiring import Project
 from digest.config import load_config
-from digest.pipeline import Project
 
 
 def main() -> None:
@@ -17,7 +18,7 @@ def main() -> None:
         {"DIGEST_SECRET_KEY": "k", "SENDGRID_API_KEY": sys.argv[4], "SENDGRID_API_HOST": host},
     )
     project = Project.open(config)
-    project.send(ambiguous_policy=policy)  # type: ignore[arg-type]
+    sending.send(project, ambiguous_policy=policy)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

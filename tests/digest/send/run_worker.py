@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from digest.app import issues as issue_cases
+from digest.app import sending
+from digest.app.wiring import Project
 from digest.config import load_config
-from digest.pipeline import Project
 
 
 def main() -> None:
@@ -19,8 +21,8 @@ def main() -> None:
         },
     )
     project = Project.open(config)
-    assert project.unfinished() is not None
-    _, report = project.send()
+    assert issue_cases.unfinished(project) is not None
+    _, report = sending.send(project)
     assert report is not None
     print(report.submitted)
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from digest.app import gathering, sending
+from digest.app import issues as issue_cases
+from digest.app.wiring import Project
 from digest.config import load_config
-from digest.pipeline import Project
 from digest.send import ledger
 from subscribers.importer import ImportRow
 from subscribers.store import SubscriberStore
@@ -51,7 +53,7 @@ def big_project(
     ]
     with project.engine.begin() as conn:
         SubscriberStore(conn).upsert(rows, DEMO_NOW, "test")
-    project.gather()
+    gathering.gather_sources(project)
     return project
 
 
@@ -71,7 +73,7 @@ def test_ten_thousand_readers_through_thirty_percent_faults(tmp_path: Path, corp
         # Under test is that every fault is retried and nobody gets two: with the default five
         # tries, one request in a few hundred would meet five faults in a row and stop the send.
         transport.retries = 20
-        _, report = project.send(transport=transport)
+        _, report = sending.send(project, transport=transport)
     assert report is not None and report.finished and report.submitted == 10_000
     assert server.rejected == []
     assert len(server.received) == 10_000 and set(server.received.values()) == {1}
@@ -80,7 +82,7 @@ def test_ten_thousand_readers_through_thirty_percent_faults(tmp_path: Path, corp
 @pytest.mark.parametrize("policy", ["skip", "resend"])
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, policy: str) -> None:
     project = big_project(tmp_path, 2_000, 25)
-    project.plan()
+    issue_cases.plan(project)
     rng = random.Random(11 if policy == "skip" else 12)
     with running() as server:
         # Each answer takes a moment, so that kills land while batches are in flight.
@@ -97,7 +99,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, policy: str) -> N
         finished = subprocess.run(args, env=env, timeout=300, check=False)
         assert finished.returncode == 0
     with project.engine.connect() as conn:
-        latest = project.latest_issue()
+        latest = issue_cases.latest(project)
         assert latest is not None and latest.id is not None
         issue_id = latest.id
         counts = ledger.counts(conn, issue_id)
@@ -135,7 +137,7 @@ def test_two_workers_share_an_issue(tmp_path: Path, database: str) -> None:
             conn.execute(text("CREATE SCHEMA public"))
         engine.dispose()
     project = big_project(tmp_path, 3_000, 20, database_url=url)
-    planned = project.plan()
+    planned = issue_cases.plan(project)
     assert planned is not None
     with running() as server:
         # Answers take a while, as a real provider's do: without it, the first worker could

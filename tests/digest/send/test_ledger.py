@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import Connection, Engine, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from digest import db, repository
+from digest import db
 from digest.models import Topic
 from digest.send import ledger, local_worker_alive, worker_id
+from digest.stores import posts as post_store
 from subscribers.models import Status
 from subscribers.segments import encode_key
 from subscribers.store import SubscriberStore
@@ -27,7 +28,7 @@ LEASE = timedelta(minutes=10)
 
 def issue_with_batches(engine: Engine, readers: int = 10, batch_size: int = 4) -> int:
     with engine.begin() as conn:
-        repository.sync_topics(conn, [Topic("data", "Data")])
+        post_store.sync_topics(conn, [Topic("data", "Data")])
         store = SubscriberStore(conn)
         ids = [
             store.add(f"r{i}@example.com", "", frozenset({"data"}), NOW, "test").id
@@ -199,7 +200,7 @@ def test_a_recording_stopped_between_groups_is_finished_by_the_next_worker(
     after one group leaves the rest to whoever takes the recording over, and every reader
     ends up with exactly one delivery."""
     with engine.begin() as conn:
-        repository.sync_topics(conn, [Topic("data", "Data"), Topic("ai", "AI")])
+        post_store.sync_topics(conn, [Topic("data", "Data"), Topic("ai", "AI")])
         store = SubscriberStore(conn)
         for i in range(30):
             topics = [frozenset({"data"}), frozenset({"ai"}), frozenset({"data", "ai"})][i % 3]
@@ -251,7 +252,7 @@ def test_one_topic_set_written_two_ways_is_still_batched_by_segment(engine: Engi
     as "a,b" and as "b,a". Members are placed by that text, so such a segment comes as two
     runs of places; each member still gets one delivery, in a batch of their own segment."""
     with engine.begin() as conn:
-        repository.sync_topics(conn, [Topic("data", "Data")])
+        post_store.sync_topics(conn, [Topic("data", "Data")])
         store = SubscriberStore(conn)
         ids = [
             store.add(f"r{i}@example.com", "", frozenset({"data"}), NOW, "test").id

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from digest.app import gathering, sending
+from digest.app.wiring import Project
 from digest.config import load_config
-from digest.pipeline import Project
 from digest.scaffold import scaffold
 from digest.send import ledger
 from digest.send.batch import OutgoingBatch
@@ -61,7 +62,7 @@ def project_with(tmp_path: Path, clock: FixedClock, sending: str = "", tables: s
         parsed = parse_csv(handle, resolve)
     with project.engine.begin() as conn:
         SubscriberStore(conn).upsert(parsed.rows, clock(), "test")
-    project.gather()
+    gathering.gather_sources(project)
     return project
 
 
@@ -72,12 +73,12 @@ def test_a_crash_mid_send_resumes_and_in_flight_rows_follow_the_policy(
     project = project_with(tmp_path, clock, "batch_size = 4\n")
     crashing = FlakyTransport(crash_on_call=3)
     with pytest.raises(Crash):
-        project.send(transport=crashing)
+        sending.send(project, transport=crashing)
     assert len(crashing.delivered) > 0 and 0 < crashing.in_flight <= 4
     lost = crashing.in_flight
 
     finishing = FlakyTransport(crash_on_call=None)
-    planned, report = project.send(transport=finishing, ambiguous_policy=policy_name)  # type: ignore[arg-type]
+    planned, report = sending.send(project, transport=finishing, ambiguous_policy=policy_name)  # type: ignore[arg-type]
     assert planned is not None and report is not None
     assert report.ambiguous == lost and report.finished
     everyone = set(crashing.delivered) | set(finishing.delivered)
@@ -91,7 +92,7 @@ def test_a_crash_mid_send_resumes_and_in_flight_rows_follow_the_policy(
     assert counts == expected
 
     third = FlakyTransport(crash_on_call=None)
-    assert project.send(transport=third) == (None, None)
+    assert sending.send(project, transport=third) == (None, None)
     assert third.calls == 0
 
 
@@ -137,7 +138,7 @@ def test_smtp_transport_delivers_each_reader_once_to_a_real_server(
         sending='batch_size = 10\ntransport = "smtp"\n',
         tables=f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\n',
     )
-    _, report = project.send()
+    _, report = sending.send(project)
     assert report is not None and report.submitted == 29 and report.finished
     recipients = [rcpt for _, rcpts, _ in inbox.messages for rcpt in rcpts]
     assert len(recipients) == len(set(recipients)) == 29
@@ -177,7 +178,7 @@ def test_smtp_reconnects_when_the_server_drops_the_connection(
             sending='batch_size = 10\ntransport = "smtp"\n',
             tables=f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\n',
         )
-        _, report = project.send()
+        _, report = sending.send(project)
     assert report is not None and report.submitted == 29 and report.failed == 0
     recipients = [rcpt for _, rcpts, _ in inbox.messages for rcpt in rcpts]
     assert len(recipients) == len(set(recipients)) == 29

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from digest.app import previews, sending
+from digest.app.wiring import Project
 from digest.errors import TransportError
 from digest.personalize import compile_template, recipient_values, unfilled_tokens
-from digest.pipeline import Project
 from digest.send import ledger
 from digest.send.batch import Recipient
 from digest.send.sendgrid import payload_problems, personal_parts_fit
@@ -58,7 +59,7 @@ def test_every_payload_validates_and_reaches_each_reader_once(
     tmp_path: Path, clock: FixedClock, server: SendGridServer
 ) -> None:
     project = sendgrid_project(tmp_path, clock, server.host, asm_group_id="42", sandbox_mode="true")
-    _, report = project.send()
+    _, report = sending.send(project)
     assert report is not None and report.submitted == 29 and report.finished
     assert server.rejected == []
     assert sum(server.received.values()) == 29 and set(server.received.values()) == {1}
@@ -94,7 +95,7 @@ def test_requests_run_in_flight_up_to_the_configured_number(
         ),
     )
     server.latency_seconds = 0.2
-    _, report = project.send()
+    _, report = sending.send(project)
     assert report is not None and report.finished and report.submitted == 29
     assert set(server.received.values()) == {1}
     assert server.peak_active == 3
@@ -111,7 +112,7 @@ def test_faults_are_retried_and_nobody_gets_two(
         # requests in flight, one request can meet seven in a row. Under test is that every
         # fault is retried and nobody gets two, not how many tries it takes.
         transport.retries = 20
-        _, report = project.send(transport=transport)
+        _, report = sending.send(project, transport=transport)
     assert report is not None and report.finished and report.submitted == 29
     assert sorted(server.received.values()) == [1] * 29
 
@@ -122,7 +123,7 @@ def test_a_timeout_makes_the_batch_ambiguous_not_duplicated(
     server.slow_seconds = 1.5
     server.faults.extend(["slow"])
     project = sendgrid_project(tmp_path, clock, server.host, batch_size=10)
-    _, report = project.send()
+    _, report = sending.send(project)
     assert report is not None and report.ambiguous > 0
     assert report.submitted + report.ambiguous == 29
     with project.engine.connect() as conn:
@@ -143,14 +144,14 @@ def test_a_bad_key_stops_the_send_without_showing_the_key(
     wrong = replace(project.config.secrets, sendgrid_api_key="SG.wrong-secret-value")
     project.config = replace(project.config, secrets=wrong)
     with pytest.raises(TransportError) as stopped:
-        project.send()
+        sending.send(project)
     assert "API key was refused" in str(stopped.value)
     assert "SG.wrong-secret-value" not in str(stopped.value)
     assert sum(server.received.values()) == 0
 
     # Nothing was taken, so nothing is lost: with the key put right, everyone gets it once.
     project.config = replace(project.config, secrets=replace(wrong, sendgrid_api_key=API_KEY))
-    _, report = project.send()
+    _, report = sending.send(project)
     assert report is not None and report.finished and report.submitted == 29
     assert sorted(server.received.values()) == [1] * 29
 
@@ -160,7 +161,7 @@ def test_one_off_messages_validate_too(
 ) -> None:
     """A test send and a confirmation request go through the same API, as their own shape."""
     project = sendgrid_project(tmp_path, clock, server.host)
-    _, _, subject = project.send_test("editor@example.com", segment=frozenset({"data"}))
+    _, _, subject = previews.send_test(project, "editor@example.com", segment=frozenset({"data"}))
     assert server.rejected == [] and len(server.accepted) == 1
     body = server.accepted[0]
     assert body["subject"] == subject and subject.startswith("[TEST]")

@@ -13,10 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from digest import db, repository
+from digest import db
+from digest.app import gathering, sending
+from digest.app import issues as issue_cases
+from digest.app.scheduled import run_slot
+from digest.app.wiring import Project
 from digest.errors import ApprovalError
-from digest.pipeline import Project
-from digest.schedule import run_slot
+from digest.lifecycle import IssueStatus
+from digest.stores import issues as issue_store
 from subscribers.importer import parse_csv, topic_resolver
 from subscribers.store import SubscriberStore
 from tests.conftest import DEMO_NOW, FixedClock
@@ -50,15 +54,15 @@ def deliveries(project: Project) -> int:
         return int(conn.execute(select(func.count()).select_from(db.deliveries)).scalar_one())
 
 
-def issue(project: Project, issue_id: int | None) -> repository.IssueRow:
+def issue(project: Project, issue_id: int | None) -> issue_store.IssueRow:
     assert issue_id is not None
     with project.engine.connect() as conn:
-        return repository.issue_row(conn, issue_id)
+        return issue_store.issue_row(conn, issue_id)
 
 
 def log_kinds(project: Project) -> list[str]:
     with project.engine.connect() as conn:
-        return [row.kind for row in reversed(repository.schedule_log(conn, "weekly"))]
+        return [row.kind for row in reversed(issue_store.schedule_log(conn, "weekly"))]
 
 
 def editor_mail(project: Project) -> list[EmailMessage]:
@@ -73,7 +77,7 @@ def editor_mail(project: Project) -> list[EmailMessage]:
 
 def issue_posts(project: Project, issue_id: int | None) -> set[int]:
     assert issue_id is not None
-    loaded = project.issue(issue_id)
+    loaded = issue_cases.load(project, issue_id)
     return {p.id for s in loaded.sections for p in s.posts}
 
 
@@ -85,7 +89,7 @@ def test_auto_sends_at_the_slot_and_a_rerun_of_the_slot_sends_nothing(
     sent = deliveries(project)
     assert sent == ran.submitted
     row = issue(project, ran.issue_id)
-    assert (row.slot, row.approval, row.status) == (SLOT, "none", repository.ISSUE_SENT)
+    assert (row.slot, row.approval, row.status) == (SLOT, "none", IssueStatus.SENT)
 
     clock.now += timedelta(minutes=30)
     again = run_slot(project, "weekly", SLOT)
@@ -117,7 +121,7 @@ def test_require_asks_the_editors_before_the_slot_and_sends_once_approved(
     assert waiting.kind == "waiting" and len(editor_mail(project)) == 1  # asked once
 
     with project.engine.begin() as conn:
-        repository.set_approval(conn, row.id, "approved", "ed@example.com", clock())
+        issue_store.set_approval(conn, row.id, "approved", "ed@example.com", clock())
     clock.now = SLOT
     ran = run_slot(project, "weekly", SLOT)
     assert ran.kind == "ran" and ran.issue_id == row.id and ran.submitted == deliveries(project)
@@ -174,9 +178,9 @@ def test_hold_is_never_sent_by_the_scheduler_and_digest_send_needs_force(
     assert run_slot(project, "weekly", SLOT).kind == "held" and deliveries(project) == 0
 
     with pytest.raises(ApprovalError, match="issue 1 of weekly is held"):
-        project.send()
+        sending.send(project)
     assert deliveries(project) == 0
-    planned, report = project.send(force=True, by="ed@example.com (digest send --force)")
+    planned, report = sending.send(project, force=True, by="ed@example.com (digest send --force)")
     assert planned is not None and report is not None and report.submitted > 0
     row = issue(project, held.issue_id)
     assert (row.approval, row.approval_by, row.status) == (
@@ -195,7 +199,7 @@ def test_a_held_issue_approved_in_the_editor_app_goes_out_with_the_next_run_of_i
     held = run_slot(project, "weekly", SLOT)
     clock.now += timedelta(hours=2)
     with project.engine.begin() as conn:
-        repository.set_approval(conn, held.issue_id or 0, "approved", "ed@example.com", clock())
+        issue_store.set_approval(conn, held.issue_id or 0, "approved", "ed@example.com", clock())
     ran = run_slot(project, "weekly", SLOT)
     assert ran.kind == "ran" and ran.issue_id == held.issue_id and ran.submitted > 0
 
@@ -247,8 +251,8 @@ def test_outbox_files_match_the_ledger(project: Project, clock: FixedClock) -> N
 def test_a_hand_made_issue_taken_by_a_slot_becomes_that_slots_issue(
     project: Project, clock: FixedClock
 ) -> None:
-    project.gather()
-    by_hand = project.plan()
+    gathering.gather_sources(project)
+    by_hand = issue_cases.plan(project)
     assert by_hand is not None and by_hand.issue.id is not None
     ran = run_slot(project, "weekly", SLOT)
     assert ran.kind == "ran" and ran.issue_id == by_hand.issue.id

@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from digest import db, repository
+from digest import db
+from digest.app.wiring import Project, utc_now
 from digest.config import Config, load_config
-from digest.pipeline import Project, utc_now
-from digest.schedule import SchedulerBusy, SchedulerService, acquire_lock, job_id
+from digest.schedule import SchedulerBusy, acquire_lock
+from digest.scheduler import SchedulerService, job_id
+from digest.stores import issues as issue_store
 from subscribers.importer import parse_csv, topic_resolver
 from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock
@@ -45,9 +47,9 @@ def with_readers(project: Project) -> Project:
     return project
 
 
-def log_rows(project: Project) -> list[repository.ScheduleLogRow]:
+def log_rows(project: Project) -> list[issue_store.ScheduleLogRow]:
     with project.engine.connect() as conn:
-        return list(reversed(repository.schedule_log(conn, "weekly", limit=100)))
+        return list(reversed(issue_store.schedule_log(conn, "weekly", limit=100)))
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
