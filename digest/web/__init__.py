@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from digest.app.wiring import Project
+from digest.app.wiring import Mailer, Project
 from digest.web import archive, editor_app, issue_review, reader_pages, webhook
-from digest.web.services import Mailer, Services
+from digest.web.services import Services
 
 
 def create_app(project: Project, mailer: Mailer) -> Starlette:

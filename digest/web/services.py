@@ -4,21 +4,17 @@ process)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
 from digest.app.editorial import Editorial
 from digest.app.readers import Readers
-from digest.app.wiring import Project
+from digest.app.wiring import Mailer, Project
 from digest.web.security import Csrf, RateLimit
 from digest.web.session import Sessions
-
-Mailer = Callable[[EmailMessage], None]
 
 
 @dataclass(frozen=True)
