@@ -107,9 +107,7 @@ def plan(
             return Planned(planned, True, partial(segments, project, planned), approval, slot)
         try:
             with conn.begin_nested():
-                issue = issues.save_issue(
-                    conn, planned, posts.topic_ids(conn), now, slot, approval
-                )
+                issue = issues.save_issue(conn, planned, posts.topic_ids(conn), now, slot, approval)
         except IntegrityError:
             pass  # another process planned this slot (or this number) first: theirs stands
         else:
