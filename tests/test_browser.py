@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from digest.pipeline import Project
+from digest.app import gathering
+from digest.app import previews as preview_cases
+from digest.app.wiring import Project
 from tests.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.browser
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def previews(example_project: Project, tmp_path: Path) -> dict[str, Path]:
-    example_project.gather()
+    gathering.gather_sources(example_project)
     with example_project.engine.begin() as conn:
         from subscribers.store import SubscriberStore
 
@@ -29,7 +31,7 @@ def previews(example_project: Project, tmp_path: Path) -> dict[str, Path]:
         SubscriberStore(conn).add(
             "fe@example.com", "Fe", frozenset({"frontend"}), example_project.clock()
         )
-    result = example_project.preview(None, tmp_path / "preview")
+    result = preview_cases.preview(example_project, None, tmp_path / "preview")
     return {"+".join(sorted(key)): path for key, path in result.files.items()}
 
 

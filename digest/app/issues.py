@@ -19,9 +19,9 @@ from digest.events import issue_counts
 from digest.lifecycle import EDITOR_DECISIONS, Approval, why_no_decision
 from digest.models import Issue, TopicSet
 from digest.plan import LATE_POST_WINDOW, plan_issue
-from digest.segment import decode_key
 from digest.send import ledger
 from digest.stores import issues, posts
+from subscribers.segments import decode_key
 from subscribers.store import SubscriberStore
 
 DELIVERY_FIGURES = ("submitted", "failed", "ambiguous")
@@ -107,9 +107,7 @@ def plan(
             return Planned(planned, True, partial(segments, project, planned), approval, slot)
         try:
             with conn.begin_nested():
-                issue = issues.save_issue(
-                    conn, planned, posts.topic_ids(conn), now, slot, approval
-                )
+                issue = issues.save_issue(conn, planned, posts.topic_ids(conn), now, slot, approval)
         except IntegrityError:
             pass  # another process planned this slot (or this number) first: theirs stands
         else:

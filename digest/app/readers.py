@@ -118,6 +118,14 @@ class Readers:
             confirm_url=f"{config.site.public_url}/confirm/{token}",
         )
 
+    def check_link_request(self, entered: str) -> tuple[str | None, str]:
+        """An error for the reader (None when the address is well formed) and the normalized
+        address, for the form that asks for one's preferences link."""
+        try:
+            return None, normalize_email(entered)
+        except ValueError:
+            return "Please enter a valid email address.", entered
+
     def send_link(self, email: str) -> None:
         """Mail a subscriber who gets the digest (active, possibly paused) the link to their
         preferences; any other address gets nothing, and the page says the same either way."""

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from digest.editors import EditorStore
+from digest.app import gathering, issues
 from digest.passwords import hash_password
+from digest.stores.editors import EditorStore
 from tests.conftest import Live
 
 EDITOR_EMAIL = "ed@northwind.example"
@@ -35,7 +36,7 @@ class EditorSite:
         )
 
     def issue_id(self) -> int:
-        planned = self.live.project.plan("weekly")
+        planned = issues.plan(self.live.project, "weekly")
         assert planned is not None and planned.issue.id is not None
         return planned.issue.id
 
@@ -50,7 +51,7 @@ def csrf_of(page: httpx.Response) -> str:
 def site(live: Live) -> EditorSite:
     """The example site served live, its feeds gathered, readers in every segment shape, and
     one editor in the database."""
-    live.project.gather()
+    gathering.gather_sources(live.project)
     for i, topics in enumerate(
         [{"backend"}, {"backend", "data"}, {"frontend"}, {"ai-ml", "security"}, {"data"}]
     ):

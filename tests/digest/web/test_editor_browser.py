@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from digest import repository
+from digest.app.scheduled import run_slot
 from digest.config import Config, load_config
 from digest.scaffold import scaffold
-from digest.schedule import run_slot
 from digest.send.outbox import OutboxTransport
+from digest.stores.issues import issue_row
 from tests.conftest import SCREENSHOTS
 from tests.digest.web.conftest import EditorSite
 
@@ -113,7 +113,7 @@ def test_log_in_preview_test_approve_and_the_scheduled_job_sends(
     assert "Approved." in page.content()
     shoot(page, "issue-approved")
     with live.project.engine.connect() as conn:
-        row = repository.issue_row(conn, issue_id)
+        row = issue_row(conn, issue_id)
     assert (row.approval, row.approval_by) == ("approved", site.email)
 
     # The scheduler's job for the slot sends the approved issue, exactly as approved.

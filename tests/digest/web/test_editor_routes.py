@@ -14,13 +14,14 @@ import httpx
 import pytest
 import uvicorn
 
-from digest import repository
+from digest.app import gathering, issues
+from digest.app.wiring import Project
 from digest.config import Config, load_config
-from digest.editors import EditorStore
 from digest.passwords import ScryptParams, hash_password
-from digest.pipeline import Project
 from digest.scaffold import scaffold
 from digest.send.outbox import OutboxTransport
+from digest.stores.editors import EditorStore
+from digest.stores.issues import issue_row
 from digest.web import create_app
 from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock, free_port
@@ -66,7 +67,7 @@ def from_address(base: str, address: str) -> httpx.Client:
 
 def approval_of(site: EditorSite, issue_id: int) -> str:
     with site.live.project.engine.connect() as conn:
-        return repository.issue_row(conn, issue_id).approval
+        return issue_row(conn, issue_id).approval
 
 
 def test_every_editor_page_needs_a_login(site: EditorSite) -> None:
@@ -154,7 +155,7 @@ def test_posts_without_the_csrf_field_are_refused(site: EditorSite) -> None:
         )
         assert right.status_code == 303
     with site.live.project.engine.connect() as conn:
-        row = repository.issue_row(conn, issue_id)
+        row = issue_row(conn, issue_id)
     assert (row.approval, row.approval_by, row.approval_note) == (
         "approved",
         site.email,
@@ -201,7 +202,7 @@ def test_the_next_parameter_never_leaves_the_editor_app(site: EditorSite) -> Non
 
 def test_leaving_out_and_reordering_change_the_preview(site: EditorSite) -> None:
     issue_id = site.issue_id()
-    issue = site.live.project.issue(issue_id)
+    issue = issues.load(site.live.project, issue_id)
     backend = issue.section("backend").posts
     first, last = backend[0], backend[-1]
     with logged_in(site) as client:
@@ -301,7 +302,7 @@ def keep_secure_cookie(client: httpx.Client, answer: httpx.Response, name: str) 
 @pytest.fixture
 def hold_project(hold_config: Config, clock: FixedClock) -> Project:
     project = Project.open(hold_config, clock=clock)
-    project.gather()
+    gathering.gather_sources(project)
     with project.engine.begin() as conn:
         store = SubscriberStore(conn)
         for i in range(3):
@@ -321,7 +322,7 @@ def test_under_hold_approve_and_send_now_sends_in_the_background(hold_project: P
         assert answer.status_code == 303
         cookie = keep_secure_cookie(client, answer, "digest_editor")
         assert "Secure" in cookie and "Max-Age=7200" in cookie  # https, session_hours = 2
-        planned = project.plan("weekly")
+        planned = issues.plan(project, "weekly")
         assert planned is not None and planned.issue.id is not None
         issue_id = planned.issue.id
         shown = client.get(f"/editor/issues/{issue_id}")
@@ -335,5 +336,5 @@ def test_under_hold_approve_and_send_now_sends_in_the_background(hold_project: P
     folder = OutboxTransport.issue_folder(project.config.outbox_dir, "weekly", 1)
     assert len(list(folder.glob("*.eml"))) == 3
     with project.engine.connect() as conn:
-        row = repository.issue_row(conn, issue_id)
+        row = issue_row(conn, issue_id)
     assert (row.status, row.approval, row.approval_by) == ("sent", "approved", CONFIG_EDITOR)

@@ -25,7 +25,9 @@ from digest.render.features import load_unsupported
 from digest.render.preflight import Report, preflight
 from digest.schedule import cron_trigger
 from digest.stores import issues
-from digest.stores.editors import Editor, EditorStore, authenticate
+from digest.stores.editors import Editor as Editor  # the web face names a logged-in editor
+from digest.stores.editors import EditorStore, authenticate
+from digest.stores.editors import editor_key as editor_key  # failed logins count per account
 from digest.stores.issues import Entry, IssueRow, ScheduleLogRow
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
@@ -116,7 +118,10 @@ class IssuePage:
     figures: Figures
 
 
-class EditorPages:
+class Editorial:
+    """The editor-facing use cases of one project, with its email-client support table
+    (``[editor] caniemail_csv``) loaded once."""
+
     def __init__(self, project: Project) -> None:
         self.project = project
         editor = project.config.file.editor
@@ -281,7 +286,7 @@ class EditorPages:
             issue = issues.load_issue(conn, issue_id, project.topics(digest))
             entries = issues.entries(conn, issue_id)
             upcoming = issues.unfinished_issue(conn, digest.slug)
-            figures = figures(conn, issue_id)
+            issue_figures = figures(conn, issue_id)
         topics = [
             (topic, [e for e in entries if e.topic == topic.slug])
             for topic in project.topics(digest)
@@ -292,24 +297,7 @@ class EditorPages:
         shown: Shown | None = None
         problem: str | None = None
         if rendered is not None:
-            sample = sample_values(project.config.site.public_url, issue.topic_slugs)
-            for key, readers in issue_cases.segments(project, issue).items():
-                variant = rendered.variant(key)
-                html = compile_template(variant.html).fill(sample)
-                report = preflight(html, rendered.budget, self.unsupported)
-                names = {s.topic.slug: s.topic.name for s in issue.sections}
-                rows.append(
-                    SegmentRow(
-                        key,
-                        segment_param(issue, key),
-                        segment_label(issue, key),
-                        readers,
-                        f"{report.html_bytes / 1024:.0f}",
-                        ", ".join(f"{names[s]} −{n}" for s, n in variant.trimmed.items()),
-                        len(report.errors),
-                        len(report.warnings),
-                    )
-                )
+            rows = self._segment_rows(issue, rendered)
             if not segment and not as_email and rows:
                 segment = rows[0].param  # the most readers: what most of them will get
             try:
@@ -327,8 +315,31 @@ class EditorPages:
             problem=problem,
             locked=why_not_editable(row.status, row.approval),
             upcoming=upcoming is not None and upcoming.id == issue_id,
-            figures=figures,
+            figures=issue_figures,
         )
+
+    def _segment_rows(self, issue: Issue, rendered: RenderedIssue) -> list[SegmentRow]:
+        """Each segment's readers, size, trimming and preflight counts, largest first."""
+        sample = sample_values(self.project.config.site.public_url, issue.topic_slugs)
+        names = {s.topic.slug: s.topic.name for s in issue.sections}
+        rows = []
+        for key, readers in issue_cases.segments(self.project, issue).items():
+            variant = rendered.variant(key)
+            html = compile_template(variant.html).fill(sample)
+            report = preflight(html, rendered.budget, self.unsupported)
+            rows.append(
+                SegmentRow(
+                    key,
+                    segment_param(issue, key),
+                    segment_label(issue, key),
+                    readers,
+                    f"{report.html_bytes / 1024:.0f}",
+                    ", ".join(f"{names[s]} −{n}" for s, n in variant.trimmed.items()),
+                    len(report.errors),
+                    len(report.warnings),
+                )
+            )
+        return rows
 
     def preview(self, issue_id: int, segment: str | None, as_email: str | None) -> Shown | None:
         return self.choose(issue_cases.load(self.project, issue_id), segment, as_email)
@@ -356,7 +367,6 @@ class EditorPages:
         if shown is None:
             raise DigestError("this issue has no posts left to send")
         _, _, subject = previews.send_test(
-            self.project,
-            to, issue.digest, segment=shown.key, as_email=shown.as_email, issue=issue
+            self.project, to, issue.digest, segment=shown.key, as_email=shown.as_email, issue=issue
         )
         return subject

@@ -1,0 +1,55 @@
+"""Use cases of what comes back after sending: SendGrid's signed event webhook, whose events
+go to the ledger's figures and whose bounces, complaints and unsubscribes suppress readers.
+
+The signature and the parsing are pure (:mod:`digest.events`); this checks them against the
+project's settings and applies the batch in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from digest.app.wiring import Project
+from digest.events import EventReport, apply_events, parse, signature_valid
+
+
+class WebhookRefused(Exception):
+    """The request was not applied; the subclass says why."""
+
+
+class WebhookOff(WebhookRefused):
+    """No public key is configured, so no request can be trusted."""
+
+
+class BadSignature(WebhookRefused):
+    """The signature is missing, wrong, or older than the tolerance (a replay)."""
+
+
+class NotABatch(WebhookRefused):
+    """Signed, but not a JSON array of events."""
+
+
+def apply_webhook(
+    project: Project, raw_body: bytes, signature: str | None, timestamp: str | None
+) -> EventReport:
+    """Apply one signed batch of events exactly once each; :class:`WebhookRefused` if it
+    cannot be trusted or read."""
+    settings = project.config.sending.sendgrid
+    if not settings.webhook_public_key:
+        raise WebhookOff
+    valid = signature_valid(
+        raw_body,
+        signature,
+        timestamp,
+        settings.webhook_public_key,
+        project.clock(),
+        timedelta(seconds=settings.webhook_tolerance_seconds),
+    )
+    if not valid:
+        raise BadSignature
+    try:
+        events = parse(raw_body)
+    except ValueError as problem:
+        raise NotABatch(str(problem)) from problem
+    with project.transaction() as conn:
+        return apply_events(conn, events, project.clock())

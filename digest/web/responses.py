@@ -1,0 +1,77 @@
+"""What every page of the web face does the same way: render a template with the CSRF field
+(setting the CSRF cookie on a first visit), check a posted form's CSRF field, redirect after a
+POST, and send the security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from digest.web.security import CSRF_COOKIE, CSRF_FIELD
+from digest.web.services import services
+
+SECURITY_HEADERS = {
+    "Referrer-Policy": "no-referrer",  # links carry tokens: never leak them to other sites
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' "
+    "https: file:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+def page(
+    request: Request,
+    template: str,
+    status: int = 200,
+    headers: Mapping[str, str] = SECURITY_HEADERS,
+    **values: Any,
+) -> Response:
+    found = services(request)
+    cookie = request.cookies.get(CSRF_COOKIE) or found.csrf.new_cookie()
+    body = found.readers.render(template, csrf=found.csrf.field_for(cookie), **values)
+    response = HTMLResponse(body, status_code=status, headers=dict(headers))
+    if CSRF_COOKIE not in request.cookies:
+        response.set_cookie(
+            CSRF_COOKIE,
+            cookie,
+            httponly=True,
+            samesite="strict",
+            secure=found.secure_cookie,
+            path="/",
+        )
+    return response
+
+
+def message(request: Request, status: int, title: str, text: str, **values: Any) -> Response:
+    """A page that only says something (an error, a "check your inbox")."""
+    return page(request, "web/message.html.j2", status=status, title=title, text=text, **values)
+
+
+async def checked_form(request: Request) -> FormData | Response:
+    """The posted form if its CSRF field matches the cookie, else the page saying so (403)."""
+    form = await request.form()
+    field = form.get(CSRF_FIELD)
+    if not services(request).csrf.valid(
+        request.cookies.get(CSRF_COOKIE), field if isinstance(field, str) else None
+    ):
+        return message(
+            request,
+            403,
+            "This form has expired",
+            "Please go back, reload the page and try again.",
+        )
+    return form
+
+
+def redirect(url: str) -> Response:
+    """303 See Other: after a POST the browser GETs ``url``."""
+    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+
+
+def client_of(request: Request) -> str:
+    """The client's address, the key of the per-client rate limits."""
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,61 @@
+"""What the endpoints share, built once per app and kept on ``app.state``: the project, its
+reader and editor use cases, the CSRF and session signers, and the rate limits (in memory, per
+process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+
+from digest.app.editorial import Editorial
+from digest.app.readers import Readers
+from digest.app.wiring import Mailer, Project
+from digest.web.security import Csrf, RateLimit
+from digest.web.session import Sessions
+
+
+@dataclass(frozen=True)
+class Services:
+    project: Project
+    readers: Readers
+    editorial: Editorial
+    csrf: Csrf
+    sessions: Sessions
+    signup_limit: RateLimit
+    link_limit: RateLimit
+    login_per_client: RateLimit
+    """Failed logins: counted per client address and per account, refused over either."""
+    login_per_account: RateLimit
+    secure_cookie: bool
+    """Cookies carry Secure when the public URL is https."""
+
+    @classmethod
+    def build(cls, project: Project, mailer: Mailer) -> Services:
+        """``mailer`` sends confirmation emails (the configured transport)."""
+        readers = Readers(project, mailer)
+        secret_key = project.config.secrets.require_secret_key()
+        web = project.config.file.web
+        signups = timedelta(seconds=web.subscribe_window_seconds)
+        editor = project.config.file.editor
+        logins = timedelta(seconds=editor.login_window_seconds)
+        return cls(
+            project=project,
+            readers=readers,
+            editorial=Editorial(project),
+            csrf=Csrf(secret_key),
+            sessions=Sessions(secret_key, timedelta(hours=editor.session_hours), project.clock),
+            signup_limit=RateLimit(web.subscribe_limit, signups, project.clock),
+            link_limit=RateLimit(web.subscribe_limit, signups, project.clock),
+            login_per_client=RateLimit(editor.login_limit, logins, project.clock),
+            login_per_account=RateLimit(editor.login_limit, logins, project.clock),
+            secure_cookie=urlsplit(project.config.site.public_url).scheme == "https",
+        )
+
+
+def services(request: Request) -> Services:
+    found = request.app.state.services
+    assert isinstance(found, Services)
+    return found
