@@ -19,9 +19,9 @@ from digest.events import issue_counts
 from digest.lifecycle import EDITOR_DECISIONS, Approval, why_no_decision
 from digest.models import Issue, TopicSet
 from digest.plan import LATE_POST_WINDOW, plan_issue
-from digest.segment import decode_key
 from digest.send import ledger
 from digest.stores import issues, posts
+from subscribers.segments import decode_key
 from subscribers.store import SubscriberStore
 
 DELIVERY_FIGURES = ("submitted", "failed", "ambiguous")

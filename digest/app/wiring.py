@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 
 from digest import db
 from digest.config import SENDGRID_KEY_ENV, Config, DigestConfig
-from digest.errors import SecretMissing
+from digest.errors import DigestError, SecretMissing
 from digest.gather.fetch import FetchLimits, SourceFetcher, http_client
 from digest.models import Issue, Topic
 from digest.render import EmailContext, RenderedIssue, Theme, render_issue
@@ -192,7 +192,18 @@ class Project:
     def mailer(self) -> Mailer:
         """Sends one message (a confirmation request, an approval request) through the
         configured transport."""
-        return self.transport(None).send_message
+        transport = self.transport(None)
+        if isinstance(transport, SendGridTransport):
+            return transport.send_message
+        writer = transport
+
+        def send(message: EmailMessage) -> None:
+            assert isinstance(writer, OutboxTransport | SmtpTransport)
+            refused = writer.write([(0, message)])
+            if refused:
+                raise DigestError(f"refused: {next(iter(refused.values()))}", where="mailer")
+
+        return send
 
     def signer(self) -> TokenSigner:
         secrets = self.config.secrets
