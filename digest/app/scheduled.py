@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -25,7 +26,7 @@ from digest.schedule.slots import is_repeat
 from digest.send import SendReport
 from digest.send.message import compose
 from digest.stores import issues
-from digest.stores.issues import IssueRow
+from digest.stores.issues import IssueRow, ScheduleLogRow
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,7 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
             asked = row.approval == Approval.PENDING
             note = "not approved by its slot" + ("" if asked else " (no editor was asked in time)")
             with project.transaction() as conn:
-                issues.set_approval(
-                    conn, row.id, Approval.SKIPPED, None, project.clock(), note
-                )
+                issues.set_approval(conn, row.id, Approval.SKIPPED, None, project.clock(), note)
         return outcome(
             "skipped",
             f"issue {number} was not approved by its slot; its posts go into the next",
@@ -171,9 +170,7 @@ def _settle_earlier(project: Project, digest: DigestConfig, slot: datetime) -> s
             return ""
         note = f"its slot passed without a send; the slot of {slot:%Y-%m-%d %H:%M} UTC replans"
         with project.transaction() as conn:
-            issues.set_approval(
-                conn, earlier.id, Approval.SKIPPED, None, project.clock(), note
-            )
+            issues.set_approval(conn, earlier.id, Approval.SKIPPED, None, project.clock(), note)
             issues.log_schedule(
                 conn,
                 digest.slug,
@@ -269,3 +266,19 @@ def log_slot(
     now), for `digest schedule list` and the editor app."""
     with project.transaction() as conn:
         issues.log_schedule(conn, digest_slug, slot, kind, detail, at or project.clock())
+
+
+TROUBLE_KINDS = ("missed", "skipped", "failed")
+
+
+def recent_trouble(
+    project: Project, digest_slugs: Sequence[str], scanned: int = 50, shown: int = 10
+) -> dict[str, list[ScheduleLogRow]]:
+    """Per digest, the newest slots that were missed, skipped or failed (at most ``shown``,
+    among its newest ``scanned`` log entries), for `digest schedule list`."""
+    trouble: dict[str, list[ScheduleLogRow]] = {}
+    with project.reading() as conn:
+        for slug in digest_slugs:
+            newest = issues.schedule_log(conn, slug, limit=scanned)
+            trouble[slug] = [row for row in newest if row.kind in TROUBLE_KINDS][:shown]
+    return trouble

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 
@@ -15,8 +16,10 @@ from digest.app.wiring import Project
 from digest.errors import ApprovalError
 from digest.gather import GatherReport
 from digest.lifecycle import Approval, needs_force
+from digest.models import Issue
 from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
 from digest.send.message import Envelope, list_id
+from digest.send.outbox import OutboxTransport
 from digest.stores import issues
 
 
@@ -111,3 +114,10 @@ def run(
     gathered = gather_sources(project, client)
     planned, sent = send(project, digest_slug, transport)
     return RunResult(gathered, planned, sent)
+
+
+def outbox_folder(project: Project, issue: Issue) -> Path | None:
+    """Where the outbox transport writes this issue's emails; None for other transports."""
+    if project.config.sending.transport != "outbox":
+        return None
+    return OutboxTransport.issue_folder(project.config.outbox_dir, issue.digest, issue.number)

@@ -48,6 +48,15 @@ def fetch_limits(config: Config | None) -> FetchLimits:
     return FetchLimits(g.timeout_seconds, g.max_bytes, g.max_redirects, g.retries, g.user_agent)
 
 
+def upgrade_database(config: Config) -> str:
+    """Apply the migrations to the config's database and nothing else (opening a
+    :class:`Project` does this too, then syncs the topics); the database's URL, password
+    hidden."""
+    engine = db.make_engine(config.database_url)
+    db.upgrade(engine)
+    return engine.url.render_as_string(hide_password=True)
+
+
 def archive_url(public_url: str, digest: str, number: int) -> str:
     """Where the issue's web-archive page ("view in browser") is served."""
     return f"{public_url}/archive/{digest}/{number}/"

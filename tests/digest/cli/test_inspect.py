@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from digest.cli import app
 
-SOURCES = Path(__file__).parents[1] / "data" / "sources"
+SOURCES = Path(__file__).parents[2] / "data" / "sources"
 
 
 @pytest.fixture

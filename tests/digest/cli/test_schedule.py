@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from digest import repository
+from digest.app import gathering
+from digest.app import issues as issue_cases
+from digest.app.wiring import Project
 from digest.cli import app
 from digest.config import Config, load_config
 from digest.errors import ApprovalError
-from digest.pipeline import Project
 from digest.schedule import acquire_lock
+from digest.stores import issues as issue_store
 
 ENV = {"DIGEST_SECRET_KEY": "k"}
 
@@ -36,7 +38,7 @@ def test_schedule_list_shows_next_runs_policy_missed_slots_and_dst_edges(
     project = Project.open(load_config(path, ENV))
     slot = datetime(2026, 11, 16, 1, 30, tzinfo=UTC)
     with project.engine.begin() as conn:
-        repository.log_schedule(
+        issue_store.log_schedule(
             conn, "weekly", slot, "missed", "run missed: no scheduler was running", slot
         )
     result = CliRunner().invoke(app, ["schedule", "list", "--config", str(path)], env=ENV)
@@ -79,11 +81,11 @@ def test_a_second_scheduler_exits_with_a_clear_message(example_config: Config) -
 def test_digest_send_refuses_a_held_issue_without_force(example_config: Config) -> None:
     path = configured(example_config, 'approval = "hold"')
     project = Project.open(load_config(path, ENV))
-    project.gather()
-    planned = project.plan()
+    gathering.gather_sources(project)
+    planned = issue_cases.plan(project)
     assert planned is not None and planned.issue.id is not None
     with project.engine.begin() as conn:
-        repository.set_approval(
+        issue_store.set_approval(
             conn, planned.issue.id, "held", None, datetime.now(UTC), "policy hold"
         )
     runner = CliRunner()
@@ -97,7 +99,7 @@ def test_digest_send_refuses_a_held_issue_without_force(example_config: Config) 
     assert forced.exit_code == 0, forced.output
     assert "Emails submitted:" in forced.output
     with project.engine.connect() as conn:
-        row = repository.issue_row(conn, planned.issue.id)
+        row = issue_store.issue_row(conn, planned.issue.id)
     assert row.status == "sent" and row.approval == "approved"
     assert row.approval_by is not None and row.approval_by.endswith("(digest send --force)")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from digest.app.wiring import Project
 from digest.cli import app
-from digest.editors import EditorStore, authenticate
 from digest.errors import DigestError
 from digest.passwords import verify_password
-from digest.pipeline import Project
+from digest.stores.editors import EditorStore, authenticate
 
 
 def run(project: Project, *args: str, typed: str = "") -> tuple[int, str]:

@@ -1,0 +1,52 @@
+"""The ``digest`` command. Thin: parse options, call the use cases of :mod:`digest.app`, print.
+
+One module per noun (:mod:`.gather`, :mod:`.issues`, :mod:`.schedule`, :mod:`.subscribers`,
+:mod:`.editors`, :mod:`.project`); this one assembles them into one Typer app, in the order
+``digest --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from digest.cli import gather, issues, project, schedule
+from digest.cli.editors import editors_app
+from digest.cli.output import print_error
+from digest.cli.subscribers import subscribers_app
+from digest.errors import DigestError
+
+app = typer.Typer(
+    help="Topic-segmented newsletter digests: gather, plan, preview, send.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(project.db_app, name="db")
+app.add_typer(schedule.schedule_app, name="schedule")
+app.add_typer(editors_app, name="editors")
+for command in (
+    gather.inspect,
+    gather.gather,
+    issues.plan,
+    issues.preview,
+    issues.send,
+    issues.worker,
+    issues.run,
+    schedule.scheduler,
+    project.init,
+    project.demo,
+    project.serve,
+):
+    app.command()(command)
+
+
+def main() -> None:
+    """The console script: a :class:`DigestError` is one line on stderr and exit code 2."""
+    try:
+        app()
+    except DigestError as error:
+        print_error(error)
+        sys.exit(2)

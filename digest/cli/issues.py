@@ -1,0 +1,240 @@
+"""``digest plan``, ``preview``, ``send``, ``worker`` and ``run``: one issue from planned to sent,
+by hand."""
+
+from __future__ import annotations
+
+import getpass
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, ProgressColumn, Task, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from digest.app import issues, previews, sending
+from digest.app.issues import Planned
+from digest.app.previews import PreviewResult
+from digest.app.wiring import Project
+from digest.cli.gather import gather_with_progress
+from digest.cli.options import ConfigOption, DigestOption, open_project
+from digest.cli.output import err, out
+from digest.render.size import html_bytes
+from digest.send import AmbiguousPolicy, SendReport
+
+
+def plan(config: ConfigOption = None, digest: DigestOption = None) -> None:
+    """Plan the next issue (posts new since the last one) and show who gets what."""
+    project = open_project(config)
+    planned = issues.plan(project, digest)
+    if planned is None:
+        out.print("Nothing new since the last issue: no issue planned.")
+        return
+    _print_plan(project, planned)
+
+
+def _print_plan(project: Project, planned: Planned) -> None:
+    issue = planned.issue
+    state = "planned now" if planned.created else "planned earlier, not yet sent"
+    topics = Table(title=f"Issue {issue.number} of {issue.digest} ({state})", title_justify="left")
+    topics.add_column("Topic")
+    topics.add_column("New posts", justify="right")
+    topics.add_column("Readers", justify="right")
+    for section in issue.sections:
+        readers = sum(n for key, n in planned.segments.items() if section.topic.slug in key)
+        more = section.more
+        count = f"{len(section.posts)}" + (f" (+{more} not shown)" if more else "")
+        topics.add_row(section.topic.name, count, str(readers))
+    topics.add_section()
+    topics.add_row("[bold]Total[/]", str(issue.post_count), str(planned.recipients))
+    out.print(topics)
+    _print_segments(project, planned)
+
+
+def _print_segments(project: Project, planned: Planned) -> None:
+    issue = planned.issue
+    names = {t.slug: t.name for t in project.topics()}
+    rendered = project.render(issue)
+    segments = Table(title=f"{len(planned.segments)} segments", title_justify="left")
+    segments.add_column("Segment (topics in this issue)")
+    segments.add_column("Recipients", justify="right")
+    segments.add_column("HTML", justify="right")
+    segments.add_column("Trimmed to fit")
+    for key, readers in planned.segments.items():
+        variant = rendered.variant(key)
+        trimmed = ", ".join(f"{names[s]} −{n}" for s, n in variant.trimmed.items()) or "—"
+        segments.add_row(
+            ", ".join(names[s] for s in issue.topic_slugs if s in key),
+            str(readers),
+            f"{html_bytes(variant.html) / 1024:.0f} KiB",
+            trimmed,
+        )
+    out.print(segments)
+
+
+def preview(
+    config: ConfigOption = None,
+    digest: DigestOption = None,
+    folder: Annotated[
+        Path | None, typer.Option("--out", "-o", help="folder for the previews")
+    ] = None,
+) -> None:
+    """Write one HTML file per segment of the next (or latest) issue, and an index.html."""
+    project = open_project(config)
+    target = folder or project.config.base_dir / "preview"
+    result = previews.preview(project, digest, target)
+    out.print(f"Previews of {len(result.files)} segments: [bold]{result.index}[/]")
+    warn_size(result)
+
+
+def warn_size(result: PreviewResult) -> None:
+    for key, size in result.over_budget.items():
+        err.print(
+            f"[yellow]warning: the email of segment {'+'.join(sorted(key))} is {size / 1024:.0f} "
+            "KiB of HTML; Gmail clips past about 100 KiB. Lower max_posts_per_topic.[/]"
+        )
+
+
+def _who() -> str:
+    """The local user, for the record of who forced a send."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (some containers)
+        return "unknown user"
+
+
+class _Rate(ProgressColumn):
+    """Recipients per second."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
+
+
+def send_with_progress(
+    project: Project, digest: str | None, policy: AmbiguousPolicy = "skip", force: bool = False
+) -> tuple[Planned | None, SendReport | None]:
+    """Send (or resume) the next issue, a progress bar on stderr while it goes out, then its
+    plan and what was submitted."""
+    columns = (*Progress.get_default_columns(), TextColumn("{task.completed} recipients"), _Rate())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("Sending", total=None)
+        planned, report = sending.send(
+            project,
+            digest,
+            ambiguous_policy=policy,
+            on_batch=lambda n: progress.update(task, advance=n),
+            force=force,
+            by=f"{_who()} (digest send --force)",
+        )
+    if planned is None or report is None:
+        out.print("Nothing new since the last issue: no email sent.")
+        return planned, report
+    _print_plan(project, planned)
+    _print_sent(project, planned, report)
+    return planned, report
+
+
+def _print_sent(project: Project, planned: Planned, report: SendReport) -> None:
+    if report.ambiguous:
+        err.print(
+            f"[yellow]{report.ambiguous} deliveries are ambiguous: in flight when a run stopped, "
+            "or sent without an answer. They were not sent again (policy: skip); see the "
+            "ledger before deciding to resend.[/]"
+        )
+    folder = sending.outbox_folder(project, planned.issue)
+    where = f" to {folder}" if folder is not None else ""
+    out.print(
+        f"Emails submitted: [bold]{report.submitted}[/]{where}; failed: {report.failed}"
+        + ("" if report.finished else " (unfinished: run again to resume)")
+    )
+
+
+def send(
+    config: ConfigOption = None,
+    digest: DigestOption = None,
+    test_to: Annotated[
+        str | None,
+        typer.Option("--test-to", help="send one variant to this address only, outside the ledger"),
+    ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="with --test-to: the topics of the variant, e.g. backend+data"),
+    ] = None,
+    as_email: Annotated[
+        str | None, typer.Option("--as", help="with --test-to: the variant this subscriber gets")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show segments, batches and recipients; send nothing")
+    ] = False,
+    resend_ambiguous: Annotated[
+        bool,
+        typer.Option(
+            "--resend-ambiguous",
+            help="re-send deliveries whose fate is unknown (policy 'resend'; default 'skip')",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="send an issue that waits for approval or is held (records you as approver)",
+        ),
+    ] = False,
+) -> None:
+    """Send the next issue, or resume an unfinished one. A finished issue is never sent again.
+
+    An issue waiting for an editor's approval, or held, is refused unless --force is given."""
+    project = open_project(config)
+    if test_to:
+        _send_test(project, digest, test_to, segment, as_email)
+    elif dry_run:
+        _dry_run(project, digest)
+    else:
+        send_with_progress(project, digest, "resend" if resend_ambiguous else "skip", force)
+
+
+def _send_test(
+    project: Project, digest: str | None, to: str, segment: str | None, as_email: str | None
+) -> None:
+    key = frozenset(s for s in re.split(r"[+,]", segment) if s) if segment else None
+    issue, topics, subject = previews.send_test(project, to, digest, key, as_email)
+    variant = "+".join(sorted(topics))
+    out.print(f"Test of issue {issue.number} ({variant}) sent to {to}: {subject}")
+
+
+def _dry_run(project: Project, digest: str | None) -> None:
+    planned = issues.plan(project, digest, save=False)
+    if planned is None:
+        out.print("Nothing new since the last issue: nothing would be sent.")
+        return
+    _print_plan(project, planned)
+    size = project.config.sending.batch_size
+    batches = sum(-(-n // size) for n in planned.segments.values())
+    out.print(
+        f"Dry run: {planned.recipients} recipients in {batches} batches of at most {size} "
+        f"through {project.config.sending.transport}; nothing was sent or stored."
+    )
+
+
+def worker(
+    config: ConfigOption = None,
+    digest: DigestOption = None,
+    resend_ambiguous: Annotated[bool, typer.Option("--resend-ambiguous")] = False,
+) -> None:
+    """Help send the digest's unfinished issue (plans nothing). Run several on PostgreSQL: they
+    claim batches with FOR UPDATE SKIP LOCKED, so no batch goes out twice."""
+    project = open_project(config)
+    if issues.unfinished(project, digest) is None:
+        out.print("No unfinished issue: nothing to do.")
+        return
+    send_with_progress(project, digest, "resend" if resend_ambiguous else "skip")
+
+
+def run(config: ConfigOption = None, digest: DigestOption = None) -> None:
+    """Gather, plan and send now, by hand (`digest scheduler` runs digests at their slots)."""
+    project = open_project(config)
+    report = gather_with_progress(project)
+    send_with_progress(project, digest)
+    if report.failed:
+        raise typer.Exit(1)

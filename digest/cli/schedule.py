@@ -1,0 +1,143 @@
+"""``digest scheduler`` (runs every digest at its slots) and ``digest schedule list`` (when they
+run next, and what went wrong lately)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from digest.app.scheduled import recent_trouble
+from digest.app.wiring import Project
+from digest.cli.options import ConfigOption, open_project
+from digest.cli.output import err, out, print_error
+from digest.schedule import NextRun, SchedulerBusy, SchedulerLock, next_runs
+from digest.scheduler import SchedulerService
+
+schedule_app = typer.Typer(help="When each digest runs.", no_args_is_help=True)
+
+
+def scheduler(
+    config: ConfigOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="when another scheduler runs, wait to take over instead of exiting"
+        ),
+    ] = False,
+    poll: Annotated[float, typer.Option(help="with --wait: seconds between tries")] = 30.0,
+) -> None:
+    """Run every digest on its schedule until Ctrl-C (or SIGTERM). Only one per database.
+
+    Each digest runs gather → plan → approval gate → send at its slots; `require` digests
+    also ask their editors approval_lead_hours before. A slot missed while no scheduler ran
+    runs once when it comes back within misfire_grace_hours; older ones are recorded as
+    missed (`digest schedule list` shows them)."""
+    project = open_project(config)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        lock = _scheduler_lock(project, wait, poll)
+    except KeyboardInterrupt:
+        err.print("Stopped while waiting for the other scheduler.")
+        return
+    service = SchedulerService(project)
+    try:
+        for note in service.start():
+            err.print(f"[yellow]{note}[/]", highlight=False)
+        for run in next_runs(project.config, project.clock()):
+            out.print(f"{run.digest}: next run {_when(run.at, run.timezone)} ({run.policy})")
+        out.print("Scheduler running; Ctrl-C stops it.")
+        service.wait(lock)
+    except KeyboardInterrupt:
+        err.print("Stopping (a send in progress finishes first)…")
+    finally:
+        service.stop()
+        lock.release()
+    out.print("Scheduler stopped.")
+
+
+def _scheduler_lock(project: Project, wait: bool, poll: float) -> SchedulerLock:
+    told = False
+    while True:
+        try:
+            return project.scheduler_lock()
+        except SchedulerBusy as busy:
+            if not wait:
+                print_error(busy)
+                err.print("Use --wait to take over when it stops.")
+                raise typer.Exit(3) from None
+            if not told:
+                err.print(f"{busy}; waiting to take over (Ctrl-C to give up)", highlight=False)
+                told = True
+            time.sleep(poll)
+
+
+def _when(moment: datetime | None, zone: str) -> str:
+    if moment is None:
+        return "never"
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%a %Y-%m-%d %H:%M %Z} = {moment.astimezone(UTC):%H:%M} UTC"
+
+
+@schedule_app.command("list")
+def schedule_list(config: ConfigOption = None) -> None:
+    """Each digest's next run in its time zone and in UTC, its approval policy, the slots
+    recently missed or skipped, and schedule times that DST skips or repeats within a year."""
+    project = open_project(config)
+    runs = next_runs(project.config, project.clock())
+    _print_runs(runs)
+    if not project.scheduler_running():
+        err.print(
+            "[yellow]No `digest scheduler` is running on this database: slots pass unsent "
+            "(recorded as missed when it starts, or run once within the misfire grace).[/]"
+        )
+    _print_trouble(project, runs)
+    for run in runs:
+        for edge in run.edges:
+            err.print(
+                f"[yellow]warning: {run.digest}:[/] {edge.message()}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _print_runs(runs: list[NextRun]) -> None:
+    table = Table(title="Schedules", title_justify="left")
+    for column in ("Digest", "Schedule", "Next run (local)", "Next run (UTC)", "Approval"):
+        table.add_column(column)
+    for run in runs:
+        local = run.local
+        approval = run.policy
+        if run.ask_at is not None:
+            approval += f" (editors asked {_when(run.ask_at, run.timezone)})"
+        table.add_row(
+            run.digest,
+            f"{run.schedule} ({run.timezone})",
+            f"{local:%a %Y-%m-%d %H:%M %Z}" if local else "never",
+            f"{run.at:%Y-%m-%d %H:%M} UTC" if run.at else "never",
+            approval,
+        )
+    out.print(table)
+
+
+def _print_trouble(project: Project, runs: list[NextRun]) -> None:
+    """The slots recently missed, skipped or failed, per digest."""
+    trouble = recent_trouble(project, [run.digest for run in runs])
+    for run in runs:
+        for row in trouble[run.digest]:
+            slot = _when(row.slot, run.timezone) if row.slot else "-"
+            err.print(
+                f"[yellow]{run.digest} {row.kind}:[/] slot {slot}: {row.detail}",
+                highlight=False,
+                soft_wrap=True,
+            )

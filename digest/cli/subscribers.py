@@ -1,0 +1,136 @@
+"""``digest subscribers``: import, export, add, remove, list and count subscribers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from digest.app import subscribers
+from digest.app.wiring import Project
+from digest.cli.options import ConfigOption, open_project
+from digest.cli.output import err, out
+from subscribers.importer import ParsedFile
+from subscribers.models import Status
+
+subscribers_app = typer.Typer(
+    help="Add, remove, import and list subscribers.", no_args_is_help=True
+)
+
+
+def import_with_report(
+    project: Project, parsed: ParsedFile, dry_run: bool, source: str, reactivate: bool = False
+) -> None:
+    """Name each bad row by line, import the good ones, and show what changed."""
+    for problem in parsed.problems:
+        err.print(
+            f"[red]{source}:{problem.line}:[/] {problem.reason}", highlight=False, soft_wrap=True
+        )
+    summary = subscribers.import_file(project, parsed, source, dry_run, reactivate)
+    table = Table(
+        title="Import" + (" (dry run: nothing changed)" if dry_run else ""), title_justify="left"
+    )
+    table.add_column("Result")
+    table.add_column("Rows", justify="right")
+    table.add_row("added", str(summary.added))
+    table.add_row("updated", str(summary.updated))
+    table.add_row("unchanged", str(summary.unchanged))
+    table.add_row("reactivated", str(summary.reactivated))
+    table.add_row("suppressed, left alone", str(len(summary.suppressed)))
+    table.add_row("rejected", str(len(parsed.problems)))
+    out.print(table)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(help="CSV (email, name, topics) or .jsonl")],
+    config: ConfigOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show, change nothing")] = False,
+    reactivate: Annotated[
+        bool,
+        typer.Option(
+            "--reactivate",
+            help="the file is fresh consent: make unsubscribed, bounced and complained "
+            "addresses in it active again",
+        ),
+    ] = False,
+) -> None:
+    """Import subscribers from CSV (columns email, name, topics; topics separated by ';' or '|',
+    names or slugs, any case) or JSON Lines (objects with email, name, topics).
+
+    Upsert: new addresses are added as active; known addresses take the file's name and topics.
+    Unsubscribed, bounced and complained addresses are left exactly as they are unless
+    --reactivate is given. Bad rows (bad address, unknown topic, duplicate in the file) are
+    reported by line and skipped; the good rows are imported. Exit code 1 when any row was bad.
+    """
+    project = open_project(config)
+    parsed = subscribers.read_file(project, file)
+    import_with_report(project, parsed, dry_run, str(file), reactivate)
+    if parsed.problems:
+        raise typer.Exit(1)
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    file: Annotated[Path, typer.Argument(help="where to write; .jsonl for JSON Lines, else CSV")],
+    config: ConfigOption = None,
+) -> None:
+    """Write every subscriber (status, topics, dates) to CSV or JSON Lines; re-importable."""
+    count = subscribers.export(open_project(config), file)
+    out.print(f"Exported {count} subscribers to {file}")
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str,
+    topics: Annotated[str, typer.Option("--topics", "-t", help="names or slugs, ';' separated")],
+    name: Annotated[str, typer.Option("--name", "-n")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Add one active subscriber."""
+    added = subscribers.add(open_project(config), email, name, topics)
+    out.print(f"Added {added.email}: {', '.join(sorted(added.topics))}")
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(email: str, config: ConfigOption = None) -> None:
+    """Unsubscribe an address. It stays on file as unsubscribed, so no import brings it back."""
+    found = subscribers.unsubscribe(open_project(config), email)
+    out.print(f"Unsubscribed {found.email}")
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    config: ConfigOption = None,
+    status: Annotated[Status | None, typer.Option(help="only this status")] = None,
+    topic: Annotated[str | None, typer.Option(help="only followers of this topic slug")] = None,
+) -> None:
+    """List subscribers with their status and topics."""
+    project = open_project(config)
+    table = Table()
+    for column in ("Email", "Name", "Status", "Topics"):
+        table.add_column(column)
+    for s in subscribers.listing(project, status, topic):
+        table.add_row(s.email, s.name, s.status.value, ", ".join(sorted(s.topics)))
+    out.print(table)
+
+
+@subscribers_app.command("stats")
+def subscribers_stats(config: ConfigOption = None) -> None:
+    """Counts per status and active readers per topic."""
+    project = open_project(config)
+    per_status, per_topic = subscribers.stats(project)
+    statuses = Table(title="Subscribers by status", title_justify="left")
+    statuses.add_column("Status")
+    statuses.add_column("Count", justify="right")
+    for st in Status:
+        statuses.add_row(st.value, str(per_status.get(st.value, 0)))
+    out.print(statuses)
+    topics = Table(title="Active readers by topic", title_justify="left")
+    topics.add_column("Topic")
+    topics.add_column("Readers", justify="right")
+    for t in project.topics():
+        topics.add_row(t.name, str(per_topic.get(t.slug, 0)))
+    out.print(topics)
