@@ -14,6 +14,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Boolean,
     Column,
@@ -316,4 +318,25 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``; cheap when it is already there."""
-    command.upgrade(alembic_config(engine), revision)
+    config = alembic_config(engine)
+    _refuse_unknown_revision(engine, ScriptDirectory.from_config(config))
+    command.upgrade(config, revision)
+
+
+def _refuse_unknown_revision(engine: Engine, scripts: ScriptDirectory) -> None:
+    """A database stamped with a revision these migrations lack was made before the first
+    release (whose migrations were squashed into one) or by a newer version: Alembic would
+    stop with a traceback, where the user needs to know what to do."""
+    with engine.connect() as conn:
+        stamped = MigrationContext.configure(conn).get_current_heads()
+    known = {script.revision for script in scripts.walk_revisions()}
+    unknown = sorted(set(stamped) - known)
+    if unknown:
+        url = engine.url.render_as_string(hide_password=True)
+        raise DigestError(
+            f"the database {url} has schema revision {', '.join(unknown)}, unknown to this "
+            "version of digest. A database made before the first release cannot be upgraded: "
+            "recreate it (a new SQLite file or an empty PostgreSQL database) or point "
+            "database_url at another one. A database made by a newer version needs that version.",
+            where="database_url",
+        )
