@@ -90,8 +90,8 @@ def empty_default_unquoted(
 
 
 def test_the_migrated_schema_is_the_tables(engine: Engine) -> None:
-    """Autogenerate finds nothing to change: columns, types, server defaults, keys, unique
-    constraints and indexes (partial ones with their condition) are as ``db.metadata`` says."""
+    """Autogenerate finds nothing to change: tables, columns, types, nullability, server
+    defaults, foreign keys, unique constraints and which indexes exist are as the tables say."""
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "compare_server_default": empty_default_unquoted}
@@ -99,7 +99,57 @@ def test_the_migrated_schema_is_the_tables(engine: Engine) -> None:
         assert compare_metadata(context, db.metadata) == []
 
 
+def beside_alembic(conn: Connection, schema: str | None) -> dict[str, object]:
+    """What Alembic's comparison leaves out, as the database gives it back: the names of keys
+    and constraints, and each index's dialect options (a partial index's condition)."""
+    inspector = inspect(conn)
+    found: dict[str, object] = {}
+    for table in db.metadata.tables:
+        key = inspector.get_pk_constraint(table, schema=schema)
+        found[f"{table} primary key"] = (key["name"], key["constrained_columns"])
+        for fk in inspector.get_foreign_keys(table, schema=schema):
+            found[f"{table} foreign key {fk['name']}"] = (
+                fk["constrained_columns"],
+                fk["referred_table"],
+                fk["referred_columns"],
+                fk.get("options"),
+            )
+        for unique in inspector.get_unique_constraints(table, schema=schema):
+            found[f"{table} unique {unique['name']}"] = unique["column_names"]
+        for index in inspector.get_indexes(table, schema=schema):
+            options = index.get("dialect_options", {})
+            found[f"{table} index {index['name']}"] = (
+                index["column_names"],
+                bool(index["unique"]),
+                {option: str(value) for option, value in options.items()},
+            )
+    return found
+
+
+def test_names_and_index_conditions_are_those_of_the_tables(engine: Engine) -> None:
+    """Alembic matches keys and constraints by their columns and indexes by their name, so the
+    rest of the migrated schema is held against what ``create_all`` makes of the tables, in a
+    schema beside it."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("ATTACH DATABASE ':memory:' AS expected")
+        else:
+            conn.exec_driver_sql("CREATE SCHEMA expected")  # rolled back with the connection
+        try:
+            db.metadata.create_all(conn.execution_options(schema_translate_map={None: "expected"}))
+            migrated, expected = beside_alembic(conn, None), beside_alembic(conn, "expected")
+        finally:
+            conn.rollback()
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("DETACH DATABASE expected")
+    assert "paused_until" in str(migrated["subscribers index ix_subscribers_unsendable"])
+    assert migrated["source_states primary key"] == ("pk_source_states", ["location"])
+    assert migrated == expected
+
+
 def test_the_initial_revision_goes_down_and_up(engine: Engine) -> None:
+    """With rows in, the downgrade drops every table in an order the foreign keys allow; the
+    upgrade makes them again, empty."""
     with engine.begin() as conn:
         issue(conn, 1, "sending")
         reader(conn, 1, "Reader 1")
