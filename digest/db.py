@@ -214,17 +214,18 @@ deliveries = Table(
     "deliveries",
     metadata,
     # Keyed by what makes a delivery unique, each reader once per issue, with no surrogate id
-    # (its sequence and index were a third of the cost of recording, migration 0011). No
-    # foreign keys: the ledger alone writes deliveries, from the issue, batch and subscriber
-    # rows it reads in the same transaction, and checking a million keys per send took
-    # PostgreSQL four times as long as writing the rows (see migration 0010).
+    # (its sequence and index were a third of the cost of recording). No foreign keys: the
+    # ledger alone writes deliveries, from the issue, batch and subscriber rows it reads in
+    # the same transaction, and checking a million keys per send took PostgreSQL four times
+    # as long as writing the rows (pre-release migrations 0010-0011, in the git history).
     Column("issue_id", Integer, primary_key=True, autoincrement=False),
     Column("subscriber_id", Integer, primary_key=True, autoincrement=False),
     # NULL while the delivery's state is its batch's (see digest.send.ledger).
     Column("status", String(20)),
     Column("batch_id", Integer),
     # The address and name the issue was recorded for: sending reads them here, in batch
-    # order, instead of looking every recipient up among the subscribers (migration 0013).
+    # order, instead of looking every recipient up among the subscribers (pre-release
+    # migration 0013).
     Column("email", String(320), nullable=False, server_default=""),
     Column("name", String(300), nullable=False, server_default=""),
     Column("message_id", String(300)),
