@@ -14,6 +14,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Boolean,
     Column,
@@ -212,17 +214,18 @@ deliveries = Table(
     "deliveries",
     metadata,
     # Keyed by what makes a delivery unique, each reader once per issue, with no surrogate id
-    # (its sequence and index were a third of the cost of recording, migration 0011). No
-    # foreign keys: the ledger alone writes deliveries, from the issue, batch and subscriber
-    # rows it reads in the same transaction, and checking a million keys per send took
-    # PostgreSQL four times as long as writing the rows (see migration 0010).
+    # (its sequence and index were a third of the cost of recording). No foreign keys: the
+    # ledger alone writes deliveries, from the issue, batch and subscriber rows it reads in
+    # the same transaction, and checking a million keys per send took PostgreSQL four times
+    # as long as writing the rows (pre-release migrations 0010-0011, in the git history).
     Column("issue_id", Integer, primary_key=True, autoincrement=False),
     Column("subscriber_id", Integer, primary_key=True, autoincrement=False),
     # NULL while the delivery's state is its batch's (see digest.send.ledger).
     Column("status", String(20)),
     Column("batch_id", Integer),
     # The address and name the issue was recorded for: sending reads them here, in batch
-    # order, instead of looking every recipient up among the subscribers (migration 0013).
+    # order, instead of looking every recipient up among the subscribers (pre-release
+    # migration 0013).
     Column("email", String(320), nullable=False, server_default=""),
     Column("name", String(300), nullable=False, server_default=""),
     Column("message_id", String(300)),
@@ -316,4 +319,25 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision``; cheap when it is already there."""
-    command.upgrade(alembic_config(engine), revision)
+    config = alembic_config(engine)
+    _refuse_unknown_revision(engine, ScriptDirectory.from_config(config))
+    command.upgrade(config, revision)
+
+
+def _refuse_unknown_revision(engine: Engine, scripts: ScriptDirectory) -> None:
+    """A database stamped with a revision these migrations lack was made before the first
+    release (whose migrations were squashed into one) or by a newer version: Alembic would
+    stop with a traceback, where the user needs to know what to do."""
+    with engine.connect() as conn:
+        stamped = MigrationContext.configure(conn).get_current_heads()
+    known = {script.revision for script in scripts.walk_revisions()}
+    unknown = sorted(set(stamped) - known)
+    if unknown:
+        url = engine.url.render_as_string(hide_password=True)
+        raise DigestError(
+            f"the database {url} has schema revision {', '.join(unknown)}, unknown to this "
+            "version of digest. A database made before the first release cannot be upgraded: "
+            "recreate it (a new SQLite file or an empty PostgreSQL database) or point "
+            "database_url at another one. A database made by a newer version needs that version.",
+            where="database_url",
+        )
