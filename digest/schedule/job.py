@@ -22,6 +22,7 @@ from digest.schedule.gate import Action, gate
 from digest.schedule.slots import is_repeat
 from digest.send import SendReport
 from digest.send.message import compose
+from subscribers.tables import UtcDateTime
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def _latest_slot_with_issue(conn: Connection, digest: str) -> datetime | None:
     found = conn.execute(
         select(func.max(db.issues.c.slot)).where(db.issues.c.digest == digest)
     ).scalar_one()
-    return db.UtcDateTime().process_result_value(found, conn.dialect) if found else None
+    return UtcDateTime().process_result_value(found, conn.dialect) if found else None
 
 
 def _settle_earlier(project: Project, digest: DigestConfig, slot: datetime) -> str:
