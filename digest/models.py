@@ -10,6 +10,14 @@ TopicSet = frozenset[str]
 
 
 @dataclass(frozen=True)
+class Validators:
+    """What a server told us last time, sent back so an unchanged feed costs a 304."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
 class Topic:
     slug: str
     name: str

@@ -39,9 +39,9 @@ from digest.gather import (
     settings_from,
     source_jobs,
 )
-from digest.gather.fetch import FetchLimits, SourceFetcher, Validators, http_client
+from digest.gather.fetch import FetchLimits, SourceFetcher, http_client
 from digest.gather.topics import TopicMapping
-from digest.models import Issue, Post, Topic, TopicSet
+from digest.models import Issue, Post, Topic, TopicSet, Validators
 from digest.personalize import compile_template, token_values
 from digest.plan import LATE_POST_WINDOW, plan_issue
 from digest.render import EmailContext, RenderedIssue, Theme, render_issue

@@ -12,8 +12,7 @@ from sqlalchemy import Connection, Row, func, insert, select, update
 
 from digest import db
 from digest.errors import ApprovalError
-from digest.gather.fetch import Validators
-from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
+from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic, Validators
 
 AnyRow = Row[*tuple[Any, ...]]
 

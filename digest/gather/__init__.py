@@ -18,12 +18,12 @@ from digest import repository
 from digest.config import Config
 from digest.errors import SourceError
 from digest.gather.entry import NormalizeContext, normalize
-from digest.gather.fetch import Fetcher, Validators
+from digest.gather.fetch import Fetcher
 from digest.gather.images import og_image, to_hero
 from digest.gather.sources import read_source
 from digest.gather.topics import TopicMapping
 from digest.gather.urls import absolute_url, canonical_url
-from digest.models import HeroImage, Post, Topic
+from digest.models import HeroImage, Post, Topic, Validators
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from digest import db
 from digest.config import load_config
-from digest.gather.fetch import FetchLimits, SourceFetcher, Validators
+from digest.gather.fetch import FetchLimits, SourceFetcher
+from digest.models import Validators
 from digest.pipeline import Project
 
 FEEDS = Path(__file__).parents[2] / "data" / "sources"
