@@ -18,6 +18,15 @@ class Validators:
 
 
 @dataclass(frozen=True)
+class StoreCounts:
+    """What storing gathered posts did: posts added, changed, and seen before unchanged."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
 class Topic:
     slug: str
     name: str

@@ -183,7 +183,8 @@ class Project:
         client = client or http_client(limits)
         try:
             fetcher = SourceFetcher(client, limits)
-            return gather(self.config, self.engine, fetcher, self.clock(), on_source)
+            store = repository.GatherStore(self.engine)
+            return gather(self.config, store, fetcher, self.clock(), on_source)
         finally:
             if owned:
                 client.close()

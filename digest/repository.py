@@ -8,11 +8,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 
 from digest import db
 from digest.errors import ApprovalError
-from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic, Validators
+from digest.models import (
+    HeroImage,
+    Issue,
+    IssueSection,
+    Post,
+    StoreCounts,
+    StoredPost,
+    Topic,
+    Validators,
+)
 
 AnyRow = Row[*tuple[Any, ...]]
 
@@ -51,13 +60,6 @@ def save_source_state(
     ).rowcount
     if not found:
         conn.execute(insert(db.source_states).values(location=location, **values))
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
 
 
 def store_posts(
@@ -114,6 +116,33 @@ def store_posts(
 
 
 STORE_CHUNK = 500
+
+
+class GatherStore:
+    """:class:`digest.gather.PostStore` on an engine: each call is one transaction, as gather
+    wrote before it was handed a store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def prepare(
+        self, topics: Sequence[Topic], locations: Sequence[str]
+    ) -> tuple[dict[str, int], dict[str, Validators]]:
+        with self.engine.begin() as conn:
+            topic_id = sync_topics(conn, topics)
+            return topic_id, {location: source_validators(conn, location) for location in locations}
+
+    def save_source_state(
+        self, location: str, validators: Validators, now: datetime, error: str | None
+    ) -> None:
+        with self.engine.begin() as conn:
+            save_source_state(conn, location, validators, now, error)
+
+    def store_posts(
+        self, posts: Sequence[Post], topic_id: dict[str, int], now: datetime
+    ) -> StoreCounts:
+        with self.engine.begin() as conn:
+            return store_posts(conn, posts, topic_id, now)
 
 
 def _known_posts(conn: Connection, posts: Sequence[Post]) -> dict[str, AnyRow]:
