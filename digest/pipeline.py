@@ -12,6 +12,7 @@ config here, and nowhere else.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -177,12 +178,13 @@ class Project:
         self,
         client: httpx.Client | None = None,
         on_source: Callable[[SourceOutcome], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> GatherReport:
         limits = fetch_limits(self.config)
         owned = client is None
         client = client or http_client(limits)
         try:
-            fetcher = SourceFetcher(client, limits)
+            fetcher = SourceFetcher(client, limits, sleep)
             store = repository.GatherStore(self.engine)
             return gather(self.config, store, fetcher, self.clock(), on_source)
         finally:
