@@ -28,6 +28,7 @@ from sqlalchemy import (
     event,
     false,
 )
+from sqlalchemy.exc import DatabaseError
 
 from digest.errors import DigestError
 from subscribers import tables as subscriber_tables
@@ -255,5 +256,27 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; cheap when it is already there."""
+    """Bring the schema to ``revision``; cheap when it is already there.
+
+    Every command that needs the database comes here first, so this is where a database that
+    is down, refuses us or is not a database at all becomes one line naming ``database_url``
+    (the migrations' own failures keep their traceback)."""
+    _check_connects(engine)
     command.upgrade(alembic_config(engine), revision)
+
+
+def _check_connects(engine: Engine) -> None:
+    try:
+        engine.connect().close()
+    except DatabaseError as err:
+        url = engine.url.render_as_string(hide_password=True)
+        reason = _first_line(err.orig if err.orig is not None else err)
+        if engine.url.password:
+            reason = reason.replace(str(engine.url.password), "***")
+        raise DigestError(f"cannot open {url}: {reason}", where="database_url") from None
+
+
+def _first_line(error: BaseException) -> str:
+    """The driver's reason without the hints and SQL it adds on further lines."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
