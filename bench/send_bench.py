@@ -40,6 +40,7 @@ from digest.config import load_config
 from digest.personalize import compile_template, token_values
 from digest.render import render_issue
 from digest.scaffold import scaffold
+from subscribers import tables as subscriber_tables
 from subscribers.store import SubscriberStore
 from tests.sendgrid_server import API_KEY
 
@@ -119,9 +120,9 @@ def load_readers(project: Project, readers: int) -> None:
     now = project.clock()
     with project.engine.begin() as conn:
         topic_id = dict(conn.execute(select(db.topics.c.slug, db.topics.c.id)).all())
-        stamp = db.subscribers.c.created_at.type.dialect_impl(conn.dialect).bind_processor(
+        stamp = subscriber_tables.subscribers.c.created_at.type.dialect_impl(
             conn.dialect
-        )
+        ).bind_processor(conn.dialect)
         at = stamp(now) if stamp else now
         postgres = conn.dialect.name == "postgresql"
         raw: Any = conn.connection.driver_connection

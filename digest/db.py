@@ -8,7 +8,6 @@ database calls first.
 
 from __future__ import annotations
 
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Engine,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -32,39 +29,16 @@ from sqlalchemy import (
     create_engine,
     event,
     false,
-    or_,
 )
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.exc import DatabaseError
 
 from digest.errors import DigestError
+from subscribers import tables as subscriber_tables
+from subscribers.tables import UtcDateTime
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-class UtcDateTime(TypeDecorator[Any]):
-    """Stores aware datetimes as UTC and hands them back aware, on SQLite as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Any) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: store aware UTC datetimes only")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Any) -> Any:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+metadata = subscriber_tables.metadata
+"""Every table of the database, the subscriber list's included: the digest's tables below
+join the metadata :mod:`subscribers.tables` defines, so one schema holds both."""
 
 
 topics = Table(
@@ -112,39 +86,6 @@ source_states = Table(
     Column("last_modified", String(100)),
     Column("checked_at", UtcDateTime),
     Column("last_error", Text),
-)
-
-subscribers = Table(
-    "subscribers",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("email", String(320), nullable=False),
-    Column("email_key", String(320), nullable=False, unique=True),
-    Column("name", String(300), nullable=False, server_default=""),
-    Column("status", String(20), nullable=False),
-    Column("source", String(100), nullable=False, server_default=""),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("changed_at", UtcDateTime, nullable=False),
-    Column("confirmed_at", UtcDateTime),
-    Column("unsubscribed_at", UtcDateTime),
-    Column("paused_until", UtcDateTime),
-)
-Index("ix_subscribers_status", subscribers.c.status)
-UNSENDABLE = or_(subscribers.c.status != "active", subscribers.c.paused_until.is_not(None))
-"""Subscribers who may not get email now, or soon will again: the few a send checks its
-recipients against, through the small partial index below, instead of reading every one."""
-Index(
-    "ix_subscribers_unsendable",
-    subscribers.c.id,
-    sqlite_where=UNSENDABLE,
-    postgresql_where=UNSENDABLE,
-)
-
-subscriptions = Table(
-    "subscriptions",
-    metadata,
-    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
-    Column("topic_id", ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True),
 )
 
 issues = Table(
@@ -318,10 +259,32 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; cheap when it is already there."""
+    """Bring the schema to ``revision``; cheap when it is already there.
+
+    Every command that needs the database comes here first, so this is where a database that
+    is down, refuses us or is not a database at all becomes one line naming ``database_url``
+    (the migrations' own failures keep their traceback)."""
+    _check_connects(engine)
     config = alembic_config(engine)
     _refuse_unknown_revision(engine, ScriptDirectory.from_config(config))
     command.upgrade(config, revision)
+
+
+def _check_connects(engine: Engine) -> None:
+    try:
+        engine.connect().close()
+    except DatabaseError as err:
+        url = engine.url.render_as_string(hide_password=True)
+        reason = _first_line(err.orig if err.orig is not None else err)
+        if engine.url.password:
+            reason = reason.replace(str(engine.url.password), "***")
+        raise DigestError(f"cannot open {url}: {reason}", where="database_url") from None
+
+
+def _first_line(error: BaseException) -> str:
+    """The driver's reason without the hints and SQL it adds on further lines."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _refuse_unknown_revision(engine: Engine, scripts: ScriptDirectory) -> None:

@@ -10,6 +10,23 @@ TopicSet = frozenset[str]
 
 
 @dataclass(frozen=True)
+class Validators:
+    """What a server told us last time, sent back so an unchanged feed costs a 304."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """What storing gathered posts did: posts added, changed, and seen before unchanged."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
 class Topic:
     slug: str
     name: str

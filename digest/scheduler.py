@@ -222,9 +222,7 @@ class SchedulerService:
             return run_slot(self.project, digest_slug, slot)
         except Exception as err:
             log.exception("%s: the run of %s failed", digest_slug, slot)
-            log_slot(
-                self.project, digest_slug, slot, "failed", f"{type(err).__name__}: {err}", now
-            )
+            log_slot(self.project, digest_slug, slot, "failed", f"{type(err).__name__}: {err}", now)
             return None
 
     def _on_event(self, event: JobEvent) -> None:

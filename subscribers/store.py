@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 
-from digest import db
+from subscribers import tables
 from subscribers.importer import ImportRow, email_key
 from subscribers.models import Status, Subscriber
 
@@ -67,17 +67,20 @@ class SubscriberStore:
         self.conn = conn
 
     def _topic_ids(self) -> dict[str, int]:
-        return {r.slug: r.id for r in self.conn.execute(select(db.topics.c.slug, db.topics.c.id))}
+        return {
+            r.slug: r.id
+            for r in self.conn.execute(select(tables.topics.c.slug, tables.topics.c.id))
+        }
 
     def get(self, email: str) -> Subscriber | None:
         row = self.conn.execute(
-            select(db.subscribers).where(db.subscribers.c.email_key == email_key(email))
+            select(tables.subscribers).where(tables.subscribers.c.email_key == email_key(email))
         ).first()
         return self._with_topics([row])[0] if row else None
 
     def by_id(self, subscriber_id: int) -> Subscriber | None:
         row = self.conn.execute(
-            select(db.subscribers).where(db.subscribers.c.id == subscriber_id)
+            select(tables.subscribers).where(tables.subscribers.c.id == subscriber_id)
         ).first()
         return self._with_topics([row])[0] if row else None
 
@@ -92,7 +95,7 @@ class SubscriberStore:
         slug_of = {i: slug for slug, i in self._topic_ids().items() if slug in wanted}
         if not slug_of:
             return None
-        s, sub = db.subscribers.c, db.subscriptions.c
+        s, sub = tables.subscribers.c, tables.subscriptions.c
         # On SQLite, status and topic are compared as expressions, not columns, so that it
         # reads the subscriptions in key order, already grouped, and looks each subscriber up
         # by id, instead of walking the status index and probing every topic of every
@@ -105,7 +108,7 @@ class SubscriberStore:
         # One address and name per subscriber: the group is one subscriber's subscriptions.
         addressed = select(sub.subscriber_id, topics, func.min(s.email), func.min(s.name))
         query, addressed = (
-            q.join(db.subscribers, s.id == sub.subscriber_id)
+            q.join(tables.subscribers, s.id == sub.subscriber_id)
             .where(
                 status == Status.ACTIVE.value,
                 or_(s.paused_until.is_(None), s.paused_until <= now),
@@ -123,7 +126,7 @@ class SubscriberStore:
         segmentation = self.segmentation(issue_topics, now)
         if segmentation is None:
             return
-        query = segmentation.query.order_by(db.subscriptions.c.subscriber_id)
+        query = segmentation.query.order_by(tables.subscriptions.c.subscriber_id)
         keys: dict[str, frozenset[str]] = {}
         for subscriber_id, ids in self.conn.execute(query.execution_options(yield_per=10_000)):
             key = keys.get(ids)
@@ -154,8 +157,10 @@ class SubscriberStore:
                 for s in self._with_topics(
                     list(
                         self.conn.execute(
-                            select(db.subscribers).where(
-                                db.subscribers.c.email_key.in_([email_key(r.email) for r in chunk])
+                            select(tables.subscribers).where(
+                                tables.subscribers.c.email_key.in_(
+                                    [email_key(r.email) for r in chunk]
+                                )
                             )
                         )
                     )
@@ -184,8 +189,8 @@ class SubscriberStore:
                 if revive:
                     values |= {"status": Status.ACTIVE.value, "confirmed_at": now}
                 self.conn.execute(
-                    update(db.subscribers)
-                    .where(db.subscribers.c.id == existing.id)
+                    update(tables.subscribers)
+                    .where(tables.subscribers.c.id == existing.id)
                     .values(**values)
                 )
                 self.set_topics(existing.id, row.topics, topic_id)
@@ -200,8 +205,10 @@ class SubscriberStore:
         topic_id: dict[str, int],
     ) -> None:
         inserted = self.conn.execute(
-            insert(db.subscribers).returning(
-                db.subscribers.c.id, db.subscribers.c.email_key, sort_by_parameter_order=True
+            insert(tables.subscribers).returning(
+                tables.subscribers.c.id,
+                tables.subscribers.c.email_key,
+                sort_by_parameter_order=True,
             ),
             [
                 {
@@ -224,7 +231,7 @@ class SubscriberStore:
             for t in sorted(r.topics)
         ]
         if links:
-            self.conn.execute(insert(db.subscriptions), links)
+            self.conn.execute(insert(tables.subscriptions), links)
 
     def add(
         self,
@@ -247,18 +254,20 @@ class SubscriberStore:
     ) -> None:
         topic_id = topic_id or self._topic_ids()
         self.conn.execute(
-            delete(db.subscriptions).where(db.subscriptions.c.subscriber_id == subscriber_id)
+            delete(tables.subscriptions).where(
+                tables.subscriptions.c.subscriber_id == subscriber_id
+            )
         )
         if topics:
             self.conn.execute(
-                insert(db.subscriptions),
+                insert(tables.subscriptions),
                 [{"subscriber_id": subscriber_id, "topic_id": topic_id[t]} for t in sorted(topics)],
             )
 
     def update(self, subscriber_id: int, now: datetime, **values: object) -> None:
         self.conn.execute(
-            update(db.subscribers)
-            .where(db.subscribers.c.id == subscriber_id)
+            update(tables.subscribers)
+            .where(tables.subscribers.c.id == subscriber_id)
             .values(changed_at=now, **values)
         )
 
@@ -289,13 +298,13 @@ class SubscriberStore:
         after = 0
         while True:
             query = (
-                select(db.subscribers)
-                .where(db.subscribers.c.id > after)
-                .order_by(db.subscribers.c.id)
+                select(tables.subscribers)
+                .where(tables.subscribers.c.id > after)
+                .order_by(tables.subscribers.c.id)
                 .limit(chunk_size)
             )
             if status is not None:
-                query = query.where(db.subscribers.c.status == status.value)
+                query = query.where(tables.subscribers.c.status == status.value)
             rows = list(self.conn.execute(query))
             if not rows:
                 return
@@ -305,9 +314,9 @@ class SubscriberStore:
     def topics_of(self, ids: Sequence[int]) -> dict[int, set[str]]:
         topics: dict[int, set[str]] = {i: set() for i in ids}
         query = (
-            select(db.subscriptions.c.subscriber_id, db.topics.c.slug)
-            .join(db.topics, db.topics.c.id == db.subscriptions.c.topic_id)
-            .where(db.subscriptions.c.subscriber_id.in_(ids))
+            select(tables.subscriptions.c.subscriber_id, tables.topics.c.slug)
+            .join(tables.topics, tables.topics.c.id == tables.subscriptions.c.topic_id)
+            .where(tables.subscriptions.c.subscriber_id.in_(ids))
         )
         for sub_id, slug in self.conn.execute(query):
             topics[sub_id].add(slug)
@@ -333,7 +342,9 @@ class SubscriberStore:
             {
                 status: int(count)
                 for status, count in self.conn.execute(
-                    select(db.subscribers.c.status, func.count()).group_by(db.subscribers.c.status)
+                    select(tables.subscribers.c.status, func.count()).group_by(
+                        tables.subscribers.c.status
+                    )
                 )
             }
         )
@@ -341,11 +352,16 @@ class SubscriberStore:
             {
                 slug: int(count)
                 for slug, count in self.conn.execute(
-                    select(db.topics.c.slug, func.count())
-                    .join(db.subscriptions, db.subscriptions.c.topic_id == db.topics.c.id)
-                    .join(db.subscribers, db.subscribers.c.id == db.subscriptions.c.subscriber_id)
-                    .where(db.subscribers.c.status == Status.ACTIVE.value)
-                    .group_by(db.topics.c.slug)
+                    select(tables.topics.c.slug, func.count())
+                    .join(
+                        tables.subscriptions, tables.subscriptions.c.topic_id == tables.topics.c.id
+                    )
+                    .join(
+                        tables.subscribers,
+                        tables.subscribers.c.id == tables.subscriptions.c.subscriber_id,
+                    )
+                    .where(tables.subscribers.c.status == Status.ACTIVE.value)
+                    .group_by(tables.topics.c.slug)
                 )
             }
         )

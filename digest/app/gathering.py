@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 import httpx
 
@@ -19,9 +20,10 @@ from digest.gather import (
     settings_from,
     source_jobs,
 )
-from digest.gather.fetch import SourceFetcher, Validators, http_client
+from digest.gather.fetch import SourceFetcher, http_client
 from digest.gather.topics import TopicMapping
-from digest.models import Post
+from digest.models import Post, StoreCounts, Topic, Validators
+from digest.stores import posts as post_store
 
 
 def gather_sources(
@@ -32,7 +34,37 @@ def gather_sources(
     """Fetch every source and store what is new; a failing source is reported by name and
     the others go on."""
     with project.fetcher(client) as fetcher:
-        return gather(project.config, project.engine, fetcher, project.clock(), on_source)
+        return gather(
+            project.config, _ProjectPostStore(project), fetcher, project.clock(), on_source
+        )
+
+
+class _ProjectPostStore:
+    """What gather keeps, in the project database: one transaction per call, so each source's
+    state is kept as soon as it was read and the posts of all sources in one go at the end."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def prepare(
+        self, topics: Sequence[Topic], locations: Sequence[str]
+    ) -> tuple[dict[str, int], dict[str, Validators]]:
+        with self.project.transaction() as conn:
+            topic_id = post_store.sync_topics(conn, topics)
+            known = {where: post_store.source_validators(conn, where) for where in locations}
+        return topic_id, known
+
+    def save_source_state(
+        self, location: str, validators: Validators, now: datetime, error: str | None
+    ) -> None:
+        with self.project.transaction() as conn:
+            post_store.save_source_state(conn, location, validators, now, error)
+
+    def store_posts(
+        self, posts: Sequence[Post], topic_id: dict[str, int], now: datetime
+    ) -> StoreCounts:
+        with self.project.transaction() as conn:
+            return post_store.store_posts(conn, posts, topic_id, now)
 
 
 def inspect_source(

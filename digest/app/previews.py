@@ -93,9 +93,7 @@ def preview(
         files[key] = path
         sizes[key] = html_bytes(variant.html)
         trimmed[key] = variant.trimmed
-    (target / "archive.html").write_text(
-        archive_html(project, issue, rendered), encoding="utf-8"
-    )
+    (target / "archive.html").write_text(archive_html(project, issue, rendered), encoding="utf-8")
     index = target / "index.html"
     index.write_text(_preview_index(rendered, files, segments, sizes, trimmed), encoding="utf-8")
     return PreviewResult(target, index, files, sizes, trimmed)

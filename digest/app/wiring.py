@@ -170,9 +170,7 @@ class Project:
         if last is not None and last[0] == issue:
             return last[1]
         digest = self.config.digest(issue.digest)
-        rendered = render_issue(
-            issue, self.email_context(digest, issue.number), self.environment()
-        )
+        rendered = render_issue(issue, self.email_context(digest, issue.number), self.environment())
         self._last_rendered = (issue, rendered)
         return rendered
 

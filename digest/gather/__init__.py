@@ -11,19 +11,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy import Engine
-
-from digest.stores import posts as post_store
 from digest.config import Config
 from digest.errors import SourceError
 from digest.gather.entry import NormalizeContext, normalize
-from digest.gather.fetch import Fetcher, Validators
+from digest.gather.fetch import Fetcher
 from digest.gather.images import og_image, to_hero
 from digest.gather.sources import read_source
 from digest.gather.topics import TopicMapping
 from digest.gather.urls import absolute_url, canonical_url
-from digest.models import HeroImage, Post, Topic
+from digest.models import HeroImage, Post, StoreCounts, Topic, Validators
 
 
 @dataclass(frozen=True)
@@ -65,6 +63,25 @@ class GatherReport:
     @property
     def failed(self) -> tuple[SourceOutcome, ...]:
         return tuple(s for s in self.sources if not s.ok)
+
+
+class PostStore(Protocol):
+    """Where gather keeps what it reads (the application keeps it in the project database)."""
+
+    def prepare(
+        self, topics: Sequence[Topic], locations: Sequence[str]
+    ) -> tuple[dict[str, int], dict[str, Validators]]:
+        """Make the configured topics known (slug → id); each source's validators from the
+        last time it was read."""
+        ...
+
+    def save_source_state(
+        self, location: str, validators: Validators, now: datetime, error: str | None
+    ) -> None: ...
+
+    def store_posts(
+        self, posts: Sequence[Post], topic_id: dict[str, int], now: datetime
+    ) -> StoreCounts: ...
 
 
 @dataclass(frozen=True)
@@ -192,16 +209,16 @@ def _with_fallback_image(
 
 def gather(
     config: Config,
-    engine: Engine,
+    store: PostStore,
     fetcher: Fetcher,
     now: datetime,
     on_source: Callable[[SourceOutcome], None] | None = None,
 ) -> GatherReport:
     jobs = source_jobs(config)
     settings = settings_from(config)
-    with engine.begin() as conn:
-        topic_id = post_store.sync_topics(conn, [Topic(t.slug, t.name) for t in config.topics])
-        known = {job.location: post_store.source_validators(conn, job.location) for job in jobs}
+    topic_id, known = store.prepare(
+        [Topic(t.slug, t.name) for t in config.topics], [job.location for job in jobs]
+    )
 
     def run(job: SourceJob) -> tuple[SourceOutcome, list[Post], Validators]:
         return collect(job, fetcher, known[job.location], settings, now)
@@ -212,12 +229,8 @@ def gather(
         for outcome, posts, validators in pool.map(run, jobs):
             outcomes.append(outcome)
             found.extend(posts)
-            with engine.begin() as conn:
-                post_store.save_source_state(
-                    conn, outcome.job.location, validators, now, outcome.error
-                )
+            store.save_source_state(outcome.job.location, validators, now, outcome.error)
             if on_source is not None:
                 on_source(outcome)
-    with engine.begin() as conn:
-        counts = post_store.store_posts(conn, merge_posts(found), topic_id, now)
+    counts = store.store_posts(merge_posts(found), topic_id, now)
     return GatherReport(tuple(outcomes), counts.new, counts.updated, counts.unchanged)

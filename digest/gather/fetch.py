@@ -14,16 +14,9 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from digest.errors import SourceError
+from digest.models import Validators
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class Validators:
-    """What a server told us last time, sent back so an unchanged feed costs a 304."""
-
-    etag: str | None = None
-    last_modified: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ from urllib.parse import urlsplit
 from digest.errors import SourceError
 from digest.gather.entry import RawEntry
 from digest.gather.feed import read_feed
-from digest.gather.fetch import Fetcher, Validators
+from digest.gather.fetch import Fetcher
 from digest.gather.jsonfeed import is_json_feed, read_json_feed
 from digest.gather.markdown import folder_of, read_folder
 from digest.gather.wordpress import is_wordpress_posts, page_url, read_posts, total_pages
+from digest.models import Validators
 
 Kind = Literal["feed", "jsonfeed", "wordpress", "markdown"]
 

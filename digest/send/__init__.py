@@ -27,13 +27,13 @@ from typing import Literal, Protocol
 
 from sqlalchemy import Connection, Engine
 
-from digest.lifecycle import IssueStatus
-from digest.stores.issues import set_issue_status
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
+from digest.lifecycle import IssueStatus
 from digest.render import RenderedIssue
 from digest.send import ledger
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
 from digest.send.message import Envelope
+from digest.stores.issues import set_issue_status
 from subscribers.models import first_name_of
 from subscribers.segments import decode_key, encode_key
 from subscribers.store import SubscriberStore

@@ -473,8 +473,8 @@ def members(conn: Connection, batch_id: int, now: datetime) -> list[Member]:
     name they were recorded for, and whether their subscriber may still get email.
 
     That last check looks each recipient up in a small partial index of the subscribers who
-    may not (``db.UNSENDABLE``): a miss for nearly everyone, instead of reading a thousand
-    subscriber rows per batch. Read through the driver's own cursor: a million rows per
+    may not (``subscribers.tables.UNSENDABLE``): a miss for nearly everyone, instead of reading
+    a thousand subscriber rows per batch. Read through the driver's own cursor: a million rows per
     million recipients, and SQLAlchemy's result rows cost more than the query. On SQLite the
     batch comes back as one JSON array: Python's sqlite3 module releases the GIL for every row
     it steps to, and while other threads are busy each row then waited up to the

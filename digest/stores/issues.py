@@ -18,6 +18,7 @@ from digest.errors import ApprovalError, DigestError
 from digest.lifecycle import Approval, IssueStatus, approval_of, status_after, why_not_editable
 from digest.models import Issue, IssueSection, StoredPost, Topic
 from digest.stores.posts import stored_post, topic_ids
+from subscribers.tables import UtcDateTime
 
 
 def posts_in_issues(conn: Connection, digest: str) -> set[int]:
@@ -405,7 +406,7 @@ def latest_slot_with_issue(conn: Connection, digest: str) -> datetime | None:
     found = conn.execute(
         select(func.max(db.issues.c.slot)).where(db.issues.c.digest == digest)
     ).scalar_one()
-    return db.UtcDateTime().process_result_value(found, conn.dialect) if found else None
+    return UtcDateTime().process_result_value(found, conn.dialect) if found else None
 
 
 def find_issue_row(conn: Connection, issue_id: int) -> IssueRow | None:

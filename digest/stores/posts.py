@@ -4,15 +4,13 @@ store (:mod:`digest.stores.issues`), subscribers theirs (:mod:`subscribers.store
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from digest import db
-from digest.gather.fetch import Validators
-from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
+from digest.models import HeroImage, Post, StoreCounts, StoredPost, Topic, Validators
 
 AnyRow = Row[*tuple[Any, ...]]
 
@@ -51,13 +49,6 @@ def save_source_state(
     ).rowcount
     if not found:
         conn.execute(insert(db.source_states).values(location=location, **values))
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
 
 
 def store_posts(

@@ -12,7 +12,8 @@ from digest import db
 from digest.app import gathering
 from digest.app.wiring import Project
 from digest.config import load_config
-from digest.gather.fetch import FetchLimits, SourceFetcher, Validators
+from digest.gather.fetch import FetchLimits, SourceFetcher
+from digest.models import Validators
 
 FEEDS = Path(__file__).parents[2] / "data" / "sources"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)

@@ -83,7 +83,12 @@ def test_each_misbehaviour_is_reported_by_name_and_the_rest_gathered(
     server: FeedServer, tmp_path: Path
 ) -> None:
     project = Project.open(load_config(write_config(tmp_path, server.base), {}), clock=lambda: NOW)
+    sleeps: list[float] = []
+    project.sleep = sleeps.append
     report = gathering.gather_sources(project)
+    # "error" and "flaky" are retried at once, as their Retry-After: 0 asks; "slow" timed out
+    # and waits 2**0 s before its one retry.
+    assert sorted(sleeps) == [0.0, 0.0, 1.0]
     errors = {s.job.name: s.error or "" for s in report.failed}
     assert set(errors) == {"slow", "huge", "loop", "error", "html", "bomb"}
     assert "timed out" in errors["slow"] or "not complete" in errors["slow"]
@@ -112,9 +117,17 @@ def test_each_misbehaviour_is_reported_by_name_and_the_rest_gathered(
 
 def test_an_unchanged_feed_costs_a_304_and_no_parse(server: FeedServer, tmp_path: Path) -> None:
     project = Project.open(load_config(write_config(tmp_path, server.base), {}), clock=lambda: NOW)
+    first_sleeps: list[float] = []
+    project.sleep = first_sleeps.append
     gathering.gather_sources(project)
     before = len(server.requests)
+    second_sleeps: list[float] = []
+    project.sleep = second_sleeps.append
     second = gathering.gather_sources(project)
+    # Retry-After: 0 from "error" (and from "flaky", the first time this server sees it);
+    # 2**0 s before "slow" is tried again after timing out.
+    assert sorted(first_sleeps) in ([0.0, 1.0], [0.0, 0.0, 1.0])
+    assert sorted(second_sleeps) == [0.0, 1.0]
     good = next(s for s in second.sources if s.job.name == "good")
     assert good.ok and good.not_modified and good.posts == 0
     sent = [headers for path, headers in server.requests[before:] if path == "/feed.xml"]

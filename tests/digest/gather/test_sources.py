@@ -19,8 +19,9 @@ import pytest
 
 from digest.errors import SourceError
 from digest.gather import GatherSettings, SourceJob, collect
-from digest.gather.fetch import Fetched, Validators
+from digest.gather.fetch import Fetched
 from digest.gather.topics import TopicMapping
+from digest.models import Validators
 
 SOURCES = Path(__file__).parents[2] / "data" / "sources"
 NOW = datetime(2026, 11, 20, tzinfo=UTC)

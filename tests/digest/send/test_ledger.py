@@ -18,6 +18,7 @@ from digest import db
 from digest.models import Topic
 from digest.send import ledger, local_worker_alive, worker_id
 from digest.stores import posts as post_store
+from subscribers import tables as subscriber_tables
 from subscribers.models import Status
 from subscribers.segments import encode_key
 from subscribers.store import SubscriberStore
@@ -259,7 +260,7 @@ def test_one_topic_set_written_two_ways_is_still_batched_by_segment(engine: Engi
             for i in range(31)
         ]
         issue_id = issue_being_recorded(conn)
-    s = db.subscribers.c
+    s = subscriber_tables.subscribers.c
     written = case((s.id % 3 == 0, "a,b"), (s.id % 3 == 1, "b,a"), else_="a")
     members = select(s.id, written, s.email, s.name)
     with engine.connect() as conn:
