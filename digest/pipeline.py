@@ -48,12 +48,12 @@ from digest.render import EmailContext, RenderedIssue, Theme, render_issue
 from digest.render.environment import make_environment
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
+from digest.segment import decode_key, segment_members
 from digest.send import AmbiguousPolicy, Links, SendReport, Transport, ledger, send_issue
 from digest.send.message import Envelope, compose, list_id
 from digest.send.outbox import OutboxTransport
 from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
-from subscribers.segments import decode_key
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
@@ -277,7 +277,7 @@ class Project:
             if recorded:
                 sizes = Counter({decode_key(key): n for key, n in recorded.items()})
             else:
-                members = SubscriberStore(conn).segment_members(issue.topic_slugs, self.clock())
+                members = segment_members(conn, issue.topic_slugs, self.clock())
                 sizes = Counter(key for _, key in members)
         order = {slug: i for i, slug in enumerate(issue.topic_slugs)}
         return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], sorted(order[s] for s in kv[0]))))

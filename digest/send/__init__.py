@@ -27,15 +27,14 @@ from typing import Literal, Protocol
 
 from sqlalchemy import Connection, Engine
 
-from digest import repository
+from digest import repository, segment
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
 from digest.render import RenderedIssue
+from digest.segment import decode_key
 from digest.send import ledger
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
 from digest.send.message import Envelope
 from subscribers.models import first_name_of
-from subscribers.segments import decode_key, encode_key
-from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
 AmbiguousPolicy = Literal["skip", "resend"]
@@ -127,14 +126,14 @@ class _Recording:
         try:
             with self.engine.connect() as conn:
                 with conn.begin():
-                    segmentation = SubscriberStore(conn).segmentation(
-                        issue.topic_slugs, self.recorder.clock()
+                    segmentation = segment.segmentation(
+                        conn, issue.topic_slugs, self.recorder.clock()
                     )
                 self.recorded = ledger.record(
                     conn,
                     issue.id,
                     segmentation.addressed if segmentation else None,
-                    lambda topics: encode_key(segmentation.topics(topics)) if segmentation else "",
+                    lambda topics: segmentation.key(topics) if segmentation else "",
                     self.batch_size,
                     self.recorder,
                     proceed=lambda: not self.stopping.is_set(),

@@ -16,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 
 from digest import db, repository
 from digest.models import Topic
+from digest.segment import encode_key, segmentation
 from digest.send import ledger, local_worker_alive, worker_id
 from subscribers.models import Status
-from subscribers.segments import encode_key
 from subscribers.store import SubscriberStore
 
 NOW = datetime(2026, 11, 23, 8, tzinfo=UTC)
@@ -68,12 +68,12 @@ def issue_being_recorded(conn: Connection) -> int:
 def record(engine: Engine, issue_id: int, batch_size: int, **options: Any) -> int:
     with engine.connect() as conn:
         with conn.begin():
-            segmentation = SubscriberStore(conn).segmentation(["data"], NOW)
-        assert segmentation is not None
+            found = segmentation(conn, ["data"], NOW)
+        assert found is not None
         return ledger.record(
             conn,
             issue_id,
-            segmentation.addressed,
+            found.addressed,
             lambda _: "data",
             batch_size,
             RECORDER,
@@ -210,13 +210,13 @@ def test_a_recording_stopped_between_groups_is_finished_by_the_next_worker(
         allowed = iter(range(groups_allowed))
         with engine.connect() as conn:
             with conn.begin():
-                segmentation = SubscriberStore(conn).segmentation(["data", "ai"], NOW)
-            assert segmentation is not None
+                found = segmentation(conn, ["data", "ai"], NOW)
+            assert found is not None
             return ledger.record(
                 conn,
                 issue_id,
-                segmentation.addressed,
-                lambda topics: encode_key(segmentation.topics(topics)),
+                found.addressed,
+                lambda topics: encode_key(found.topics(topics)),
                 4,
                 recorder,
                 group_size=1,  # a group per segment
