@@ -522,18 +522,7 @@ class Project:
 
     def mailer(self) -> Callable[[EmailMessage], None]:
         """Sends one message (a confirmation request) through the configured transport."""
-        transport = self.transport(None)
-        if isinstance(transport, SendGridTransport):
-            return transport.send_message
-        writer = transport
-
-        def send(message: EmailMessage) -> None:
-            assert isinstance(writer, OutboxTransport | SmtpTransport)
-            refused = writer.write([(0, message)])
-            if refused:
-                raise DigestError(f"refused: {next(iter(refused.values()))}", where="mailer")
-
-        return send
+        return self.transport(None).send_message
 
     def signer(self) -> TokenSigner:
         secrets = self.config.secrets

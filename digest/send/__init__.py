@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import Literal, Protocol
 
 from sqlalchemy import Connection, Engine
@@ -45,16 +46,21 @@ RECORDING_POLL_SECONDS = 0.02
 
 
 class Transport(Protocol):
+    """Every method raises a :class:`digest.errors.TransportError` when it hands nothing
+    over: BatchRejected when the provider refused this batch or message (a send goes on with
+    the next batch), DeliveryUnknown when it was handed over without an answer, ProviderDown
+    when nothing more can be sent (a send stops)."""
+
     name: str
     concurrent: bool
     """Whether ``deliver`` may run in several threads at once."""
 
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
-        """Hand the batch over; return the subscriber ids refused, with reasons.
+        """Hand the batch over; return the subscriber ids refused, with reasons."""
+        ...
 
-        Raises BatchRejected when the provider refused this batch (the send goes on with the
-        next), DeliveryUnknown when it was handed over without an answer, TransportError when
-        nothing more can be sent (the send stops)."""
+    def send_message(self, message: EmailMessage) -> None:
+        """Hand one finished message over, outside any issue's ledger."""
         ...
 
 
@@ -470,9 +476,10 @@ class _Sender:
             if isinstance(answer, BatchRejected):
                 answer = {r.subscriber_id: str(answer) for r in prepared.batch.recipients}
             elif isinstance(answer, TransportError):
-                # The provider took nothing (a refused key, a server gone or failing every
-                # try): the send stops, and the batch waits for the next one, not failed for
-                # good. Batches the pool started before the stop was seen end here too.
+                # ProviderDown: the provider took nothing (a refused key, a server gone or
+                # failing every try): the send stops, and the batch waits for the next one,
+                # not failed for good. Batches the pool started before the stop was seen end
+                # here too.
                 not_taken.append(batch_id)
                 self.stop = self.stop or answer
                 continue

@@ -46,6 +46,9 @@ class FlakyTransport:
         self.delivered.extend(r.email for r in batch.recipients)
         return {}
 
+    def send_message(self, message: EmailMessage) -> None:
+        raise AssertionError("an issue's send hands over batches, never single messages")
+
 
 def project_with(tmp_path: Path, clock: FixedClock, sending: str = "", tables: str = "") -> Project:
     config_path = scaffold(tmp_path / "site")
