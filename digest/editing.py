@@ -17,7 +17,7 @@ from sqlalchemy import Connection, func, select, update
 from digest import db, repository
 from digest.errors import DigestError
 from digest.events import issue_counts
-from digest.send import ledger
+from digest.send import reporting
 
 DELIVERY_FIGURES = ("submitted", "failed", "ambiguous")
 EVENT_FIGURES = {
@@ -185,7 +185,7 @@ def last_sent(conn: Connection, digest: str) -> repository.IssueRow | None:
 
 
 def figures(conn: Connection, issue_id: int) -> Figures:
-    deliveries = ledger.counts(conn, issue_id)
+    deliveries = reporting.counts(conn, issue_id)
     events = issue_counts(conn, issue_id)
     counts = {name: deliveries.get(name, 0) for name in DELIVERY_FIGURES}
     for name, kinds in EVENT_FIGURES.items():

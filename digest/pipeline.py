@@ -49,7 +49,7 @@ from digest.render.environment import make_environment
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
 from digest.segment import decode_key, segment_members
-from digest.send import AmbiguousPolicy, Links, SendReport, Transport, ledger, send_issue
+from digest.send import AmbiguousPolicy, Links, SendReport, Transport, reporting, send_issue
 from digest.send.message import Envelope, compose, list_id
 from digest.send.outbox import OutboxTransport
 from digest.send.sendgrid import SendGridOptions, SendGridTransport
@@ -273,7 +273,7 @@ class Project:
         """Readers per segment, largest first: as recorded for sending once the issue is
         being sent (cheap, and what it goes out to), else as the subscribers stand now."""
         with self.engine.connect() as conn:
-            recorded = ledger.segment_sizes(conn, issue.id) if issue.id is not None else {}
+            recorded = reporting.segment_sizes(conn, issue.id) if issue.id is not None else {}
             if recorded:
                 sizes = Counter({decode_key(key): n for key, n in recorded.items()})
             else:

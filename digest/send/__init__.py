@@ -32,8 +32,9 @@ from digest import repository, segment
 from digest.errors import BatchRejected, DeliveryUnknown, TransportError
 from digest.render import RenderedIssue
 from digest.segment import decode_key
-from digest.send import ledger
+from digest.send import leases, recording, reporting
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
+from digest.send.ledger import AMBIGUOUS
 from digest.send.message import Envelope
 from subscribers.models import first_name_of
 from subscribers.tokens import TokenSigner
@@ -106,7 +107,7 @@ def local_worker_alive(worker: str) -> bool:
 
 
 class _Recording:
-    """This worker's recording of an issue (:func:`ledger.record`), in a thread of its own:
+    """This worker's recording of an issue (:func:`recording.record`), in a thread of its own:
     sending starts with the first group of batches while the next ones are written."""
 
     def __init__(
@@ -114,7 +115,7 @@ class _Recording:
         engine: Engine,
         rendered: RenderedIssue,
         batch_size: int,
-        recorder: ledger.Recorder,
+        recorder: recording.Recorder,
     ) -> None:
         self.engine = engine
         self.rendered = rendered
@@ -135,7 +136,7 @@ class _Recording:
                     segmentation = segment.segmentation(
                         conn, issue.topic_slugs, self.recorder.clock()
                     )
-                self.recorded = ledger.record(
+                self.recorded = recording.record(
                     conn,
                     issue.id,
                     segmentation.addressed if segmentation else None,
@@ -166,13 +167,13 @@ class _Leased:
     """A batch this worker holds, with its variant (compiled by the leasing thread, which
     keeps the few compiled last)."""
 
-    claimed: ledger.Claimed
+    claimed: leases.Claimed
     variant: CompiledVariant
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    claimed: ledger.Claimed
+    claimed: leases.Claimed
     batch: OutgoingBatch
     skipped: dict[int, str]
     """subscriber id → why it is not sent (no longer active)"""
@@ -207,31 +208,31 @@ def send_issue(
     issue_id = rendered.issue.id
     assert issue_id is not None
     worker = worker_id()
-    recorder = ledger.Recorder(worker, clock, lease)
+    recorder = recording.Recorder(worker, clock, lease)
     with engine.begin() as conn:
-        ledger.expire(conn, issue_id, clock(), alive)
-        ambiguous = ledger.counts(conn, issue_id)[ledger.AMBIGUOUS]
+        leases.expire(conn, issue_id, clock(), alive)
+        ambiguous = reporting.counts(conn, issue_id)[AMBIGUOUS]
         if ambiguous_policy == "resend":
-            ledger.requeue_ambiguous(conn, issue_id, clock())
-        records = ledger.take_recording(conn, issue_id, recorder, alive)
+            leases.requeue_ambiguous(conn, issue_id, clock())
+        records = recording.take_recording(conn, issue_id, recorder, alive)
     with _young_objects_only():
-        recording = _Recording(engine, rendered, batch_size, recorder) if records else None
+        own_recording = _Recording(engine, rendered, batch_size, recorder) if records else None
         sender = _Sender(
-            engine, rendered, envelope, links, clock, lease, on_batch, worker, recording, alive
+            engine, rendered, envelope, links, clock, lease, on_batch, worker, own_recording, alive
         )
         sender.ambiguous = ambiguous
         try:
             sender.run(transport, max(1, in_flight if transport.concurrent else 1))
         except BaseException:
-            if recording is not None:
+            if own_recording is not None:
                 with contextlib.suppress(Exception):
-                    recording.result(stop=True)
+                    own_recording.result(stop=True)
             raise
-        recorded = recording.result() if recording is not None else 0
+        recorded = own_recording.result() if own_recording is not None else 0
 
     with engine.begin() as conn:
-        remaining = ledger.open_batches(conn, issue_id)
-        finished = not remaining and ledger.recorded(conn, issue_id)
+        remaining = reporting.open_batches(conn, issue_id)
+        finished = not remaining and recording.recorded(conn, issue_id)
         if finished:
             repository.set_issue_status(conn, issue_id, repository.ISSUE_SENT, clock())
     return SendReport(
@@ -373,12 +374,12 @@ class _Sender:
                             self.record_outcomes(conn, [(leased, future)])
                     except BaseException:  # the first error is re-raised below
                         with self.engine.begin() as conn:
-                            ledger.mark_unknown(
+                            leases.mark_unknown(
                                 conn, leased.claimed.id, "send interrupted", self.clock()
                             )
                 self.give_back(never_sent)
                 with self.engine.begin() as conn:
-                    ledger.release(
+                    leases.release(
                         conn, self.issue_id, self.worker, "send interrupted", self.clock()
                     )
                 raise
@@ -394,9 +395,9 @@ class _Sender:
             if want <= 0:
                 return [], False
             now = self.clock()
-            recording = self.recording_open(conn, now)
-            claimed = ledger.claim(conn, self.issue_id, want, self.worker, now, now + self.lease)
-        return [_Leased(c, self.variant(c.segment)) for c in claimed], recording
+            still_recording = self.recording_open(conn, now)
+            claimed = leases.claim(conn, self.issue_id, want, self.worker, now, now + self.lease)
+        return [_Leased(c, self.variant(c.segment)) for c in claimed], still_recording
 
     def recording_open(self, conn: Connection, now: datetime) -> bool:
         if self.recording_ended:
@@ -404,7 +405,7 @@ class _Sender:
         if self.recording is not None:
             still = self.recording.running()
         else:
-            still = ledger.recording_open(conn, self.issue_id, now, self.alive)
+            still = recording.recording_open(conn, self.issue_id, now, self.alive)
         self.recording_ended = not still
         return still
 
@@ -412,7 +413,7 @@ class _Sender:
         if leased:
             with self.engine.begin() as conn:
                 ids = [batch.claimed.id for batch in leased]
-                ledger.unclaim(conn, ids, self.worker, self.clock())
+                leases.unclaim(conn, ids, self.worker, self.clock())
 
     def variant(self, segment: str) -> CompiledVariant:
         compiled = self.compiled.pop(segment, None)
@@ -432,7 +433,7 @@ class _Sender:
         batch_id = leased.claimed.id
         # One query, no transaction around it (no BEGIN and ROLLBACK round trips).
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            members = ledger.members(conn, batch_id, self.clock())
+            members = leases.members(conn, batch_id, self.clock())
         prepared = self.prepare(leased, members)
         if not prepared.batch.recipients:
             return prepared, {}
@@ -441,7 +442,7 @@ class _Sender:
         except TransportError as err:
             return prepared, err
 
-    def prepare(self, leased: _Leased, members: list[ledger.Member]) -> _Prepared:
+    def prepare(self, leased: _Leased, members: list[leases.Member]) -> _Prepared:
         issue = self.rendered.issue
         now = self.clock()
         active = [m for m in members if m.active]
@@ -471,7 +472,7 @@ class _Sender:
             batch_id = leased.claimed.id
             prepared, answer = future.result()
             if isinstance(answer, DeliveryUnknown):
-                self.ambiguous += ledger.mark_unknown(conn, batch_id, str(answer), now)
+                self.ambiguous += leases.mark_unknown(conn, batch_id, str(answer), now)
                 continue
             if isinstance(answer, BatchRejected):
                 answer = {r.subscriber_id: str(answer) for r in prepared.batch.recipients}
@@ -484,10 +485,10 @@ class _Sender:
                 self.stop = self.stop or answer
                 continue
             accepted.append((prepared, {**prepared.skipped, **answer}))
-        ledger.unclaim(conn, not_taken, self.worker, now)
+        leases.unclaim(conn, not_taken, self.worker, now)
         if not accepted:
             return
-        submitted = ledger.settle(conn, [(p.claimed, failures) for p, failures in accepted], now)
+        submitted = leases.settle(conn, [(p.claimed, failures) for p, failures in accepted], now)
         for (prepared, failures), ok in zip(accepted, submitted, strict=True):
             self.submitted += ok
             self.failed += len(failures)

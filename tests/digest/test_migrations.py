@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine, column, insert, inspect, text
 from sqlalchemy import table as sql_table
 
 from digest import db
-from digest.send import ledger
+from digest.send import recording, reporting
 
 WHEN = datetime(2026, 11, 16, 7, tzinfo=UTC)
 
@@ -102,8 +102,8 @@ def test_0010_lets_deliveries_follow_their_batch_and_back(engine: Engine) -> Non
     db.upgrade(engine)
     assert inspect(engine).get_foreign_keys("deliveries") == []
     with engine.begin() as conn:
-        assert ledger.counts(conn, 1) == {"ambiguous": 2, "failed": 1}
-        assert ledger.ambiguities(conn, 1) == 3  # every delivery of the batch, as an upper bound
+        assert reporting.counts(conn, 1) == {"ambiguous": 2, "failed": 1}
+        assert reporting.ambiguities(conn, 1) == 3  # every delivery of the batch, as an upper bound
         conn.execute(text("UPDATE send_batches SET status = 'submitting'"))
     command.downgrade(db.alembic_config(engine), "0009")
     with engine.connect() as conn:
@@ -157,7 +157,7 @@ def test_0012_marks_issues_already_sending_or_sent_as_recorded_and_back(engine: 
         batch(conn, 7, 2, 1, "pending")
     db.upgrade(engine)
     with engine.connect() as conn:
-        assert [ledger.recorded(conn, n) for n in (1, 2, 3)] == [True, True, False]
+        assert [recording.recorded(conn, n) for n in (1, 2, 3)] == [True, True, False]
     command.downgrade(db.alembic_config(engine), "0011")
     assert "recorded_at" not in {c["name"] for c in inspect(engine).get_columns("issues")}
     with engine.connect() as conn:
