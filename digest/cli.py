@@ -33,7 +33,7 @@ from digest.passwords import check_new_password, hash_password
 from digest.pipeline import Planned, PreviewResult, Project, inspect_source
 from digest.render.size import html_bytes
 from digest.scaffold import scaffold
-from digest.send import AmbiguousPolicy, SendReport
+from digest.send.worker import AmbiguousPolicy, SendReport
 from subscribers.exporter import records, write_csv, write_jsonl
 from subscribers.importer import (
     ParsedFile,

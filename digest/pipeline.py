@@ -49,11 +49,14 @@ from digest.render.environment import make_environment
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
 from digest.segment import decode_key, segment_members
-from digest.send import AmbiguousPolicy, Links, SendReport, Transport, reporting, send_issue
+from digest.send import reporting
 from digest.send.message import Envelope, compose, list_id
 from digest.send.outbox import OutboxTransport
+from digest.send.sender import Links
 from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
+from digest.send.transport import Transport
+from digest.send.worker import AmbiguousPolicy, SendReport, send_issue
 from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 

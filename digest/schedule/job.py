@@ -20,8 +20,8 @@ from digest.errors import DigestError
 from digest.pipeline import Planned, Project
 from digest.schedule.gate import Action, gate
 from digest.schedule.slots import is_repeat
-from digest.send import SendReport
 from digest.send.message import compose
+from digest.send.worker import SendReport
 
 log = logging.getLogger(__name__)
 

@@ -171,28 +171,13 @@ def _place(
         f"{place}, subscriber_id INTEGER NOT NULL, topics TEXT NOT NULL, "
         "email TEXT NOT NULL, name TEXT NOT NULL",
     )
-    m = members.subquery()
-    subscriber_id, topics, email, name = m.c
-    unrecorded = select(subscriber_id, topics, email, name)
-    if conn.execute(select(_D.issue_id).where(_D.issue_id == issue_id).limit(1)).first():
-        # Finishing a recording left unfinished: who has a delivery keeps it.
-        unrecorded = unrecorded.where(
-            ~select(_D.subscriber_id)
-            .where(_D.issue_id == issue_id, _D.subscriber_id == subscriber_id)
-            .exists()
-        )
-    p = _RECORDING_PLACED.c
     conn.execute(
         insert(_RECORDING_PLACED).from_select(
             ["subscriber_id", "topics", "email", "name"],
-            # Bytewise on PostgreSQL too: the order only has to keep equal topics together,
-            # and the database's own collation sorted a tenth slower (much more, elsewhere).
-            unrecorded.order_by(
-                topics.collate("C") if postgres else topics,
-                subscriber_id,
-            ),
+            _unrecorded(conn, issue_id, members, postgres),
         )
     )
+    p = _RECORDING_PLACED.c
     runs = conn.execute(
         select(p.topics, func.min(p.place), func.max(p.place), func.count()).group_by(p.topics)
     ).all()
@@ -210,6 +195,25 @@ def _place(
         ],
         batch_size,
     )
+
+
+def _unrecorded(
+    conn: Connection, issue_id: int, members: Select[int, str, str, str], postgres: bool
+) -> Select[int, str, str, str]:
+    """The members without a delivery yet, in (topics, subscriber) order."""
+    m = members.subquery()
+    subscriber_id, topics, email, name = m.c
+    unrecorded = select(subscriber_id, topics, email, name)
+    if conn.execute(select(_D.issue_id).where(_D.issue_id == issue_id).limit(1)).first():
+        # Finishing a recording left unfinished: who has a delivery keeps it.
+        unrecorded = unrecorded.where(
+            ~select(_D.subscriber_id)
+            .where(_D.issue_id == issue_id, _D.subscriber_id == subscriber_id)
+            .exists()
+        )
+    # Bytewise on PostgreSQL too: the order only has to keep equal topics together, and the
+    # database's own collation sorted a tenth slower (much more, elsewhere).
+    return unrecorded.order_by(topics.collate("C") if postgres else topics, subscriber_id)
 
 
 def _groups(planned: list[tuple[str, int, int]], limit: int) -> list[list[tuple[str, int, int]]]:

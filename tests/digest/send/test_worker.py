@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 
-from digest.send import local_worker_alive, worker_id
+from digest.send.worker import local_worker_alive, worker_id
 
 
 def test_worker_liveness_is_known_for_local_processes_only() -> None:
