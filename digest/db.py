@@ -112,7 +112,7 @@ issues = Table(
 """``slot``: the scheduled instant the issue was made for (NULL when made by hand); one issue
 per (digest, slot). ``approval``: the editor gate (see :mod:`digest.lifecycle`).
 ``recorded_at``: when its deliveries were all recorded (recording goes a group of segments at
-a time, see :func:`digest.send.ledger.record`); ``recorder`` records it, under a lease until
+a time, see :func:`digest.send.recording.record`); ``recorder`` records it, under a lease until
 ``recorder_until``."""
 
 issue_posts = Table(

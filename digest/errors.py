@@ -32,7 +32,12 @@ class SecretMissing(DigestError):
 
 
 class TransportError(DigestError):
-    """A transport cannot hand messages over at all (wrong key, server gone): the send stops."""
+    """A transport did not hand something over; which of its kinds says what the send does."""
+
+
+class ProviderDown(TransportError):
+    """A transport cannot hand messages over at all (wrong key, server gone, failing every
+    try): nothing more can be sent, so the send stops."""
 
 
 class DeliveryUnknown(TransportError):
@@ -41,7 +46,8 @@ class DeliveryUnknown(TransportError):
 
 
 class BatchRejected(TransportError):
-    """The provider refused one batch (a 400 or 413, with its reason); the send goes on."""
+    """The provider refused one batch (a 400 or 413, with its reason) or one message; the send
+    goes on."""
 
 
 class ApprovalError(DigestError):

@@ -4,25 +4,13 @@ large list never sits in memory at once and an import of 10,000 rows is a few st
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Row,
-    Select,
-    String,
-    cast,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from subscribers import tables
 from subscribers.importer import ImportRow, email_key
@@ -40,20 +28,6 @@ class UpsertSummary:
     reactivated: int = 0
     suppressed: tuple[str, ...] = ()
     """Addresses left alone because they unsubscribed, bounced or complained."""
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """Who gets an issue: ``query`` selects (subscriber id, the ids of their topics in the
-    issue, comma-separated in no particular order); :meth:`topics` reads such a list."""
-
-    query: Select[int, str]
-    slug_of: Mapping[int, str]
-    addressed: Select[int, str, str, str]
-    """``query`` with each subscriber's address and name too (for recording deliveries)."""
-
-    def topics(self, ids: str) -> frozenset[str]:
-        return frozenset(self.slug_of[int(i)] for i in ids.split(","))
 
 
 def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
@@ -83,56 +57,6 @@ class SubscriberStore:
             select(tables.subscribers).where(tables.subscribers.c.id == subscriber_id)
         ).first()
         return self._with_topics([row])[0] if row else None
-
-    def segmentation(self, issue_topics: Iterable[str], now: datetime) -> Segmentation | None:
-        """Who gets an issue, as a query for the database to run (None: no topic of the
-        issue is known here, so nobody does).
-
-        The rule of :func:`subscribers.segments.segment_key` (active, not paused, at least
-        one topic with news), in SQL: a send segments a million readers, and reading each one
-        into Python cost more than the rest of recording."""
-        wanted = frozenset(issue_topics)
-        slug_of = {i: slug for slug, i in self._topic_ids().items() if slug in wanted}
-        if not slug_of:
-            return None
-        s, sub = tables.subscribers.c, tables.subscriptions.c
-        # On SQLite, status and topic are compared as expressions, not columns, so that it
-        # reads the subscriptions in key order, already grouped, and looks each subscriber up
-        # by id, instead of walking the status index and probing every topic of every
-        # subscriber (1.4 s instead of 4 s for a million). PostgreSQL merge-joins the two
-        # tables as they are, and the expressions would only blind its estimates.
-        sqlite = self.conn.dialect.name == "sqlite"
-        status = s.status.concat("") if sqlite else s.status
-        topic = sub.topic_id + 0 if sqlite else sub.topic_id
-        topics = func.aggregate_strings(cast(sub.topic_id, String), ",")
-        # One address and name per subscriber: the group is one subscriber's subscriptions.
-        addressed = select(sub.subscriber_id, topics, func.min(s.email), func.min(s.name))
-        query, addressed = (
-            q.join(tables.subscribers, s.id == sub.subscriber_id)
-            .where(
-                status == Status.ACTIVE.value,
-                or_(s.paused_until.is_(None), s.paused_until <= now),
-                topic.in_(list(slug_of)),
-            )
-            .group_by(sub.subscriber_id)
-            for q in (select(sub.subscriber_id, topics), addressed)
-        )
-        return Segmentation(query, slug_of, addressed)
-
-    def segment_members(
-        self, issue_topics: Iterable[str], now: datetime
-    ) -> Iterator[tuple[int, frozenset[str]]]:
-        """(id, topics in this issue) of every subscriber who gets the issue, by id."""
-        segmentation = self.segmentation(issue_topics, now)
-        if segmentation is None:
-            return
-        query = segmentation.query.order_by(tables.subscriptions.c.subscriber_id)
-        keys: dict[str, frozenset[str]] = {}
-        for subscriber_id, ids in self.conn.execute(query.execution_options(yield_per=10_000)):
-            key = keys.get(ids)
-            if key is None:
-                key = keys[ids] = segmentation.topics(ids)
-            yield subscriber_id, key
 
     def upsert(
         self,

@@ -39,7 +39,7 @@ def test_wheel_ships_templates_and_example_site(wheel: Path) -> None:
     assert "digest/templates/email/partials/card.mjml.j2" in names
     assert "digest/example_site/digest.toml" in names
     assert "digest/migrations/versions/0001_initial_schema.py" in names
-    assert "subscribers/segments.py" in names
+    assert "subscribers/store.py" in names
 
 
 def test_installed_wheel_renders_from_outside_the_repo(wheel: Path, tmp_path: Path) -> None:

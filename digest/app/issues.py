@@ -19,10 +19,9 @@ from digest.events import issue_counts
 from digest.lifecycle import EDITOR_DECISIONS, Approval, why_no_decision
 from digest.models import Issue, TopicSet
 from digest.plan import LATE_POST_WINDOW, plan_issue
-from digest.send import ledger
+from digest.segment import decode_key, segment_members
+from digest.send import reporting
 from digest.stores import issues, posts
-from subscribers.segments import decode_key
-from subscribers.store import SubscriberStore
 
 DELIVERY_FIGURES = ("submitted", "failed", "ambiguous")
 EVENT_FIGURES = {
@@ -146,11 +145,11 @@ def segments(project: Project, issue: Issue) -> dict[TopicSet, int]:
     """Readers per segment, largest first: as recorded for sending once the issue is
     being sent (cheap, and what it goes out to), else as the subscribers stand now."""
     with project.reading() as conn:
-        recorded = ledger.segment_sizes(conn, issue.id) if issue.id is not None else {}
+        recorded = reporting.segment_sizes(conn, issue.id) if issue.id is not None else {}
         if recorded:
             sizes = Counter({decode_key(key): n for key, n in recorded.items()})
         else:
-            members = SubscriberStore(conn).segment_members(issue.topic_slugs, project.clock())
+            members = segment_members(conn, issue.topic_slugs, project.clock())
             sizes = Counter(key for _, key in members)
     order = {slug: i for i, slug in enumerate(issue.topic_slugs)}
     return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], sorted(order[s] for s in kv[0]))))
@@ -190,7 +189,7 @@ def edit(project: Project, issue_id: int, action: str, post_id: int, topic: str)
 
 def figures(conn: Connection, issue_id: int) -> Figures:
     """The issue's figures on an open connection (pages read several issues' at once)."""
-    deliveries = ledger.counts(conn, issue_id)
+    deliveries = reporting.counts(conn, issue_id)
     events = issue_counts(conn, issue_id)
     counts = {name: deliveries.get(name, 0) for name in DELIVERY_FIGURES}
     for name, kinds in EVENT_FIGURES.items():

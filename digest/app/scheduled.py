@@ -23,8 +23,8 @@ from digest.errors import DigestError
 from digest.lifecycle import Approval, IssueStatus
 from digest.schedule.gate import Action, gate
 from digest.schedule.slots import is_repeat
-from digest.send import SendReport
 from digest.send.message import compose
+from digest.send.worker import SendReport
 from digest.stores import issues
 from digest.stores.issues import IssueRow, ScheduleLogRow
 

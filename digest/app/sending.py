@@ -17,9 +17,11 @@ from digest.errors import ApprovalError
 from digest.gather import GatherReport
 from digest.lifecycle import Approval, needs_force
 from digest.models import Issue
-from digest.send import AmbiguousPolicy, Links, SendReport, Transport, send_issue
 from digest.send.message import Envelope, list_id
 from digest.send.outbox import OutboxTransport
+from digest.send.sender import Links
+from digest.send.transport import Transport
+from digest.send.worker import AmbiguousPolicy, SendReport, send_issue
 from digest.stores import issues
 
 

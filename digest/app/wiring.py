@@ -19,16 +19,16 @@ from sqlalchemy import Connection, Engine
 
 from digest import db
 from digest.config import SENDGRID_KEY_ENV, Config, DigestConfig
-from digest.errors import DigestError, SecretMissing
+from digest.errors import SecretMissing
 from digest.gather.fetch import FetchLimits, SourceFetcher, http_client
 from digest.models import Issue, Topic
 from digest.render import EmailContext, RenderedIssue, Theme, render_issue
 from digest.render.environment import make_environment
 from digest.schedule.lock import SchedulerLock, acquire_lock, scheduler_running
-from digest.send import Transport
 from digest.send.outbox import OutboxTransport
 from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
+from digest.send.transport import Transport
 from digest.stores import posts
 from subscribers.tokens import TokenSigner
 
@@ -211,18 +211,7 @@ class Project:
     def mailer(self) -> Mailer:
         """Sends one message (a confirmation request, an approval request) through the
         configured transport."""
-        transport = self.transport(None)
-        if isinstance(transport, SendGridTransport):
-            return transport.send_message
-        writer = transport
-
-        def send(message: EmailMessage) -> None:
-            assert isinstance(writer, OutboxTransport | SmtpTransport)
-            refused = writer.write([(0, message)])
-            if refused:
-                raise DigestError(f"refused: {next(iter(refused.values()))}", where="mailer")
-
-        return send
+        return self.transport(None).send_message
 
     def signer(self) -> TokenSigner:
         secrets = self.config.secrets

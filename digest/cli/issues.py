@@ -21,7 +21,7 @@ from digest.cli.gather import gather_with_progress
 from digest.cli.options import ConfigOption, DigestOption, open_project
 from digest.cli.output import err, out
 from digest.render.size import html_bytes
-from digest.send import AmbiguousPolicy, SendReport
+from digest.send.worker import AmbiguousPolicy, SendReport
 
 
 def plan(config: ConfigOption = None, digest: DigestOption = None) -> None:

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
-from digest.errors import TransportError
+from digest.errors import ProviderDown
 from digest.send.batch import OutgoingBatch, messages
 
 
@@ -39,8 +39,11 @@ class OutboxTransport:
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
         return self.write(list(messages(batch, self.clock())))
 
+    def send_message(self, message: EmailMessage) -> None:
+        self.write([(0, message)])
+
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
-        """Write each (subscriber id, message); raises TransportError if the disk refuses."""
+        """Write each (subscriber id, message); raises ProviderDown if the disk refuses."""
         folder = self.folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +57,7 @@ class OutboxTransport:
                 temporary.write_bytes(message.as_bytes(policy=SMTP))
                 temporary.replace(target)
         except OSError as err:
-            raise TransportError(
+            raise ProviderDown(
                 f"cannot write to {folder}: {err.strerror}", where="outbox"
             ) from None
         return {}

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 from sendgrid import SendGridAPIClient
 
-from digest.errors import BatchRejected, DeliveryUnknown, TransportError
+from digest.errors import BatchRejected, DeliveryUnknown, ProviderDown
 from digest.personalize import recipient_values
 from digest.send.batch import OutgoingBatch, Recipient
 from digest.send.message import list_unsubscribe_template
@@ -242,7 +242,7 @@ class SendGridTransport:
             except _NotAnswered as err:
                 # Refused, reset or closed before answering: nothing was accepted; retry.
                 if attempt == self.retries:
-                    raise TransportError(
+                    raise ProviderDown(
                         f"network error after {attempt + 1} tries: {err}", where=where
                     ) from None
                 self.sleep(_backoff(attempt, None))
@@ -251,7 +251,7 @@ class SendGridTransport:
                 return
             reason = _error_text(answer)
             if status in (401, 403):
-                raise TransportError(
+                raise ProviderDown(
                     f"HTTP {status}: the API key was refused ({reason}); check "
                     "SENDGRID_API_KEY and its Mail Send permission",
                     where=where,
@@ -259,7 +259,7 @@ class SendGridTransport:
             if status != 429 and status < 500:
                 raise BatchRejected(f"HTTP {status}: {reason}", where=where)
             if attempt == self.retries:
-                raise TransportError(
+                raise ProviderDown(
                     f"HTTP {status} after {attempt + 1} tries: {reason}", where=where
                 )
             self.sleep(_backoff(attempt, _seconds(retry_after)))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from digest.config import SmtpConfig
-from digest.errors import TransportError
+from digest.errors import BatchRejected, ProviderDown
 from digest.send.batch import OutgoingBatch, messages
 
 
@@ -42,6 +42,13 @@ class SmtpTransport:
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
         return self.write(list(messages(batch, self.clock())))
 
+    def send_message(self, message: EmailMessage) -> None:
+        """One message (a confirmation request): a recipient the server refuses is a
+        BatchRejected, with its reason."""
+        refused = self.write([(0, message)])
+        if refused:
+            raise BatchRejected(f"refused: {next(iter(refused.values()))}", where="mailer")
+
     def _open(self) -> smtplib.SMTP:
         connection = self._connect()
         if self.settings.username:
@@ -72,7 +79,7 @@ class SmtpTransport:
                             raise
                         connection = self._open()
         except (smtplib.SMTPException, OSError) as err:
-            raise TransportError(str(err) or type(err).__name__, where=where) from None
+            raise ProviderDown(str(err) or type(err).__name__, where=where) from None
         finally:
             if connection is not None:
                 with contextlib.suppress(smtplib.SMTPException, OSError):

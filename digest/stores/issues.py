@@ -48,7 +48,7 @@ class IssueRow:
     approval_at: datetime | None = None
     approval_note: str | None = None
     recorded_at: datetime | None = None
-    """When every delivery was recorded (see the send stage's recording)."""
+    """When every delivery was recorded (see :func:`digest.send.recording.record`)."""
     recorder: str | None = None
     recorder_until: datetime | None = None
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -11,7 +10,6 @@ from digest.models import Topic
 from digest.stores import posts as post_store
 from subscribers.importer import ImportRow
 from subscribers.models import Status
-from subscribers.segments import assign
 from subscribers.store import SubscriberStore
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -64,32 +62,3 @@ def test_iterate_streams_in_chunks_in_id_order(engine: Engine) -> None:
     assert len(active) == 24
     assert per_status == {"active": 24, "bounced": 1}
     assert per_topic == {"backend": 24}
-
-
-def test_segment_members_follow_the_segment_rule(engine: Engine) -> None:
-    """The database's segmentation (what a send records) agrees with the pure rule in
-    subscribers.segments for active, paused, pending and suppressed readers."""
-    topics = ["backend", "data", "ai", "web"]
-    rng = random.Random(5)
-    with engine.begin() as conn:
-        post_store.sync_topics(conn, [Topic(t, t.title()) for t in topics])
-        store = SubscriberStore(conn)
-        store.upsert(
-            [
-                ImportRow(i, f"r{i}@example.com", f"R {i}", frozenset(rng.sample(topics, k)))
-                for i, k in enumerate(rng.choices([0, 1, 2, 3], k=300))
-            ],
-            NOW,
-            "test",
-        )
-        everyone = list(store.iterate())
-        for person in rng.sample(everyone, 60):
-            store.set_status_of(person.id, rng.choice(list(Status)), NOW)
-        for person in rng.sample(everyone, 40):
-            later = NOW + timedelta(days=rng.choice([-3, 3]))
-            store.update(person.id, NOW, paused_until=later)
-        issue_topics = ("backend", "data", "ai")
-        expected = {s.id: key for s, key in assign(store.iterate(), issue_topics, NOW)}
-        found = dict(store.segment_members(issue_topics, NOW))
-    assert found == expected
-    assert 100 < len(found) < 300  # the population mixes every case

@@ -18,7 +18,7 @@ from digest.app import gathering, sending
 from digest.app import issues as issue_cases
 from digest.app.wiring import Project
 from digest.config import load_config
-from digest.send import ledger
+from digest.send import ledger, reporting
 from subscribers.importer import ImportRow
 from subscribers.store import SubscriberStore
 from tests.conftest import DEMO_NOW
@@ -102,8 +102,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, policy: str) -> N
         latest = issue_cases.latest(project)
         assert latest is not None and latest.id is not None
         issue_id = latest.id
-        counts = ledger.counts(conn, issue_id)
-        found_ambiguous = ledger.ambiguities(conn, issue_id)
+        counts = reporting.counts(conn, issue_id)
+        found_ambiguous = reporting.ambiguities(conn, issue_id)
     duplicates = sum(n - 1 for n in server.received.values())
     assert sum(counts.values()) == 2_000
     assert found_ambiguous > 0, "no kill landed while a batch was in flight"
@@ -156,4 +156,4 @@ def test_two_workers_share_an_issue(tmp_path: Path, database: str) -> None:
     assert all(n > 0 for n in sent), f"both workers should have sent batches: {sent}"
     with project.engine.connect() as conn:
         # A worker joining never took over the other's leased batches.
-        assert ledger.ambiguities(conn, planned.issue.id or 0) == 0
+        assert reporting.ambiguities(conn, planned.issue.id or 0) == 0

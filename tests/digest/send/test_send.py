@@ -18,7 +18,7 @@ from digest.app import gathering, sending
 from digest.app.wiring import Project
 from digest.config import load_config
 from digest.scaffold import scaffold
-from digest.send import ledger
+from digest.send import ledger, reporting
 from digest.send.batch import OutgoingBatch
 from subscribers.importer import parse_csv, topic_resolver
 from subscribers.store import SubscriberStore
@@ -46,6 +46,9 @@ class FlakyTransport:
             raise Crash
         self.delivered.extend(r.email for r in batch.recipients)
         return {}
+
+    def send_message(self, message: EmailMessage) -> None:
+        raise AssertionError("an issue's send hands over batches, never single messages")
 
 
 def project_with(tmp_path: Path, clock: FixedClock, sending: str = "", tables: str = "") -> Project:
@@ -85,7 +88,7 @@ def test_a_crash_mid_send_resumes_and_in_flight_rows_follow_the_policy(
     assert len(everyone) == 29 - (0 if resent else lost)
     assert not set(crashing.delivered) & set(finishing.delivered)
     with project.engine.connect() as conn:
-        counts = ledger.counts(conn, report.issue_id)
+        counts = reporting.counts(conn, report.issue_id)
     expected = (
         {ledger.SUBMITTED: 29} if resent else {ledger.SUBMITTED: 29 - lost, ledger.AMBIGUOUS: lost}
     )

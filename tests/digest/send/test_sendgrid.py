@@ -18,7 +18,7 @@ from digest.app import previews, sending
 from digest.app.wiring import Project
 from digest.errors import TransportError
 from digest.personalize import compile_template, recipient_values, unfilled_tokens
-from digest.send import ledger
+from digest.send import ledger, reporting
 from digest.send.batch import Recipient
 from digest.send.sendgrid import payload_problems, personal_parts_fit
 from subscribers.tokens import Purpose
@@ -127,7 +127,7 @@ def test_a_timeout_makes_the_batch_ambiguous_not_duplicated(
     assert report is not None and report.ambiguous > 0
     assert report.submitted + report.ambiguous == 29
     with project.engine.connect() as conn:
-        assert ledger.counts(conn, report.issue_id)[ledger.AMBIGUOUS] == report.ambiguous
+        assert reporting.counts(conn, report.issue_id)[ledger.AMBIGUOUS] == report.ambiguous
     # The slow batch was accepted after all: retrying it would have mailed those readers twice.
     deadline = time.monotonic() + 5
     while sum(server.received.values()) < 29 and time.monotonic() < deadline:

@@ -1,0 +1,350 @@
+"""The sender: one worker's part of a send, from leasing batches to recording what became of
+them.
+
+The leasing thread only talks to the database: each transaction records the outcomes of
+every batch finished so far and leases the next few, kept in reserve so that a finished
+request is followed by the next at once. The threads that hand batches over read their
+recipients (on a connection of their own), prepare and send them: reading a batch's
+subscribers is the database's slowest part of a send, and done by the leasing thread it
+made that thread the bottleneck.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine
+
+from digest.errors import BatchRejected, DeliveryUnknown, TransportError
+from digest.render import RenderedIssue
+from digest.segment import decode_key
+from digest.send import leases, recording
+from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
+from digest.send.message import Envelope
+from digest.send.transport import Transport
+from subscribers.models import first_name_of
+from subscribers.tokens import TokenSigner
+
+COMPILED_KEPT = 8
+RECORDING_POLL_SECONDS = 0.02
+"""How soon a worker that found nothing to lease looks again while the issue is recorded."""
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where links lead, and the signed token that makes them personal (the URLs themselves
+    are bound into the variant once, see :func:`digest.personalize.bind_links`)."""
+
+    public_url: str
+    signer: TokenSigner
+
+
+class OwnRecording(Protocol):
+    """This worker's own recording of the issue, going on beside the sender."""
+
+    def running(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Leased:
+    """A batch this worker holds, with its variant (compiled by the leasing thread, which
+    keeps the few compiled last)."""
+
+    claimed: leases.Claimed
+    variant: CompiledVariant
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    claimed: leases.Claimed
+    batch: OutgoingBatch
+    skipped: dict[int, str]
+    """subscriber id → why it is not sent (no longer active)"""
+
+    @property
+    def size(self) -> int:
+        return len(self.batch.recipients) + len(self.skipped)
+
+
+_Handed = tuple[_Prepared, "Mapping[int, str] | TransportError"]
+"""A batch as it was handed over, and the answer: the refused recipients, or the error."""
+
+Outcome = tuple[_Leased, "Future[_Handed]"]
+
+
+class _Flight:
+    """The batches between their lease and the record of their outcome, and when to lease
+    more."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.running: dict[Future[_Handed], _Leased] = {}
+        """Handed to the pool as soon as leased: under way, or queued behind ``threads`` others
+        (the reserve). The pool goes on with the queue while the leasing thread waits for the
+        database, as it does on SQLite while a recording group holds the one write lock."""
+        self.finished: list[Outcome] = []
+        """Answered; their outcomes go into the next transaction."""
+        self.drained = False
+        """No batch was left to lease at the last look, and none can come."""
+        self.look_again = 0.0
+        """While the issue is being recorded and nothing was left to lease: not before then."""
+
+    def wanted(self, stopped: bool) -> int:
+        """Batches to lease now: a request per thread, and as many again in reserve."""
+        return 0 if self.drained or stopped else 2 * self.threads - len(self.running)
+
+    def waiting(self) -> bool:
+        """Too soon to look for more batches (the issue is still being recorded)."""
+        return time.monotonic() < self.look_again
+
+    def until_look_again(self) -> float:
+        return max(0.0, self.look_again - time.monotonic())
+
+    def transaction_due(self, want: int, waiting: bool) -> bool:
+        """A transaction when half the requests have finished, or half the reserve is gone,
+        or nothing else can happen."""
+        finished, running, threads = self.finished, self.running, self.threads
+        queued = max(0, len(running) - threads)
+        return bool(finished and (len(finished) * 2 >= threads or not running)) or bool(
+            want and not waiting and queued * 2 <= threads
+        )
+
+    def add(
+        self,
+        more: list[_Leased],
+        want: int,
+        still_recording: bool,
+        submit: Callable[[_Leased], Future[_Handed]],
+    ) -> None:
+        """Hand the batches just leased to the pool. Fewer than ``want`` means none are left,
+        or, while the issue is being recorded, none yet: look again soon."""
+        if len(more) < want:
+            if still_recording:
+                self.look_again = time.monotonic() + RECORDING_POLL_SECONDS
+            else:
+                self.drained = True
+        for leased in more:
+            self.running[submit(leased)] = leased
+
+    def wait_for_answers(self, waiting: bool) -> None:
+        """Until a request finishes, or (while waiting to look again) that time comes."""
+        timeout = self.until_look_again() if waiting else None
+        done, _ = wait(self.running, timeout=timeout, return_when=FIRST_COMPLETED)
+        self.finished += [(self.running.pop(future), future) for future in done]
+
+    def cancel_queued(self) -> list[_Leased]:
+        """Take the batches the pool has not started out of ``running``: never handed over."""
+        cancelled = [future for future in self.running if future.cancel()]
+        return [self.running.pop(future) for future in cancelled]
+
+
+class Sender:
+    """One worker's part of a send: lease batches, hand them over, record what happened."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rendered: RenderedIssue,
+        envelope: Envelope,
+        links: Links,
+        clock: Callable[[], datetime],
+        lease: timedelta,
+        on_batch: Callable[[int], None] | None,
+        worker: str,
+        own_recording: OwnRecording | None,
+        alive: Callable[[str], bool],
+    ) -> None:
+        self.engine = engine
+        self.rendered = rendered
+        self.envelope = envelope
+        self.links = links
+        self.clock = clock
+        self.lease = lease
+        self.on_batch = on_batch
+        self.worker = worker
+        self.own_recording = own_recording
+        """This worker's own recording of the issue, when it records it."""
+        self.alive = alive
+        self.recording_ended = False
+        """The issue's recording was seen ended: no more batches will come."""
+        self.compiled: dict[str, CompiledVariant] = {}
+        self.submitted = self.failed = self.ambiguous = 0
+        self.per_segment: Counter[str] = Counter()
+        self.stop: TransportError | None = None
+        """What stopped the send (ProviderDown): raised by :meth:`run` once it has wound up."""
+
+    @property
+    def issue_id(self) -> int:
+        assert self.rendered.issue.id is not None
+        return self.rendered.issue.id
+
+    def run(self, transport: Transport, threads: int) -> None:
+        """Send every batch this worker can lease, with ``threads`` requests under way."""
+        flight = _Flight(threads)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send") as pool:
+
+            def submit(leased: _Leased) -> Future[_Handed]:
+                return pool.submit(self.hand_over, transport, leased)
+
+            try:
+                while self.turn(flight, submit):
+                    pass
+            except BaseException:
+                self.wind_up(flight)
+                raise
+        if self.stop is not None:
+            raise self.stop
+
+    def turn(self, flight: _Flight, submit: Callable[[_Leased], Future[_Handed]]) -> bool:
+        """One turn of the loop: a transaction (record outcomes, lease more), or a wait for
+        answers or for batches still being recorded. False when nothing is left to do."""
+        if self.stop is not None:
+            self.give_back(flight.cancel_queued())
+        want = flight.wanted(stopped=self.stop is not None)
+        waiting = flight.waiting()
+        if flight.transaction_due(want, waiting):
+            more, still_recording = self.step(flight.finished, want)
+            flight.finished = []
+            flight.add(more, want, still_recording, submit)
+            return True
+        if not flight.running:
+            if want and waiting:
+                time.sleep(flight.until_look_again())
+                return True
+            return False
+        flight.wait_for_answers(waiting)
+        return True
+
+    def wind_up(self, flight: _Flight) -> None:
+        """After a bug or Ctrl-C: batches never handed over go back to pending; the requests
+        under way finish, then what is known is recorded (a batch whose outcome cannot be
+        recorded has an unknown fate)."""
+        never_sent = flight.cancel_queued()
+        wait(flight.running)
+        finished = flight.finished + [(leased, future) for future, leased in flight.running.items()]
+        for leased, future in finished:
+            try:
+                with self.engine.begin() as conn:
+                    self.record_outcomes(conn, [(leased, future)])
+            except BaseException:  # the first error is re-raised by run
+                with self.engine.begin() as conn:
+                    leases.mark_unknown(conn, leased.claimed.id, "send interrupted", self.clock())
+        self.give_back(never_sent)
+        with self.engine.begin() as conn:
+            leases.release(conn, self.issue_id, self.worker, "send interrupted", self.clock())
+
+    def step(self, finished: list[Outcome], want: int) -> tuple[list[_Leased], bool]:
+        """One transaction: record the finished batches, lease up to ``want`` more. Also
+        says whether the issue was still being recorded before leasing (when it was, batches
+        may come after a short lease; when not, a short lease means none are left)."""
+        with self.engine.begin() as conn:
+            self.record_outcomes(conn, finished)
+            if want <= 0:
+                return [], False
+            now = self.clock()
+            still_recording = self.recording_open(conn, now)
+            claimed = leases.claim(conn, self.issue_id, want, self.worker, now, now + self.lease)
+        return [_Leased(c, self.variant(c.segment)) for c in claimed], still_recording
+
+    def recording_open(self, conn: Connection, now: datetime) -> bool:
+        if self.recording_ended:
+            return False
+        if self.own_recording is not None:
+            still = self.own_recording.running()
+        else:
+            still = recording.recording_open(conn, self.issue_id, now, self.alive)
+        self.recording_ended = not still
+        return still
+
+    def give_back(self, leased: list[_Leased]) -> None:
+        if leased:
+            with self.engine.begin() as conn:
+                ids = [batch.claimed.id for batch in leased]
+                leases.unclaim(conn, ids, self.worker, self.clock())
+
+    def variant(self, segment: str) -> CompiledVariant:
+        compiled = self.compiled.pop(segment, None)
+        if compiled is None:
+            compiled = CompiledVariant.of(
+                self.rendered.variant(decode_key(segment)), self.links.public_url
+            )
+        # Batches of a segment are leased one after the other: keeping the last few compiled
+        # variants is enough, and keeps a send of hundreds of variants small in memory.
+        self.compiled[segment] = compiled
+        while len(self.compiled) > COMPILED_KEPT:
+            del self.compiled[next(iter(self.compiled))]
+        return compiled
+
+    def hand_over(self, transport: Transport, leased: _Leased) -> _Handed:
+        """In a sending thread: read the batch's recipients, prepare it, hand it over."""
+        batch_id = leased.claimed.id
+        # One query, no transaction around it (no BEGIN and ROLLBACK round trips).
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            members = leases.members(conn, batch_id, self.clock())
+        prepared = self.prepare(leased, members)
+        if not prepared.batch.recipients:
+            return prepared, {}
+        try:
+            return prepared, transport.deliver(prepared.batch)
+        except TransportError as err:
+            return prepared, err
+
+    def prepare(self, leased: _Leased, members: list[leases.Member]) -> _Prepared:
+        issue = self.rendered.issue
+        now = self.clock()
+        active = [m for m in members if m.active]
+        skipped = {m.subscriber_id: "no longer active" for m in members if not m.active}
+        tokens = self.links.signer.manage_tokens([m.subscriber_id for m in active], now)
+        recipients = tuple(
+            Recipient(id_, email, name, first_name_of(name) or "there", token)
+            for (id_, email, name, _), token in zip(active, tokens, strict=True)
+        )
+        batch = OutgoingBatch(
+            self.issue_id,
+            issue.digest,
+            issue.number,
+            self.envelope,
+            leased.variant,
+            recipients,
+            self.links.public_url,
+        )
+        return _Prepared(leased.claimed, batch, skipped)
+
+    def record_outcomes(self, conn: Connection, finished: list[Outcome]) -> None:
+        """What became of each finished batch; the accepted ones settle together."""
+        accepted: list[tuple[_Prepared, dict[int, str]]] = []
+        not_taken: list[int] = []
+        now = self.clock()
+        for leased, future in finished:
+            batch_id = leased.claimed.id
+            prepared, answer = future.result()
+            if isinstance(answer, DeliveryUnknown):
+                self.ambiguous += leases.mark_unknown(conn, batch_id, str(answer), now)
+                continue
+            if isinstance(answer, BatchRejected):
+                answer = {r.subscriber_id: str(answer) for r in prepared.batch.recipients}
+            elif isinstance(answer, TransportError):
+                # ProviderDown: the provider took nothing (a refused key, a server gone or
+                # failing every try): the send stops, and the batch waits for the next one,
+                # not failed for good. Batches the pool started before the stop was seen end
+                # here too.
+                not_taken.append(batch_id)
+                self.stop = self.stop or answer
+                continue
+            accepted.append((prepared, {**prepared.skipped, **answer}))
+        leases.unclaim(conn, not_taken, self.worker, now)
+        if not accepted:
+            return
+        submitted = leases.settle(conn, [(p.claimed, failures) for p, failures in accepted], now)
+        for (prepared, failures), ok in zip(accepted, submitted, strict=True):
+            self.submitted += ok
+            self.failed += len(failures)
+            self.per_segment[prepared.claimed.segment] += ok
+            if self.on_batch is not None:
+                self.on_batch(prepared.size)
