@@ -1,0 +1,83 @@
+"""The subscriber use cases the CLI calls, on SQLite and PostgreSQL: read a file, import it,
+export, add, unsubscribe, list and count."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from digest.app import subscribers
+from digest.app.wiring import Project
+from digest.config import Config
+from digest.errors import DigestError
+from subscribers.models import Status
+from tests.conftest import FixedClock
+
+
+@pytest.fixture
+def project(example_config: Config, clock: FixedClock, engine: Engine) -> Project:
+    return Project.open(example_config, clock=clock, engine=engine)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_file_is_read_by_its_suffix_and_its_bad_rows_kept_as_problems(
+    project: Project, tmp_path: Path
+) -> None:
+    csv = write(tmp_path / "a.csv", "email,name,topics\nA@example.com,A,Frontend\nbroken,B,data\n")
+    parsed = subscribers.read_file(project, csv)
+    assert [(r.email, r.topics) for r in parsed.rows] == [
+        ("A@example.com", frozenset({"frontend"}))
+    ]
+    assert [p.line for p in parsed.problems] == [3]
+    jsonl = write(tmp_path / "b.jsonl", json.dumps({"email": "b@example.com", "topics": ["data"]}))
+    assert [r.email for r in subscribers.read_file(project, jsonl).rows] == ["b@example.com"]
+    with pytest.raises(DigestError, match="no such file"):
+        subscribers.read_file(project, tmp_path / "missing.csv")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("email,name,topics\nc@example.com,Zoë,data\n".encode("latin-1"))
+    with pytest.raises(DigestError, match="not UTF-8 text"):
+        subscribers.read_file(project, latin)
+
+
+def test_import_dry_run_changes_nothing_and_export_round_trips(
+    project: Project, tmp_path: Path
+) -> None:
+    csv = write(tmp_path / "a.csv", "email,name,topics\na@example.com,A,Frontend;Data\n")
+    parsed = subscribers.read_file(project, csv)
+    assert subscribers.import_file(project, parsed, str(csv), dry_run=True).added == 1
+    assert subscribers.listing(project, None, None) == []
+    assert subscribers.import_file(project, parsed, str(csv), dry_run=False).added == 1
+    exported = tmp_path / "out.csv"
+    assert subscribers.export(project, exported) == 1
+    again = subscribers.read_file(project, exported)
+    assert subscribers.import_file(project, again, str(exported), dry_run=False).unchanged == 1
+
+
+def test_add_unsubscribe_list_and_stats(project: Project) -> None:
+    added = subscribers.add(project, "New@Example.com", "New", "Frontend|data")
+    assert (added.email, added.topics) == ("New@example.com", frozenset({"frontend", "data"}))
+    with pytest.raises(DigestError, match="is already a subscriber"):
+        subscribers.add(project, "new@example.com", "", "frontend")
+    with pytest.raises(DigestError, match=r"unknown topic\(s\) Cooking; known: backend"):
+        subscribers.add(project, "other@example.com", "", "Cooking")
+    with pytest.raises(DigestError, match="none given"):
+        subscribers.add(project, "other@example.com", "", " ; ")
+    with pytest.raises(DigestError, match="must have an @-sign"):
+        subscribers.add(project, "nobody", "", "data")
+    subscribers.add(project, "second@example.com", "", "security")
+    assert [s.email for s in subscribers.listing(project, None, "data")] == ["New@example.com"]
+    assert subscribers.unsubscribe(project, "new@example.com").status is Status.UNSUBSCRIBED
+    with pytest.raises(DigestError, match="is not a subscriber"):
+        subscribers.unsubscribe(project, "nobody@example.com")
+    unsubscribed = subscribers.listing(project, Status.UNSUBSCRIBED, None)
+    assert [s.email for s in unsubscribed] == ["New@example.com"]
+    per_status, per_topic = subscribers.stats(project)
+    assert per_status == {"active": 1, "unsubscribed": 1}
+    assert per_topic == {"security": 1}
