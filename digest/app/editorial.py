@@ -24,11 +24,12 @@ from digest.render import RenderedIssue
 from digest.render.features import load_unsupported
 from digest.render.preflight import Report, preflight
 from digest.schedule import cron_trigger
-from digest.stores import issues
+from digest.stores import issue_posts, issues
 from digest.stores.editors import Editor as Editor  # the web face names a logged-in editor
 from digest.stores.editors import EditorStore, authenticate
 from digest.stores.editors import editor_key as editor_key  # failed logins count per account
-from digest.stores.issues import Entry, IssueRow, ScheduleLogRow
+from digest.stores.issue_posts import Entry
+from digest.stores.issues import IssueRow, ScheduleLogRow
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
 
@@ -182,7 +183,7 @@ class Editorial:
                 upcoming = issues.unfinished_issue(conn, digest.slug)
                 posts = 0
                 if upcoming is not None:
-                    posts = len({e.post_id for e in issues.entries(conn, upcoming.id)})
+                    posts = len({e.post_id for e in issue_posts.entries(conn, upcoming.id)})
                 last = issues.last_sent(conn, digest.slug)
                 cards.append(
                     DigestCard(
@@ -284,7 +285,7 @@ class Editorial:
             row = issues.issue_row(conn, issue_id)
             digest = project.config.digest(row.digest)
             issue = issues.load_issue(conn, issue_id, project.topics(digest))
-            entries = issues.entries(conn, issue_id)
+            entries = issue_posts.entries(conn, issue_id)
             upcoming = issues.unfinished_issue(conn, digest.slug)
             issue_figures = figures(conn, issue_id)
         topics = [

@@ -21,7 +21,7 @@ from digest.models import Issue, TopicSet
 from digest.plan import LATE_POST_WINDOW, plan_issue
 from digest.segment import decode_key, segment_members
 from digest.send import reporting
-from digest.stores import issues, posts
+from digest.stores import issue_posts, issues, posts
 
 DELIVERY_FIGURES = ("submitted", "failed", "ambiguous")
 EVENT_FIGURES = {
@@ -180,9 +180,9 @@ def edit(project: Project, issue_id: int, action: str, post_id: int, topic: str)
     """Leave a post out of a planned issue, take it back, or move it up or down its topic."""
     with project.transaction() as conn:
         if action in ("exclude", "include"):
-            issues.set_excluded(conn, issue_id, post_id, action == "exclude")
+            issue_posts.set_excluded(conn, issue_id, post_id, action == "exclude")
         elif action in ("up", "down"):
-            issues.move(conn, issue_id, topic, post_id, -1 if action == "up" else 1)
+            issue_posts.move(conn, issue_id, topic, post_id, -1 if action == "up" else 1)
         else:
             raise DigestError(f"unknown action {action!r}")
 

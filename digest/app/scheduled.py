@@ -65,24 +65,32 @@ def run_slot(project: Project, digest_slug: str, slot: datetime) -> SlotOutcome:
     return outcome
 
 
-def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOutcome:
-    def outcome(kind: str, detail: str, row: IssueRow | None = None) -> SlotOutcome:
-        return SlotOutcome(
-            digest.slug, slot, kind, detail, row.id if row else None, row.number if row else None
-        )
+def _outcome(
+    digest: DigestConfig, slot: datetime, kind: str, detail: str, row: IssueRow | None = None
+) -> SlotOutcome:
+    return SlotOutcome(
+        digest.slug, slot, kind, detail, row.id if row else None, row.number if row else None
+    )
 
+
+def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOutcome:
     if is_repeat(slot, digest.zone):
         local = slot.astimezone(digest.zone)
-        return outcome(
-            "nothing", f"{local:%H:%M} happened twice (clocks went back); this is the repeat"
+        return _outcome(
+            digest,
+            slot,
+            "nothing",
+            f"{local:%H:%M} happened twice (clocks went back); this is the repeat",
         )
     with project.reading() as conn:
         mine = issues.issue_for_slot(conn, digest.slug, slot)
         later = issues.latest_slot_with_issue(conn, digest.slug)
     if mine is not None and IssueStatus(mine.status).finished:
-        return outcome("nothing", f"issue {mine.number} of this slot was {mine.status} already")
+        detail = f"issue {mine.number} of this slot was {mine.status} already"
+        return _outcome(digest, slot, "nothing", detail)
     if mine is None and later is not None and later > slot:
-        return outcome("nothing", f"a later slot ({later:%Y-%m-%d %H:%M} UTC) has its issue")
+        detail = f"a later slot ({later:%Y-%m-%d %H:%M} UTC) has its issue"
+        return _outcome(digest, slot, "nothing", detail)
     resumed = _settle_earlier(project, digest, slot)
     if mine is None:
         gathered = gather_sources(project)
@@ -91,15 +99,26 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
             log.warning("%s: sources failed: %s", digest.slug, failed)
     planned = issue_cases.plan(project, digest.slug, slot=slot)
     if planned is None:
-        return outcome("nothing", "nothing new since the last issue" + resumed)
+        return _outcome(digest, slot, "nothing", "nothing new since the last issue" + resumed)
     assert planned.issue.id is not None
     with project.transaction() as conn:
         row = issues.issue_row(conn, planned.issue.id)
         if row.slot is None and issues.attach_slot(conn, row.id, slot):
             row = issues.issue_row(conn, row.id)  # made by hand: now this slot's issue
-    now = project.clock()
+    return _act(project, digest, slot, planned, row, resumed)
+
+
+def _act(
+    project: Project,
+    digest: DigestConfig,
+    slot: datetime,
+    planned: issue_cases.Planned,
+    row: IssueRow,
+    resumed: str,
+) -> SlotOutcome:
+    """Do what the approval gate says for this slot's issue."""
     deadline = row.slot or slot
-    action = gate(digest.approval, row.approval, now, deadline, digest.approval_lead)
+    action = gate(digest.approval, row.approval, project.clock(), deadline, digest.approval_lead)
     number = row.number
     if action is Action.SEND:
         report = deliver(project, planned)
@@ -108,43 +127,32 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
             detail += f", {report.ambiguous} ambiguous (not re-sent)"
         if not report.finished:
             detail += " (unfinished: the next run resumes it)"
-        result = outcome("ran", detail + resumed, row)
+        result = _outcome(digest, slot, "ran", detail + resumed, row)
         return SlotOutcome(**{**result.__dict__, "report": report})
     if action is Action.NOTIFY:
         return _notify(project, digest, planned, deadline, row)
     if action is Action.WAIT:
         local = deadline.astimezone(digest.zone)
         why = "approval" if row.approval == Approval.PENDING else "its slot"
-        return outcome(
-            "waiting", f"issue {number} waits for {why} (until {local:%a %H:%M %Z})", row
-        )
+        detail = f"issue {number} waits for {why} (until {local:%a %H:%M %Z})"
+        return _outcome(digest, slot, "waiting", detail, row)
     if action is Action.SKIP:
         if row.approval != Approval.SKIPPED:
             asked = row.approval == Approval.PENDING
             note = "not approved by its slot" + ("" if asked else " (no editor was asked in time)")
             with project.transaction() as conn:
                 issues.set_approval(conn, row.id, Approval.SKIPPED, None, project.clock(), note)
-        return outcome(
-            "skipped",
-            f"issue {number} was not approved by its slot; its posts go into the next",
-            row,
-        )
+        detail = f"issue {number} was not approved by its slot; its posts go into the next"
+        return _outcome(digest, slot, "skipped", detail, row)
     if row.approval != Approval.HELD:
+        note = f"approval policy {digest.approval!r}: an editor sends it"
         with project.transaction() as conn:
-            issues.set_approval(
-                conn,
-                row.id,
-                Approval.HELD,
-                None,
-                project.clock(),
-                f"approval policy {digest.approval!r}: an editor sends it",
-            )
-    return outcome(
-        "held",
+            issues.set_approval(conn, row.id, Approval.HELD, None, project.clock(), note)
+    detail = (
         f"issue {number} is held: an editor sends it (approve it in the editor app, "
-        "or `digest send --force`)",
-        row,
+        "or `digest send --force`)"
     )
+    return _outcome(digest, slot, "held", detail, row)
 
 
 def _settle_earlier(project: Project, digest: DigestConfig, slot: datetime) -> str:

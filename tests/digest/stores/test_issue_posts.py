@@ -14,6 +14,7 @@ from digest.errors import DigestError
 from digest.events import apply_events
 from digest.lifecycle import why_not_editable
 from digest.models import Issue
+from digest.stores import issue_posts
 from digest.stores import issues as issue_store
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
@@ -44,17 +45,17 @@ def test_a_left_out_post_is_gone_from_the_issue_and_its_email(project: Project) 
     assert issue.id is not None
     first = issue.section("backend").posts[0]
     with project.engine.begin() as conn:
-        issue_store.set_excluded(conn, issue.id, first.id, True)
+        issue_posts.set_excluded(conn, issue.id, first.id, True)
     edited = issue_cases.load(project, issue.id)
     assert first.post.title not in titles(edited, "backend")
     html = project.render(edited).variant(frozenset({"backend"})).html
     assert first.post.title not in html
     assert titles(edited, "backend") == titles(issue, "backend")[1:]
     with project.engine.connect() as conn:
-        shown = [e for e in issue_store.entries(conn, issue.id) if e.post_id == first.id]
+        shown = [e for e in issue_posts.entries(conn, issue.id) if e.post_id == first.id]
     assert shown and all(e.excluded for e in shown)  # still listed for the editor
     with project.engine.begin() as conn:
-        issue_store.set_excluded(conn, issue.id, first.id, False)
+        issue_posts.set_excluded(conn, issue.id, first.id, False)
     assert titles(issue_cases.load(project, issue.id), "backend") == titles(issue, "backend")
 
 
@@ -63,9 +64,9 @@ def test_a_topic_whose_posts_are_all_left_out_leaves_the_issue(project: Project)
     assert issue.id is not None
     with project.engine.begin() as conn:
         for post in issue.section("security").posts if "security" in issue.topic_slugs else ():
-            issue_store.set_excluded(conn, issue.id, post.id, True)
+            issue_posts.set_excluded(conn, issue.id, post.id, True)
         for post in issue.section("frontend").posts:
-            issue_store.set_excluded(conn, issue.id, post.id, True)
+            issue_posts.set_excluded(conn, issue.id, post.id, True)
     edited = issue_cases.load(project, issue.id)
     assert "frontend" not in edited.topic_slugs and "backend" in edited.topic_slugs
 
@@ -76,20 +77,20 @@ def test_reordering_moves_a_post_within_its_topic(project: Project) -> None:
     before = titles(issue, "backend")
     last = issue.section("backend").posts[-1]
     with project.engine.begin() as conn:
-        issue_store.move(conn, issue.id, "backend", last.id, -1)
+        issue_posts.move(conn, issue.id, "backend", last.id, -1)
     assert titles(issue_cases.load(project, issue.id), "backend") == [
         *before[:-2],
         before[-1],
         before[-2],
     ]
     with project.engine.begin() as conn:
-        issue_store.move(conn, issue.id, "backend", last.id, -100)  # clamped to the top
+        issue_posts.move(conn, issue.id, "backend", last.id, -100)  # clamped to the top
     after = titles(issue_cases.load(project, issue.id), "backend")
     assert after == [before[-1], *before[:-1]]
     html = project.render(issue_cases.load(project, issue.id)).variant(frozenset({"backend"})).html
     assert html.index(before[-1]) < html.index(before[0])
     with project.engine.begin() as conn, pytest.raises(DigestError, match="not in topic"):
-        issue_store.move(conn, issue.id, "data", last.id, 1)
+        issue_posts.move(conn, issue.id, "data", last.id, 1)
 
 
 def test_the_last_post_cannot_be_left_out(project: Project) -> None:
@@ -98,9 +99,9 @@ def test_the_last_post_cannot_be_left_out(project: Project) -> None:
     posts = {p.id for s in issue.sections for p in s.posts}
     with project.engine.begin() as conn:
         for post_id in sorted(posts)[:-1]:
-            issue_store.set_excluded(conn, issue.id, post_id, True)
+            issue_posts.set_excluded(conn, issue.id, post_id, True)
         with pytest.raises(DigestError, match="last post"):
-            issue_store.set_excluded(conn, issue.id, sorted(posts)[-1], True)
+            issue_posts.set_excluded(conn, issue.id, sorted(posts)[-1], True)
 
 
 def test_an_approved_or_sent_issue_no_longer_changes(project: Project) -> None:
@@ -110,7 +111,7 @@ def test_an_approved_or_sent_issue_no_longer_changes(project: Project) -> None:
     with project.engine.begin() as conn:
         issue_store.set_approval(conn, issue.id, "approved", "ed@example.com", project.clock())
     with project.engine.begin() as conn, pytest.raises(DigestError, match="approved"):
-        issue_store.set_excluded(conn, issue.id, post.id, True)
+        issue_posts.set_excluded(conn, issue.id, post.id, True)
     with project.engine.begin() as conn:
         row = issue_store.issue_row(conn, issue.id)
     assert why_not_editable(row.status, row.approval) is not None
