@@ -89,8 +89,43 @@ def why_no_decision(status: str) -> str | None:
     return None
 
 
-def needs_force(approval: str) -> bool:
-    """Whether a send by hand must be forced: an issue waiting for approval or held by a
-    colleague is not sent by accident. ``--force`` records the approval before sending, so
-    the record says who decided."""
-    return approval in (Approval.PENDING, Approval.HELD)
+def why_not_sendable(policy: str, status: str, approval: str) -> str | None:
+    """Why an issue may not be sent by hand now, said of it ("is held"), or None when it may.
+    Every way to send by hand asks this: the CLI's send, run and worker, an editor's "send
+    now", the Python API.
+
+    An issue already sending was allowed to start: the ledger finishes it exactly once, so it
+    may always be resumed. Otherwise an editor's approval lets it go; an issue waiting for
+    approval or held by a colleague, and one that nobody approved under a digest whose policy
+    asks for approval (``require``, ``hold``), does not go: forcing it means recording the
+    approval first, which the caller does. The scheduler decides with its gate
+    (:mod:`digest.schedule.gate`), which adds the slot's timing to the same rule.
+    """
+    if status == IssueStatus.SENDING:
+        return None
+    if status in (IssueStatus.SENT, IssueStatus.SKIPPED):
+        return f"was {status}"
+    if approval == Approval.SKIPPED:
+        return "was skipped"
+    if approval == Approval.APPROVED:
+        return None
+    if approval in (Approval.PENDING, Approval.HELD):
+        return f"is {approval}"
+    if policy in ("require", "hold"):
+        return f"is not approved (the digest's approval policy is {policy!r})"
+    return None
+
+
+def approval_shown(status: str, approval: str, policy: str) -> tuple[str, str]:
+    """How the editor app shows an issue's approval: a badge class and its words.
+
+    "Waiting for approval" is said only of an issue that can still be approved (planned);
+    a sent one whose digest needed no approval says so, and one that went out unapproved
+    (sent before its digest's policy changed) says that, instead of waiting forever."""
+    if approval in (Approval.APPROVED, Approval.HELD, Approval.SKIPPED):
+        return approval, approval
+    if status == IssueStatus.PLANNED:
+        if approval == Approval.PENDING or policy != "auto":
+            return "waiting", "waiting for approval"
+        return "", "no approval needed"
+    return ("", "no approval needed") if policy == "auto" else ("", "sent without approval")

@@ -13,7 +13,7 @@ from typing import Any
 from digest.app import issues as issue_cases
 from digest.app.previews import archive_html
 from digest.app.wiring import Project
-from digest.lifecycle import IssueStatus
+from digest.lifecycle import IssueStatus, approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
 from digest.send.message import compose
@@ -34,6 +34,7 @@ class Readers:
         self.project = project
         self.mailer = mailer
         self._env = project.environment()
+        self._env.globals["approval_shown"] = approval_shown  # the editor pages' badges
         self._signer = project.signer()
 
     def render(self, template: str, **values: Any) -> str:

@@ -15,7 +15,7 @@ from digest.app.gathering import gather_sources
 from digest.app.wiring import Project
 from digest.errors import ApprovalError
 from digest.gather import GatherReport
-from digest.lifecycle import Approval, needs_force
+from digest.lifecycle import Approval, why_not_sendable
 from digest.models import Issue
 from digest.send.message import Envelope, list_id
 from digest.send.outbox import OutboxTransport
@@ -43,21 +43,26 @@ def send(
 ) -> tuple[issue_cases.Planned | None, SendReport | None]:
     """Send the unfinished issue (planning one if there is none): an editor's explicit act.
 
-    An issue waiting for approval or held is refused with :class:`ApprovalError` unless
-    ``force``, which records the approval (``by``) before sending.
+    Whether it may go is :func:`digest.lifecycle.why_not_sendable`'s to say; a refusal is an
+    :class:`ApprovalError`. ``force`` records the approval (``by``) before sending, so the
+    record says who decided.
     """
     planned = issue_cases.plan(project, digest_slug)
     if planned is None:
         return None, None
-    if needs_force(planned.approval):
-        issue = planned.issue
+    issue = planned.issue
+    assert issue.id is not None
+    with project.reading() as conn:
+        status = issues.issue_row(conn, issue.id).status
+    policy = project.config.digest(issue.digest).approval
+    refusal = why_not_sendable(policy, status, planned.approval)
+    if refusal:
         if not force:
             raise ApprovalError(
-                f"issue {issue.number} of {issue.digest} is {planned.approval}: approve it "
-                "in the editor app, or send it anyway with `digest send --force`",
+                f"issue {issue.number} of {issue.digest} {refusal}: approve it in the editor "
+                "app, or send it anyway with `digest send --force`",
                 where=issue.digest,
             )
-        assert issue.id is not None
         with project.transaction() as conn:
             issues.set_approval(conn, issue.id, Approval.APPROVED, by, project.clock())
         planned = replace(planned, approval=Approval.APPROVED)

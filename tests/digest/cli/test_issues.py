@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from digest.app import wiring
+from digest.render import render_issue
 from digest.app.wiring import Project
 from digest.cli import app
 
@@ -25,7 +26,7 @@ def test_send_renders_the_issue_once(
     """Rendering is the expensive step: sending and then showing what was sent (the plan's
     tables with each segment's size) use the one rendering of the issue."""
     rendered: list[int] = []
-    real = wiring.render_issue
+    real = render_issue
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         rendered.append(args[0].number)
