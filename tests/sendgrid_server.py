@@ -4,7 +4,8 @@ It answers POST /v3/mail/send like SendGrid: 202 for a good body, 400 with SendG
 errors for a bad one, 401 without the expected key. Every body is checked against SendGrid's
 documented limits and, when a schema file is given, against the official JSON Schema. It records
 each accepted recipient (by the custom_args issue_id/subscriber_id) and can inject faults:
-429 with Retry-After, 500, a slow answer, or a connection dropped before reading the body.
+429 with Retry-After, 500, 400 (a refusal), a slow answer, or a connection dropped before
+reading the body.
 """
 
 from __future__ import annotations
@@ -139,6 +140,9 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "500":
             self.reply(500, {"errors": [{"message": "internal error"}]})
             return
+        if fault == "400":
+            self.reply(400, {"errors": [{"message": server.refusal, "field": "from.email"}]})
+            return
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -171,6 +175,8 @@ class SendGridServer(ThreadingHTTPServer):
         self.received: Counter[tuple[str | None, str | None]] = Counter()
         self.faults: deque[str] = deque()
         self.fault_rate = fault_rate
+        self.refusal = "The from address does not match a verified Sender Identity."
+        """What an injected "400" fault says."""
         self.slow_seconds = 2.0
         self.latency_seconds = 0.0
         self.keep_bodies = True

@@ -3,6 +3,7 @@ unless forced), send the approved next issue now, and run gather → plan → se
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -13,16 +14,19 @@ import httpx
 from digest.app import issues as issue_cases
 from digest.app.gathering import gather_sources
 from digest.app.wiring import Project
-from digest.errors import ApprovalError
+from digest.errors import ApprovalError, DigestError
 from digest.gather import GatherReport
-from digest.lifecycle import Approval, why_not_sendable
+from digest.lifecycle import Approval, IssueStatus, why_not_sendable
 from digest.models import Issue
+from digest.send import reporting
 from digest.send.message import Envelope, list_id
 from digest.send.outbox import OutboxTransport
+from digest.send.reporting import LedgerView
 from digest.send.sender import Links
 from digest.send.transport import Transport
 from digest.send.worker import AmbiguousPolicy, SendReport, send_issue
 from digest.stores import issues
+from digest.stores.issues import IssueRow
 
 
 @dataclass(frozen=True)
@@ -128,3 +132,50 @@ def outbox_folder(project: Project, issue: Issue) -> Path | None:
     if project.config.sending.transport != "outbox":
         return None
     return OutboxTransport.issue_folder(project.config.outbox_dir, issue.digest, issue.number)
+
+
+def issue_by_number(project: Project, digest_slug: str | None, number: int) -> IssueRow:
+    """Issue ``number`` of the digest; a DigestError naming it when there is none."""
+    digest = project.config.digest(digest_slug)
+    with project.reading() as conn:
+        row = issues.issue_by_number(conn, digest.slug, number)
+    if row is None:
+        raise DigestError(f"{digest.slug} has no issue {number}", where="issue")
+    return row
+
+
+def ledger(project: Project, digest_slug: str | None, number: int) -> tuple[IssueRow, LedgerView]:
+    """An issue's ledger as people read it: deliveries per state, the ambiguous and failed
+    batches with why and when, the failed deliveries with their reasons."""
+    row = issue_by_number(project, digest_slug, number)
+    with project.reading() as conn:
+        return row, reporting.ledger_view(conn, row.id)
+
+
+def failure_reasons(project: Project, issue_id: int) -> Counter[str]:
+    """Why deliveries of the issue failed, with how many each reason cost."""
+    with project.reading() as conn:
+        return reporting.ledger_view(conn, issue_id, limit=0).failure_reasons
+
+
+def resend_ambiguous(
+    project: Project,
+    digest_slug: str | None,
+    number: int,
+    transport: Transport | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[issue_cases.Planned, SendReport]:
+    """Send again the ambiguous batches of issue ``number``, closed or not: their readers may
+    never have got it. Only an issue that went out (sending or sent) has any; the ledger's
+    ``ambiguities`` keeps the count of what a resend may duplicate."""
+    row = issue_by_number(project, digest_slug, number)
+    if row.status not in (IssueStatus.SENDING, IssueStatus.SENT):
+        raise DigestError(
+            f"issue {number} of {row.digest} is {row.status}: only an issue that went out has "
+            "ambiguous deliveries",
+            where="issue",
+        )
+    planned = issue_cases.Planned(
+        issue_cases.load(project, row.id), False, dict, row.approval, row.slot
+    )
+    return planned, deliver(project, planned, transport, "resend", on_batch)

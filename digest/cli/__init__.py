@@ -13,6 +13,7 @@ import typer
 
 from digest.cli import gather, issues, project, schedule
 from digest.cli.editors import editors_app
+from digest.cli.ledger import issues_app
 from digest.cli.output import print_error
 from digest.cli.subscribers import subscribers_app
 from digest.errors import DigestError
@@ -27,6 +28,7 @@ app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(project.db_app, name="db")
 app.add_typer(schedule.schedule_app, name="schedule")
 app.add_typer(editors_app, name="editors")
+app.add_typer(issues_app, name="issues")
 for command in (
     gather.inspect,
     gather.gather,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -20,6 +21,7 @@ from digest.app.wiring import Project
 from digest.cli.gather import gather_with_progress
 from digest.cli.options import ConfigOption, DigestOption, open_project
 from digest.cli.output import err, out
+from digest.errors import DigestError
 from digest.render.size import html_bytes
 from digest.send.worker import AmbiguousPolicy, SendReport
 
@@ -131,11 +133,13 @@ def send_with_progress(
         out.print("Nothing new since the last issue: no email sent.")
         return planned, report
     _print_plan(project, planned)
-    _print_sent(project, planned, report)
+    print_sent(project, planned, report)
     return planned, report
 
 
-def _print_sent(project: Project, planned: Planned, report: SendReport) -> None:
+def print_sent(project: Project, planned: Planned, report: SendReport) -> None:
+    """What was submitted, what failed and why (the provider's reasons, most common first);
+    exits 1 when any delivery failed, so a script or a cron job notices."""
     if report.ambiguous:
         err.print(
             f"[yellow]{report.ambiguous} deliveries are ambiguous: in flight when a run stopped, "
@@ -148,6 +152,12 @@ def _print_sent(project: Project, planned: Planned, report: SendReport) -> None:
         f"Emails submitted: [bold]{report.submitted}[/]{where}; failed: {report.failed}"
         + ("" if report.finished else " (unfinished: run again to resume)")
     )
+    if report.failed:
+        reasons = sending.failure_reasons(project, report.issue_id)
+        for reason, count in reasons.most_common(3):
+            err.print(f"[red]failed:[/] {count} × {escape(reason or 'no reason given')}")
+        err.print(f"`digest issues ledger {planned.issue.number}` lists every failure.")
+        raise typer.Exit(1)
 
 
 def send(
@@ -181,17 +191,39 @@ def send(
             help="send an issue that waits for approval or is held (records you as approver)",
         ),
     ] = False,
+    number: Annotated[
+        int | None,
+        typer.Option(
+            "--issue",
+            help="with --resend-ambiguous: this issue (by number), even if it is closed",
+        ),
+    ] = None,
 ) -> None:
     """Send the next issue, or resume an unfinished one. A finished issue is never sent again.
 
-    An issue waiting for an editor's approval, or held, is refused unless --force is given."""
+    An issue waiting for an editor's approval, or held, is refused unless --force is given.
+    Exits 1 when deliveries failed, with the provider's reasons."""
     project = open_project(config)
-    if test_to:
+    if number is not None:
+        if not resend_ambiguous:
+            raise DigestError("--issue goes with --resend-ambiguous", where="--issue")
+        _resend(project, digest, number)
+    elif test_to:
         _send_test(project, digest, test_to, segment, as_email)
     elif dry_run:
         _dry_run(project, digest)
     else:
         send_with_progress(project, digest, "resend" if resend_ambiguous else "skip", force)
+
+
+def _resend(project: Project, digest: str | None, number: int) -> None:
+    columns = (*Progress.get_default_columns(), TextColumn("{task.completed} recipients"), _Rate())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("Sending again", total=None)
+        planned, report = sending.resend_ambiguous(
+            project, digest, number, on_batch=lambda n: progress.update(task, advance=n)
+        )
+    print_sent(project, planned, report)
 
 
 def _send_test(

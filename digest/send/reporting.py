@@ -4,11 +4,13 @@ recipients per segment, deliveries per state, and the audit of ambiguities."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
 from digest import db
-from digest.send.ledger import PENDING, STATE, SUBMITTING
+from digest.send.ledger import AMBIGUOUS, FAILED, PENDING, STATE, SUBMITTING
 
 _B = db.send_batches.c
 _D = db.deliveries.c
@@ -62,3 +64,61 @@ def counts(conn: Connection, issue_id: int) -> Counter[str]:
             )
         }
     )
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One batch as the ledger view shows it: why it is ambiguous or failed, and since when."""
+
+    id: int
+    segment: str
+    size: int
+    status: str
+    ambiguities: int
+    error: str | None
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """An issue's ledger for people: deliveries per state, the batches whose fate is unknown
+    or that failed (with the reason), and the failed deliveries' reasons."""
+
+    counts: Counter[str]
+    batches: list[BatchLine]
+    failure_reasons: Counter[str]
+    failed_recipients: list[tuple[str, str]]
+    """(address, reason) of failed deliveries, the first ``limit`` of them."""
+
+
+def ledger_view(conn: Connection, issue_id: int, limit: int = 50) -> LedgerView:
+    batches = [
+        BatchLine(**row._mapping)
+        for row in conn.execute(
+            select(_B.id, _B.segment, _B.size, _B.status, _B.ambiguities, _B.error, _B.changed_at)
+            .where(_B.issue_id == issue_id, _B.status.in_((AMBIGUOUS, FAILED)))
+            .order_by(_B.id)
+        )
+    ]
+    reason = func.coalesce(_D.error, _B.error, "")
+    failed = db.deliveries.join(db.send_batches, _B.id == _D.batch_id)
+    is_failed = (_D.issue_id == issue_id, STATE == FAILED)
+    reasons = Counter(
+        {
+            str(text): int(n)
+            for text, n in conn.execute(
+                select(reason, func.count()).select_from(failed).where(*is_failed).group_by(reason)
+            )
+        }
+    )
+    recipients = [
+        (str(email), str(text))
+        for email, text in conn.execute(
+            select(_D.email, reason)
+            .select_from(failed)
+            .where(*is_failed)
+            .order_by(_D.email)
+            .limit(limit)
+        )
+    ]
+    return LedgerView(counts(conn, issue_id), batches, reasons, recipients)

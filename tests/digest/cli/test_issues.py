@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from digest.app import wiring
-from digest.render import render_issue
 from digest.app.wiring import Project
 from digest.cli import app
+from digest.render import render_issue
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
