@@ -15,6 +15,7 @@ from digest.gather import (
     GatherSettings,
     SourceJob,
     SourceOutcome,
+    SourceState,
     collect,
     gather,
     settings_from,
@@ -40,8 +41,8 @@ def gather_sources(
 
 
 class _ProjectPostStore:
-    """What gather keeps, in the project database: one transaction per call, so each source's
-    state is kept as soon as it was read and the posts of all sources in one go at the end."""
+    """What gather keeps, in the project database: the posts and the sources' states (their
+    validators) in one transaction, so a crash cannot keep the one without the other."""
 
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -54,17 +55,20 @@ class _ProjectPostStore:
             known = {where: post_store.source_validators(conn, where) for where in locations}
         return topic_id, known
 
-    def save_source_state(
-        self, location: str, validators: Validators, now: datetime, error: str | None
-    ) -> None:
-        with self.project.transaction() as conn:
-            post_store.save_source_state(conn, location, validators, now, error)
-
-    def store_posts(
-        self, posts: Sequence[Post], topic_id: dict[str, int], now: datetime
+    def keep(
+        self,
+        posts: Sequence[Post],
+        states: Sequence[SourceState],
+        topic_id: dict[str, int],
+        now: datetime,
     ) -> StoreCounts:
         with self.project.transaction() as conn:
-            return post_store.store_posts(conn, posts, topic_id, now)
+            counts = post_store.store_posts(conn, posts, topic_id, now)
+            for state in states:
+                post_store.save_source_state(
+                    conn, state.location, state.validators, now, state.error
+                )
+        return counts
 
 
 def inspect_source(

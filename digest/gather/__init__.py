@@ -65,6 +65,15 @@ class GatherReport:
         return tuple(s for s in self.sources if not s.ok)
 
 
+@dataclass(frozen=True)
+class SourceState:
+    """What is kept of one source after a gather: its validators, or the error it gave."""
+
+    location: str
+    validators: Validators
+    error: str | None
+
+
 class PostStore(Protocol):
     """Where gather keeps what it reads (the application keeps it in the project database)."""
 
@@ -75,13 +84,17 @@ class PostStore(Protocol):
         last time it was read."""
         ...
 
-    def save_source_state(
-        self, location: str, validators: Validators, now: datetime, error: str | None
-    ) -> None: ...
-
-    def store_posts(
-        self, posts: Sequence[Post], topic_id: dict[str, int], now: datetime
-    ) -> StoreCounts: ...
+    def keep(
+        self,
+        posts: Sequence[Post],
+        states: Sequence[SourceState],
+        topic_id: dict[str, int],
+        now: datetime,
+    ) -> StoreCounts:
+        """Store the posts and the sources' states in one transaction: a source's new
+        validators must never be kept without its posts, or the next gather gets 304 and the
+        posts are lost."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -225,12 +238,13 @@ def gather(
 
     outcomes: list[SourceOutcome] = []
     found: list[Post] = []
+    states: list[SourceState] = []
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         for outcome, posts, validators in pool.map(run, jobs):
             outcomes.append(outcome)
             found.extend(posts)
-            store.save_source_state(outcome.job.location, validators, now, outcome.error)
+            states.append(SourceState(outcome.job.location, validators, outcome.error))
             if on_source is not None:
                 on_source(outcome)
-    counts = store.store_posts(merge_posts(found), topic_id, now)
+    counts = store.keep(merge_posts(found), states, topic_id, now)
     return GatherReport(tuple(outcomes), counts.new, counts.updated, counts.unchanged)

@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import DatabaseError
 from typer.testing import CliRunner
 
+from digest import db
 from digest.app import gathering
 from digest.app.wiring import Project
 from digest.cli import app
@@ -104,10 +107,6 @@ def test_each_misbehaviour_is_reported_by_name_and_the_rest_gathered(
     assert server.hits["/flaky.xml"] == 2 and server.hits["/error.xml"] == 2
 
     with project.engine.connect() as conn:
-        from sqlalchemy import select
-
-        from digest import db
-
         images = dict(conn.execute(select(db.posts.c.uid, db.posts.c.image_url)).all())
         alts = dict(conn.execute(select(db.posts.c.uid, db.posts.c.image_alt)).all())
     assert images["article-1"] == f"{server.base}/img/og-card.png"
@@ -143,3 +142,26 @@ def test_cli_gather_prints_the_failures_and_exits_non_zero(
     assert result.exit_code == 1
     for name in ("slow", "huge", "loop", "error", "html", "bomb"):
         assert f"Source '{name}' failed:" in result.output
+
+
+def test_validators_are_kept_only_with_their_posts(server: FeedServer, tmp_path: Path) -> None:
+    """The database fails while storing the posts (a real failure: a trigger refuses them):
+    the sources' new ETags must not be kept either, or the next gather gets 304 and the posts
+    that were read are never stored."""
+    project = Project.open(load_config(write_config(tmp_path, server.base), {}), clock=lambda: NOW)
+    project.sleep = lambda seconds: None
+    with project.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER full_disk BEFORE INSERT ON posts "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+    with pytest.raises(DatabaseError, match="disk is full"):
+        gathering.gather_sources(project)
+    with project.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER full_disk")
+        assert conn.execute(select(db.source_states.c.etag)).scalars().all() == []
+    again = gathering.gather_sources(project)
+    good = next(s for s in again.sources if s.job.name == "good")
+    assert good.ok and not good.not_modified and good.posts > 0
+    with project.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(db.posts)).scalar_one() > 0
