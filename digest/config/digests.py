@@ -1,0 +1,94 @@
+"""The digests: which topics each one carries, when it goes out, and whether an editor must
+approve it first."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from jinja2 import Environment, TemplateSyntaxError
+from pydantic import Field, field_validator, model_validator
+
+from digest.config.fields import EmailAddress, Section, Slug
+
+ApprovalPolicy = Literal["auto", "require", "hold"]
+"""Whether a scheduled issue needs an editor: see CONTEXT.md (approval policy)."""
+
+
+class DigestConfig(Section):
+    slug: Slug
+    name: str = Field(min_length=1)
+    schedule: str = "0 8 * * mon"
+    timezone: str = "UTC"
+    topics: list[str] = Field(default_factory=list, description="topic slugs; empty = all")
+    max_posts_per_topic: int = Field(default=4, ge=1, le=50)
+    subject: str | None = Field(default=None, description="Jinja template of the subject line")
+    preheader: str | None = Field(default=None, description="Jinja template of the preheader")
+    approval: ApprovalPolicy = Field(
+        default="auto",
+        description="auto: sent at the slot; require: an editor approves before the slot or it "
+        "is skipped; hold: never sent by the scheduler, an editor sends it",
+    )
+    approval_lead_hours: float = Field(
+        default=24, gt=0, description="require: editors are asked this long before the slot"
+    )
+    misfire_grace_hours: float = Field(
+        default=6,
+        gt=0,
+        description="a slot missed by downtime still runs when the scheduler is back this soon",
+    )
+    notify: list[EmailAddress] = Field(
+        default_factory=list, description="editors asked to approve (approval = 'require')"
+    )
+
+    @field_validator("subject", "preheader")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                Environment(autoescape=True).parse(value)
+            except TemplateSyntaxError as err:
+                raise ValueError(f"not a valid template ({err.message})") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as 'Europe/Berlin'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _valid_cron(self) -> DigestConfig:
+        try:
+            CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
+        except ValueError as err:
+            raise ValueError(
+                f"schedule: expected a cron expression such as '0 8 * * mon' ({err})"
+            ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _someone_to_ask(self) -> DigestConfig:
+        if self.approval == "require" and not self.notify:
+            raise ValueError(
+                "notify: approval = 'require' needs at least one editor address to ask, "
+                'e.g. notify = ["editor@example.com"]'
+            )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def approval_lead(self) -> timedelta:
+        return timedelta(hours=self.approval_lead_hours)
+
+    @property
+    def misfire_grace(self) -> timedelta:
+        return timedelta(hours=self.misfire_grace_hours)
