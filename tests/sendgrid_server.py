@@ -4,7 +4,7 @@ It answers POST /v3/mail/send like SendGrid: 202 for a good body, 400 with SendG
 errors for a bad one, 401 without the expected key. Every body is checked against SendGrid's
 documented limits and, when a schema file is given, against the official JSON Schema. It records
 each accepted recipient (by the custom_args issue_id/subscriber_id) and can inject faults:
-429 with Retry-After, 500, a slow answer, or a connection dropped before reading the body. A test can have it
+429 with Retry-After, 500, or a connection dropped before reading the body. A test can have it
 hold requests unanswered until it says (:class:`tests.held_requests.Hold`), to act while they
 are in flight; requests are told apart by the base URL their client was given (``/run2`` in
 ``http://127.0.0.1:port/run2/v3/mail/send``), so that each of a test's clients has a hold of
@@ -134,8 +134,6 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
-        if fault == "slow":
-            time.sleep(server.slow_seconds)
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
         base, found, rest = self.path.rpartition("/v3/mail/send")
@@ -175,8 +173,6 @@ class Handler(BaseHTTPRequestHandler):
         if hold is None or held is None or hold.taken:
             server.take(body, recipients)
         if hold is None or held is None:
-            if server.latency_seconds:
-                time.sleep(server.latency_seconds)  # accepted, not yet answered
             self.reply(202)
             return
         if hold.until_hangup:
@@ -206,8 +202,6 @@ class SendGridServer(ThreadingHTTPServer):
         self.received: Counter[tuple[str | None, str | None]] = Counter()
         self.faults: deque[str] = deque()
         self.fault_rate = fault_rate
-        self.slow_seconds = 2.0
-        self.latency_seconds = 0.0
         self.holds: dict[str, Hold] = {}
         """Base path (``""`` for none, ``"/run2"``) → the hold on its requests."""
         self.keep_bodies = True
