@@ -4,8 +4,11 @@ It answers POST /v3/mail/send like SendGrid: 202 for a good body, 400 with SendG
 errors for a bad one, 401 without the expected key. Every body is checked against SendGrid's
 documented limits and, when a schema file is given, against the official JSON Schema. It records
 each accepted recipient (by the custom_args issue_id/subscriber_id) and can inject faults:
-429 with Retry-After, 500, 400 (a refusal), a slow answer, or a connection dropped before
-reading the body.
+429 with Retry-After, 500, 400 (a refusal), or a connection dropped before reading the body.
+A test can have it hold requests unanswered until it says (:class:`tests.held_requests.Hold`),
+to act while they are in flight; requests are told apart by the base URL their client was given (``/run2`` in
+``http://127.0.0.1:port/run2/v3/mail/send``), so that each of a test's clients has a hold of
+its own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from tests.held_requests import Answer, Hold, Key
 
 API_KEY = "SG.test-key-never-logged"
 
@@ -90,6 +95,13 @@ class Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             super().handle()  # a client that timed out has hung up
 
+    def wait_for_hangup(self) -> None:
+        """Until the client closes the connection (its next request would end the wait too,
+        but a client that was answered ``Connection: close``, or gave up, sends none)."""
+        with contextlib.suppress(OSError):
+            self.rfile.read(1)
+        self.close_connection = True
+
     def do_GET(self) -> None:
         """``/stats``: what was received, for a benchmark running the server in another
         process."""
@@ -122,11 +134,10 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
-        if fault == "slow":
-            time.sleep(server.slow_seconds)
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
-        if self.path != "/v3/mail/send":
+        base, found, rest = self.path.rpartition("/v3/mail/send")
+        if not found or rest:
             self.reply(404, {"errors": [{"message": "not found"}]})
             return
         if self.headers.get("Authorization") != f"Bearer {API_KEY}":
@@ -153,16 +164,35 @@ class Handler(BaseHTTPRequestHandler):
             server.rejected.append((body, errors))
             self.reply(400, {"errors": [{"message": e} for e in errors]})
             return
-        with server.lock:
-            server.requests += 1
-            if server.keep_bodies:
-                server.accepted.append(body)
-            for person in body["personalizations"]:
-                args = person.get("custom_args") or {}
-                server.received[(args.get("issue_id"), args.get("subscriber_id"))] += 1
-        if server.latency_seconds:
-            time.sleep(server.latency_seconds)  # accepted, not yet answered
-        self.reply(202)
+        self.take_or_hold(server, server.holds.get(base), body)
+
+    def take_or_hold(self, server: SendGridServer, hold: Hold | None, body: dict[str, Any]) -> None:
+        """Take a valid request and answer it, unless a hold keeps it (see :class:`Hold`)."""
+        recipients = [
+            (args.get("issue_id"), args.get("subscriber_id"))
+            for args in (p.get("custom_args") or {} for p in body["personalizations"])
+        ]
+        held = hold.arrive(recipients) if hold is not None else None
+        if hold is None or held is None or hold.taken:
+            server.take(body, recipients)
+        if hold is None or held is None:
+            self.reply(202)
+            return
+        if hold.until_hangup:
+            self.wait_for_hangup()
+            return
+        answer = hold.wait(held)
+        if answer is Answer.DROP:
+            self.close_connection = True
+            self.connection.close()
+            return
+        if answer is Answer.ANSWER:
+            self.reply(202)
+            return
+        self.reply(202, Connection="close")
+        self.wfile.flush()
+        self.wait_for_hangup()
+        held.read.set()
 
 
 class SendGridServer(ThreadingHTTPServer):
@@ -177,14 +207,17 @@ class SendGridServer(ThreadingHTTPServer):
         self.fault_rate = fault_rate
         self.refusal = "The from address does not match a verified Sender Identity."
         """What an injected "400" fault says."""
-        self.slow_seconds = 2.0
-        self.latency_seconds = 0.0
+        self.holds: dict[str, Hold] = {}
+        """Base path (``""`` for none, ``"/run2"``) → the hold on its requests."""
         self.keep_bodies = True
         self.active = 0
         self.peak_active = 0
         """The most requests under way at once."""
         self.requests = 0
+        self.connections = 0
+        """Connections accepted and not yet closed."""
         self.lock = threading.Lock()
+        self._closed = threading.Condition(self.lock)
         self._random = random.Random(seed)
         self._validator = None
         if schema is not None:
@@ -195,6 +228,34 @@ class SendGridServer(ThreadingHTTPServer):
     @property
     def host(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.lock:
+            self.connections += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        super().shutdown_request(request)
+        with self.lock:
+            self.connections -= 1
+            self._closed.notify_all()
+
+    def wait_idle(self, seconds: float = 300.0) -> None:
+        """Until every connection is closed: after :func:`running` has stopped accepting, what
+        was received can no longer change (a killed client's last requests may still be read
+        and taken after its death, as a provider would)."""
+        with self.lock:
+            assert self._closed.wait_for(lambda: self.connections == 0, timeout=seconds), (
+                f"{self.connections} connections still open"
+            )
+
+    def take(self, body: dict[str, Any], recipients: list[Key]) -> None:
+        """The provider has the request: its recipients are counted."""
+        with self.lock:
+            self.requests += 1
+            if self.keep_bodies:
+                self.accepted.append(body)
+            self.received.update(recipients)
 
     def next_fault(self) -> str | None:
         with self.lock:
@@ -222,6 +283,8 @@ def running(schema: Path | None = None, fault_rate: float = 0.0) -> Iterator[Sen
     try:
         yield server
     finally:
+        for hold in list(server.holds.values()):
+            hold.release()  # no server thread is left waiting for a test that has gone
         server.shutdown()
         server.server_close()
 

@@ -1,14 +1,25 @@
 """Run by the crash-resume test as a subprocess: send the planned issue to the local SendGrid
-server, and be killed with SIGKILL at some moment the test picks."""
+server, and be killed with SIGKILL at a moment the test picks (told by the server, see
+tests/held_requests.py); a run that is not killed prints its report as JSON."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import event
+
+from digest import db
 from digest.app import sending
 from digest.app.wiring import Project
 from digest.config import load_config
+
+LOCK_PATIENCE_MS = 600_000
+"""On SQLite, how long a write waits for the database's lock. The test holds that lock while
+it kills this process (an answer read, its outcome not yet recorded): waiting the usual ten
+seconds, a slow kill on a loaded machine would end the send with "database is locked"."""
 
 
 def main() -> None:
@@ -17,8 +28,27 @@ def main() -> None:
         config_path,
         {"DIGEST_SECRET_KEY": "k", "SENDGRID_API_KEY": sys.argv[4], "SENDGRID_API_HOST": host},
     )
-    project = Project.open(config)
-    sending.send(project, ambiguous_policy=policy)  # type: ignore[arg-type]
+    engine = db.make_engine(config.database_url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _patient_locks)  # after make_engine's own pragmas
+    project = Project.open(config, engine=engine)
+    _, report = sending.send(project, ambiguous_policy=policy)  # type: ignore[arg-type]
+    assert report is not None
+    print(
+        json.dumps(
+            {
+                "submitted": report.submitted,
+                "ambiguous": report.ambiguous,
+                "finished": report.finished,
+            }
+        )
+    )
+
+
+def _patient_locks(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={LOCK_PATIENCE_MS}")
+    cursor.close()
 
 
 if __name__ == "__main__":
