@@ -6,9 +6,9 @@ documented limits and, when a schema file is given, against the official JSON Sc
 each accepted recipient (by the custom_args issue_id/subscriber_id) and can inject faults:
 429 with Retry-After, 500, 400 (a refusal), or a connection dropped before reading the body.
 A test can have it hold requests unanswered until it says (:class:`tests.held_requests.Hold`),
-to act while they are in flight; requests are told apart by the base URL their client was given (``/run2`` in
-``http://127.0.0.1:port/run2/v3/mail/send``), so that each of a test's clients has a hold of
-its own.
+to act while they are in flight; requests are told apart by the base URL their client was
+given (``/run2`` in ``http://127.0.0.1:port/run2/v3/mail/send``), so that each of a test's
+clients has a hold of its own.
 """
 
 from __future__ import annotations
