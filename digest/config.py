@@ -8,10 +8,12 @@ in the file: they are read from the environment mapping handed to :func:`load_co
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -67,6 +69,26 @@ def _split_display_name(value: str) -> tuple[str, str]:
         name, _, rest = value.rpartition("<")
         return name.strip().strip('"'), rest[:-1].strip()
     return "", value.strip()
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _reachable_host(value: str) -> str:
+    """An entry of ``[gather] allow_private``: an address, a network, or a host name."""
+    entry = value.strip().lower()
+    try:
+        ip_network(entry, strict=False)
+        return entry
+    except ValueError:
+        pass
+    labels = entry.rstrip(".").split(".")
+    if all(_HOST_LABEL.match(label) for label in labels) and not labels[-1].isdigit():
+        return entry
+    raise ValueError(
+        "expected an IP address ('127.0.0.1', '::1'), a network ('10.0.0.0/8') or a host "
+        "name ('feeds.internal')"
+    )
 
 
 def _public_url(value: str) -> str:
@@ -319,6 +341,12 @@ class GatherConfig(_Strict):
     og_image: bool = Field(default=False, description="fetch article pages for og:image")
     user_agent: str = (
         "digest-generator/0.1 (newsletter digests; +https://pypi.org/project/digest-generator/)"
+    )
+    allow_private: list[Annotated[str, AfterValidator(_reachable_host)]] = Field(
+        default_factory=list,
+        description="hosts, addresses or networks gather may fetch from although they are not "
+        'public (loopback, private, link-local): e.g. ["127.0.0.1", "10.0.0.0/8", '
+        '"feeds.internal"]',
     )
 
 
