@@ -86,6 +86,8 @@ slug = "weekly"
 name = "Weekly"
 [sending]
 from = "digest@bench.example"
+[gather]
+allow_private = ["127.0.0.1"]  # the local feed server
 """,
             encoding="utf-8",
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Final
 
 TopicSet = frozenset[str]
 """A segment key: the slugs of the topics a group of readers gets in one issue."""
@@ -40,6 +42,48 @@ class HeroImage:
     height: int | None = None
 
 
+class FieldLimits:
+    """How long a post's fields may be, in characters: the one place these bounds live.
+
+    A feed decides what it sends, so every text a post carries is bounded before it is stored
+    (gather) and again before it is shown (render, for rows stored before these bounds existed):
+
+    - title 300 and image alt 300: a headline and its picture's description; longer is not one;
+    - excerpt 2,000: the configured word count (at most 500 words) cut again by characters,
+      since one "word" without spaces can be megabytes;
+    - author 200: a name or a short list of names (the column holds 300);
+    - URL and uid 2,000: the columns' size. A post whose link is longer is skipped (a cut link
+      is a broken one), a longer image URL drops the image, a longer guid becomes its hash.
+
+    Cut text ends with "…" so a reader sees it was cut.
+    """
+
+    TITLE: Final = 300
+    EXCERPT: Final = 2_000
+    AUTHOR: Final = 200
+    ALT: Final = 300
+    URL: Final = 2_000
+    UID: Final = 2_000
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a space when one is near the end, then "…"."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    if space > limit * 3 // 4:
+        head = head[:space]
+    return head.rstrip() + "…"
+
+
+def bounded_uid(uid: str) -> str:
+    """The uid itself, or a stable stand-in when it is longer than the column."""
+    if len(uid) <= FieldLimits.UID:
+        return uid
+    return "sha256:" + hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Post:
     """A normalized article. ``uid`` is stable across fetches: the guid, else the canonical URL."""
@@ -57,6 +101,25 @@ class Post:
     source: str = ""
     dated: bool = True
     """False when the source gave no usable date and ``published_at`` is when we first saw it."""
+
+    def within_limits(self) -> Post:
+        """Every text field cut to its bound (:class:`FieldLimits`); an image whose URL is
+        over the bound is dropped. The URL itself is left alone: callers skip such posts."""
+        image = self.image
+        if image is not None:
+            image = (
+                None
+                if len(image.url) > FieldLimits.URL
+                else replace(image, alt=clip(image.alt, FieldLimits.ALT))
+            )
+        return replace(
+            self,
+            uid=bounded_uid(self.uid),
+            title=clip(self.title, FieldLimits.TITLE),
+            excerpt=clip(self.excerpt, FieldLimits.EXCERPT),
+            author=clip(self.author, FieldLimits.AUTHOR) if self.author else self.author,
+            image=image,
+        )
 
 
 @dataclass(frozen=True)

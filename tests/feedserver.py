@@ -1,11 +1,13 @@
 """A local HTTP server that misbehaves the ways real feed servers do, for gather tests and the
-gather benchmark. It listens on 127.0.0.1 only and stops with the test."""
+gather benchmark. It listens on 127.0.0.1 (or ::1) only and stops with the test; gather reaches
+it only where the test's config names it in ``[gather] allow_private``."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -68,15 +70,18 @@ class Handler(BaseHTTPRequestHandler):
 class FeedServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, 0), Handler)
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, str]]] = []
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        host = str(self.server_address[0])
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.server_address[1]}"
 
 
 def misbehaving_routes(server: FeedServer, slow_seconds: float = 1.5) -> None:
@@ -168,8 +173,10 @@ def misbehaving_routes(server: FeedServer, slow_seconds: float = 1.5) -> None:
 
 
 @contextmanager
-def running(setup: Callable[[FeedServer], None] = misbehaving_routes) -> Iterator[FeedServer]:
-    server = FeedServer()
+def running(
+    setup: Callable[[FeedServer], None] = misbehaving_routes, host: str = "127.0.0.1"
+) -> Iterator[FeedServer]:
+    server = FeedServer(host)
     setup(server)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

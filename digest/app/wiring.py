@@ -45,7 +45,14 @@ def fetch_limits(config: Config | None) -> FetchLimits:
     if config is None:
         return FetchLimits()
     g = config.gather
-    return FetchLimits(g.timeout_seconds, g.max_bytes, g.max_redirects, g.retries, g.user_agent)
+    return FetchLimits(
+        g.timeout_seconds,
+        g.max_bytes,
+        g.max_redirects,
+        g.retries,
+        g.user_agent,
+        tuple(g.allow_private),
+    )
 
 
 def upgrade_database(config: Config) -> str:

@@ -3,12 +3,12 @@ and how posts are gathered from them."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from babel import Locale, UnknownLocaleError
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from digest.config.fields import HttpUrl, PublicUrl, Section, Slug
+from digest.config.fields import HttpUrl, PublicUrl, Section, Slug, reachable_host
 
 
 class SiteConfig(Section):
@@ -96,4 +96,10 @@ class GatherConfig(Section):
     og_image: bool = Field(default=False, description="fetch article pages for og:image")
     user_agent: str = (
         "digest-generator/0.1 (newsletter digests; +https://pypi.org/project/digest-generator/)"
+    )
+    allow_private: list[Annotated[str, AfterValidator(reachable_host)]] = Field(
+        default_factory=list,
+        description="hosts, addresses or networks gather may fetch from although they are not "
+        'public (loopback, private, link-local): e.g. ["127.0.0.1", "10.0.0.0/8", '
+        '"feeds.internal"]',
     )

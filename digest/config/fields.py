@@ -6,6 +6,8 @@ Each check raises ``ValueError`` with what was expected, so the loader can repor
 
 from __future__ import annotations
 
+import re
+from ipaddress import ip_network
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -59,3 +61,23 @@ class Section(BaseModel):
     silently), and a loaded section never changes."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def reachable_host(value: str) -> str:
+    """An entry of ``[gather] allow_private``: an address, a network, or a host name."""
+    entry = value.strip().lower()
+    try:
+        ip_network(entry, strict=False)
+        return entry
+    except ValueError:
+        pass
+    labels = entry.rstrip(".").split(".")
+    if all(_HOST_LABEL.match(label) for label in labels) and not labels[-1].isdigit():
+        return entry
+    raise ValueError(
+        "expected an IP address ('127.0.0.1', '::1'), a network ('10.0.0.0/8') or a host "
+        "name ('feeds.internal')"
+    )

@@ -7,6 +7,7 @@ normalization (:mod:`digest.gather.entry`), so ``digest inspect`` shows what gat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from digest.gather.sources import read_source
 from digest.gather.topics import TopicMapping
 from digest.gather.urls import absolute_url, canonical_url
 from digest.models import HeroImage, Post, StoreCounts, Topic, Validators
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -171,19 +174,38 @@ def collect(
     settings: GatherSettings,
     now: datetime,
 ) -> tuple[SourceOutcome, list[Post], Validators]:
-    """Read and normalize one source. Never raises for a bad source: the outcome says why."""
+    """Read and normalize one source. Never raises for a bad source: the outcome says why.
+
+    Whatever goes wrong inside one source stays there: a failure we did not foresee (a parser
+    tripping over a document nobody imagined) is reported by the source's name, with the
+    exception's kind, like a foreseen one, and the other sources are still stored.
+    """
     try:
-        read = read_source(
-            job.location,
-            job.kind,
-            fetcher,
-            validators,
-            max_pages=settings.max_pages,
-            max_bytes=settings.max_bytes,
-            base_url=job.base_url,
-        )
+        return _collect(job, fetcher, validators, settings, now)
     except SourceError as err:
         return SourceOutcome(job, error=err.message), [], validators
+    except Exception as err:  # one source must not sink the others
+        log.warning("source %s failed unexpectedly", job.name, exc_info=True)
+        reason = f"unexpected {type(err).__name__} while reading it: {err}"
+        return SourceOutcome(job, error=reason[:500]), [], validators
+
+
+def _collect(
+    job: SourceJob,
+    fetcher: Fetcher,
+    validators: Validators,
+    settings: GatherSettings,
+    now: datetime,
+) -> tuple[SourceOutcome, list[Post], Validators]:
+    read = read_source(
+        job.location,
+        job.kind,
+        fetcher,
+        validators,
+        max_pages=settings.max_pages,
+        max_bytes=settings.max_bytes,
+        base_url=job.base_url,
+    )
     ctx = NormalizeContext.for_source(job.location, job.name, now, settings.excerpt_words)
     posts: list[Post] = []
     unmapped = 0
@@ -194,7 +216,7 @@ def collect(
             continue
         post = normalize(raw, topics, ctx)
         if post is not None:
-            posts.append(_with_fallback_image(post, fetcher, settings, ctx))
+            posts.append(_with_fallback_image(post, fetcher, settings, ctx).within_limits())
     outcome = SourceOutcome(job, len(posts), read.not_modified, None, read.kind, unmapped)
     return outcome, posts, read.validators
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from digest.gather.excerpt import cut_words, plain_text, reading_minutes
 from digest.gather.images import ImageCandidate, pick_hero
 from digest.gather.urls import absolute_url, allowed_schemes, canonical_url
-from digest.models import Post
+from digest.models import FieldLimits, Post, clip
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,12 @@ class NormalizeContext:
 
 
 def normalize(raw: RawEntry, topics: Sequence[str], ctx: NormalizeContext) -> Post | None:
-    """A clean post, or None when the entry has no title or no usable link."""
+    """A clean post within :class:`~digest.models.FieldLimits`, or None when the entry has no
+    title or no usable link (a link longer than the bound is not usable)."""
     base = raw.base or ctx.location
-    title = plain_text(raw.title)
+    title = clip(plain_text(raw.title), FieldLimits.TITLE)
     link = absolute_url(raw.link or "", base, ctx.schemes)
-    if not title or link is None:
+    if not title or link is None or len(link) > FieldLimits.URL:
         return None
     url = canonical_url(link)
     body_text = plain_text(raw.content_html or raw.summary_html)
@@ -83,7 +84,7 @@ def normalize(raw: RawEntry, topics: Sequence[str], ctx: NormalizeContext) -> Po
         content_hash=content_hash,
         source=ctx.source,
         dated=raw.published is not None,
-    )
+    ).within_limits()
 
 
 def is_real_summary(summary: str, body: str) -> bool:

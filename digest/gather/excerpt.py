@@ -11,8 +11,10 @@ import nh3
 WORDS_PER_MINUTE = 230
 ELLIPSIS = "…"
 
+# ``[^<>]*``, not ``[^>]*``: an unclosed ``<p`` must stop at the next tag, or a body of
+# ``<p<p<p…`` makes every match attempt scan to the end (quadratic time on hostile feeds).
 _BLOCK_TAGS = re.compile(
-    r"</?(p|div|br|li|ul|ol|h[1-6]|blockquote|pre|tr|table|figure)\b[^>]*>", re.I
+    r"</?(p|div|br|li|ul|ol|h[1-6]|blockquote|pre|tr|table|figure)\b[^<>]*>", re.I
 )
 _SPACE = re.compile(r"\s+")
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from digest.errors import SourceError
+from digest.gather.network import AddressPolicy, GuardedTransport
 from digest.models import Validators
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -38,6 +40,8 @@ class FetchLimits:
     max_redirects: int = 5
     retries: int = 2
     user_agent: str = "digest-generator"
+    allow_private: tuple[str, ...] = ()
+    """Hosts, addresses and networks reachable although not public (:mod:`.network`)."""
 
 
 def read_file(location: str, max_bytes: int) -> bytes:
@@ -126,18 +130,8 @@ class SourceFetcher:
                     raise SourceError(
                         f"body of {declared} bytes is over the limit of {self.limits.max_bytes}"
                     )
-                body = bytearray()
-                deadline = time.monotonic() + self.limits.timeout_seconds
-                for chunk in response.iter_bytes():
-                    body.extend(chunk)
-                    if len(body) > self.limits.max_bytes:
-                        raise SourceError(f"body over the limit of {self.limits.max_bytes} bytes")
-                    if time.monotonic() > deadline:
-                        raise _Retryable(
-                            f"body not complete after {self.limits.timeout_seconds:g} s", None
-                        )
                 return Fetched(
-                    bytes(body),
+                    self._body(response),
                     Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")),
                     headers=dict(response.headers),
                 )
@@ -147,6 +141,69 @@ class SourceFetcher:
             raise _Retryable("timed out", None) from None
         except httpx.TransportError as err:
             raise _Retryable(f"network error: {err}", None) from None
+
+    def _body(self, response: httpx.Response) -> bytes:
+        """The decoded body, refused as soon as it passes ``max_bytes`` or the timeout."""
+        chunks: Iterable[bytes]
+        if response.is_stream_consumed:  # built in memory (a mock transport): already decoded
+            encoding, chunks = "", [response.content]
+        else:
+            encoding, chunks = response.headers.get("Content-Encoding", ""), response.iter_raw()
+        decoder = BoundedDecoder(encoding, self.limits.max_bytes)
+        body = bytearray()
+        deadline = time.monotonic() + self.limits.timeout_seconds
+        for chunk in chunks:
+            body += decoder.feed(chunk)
+            if time.monotonic() > deadline:
+                raise _Retryable(f"body not complete after {self.limits.timeout_seconds:g} s", None)
+        body += decoder.flush()
+        return bytes(body)
+
+
+class BoundedDecoder:
+    """Undoes gzip or deflate ourselves, never inflating past ``max_bytes``.
+
+    httpx would inflate each network chunk whole before we could count it, and 64 KB of gzip
+    can hold 64 MB (a compression bomb), so the raw bytes are read and inflated here with
+    zlib's ``max_length``: memory stays within ``max_bytes`` plus one chunk.
+    """
+
+    def __init__(self, content_encoding: str, max_bytes: int) -> None:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise SourceError(
+                f"unsupported Content-Encoding {content_encoding!r} (we ask for gzip or deflate)"
+            )
+        self.coding = codings[0] if codings else None
+        # wbits | 32: a gzip or a zlib header, whichever the body has.
+        self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 32) if self.coding else None
+        self.max_bytes = max_bytes
+        self.size = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self._inflater is None:
+            return self._counted(data)
+        room = self.max_bytes - self.size
+        try:
+            out = self._inflater.decompress(data, room + 1)
+        except zlib.error:
+            if self.coding != "deflate" or self.size:
+                raise SourceError(f"body is not valid {self.coding} data") from None
+            # Some servers send raw deflate without the zlib header "deflate" promises.
+            self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            self.coding = "raw deflate"
+            return self.feed(data)
+        return self._counted(out)
+
+    def flush(self) -> bytes:
+        return self._counted(self._inflater.flush()) if self._inflater else b""
+
+    def _counted(self, out: bytes) -> bytes:
+        self.size += len(out)
+        if self.size > self.max_bytes:
+            raise SourceError(f"body over the limit of {self.max_bytes} bytes")
+        return out
 
 
 class _Retryable(Exception):
@@ -164,7 +221,10 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def http_client(limits: FetchLimits) -> httpx.Client:
+    """The client gather fetches with: every connection, redirects included, goes through the
+    address guard of :mod:`digest.gather.network`."""
     return httpx.Client(
+        transport=GuardedTransport(AddressPolicy.allowing(limits.allow_private)),
         timeout=httpx.Timeout(limits.timeout_seconds, connect=min(10.0, limits.timeout_seconds)),
         follow_redirects=True,
         max_redirects=limits.max_redirects,

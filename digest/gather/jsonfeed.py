@@ -23,7 +23,7 @@ def is_json_feed(document: Any) -> bool:
 def read_json_feed(body: bytes) -> list[RawEntry]:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad bytes, bad JSON, huge ints, deep nesting
         raise SourceError(f"not JSON ({err})") from None
     if not is_json_feed(document):
         raise SourceError("not a JSON Feed (no https://jsonfeed.org/version/ in 'version')")

@@ -35,7 +35,7 @@ def kind_of_body(body: bytes) -> Kind:
         return "feed"
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad bytes, bad JSON, huge ints, deep nesting
         raise SourceError(f"looks like JSON but does not parse ({err})") from None
     if is_json_feed(document):
         return "jsonfeed"

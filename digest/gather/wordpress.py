@@ -57,7 +57,7 @@ def total_pages(header: str | None) -> int:
 def read_posts(body: bytes) -> list[RawEntry]:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad bytes, bad JSON, huge ints, deep nesting
         raise SourceError(f"not JSON ({err})") from None
     if isinstance(document, Mapping) and "code" in document and "message" in document:
         raise SourceError(f"WordPress error {document['code']}: {document['message']}")

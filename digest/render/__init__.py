@@ -25,6 +25,7 @@ from digest.render.assemble import (
     Cut,
     SegmentTexts,
     assemble,
+    check_blocks,
     cut,
     more_marker,
 )
@@ -260,7 +261,9 @@ def render_issue(
     # second ending, without one; a section's real count is filled in per segment.
     shell_sections = tuple(s if s.more else _with_marker_more(s) for s in sections)
     whole = renderer.document(issue, shell_sections, None)
-    return RenderedIssue(issue, renderer, cut(whole), budget)
+    pieces = cut(whole)
+    check_blocks(pieces, shell_sections)
+    return RenderedIssue(issue, renderer, pieces, budget)
 
 
 def _with_marker_more(section: SectionView) -> SectionView:

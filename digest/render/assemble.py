@@ -92,6 +92,19 @@ def cut(compiled: str) -> Cut:
     return Cut(shell, blocks)
 
 
+def check_blocks(piece: Cut, sections: Sequence[SectionView]) -> None:
+    """Every block the sections need came out of the compile, or a clear error now, before
+    anything is sent, rather than a KeyError in the middle of a send."""
+    needed = block_names(sections) + [f"topic-end:{s.topic.slug}" for s in sections]
+    missing = [name for name in needed if name not in piece.blocks]
+    if missing:
+        raise DigestError(
+            f"the compiled email lost {len(missing)} of its blocks ({', '.join(missing[:5])}): "
+            "a post's text or the template broke the HTML",
+            where="render",
+        )
+
+
 def block_names(sections: Sequence[SectionView]) -> list[str]:
     names = []
     for section in sections:

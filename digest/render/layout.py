@@ -49,7 +49,9 @@ def date_label(moment: datetime, zone: ZoneInfo, locale: str = "en") -> str:
 
 
 def card(post: StoredPost, zone: ZoneInfo, locale: str) -> CardView:
-    p = post.post
+    """The post's card, its texts within :class:`~digest.models.FieldLimits` whatever the
+    database holds (a row stored before gather bounded them)."""
+    p = post.post.within_limits()
     return CardView(
         id=post.id,
         title=p.title,

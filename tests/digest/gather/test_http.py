@@ -76,6 +76,7 @@ retries = 1
 max_bytes = 1000000
 max_redirects = 3
 og_image = true
+allow_private = ["127.0.0.1"]
 """,
         encoding="utf-8",
     )
