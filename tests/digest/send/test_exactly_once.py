@@ -223,7 +223,12 @@ def test_two_workers_share_an_issue(tmp_path: Path, database_url: str | None) ->
             subprocess.Popen(args, env=CHILD_ENV, stdout=subprocess.PIPE, text=True)
             for _ in range(2)
         ]
-        outputs = [w.communicate(timeout=PATIENCE_SECONDS)[0] for w in workers]
+        try:
+            outputs = [w.communicate(timeout=PATIENCE_SECONDS)[0] for w in workers]
+        finally:
+            for worker in workers:
+                worker.kill()  # a worker that hangs is not left behind
+                worker.wait()
     assert all(w.returncode == 0 for w in workers)
     assert together.released and len(together.held) == IN_FLIGHT + 1
     sent = [int(out.strip().splitlines()[-1]) for out in outputs]
