@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from subscribers.names import name_problem
+
 TOPIC_SEPARATORS = (";", "|")
 REQUIRED_COLUMNS = ("email", "topics")
 
@@ -40,9 +42,15 @@ TopicResolver = Callable[[str], str | None]
 
 
 def normalize_email(address: str) -> str:
-    """The address as email-validator normalizes it (no DNS look-ups); raises ValueError."""
+    """The address as email-validator normalizes it (no DNS look-ups); raises ValueError.
+
+    A local part (before the @) that is not ASCII is refused: only servers offering SMTPUTF8
+    carry it, and neither SendGrid nor every SMTP relay does. A domain that is not ASCII is
+    kept; mail carries it in its ASCII form."""
     try:
-        return validate_email(address.strip(), check_deliverability=False).normalized
+        return validate_email(
+            address.strip(), check_deliverability=False, allow_smtputf8=False
+        ).normalized
     except EmailNotValidError as err:
         raise ValueError(str(err)) from None
 
@@ -107,6 +115,10 @@ class _Rows:
             address = normalize_email(raw_email)
         except ValueError as err:
             self.problems.append(RowProblem(line, f"bad address {raw_email!r}: {err}", raw_email))
+            return
+        problem = name_problem(name)
+        if problem:
+            self.problems.append(RowProblem(line, f"the name {problem}", address))
             return
         key = email_key(address)
         if key in self.seen:
