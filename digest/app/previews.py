@@ -15,6 +15,7 @@ from digest.render import RenderedIssue
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
 from digest.send.message import compose, mailbox
+from subscribers.importer import normalize_email
 from subscribers.store import SubscriberStore
 
 PREVIEW_INDEX = "web/preview_index.html.j2"
@@ -117,6 +118,10 @@ def send_test(
         issue = planned.issue if planned else issue_cases.latest(project, digest_slug)
     if issue is None:
         raise DigestError("no issue to test: nothing new has been gathered yet")
+    try:
+        address = normalize_email(to)
+    except ValueError as err:
+        raise DigestError(str(err), where=to) from None
     key = _test_segment(project, issue, segment, as_email)
     variant = project.render(issue).variant(key)
     values = sample_values(project.config.site.public_url, issue.topic_slugs)
@@ -124,7 +129,7 @@ def send_test(
     subject = f"[TEST] {compile_template(variant.subject).fill(values)}"
     message = compose(
         mailbox(sending.from_name, sending.from_email),
-        mailbox("", to),
+        mailbox("", address),
         subject,
         compile_template(variant.text).fill(values),
         compile_template(variant.html).fill(values),

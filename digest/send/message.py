@@ -66,22 +66,11 @@ def email_policy() -> EmailPolicy[EmailMessage]:
     return email_policies.default.clone(verify_generated_headers=True)
 
 
-def needs_smtputf8(message: EmailMessage) -> bool:
-    """Whether an address of the message is not ASCII after :func:`transport_address`: only
-    a server offering SMTPUTF8 (RFC 6531) carries it."""
-    return any(
-        not address.addr_spec.isascii()
-        for field in ("From", "To")
-        for address in (message[field].addresses if message[field] is not None else ())
-    )
-
-
 def serialise(message: EmailMessage) -> bytes:
     """The bytes that leave the process (an ``.eml`` file, an SMTP transaction's data), with
-    CRLF line ends; UTF-8 headers only when an address needs them. Raises ValueError (or
-    ``email.errors.HeaderWriteError``) for a message whose headers cannot be written safely."""
-    wire = email_policy().clone(linesep="\r\n", utf8=needs_smtputf8(message))
-    return message.as_bytes(policy=wire)
+    CRLF line ends. Raises ValueError (``email.errors.HeaderWriteError`` among others) for a
+    message whose headers cannot be written safely."""
+    return message.as_bytes(policy=email_policy().clone(linesep="\r\n"))
 
 
 def _header_character(char: str) -> str:
@@ -93,23 +82,36 @@ def _header_character(char: str) -> str:
     return "" if char in BIDI_CONTROLS else char
 
 
+MAX_HEADER_TEXT = 300
+"""Characters of a subject (or a List-Id's name): far more than any mail program shows, and
+a bound on folding, whose cost in CPython grows so fast with the header's length that a
+900 KB title took all 24 GB of a machine."""
+
+
 def header_text(value: str) -> str:
     """``value`` as one line of plain text for an unstructured header (the subject): control
     characters and line breaks become spaces, runs of white space one space, text-direction
     controls go, and ``=?`` gets a zero-width space in it, so no mail program decodes an
     RFC 2047 encoded word the text only looks like (the serialiser writes such text as it is,
-    and readers' programs would decode it)."""
+    and readers' programs would decode it). Longer than :data:`MAX_HEADER_TEXT`, it is cut
+    there with an ellipsis."""
+    if len(value) > 4 * MAX_HEADER_TEXT:  # no need to clean what is cut off
+        value = value[: 4 * MAX_HEADER_TEXT]
     if not (value.isascii() and value.isprintable()):
         value = "".join(map(_header_character, value))
     if "=?" in value:
         value = value.replace("=?", "=\u200b?")
-    return " ".join(value.split())
+    text = " ".join(value.split())
+    if len(text) > MAX_HEADER_TEXT:
+        text = text[: MAX_HEADER_TEXT - 1].rstrip() + "…"
+    return text
 
 
 def transport_address(address: str) -> str:
     """The address as mail carries it: an internationalized domain in its ASCII form
-    (``a@bücher.de`` → ``a@xn--bcher-kva.de``). A non-ASCII local part has no ASCII form;
-    it stays as it is, and only SMTPUTF8 carries it."""
+    (``a@bücher.de`` → ``a@xn--bcher-kva.de``). A local part that is not ASCII has no ASCII
+    form (only SMTPUTF8 carries it, and imports refuse it): it stays as it is, and its
+    message fails to build, alone."""
     if address.isascii():
         return address
     try:
@@ -121,8 +123,8 @@ def transport_address(address: str) -> str:
 
 def mailbox(name: str, address: str) -> Address:
     """A reader's (or an editor's) mailbox for a header: the name when the name rule allows
-    it, else the address alone."""
-    return Address(usable_name(name), addr_spec=transport_address(address))
+    it (its white space as single spaces, as a header shows it), else the address alone."""
+    return Address(" ".join(usable_name(name).split()), addr_spec=transport_address(address))
 
 
 def _checked(mailbox_: Address) -> Address:

@@ -49,9 +49,9 @@ class OutboxTransport:
             raise BatchRejected(next(iter(refused.values())), where="outbox")
 
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
-        """Write each (subscriber id, message) as the bytes SMTP would carry (with UTF-8
-        headers where an address needs SMTPUTF8); returns the messages that cannot be written
-        safely, with why, and raises ProviderDown if the disk refuses."""
+        """Write each (subscriber id, message) as the bytes SMTP would carry; returns the
+        messages that cannot be written safely, with why, and raises ProviderDown if the disk
+        refuses."""
         folder = self.folder
         refused: dict[int, str] = {}
         try:

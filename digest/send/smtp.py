@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from digest.config import SmtpConfig
 from digest.errors import BatchRejected, ProviderDown
 from digest.send.batch import OutgoingBatch, messages
-from digest.send.message import needs_smtputf8, serialise
+from digest.send.message import serialise
 
 
 class SmtpTransport:
@@ -61,7 +61,7 @@ class SmtpTransport:
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
         """Send each message over one connection, reconnecting once if the server drops it;
         returns the subscribers whose message was refused (by the server, or because it cannot
-        be written safely or needs SMTPUTF8 the server lacks), with why. The others go out."""
+        be written safely), with why. The others go out."""
         refused: dict[int, str] = {}
         where = f"smtp {self.settings.host}:{self.settings.port}"
         connection: smtplib.SMTP | None = None
@@ -70,7 +70,7 @@ class SmtpTransport:
             for subscriber_id, message in items:
                 for attempt in (1, 2):
                     try:
-                        problem = _transaction(connection, message, where)
+                        problem = _transaction(connection, message)
                         break
                     except smtplib.SMTPServerDisconnected:
                         # Dropped between messages (idle timeout, server restart): the message
@@ -89,7 +89,7 @@ class SmtpTransport:
         return refused
 
 
-def _transaction(connection: smtplib.SMTP, message: EmailMessage, where: str) -> str | None:
+def _transaction(connection: smtplib.SMTP, message: EmailMessage) -> str | None:
     """One message, as the bytes :func:`serialise` makes (what the outbox writes too); why
     this one recipient does not get it, or None once the server took it. Errors that concern
     the server rather than the message propagate."""
@@ -97,16 +97,10 @@ def _transaction(connection: smtplib.SMTP, message: EmailMessage, where: str) ->
         data = serialise(message)
     except (ValueError, MessageError) as err:
         return f"cannot write the message: {err}"
-    options: tuple[str, ...] = ()
-    if needs_smtputf8(message):
-        connection.ehlo_or_helo_if_needed()
-        if not connection.has_extn("smtputf8"):
-            return f"the address needs SMTPUTF8, which {where} does not offer"
-        options = ("SMTPUTF8", "BODY=8BITMIME")
     sender = message["From"].addresses[0].addr_spec
     recipient = message["To"].addresses[0].addr_spec
     try:
-        connection.sendmail(sender, [recipient], data, options)
+        connection.sendmail(sender, [recipient], data)
     except smtplib.SMTPRecipientsRefused as err:
         code, reason = next(iter(err.recipients.values()))
         return f"{code} {reason.decode(errors='replace')}"
