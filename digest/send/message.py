@@ -30,8 +30,8 @@ from digest.errors import DigestError
 from subscribers.names import BIDI_CONTROLS, name_problem, usable_name
 
 MINIMUM_PYTHON = (
-    "3.13.0, 3.12.5 or 3.11.10 (or a distribution's build with the fix of CVE-2024-6923, "
-    "such as Debian's 3.11.2-6+deb12u3)"
+    "3.13.0+, 3.12.5+ or 3.11.10+ (or a build with the fix of CVE-2024-6923, such as "
+    "Debian's 3.11.2-6+deb12u3)"
 )
 
 
@@ -44,7 +44,7 @@ def header_verification_problem(policy: Any = email_policies.default) -> str | N
         version = sys.version.split()[0]
         return (
             f"this Python ({version}) does not check the email headers it writes "
-            f"(verify_generated_headers); run the digest on Python {MINIMUM_PYTHON} or later"
+            f"(verify_generated_headers); the digest needs Python {MINIMUM_PYTHON}"
         )
     return None
 

@@ -68,7 +68,10 @@ def outcomes(project: Project, issue_id: int) -> dict[int, tuple[str, str | None
 
 
 def check_outcomes(
-    project: Project, issue_id: int, unbuildable: set[int], refused: set[int] = frozenset()
+    project: Project,
+    issue_id: int,
+    unbuildable: set[int],
+    refused: frozenset[int] | set[int] = frozenset(),
 ) -> None:
     found = outcomes(project, issue_id)
     for subscriber_id in unbuildable:
