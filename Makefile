@@ -1,13 +1,30 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-PYTHON ?= python3
+# The first Python whose email package checks the headers it writes (the CVE-2024-6923 fix,
+# `verify_generated_headers`: 3.13.0+, 3.12.5+, 3.11.10+, Debian's 3.11.2-6+deb12u3+). The
+# digest refuses to start on one without it. `make PYTHON=/path/to/python3` overrides.
+HEADER_CHECK := import email.errors, email.policy; email.policy.default.clone(verify_generated_headers=True); email.errors.HeaderWriteError
+ifndef PYTHON
+PYTHON := $(shell for p in python3.13 python3.12 /usr/bin/python3 python3; do \
+	  if $$p -c '$(HEADER_CHECK)' >/dev/null 2>&1; then echo $$p; break; fi; done)
+endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
+# A venv built earlier with a Python that lacks the check is rebuilt.
+ifneq ($(wildcard $(BIN)/python),)
+ifneq ($(shell $(BIN)/python -c '$(HEADER_CHECK)' >/dev/null 2>&1 && echo ok),ok)
+$(shell rm -f $(STAMP))
+endif
+endif
+
 .PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "make: no Python here checks the headers it writes" \
+	  "(verify_generated_headers): install 3.13.0+, 3.12.5+ or 3.11.10+, then make PYTHON=..." >&2; \
+	  exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

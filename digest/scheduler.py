@@ -24,7 +24,7 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 
 from digest.app.scheduled import SlotOutcome, log_slot, run_slot
-from digest.app.wiring import Project
+from digest.app.wiring import Project, check_runtime
 from digest.config import Config
 from digest.errors import DigestError
 from digest.schedule.lock import SchedulerLock
@@ -129,6 +129,7 @@ class SchedulerService:
         project: Project,
         scheduler_factory: Callable[..., BackgroundScheduler] = GuardedScheduler,
     ) -> None:
+        check_runtime()  # a DigestError before any job could send on an unsafe Python
         self.project = project
         self.specs = {spec.id: spec for spec in job_specs(project.config)}
         self.scheduler = scheduler_factory(

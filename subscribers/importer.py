@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from subscribers.names import ENCODED_WORD, name_problem
+
 TOPIC_SEPARATORS = (";", "|")
 REQUIRED_COLUMNS = ("email", "topics")
 
@@ -40,11 +42,20 @@ TopicResolver = Callable[[str], str | None]
 
 
 def normalize_email(address: str) -> str:
-    """The address as email-validator normalizes it (no DNS look-ups); raises ValueError."""
+    """The address as email-validator normalizes it (no DNS look-ups); raises ValueError.
+
+    A local part (before the @) that is not ASCII is refused: only servers offering SMTPUTF8
+    carry it, and neither SendGrid nor every SMTP relay does. A domain that is not ASCII is
+    kept; mail carries it in its ASCII form."""
     try:
-        return validate_email(address.strip(), check_deliverability=False).normalized
+        normalized = validate_email(
+            address.strip(), check_deliverability=False, allow_smtputf8=False
+        ).normalized
     except EmailNotValidError as err:
         raise ValueError(str(err)) from None
+    if ENCODED_WORD.search(normalized):  # valid characters, but mail programs decode it
+        raise ValueError("it contains an RFC 2047 encoded word (=?…?=)")
+    return normalized
 
 
 def email_key(address: str) -> str:
@@ -79,7 +90,15 @@ def parse_csv(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
     index = {name: header.index(name) for name in header}
     rows = _Rows(resolve_topic)
     start = reader.line_num + 1
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:  # a field over csv's size limit (a 900 KB name, say)
+            rows.problems.append(RowProblem(start, f"cannot be read as CSV ({err})"))
+            start = reader.line_num + 1
+            continue
         line, start = start, reader.line_num + 1
         if not any(field.strip() for field in record):
             continue
@@ -107,6 +126,10 @@ class _Rows:
             address = normalize_email(raw_email)
         except ValueError as err:
             self.problems.append(RowProblem(line, f"bad address {raw_email!r}: {err}", raw_email))
+            return
+        problem = name_problem(name)
+        if problem:
+            self.problems.append(RowProblem(line, f"the name {problem}", address))
             return
         key = email_key(address)
         if key in self.seen:

@@ -12,6 +12,7 @@ from digest.errors import DigestError
 from digest.passwords import hash_password
 from digest.stores.editors import Editor, EditorStore
 from subscribers.importer import normalize_email
+from subscribers.names import name_problem
 
 
 def add(project: Project, email: str, name: str, ask_password: Callable[[], str]) -> Editor:
@@ -21,6 +22,9 @@ def add(project: Project, email: str, name: str, ask_password: Callable[[], str]
         address = normalize_email(email)
     except ValueError as e:
         raise DigestError(str(e), where=email) from None
+    problem = name_problem(name)
+    if problem:
+        raise DigestError(problem, where="--name")
     password_hash = hash_password(ask_password())
     with project.transaction() as conn:
         return _store(project, conn).add(address, name, password_hash, project.clock())

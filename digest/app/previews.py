@@ -4,7 +4,6 @@ web-archive page and an index), the web-archive page itself, and a test send to 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.headerregistry import Address
 from pathlib import Path
 
 from digest.app import issues as issue_cases
@@ -15,7 +14,8 @@ from digest.personalize import compile_template, token_values
 from digest.render import RenderedIssue
 from digest.render.layout import post_count
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
-from digest.send.message import compose
+from digest.send.message import compose, mailbox
+from subscribers.importer import normalize_email
 from subscribers.store import SubscriberStore
 
 PREVIEW_INDEX = "web/preview_index.html.j2"
@@ -118,14 +118,18 @@ def send_test(
         issue = planned.issue if planned else issue_cases.latest(project, digest_slug)
     if issue is None:
         raise DigestError("no issue to test: nothing new has been gathered yet")
+    try:
+        address = normalize_email(to)
+    except ValueError as err:
+        raise DigestError(str(err), where=to) from None
     key = _test_segment(project, issue, segment, as_email)
     variant = project.render(issue).variant(key)
     values = sample_values(project.config.site.public_url, issue.topic_slugs)
     sending = project.config.sending
     subject = f"[TEST] {compile_template(variant.subject).fill(values)}"
     message = compose(
-        Address(sending.from_name, addr_spec=sending.from_email),
-        Address(addr_spec=to),
+        mailbox(sending.from_name, sending.from_email),
+        mailbox("", address),
         subject,
         compile_template(variant.text).fill(values),
         compile_template(variant.html).fill(values),

@@ -16,10 +16,11 @@ from digest.app.wiring import Project
 from digest.lifecycle import IssueStatus, approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
-from digest.send.message import compose
+from digest.send.message import compose, mailbox
 from digest.stores import issues
 from subscribers.importer import normalize_email
 from subscribers.models import Status, Subscriber
+from subscribers.names import MAX_NAME_LENGTH, name_problem
 from subscribers.store import SubscriberStore
 from subscribers.tokens import InvalidToken, Purpose
 
@@ -47,6 +48,7 @@ class Readers:
                 digest=self.project.config.digests[0],
                 topic_name=lambda slug: names.get(slug, slug),
                 topics_named=lambda slugs: [names[s] for s in slugs if s in names],
+                name_max=MAX_NAME_LENGTH,
                 **values,
             )
         )
@@ -68,7 +70,7 @@ class Readers:
     # subscribe and confirm -------------------------------------------------------------
 
     def check_subscription(
-        self, email: str, topics: Sequence[str]
+        self, email: str, topics: Sequence[str], name: str = ""
     ) -> tuple[dict[str, str], str, list[str]]:
         """Errors per field, the normalized address and the known topics chosen."""
         errors = {}
@@ -76,6 +78,9 @@ class Readers:
             email = normalize_email(email)
         except ValueError:
             errors["email"] = "Please enter a valid email address."
+        problem = name_problem(name)
+        if problem:
+            errors["name"] = f"Your name {problem}."
         known = {t.slug for t in self.project.topics()}
         chosen = [t for t in topics if t in known]
         if not chosen:
@@ -113,7 +118,7 @@ class Readers:
         names = [t.name for t in self.project.topics() if t.slug in topics]
         return self._service_email(
             "confirm/confirm",
-            Address(name, addr_spec=subscriber.email),
+            mailbox(name, subscriber.email),
             f"Confirm your subscription to {config.digests[0].name}",
             topic_names=names,
             confirm_url=f"{config.site.public_url}/confirm/{token}",
@@ -138,7 +143,7 @@ class Readers:
         self.mailer(
             self._service_email(
                 "confirm/link",
-                Address(subscriber.name, addr_spec=subscriber.email),
+                mailbox(subscriber.name, subscriber.email),
                 f"Your {config.digests[0].name} preferences",
                 preferences_url=f"{config.site.public_url}/preferences/"
                 f"{self.manage_token(subscriber.id)}",
@@ -162,7 +167,7 @@ class Readers:
         text = self._env.get_template(f"{template}.txt.j2").render(context)
         sending = config.sending
         message = compose(
-            Address(sending.from_name, addr_spec=sending.from_email),
+            mailbox(sending.from_name, sending.from_email),
             to,
             subject,
             text,

@@ -10,7 +10,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.headerregistry import Address
 from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
@@ -23,7 +22,7 @@ from digest.errors import DigestError
 from digest.lifecycle import Approval, IssueStatus
 from digest.schedule.gate import Action, gate
 from digest.schedule.slots import is_repeat
-from digest.send.message import compose
+from digest.send.message import compose, mailbox
 from digest.send.worker import SendReport
 from digest.stores import issues
 from digest.stores.issues import IssueRow, ScheduleLogRow
@@ -224,17 +223,14 @@ def _notify(
     page = "".join(f"<p>{html.escape(line)}</p>" for line in lines if line and link not in line)
     page += f'<p><a href="{html.escape(link)}">Review and approve issue {issue.number}</a></p>'
     sending = config.sending
-    sender = Address(sending.from_name, addr_spec=sending.from_email)
+    sender = mailbox(sending.from_name, sending.from_email)
     mailer = project.mailer()
     failed: list[str] = []
     for editor in digest.notify:
         name, address = parseaddr(editor)
-        message = compose(
-            sender, Address(name, addr_spec=address), subject, body, page, project.clock()
-        )
         try:
-            mailer(message)
-        except (DigestError, OSError) as err:
+            mailer(compose(sender, mailbox(name, address), subject, body, page, project.clock()))
+        except (DigestError, OSError, ValueError) as err:  # ValueError: a message not built
             failed.append(f"{address}: {err}")
     with project.transaction() as conn:
         issues.set_approval(

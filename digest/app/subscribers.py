@@ -19,6 +19,7 @@ from subscribers.importer import (
     topic_resolver,
 )
 from subscribers.models import Status, Subscriber
+from subscribers.names import name_problem
 from subscribers.store import SubscriberStore, UpsertSummary
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
@@ -86,6 +87,9 @@ def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
         address = normalize_email(email)
     except ValueError as e:
         raise DigestError(str(e), where=email) from None
+    problem = name_problem(name)
+    if problem:
+        raise DigestError(problem, where="--name")
     with project.transaction() as conn:
         store = SubscriberStore(conn)
         if store.get(address) is not None:

@@ -25,6 +25,7 @@ from digest.models import Issue, Topic
 from digest.render import EmailContext, RenderedIssue, Theme, render_issue
 from digest.render.environment import make_environment
 from digest.schedule.lock import SchedulerLock, acquire_lock, scheduler_running
+from digest.send.message import require_header_verification
 from digest.send.outbox import OutboxTransport
 from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
@@ -39,6 +40,13 @@ Mailer = Callable[[EmailMessage], None]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def check_runtime() -> None:
+    """What every face calls as it starts (the CLI, the web app, the scheduler): a DigestError
+    on a Python whose email package does not check the headers it writes, before anything is
+    built with it."""
+    require_header_verification()
 
 
 def fetch_limits(config: Config | None) -> FetchLimits:

@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from digest.app.wiring import check_runtime
 from digest.cli import gather, issues, project, schedule
 from digest.cli.editors import editors_app
 from digest.cli.ledger import issues_app
@@ -46,8 +47,10 @@ for command in (
 
 
 def main() -> None:
-    """The console script: a :class:`DigestError` is one line on stderr and exit code 2."""
+    """The console script: a :class:`DigestError` is one line on stderr and exit code 2.
+    Nothing runs on a Python whose email package could write a header it was not asked to."""
     try:
+        check_runtime()
         app()
     except DigestError as error:
         print_error(error)

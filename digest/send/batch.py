@@ -6,9 +6,10 @@ with :func:`messages`; SendGrid sends the variant once with per-recipient substi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import MessageError
 from email.message import EmailMessage
 from typing import NamedTuple
 
@@ -85,22 +86,31 @@ class OutgoingBatch:
         )
 
 
-def messages(batch: OutgoingBatch, now: datetime) -> Iterator[tuple[int, EmailMessage]]:
-    """One finished MIME message per recipient."""
+def messages(
+    batch: OutgoingBatch, now: datetime
+) -> tuple[list[tuple[int, EmailMessage]], dict[int, str]]:
+    """One finished MIME message per recipient, and the recipients whose message cannot be
+    built (an address stored before today's checks, say), with why: they fail alone, and the
+    rest of the batch goes out."""
     v = batch.variant
+    built: list[tuple[int, EmailMessage]] = []
+    failed: dict[int, str] = {}
     for r in batch.recipients:
         values = r.values()
-        yield (
-            r.subscriber_id,
-            build_message(
+        try:
+            message = build_message(
                 batch.envelope,
                 batch.personal(r),
                 v.subject.fill(values),
                 v.text.fill(values),
                 v.html.fill(values),
                 now,
-            ),
-        )
+            )
+        except (ValueError, MessageError) as err:
+            failed[r.subscriber_id] = f"cannot build the message: {err}"
+            continue
+        built.append((r.subscriber_id, message))
+    return built, failed
 
 
 def plan_batches(

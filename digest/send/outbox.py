@@ -9,12 +9,13 @@ import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.message import EmailMessage
-from email.policy import SMTP
 from pathlib import Path
 
-from digest.errors import ProviderDown
+from digest.errors import BatchRejected, ProviderDown
 from digest.send.batch import OutgoingBatch, messages
+from digest.send.message import serialise
 
 
 def _utc_now() -> datetime:
@@ -37,27 +38,40 @@ class OutboxTransport:
         return outbox / digest / f"issue-{number:04d}"
 
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
-        return self.write(list(messages(batch, self.clock())))
+        built, failed = messages(batch, self.clock())
+        return {**failed, **self.write(built)}
 
     def send_message(self, message: EmailMessage) -> None:
-        self.write([(0, message)])
+        """One message (a confirmation request): one that cannot be written safely is a
+        BatchRejected, with its reason."""
+        refused = self.write([(0, message)])
+        if refused:
+            raise BatchRejected(next(iter(refused.values())), where="outbox")
 
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
-        """Write each (subscriber id, message); raises ProviderDown if the disk refuses."""
+        """Write each (subscriber id, message) as the bytes SMTP would carry; returns the
+        messages that cannot be written safely, with why, and raises ProviderDown if the disk
+        refuses."""
         folder = self.folder
+        refused: dict[int, str] = {}
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for subscriber_id, message in items:
+                try:
+                    data = serialise(message)
+                except (ValueError, MessageError) as err:
+                    refused[subscriber_id] = f"cannot write the message: {err}"
+                    continue
                 to = _UNSAFE.sub("_", str(message["To"].addresses[0].addr_spec))
                 name = (
                     f"{subscriber_id:06d}-{to}" if subscriber_id else f"{to}-{uuid.uuid4().hex[:8]}"
                 )
                 target = folder / f"{name}.eml"
                 temporary = target.with_suffix(".eml.tmp")
-                temporary.write_bytes(message.as_bytes(policy=SMTP))
+                temporary.write_bytes(data)
                 temporary.replace(target)
         except OSError as err:
             raise ProviderDown(
                 f"cannot write to {folder}: {err.strerror}", where="outbox"
             ) from None
-        return {}
+        return refused

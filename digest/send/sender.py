@@ -29,6 +29,7 @@ from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
 from digest.send.message import Envelope
 from digest.send.transport import Transport
 from subscribers.models import first_name_of
+from subscribers.names import usable_name
 from subscribers.tokens import TokenSigner
 
 COMPILED_KEPT = 8
@@ -301,9 +302,12 @@ class Sender:
         active = [m for m in members if m.active]
         skipped = {m.subscriber_id: "no longer active" for m in members if not m.active}
         tokens = self.links.signer.manage_tokens([m.subscriber_id for m in active], now)
+        # A name the rule refuses (stored before it, or by a way in that forgot it) is no
+        # name: the address alone in the header, "there" in the greeting.
+        names = [usable_name(m.name) for m in active]
         recipients = tuple(
             Recipient(id_, email, name, first_name_of(name) or "there", token)
-            for (id_, email, name, _), token in zip(active, tokens, strict=True)
+            for (id_, email, _, _), name, token in zip(active, names, tokens, strict=True)
         )
         batch = OutgoingBatch(
             self.issue_id,

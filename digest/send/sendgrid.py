@@ -25,7 +25,8 @@ from sendgrid import SendGridAPIClient
 from digest.errors import BatchRejected, DeliveryUnknown, ProviderDown
 from digest.personalize import recipient_values
 from digest.send.batch import OutgoingBatch, Recipient
-from digest.send.message import list_unsubscribe_template
+from digest.send.message import header_text, list_unsubscribe_template
+from subscribers.names import usable_name
 
 MAX_PAYLOAD_BYTES = 30 * 1024 * 1024
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -49,9 +50,10 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
     # The header around the token, joined per recipient (a third faster than format()).
     before, _, after = list_unsubscribe_template(envelope, batch.public_url).partition("{token}")
     values = recipient_values
+    usable = usable_name  # a name the rule refuses goes without: SendGrid writes the header
     personalizations = [
         {
-            "to": [{"email": email, "name": name} if name else {"email": email}],
+            "to": [{"email": email, "name": name} if usable(name) else {"email": email}],
             "substitutions": values(first_name, email, token),
             "headers": {"List-Unsubscribe": before + token + after},
             "custom_args": {"digest": digest, "issue_id": issue_id, "subscriber_id": str(id_)},
@@ -59,11 +61,11 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
         for id_, email, name, first_name, token in batch.recipients
     ]
     sender: dict[str, str] = {"email": envelope.from_email}
-    if envelope.from_name:
+    if usable_name(envelope.from_name):
         sender["name"] = envelope.from_name
     payload: dict[str, Any] = {
         "from": sender,
-        "subject": variant.bound_subject,
+        "subject": header_text(variant.bound_subject),
         "content": [
             {"type": "text/plain", "value": variant.bound_text},
             {"type": "text/html", "value": variant.bound_html},

@@ -7,11 +7,13 @@ import smtplib
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.errors import MessageError
 from email.message import EmailMessage
 
 from digest.config import SmtpConfig
 from digest.errors import BatchRejected, ProviderDown
 from digest.send.batch import OutgoingBatch, messages
+from digest.send.message import serialise
 
 
 class SmtpTransport:
@@ -40,7 +42,8 @@ class SmtpTransport:
         return connection
 
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
-        return self.write(list(messages(batch, self.clock())))
+        built, failed = messages(batch, self.clock())
+        return {**failed, **self.write(built)}
 
     def send_message(self, message: EmailMessage) -> None:
         """One message (a confirmation request): a recipient the server refuses is a
@@ -57,7 +60,8 @@ class SmtpTransport:
 
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
         """Send each message over one connection, reconnecting once if the server drops it;
-        returns the subscribers the server refused, with its reason."""
+        returns the subscribers whose message was refused (by the server, or because it cannot
+        be written safely), with why. The others go out."""
         refused: dict[int, str] = {}
         where = f"smtp {self.settings.host}:{self.settings.port}"
         connection: smtplib.SMTP | None = None
@@ -66,11 +70,7 @@ class SmtpTransport:
             for subscriber_id, message in items:
                 for attempt in (1, 2):
                     try:
-                        connection.send_message(message)
-                        break
-                    except smtplib.SMTPRecipientsRefused as err:
-                        code, reason = next(iter(err.recipients.values()))
-                        refused[subscriber_id] = f"{code} {reason.decode(errors='replace')}"
+                        problem = _transaction(connection, message)
                         break
                     except smtplib.SMTPServerDisconnected:
                         # Dropped between messages (idle timeout, server restart): the message
@@ -78,6 +78,8 @@ class SmtpTransport:
                         if attempt == 2:
                             raise
                         connection = self._open()
+                if problem is not None:
+                    refused[subscriber_id] = problem
         except (smtplib.SMTPException, OSError) as err:
             raise ProviderDown(str(err) or type(err).__name__, where=where) from None
         finally:
@@ -85,3 +87,29 @@ class SmtpTransport:
                 with contextlib.suppress(smtplib.SMTPException, OSError):
                     connection.quit()
         return refused
+
+
+def _transaction(connection: smtplib.SMTP, message: EmailMessage) -> str | None:
+    """One message, as the bytes :func:`serialise` makes (what the outbox writes too); why
+    this one recipient does not get it, or None once the server took it. Errors that concern
+    the server rather than the message propagate."""
+    try:
+        data = serialise(message)
+    except (ValueError, MessageError) as err:
+        return f"cannot write the message: {err}"
+    sender = message["From"].addresses[0].addr_spec
+    recipient = message["To"].addresses[0].addr_spec
+    try:
+        connection.sendmail(sender, [recipient], data)
+    except smtplib.SMTPRecipientsRefused as err:
+        code, reason = next(iter(err.recipients.values()))
+        return f"{code} {reason.decode(errors='replace')}"
+    except smtplib.SMTPDataError as err:
+        if err.smtp_code < 500:
+            raise  # a temporary failure: the send stops and this batch waits for the next
+        return f"{err.smtp_code} {_text(err.smtp_error)}"
+    return None
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from digest.app.wiring import Mailer, Project
+from digest.app.wiring import Mailer, Project, check_runtime
 from digest.web import archive, editor_app, issue_review, reader_pages, webhook
 from digest.web.services import Services
 
 
 def create_app(project: Project, mailer: Mailer) -> Starlette:
-    """The app for one project. ``mailer`` sends confirmation emails (the configured transport)."""
+    """The app for one project. ``mailer`` sends confirmation emails (the configured transport).
+    Refused (DigestError) on a Python that does not check the email headers it writes."""
+    check_runtime()
     app = Starlette(
         routes=[
             *editor_app.ROUTES,

@@ -23,6 +23,7 @@ from digest.web.responses import (
 )
 from digest.web.services import services
 from subscribers.models import Subscriber
+from subscribers.names import MAX_NAME_LENGTH
 from subscribers.tokens import InvalidToken, Purpose
 
 ONE_CLICK = "One-Click"
@@ -53,10 +54,11 @@ async def subscribe(request: Request) -> Response:
         )
     name = str(form.get("name", "")).strip()
     errors, email, topics = found.readers.check_subscription(
-        str(form.get("email", "")).strip(), [str(t) for t in form.getlist("topics")]
+        str(form.get("email", "")).strip(), [str(t) for t in form.getlist("topics")], name
     )
     if errors:
-        values = {"email": email, "name": name, "topics": topics}
+        # The form shows what was typed, but no more of it than a name may hold.
+        values = {"email": email, "name": name[:MAX_NAME_LENGTH], "topics": topics}
         return page(request, "web/subscribe.html.j2", status=400, values=values, errors=errors)
     await run_in_threadpool(found.readers.subscribe, email, name, topics)
     # The same answer whether or not the address is known: no enumeration.
