@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from subscribers.cells import unguard
+
 TOPIC_SEPARATORS = (";", "|")
 REQUIRED_COLUMNS = ("email", "topics")
 
@@ -88,8 +90,10 @@ def parse_csv(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
                 RowProblem(line, f"has {len(record)} fields, the header has {len(header)}")
             )
             continue
-        name = record[index["name"]].strip() if "name" in index else ""
-        rows.add(line, record[index["email"]].strip(), name, split_topics(record[index["topics"]]))
+        # Our own exports guard cells a spreadsheet would run; the guard comes off here.
+        name = unguard(record[index["name"]].strip()) if "name" in index else ""
+        email = unguard(record[index["email"]].strip())
+        rows.add(line, email, name, split_topics(unguard(record[index["topics"]])))
     return rows.result()
 
 
