@@ -139,6 +139,7 @@ class Live:
     project: Project
     clock: FixedClock
     outbox: Path
+    app: Any
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, follow_redirects=False, timeout=10)
@@ -178,6 +179,7 @@ def live(example_project: Project, clock: FixedClock) -> Iterator[Live]:
         example_project,
         clock,
         example_project.config.outbox_dir / "messages",
+        app,
     )
     server.should_exit = True
     thread.join(timeout=10)

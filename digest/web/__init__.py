@@ -10,15 +10,18 @@
 Endpoints are plain functions that find what they share (:class:`~digest.web.services.Services`)
 on ``app.state`` and call only the application layer (:mod:`digest.app`), in a worker thread
 so the event loop never blocks. Pages are Jinja2 templates in ``templates/web``; every form
-carries a CSRF field (:mod:`digest.web.responses`).
+carries a CSRF field (:mod:`digest.web.responses`); every response carries the security
+headers (:mod:`digest.web.headers`).
 """
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from digest.app.wiring import Mailer, Project
 from digest.web import archive, editor_app, issue_review, reader_pages, webhook
+from digest.web.headers import SecurityHeaders, server_error
 from digest.web.services import Services
 
 
@@ -31,7 +34,9 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             *reader_pages.ROUTES,
             *archive.ROUTES,
             *webhook.ROUTES,
-        ]
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={Exception: server_error},
     )
     app.state.services = Services.build(project, mailer)
     return app
