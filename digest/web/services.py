@@ -13,7 +13,7 @@ from starlette.requests import Request
 from digest.app.editorial import Editorial
 from digest.app.readers import Readers
 from digest.app.wiring import Mailer, Project
-from digest.web.security import Csrf, RateLimit
+from digest.web.security import Csrf, LoginGuard, RateLimit
 from digest.web.session import Sessions
 
 
@@ -26,9 +26,8 @@ class Services:
     sessions: Sessions
     signup_limit: RateLimit
     link_limit: RateLimit
-    login_per_client: RateLimit
-    """Failed logins: counted per client address and per account, refused over either."""
-    login_per_account: RateLimit
+    logins: LoginGuard
+    """Failed logins: per client, per account, per known device (see LoginGuard)."""
     secure_cookie: bool
     """Cookies carry Secure when the public URL is https."""
 
@@ -49,8 +48,7 @@ class Services:
             sessions=Sessions(secret_key, timedelta(hours=editor.session_hours), project.clock),
             signup_limit=RateLimit(web.subscribe_limit, signups, project.clock),
             link_limit=RateLimit(web.subscribe_limit, signups, project.clock),
-            login_per_client=RateLimit(editor.login_limit, logins, project.clock),
-            login_per_account=RateLimit(editor.login_limit, logins, project.clock),
+            logins=LoginGuard(editor.login_limit, logins, project.clock),
             secure_cookie=urlsplit(project.config.site.public_url).scheme == "https",
         )
 
