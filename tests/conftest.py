@@ -152,6 +152,11 @@ class Live:
                 .id
             )
 
+    def settle(self) -> None:
+        """Wait until the readers' emails queued so far are sent (the app sends them after
+        answering)."""
+        assert self.app.state.services.background.wait_idle(timeout=30)
+
     def subscriber(self, email: str):  # type: ignore[no-untyped-def]
         with self.project.engine.connect() as conn:
             return SubscriberStore(conn).get(email)

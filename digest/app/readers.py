@@ -1,6 +1,12 @@
 """Use cases of readers: subscribe and confirm, ask for one's link, change preferences,
 unsubscribe, read the web archive. Sync code over the stores, the signer and the templates;
-the web face calls it in a worker thread."""
+the web face calls it in a worker thread.
+
+What may mail an address is queued on a :class:`~digest.app.background.Background` when one is
+given (the web app's), so the answer to "subscribe me" or "email me my link" is made and sent
+before anyone looks the address up: it is the same, in content and in time, whether the
+address is known, unknown or suppressed.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from digest.app import issues as issue_cases
+from digest.app.background import Background
 from digest.app.previews import archive_html
 from digest.app.wiring import Project
 from digest.lifecycle import IssueStatus
@@ -30,9 +37,17 @@ NO_CONFIRMATION = frozenset({Status.BOUNCED, Status.COMPLAINED})
 class Readers:
     """The reader-facing use cases of one project, with its templates and signer loaded once."""
 
-    def __init__(self, project: Project, mailer: Callable[[EmailMessage], None]) -> None:
+    def __init__(
+        self,
+        project: Project,
+        mailer: Callable[[EmailMessage], None],
+        background: Background | None = None,
+    ) -> None:
+        """``background`` runs the work that may send mail after the answer; without one
+        (the CLI, tests of the use cases) it runs at once."""
         self.project = project
         self.mailer = mailer
+        self.background = background
         self._env = project.environment()
         self._signer = project.signer()
 
@@ -81,9 +96,20 @@ class Readers:
             errors["topics"] = "Choose at least one topic."
         return errors, email, chosen
 
+    def _later(self, job: Callable[[], None]) -> None:
+        if self.background is None:
+            job()
+        else:
+            self.background.submit(job)
+
     def subscribe(self, email: str, name: str, topics: Sequence[str]) -> None:
         """A new address is stored as pending; any address that may get mail is sent a
-        confirmation link carrying the chosen topics, which apply only when it is opened."""
+        confirmation link carrying the chosen topics, which apply only when it is opened.
+        All of it after the answer (see the module's docstring)."""
+        chosen = list(topics)
+        self._later(lambda: self._subscribe_now(email, name, chosen))
+
+    def _subscribe_now(self, email: str, name: str, topics: Sequence[str]) -> None:
         now = self.project.clock()
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)
@@ -128,7 +154,11 @@ class Readers:
 
     def send_link(self, email: str) -> None:
         """Mail a subscriber who gets the digest (active, possibly paused) the link to their
-        preferences; any other address gets nothing, and the page says the same either way."""
+        preferences; any other address gets nothing, and the page says the same either way.
+        After the answer (see the module's docstring)."""
+        self._later(lambda: self._send_link_now(email))
+
+    def _send_link_now(self, email: str) -> None:
         with self.project.reading() as conn:
             subscriber = SubscriberStore(conn).get(email)
         if subscriber is None or subscriber.status is not Status.ACTIVE:

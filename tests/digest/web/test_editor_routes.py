@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 
 from digest.app import gathering, issues
-from digest.app.wiring import Project
+from digest.app.wiring import Mailer, Project
 from digest.config import Config, load_config
 from digest.passwords import ScryptParams, hash_password
 from digest.scaffold import scaffold
@@ -40,9 +40,9 @@ def logged_in(site: EditorSite) -> Iterator[httpx.Client]:
 
 
 @contextmanager
-def served(project: Project) -> Iterator[str]:
+def served(project: Project, mailer: Mailer | None = None) -> Iterator[str]:
     """The app of ``project`` under uvicorn on 127.0.0.1 (like the ``live`` fixture)."""
-    app = create_app(project, project.mailer())
+    app = create_app(project, mailer or project.mailer())
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
