@@ -144,6 +144,9 @@ async def preferences(request: Request) -> Response:
     if isinstance(form, Response):
         return form
     action = str(form.get("action", "save"))
+    if action == "reconfirm":  # a fresh double opt-in, for a bounced or complained address
+        mail_later(request, subscriber.email, lambda: readers.reconfirm(subscriber.id))
+        return redirect(f"/preferences/{token}?saved=reconfirm")
     topics = [str(t) for t in form.getlist("topics")]
     error = await run_in_threadpool(readers.update_preferences, subscriber.id, action, topics)
     if error:
