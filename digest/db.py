@@ -224,6 +224,21 @@ editors = Table(
 )
 
 
+editor_sessions = Table(
+    "editor_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("editor", String(320), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+"""The editors' live sessions: logging out deletes the row, and a session cookie whose row is
+gone no longer works, even a copy taken before. ``id`` is the SHA-256 of the random value the
+cookie carries, so the table's rows are no cookies. ``editor`` is the editor's address, as
+:func:`digest.stores.editors.editor_key` writes it."""
+Index("ix_editor_sessions_editor", editor_sessions.c.editor)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -53,9 +53,12 @@ def signature_valid(
     tolerance: timedelta,
 ) -> bool:
     """True when SendGrid signed exactly these bytes at a moment within ``tolerance`` of now."""
-    if not signature or not timestamp or not timestamp.isdigit():
+    if not signature or not timestamp or not (timestamp.isascii() and timestamp.isdigit()):
+        return False  # isdigit alone passes "²" and "١", which int() then refuses
+    try:
+        signed_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
+    except (OverflowError, OSError, ValueError):  # beyond the years a datetime can hold
         return False
-    signed_at = datetime.fromtimestamp(int(timestamp), tz=UTC)
     if abs(now - signed_at) > tolerance:
         return False
     helper = EventWebhook()

@@ -1,4 +1,6 @@
-"""Writing subscribers out as CSV or JSON Lines, streamed chunk by chunk."""
+"""Writing subscribers out as CSV or JSON Lines, streamed chunk by chunk. CSV cells are
+guarded against spreadsheets that would run them (:mod:`subscribers.cells`); the importer
+takes the guard off, so an export imports back as it was."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
+from subscribers.cells import guard
 from subscribers.store import SubscriberStore
 
 COLUMNS = (
@@ -47,12 +50,13 @@ def records(store: SubscriberStore, chunk_size: int = 1000) -> Iterator[dict[str
 
 
 def write_csv(items: Iterable[dict[str, Any]], handle: IO[str]) -> int:
-    """Topics joined by ';' so the file imports back as it is."""
+    """Topics joined by ';' so the file imports back as it is; every text cell guarded."""
     writer = csv.DictWriter(handle, fieldnames=COLUMNS)
     writer.writeheader()
     count = 0
     for item in items:
-        writer.writerow(item | {"topics": ";".join(item["topics"])})
+        row = item | {"topics": ";".join(item["topics"])}
+        writer.writerow({k: guard(v) if isinstance(v, str) else v for k, v in row.items()})
         count += 1
     return count
 

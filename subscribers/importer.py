@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from subscribers.cells import unguard
 from subscribers.names import ENCODED_WORD, name_problem
 
 TOPIC_SEPARATORS = (";", "|")
@@ -107,8 +108,10 @@ def parse_csv(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
                 RowProblem(line, f"has {len(record)} fields, the header has {len(header)}")
             )
             continue
-        name = record[index["name"]].strip() if "name" in index else ""
-        rows.add(line, record[index["email"]].strip(), name, split_topics(record[index["topics"]]))
+        # Our own exports guard cells a spreadsheet would run; the guard comes off here.
+        name = unguard(record[index["name"]].strip()) if "name" in index else ""
+        email = unguard(record[index["email"]].strip())
+        rows.add(line, email, name, split_topics(unguard(record[index["topics"]])))
     return rows.result()
 
 

@@ -139,6 +139,7 @@ class Live:
     project: Project
     clock: FixedClock
     outbox: Path
+    app: Any
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.base, follow_redirects=False, timeout=10)
@@ -150,6 +151,11 @@ class Live:
                 .add(email, "", frozenset(topics), self.clock(), "test", status)
                 .id
             )
+
+    def settle(self) -> None:
+        """Wait until the readers' emails queued so far are sent (the app sends them after
+        answering)."""
+        assert self.app.state.services.background.wait_idle(timeout=30)
 
     def subscriber(self, email: str):  # type: ignore[no-untyped-def]
         with self.project.engine.connect() as conn:
@@ -178,6 +184,7 @@ def live(example_project: Project, clock: FixedClock) -> Iterator[Live]:
         example_project,
         clock,
         example_project.config.outbox_dir / "messages",
+        app,
     )
     server.should_exit = True
     thread.join(timeout=10)

@@ -1,6 +1,7 @@
-"""Use cases of the editor app: log in, the dashboard and history, one issue's page with its
-segments and preflight, and the actions on it. Sync code over the stores, the stages and the
-preflight checks; the web face calls it in a worker thread."""
+"""Use cases of the editor app: the dashboard and history, one issue's page with its segments
+and preflight, and the actions on it (logging in and sessions are :mod:`digest.app.editors`').
+Sync code over the stores, the stages and the preflight checks; the web face calls it in a
+worker thread."""
 
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from digest.render.preflight import Report, preflight
 from digest.schedule import cron_trigger
 from digest.stores import issue_posts, issues
 from digest.stores.editors import Editor as Editor  # the web face names a logged-in editor
-from digest.stores.editors import EditorStore, authenticate
 from digest.stores.editors import editor_key as editor_key  # failed logins count per account
 from digest.stores.issue_posts import Entry
 from digest.stores.issues import IssueRow, ScheduleLogRow
@@ -131,21 +131,6 @@ class Editorial:
             if editor.caniemail_csv
             else None
         )
-
-    # accounts ----------------------------------------------------------------------------
-
-    def login(self, email: str, password: str) -> Editor | None:
-        with self.project.transaction() as conn:
-            store = EditorStore(conn, self.project.config.file.editor.users)
-            editor = authenticate(store, email, password)
-            if editor is not None:
-                store.logged_in(editor, password, self.project.clock())
-                editor = store.get(editor.email)
-        return editor
-
-    def editor(self, email: str) -> Editor | None:
-        with self.project.reading() as conn:
-            return EditorStore(conn, self.project.config.file.editor.users).get(email)
 
     # local files ---------------------------------------------------------------------------
 

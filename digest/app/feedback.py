@@ -29,6 +29,16 @@ class NotABatch(WebhookRefused):
     """Signed, but not a JSON array of events."""
 
 
+def body_limit(project: Project) -> int:
+    """The most bytes of a request body worth reading (``[sending.sendgrid]
+    webhook_max_bytes``); :class:`WebhookOff` while no key is configured, when no body can be
+    trusted and none need be read."""
+    settings = project.config.sending.sendgrid
+    if not settings.webhook_public_key:
+        raise WebhookOff
+    return settings.webhook_max_bytes
+
+
 def apply_webhook(
     project: Project, raw_body: bytes, signature: str | None, timestamp: str | None
 ) -> EventReport:

@@ -1,16 +1,23 @@
 """Use cases of readers: subscribe and confirm, ask for one's link, change preferences,
 unsubscribe, read the web archive. Sync code over the stores, the signer and the templates;
-the web face calls it in a worker thread."""
+the web face calls it in a worker thread.
+
+What may mail an address is queued on a :class:`~digest.app.background.Background` when one is
+given (the web app's), so the answer to "subscribe me" or "email me my link" is made and sent
+before anyone looks the address up: it is the same, in content and in time, whether the
+address is known, unknown or suppressed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
 from digest.app import issues as issue_cases
+from digest.app.background import Background
 from digest.app.previews import archive_html
 from digest.app.wiring import Project
 from digest.lifecycle import IssueStatus, approval_shown
@@ -25,15 +32,35 @@ from subscribers.store import SubscriberStore
 from subscribers.tokens import InvalidToken, Purpose
 
 NO_CONFIRMATION = frozenset({Status.BOUNCED, Status.COMPLAINED})
-"""Addresses that bounced or complained get no mail, not even a confirmation request."""
+"""Addresses that bounced or complained get no mail on a stranger's say-so: the sign-up form,
+where anyone can type any address, sends them nothing, not even a confirmation request. Their
+owner may come back, but only by a fresh double opt-in: from their preferences page (reached
+through a link we mailed to that address, so whoever holds it reads that mailbox) they ask
+for one confirmation email (:meth:`Readers.reconfirm`), and opening its link makes them
+active. Nothing else does: "Subscribe again" is for those who unsubscribed themselves, and
+unsubscribing or leaving a topic never turns a bounce or a complaint into an unsubscription
+that could then be undone."""
+
+COME_BACK_BY_EMAIL = (
+    "We stopped sending to this address, so it needs a fresh confirmation: ask for a "
+    "confirmation link below and open it."
+)
 
 
 class Readers:
     """The reader-facing use cases of one project, with its templates and signer loaded once."""
 
-    def __init__(self, project: Project, mailer: Callable[[EmailMessage], None]) -> None:
+    def __init__(
+        self,
+        project: Project,
+        mailer: Callable[[EmailMessage], None],
+        background: Background | None = None,
+    ) -> None:
+        """``background`` runs the work that may send mail after the answer; without one
+        (the CLI, tests of the use cases) it runs at once."""
         self.project = project
         self.mailer = mailer
+        self.background = background
         self._env = project.environment()
         self._env.globals["approval_shown"] = approval_shown  # the editor pages' badges
         self._signer = project.signer()
@@ -87,9 +114,20 @@ class Readers:
             errors["topics"] = "Choose at least one topic."
         return errors, email, chosen
 
+    def _later(self, job: Callable[[], None]) -> None:
+        if self.background is None:
+            job()
+        else:
+            self.background.submit(job)
+
     def subscribe(self, email: str, name: str, topics: Sequence[str]) -> None:
         """A new address is stored as pending; any address that may get mail is sent a
-        confirmation link carrying the chosen topics, which apply only when it is opened."""
+        confirmation link carrying the chosen topics, which apply only when it is opened.
+        All of it after the answer (see the module's docstring)."""
+        chosen = list(topics)
+        self._later(lambda: self._subscribe_now(email, name, chosen))
+
+    def _subscribe_now(self, email: str, name: str, topics: Sequence[str]) -> None:
         now = self.project.clock()
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)
@@ -100,6 +138,21 @@ class Readers:
                 return
         token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=sorted(topics))
         self.mailer(self._confirmation(subscriber, name or subscriber.name, topics, token))
+
+    def reconfirm(self, subscriber_id: int) -> None:
+        """The owner of a bounced, complained or pending address asks, from their preferences
+        page, for a confirmation link: one is sent, with the topics they had (the fresh
+        double opt-in of :data:`NO_CONFIRMATION`). Anyone else gets nothing."""
+        self._later(lambda: self._reconfirm_now(subscriber_id))
+
+    def _reconfirm_now(self, subscriber_id: int) -> None:
+        with self.project.reading() as conn:
+            subscriber = SubscriberStore(conn).by_id(subscriber_id)
+        if subscriber is None or subscriber.status not in {*NO_CONFIRMATION, Status.PENDING}:
+            return
+        topics = sorted(subscriber.topics)
+        token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=topics)
+        self.mailer(self._confirmation(subscriber, subscriber.name, topics, token))
 
     def confirm(self, token: str) -> str:
         subscriber, topics = self.subscriber_for(Purpose.CONFIRM, token)
@@ -134,7 +187,11 @@ class Readers:
 
     def send_link(self, email: str) -> None:
         """Mail a subscriber who gets the digest (active, possibly paused) the link to their
-        preferences; any other address gets nothing, and the page says the same either way."""
+        preferences; any other address gets nothing, and the page says the same either way.
+        After the answer (see the module's docstring)."""
+        self._later(lambda: self._send_link_now(email))
+
+    def _send_link_now(self, email: str) -> None:
         with self.project.reading() as conn:
             subscriber = SubscriberStore(conn).get(email)
         if subscriber is None or subscriber.status is not Status.ACTIVE:
@@ -199,16 +256,29 @@ class Readers:
             elif action == "resume":
                 store.update(subscriber_id, now, paused_until=None)
             elif action == "resubscribe":
-                store.set_status_of(subscriber_id, Status.ACTIVE, now)
+                return self._resubscribe(store, subscriber_id, now)
             else:
                 return "Unknown action."
         return None
 
+    @staticmethod
+    def _resubscribe(store: SubscriberStore, subscriber_id: int, now: datetime) -> str | None:
+        """Only who unsubscribed themselves comes back with a click; see NO_CONFIRMATION."""
+        subscriber = store.by_id(subscriber_id)
+        if subscriber is None or subscriber.status is Status.ACTIVE:
+            return None
+        if subscriber.status is not Status.UNSUBSCRIBED:
+            return COME_BACK_BY_EMAIL
+        store.set_status_of(subscriber_id, Status.ACTIVE, now)
+        return None
+
     def unsubscribe(self, subscriber_id: int) -> None:
+        """Stop the digest; a bounce or a complaint stays what it is (see NO_CONFIRMATION)."""
         with self.project.transaction() as conn:
-            SubscriberStore(conn).set_status_of(
-                subscriber_id, Status.UNSUBSCRIBED, self.project.clock()
-            )
+            store = SubscriberStore(conn)
+            subscriber = store.by_id(subscriber_id)
+            if subscriber is not None and subscriber.status not in NO_CONFIRMATION:
+                store.set_status_of(subscriber_id, Status.UNSUBSCRIBED, self.project.clock())
 
     def leave_topic(self, subscriber_id: int, topic: str) -> None:
         with self.project.transaction() as conn:
@@ -220,7 +290,7 @@ class Readers:
             if remaining:
                 store.set_topics(subscriber_id, remaining)
                 store.update(subscriber_id, self.project.clock())
-            else:  # leaving the last topic is leaving
+            elif subscriber.status not in NO_CONFIRMATION:  # leaving the last topic is leaving
                 store.set_status_of(subscriber_id, Status.UNSUBSCRIBED, self.project.clock())
 
     # archive ---------------------------------------------------------------------------

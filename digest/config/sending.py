@@ -32,6 +32,11 @@ class SendGridConfig(Section):
         default=None, description="the Event Webhook's verification key (base64), from SendGrid"
     )
     webhook_tolerance_seconds: int = Field(default=600, ge=1, description="older is stale")
+    webhook_max_bytes: int = Field(
+        default=5_000_000,
+        ge=1024,
+        description="a larger event batch is refused (413) before it is read whole",
+    )
 
 
 class SendingConfig(Section):

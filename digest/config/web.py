@@ -23,6 +23,11 @@ class SecurityConfig(Section):
 class WebConfig(Section):
     subscribe_limit: int = Field(default=5, ge=1, description="sign-ups per client per window")
     subscribe_window_seconds: int = Field(default=600, ge=1)
+    address_limit: int = Field(
+        default=3,
+        ge=1,
+        description="confirmation and link emails to one address per window, whoever asks",
+    )
     pause_days: int = Field(default=28, ge=1, le=365)
 
 

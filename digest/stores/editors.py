@@ -99,3 +99,35 @@ def authenticate(store: EditorStore, email: str, password: str) -> Editor | None
     stored = editor.password_hash if editor else dummy_hash()
     matched = verify_password(password, stored)
     return editor if editor is not None and matched else None
+
+
+# sessions ----------------------------------------------------------------------------------
+
+
+def open_session(
+    conn: Connection, session_id: str, email: str, now: datetime, expires_at: datetime
+) -> None:
+    """A live session of the editor ``email``; ``session_id`` is the hash of the cookie's
+    secret. Sessions that have expired are cleared on the way."""
+    conn.execute(delete(db.editor_sessions).where(db.editor_sessions.c.expires_at <= now))
+    conn.execute(
+        insert(db.editor_sessions).values(
+            id=session_id, editor=editor_key(email), created_at=now, expires_at=expires_at
+        )
+    )
+
+
+def session_is_open(conn: Connection, session_id: str, email: str, now: datetime) -> bool:
+    """True while the session is live: not logged out, not expired, and the editor's."""
+    found = conn.execute(
+        select(db.editor_sessions.c.id).where(
+            db.editor_sessions.c.id == session_id,
+            db.editor_sessions.c.editor == editor_key(email),
+            db.editor_sessions.c.expires_at > now,
+        )
+    ).first()
+    return found is not None
+
+
+def close_session(conn: Connection, session_id: str) -> None:
+    conn.execute(delete(db.editor_sessions).where(db.editor_sessions.c.id == session_id))

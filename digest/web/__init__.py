@@ -10,22 +10,45 @@
 Endpoints are plain functions that find what they share (:class:`~digest.web.services.Services`)
 on ``app.state`` and call only the application layer (:mod:`digest.app`), in a worker thread
 so the event loop never blocks. Pages are Jinja2 templates in ``templates/web``; every form
-carries a CSRF field (:mod:`digest.web.responses`).
+carries a CSRF field (:mod:`digest.web.responses`); every response carries the security
+headers (:mod:`digest.web.headers`). The readers' emails are sent by a background thread
+after the answer, and the thread is drained when the server stops.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 
 from digest.app.wiring import Mailer, Project, check_runtime
 from digest.web import archive, editor_app, issue_review, reader_pages, webhook
+from digest.web.headers import SecurityHeaders, server_error
 from digest.web.services import Services
+
+log = logging.getLogger(__name__)
+DRAIN_SECONDS = 120.0
+"""How long a stopping server waits for the readers' queued emails (each send has the
+transport's own timeout)."""
 
 
 def create_app(project: Project, mailer: Mailer) -> Starlette:
     """The app for one project. ``mailer`` sends confirmation emails (the configured transport).
     Refused (DigestError) on a Python that does not check the email headers it writes."""
     check_runtime()
+    services = Services.build(project, mailer)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        # Stopping: the requests have been answered; send the emails they promised.
+        if not await run_in_threadpool(services.background.close, DRAIN_SECONDS):
+            log.warning("stopped with readers' emails still queued")
+
     app = Starlette(
         routes=[
             *editor_app.ROUTES,
@@ -33,7 +56,10 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             *reader_pages.ROUTES,
             *archive.ROUTES,
             *webhook.ROUTES,
-        ]
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={Exception: server_error},
+        lifespan=lifespan,
     )
-    app.state.services = Services.build(project, mailer)
+    app.state.services = services
     return app

@@ -2,8 +2,10 @@
 in and out, the dashboard, the history and planning. One issue's page, its previews and the
 actions on it are in :mod:`digest.web.issue_desk`.
 
-Editors log in (scrypt hashes, a signed session cookie that expires, failed logins limited
-per client and per account). Every POST needs the CSRF field; every page needs a session.
+Editors log in (scrypt hashes, a signed session cookie that expires and that logging out
+revokes in the database, failed logins limited per client, per account and per known device:
+:class:`~digest.web.security.LoginGuard`). Every POST needs the CSRF field; every page needs a
+session.
 The use cases (:class:`digest.app.editorial.Editorial`) run in a worker thread.
 """
 
@@ -19,12 +21,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest.app import editors
 from digest.app.editorial import Editor, editor_key
 from digest.app.wiring import archive_url
 from digest.errors import DigestError
 from digest.web.responses import checked_form, client_of, page, redirect
 from digest.web.services import services
-from digest.web.session import SESSION_COOKIE
+from digest.web.session import DEVICE_COOKIE, DEVICE_LIFETIME, SESSION_COOKIE
 
 EDITOR_HEADERS = {
     "Referrer-Policy": "no-referrer",
@@ -99,13 +102,13 @@ def editor_message(
 
 
 async def current_editor(request: Request) -> Editor | None:
-    """The editor whose session cookie this is: genuine, unexpired, and made with their
-    current password."""
+    """The editor whose session cookie this is: genuine, unexpired, not logged out, and made
+    with their current password."""
     found = services(request)
     claim = found.sessions.read(request.cookies.get(SESSION_COOKIE))
     if claim is None:
         return None
-    editor = await run_in_threadpool(found.editorial.editor, claim.email)
+    editor = await run_in_threadpool(editors.in_session, found.project, claim.email, claim.secret)
     if editor is None or not found.sessions.valid_for(claim, editor.password_hash):
         return None
     return editor
@@ -142,13 +145,23 @@ def login_page(
     )
 
 
-def logged_in(request: Request, editor: Editor, target: str) -> Response:
-    """Back to ``target`` with a new session cookie."""
+def logged_in(request: Request, login: editors.Login, target: str) -> Response:
+    """Back to ``target`` with a new session cookie, and a device cookie for this browser."""
     found = services(request)
+    editor = login.editor
     response = redirect(target)
     response.set_cookie(
+        DEVICE_COOKIE,
+        found.sessions.remember_device(editor.email),
+        max_age=int(DEVICE_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="strict",  # only the login form, on this site, needs it
+        secure=found.secure_cookie,
+        path="/editor/login",
+    )
+    response.set_cookie(
         SESSION_COOKIE,
-        found.sessions.issue(editor.email, editor.password_hash),
+        found.sessions.issue(editor.email, editor.password_hash, login.secret),
         max_age=int(found.sessions.lifetime.total_seconds()),
         httponly=True,
         # Lax, not Strict: the approval email's link must open the issue logged in.
@@ -175,23 +188,27 @@ async def login(request: Request) -> Response:
     target = safe_next(str(form.get("next", "")))
     client = client_of(request)
     account = editor_key(email)
-    if found.login_per_client.blocked(client) or found.login_per_account.blocked(account):
-        minutes = max(1, round(found.login_per_client.window.total_seconds() / 60))
+    device = found.sessions.device_of(request.cookies.get(DEVICE_COOKIE), account)
+    if found.logins.refused(client, account, device):
+        minutes = max(1, round(found.logins.window.total_seconds() / 60))
         error = f"Too many failed attempts. Please wait {minutes} minutes and try again."
         return login_page(request, email, target, error, status=429)
-    editor = await run_in_threadpool(found.editorial.login, email, password)
-    if editor is None:
-        found.login_per_client.hit(client)
-        found.login_per_account.hit(account)
+    login = await run_in_threadpool(editors.login, found.project, email, password)
+    if login is None:
+        found.logins.failed(client, account, device)
         # The same answer whichever of the two was wrong.
         return login_page(request, email, target, "Wrong email or password.", status=400)
-    return logged_in(request, editor, target)
+    return logged_in(request, login, target)
 
 
 async def logout(request: Request) -> Response:
     form = await checked_form(request)
     if isinstance(form, Response):
         return form
+    found = services(request)
+    claim = found.sessions.read(request.cookies.get(SESSION_COOKIE))
+    if claim is not None:
+        await run_in_threadpool(editors.logout, found.project, claim.secret)
     response = redirect("/editor/login?" + urlencode({"bye": "1"}))
     response.delete_cookie(
         SESSION_COOKIE, path="/editor", secure=services(request).secure_cookie, httponly=True

@@ -4,9 +4,17 @@ unsubscribe (with RFC 8058 one-click) and leave one topic.
 Links carry tokens signed per purpose (:mod:`subscribers.tokens`); every form carries the CSRF
 field. The use cases (:class:`digest.app.readers.Readers`) run in a worker thread so the event
 loop never blocks.
+
+No enumeration: "subscribe me" and "email me my link" answer without looking the address up.
+The use case that does (and may render and send an email) is queued for the app's background
+thread, so the answer and its time are the same for a known, unknown or suppressed address.
+Emails to one address are limited per window whoever asks (``[web] address_limit``), on top
+of the per-client limits, and a request over that limit gets the same answer too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,6 +30,7 @@ from digest.web.responses import (
     redirect,
 )
 from digest.web.services import services
+from subscribers.importer import email_key
 from subscribers.models import Subscriber
 from subscribers.names import MAX_NAME_LENGTH
 from subscribers.tokens import InvalidToken, Purpose
@@ -32,6 +41,13 @@ GET_POST = ["GET", "POST"]
 
 def invalid(request: Request, error: InvalidToken) -> Response:
     return page(request, "web/invalid_link.html.j2", status=400, reason=error.reason)
+
+
+def mail_later(request: Request, address: str, queue: Callable[[], None]) -> None:
+    """``queue`` the use case that may mail ``address``, if the address is under its limit;
+    the caller gives the same answer either way."""
+    if services(request).address_limit.allow(email_key(address)):
+        queue()
 
 
 async def home(request: Request) -> Response:
@@ -60,7 +76,7 @@ async def subscribe(request: Request) -> Response:
         # The form shows what was typed, but no more of it than a name may hold.
         values = {"email": email, "name": name[:MAX_NAME_LENGTH], "topics": topics}
         return page(request, "web/subscribe.html.j2", status=400, values=values, errors=errors)
-    await run_in_threadpool(found.readers.subscribe, email, name, topics)
+    mail_later(request, email, lambda: found.readers.subscribe(email, name, topics))
     # The same answer whether or not the address is known: no enumeration.
     return redirect("/subscribe/check-your-email")
 
@@ -130,6 +146,9 @@ async def preferences(request: Request) -> Response:
     if isinstance(form, Response):
         return form
     action = str(form.get("action", "save"))
+    if action == "reconfirm":  # a fresh double opt-in, for a bounced or complained address
+        mail_later(request, subscriber.email, lambda: readers.reconfirm(subscriber.id))
+        return redirect(f"/preferences/{token}?saved=reconfirm")
     topics = [str(t) for t in form.getlist("topics")]
     error = await run_in_threadpool(readers.update_preferences, subscriber.id, action, topics)
     if error:
@@ -153,7 +172,7 @@ async def no_token(request: Request) -> Response:
     error, email = found.readers.check_link_request(entered)
     if error:
         return page(request, "web/link_request.html.j2", status=400, email=entered, error=error)
-    await run_in_threadpool(found.readers.send_link, email)
+    mail_later(request, email, lambda: found.readers.send_link(email))
     return message(
         request,
         200,

@@ -1,6 +1,6 @@
 """What every page of the web face does the same way: render a template with the CSRF field
 (setting the CSRF cookie on a first visit), check a posted form's CSRF field, redirect after a
-POST, and send the security headers."""
+POST. The security headers are the middleware's (:mod:`digest.web.headers`)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from digest.web.headers import SECURITY_HEADERS
 from digest.web.security import CSRF_COOKIE, CSRF_FIELD
 from digest.web.services import services
 
-SECURITY_HEADERS = {
-    "Referrer-Policy": "no-referrer",  # links carry tokens: never leak them to other sites
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' "
-    "https: file:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-}
+__all__ = ["SECURITY_HEADERS", "checked_form", "client_of", "message", "page", "redirect"]
 
 
 def page(

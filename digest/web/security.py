@@ -77,3 +77,42 @@ class RateLimit:
         now = self.clock()
         with self._lock:
             self._record(self._recent(key, now), now)
+
+
+class LoginGuard:
+    """Failed logins, counted so that guessing is slow and the editor is never locked out.
+
+    Three counts, each of ``limit`` failures per ``window``:
+
+    * per client address: one machine guessing (any accounts) is stopped;
+    * per account, for browsers the editor has not logged in from: guessing one account from
+      many addresses is stopped too, after ``limit`` guesses in all;
+    * per known device (a browser holding the device cookie a successful login leaves,
+      :meth:`digest.web.session.Sessions.remember_device`): its own failures only.
+
+    A per-account count alone would let strangers lock the editor out by failing on purpose
+    from many addresses; keying it by (account, client) instead would let them guess
+    ``limit`` times per address they own. With the device cookie the account count stays
+    strict for strangers while the editor's own browser is judged by its own failures: a
+    stranger cannot make the cookie (it is signed), and a stolen one buys ``limit`` guesses
+    per window. The cost: during an attack, the editor on a browser they never logged in from
+    waits out the window like everyone else.
+    """
+
+    def __init__(self, limit: int, window: timedelta, clock: Callable[[], datetime]) -> None:
+        self.window = window
+        self.per_client = RateLimit(limit, window, clock)
+        self.per_account = RateLimit(limit, window, clock)
+        self.per_device = RateLimit(limit, window, clock)
+
+    def refused(self, client: str, account: str, device: str | None) -> bool:
+        if device is not None:
+            return self.per_device.blocked(device)
+        return self.per_client.blocked(client) or self.per_account.blocked(account)
+
+    def failed(self, client: str, account: str, device: str | None) -> None:
+        if device is not None:
+            self.per_device.hit(device)
+            return
+        self.per_client.hit(client)
+        self.per_account.hit(account)

@@ -1,6 +1,6 @@
 """What the endpoints share, built once per app and kept on ``app.state``: the project, its
-reader and editor use cases, the CSRF and session signers, and the rate limits (in memory, per
-process)."""
+reader and editor use cases, the background thread that sends the readers' emails, the CSRF
+and session signers, and the rate limits (in memory, per process)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
+from digest.app.background import Background
 from digest.app.editorial import Editorial
 from digest.app.readers import Readers
 from digest.app.wiring import Mailer, Project
-from digest.web.security import Csrf, RateLimit
+from digest.web.security import Csrf, LoginGuard, RateLimit
 from digest.web.session import Sessions
 
 
@@ -21,21 +22,25 @@ from digest.web.session import Sessions
 class Services:
     project: Project
     readers: Readers
+    background: Background
+    """Sends the readers' emails after the answer; closed (drained) when the app stops."""
     editorial: Editorial
     csrf: Csrf
     sessions: Sessions
     signup_limit: RateLimit
     link_limit: RateLimit
-    login_per_client: RateLimit
-    """Failed logins: counted per client address and per account, refused over either."""
-    login_per_account: RateLimit
+    address_limit: RateLimit
+    """Emails to one address, whoever asks for them: sign-ups and link requests together."""
+    logins: LoginGuard
+    """Failed logins: per client, per account, per known device (see LoginGuard)."""
     secure_cookie: bool
     """Cookies carry Secure when the public URL is https."""
 
     @classmethod
     def build(cls, project: Project, mailer: Mailer) -> Services:
         """``mailer`` sends confirmation emails (the configured transport)."""
-        readers = Readers(project, mailer)
+        background = Background("digest-reader-mail")
+        readers = Readers(project, mailer, background)
         secret_key = project.config.secrets.require_secret_key()
         web = project.config.file.web
         signups = timedelta(seconds=web.subscribe_window_seconds)
@@ -44,13 +49,14 @@ class Services:
         return cls(
             project=project,
             readers=readers,
+            background=background,
             editorial=Editorial(project),
             csrf=Csrf(secret_key),
             sessions=Sessions(secret_key, timedelta(hours=editor.session_hours), project.clock),
             signup_limit=RateLimit(web.subscribe_limit, signups, project.clock),
             link_limit=RateLimit(web.subscribe_limit, signups, project.clock),
-            login_per_client=RateLimit(editor.login_limit, logins, project.clock),
-            login_per_account=RateLimit(editor.login_limit, logins, project.clock),
+            address_limit=RateLimit(web.address_limit, signups, project.clock),
+            logins=LoginGuard(editor.login_limit, logins, project.clock),
             secure_cookie=urlsplit(project.config.site.public_url).scheme == "https",
         )
 

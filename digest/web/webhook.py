@@ -1,6 +1,8 @@
 """SendGrid's Event Webhook: a signed POST of delivery events, applied by
-:func:`digest.app.feedback.apply_webhook`. Answers 404 while no public key is configured, 403
-for a bad or stale signature, 400 for a body that is not an event batch."""
+:func:`digest.app.feedback.apply_webhook`. Answers 404 while no public key is configured, 413
+for a body over ``webhook_max_bytes`` (refused before it is read whole: the body is streamed
+and reading stops at the limit), 403 for a bad, stale or impossible signature, 400 for a body
+that is not an event batch."""
 
 from __future__ import annotations
 
@@ -16,12 +18,29 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body if it is at most ``limit`` bytes, else None, having read no more than
+    ``limit`` plus one chunk: a declared length over the limit is refused unread."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 async def sendgrid_events(request: Request) -> Response:
-    raw = await request.body()
+    project = services(request).project
     try:
+        raw = await bounded_body(request, feedback.body_limit(project))
+        if raw is None:
+            return PlainTextResponse("the event batch is too large", status_code=413)
         report = await run_in_threadpool(
             feedback.apply_webhook,
-            services(request).project,
+            project,
             raw,
             request.headers.get(SIGNATURE_HEADER),
             request.headers.get(TIMESTAMP_HEADER),

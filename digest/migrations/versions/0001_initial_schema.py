@@ -61,6 +61,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name=op.f("uq_editors_email")),
     )
     op.create_table(
+        "editor_sessions",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("editor", sa.String(length=320), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_editor_sessions")),
+    )
+    op.create_index("ix_editor_sessions_editor", "editor_sessions", ["editor"], unique=False)
+    op.create_table(
         "events",
         sa.Column("sg_event_id", sa.String(length=200), nullable=False),
         sa.Column("event", sa.String(length=40), nullable=False),
@@ -285,6 +294,8 @@ def downgrade() -> None:
     op.drop_index("ix_events_issue_event", table_name="events")
     op.drop_table("events")
     op.drop_table("editors")
+    op.drop_index("ix_editor_sessions_editor", table_name="editor_sessions")
+    op.drop_table("editor_sessions")
     op.drop_index("ix_deliveries_own_outcome", table_name="deliveries")
     op.drop_index("ix_deliveries_batch_id", table_name="deliveries")
     op.drop_table("deliveries")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import Engine
+from datetime import timedelta
 
+import pytest
+from sqlalchemy import Engine, func, select
+
+from digest import db
 from digest.app import editors
 from digest.app.wiring import Project
 from digest.config import Config
@@ -39,3 +42,29 @@ def test_add_list_and_remove_a_database_editor(project: Project) -> None:
     assert editors.listing(project) == []
     with pytest.raises(DigestError, match="is not an editor in the database"):
         editors.remove(project, "ed@example.com")
+
+
+def test_sessions_live_in_the_database_until_logout_or_expiry(
+    project: Project, clock: FixedClock
+) -> None:
+    editors.add(project, "ed@example.com", "Ed", lambda: PASSWORD)
+    assert editors.login(project, "ed@example.com", "wrong") is None
+    first = editors.login(project, "Ed@Example.com", PASSWORD)
+    second = editors.login(project, "ed@example.com", PASSWORD)
+    assert first is not None and second is not None and first.secret != second.secret
+    assert editors.in_session(project, "ed@example.com", first.secret) == first.editor
+    assert editors.in_session(project, "someone@example.com", first.secret) is None
+    with project.engine.connect() as conn:
+        stored = set(conn.execute(select(db.editor_sessions.c.id)).scalars())
+    assert stored == {editors.session_id(first.secret), editors.session_id(second.secret)}
+    assert first.secret not in stored  # the table's rows open no session
+
+    editors.logout(project, first.secret)
+    assert editors.in_session(project, "ed@example.com", first.secret) is None
+    assert editors.in_session(project, "ed@example.com", second.secret) is not None
+    clock.now += timedelta(hours=12)  # [editor] session_hours
+    assert editors.in_session(project, "ed@example.com", second.secret) is None
+    third = editors.login(project, "ed@example.com", PASSWORD)
+    assert third is not None
+    with project.engine.connect() as conn:  # logging in clears the expired sessions
+        assert conn.execute(select(func.count()).select_from(db.editor_sessions)).scalar() == 1

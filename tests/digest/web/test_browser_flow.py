@@ -24,6 +24,7 @@ def shoot(page: Any, name: str) -> None:
 
 
 def confirmation_link(live: Live) -> str:
+    live.settle()
     [path] = list(live.outbox.glob("*.eml"))
     message = message_from_bytes(path.read_bytes(), policy=policy.default)
     assert isinstance(message, EmailMessage)

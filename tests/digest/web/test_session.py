@@ -17,7 +17,7 @@ def sessions(clock: FixedClock, key: str = "key-one", hours: int = 12) -> Sessio
 
 def test_a_session_names_its_editor_until_it_expires() -> None:
     clock = FixedClock(DEMO_NOW)
-    cookie = sessions(clock).issue("ed@example.com", HASH)
+    cookie = sessions(clock).issue("ed@example.com", HASH, "secret")
     claim = sessions(clock).read(cookie)
     assert claim is not None and claim.email == "ed@example.com"
     assert claim.issued_at == DEMO_NOW
@@ -29,7 +29,7 @@ def test_a_session_names_its_editor_until_it_expires() -> None:
 
 def test_tampered_foreign_and_future_cookies_are_refused() -> None:
     clock = FixedClock(DEMO_NOW)
-    cookie = sessions(clock).issue("ed@example.com", HASH)
+    cookie = sessions(clock).issue("ed@example.com", HASH, "secret")
     payload, _, signature = cookie.rpartition(".")
     assert sessions(clock).read(payload + "." + signature[::-1]) is None
     assert sessions(clock, key="another-key").read(cookie) is None
@@ -42,7 +42,7 @@ def test_tampered_foreign_and_future_cookies_are_refused() -> None:
 def test_a_new_password_ends_older_sessions() -> None:
     clock = FixedClock(DEMO_NOW)
     store = sessions(clock)
-    claim = store.read(store.issue("ed@example.com", HASH))
+    claim = store.read(store.issue("ed@example.com", HASH, "secret"))
     assert claim is not None
     assert store.valid_for(claim, HASH)
     assert not store.valid_for(claim, HASH.replace("aGFz", "bGFz"))
