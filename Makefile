@@ -2,10 +2,13 @@
 # The first Python whose email package checks the headers it writes (the CVE-2024-6923 fix,
 # `verify_generated_headers`: 3.13.0+, 3.12.5+, 3.11.10+, Debian's 3.11.2-6+deb12u3+). The
 # digest refuses to start on one without it. `make PYTHON=/path/to/python3` overrides.
+# It must also be able to make a venv (Debian's python3 needs the python3-venv package).
 HEADER_CHECK := import email.errors, email.policy; email.policy.default.clone(verify_generated_headers=True); email.errors.HeaderWriteError
+VENV_CHECK := import ensurepip, venv
 ifndef PYTHON
-PYTHON := $(shell for p in python3.13 python3.12 /usr/bin/python3 python3; do \
-	  if $$p -c '$(HEADER_CHECK)' >/dev/null 2>&1; then echo $$p; break; fi; done)
+PYTHON := $(shell for p in python3.13 python3.12 /usr/bin/python3 \
+	  $(wildcard $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3) python3; do \
+	  if $$p -c '$(HEADER_CHECK); $(VENV_CHECK)' >/dev/null 2>&1; then echo $$p; break; fi; done)
 endif
 VENV   := .venv
 BIN    := $(VENV)/bin
