@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection
 
+from digest.app.subscribers import checked_address
 from digest.app.wiring import Project
 from digest.errors import DigestError
 from digest.passwords import hash_password
@@ -28,20 +29,12 @@ from digest.stores.editors import (
     open_session,
     session_is_open,
 )
-from subscribers.importer import normalize_email
-from subscribers.names import name_problem
 
 
 def add(project: Project, email: str, name: str, ask_password: Callable[[], str]) -> Editor:
     """Add a database editor. The address is checked before ``ask_password`` is called, so a
     typo costs no password; only the password's hash is stored."""
-    try:
-        address = normalize_email(email)
-    except ValueError as e:
-        raise DigestError(str(e), where=email) from None
-    problem = name_problem(name)
-    if problem:
-        raise DigestError(problem, where="--name")
+    address = checked_address(email, name)
     password_hash = hash_password(ask_password())
     with project.transaction() as conn:
         return _store(project, conn).add(address, name, password_hash, project.clock())

@@ -83,13 +83,7 @@ def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
             f"unknown topic(s) {', '.join(unknown) or '(none given)'}; known: {known}",
             where="--topics",
         )
-    try:
-        address = normalize_email(email)
-    except ValueError as e:
-        raise DigestError(str(e), where=email) from None
-    problem = name_problem(name)
-    if problem:
-        raise DigestError(problem, where="--name")
+    address = checked_address(email, name)
     with project.transaction() as conn:
         store = SubscriberStore(conn)
         if store.get(address) is not None:
@@ -121,3 +115,16 @@ def stats(project: Project) -> tuple[Counter[str], Counter[str]]:
     """Subscribers per status, and active subscribers per topic slug."""
     with project.reading() as conn:
         return SubscriberStore(conn).stats()
+
+
+def checked_address(email: str, name: str) -> str:
+    """The normalized address, once the address and the name given with it pass the rules an
+    import applies (:mod:`subscribers.names`); a DigestError naming the bad one otherwise."""
+    try:
+        address = normalize_email(email)
+    except ValueError as e:
+        raise DigestError(str(e), where=email) from None
+    problem = name_problem(name)
+    if problem:
+        raise DigestError(problem, where="--name")
+    return address

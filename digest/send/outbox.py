@@ -13,9 +13,9 @@ from email.errors import MessageError
 from email.message import EmailMessage
 from pathlib import Path
 
-from digest.errors import BatchRejected, ProviderDown
-from digest.send.batch import OutgoingBatch, messages
+from digest.errors import ProviderDown
 from digest.send.message import serialise
+from digest.send.transport import MessageWriter
 
 
 def _utc_now() -> datetime:
@@ -25,9 +25,10 @@ def _utc_now() -> datetime:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
 
-class OutboxTransport:
+class OutboxTransport(MessageWriter):
     name = "outbox"
     concurrent = False
+    refusal = ("", "outbox")
 
     def __init__(self, folder: Path, clock: Callable[[], datetime] = _utc_now) -> None:
         self.folder = folder
@@ -36,17 +37,6 @@ class OutboxTransport:
     @staticmethod
     def issue_folder(outbox: Path, digest: str, number: int) -> Path:
         return outbox / digest / f"issue-{number:04d}"
-
-    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
-        built, failed = messages(batch, self.clock())
-        return {**failed, **self.write(built)}
-
-    def send_message(self, message: EmailMessage) -> None:
-        """One message (a confirmation request): one that cannot be written safely is a
-        BatchRejected, with its reason."""
-        refused = self.write([(0, message)])
-        if refused:
-            raise BatchRejected(next(iter(refused.values())), where="outbox")
 
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
         """Write each (subscriber id, message) as the bytes SMTP would carry; returns the

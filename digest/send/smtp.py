@@ -11,14 +11,15 @@ from email.errors import MessageError
 from email.message import EmailMessage
 
 from digest.config import SmtpConfig
-from digest.errors import BatchRejected, ProviderDown
-from digest.send.batch import OutgoingBatch, messages
+from digest.errors import ProviderDown
 from digest.send.message import serialise
+from digest.send.transport import MessageWriter
 
 
-class SmtpTransport:
+class SmtpTransport(MessageWriter):
     name = "smtp"
     concurrent = False
+    refusal = ("refused: ", "mailer")
 
     def __init__(
         self,
@@ -40,17 +41,6 @@ class SmtpTransport:
         if s.starttls:
             connection.starttls(context=ssl.create_default_context())
         return connection
-
-    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
-        built, failed = messages(batch, self.clock())
-        return {**failed, **self.write(built)}
-
-    def send_message(self, message: EmailMessage) -> None:
-        """One message (a confirmation request): a recipient the server refuses is a
-        BatchRejected, with its reason."""
-        refused = self.write([(0, message)])
-        if refused:
-            raise BatchRejected(f"refused: {next(iter(refused.values()))}", where="mailer")
 
     def _open(self) -> smtplib.SMTP:
         connection = self._connect()

@@ -3,11 +3,14 @@ single messages (confirmation requests, approval requests), each with the same e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Protocol
 
-from digest.send.batch import OutgoingBatch
+from digest.errors import BatchRejected
+from digest.send.batch import OutgoingBatch, messages
 
 
 class Transport(Protocol):
@@ -27,3 +30,28 @@ class Transport(Protocol):
     def send_message(self, message: EmailMessage) -> None:
         """Hand one finished message over, outside any issue's ledger."""
         ...
+
+
+class MessageWriter(ABC):
+    """A transport that hands over one finished message at a time (outbox, SMTP): a batch is
+    its recipients' messages, and a recipient whose message cannot be built or is refused
+    fails alone, with the reason, while the rest go out."""
+
+    clock: Callable[[], datetime]
+    refusal: tuple[str, str]
+    """How a refused single message is reported: (prefix of the reason, ``where``)."""
+
+    @abstractmethod
+    def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
+        """Hand each (subscriber id, message) over; the ones refused, with why."""
+
+    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
+        built, failed = messages(batch, self.clock())
+        return {**failed, **self.write(built)}
+
+    def send_message(self, message: EmailMessage) -> None:
+        """One message (a confirmation request): refused, it is a BatchRejected with why."""
+        refused = self.write([(0, message)])
+        if refused:
+            prefix, where = self.refusal
+            raise BatchRejected(prefix + next(iter(refused.values())), where=where)
