@@ -44,6 +44,9 @@ def scheduler(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Ctrl-C and SIGTERM stop it cleanly, also when it was started with SIGINT ignored (as a
+    # background job of a script is): Python leaves an ignored SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         lock = _scheduler_lock(project, wait, poll)

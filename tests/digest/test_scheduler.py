@@ -205,7 +205,14 @@ def test_two_scheduler_processes_on_one_database_send_once(
     command = [sys.executable, "-m", "digest", "scheduler", "--config", str(config_path)]
     processes = [
         subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            # Started as a script's background job is (SIGINT ignored), which Python would
+            # keep: the scheduler must still stop on Ctrl-C.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
         for _ in range(2)
     ]
