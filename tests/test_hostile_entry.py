@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from digest.app import editors
+from digest.app import editors, subscribers
 from digest.app.wiring import Project
 from digest.cli import app
 from digest.errors import DigestError
@@ -88,6 +88,10 @@ def _record_lines(rows: list[list[str]]) -> tuple[str, list[int]]:
     return buffer.getvalue(), starts
 
 
+def stored(project: Project) -> set[str]:
+    return {s.email for s in subscribers.listing(project, None, None)}
+
+
 def run_cli(project: Project, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, [*args, "--config", str(project.config.path)])
     if isinstance(result.exception, DigestError):
@@ -114,8 +118,7 @@ def test_a_csv_import_names_every_hostile_line_and_keeps_the_good_ones(
         assert reason, hostile.kind
         expected = "cannot be read as CSV" if hostile.kind == "huge-900kb" else "the name "
         assert reason.group(1).startswith(expected), (hostile.kind, reason.group(1))
-    code, listing = run_cli(example_project, "subscribers", "list")
-    kept = set(re.findall(r"[\w.-]+@example\.com", listing))
+    kept = stored(example_project)
     assert {"good@example.com", "also-good@example.com"} <= kept
     assert not kept & {f"{h.kind}@example.com" for h in NAMES}
     assert "evil@example.com" not in kept
@@ -135,7 +138,9 @@ def test_a_json_lines_import_names_every_hostile_line(
     assert code == 1
     reported = [int(n) for n in re.findall(rf"{re.escape(str(path))}:(\d+):", output)]
     assert reported == list(range(1, len(items)))
-    assert "Added" not in output or "added │ 1" in " ".join(output.split())
+    kept = stored(example_project)
+    assert "good@example.com" in kept
+    assert not kept & {f"{h.kind}@example.com" for h in NAMES}
 
 
 @pytest.mark.parametrize("hostile", ALL_NAMES)
@@ -151,8 +156,7 @@ def test_subscribers_add_refuses_a_hostile_name(example_project: Project, hostil
         hostile.value,
     )
     assert code == 2 and output.startswith("--name: "), output[:200]
-    code, listing = run_cli(example_project, "subscribers", "list")
-    assert "ann@example.com" not in listing
+    assert "ann@example.com" not in stored(example_project)
 
 
 @pytest.mark.parametrize("hostile", ALL_ADDRESSES)
@@ -161,7 +165,7 @@ def test_subscribers_add_refuses_a_hostile_address(
 ) -> None:
     code, output = run_cli(example_project, "subscribers", "add", hostile.value, "-t", "backend")
     assert code == 2 and output.strip(), hostile.kind
-    assert "example.com" not in run_cli(example_project, "subscribers", "list")[1]
+    assert not {a for a in stored(example_project) if a.endswith("@example.com")}
 
 
 @pytest.mark.parametrize("hostile", ALL_NAMES)
