@@ -54,6 +54,9 @@ class FieldLimits:
     - author 200: a name or a short list of names (the column holds 300);
     - URL and uid 2,000: the columns' size. A post whose link is longer is skipped (a cut link
       is a broken one), a longer image URL drops the image, a longer guid becomes its hash.
+    - entries 5,000 per document: feedparser spends some 300 bytes on even an empty
+      ``<item/>`` (7 bytes), so a 10 MB feed of them would cost 400 MB; a feed with more
+      entries is refused before it is parsed.
 
     Cut text ends with "…" so a reader sees it was cut.
     """
@@ -64,6 +67,7 @@ class FieldLimits:
     ALT: Final = 300
     URL: Final = 2_000
     UID: Final = 2_000
+    ENTRIES: Final = 5_000
 
 
 def clip(text: str, limit: int) -> str:

@@ -39,6 +39,7 @@ days), and we keep 200 characters of an author anyway."""
 _ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.I)
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_:]")
 _EXTERNAL_DTD = re.compile(rb"<!DOCTYPE\s+[^\s\[>]+\s+(SYSTEM|PUBLIC)\b", re.I)
+_ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s/>]")
 
 
 def install() -> None:
@@ -74,13 +75,17 @@ def as_feedparser_reads(body: bytes, content_type: str | None) -> bytes:
 
 
 def refusal(body: bytes, content_type: str | None = None) -> str | None:
-    """Why this document must not be parsed, or None."""
+    """Why this document must not be parsed, or None: an entity declaration, more entries
+    than :class:`~digest.models.FieldLimits` allows, an external DTD."""
     text = as_feedparser_reads(body, content_type)
     if _ENTITY_DECLARATION.search(text):
         return (
             "refused: the document declares its own XML entities (an entity-expansion attack "
             "looks like this; real feeds do not need them)"
         )
+    entries = _ENTRY_START.finditer(text)
+    if any(n >= FieldLimits.ENTRIES for n, _ in enumerate(entries)):
+        return f"refused: the document holds more than {FieldLimits.ENTRIES} entries"
     first = _FIRST_ELEMENT.search(text)
     prolog = text[: first.start()] if first else text
     external = _EXTERNAL_DTD.search(prolog)
