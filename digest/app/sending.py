@@ -155,7 +155,7 @@ def ledger(project: Project, digest_slug: str | None, number: int) -> tuple[Issu
 def failure_reasons(project: Project, issue_id: int) -> Counter[str]:
     """Why deliveries of the issue failed, with how many each reason cost."""
     with project.reading() as conn:
-        return reporting.ledger_view(conn, issue_id, limit=0).failure_reasons
+        return reporting.failure_reasons(conn, issue_id)
 
 
 def resend_ambiguous(

@@ -91,6 +91,22 @@ class LedgerView:
     """(address, reason) of failed deliveries, the first ``limit`` of them."""
 
 
+_REASON = func.coalesce(_D.error, _B.error, "")
+"""Why a failed delivery failed: its own outcome's reason, else its batch's."""
+_DELIVERIES = db.deliveries.join(db.send_batches, _B.id == _D.batch_id)
+
+
+def failure_reasons(conn: Connection, issue_id: int) -> Counter[str]:
+    """Why deliveries of the issue failed, with how many each reason cost."""
+    query = (
+        select(_REASON, func.count())
+        .select_from(_DELIVERIES)
+        .where(_D.issue_id == issue_id, STATE == FAILED)
+        .group_by(_REASON)
+    )
+    return Counter({str(text): int(n) for text, n in conn.execute(query)})
+
+
 def ledger_view(conn: Connection, issue_id: int, limit: int = 50) -> LedgerView:
     batches = [
         BatchLine(**row._mapping)
@@ -100,25 +116,14 @@ def ledger_view(conn: Connection, issue_id: int, limit: int = 50) -> LedgerView:
             .order_by(_B.id)
         )
     ]
-    reason = func.coalesce(_D.error, _B.error, "")
-    failed = db.deliveries.join(db.send_batches, _B.id == _D.batch_id)
-    is_failed = (_D.issue_id == issue_id, STATE == FAILED)
-    reasons = Counter(
-        {
-            str(text): int(n)
-            for text, n in conn.execute(
-                select(reason, func.count()).select_from(failed).where(*is_failed).group_by(reason)
-            )
-        }
-    )
     recipients = [
         (str(email), str(text))
         for email, text in conn.execute(
-            select(_D.email, reason)
-            .select_from(failed)
-            .where(*is_failed)
+            select(_D.email, _REASON)
+            .select_from(_DELIVERIES)
+            .where(_D.issue_id == issue_id, STATE == FAILED)
             .order_by(_D.email)
             .limit(limit)
         )
     ]
-    return LedgerView(counts(conn, issue_id), batches, reasons, recipients)
+    return LedgerView(counts(conn, issue_id), batches, failure_reasons(conn, issue_id), recipients)
