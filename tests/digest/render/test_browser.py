@@ -21,6 +21,7 @@ pytestmark = pytest.mark.browser
 
 PNG = (example_site() / "images" / "feature-stores-on-postgres.png").read_bytes()
 LOGO = (example_site() / "images" / "logo.png").read_bytes()
+LOGO_DARK = (example_site() / "images" / "logo-dark.png").read_bytes()
 
 MEASURE = """() => {
   const box = el => { const r = el.getBoundingClientRect();
@@ -61,11 +62,12 @@ def open_page(browser: Any, path: Path, width: int) -> Any:
     page = browser.new_page(viewport={"width": width, "height": 900})
 
     def serve(route: Any) -> None:
-        body = LOGO if route.request.url.endswith("logo.png") else PNG
+        url = route.request.url
+        body = LOGO if url.endswith("/logo.png") else LOGO_DARK if url.endswith("dark.png") else PNG
         route.fulfill(status=200, body=body, content_type="image/png")
 
     page.route("https://img.golden.example/**", serve)
-    page.route("https://blog.golden.example/logo.png", serve)
+    page.route("https://blog.golden.example/logo*.png", serve)
     page.goto(path.as_uri())
     page.wait_for_load_state("load")
     return page
