@@ -37,10 +37,9 @@ MEASURE = """() => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def write_variants(folder: Path) -> dict[str, Path]:
+    """Every variant of the golden issue, its tokens filled, as an HTML file in ``folder``."""
     rendered: RenderedIssue = render_issue(ISSUE, CTX)
-    folder = tmp_path_factory.mktemp("golden")
     values = token_values(
         {
             "first_name": "Alex",
@@ -58,16 +57,26 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+def serve_images(route: Any) -> None:
+    """The golden issue's made-up image hosts, answered from the example site's PNGs."""
+    url = route.request.url
+    body = LOGO if url.endswith("/logo.png") else LOGO_DARK if url.endswith("dark.png") else PNG
+    route.fulfill(status=200, body=body, content_type="image/png")
+
+
+def route_images(page: Any) -> None:
+    page.route("https://img.golden.example/**", serve_images)
+    page.route("https://blog.golden.example/logo*.png", serve_images)
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_variants(tmp_path_factory.mktemp("golden"))
+
+
 def open_page(browser: Any, path: Path, width: int) -> Any:
     page = browser.new_page(viewport={"width": width, "height": 900})
-
-    def serve(route: Any) -> None:
-        url = route.request.url
-        body = LOGO if url.endswith("/logo.png") else LOGO_DARK if url.endswith("dark.png") else PNG
-        route.fulfill(status=200, body=body, content_type="image/png")
-
-    page.route("https://img.golden.example/**", serve)
-    page.route("https://blog.golden.example/logo*.png", serve)
+    route_images(page)
     page.goto(path.as_uri())
     page.wait_for_load_state("load")
     return page
