@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import socket
+from dataclasses import replace
 import sys
 from itertools import pairwise
 from pathlib import Path
@@ -256,3 +257,16 @@ def write_snapshots() -> None:
 
 if __name__ == "__main__":
     write_snapshots()
+
+
+def test_dark_logo_is_swapped_in_or_the_logo_gets_a_light_plate() -> None:
+    issue = render_issue(ISSUE, CTX).variant(frozenset({"backend"})).html
+    plain = render_issue(ISSUE, replace(CTX, logo_dark_url=None)).variant(frozenset({"backend"}))
+    logos = [
+        i.get("src") for i in lxml_html.fromstring(issue).iter("img") if "logo" in i.get("src", "")
+    ]
+    assert logos == [CTX.logo_url, CTX.logo_dark_url]
+    assert ".logo .logo-dark { display: block !important;" in issue
+    assert "mso-hide:all" in issue  # Outlook on Windows ignores display:none on the wrapper
+    assert "logo-dark" not in plain.html
+    assert ".logo img { background-color: #f8fafc !important;" in plain.html
