@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import socket
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
