@@ -142,7 +142,14 @@ OVERFLOW = """() => {
 }"""
 
 
-@pytest.mark.parametrize("mode", ["dark", "no-style", "no-style-dark"])
+def yahoo(html: str) -> str:
+    """What Yahoo Mail does to an email (caniemail: css-height "n #1", html-aria-label "n"):
+    every CSS ``height`` becomes ``min-height``, and ``aria-label`` goes."""
+    html = re.sub(r'(?<=[;"\'\s])height\s*:', "min-height:", html)
+    return re.sub(r'\saria-label="[^"]*"', "", html)
+
+
+@pytest.mark.parametrize("mode", ["dark", "no-style", "no-style-dark", "yahoo"])
 def test_dark_mode_and_without_style_at_each_width(
     browser: Any, pages: dict[str, Path], tmp_path: Path, mode: str
 ) -> None:
@@ -155,6 +162,9 @@ def test_dark_mode_and_without_style_at_each_width(
             path = tmp_path / f"{name}-no-style.html"
             path.write_text(STYLE.sub("", pages[name].read_text("utf-8")), encoding="utf-8")
             assert "<style" not in path.read_text("utf-8")
+        if mode == "yahoo":
+            path = tmp_path / f"{name}-yahoo.html"
+            path.write_text(yahoo(pages[name].read_text("utf-8")), encoding="utf-8")
         for width in (320, 375, 600, 800):
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.emulate_media(color_scheme="dark" if mode.endswith("dark") else "light")
