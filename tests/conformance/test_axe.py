@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from digest.app import gathering, issues
+from digest.app import gathering, issues, previews
 from digest.app.scheduled import run_slot
 from digest.passwords import hash_password
 from digest.stores.editors import EditorStore
@@ -137,6 +137,9 @@ def visit_all(live: Live, visit: Callable[[str, str], None], page: Any) -> None:
     visit("editor-issue-sent", issue)
     visit("editor-history", f"{base}/editor/history")
     visit("archive", f"{base}/archive/weekly/1/")
+    visit("editor-missing-issue", f"{base}/editor/issues/999999")
+    shown = previews.preview(live.project, "weekly", live.project.config.base_dir / "preview")
+    visit("preview-index", shown.index.as_uri())
 
 
 def test_every_subscriber_and_editor_page(audited: Any, served: Live) -> None:
@@ -158,5 +161,5 @@ def test_every_subscriber_and_editor_page(audited: Any, served: Live) -> None:
     import json
 
     Path("/tmp/axe-web.json").write_text(json.dumps(problems, indent=1))
-    assert len(seen) == 24, seen
+    assert len(seen) == 26, seen
     assert problems == {}, problems
