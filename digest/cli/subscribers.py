@@ -35,10 +35,17 @@ def import_with_report(
     table.add_column("Result")
     table.add_column("Rows", justify="right")
     table.add_row("added", str(summary.added))
+    table.add_row("  of which pending, not mailed", str(summary.added_pending))
+    table.add_row("  of which kept suppressed", str(summary.added_suppressed))
     table.add_row("updated", str(summary.updated))
     table.add_row("unchanged", str(summary.unchanged))
     table.add_row("reactivated", str(summary.reactivated))
     table.add_row("suppressed, left alone", str(len(summary.suppressed)))
+    table.add_row("suppressed, as the file says", str(len(summary.suppressed_by_file)))
+    table.add_row(
+        "bounced or complained, not reactivated", str(len(summary.needs_own_confirmation))
+    )
+    table.add_row("erased on request, left out", str(len(summary.erased)))
     table.add_row("rejected", str(len(parsed.problems)))
     out.print(table)
 
@@ -52,18 +59,23 @@ def subscribers_import(
         bool,
         typer.Option(
             "--reactivate",
-            help="the file is fresh consent: make unsubscribed, bounced and complained "
-            "addresses in it active again",
+            help="the file is fresh consent: make the unsubscribed addresses it lists as "
+            "active (or without a status) active again; bounced and complained ones stay "
+            "suppressed",
         ),
     ] = False,
 ) -> None:
     """Import subscribers from CSV (columns email, name, topics; topics separated by ';' or '|',
     names or slugs, any case) or JSON Lines (objects with email, name, topics).
 
-    Upsert: new addresses are added as active; known addresses take the file's name and topics.
-    Unsubscribed, bounced and complained addresses are left exactly as they are unless
-    --reactivate is given. Bad rows (bad address, unknown topic, duplicate in the file) are
-    reported by line and skipped; the good rows are imported. Exit code 1 when any row was bad.
+    Upsert: new addresses are added with the file's status (an export's status column:
+    active, pending, unsubscribed, bounced, complained; active when there is none), dates and
+    source; known addresses take the file's name and topics, and are suppressed when the file
+    says so. No import makes a suppressed address active, except --reactivate for unsubscribed
+    ones (the editor has their fresh consent); bounced and complained people come back only by
+    confirming from their own mailbox. Addresses erased on request are never added again.
+    Bad rows (bad address, unknown topic or status, duplicate in the file) are reported by line
+    and skipped; the good rows are imported. Exit code 1 when any row was bad.
     """
     project = open_project(config)
     parsed = subscribers.read_file(project, file)

@@ -124,7 +124,12 @@ def test_jsonl_import_export_round_trip_and_reactivation(
 
     code, stdout, _ = run(config, "subscribers", "import", str(exported), "--dry-run")
     assert counts(stdout)["unchanged"] == 1 and counts(stdout)["suppressed, left alone"] == 1
+    # The export says bo unsubscribed: with --reactivate too, that is no proof of consent.
     code, stdout, _ = run(config, "subscribers", "import", str(exported), "--reactivate")
+    assert counts(stdout)["reactivated"] == 0 and counts(stdout)["suppressed, left alone"] == 1
+    consent = tmp_path / "consent.csv"
+    consent.write_text("email,name,topics\nbo@example.com,Bo,frontend\n", encoding="utf-8")
+    code, stdout, _ = run(config, "subscribers", "import", str(consent), "--reactivate")
     assert counts(stdout)["reactivated"] == 1
     with example_project.engine.connect() as conn:
         assert SubscriberStore(conn).get("bo@example.com").status is Status.ACTIVE  # type: ignore[union-attr]
