@@ -204,9 +204,10 @@ class _Rows:
         if isinstance(kept, str):
             self.problems.append(RowProblem(line, kept, address))
             return
-        # Someone who must not be mailed may follow nothing (they left their last topic):
-        # they are kept all the same, or the import would forget that they are suppressed.
-        if not wanted and not (kept.status and kept.status.suppressed):
+        # A row with a status is an export's: whoever it lists is kept, following nothing if
+        # that is what they do (left their last topic), or the import would forget them (and
+        # that they must not be mailed). A file written by hand must name topics.
+        if not wanted and kept.status is None:
             self.problems.append(RowProblem(line, "no topics", address))
             return
         self.seen[key] = line

@@ -54,7 +54,9 @@ def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
 def _new_row(row: ImportRow, status: Status, now: datetime, source: str) -> dict[str, object]:
     """The columns of a new subscriber: the file's dates and source where it gives them."""
     dates = row.kept.dates
-    active = status is Status.ACTIVE
+    # A row with a status is an export's, whose dates are all there is: an empty cell is no
+    # date. A file without statuses dates its people from now.
+    active = status is Status.ACTIVE and row.kept.status is None
     return {
         "email": row.email,
         "email_key": email_key(row.email),
@@ -65,7 +67,8 @@ def _new_row(row: ImportRow, status: Status, now: datetime, source: str) -> dict
         "changed_at": dates.get("changed_at", now),
         "confirmed_at": dates.get("confirmed_at", now if active else None),
         "unsubscribed_at": dates.get(
-            "unsubscribed_at", now if status is Status.UNSUBSCRIBED else None
+            "unsubscribed_at",
+            now if status is Status.UNSUBSCRIBED and row.kept.status is None else None,
         ),
         "paused_until": dates.get("paused_until"),
     }
