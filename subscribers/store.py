@@ -303,6 +303,33 @@ class SubscriberStore:
         self.set_status_of(existing.id, status, now)
         return self.by_id(existing.id)
 
+    def lock(self, subscriber_id: int) -> None:
+        """Hold the subscriber's row until the transaction ends (PostgreSQL; SQLite has one
+        writer at a time anyway), so that two changes of one person's topics at once run one
+        after the other instead of both deleting and inserting the same links."""
+        self.conn.execute(
+            select(tables.subscribers.c.id)
+            .where(tables.subscribers.c.id == subscriber_id)
+            .with_for_update()
+        )
+
+    def activate(self, subscriber_id: int, now: datetime) -> bool:
+        """Make a subscriber active; True when this call did (they were not active before).
+        One statement, so of two at once exactly one sees the change: PostgreSQL's second
+        UPDATE waits for the first and then finds the row active; SQLite runs one at a time.
+        An erased row is never made active."""
+        changed = self.conn.execute(
+            update(tables.subscribers)
+            .where(
+                tables.subscribers.c.id == subscriber_id,
+                tables.subscribers.c.status.not_in([Status.ACTIVE.value, Status.ERASED.value]),
+            )
+            .values(
+                status=Status.ACTIVE.value, confirmed_at=now, unsubscribed_at=None, changed_at=now
+            )
+        )
+        return changed.rowcount == 1
+
     def set_status_of(self, subscriber_id: int, status: Status, now: datetime) -> None:
         values: dict[str, object] = {"status": status.value}
         if status is Status.UNSUBSCRIBED:
