@@ -92,8 +92,9 @@ def export(project: Project, path: Path) -> int:
         return write_jsonl(items, handle) if _json_lines(path) else write_csv(items, handle)
 
 
-def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
-    """Add one active subscriber; ``topics`` is names or slugs separated as in a CSV file."""
+def topic_slugs(project: Project, topics: str) -> frozenset[str]:
+    """The slugs of ``topics``: names or slugs, any case, separated as in a CSV file; a
+    DigestError naming the unknown ones (and the known) otherwise, or when none is given."""
     resolve = _resolver(project)
     wanted = split_topics(topics)
     unknown = [t for t in wanted if resolve(t) is None]
@@ -103,6 +104,12 @@ def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
             f"unknown topic(s) {', '.join(unknown) or '(none given)'}; known: {known}",
             where="--topics",
         )
+    return frozenset(s for s in map(resolve, wanted) if s)
+
+
+def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
+    """Add one active subscriber; ``topics`` is names or slugs separated as in a CSV file."""
+    slugs = topic_slugs(project, topics)
     address = checked_address(email, name)
     with project.transaction() as conn:
         store = SubscriberStore(conn)
@@ -114,7 +121,6 @@ def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
                 "was erased on request and stays suppressed: it cannot be added again",
                 where=address,
             )
-        slugs = frozenset(s for s in map(resolve, wanted) if s)
         return store.add(address, name, slugs, project.clock())
 
 
