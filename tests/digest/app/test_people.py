@@ -73,6 +73,11 @@ def test_find_pages_through_addresses_and_names(project: Project) -> None:
         p.email for p in people.find(project, "@example.com", topic="Data Engineering").people
     ] == [ADA]
     assert people.find(project, "reader%").people == []  # LIKE's wildcards are text here
+    with project.engine.begin() as conn:
+        SubscriberStore(conn).add(
+            "oe@example.com", "ÖLAF Ünal", frozenset({"data"}), project.clock()
+        )
+    assert [p.email for p in people.find(project, "ölaf ü").people] == ["oe@example.com"]
     assert people.find(project, "", status=Status.PENDING).people == []
     with pytest.raises(DigestError, match="unknown topic"):
         people.find(project, "", topic="gardening")
