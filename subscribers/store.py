@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
+from sqlalchemy import text as sql_text
 
 from subscribers import tables
 from subscribers.erasure import ErasureHasher
@@ -411,11 +412,12 @@ class SubscriberStore:
         query = select(s).where(s.c.id > after).order_by(s.c.id).limit(limit + 1)
         needle = text.strip().lower()
         if needle and "@" in needle[1:]:
-            # Compared by code point: a PostgreSQL database made with a language's collation
-            # (en_US.UTF-8) may sort U+10FFFF anywhere, or ignore it.
-            key = (
-                s.c.email_key if self.conn.dialect.name == "sqlite" else s.c.email_key.collate("C")
-            )
+            # The range must compare by code point. SQLite and a PostgreSQL database made with
+            # the C collation (C, POSIX, C.UTF-8) do, through the unique index; one made with a
+            # language's (en_US.UTF-8) may sort U+10FFFF anywhere, so there the range is
+            # compared under "C", correct but without the index (the page still stops the
+            # scan when it is full).
+            key = s.c.email_key if self._sorts_by_code_point() else s.c.email_key.collate("C")
             query = query.where(
                 key >= needle,
                 key < needle + "\U0010ffff",
@@ -441,6 +443,16 @@ class SubscriberStore:
         rows = list(self.conn.execute(query))
         page = self._with_topics(rows[:limit])
         return page, (page[-1].id if len(rows) > limit else None)
+
+    def _sorts_by_code_point(self) -> bool:
+        if self.conn.dialect.name != "postgresql":
+            return True
+        collation = str(
+            self.conn.execute(
+                sql_text("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+            ).scalar()
+        )
+        return collation in ("C", "POSIX") or collation.startswith("C.")
 
     def row(self, subscriber_id: int) -> AnyRow | None:
         """Every column of one subscriber (the dates a person's page and data export show)."""
