@@ -1,5 +1,6 @@
 """``digest subscribers add / remove / list / stats / find / show / topics / suppress /
-export-person / erase`` and ``digest db upgrade``: what they print and their exit codes (imports and exports: tests/subscribers/test_import_export.py)."""
+export-person / erase`` and ``digest db upgrade``: what they print and their exit codes
+(imports and exports: tests/subscribers/test_import_export.py)."""
 
 from __future__ import annotations
 
