@@ -131,3 +131,13 @@ def forget(conn: Connection, subscriber_id: int, address: str) -> Forgotten:
         .values(email="", subscriber_id=subscriber_id)
     ).rowcount
     return Forgotten(deliveries, events)
+
+
+def forget_events(conn: Connection, address: str) -> int:
+    """Blank ``address`` in the events that hold it (any case); how many."""
+    e = db.events
+    return int(
+        conn.execute(
+            update(e).where(func.lower(e.c.email) == address.lower()).values(email="")
+        ).rowcount
+    )

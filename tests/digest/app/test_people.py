@@ -5,15 +5,19 @@ table holds their address or name, the outbox holds no message to them, and ever
 
 from __future__ import annotations
 
+import base64
 import json
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, String, Text, select
 
 from digest import db
-from digest.app import gathering, people, sending, subscribers
+from digest.app import feedback, gathering, people, sending, subscribers
 from digest.app.readers import Readers
 from digest.app.wiring import Project
 from digest.config import Config
@@ -156,3 +160,39 @@ def test_erasure_leaves_no_address_or_name_anywhere_and_keeps_the_person_suppres
     # Old links in her mailbox lead nowhere.
     with pytest.raises(InvalidToken, match="unknown"):
         readers.subscriber_for(Purpose.MANAGE, readers.manage_token(sid))
+
+
+def test_after_an_erasure_a_late_event_and_an_export_hold_no_trace(
+    project: Project, tmp_path: Path
+) -> None:
+    sid = ada_id(project)
+    people.erase(project, sid)
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    config = project.config
+    settings = config.sending.sendgrid.model_copy(
+        update={"webhook_public_key": base64.b64encode(public).decode()}
+    )
+    sending_config = config.sending.model_copy(update={"sendgrid": settings})
+    project.config = replace(
+        config, file=config.file.model_copy(update={"sending": sending_config})
+    )
+    body = json.dumps(
+        [
+            {"email": ADA.upper(), "event": "delivered", "sg_event_id": "late-1"},
+            {"email": "reader1@example.com", "event": "open", "sg_event_id": "other-1"},
+        ]
+    ).encode()
+    stamp = str(int(project.clock().timestamp()))
+    signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256())))
+    report = feedback.apply_webhook(project, body, signature.decode(), stamp)
+    assert sum(report.applied.values()) == 2
+    assert held_anywhere(project, ADA, ADA_NAME) == []
+    assert held_anywhere(project, "reader1@example.com")  # others' events keep their address
+
+    exported = tmp_path / "all.csv"
+    assert subscribers.export(project, exported) == 7  # the erased row is no subscriber
+    parsed = subscribers.read_file(project, exported)
+    assert parsed.problems == () and len(parsed.rows) == 7
