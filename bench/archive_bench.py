@@ -199,7 +199,9 @@ def main() -> None:
                     etag = answer.headers["ETag"]
                 if mode == "database":
                     first_render = time.perf_counter() - started
-                runs = [(_LABELS[mode], page, None, None)]
+                runs: list[tuple[str, str, Path | None, str | None]] = [
+                    (_LABELS[mode], page, None, None)
+                ]
                 if mode == "kept":
                     runs.append(("kept, 304", page, None, f"If-None-Match: {etag}"))
                     runs.append(
