@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,10 +114,18 @@ service imap-login {{
 
 
 @contextmanager
-def dovecot(folder: Path) -> Iterator[Imap]:
-    """Dovecot serving IMAP on a free port until the block ends."""
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o755)
+def dovecot() -> Iterator[Imap]:
+    """Dovecot serving IMAP on a free port until the block ends, in a folder of its own (not
+    pytest's: run as root, its folders are closed to the users Dovecot's processes run as)."""
+    with tempfile.TemporaryDirectory(prefix="digest-dovecot-") as name:
+        folder = Path(name)
+        folder.chmod(0o755)
+        with _serving(folder) as imap:
+            yield imap
+
+
+@contextmanager
+def _serving(folder: Path) -> Iterator[Imap]:
     port = _free_port()
     conf = folder / "dovecot.conf"
     conf.write_text(config_text(folder, port))
