@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grp
 import imaplib
+import ipaddress
 import os
 import pwd
 import shutil
@@ -19,7 +20,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER = "bounces@northwind.example"
@@ -32,6 +39,9 @@ class Imap:
     port: int
     user: str
     password: str
+    tls_port: int
+    """IMAP over TLS (imaps), with the certificate in ``ca_file`` (self-signed for 127.0.0.1)."""
+    ca_file: Path
 
     def append(self, raw: bytes, folder: str = "INBOX") -> None:
         """Put a message into the mailbox, as mail delivery would."""
@@ -78,14 +88,16 @@ def _accounts() -> tuple[str, str, str, int, int]:
     return "dovecot", "dovecot", "dovenull", nobody.pw_uid, nobody.pw_gid
 
 
-def config_text(folder: Path, port: int) -> str:
+def config_text(folder: Path, port: int, tls_port: int) -> str:
     internal, group, login, uid, gid = _accounts()
     return f"""base_dir = {folder}/run
 state_dir = {folder}/state
 log_path = {folder}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{folder}/cert.pem
+ssl_key = <{folder}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain
 default_internal_user = {internal}
@@ -107,7 +119,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 """
@@ -126,9 +139,10 @@ def dovecot() -> Iterator[Imap]:
 
 @contextmanager
 def _serving(folder: Path) -> Iterator[Imap]:
-    port = _free_port()
+    port, tls_port = _free_port(), _free_port()
+    _self_signed(folder)
     conf = folder / "dovecot.conf"
-    conf.write_text(config_text(folder, port))
+    conf.write_text(config_text(folder, port, tls_port))
     (folder / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     for name in ("run", "state", "mail", "home"):
         (folder / name).mkdir(exist_ok=True)
@@ -141,7 +155,7 @@ def _serving(folder: Path) -> Iterator[Imap]:
     )
     try:
         _wait_for_login(port, process, folder)
-        yield Imap("127.0.0.1", port, USER, PASSWORD)
+        yield Imap("127.0.0.1", port, USER, PASSWORD, tls_port, folder / "cert.pem")
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -149,6 +163,36 @@ def _serving(folder: Path) -> Iterator[Imap]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _self_signed(folder: Path) -> None:
+    """A key and a certificate for 127.0.0.1, valid for a day."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 def _wait_for_login(port: int, process: subprocess.Popen[bytes], folder: Path) -> None:

@@ -38,6 +38,8 @@ ATOM = "http://www.w3.org/2005/Atom"
 PUBLIC = (IssueStatus.SENDING, IssueStatus.SENT)
 """An issue is public once it started going out: some reader may have it."""
 FEED_ENTRIES = 20
+MAX_NUMBER = 2**31 - 1
+"""Issue numbers are 32-bit integers in the database: a larger one names no issue."""
 INDEX_ISSUES = 200
 CACHE_CONTROL = "public, max-age=600"
 """Scanners and browsers may keep a page ten minutes without asking; after that a conditional
@@ -136,19 +138,23 @@ class ArchivePages:
 
     def page(self, digest: str, number: int) -> ArchivePage | None:
         """The issue's page, or None when there is no such issue or it did not go out."""
-        if self._digest(digest) is None:
+        if self._digest(digest) is None or not 0 < number <= MAX_NUMBER:
             return None
         key = (digest, number)
         found = self._remembered(key)
         if found is not None:
             return found
-        with self._lock_for(key):  # one render per issue, however many ask at once
-            found = self._remembered(key)
-            if found is None:
-                found = self._load_or_render(digest, number)
-                if found is not None:
-                    self._remember(key, found)
-            return found
+        try:
+            with self._lock_for(key):  # one render per issue, however many ask at once
+                found = self._remembered(key)
+                if found is None:
+                    found = self._load_or_render(digest, number)
+                    if found is not None:
+                        self._remember(key, found)
+                return found
+        finally:
+            with self._guard:  # a scanner asking for every number leaves nothing behind
+                self._rendering.pop(key, None)
 
     def html(self, issue: Issue) -> str:
         """The page of ``issue`` as it is now (the preview writes it for a planned issue)."""
@@ -198,7 +204,6 @@ class ArchivePages:
             self._pages[key] = page
             while len(self._pages) > self.memory:
                 self._pages.popitem(last=False)
-            self._rendering.pop(key, None)
 
     def _lock_for(self, key: tuple[str, int]) -> threading.Lock:
         with self._guard:

@@ -4,6 +4,8 @@ anything personal; its index and Atom feed."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from digest.app import gathering, issues, sending
 from digest.app.archive import ArchivePages
 from digest.app.wiring import Project
 from digest.config import Config, load_config
+from digest.models import Issue
 from digest.stores.issues import set_approval
 from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock
@@ -194,3 +197,38 @@ def test_index_and_feed_list_the_issues_that_went_out(
         assert section.topic.name in entry.summary
         assert all(p.post.title in entry.summary for p in section.posts)
     assert pages.index("monthly") is None and pages.feed("monthly") is None
+
+
+class CountingPages(ArchivePages):
+    """Counts full renders of a page."""
+
+    renders = 0
+
+    def html(self, issue: Issue) -> str:
+        self.renders += 1
+        return super().html(issue)
+
+
+def test_a_cold_page_asked_for_at_once_is_rendered_once(
+    example_project: Project, clock: FixedClock
+) -> None:
+    gathering.gather_sources(example_project)
+    with example_project.transaction() as conn:
+        SubscriberStore(conn).add("a@example.com", "", frozenset({"backend"}), clock(), "test")
+    sending.send(example_project)
+    pages = CountingPages(example_project)
+    start = threading.Barrier(12)
+
+    def ask(_: int) -> bytes:
+        start.wait()
+        found = pages.page("weekly", 1)
+        assert found is not None
+        return found.body
+
+    with ThreadPoolExecutor(12) as pool:
+        bodies = set(pool.map(ask, range(12)))
+    assert len(bodies) == 1 and pages.renders == 1
+    assert pages._rendering == {}  # no lock left behind
+    # Another process has it from the database: no render at all.
+    other = CountingPages(example_project)
+    assert other.page("weekly", 1) is not None and other.renders == 0

@@ -5,6 +5,7 @@ whose delivery a report names with a valid token, with the webhook's rules, once
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -211,3 +212,25 @@ def test_the_command_reports_and_names_what_is_wrong(
     with pytest.raises(DigestError, match="cannot connect") as refused:
         project_of(closed, environ(imap)).bounce_mailbox().__enter__()
     assert refused.value.where == "imap 127.0.0.1:1" and "\n" not in str(refused.value)
+
+
+def test_the_mailbox_over_tls_verifies_the_server(
+    tmp_path: Path, imap: Imap, smtp: tuple[int, Inbox]
+) -> None:
+    """imaps and STARTTLS reach the mailbox with a context trusting the server's certificate;
+    with the system's trust store, the self-signed server is refused, not read."""
+    _empty(imap)
+    imap.append(sample("autoreply.eml", "ann.reader@example.com"))
+    port, _ = smtp
+    trusted = ssl.create_default_context(cafile=str(imap.ca_file))
+    for tls, imap_port in (("ssl", imap.tls_port), ("starttls", imap.port)):
+        table = (
+            f'address = "{BOUNCE_ADDRESS}"\nimap_host = "127.0.0.1"\nimap_port = {imap_port}\n'
+            f'imap_user = "{imap.user}"\nimap_tls = "{tls}"\n'
+        )
+        path = configure(tmp_path / tls, port, imap, table)
+        project = Project(load_config(path, environ(imap)), db.make_engine("sqlite://"))
+        with project.bounce_mailbox(trusted) as mailbox:
+            assert [raw for _, raw in mailbox.unprocessed()] != []
+        with pytest.raises(DigestError, match=r"cannot connect: .*CERTIFICATE_VERIFY_FAILED"):
+            project.bounce_mailbox().__enter__()

@@ -57,10 +57,18 @@ def test_an_issue_page_carries_validators_and_answers_a_conditional_get_with_304
         head = client.head("/archive/weekly/1/")
         assert head.status_code == 200 and head.headers["etag"] == etag and head.content == b""
 
-        for missing in ("/archive/weekly/2/", "/archive/monthly/1/", "/archive/monthly/"):
+        for missing in (
+            "/archive/weekly/2/",
+            "/archive/weekly/0/",
+            "/archive/weekly/99999999999999999999/",
+            "/archive/monthly/1/",
+            "/archive/monthly/",
+            "/archive/monthly/feed.atom",
+        ):
             answer = client.get(missing)
             assert answer.status_code == 404, missing
             assert "etag" not in answer.headers
+        assert sent.app.state.services.archive._rendering == {}  # nothing kept for them
 
 
 def test_index_and_feed_are_served(sent: Live) -> None:
