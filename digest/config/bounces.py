@@ -24,6 +24,9 @@ class BouncesConfig(Section):
     imap_tls: Literal["ssl", "starttls", "none"] = "ssl"
     imap_folder: str = "INBOX"
     timeout_seconds: float = Field(default=30.0, gt=0)
+    fetch_minutes: int = Field(
+        default=10, ge=1, description="how often `digest scheduler` reads the mailbox"
+    )
 
     @property
     def port(self) -> int:
