@@ -39,6 +39,10 @@ def _project(config: Config, clock: FixedClock, engine: Engine) -> Project:
     return project
 
 
+def sqlite_engine(folder: Path) -> Engine:
+    return db.make_engine(f"sqlite:///{folder / 'archive.sqlite3'}")
+
+
 def _stored(project: Project) -> list[tuple[int, str, str]]:
     with project.reading() as conn:
         rows = conn.execute(
@@ -102,8 +106,9 @@ def test_a_page_is_rendered_once_and_again_when_its_config_changes(
 
 
 def test_an_issue_edited_before_it_went_out_shows_as_sent(
-    example_config: Config, clock: FixedClock, engine: Engine
+    example_config: Config, clock: FixedClock, tmp_path: Path
 ) -> None:
+    engine = sqlite_engine(tmp_path)  # the store's own tests run on both databases
     project = _project(example_config, clock, engine)
     planned = issues.plan(project)
     assert planned is not None and planned.issue.id is not None
@@ -126,8 +131,9 @@ def _escaped(text: str) -> str:
 
 
 def test_the_kept_page_holds_nothing_personal(
-    example_config: Config, clock: FixedClock, engine: Engine
+    example_config: Config, clock: FixedClock, tmp_path: Path
 ) -> None:
+    engine = sqlite_engine(tmp_path)  # the store's own tests run on both databases
     project = _project(example_config, clock, engine)
     sending.send(project)
     page = ArchivePages(project).page("weekly", 1)
@@ -152,8 +158,9 @@ def test_the_kept_page_holds_nothing_personal(
 
 
 def test_index_and_feed_list_the_issues_that_went_out(
-    example_config: Config, clock: FixedClock, engine: Engine
+    example_config: Config, clock: FixedClock, tmp_path: Path
 ) -> None:
+    engine = sqlite_engine(tmp_path)  # the store's own tests run on both databases
     toml = example_config.path.read_text(encoding="utf-8")
     example_config.path.write_text(
         toml.replace('name = "The Northwind Weekly"', 'name = "R&D <Weekly> \\"Notes\\""'),
