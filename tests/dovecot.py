@@ -72,10 +72,12 @@ class Imap:
             imap.store("1:*", "-FLAGS", f"({flag})")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _free_ports() -> tuple[int, int]:
+    """Two free loopback ports (held open together, so they differ)."""
+    with socket.socket() as one, socket.socket() as two:
+        one.bind(("127.0.0.1", 0))
+        two.bind(("127.0.0.1", 0))
+        return int(one.getsockname()[1]), int(two.getsockname()[1])
 
 
 def _accounts() -> tuple[str, str, str, int, int]:
@@ -139,7 +141,7 @@ def dovecot() -> Iterator[Imap]:
 
 @contextmanager
 def _serving(folder: Path) -> Iterator[Imap]:
-    port, tls_port = _free_port(), _free_port()
+    port, tls_port = _free_ports()
     _self_signed(folder)
     conf = folder / "dovecot.conf"
     conf.write_text(config_text(folder, port, tls_port))
