@@ -197,6 +197,21 @@ events = Table(
 Index("ix_events_issue_event", events.c.issue_id, events.c.event)
 
 
+archive_pages = Table(
+    "archive_pages",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("etag", String(80), nullable=False),
+    Column("html", Text, nullable=False),
+    Column("rendered_at", UtcDateTime, nullable=False),
+)
+"""The web-archive page of each issue that went out, rendered once (:mod:`digest.stores.archive`).
+``fingerprint`` names what the page was rendered with (config, templates, code): a page of
+another fingerprint is stale and rendered again."""
+
+
 schedule_log = Table(
     "schedule_log",
     metadata,

@@ -16,15 +16,12 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
-from digest.app import issues as issue_cases
 from digest.app.background import Background
-from digest.app.previews import archive_html
 from digest.app.wiring import Project
-from digest.lifecycle import IssueStatus, approval_shown
+from digest.lifecycle import approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
 from digest.send.message import compose, mailbox
-from digest.stores import issues
 from subscribers.erasure import ErasureHasher
 from subscribers.importer import normalize_email
 from subscribers.models import Status, Subscriber
@@ -326,12 +323,3 @@ class Readers:
                 store.update(subscriber_id, self.project.clock())
             elif subscriber.status not in NO_CONFIRMATION:  # leaving the last topic is leaving
                 store.set_status_of(subscriber_id, Status.UNSUBSCRIBED, self.project.clock())
-
-    # archive ---------------------------------------------------------------------------
-
-    def archive(self, digest: str, number: int) -> str | None:
-        with self.project.reading() as conn:
-            row = issues.issue_by_number(conn, digest, number)
-        if row is None or row.status not in (IssueStatus.SENDING, IssueStatus.SENT):
-            return None  # planned, held or skipped issues are not public: no reader got them
-        return archive_html(self.project, issue_cases.load(self.project, row.id))

@@ -7,6 +7,7 @@ part, the subject and the preheader are rendered per segment from the same value
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -16,6 +17,7 @@ from babel import Locale
 from jinja2 import Environment, Template
 from markupsafe import Markup
 
+from digest.errors import DigestError
 from digest.models import HeroImage, Issue, TopicSet, Variant
 from digest.personalize import HTML_TOKENS, TEXT_TOKENS, topic_tokens
 from digest.render.assemble import (
@@ -28,6 +30,7 @@ from digest.render.assemble import (
     check_blocks,
     cut,
     more_marker,
+    strip_markers,
 )
 from digest.render.environment import make_environment
 from digest.render.inline import inline_css
@@ -149,6 +152,15 @@ def _text_tokens(slugs: tuple[str, ...]) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class ArchiveLinks:
+    """Where the web-archive page's footer leads instead of the personal links."""
+
+    subscribe_url: str
+    index_url: str
+    feed_url: str
+
+
+@dataclass(frozen=True)
 class Renderer:
     """Templates and context of one digest; renders whole documents and the per-segment texts."""
 
@@ -206,11 +218,13 @@ class Renderer:
         issue: Issue,
         sections: tuple[SectionView, ...],
         texts: SegmentTexts | None,
+        archive: ArchiveLinks | None = None,
     ) -> str:
         """One full compile: Jinja2 → MJML → HTML → inlined CSS. Block markers are kept.
 
         ``texts`` None compiles the shell: markers instead of the per-segment texts, and both
-        endings of every topic.
+        endings of every topic. ``archive`` compiles the web-archive page: no greeting, no
+        personal link, a footer for someone who is not (yet) a reader.
         """
         shell = texts is None
         more_label: Callable[[SectionView], object] = (
@@ -224,6 +238,7 @@ class Renderer:
             tokens=_html_tokens(issue.topic_slugs),
             shell=shell,
             more_label=more_label,
+            archive=archive,
         )
         return inline_css(compile_mjml(source, HTML_TEMPLATE))
 
@@ -281,6 +296,32 @@ class RenderedIssue:
 
     def subject(self, sections: tuple[SectionView, ...]) -> str:
         return self.renderer.subject(self.issue, sections)
+
+    def archive_page(self, links: ArchiveLinks) -> str:
+        """The web-archive page ("view in browser"): every topic and every card (a web page
+        has no clip limit), no greeting and no personal link, the content in a ``<main>``
+        landmark. One full compile: call it once per issue and keep the result."""
+        sections = self.sections(frozenset(self.issue.topic_slugs))
+        texts = self.renderer.texts(self.issue, sections)
+        html = strip_markers(self.renderer.document(self.issue, sections, texts, links))
+        if "%%" in html:
+            raise DigestError("the web-archive page holds a token", where=HTML_TEMPLATE)
+        return main_landmark(html)
+
+
+_BODY_OPEN = re.compile(r"<body\b[^>]*>")
+
+
+def main_landmark(html: str) -> str:
+    """The compiled page with everything in its body inside one ``<main>``: MJML has no
+    element for it (an unbalanced ``mj-raw`` does not survive mrml's parser), and a web page
+    without a main landmark leaves screen-reader users no way to skip to the content."""
+    opening = _BODY_OPEN.search(html)
+    closing = html.rfind("</body>")
+    if opening is None or closing < opening.end() or html.count("</body>") != 1:
+        raise DigestError("the compiled page has no single <body>", where=HTML_TEMPLATE)
+    start = opening.end()
+    return f"{html[:start]}<main>{html[start:closing]}</main>{html[closing:]}"
 
 
 def render_issue(

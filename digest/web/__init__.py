@@ -2,7 +2,7 @@
 
 * :mod:`digest.web.reader_pages`: sign-up with double opt-in, confirm, one's link,
   preferences, unsubscribe (RFC 8058 one-click) and leaving one topic;
-* :mod:`digest.web.archive`: the issues' web-archive pages;
+* :mod:`digest.web.archive`: the issues' web-archive pages, the index and the Atom feed;
 * :mod:`digest.web.webhook`: SendGrid's signed event webhook;
 * :mod:`digest.web.editor_app`, :mod:`digest.web.issue_review` and
   :mod:`digest.web.subscriber_admin`: the editor app under ``/editor/``.
