@@ -57,7 +57,7 @@ def archive_html(project: Project, issue: Issue, rendered: RenderedIssue | None 
     """The web-archive page: every topic, the links leading to the generic pages."""
     rendered = rendered or project.render(issue)
     generic = sample_values(project.config.site.public_url, issue.topic_slugs, "there")
-    html = rendered.variant(frozenset(issue.topic_slugs)).html
+    html = rendered.archive().html  # every card: what collapsed topics in emails link to
     return compile_template(html).fill(generic)
 
 
