@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=2000)
     parser.add_argument("--full-compiles", type=int, default=30)
     args = parser.parse_args()
+    run_wall, run_cpu = time.perf_counter(), time.process_time()
 
     issue = make_issue(args.topics, args.posts)
     ctx = EmailContext(
@@ -144,6 +145,12 @@ def main() -> None:
     print(f"variant HTML size               : {len(html.encode()) / 1024:9.1f} KiB (all topics)")
     trimmed = sum(1 for v in variants if v.trimmed)
     print(f"variants trimmed to the budget  : {trimmed:9d} of {len(variants)}")
+    collapsed = sum(1 for v in variants if v.collapsed)
+    print(f"variants with collapsed topics  : {collapsed:9d} of {len(variants)}")
+    print(
+        f"whole run                       : {time.perf_counter() - run_wall:9.1f} s wall, "
+        f"{time.process_time() - run_cpu:.1f} s CPU (this process; MJML runs in it too)"
+    )
 
 
 if __name__ == "__main__":
