@@ -188,11 +188,13 @@ class Renderer:
         issue: Issue,
         sections: tuple[SectionView, ...],
         texts: SegmentTexts | None,
+        rest: int = 0,
     ) -> str:
         """One full compile: Jinja2 → MJML → HTML → inlined CSS. Block markers are kept.
 
-        ``texts`` None compiles the shell: markers instead of the per-segment texts, and both
-        endings of every topic.
+        ``texts`` None compiles the shell: markers instead of the per-segment texts, and every
+        ending of every topic (with a "more" link, without, collapsed) and the line counting
+        the topics left out. ``rest``: that count, for a segment's own compile.
         """
         shell = texts is None
         more_label: Callable[[SectionView], object] = (
@@ -206,7 +208,7 @@ class Renderer:
             tokens=_html_tokens(issue.topic_slugs),
             shell=shell,
             more_label=more_label,
-            rest_marker=trusted(REST_MARKER),
+            rest_count=trusted(REST_MARKER) if shell else rest,
         )
         return inline_css(compile_mjml(source, HTML_TEMPLATE))
 

@@ -20,12 +20,14 @@ from digest.models import FieldLimits, HeroImage, Issue, IssueSection, Post, Sto
 from digest.models import Variant as VariantModel
 from digest.personalize import bind_links, compile_template
 from digest.render import EmailContext, RenderedIssue, render_issue
+from digest.render.assemble import strip_markers
 from digest.render.size import HTML_BUDGET_BYTES, html_bytes
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient, messages
 from digest.send.message import Envelope
 from subscribers.models import first_name_of
 from subscribers.names import MAX_NAME_LENGTH, name_problem
 from subscribers.tokens import TokenSigner
+from tests.digest.render.test_render import split
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 PRINTABLE = st.characters(categories=("L", "M", "N", "P", "S", "Zs"))
@@ -192,6 +194,21 @@ def test_topics_past_even_their_links_are_counted_in_one_line() -> None:
     assert html_bytes(sent_html(variant, PUBLIC_URL, WORST_READER)) <= budget
     assert "40 new posts from Topic number 0, Topic number 1" in variant.text
     assert "and 35 other topics" in variant.text
+
+
+def test_a_collapsed_variant_equals_its_full_compile() -> None:
+    """Assembling from the once-compiled issue gives what compiling the fitted segment alone
+    gives, collapsed topics and the counted ones included."""
+    issue = bench_issue(40, posts=1)
+    budget = 30_000
+    rendered = render_issue(issue, context(issue), budget=budget)
+    fit = rendered.fit(every_topic(issue), budget)
+    assert fit.folded and any(s.collapsed for s in fit.sections)
+    compiled = rendered.renderer.document(issue, fit.sections, fit.texts, len(fit.folded))
+    head, body, rules = split(fit.html)
+    full_head, full_body, full_rules = split(strip_markers(compiled))
+    assert (head, body) == (full_head, full_body)
+    assert rules >= full_rules
 
 
 def test_a_frame_over_the_budget_is_a_clear_error() -> None:
