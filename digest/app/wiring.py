@@ -171,6 +171,7 @@ class Project:
                 theme.brand, theme.accent, theme.text, theme.muted, theme.background, theme.font
             ),
             archive_url=archive_url(site.public_url, digest.slug, issue_number),
+            public_url=site.public_url,
             topic_urls={t.slug: t.url or site.url for t in self.config.topics},
             subject_template=digest.subject,
             preheader_template=digest.preheader,

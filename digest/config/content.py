@@ -80,7 +80,7 @@ class SharedSourceConfig(SourceConfig):
 
 class TopicConfig(Section):
     slug: Slug
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=100)
     url: HttpUrl | None = Field(default=None, description="the topic's page on the blog")
     sources: list[SourceConfig] = Field(default_factory=list)
     default_image: str | None = Field(
