@@ -74,7 +74,8 @@ class VerbatimHeader(BaseHeader):
     ``List-Unsubscribe`` into ``=?utf-8?q?=3Chttps…`` that one-click receivers ignore, and
     would make a DKIM signer's copy differ from the receiver's. Values must be printable
     ASCII (what these headers carry, URLs and ids); anything else, or a line longer than
-    :data:`MAX_LINE`, fails the message when it is written (ValueError, as the serialiser's own check)."""
+    :data:`MAX_LINE`, fails the message when it is written (a ValueError, like the
+    serialiser's own check)."""
 
     max_count = 1
 
