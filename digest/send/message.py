@@ -15,7 +15,6 @@ import sys
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from email import _header_value_parser as header_parser
 from email import policy as email_policies
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
@@ -82,9 +81,7 @@ class VerbatimHeader(BaseHeader):
     @classmethod
     def parse(cls, value: str, kwds: dict[str, Any]) -> None:
         kwds["decoded"] = value
-        kwds["parse_tree"] = header_parser.UnstructuredTokenList(
-            [header_parser.ValueTerminal(value, "vtext")]
-        )
+        kwds["parse_tree"] = None  # only BaseHeader.fold reads it, and fold is our own
 
     def fold(self, *, policy: Any) -> str:
         name = self.name
