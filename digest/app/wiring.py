@@ -162,6 +162,7 @@ class Project:
             digest_name=digest.name,
             timezone=digest.timezone,
             logo_url=self.config.logo_url(),
+            logo_dark_url=self.config.logo_dark_url(),
             language=site.language,
             theme=Theme(
                 theme.brand, theme.accent, theme.text, theme.muted, theme.background, theme.font

@@ -16,7 +16,7 @@ from babel import Locale
 from jinja2 import Environment, Template
 from markupsafe import Markup
 
-from digest.models import Issue, TopicSet, Variant
+from digest.models import HeroImage, Issue, TopicSet, Variant
 from digest.personalize import HTML_TOKENS, TEXT_TOKENS, topic_tokens
 from digest.render.assemble import (
     INTRO_MARKER,
@@ -52,6 +52,36 @@ SUBJECT_TEMPLATE = "email/subject.txt.j2"
 PREHEADER_TEMPLATE = "email/preheader.txt.j2"
 CARD_IMAGE_WIDTH = 216
 """The hero's width in the 600 px layout: 42 % of 600 less the column's padding."""
+HERO_MAX_HEIGHT = 300
+"""No hero is taller than this (CSS px), whatever its shape: a portrait image scaled to a
+phone's width would otherwise fill two screens."""
+PHONE_COLUMN = 432
+"""The widest a hero gets on a phone: the 480 px breakpoint less the card's padding."""
+
+
+@dataclass(frozen=True)
+class HeroFit:
+    """How a hero is sized. ``width`` is the ``width`` attribute (what Outlook on Windows,
+    which ignores CSS sizes, shows). No ``height`` attribute: Yahoo turns ``height:auto`` into
+    ``min-height:auto``, and then the attribute sets the height and squashes the image.
+
+    ``spans``: the shape is known and flat enough to scale to the column's width on every
+    screen within :data:`HERO_MAX_HEIGHT`. Otherwise (unknown or tall) the image keeps its
+    own shape inside ``max-width:100%`` and ``max-height``, and is never stretched."""
+
+    width: int
+    spans: bool
+
+
+def hero_fit(image: HeroImage) -> HeroFit:
+    if image.width and image.height and image.width > 0 and image.height > 0:
+        if image.height * PHONE_COLUMN <= HERO_MAX_HEIGHT * image.width:
+            return HeroFit(CARD_IMAGE_WIDTH, True)
+        capped = HERO_MAX_HEIGHT * image.width // image.height
+        return HeroFit(max(1, min(CARD_IMAGE_WIDTH, capped)), False)
+    return HeroFit(CARD_IMAGE_WIDTH, False)
+
+
 PREHEADER_LIMIT = 110
 
 
@@ -80,6 +110,8 @@ class EmailContext:
     digest_name: str
     timezone: str
     logo_url: str | None = None
+    logo_dark_url: str | None = None
+    """The logo for dark backgrounds (``[site] logo_dark``), shown by the dark-mode styles."""
     language: str = "en"
     theme: Theme = field(default_factory=Theme)
     archive_url: str = ""
@@ -148,6 +180,8 @@ class Renderer:
             "topic_names": topic_names(sections),
             "titles": [c.title for s in sections for c in s.cards],
             "image_width": CARD_IMAGE_WIDTH,
+            "hero_fit": hero_fit,
+            "hero_max_height": HERO_MAX_HEIGHT,
         }
 
     def texts(self, issue: Issue, sections: tuple[SectionView, ...]) -> SegmentTexts:

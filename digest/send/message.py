@@ -132,6 +132,8 @@ def serialise(message: EmailMessage) -> bytes:
     """The bytes that leave the process (an ``.eml`` file, an SMTP transaction's data), with
     CRLF line ends. Raises ValueError (``email.errors.HeaderWriteError`` among others) for a
     message whose headers cannot be written safely."""
+    # Folded at 78 (RFC 5322's preferred length): the headers that hold URLs longer than that
+    # (List-Unsubscribe) are VerbatimHeaders, never turned into encoded words.
     return message.as_bytes(policy=email_policy().clone(linesep="\r\n"))
 
 
