@@ -8,6 +8,7 @@ database calls first.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ issues = Table(
     Column("recorded_at", UtcDateTime),
     Column("recorder", String(200)),
     Column("recorder_until", UtcDateTime),
+    Column("message_key", String(32), default=lambda: secrets.token_hex(6)),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
     UniqueConstraint("digest", "slot", name="uq_issues_digest_slot"),
 )
@@ -113,7 +115,9 @@ issues = Table(
 per (digest, slot). ``approval``: the editor gate (see :mod:`digest.lifecycle`).
 ``recorded_at``: when its deliveries were all recorded (recording goes a group of segments at
 a time, see :func:`digest.send.recording.record`); ``recorder`` records it, under a lease until
-``recorder_until``."""
+``recorder_until``. ``message_key``: random, drawn when the issue is stored, in each of its
+Message-IDs, so they differ from those of the same issue number of another (or a reset)
+database; NULL for issues stored before it existed (their ids stay as they went out)."""
 
 issue_posts = Table(
     "issue_posts",

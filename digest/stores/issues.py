@@ -51,6 +51,8 @@ class IssueRow:
     """When every delivery was recorded (see :func:`digest.send.recording.record`)."""
     recorder: str | None = None
     recorder_until: datetime | None = None
+    message_key: str | None = None
+    """Random, in the issue's Message-IDs (see :data:`digest.db.issues`)."""
 
 
 def last_issue(conn: Connection, digest: str) -> IssueRow | None:
