@@ -12,6 +12,7 @@ from digest.config.content import (
     TopicConfig,
 )
 from digest.config.digests import DigestConfig
+from digest.config.events import EventsConfig
 from digest.config.fields import Section
 from digest.config.sending import SendingConfig
 from digest.config.web import EditorConfig, SecurityConfig, WebConfig
@@ -31,6 +32,7 @@ class FileConfig(Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     editor: EditorConfig = Field(default_factory=EditorConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> FileConfig:
