@@ -122,13 +122,28 @@ def parse(raw_body: bytes) -> list[Mapping[str, Any]]:
 
 def _id(value: Any) -> int | None:
     """An issue or subscriber id from custom_args (a string or a number), if it is one."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 11:
+    if type(value) is str:
+        if not (value.isdigit() and value.isascii() and len(value) < 11):
+            return None
         number = int(value)
+    elif type(value) is int:
+        number = value
     else:
         return None
     return number if 0 < number <= MAX_ID else None
+
+
+EARLIEST, LATEST = 0, 253402300799
+"""The Unix seconds a stored timestamp may hold (1970 to the end of year 9999)."""
+
+
+def _seconds(value: Any, otherwise: int) -> int:
+    """Unix seconds from a float or a string of them; ``otherwise`` when impossible."""
+    try:
+        seconds = int(float(value)) if type(value) in (str, float) else otherwise
+    except (ValueError, OverflowError):
+        return otherwise
+    return seconds if EARLIEST <= seconds <= LATEST else otherwise
 
 
 @dataclass
@@ -144,9 +159,11 @@ def prepare(
     events: Iterable[Mapping[str, Any]], now: datetime, stamp: Callable[[datetime], Any]
 ) -> Batch:
     """The events worth keeping as rows (a known kind, an id and an address that fit their
-    columns); ``stamp`` turns a time into what the driver takes."""
+    columns); ``stamp`` turns the time they came into what the driver takes. A missing or
+    impossible event time is taken as now."""
     received = stamp(now)
-    moments: dict[Any, Any] = {}
+    now_seconds = int(now.timestamp())
+    counted = COUNTED
     rows: dict[str, EventRow] = {}
     ignored = repeated = 0
     for event in events:
@@ -154,9 +171,9 @@ def prepare(
         event_id = event.get("sg_event_id")
         email = event.get("email")
         if (
-            kind not in COUNTED
-            or not isinstance(event_id, str)
-            or not isinstance(email, str)
+            kind not in counted
+            or type(event_id) is not str
+            or type(email) is not str
             or not 0 < len(event_id) <= 200
             or not 0 < len(email) <= 320
         ):
@@ -165,12 +182,15 @@ def prepare(
         if event_id in rows:
             repeated += 1
             continue
-        timestamp = event.get("timestamp")
-        occurred = moments.get(timestamp)
-        if occurred is None:
-            occurred = moments[timestamp] = stamp(_moment(timestamp, now))
-        url = event.get("url") if kind == "click" else None
-        if kind == "bounce" and event.get("type") == "blocked":
+        occurred = event.get("timestamp")
+        if type(occurred) is not int or not EARLIEST <= occurred <= LATEST:
+            occurred = _seconds(occurred, now_seconds)
+        url = None
+        if kind == "click":
+            url = event.get("url")
+            if type(url) is not str:
+                url = None
+        elif kind == "bounce" and event.get("type") == "blocked":
             kind = "bounce_blocked"  # a block is temporary: the address is not known to be bad
         rows[event_id] = (
             event_id,
@@ -180,18 +200,10 @@ def prepare(
             _id(event.get("subscriber_id")),
             occurred,
             received,
-            url if isinstance(url, str) else None,
+            url,
             None,
         )
     return Batch(list(rows.values()), ignored, repeated)
-
-
-def _moment(value: Any, now: datetime) -> datetime:
-    """An event's Unix timestamp; a missing or impossible one is taken as now."""
-    try:
-        return datetime.fromtimestamp(int(value), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return now
 
 
 def apply_events(

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
@@ -21,10 +22,10 @@ from sqlalchemy import Connection, delete, func, select
 from digest import db
 from subscribers import tables as subscriber_tables
 
-EventRow = tuple[str, str, str, int | None, int | None, Any, Any, str | None, int | None]
-"""sg_event_id, event, email, issue_id, subscriber_id, occurred_at, received_at, url,
-post_id: the raw event's columns in order (the two times as the driver takes them, see
-:func:`time_binder`)."""
+EventRow = tuple[str, str, str, int | None, int | None, int, Any, str | None, int | None]
+"""sg_event_id, event, email, issue_id, subscriber_id, occurred_at (Unix seconds: the database
+makes the timestamp), received_at (as the driver takes it, see :func:`time_binder`), url,
+post_id: the raw event's columns in order."""
 
 EVENT_COLUMNS = (
     "sg_event_id",
@@ -44,19 +45,24 @@ CHUNK_PARAMETERS = 30_000
 def time_binder(conn: Connection) -> Callable[[datetime], Any]:
     """A UTC datetime as this connection's driver takes it for a timestamp column (SQLite's
     text form, a datetime for PostgreSQL): the bulk statements bypass SQLAlchemy's types."""
-    processor = db.events.c.occurred_at.type.bind_processor(conn.dialect)
+    column_type = db.events.c.occurred_at.type
+    processor = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     if processor is None:
         return lambda value: value
-    return processor
+    return lambda value: processor(value.astimezone(UTC))
+
+
+def _epoch(conn: Connection) -> str:
+    """SQLite: SQL making a timestamp of Unix seconds, in the text SQLAlchemy stores."""
+    return "strftime('%Y-%m-%d %H:%M:%f', ?, 'unixepoch') || '000'"
 
 
 def _placeholder(conn: Connection) -> str:
     return "?" if conn.dialect.paramstyle == "qmark" else "%s"
 
 
-def _rows_sql(conn: Connection, columns: int, rows: int) -> str:
-    mark = _placeholder(conn)
-    one = "(" + ", ".join([mark] * columns) + ")"
+def _rows_sql(conn: Connection, columns: int, rows: int, marks: Sequence[str] = ()) -> str:
+    one = "(" + ", ".join(marks or [_placeholder(conn)] * columns) + ")"
     return ", ".join([one] * rows)
 
 
@@ -66,44 +72,104 @@ def _chunks(rows: Sequence[tuple[Any, ...]], columns: int) -> Iterable[Sequence[
         yield rows[start : start + size]
 
 
-def _statement(conn: Connection, head: str, tail: str, columns: int, rows: int) -> str:
+def _statement(
+    conn: Connection, head: str, tail: str, columns: int, rows: int, marks: Sequence[str] = ()
+) -> str:
     """``head VALUES (?, …), … tail``: only placeholders are joined into the SQL, every value
     is a parameter."""
-    return f"{head} VALUES {_rows_sql(conn, columns, rows)} {tail}"
+    return f"{head} VALUES {_rows_sql(conn, columns, rows, marks)} {tail}"
 
 
 def _insert_returning(
-    conn: Connection, head: str, tail: str, rows: Sequence[tuple[Any, ...]], columns: int
+    conn: Connection,
+    head: str,
+    tail: str,
+    rows: Sequence[tuple[Any, ...]],
+    columns: int,
+    marks: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
     """``head VALUES (…), (…) tail`` for each chunk of ``rows``; the rows the database
-    returns."""
+    returns. On the driver's own cursor, inside the connection's transaction: SQLAlchemy's
+    result rows cost more than the insert at thousands of rows a request."""
     out: list[tuple[Any, ...]] = []
-    for chunk in _chunks(rows, columns):
-        params = tuple(value for row in chunk for value in row)
-        sql = _statement(conn, head, tail, columns, len(chunk))
-        out.extend(tuple(r) for r in conn.exec_driver_sql(sql, params))
+    cursor = conn.connection.cursor()
+    try:
+        for chunk in _chunks(rows, columns):
+            cursor.execute(
+                _statement(conn, head, tail, columns, len(chunk), marks),
+                list(chain.from_iterable(chunk)),
+            )
+            out.extend(cursor.fetchall())
+    finally:
+        cursor.close()
     return out
 
 
 def _upsert(conn: Connection, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> None:
     for chunk in _chunks(rows, 3):
         conn.exec_driver_sql(
-            _statement(conn, head, tail, 3, len(chunk)),
-            tuple(value for row in chunk for value in row),
+            _statement(conn, head, tail, 3, len(chunk)), tuple(chain.from_iterable(chunk))
         )
+
+
+INCOMING = {
+    "events": "sg_event_id VARCHAR(200), event VARCHAR(40), email VARCHAR(320), "
+    "issue_id INTEGER, subscriber_id INTEGER, occurred_at BIGINT, "
+    "received_at TIMESTAMP WITH TIME ZONE, url TEXT, post_id INTEGER",
+    "event_firsts": "issue_id INTEGER, kind VARCHAR(10), recipient VARCHAR(320)",
+}
+"""PostgreSQL: the temporary tables a batch is copied into (COPY, the fastest way in) before
+one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` moves the new rows over. The
+driver has to parse a multi-row VALUES statement's placeholders in Python, which cost more than
+the insert."""
+
+
+def _copy_returning(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    selected: str,
+    tail: str,
+    rows: Sequence[tuple[Any, ...]],
+) -> list[tuple[Any, ...]]:
+    incoming = f"incoming_{table}"
+    names = ", ".join(columns)
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {incoming} ({INCOMING[table]}) "
+            "ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {incoming} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) SELECT {selected} FROM {incoming} "  # noqa: S608
+            f"ORDER BY {names} {tail}"
+        )
+        out = [tuple(row) for row in cursor.fetchall()]
+        cursor.execute(f"TRUNCATE {incoming}")  # a second batch in this transaction
+    return out
 
 
 def insert_new_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     """Insert the events whose ``sg_event_id`` is not stored yet; the ids of those inserted
     (one ``sg_event_id`` per row expected: the caller drops repeats within a batch)."""
-    ordered = sorted(rows, key=lambda row: row[0])
-    returned = _insert_returning(
-        conn,
-        f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})",
-        "ON CONFLICT (sg_event_id) DO NOTHING RETURNING sg_event_id",
-        ordered,
-        len(EVENT_COLUMNS),
-    )
+    tail = "ON CONFLICT (sg_event_id) DO NOTHING RETURNING sg_event_id"
+    if conn.dialect.name == "postgresql":
+        selected = ", ".join(
+            "to_timestamp(occurred_at)" if c == "occurred_at" else c for c in EVENT_COLUMNS
+        )
+        returned = _copy_returning(conn, "events", EVENT_COLUMNS, selected, tail, rows)
+    else:
+        returned = _insert_returning(
+            conn,
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})",
+            tail,
+            sorted(rows, key=lambda row: row[0]),
+            len(EVENT_COLUMNS),
+            ["?"] * 5 + [_epoch(conn)] + ["?"] * 3,
+        )
     return {row[0] for row in returned}
 
 
@@ -124,13 +190,14 @@ def add_firsts(
     """Remember (issue, kind, recipient) for those not remembered yet; how many were new per
     (issue, kind)."""
     rows = sorted(set(firsts))
-    returned = _insert_returning(
-        conn,
-        "INSERT INTO event_firsts (issue_id, kind, recipient)",
-        "ON CONFLICT (issue_id, kind, recipient) DO NOTHING RETURNING issue_id, kind",
-        rows,
-        3,
-    )
+    tail = "ON CONFLICT (issue_id, kind, recipient) DO NOTHING RETURNING issue_id, kind"
+    columns = ("issue_id", "kind", "recipient")
+    if conn.dialect.name == "postgresql":
+        returned = _copy_returning(conn, "event_firsts", columns, ", ".join(columns), tail, rows)
+    else:
+        returned = _insert_returning(
+            conn, "INSERT INTO event_firsts (issue_id, kind, recipient)", tail, rows, 3
+        )
     return Counter((int(issue), str(kind)) for issue, kind in returned)
 
 
