@@ -212,10 +212,10 @@ def test_the_events_rollups_revision_counts_the_events_already_stored(engine: En
             )
     db.upgrade(engine)
     with engine.connect() as conn:
-        counts = dict(
-            (str(kind), int(n))
+        counts = {
+            str(kind): int(n)
             for kind, n in conn.execute(text("SELECT kind, n FROM event_counts WHERE issue_id = 1"))
-        )
+        }
         urls = conn.execute(text("SELECT count(*) FROM events WHERE url IS NULL")).scalar()
     assert counts == {"open": 2, "click": 1, "delivered": 1, "unique_open": 1, "unique_click": 1}
     assert urls == 4
