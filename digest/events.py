@@ -226,8 +226,9 @@ def apply_events(
         ]
     inserted = engagement.insert_new_events(conn, rows)
     new = [row for row in rows if row[0] in inserted]
-    _roll_up(conn, new, now, keep_days)
     suppressed = _suppress(conn, new, now)
+    # Last: every batch adds to the same few rollup rows, whose locks are held to the commit.
+    _roll_up(conn, new, now, keep_days)
     applied = Counter("bounce" if row[1] == "bounce_blocked" else row[1] for row in new)
     return EventReport(applied, len(rows) - len(new) + batch.repeated, suppressed, batch.ignored)
 

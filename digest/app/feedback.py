@@ -72,11 +72,10 @@ def apply_webhook(
         raise NotABatch(str(problem)) from problem
     keep_days = project.config.file.events.keep_days
     with project.transaction() as conn:
-        report = apply_events(
+        prune(conn, project.clock(), keep_days, limit=PRUNE_PER_EVENT * len(events) + 100)
+        return apply_events(
             conn, events, project.clock(), keep_days=keep_days, link_of=PostLinks(conn)
         )
-        prune(conn, project.clock(), keep_days, limit=PRUNE_PER_EVENT * len(events) + 100)
-    return report
 
 
 def prune_events(project: Project) -> Pruned:
