@@ -247,3 +247,32 @@ def test_pruning_during_ingest_is_bounded_by_the_batch(sent: Sent) -> None:
         first = prune(conn, project.clock(), 30, limit=12)
         second = prune(conn, project.clock(), 30, limit=100)
     assert (first.events, second.events) == (12, 18)
+
+
+def test_what_does_not_fit_a_column_is_left_out_not_a_database_error(sent: Sent) -> None:
+    """A signed batch may still carry anything: ids too long for their column, numbers past
+    32 bits, times no timestamp holds. The batch applies; the odd values do not reach the
+    database (where PostgreSQL would refuse the whole batch)."""
+    odd = [
+        sent.event("delivered", sg_event_id="x" * 201),
+        sent.event("delivered", email="a" * 321),
+        sent.event("delivered", sg_event_id=["not", "a", "string"]),
+        sent.event("open", issue_id="99999999999", subscriber_id="²"),
+        sent.event("open", issue_id=2**40, timestamp=10**20),
+        sent.event("open", timestamp="1790000000.5"),
+        sent.event("open", timestamp=None),
+        sent.event("made-up-kind"),
+    ]
+    with sent.project.transaction() as conn:
+        report = apply_events(conn, odd, sent.project.clock())
+    assert report.ignored == 4 and sum(report.applied.values()) == 4
+    with sent.project.reading() as conn:
+        rows = {
+            r.sg_event_id: r
+            for r in conn.execute(select(db.events).where(db.events.c.event == "open"))
+        }
+    assert [rows[e["sg_event_id"]].issue_id for e in odd[3:5]] == [None, None]
+    assert rows[odd[3]["sg_event_id"]].subscriber_id is None
+    assert rows[odd[4]["sg_event_id"]].occurred_at == sent.project.clock()
+    assert rows[odd[5]["sg_event_id"]].occurred_at.timestamp() == 1790000000
+    assert rows[odd[6]["sg_event_id"]].occurred_at == sent.project.clock()
