@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -220,7 +221,11 @@ def raw_insert(project: Project, events: list[dict[str, Any]]) -> tuple[float, f
             "url TEXT, post_id INTEGER)"
         )
     with project.engine.connect() as conn:
-        rows = prepare(events, now, engagement.time_binder(conn)).rows
+        stamp = engagement.time_binder(conn)
+        rows = [
+            (*row[:5], stamp(datetime.fromtimestamp(row[5], UTC)), *row[6:])
+            for row in prepare(events, now, stamp).rows
+        ]
     start, cpu = time.perf_counter(), own_cpu()
     with project.engine.begin() as conn:
         columns = ", ".join(engagement.EVENT_COLUMNS)
