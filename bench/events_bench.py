@@ -26,10 +26,10 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
