@@ -197,8 +197,45 @@ events = Table(
     Column("subscriber_id", Integer),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
+    Column("url", Text),
+    Column("post_id", Integer),
 )
-Index("ix_events_issue_event", events.c.issue_id, events.c.event)
+"""The raw Event Webhook events, kept ``[events] keep_days`` after they came (hence the index
+on ``received_at``); what editors read is in the rollups below, kept for good.
+``subscriber_id`` is the one the event's custom_args name; ``url`` a click's link and
+``post_id`` the issue's post it was matched to."""
+Index("ix_events_received_at", events.c.received_at)
+
+event_counts = Table(
+    "event_counts",
+    metadata,
+    Column("issue_id", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(40), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+"""Rollup: events per (issue, kind), plus ``unique_open`` and ``unique_click`` (readers who
+opened or clicked at least once). Added to from the newly inserted events only, so a replayed
+batch changes nothing."""
+
+event_firsts = Table(
+    "event_firsts",
+    metadata,
+    Column("issue_id", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(10), primary_key=True),
+    Column("recipient", String(320), primary_key=True),
+)
+"""The readers (address keys) who opened or clicked an issue: what makes ``unique_open`` and
+``unique_click`` unique. Forgotten ``keep_days`` after the issue was sent, when its unique
+figures become final."""
+
+event_post_clicks = Table(
+    "event_post_clicks",
+    metadata,
+    Column("issue_id", Integer, primary_key=True, autoincrement=False),
+    Column("post_id", Integer, primary_key=True, autoincrement=False),
+    Column("clicks", Integer, nullable=False),
+)
+"""Rollup: clicks per post of an issue (the click's URL matched to the post it links to)."""
 
 
 archive_pages = Table(

@@ -13,6 +13,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from digest.app import issues as issue_cases
 from digest.app import previews, sending
+from digest.app.engagement import IssueEngagement, issue_engagement
 from digest.app.issues import Figures, Planned, figures
 from digest.app.previews import sample_values
 from digest.app.wiring import Project
@@ -66,6 +67,7 @@ class DigestCard:
     upcoming_posts: int
     last_sent: IssueRow | None
     figures: Figures | None
+    engagement: IssueEngagement | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class IssuePage:
     locked: str | None
     upcoming: bool
     figures: Figures
+    engagement: IssueEngagement | None = None
 
 
 class Editorial:
@@ -158,6 +161,9 @@ class Editorial:
             return None
         return path if path.is_file() else None
 
+    def _names(self, digest: DigestConfig) -> dict[str, str]:
+        return {topic.slug: topic.name for topic in self.project.topics(digest)}
+
     # dashboard and history ---------------------------------------------------------------
 
     def dashboard(self) -> list[DigestCard]:
@@ -178,6 +184,7 @@ class Editorial:
                         posts,
                         last,
                         figures(conn, last.id) if last else None,
+                        issue_engagement(conn, last, self._names(digest)) if last else None,
                     )
                 )
         return cards
@@ -273,6 +280,8 @@ class Editorial:
             entries = issue_posts.entries(conn, issue_id)
             upcoming = issues.unfinished_issue(conn, digest.slug)
             issue_figures = figures(conn, issue_id)
+            sent = row.sent_at is not None or row.status == "sending"
+            engaged = issue_engagement(conn, row, self._names(digest)) if sent else None
         topics = [
             (topic, [e for e in entries if e.topic == topic.slug])
             for topic in project.topics(digest)
@@ -302,6 +311,7 @@ class Editorial:
             locked=why_not_editable(row.status, row.approval),
             upcoming=upcoming is not None and upcoming.id == issue_id,
             figures=issue_figures,
+            engagement=engaged,
         )
 
     def _segment_rows(self, issue: Issue, rendered: RenderedIssue) -> list[SegmentRow]:

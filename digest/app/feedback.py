@@ -15,9 +15,16 @@ from sqlalchemy import Connection
 
 from digest.app.subscribers import erasure_hasher
 from digest.app.wiring import Project
-from digest.events import EventReport, apply_events, parse, signature_valid
+from digest.events import EventReport, Pruned, apply_events, parse, prune, signature_valid
+from digest.gather.urls import canonical_url
 from digest.send import people as ledger_people
+from digest.stores import engagement
 from subscribers.store import SubscriberStore
+
+PRUNE_PER_EVENT = 2
+"""Each webhook batch deletes up to this many expired raw events per event it brings, so
+storage stays level while events flow without a batch ever paying for a backlog (that is
+what `digest events prune` is for)."""
 
 
 class WebhookRefused(Exception):
@@ -68,8 +75,12 @@ def apply_webhook(
         events = parse(raw_body)
     except ValueError as problem:
         raise NotABatch(str(problem)) from problem
+    keep_days = project.config.file.events.keep_days
     with project.transaction() as conn:
-        report = apply_events(conn, events, project.clock())
+        prune(conn, project.clock(), keep_days, limit=PRUNE_PER_EVENT * len(events) + 100)
+        report = apply_events(
+            conn, events, project.clock(), keep_days=keep_days, link_of=PostLinks(conn)
+        )
         _forget_erased(project, conn, events)
         return report
 
@@ -87,3 +98,36 @@ def _forget_erased(project: Project, conn: Connection, events: list[Mapping[str,
     found = hasher.keys_of(addresses)
     for key in store.erased_among(found):
         ledger_people.forget_events(conn, found[key])
+
+
+def prune_events(project: Project) -> Pruned:
+    """Delete every raw event older than ``[events] keep_days`` and forget who opened or
+    clicked the issues sent before then; the figures stay."""
+    with project.transaction() as conn:
+        return prune(conn, project.clock(), project.config.file.events.keep_days)
+
+
+class PostLinks:
+    """Matches a click's URL to the issue's post it links to (by canonical URL: a tracking
+    parameter or a fragment added on the way does not hide it), reading each issue's posts
+    once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.issues: dict[int, dict[str, int]] = {}
+        self.seen: dict[tuple[int, str], int | None] = {}
+
+    def __call__(self, issue_id: int, url: str) -> int | None:
+        key = (issue_id, url)
+        if key not in self.seen:
+            links = self.issues.get(issue_id)
+            if links is None:
+                links = self.issues[issue_id] = {
+                    canonical_url(link): post
+                    for post, link in engagement.post_links(self.conn, issue_id)
+                }
+            try:
+                self.seen[key] = links.get(canonical_url(url))
+            except ValueError:  # not a URL urlsplit can take apart
+                self.seen[key] = None
+        return self.seen[key]

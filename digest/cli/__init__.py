@@ -15,6 +15,7 @@ from digest.app.wiring import check_runtime
 from digest.cli import gather, issues, project, schedule
 from digest.cli.bounces import bounces_app
 from digest.cli.editors import editors_app
+from digest.cli.events import events_app
 from digest.cli.ledger import issues_app
 from digest.cli.output import print_error
 from digest.cli.subscribers import subscribers_app
@@ -32,6 +33,7 @@ app.add_typer(schedule.schedule_app, name="schedule")
 app.add_typer(editors_app, name="editors")
 app.add_typer(issues_app, name="issues")
 app.add_typer(bounces_app, name="bounces")
+app.add_typer(events_app, name="events")
 for command in (
     gather.inspect,
     gather.gather,

@@ -13,6 +13,7 @@ from digest.config.content import (
     TopicConfig,
 )
 from digest.config.digests import DigestConfig
+from digest.config.events import EventsConfig
 from digest.config.fields import Section
 from digest.config.sending import SendingConfig
 from digest.config.web import EditorConfig, SecurityConfig, WebConfig
@@ -33,6 +34,7 @@ class FileConfig(Section):
     web: WebConfig = Field(default_factory=WebConfig)
     editor: EditorConfig = Field(default_factory=EditorConfig)
     bounces: BouncesConfig = Field(default_factory=BouncesConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> FileConfig:

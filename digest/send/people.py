@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, case, func, or_, select, update
+from sqlalchemy import Connection, case, delete, func, or_, select, update
 
 from digest import db
 from digest.send.ledger import STATE
@@ -134,8 +134,11 @@ def forget(conn: Connection, subscriber_id: int, address: str) -> Forgotten:
 
 
 def forget_events(conn: Connection, address: str) -> int:
-    """Blank ``address`` in the events that hold it (any case); how many."""
-    e = db.events
+    """Blank ``address`` in the events that hold it (any case), and forget it among the
+    readers who opened or clicked an issue (the rollups' counts already hold them); how many
+    events."""
+    e, firsts = db.events, db.event_firsts
+    conn.execute(delete(firsts).where(firsts.c.recipient == address.lower()))
     return int(
         conn.execute(
             update(e).where(func.lower(e.c.email) == address.lower()).values(email="")

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from digest import db
-from digest.send.ledger import AMBIGUOUS, FAILED, PENDING, STATE, SUBMITTING
+from digest.send.ledger import AMBIGUOUS, FAILED, PENDING, STATE, SUBMITTED, SUBMITTING
 
 _B = db.send_batches.c
 _D = db.deliveries.c
@@ -138,3 +138,28 @@ def delivery_address(conn: Connection, issue_id: int, subscriber_id: int) -> str
         )
     ).scalar_one_or_none()
     return str(found) if found else None
+
+
+def submitted_of(conn: Connection, issue_ids: list[int]) -> dict[int, int]:
+    """Deliveries submitted per issue, as :func:`counts` has them, without reading every
+    delivery: the sizes of the submitted batches less the deliveries in them with an outcome
+    of their own (the few the partial index ``ix_deliveries_own_outcome`` holds). For pages
+    that show many issues of a million readers each."""
+    if not issue_ids:
+        return {}
+    sizes: dict[int, int] = dict(
+        conn.execute(
+            select(_B.issue_id, func.sum(_B.size))
+            .where(_B.issue_id.in_(issue_ids), _B.status == SUBMITTED)
+            .group_by(_B.issue_id)
+        ).all()
+    )
+    own: dict[int, int] = dict(
+        conn.execute(
+            select(_B.issue_id, func.count())
+            .select_from(db.deliveries.join(db.send_batches, _B.id == _D.batch_id))
+            .where(_B.issue_id.in_(issue_ids), _B.status == SUBMITTED, _D.status.is_not(None))
+            .group_by(_B.issue_id)
+        ).all()
+    )
+    return {i: int(sizes.get(i) or 0) - int(own.get(i) or 0) for i in issue_ids}

@@ -26,7 +26,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
 from digest.app.wiring import Mailer, Project, check_runtime
-from digest.web import archive, editor_app, issue_review, reader_pages, subscriber_admin, webhook
+from digest.web import (
+    archive,
+    editor_app,
+    figures,
+    issue_review,
+    reader_pages,
+    subscriber_admin,
+    webhook,
+)
 from digest.web.headers import SecurityHeaders, server_error
 from digest.web.services import Services
 
@@ -54,6 +62,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             *editor_app.ROUTES,
             *issue_review.ROUTES,
             *subscriber_admin.ROUTES,
+            *figures.ROUTES,
             *reader_pages.ROUTES,
             *archive.ROUTES,
             *webhook.ROUTES,

@@ -155,3 +155,19 @@ def test_approval_keys_have_defaults_and_require_needs_someone_to_ask(tmp_path: 
 def test_schedule_keys_are_named_when_wrong(tmp_path: Path, line: str, expected: str) -> None:
     text = EXAMPLE.replace("max_posts_per_topic = 4", f"max_posts_per_topic = 4\n{line}")
     assert expected in error_of(tmp_path, text)
+
+
+def test_events_keep_days_defaults_to_a_month_and_a_bad_one_names_its_key(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write(tmp_path, EXAMPLE), {})
+    assert config.file.events.keep_days == 30
+    config = load_config(write(tmp_path, EXAMPLE + "\n[events]\nkeep_days = 7\n"), {})
+    assert config.file.events.keep_days == 7
+    message = error_of(tmp_path, EXAMPLE + "\n[events]\nkeep_days = 0\n")
+    assert message.endswith(
+        "digest.toml: events.keep_days: input should be greater than or equal to 1, got 0"
+    )
+    assert "events.keep_dayz: unknown key" in error_of(
+        tmp_path, EXAMPLE + "\n[events]\nkeep_dayz = 9\n"
+    )

@@ -184,3 +184,43 @@ def test_a_database_from_before_the_first_release_is_refused_with_what_to_do(
     assert "recreate it" in refused.value.message
     with engine.connect() as conn:
         assert conn.execute(select(version.c.version_num)).scalar() == "0013"
+
+
+def test_the_events_rollups_revision_counts_the_events_already_stored(engine: Engine) -> None:
+    """Events stored before the rollups existed keep their figures: the upgrade counts them
+    into ``event_counts`` (unique readers too), and going back down keeps the events."""
+    command.downgrade(db.alembic_config(engine), "faa0a6868547")
+    with engine.begin() as conn:
+        issue(conn, 1, "sent")
+        for n, (kind, email) in enumerate(
+            [
+                ("open", "A@x.org"),
+                ("open", "a@x.org"),
+                ("click", "b@x.org"),
+                ("delivered", "a@x.org"),
+            ]
+        ):
+            insert_row(
+                conn,
+                "events",
+                sg_event_id=f"e{n}",
+                event=kind,
+                email=email,
+                issue_id=1,
+                occurred_at=WHEN,
+                received_at=WHEN,
+            )
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        counts = {
+            str(kind): int(n)
+            for kind, n in conn.execute(text("SELECT kind, n FROM event_counts WHERE issue_id = 1"))
+        }
+        urls = conn.execute(text("SELECT count(*) FROM events WHERE url IS NULL")).scalar()
+    assert counts == {"open": 2, "click": 1, "delivered": 1, "unique_open": 1, "unique_click": 1}
+    assert urls == 4
+    command.downgrade(db.alembic_config(engine), "faa0a6868547")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 4
+        assert "event_counts" not in inspect(conn).get_table_names()
+    db.upgrade(engine)

@@ -1,0 +1,356 @@
+"""The SQL of what readers did with the issues: the raw Event Webhook events and the rollups
+kept from them (events per issue and kind, unique opens and clicks, clicks per post).
+
+Written for the webhook's bulk path: one multi-row ``INSERT … ON CONFLICT DO NOTHING
+RETURNING`` per chunk on both databases, so the database's unique key decides which events
+are new (a replay, or two deliveries of one batch at once, are counted once), and the rollups
+are added to from the new rows only. Rows go in key order, so two transactions upserting the
+same rollup rows lock them in the same order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import chain
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select
+
+from digest import db
+from subscribers import tables as subscriber_tables
+
+EventRow = tuple[str, str, str, int | None, int | None, int, Any, str | None, int | None]
+"""sg_event_id, event, email, issue_id, subscriber_id, occurred_at (Unix seconds: the database
+makes the timestamp), received_at (as the driver takes it, see :func:`time_binder`), url,
+post_id: the raw event's columns in order."""
+
+EVENT_COLUMNS = (
+    "sg_event_id",
+    "event",
+    "email",
+    "issue_id",
+    "subscriber_id",
+    "occurred_at",
+    "received_at",
+    "url",
+    "post_id",
+)
+CHUNK_PARAMETERS = 30_000
+"""Parameters per statement: under SQLite's 32,766 and PostgreSQL's 65,535."""
+
+
+def time_binder(conn: Connection) -> Callable[[datetime], Any]:
+    """A UTC datetime as this connection's driver takes it for a timestamp column (SQLite's
+    text form, a datetime for PostgreSQL): the bulk statements bypass SQLAlchemy's types."""
+    column_type = db.events.c.occurred_at.type
+    processor = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    if processor is None:
+        return lambda value: value
+    return lambda value: processor(value.astimezone(UTC))
+
+
+def _epoch(conn: Connection) -> str:
+    """SQLite: SQL making a timestamp of Unix seconds, in the text SQLAlchemy stores."""
+    return "strftime('%Y-%m-%d %H:%M:%f', ?, 'unixepoch') || '000'"
+
+
+def _placeholder(conn: Connection) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _rows_sql(conn: Connection, columns: int, rows: int, marks: Sequence[str] = ()) -> str:
+    one = "(" + ", ".join(marks or [_placeholder(conn)] * columns) + ")"
+    return ", ".join([one] * rows)
+
+
+def _chunks(rows: Sequence[tuple[Any, ...]], columns: int) -> Iterable[Sequence[tuple[Any, ...]]]:
+    size = max(1, CHUNK_PARAMETERS // columns)
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _statement(
+    conn: Connection, head: str, tail: str, columns: int, rows: int, marks: Sequence[str] = ()
+) -> str:
+    """``head VALUES (?, …), … tail``: only placeholders are joined into the SQL, every value
+    is a parameter."""
+    return f"{head} VALUES {_rows_sql(conn, columns, rows, marks)} {tail}"
+
+
+def _insert_returning(
+    conn: Connection,
+    head: str,
+    tail: str,
+    rows: Sequence[tuple[Any, ...]],
+    columns: int,
+    marks: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """``head VALUES (…), (…) tail`` for each chunk of ``rows``; the rows the database
+    returns. On the driver's own cursor, inside the connection's transaction: SQLAlchemy's
+    result rows cost more than the insert at thousands of rows a request."""
+    out: list[tuple[Any, ...]] = []
+    cursor = conn.connection.cursor()
+    try:
+        for chunk in _chunks(rows, columns):
+            cursor.execute(
+                _statement(conn, head, tail, columns, len(chunk), marks),
+                list(chain.from_iterable(chunk)),
+            )
+            out.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return out
+
+
+def _upsert(conn: Connection, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    for chunk in _chunks(rows, 3):
+        conn.exec_driver_sql(
+            _statement(conn, head, tail, 3, len(chunk)), tuple(chain.from_iterable(chunk))
+        )
+
+
+INCOMING = {
+    "events": "sg_event_id VARCHAR(200), event VARCHAR(40), email VARCHAR(320), "
+    "issue_id INTEGER, subscriber_id INTEGER, occurred_at BIGINT, "
+    "received_at TIMESTAMP WITH TIME ZONE, url TEXT, post_id INTEGER",
+    "event_firsts": "issue_id INTEGER, kind VARCHAR(10), recipient VARCHAR(320)",
+}
+"""PostgreSQL: the temporary tables a batch is copied into (COPY, the fastest way in) before
+one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` moves the new rows over. The
+driver has to parse a multi-row VALUES statement's placeholders in Python, which cost more than
+the insert."""
+
+
+def _copy_returning(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    selected: str,
+    tail: str,
+    rows: Sequence[tuple[Any, ...]],
+) -> list[tuple[Any, ...]]:
+    incoming = f"incoming_{table}"
+    names = ", ".join(columns)
+    raw: Any = conn.connection.driver_connection
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {incoming} ({INCOMING[table]}) "
+            "ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {incoming} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) SELECT {selected} FROM {incoming} "  # noqa: S608
+            f"ORDER BY {names} {tail}"
+        )
+        out = [tuple(row) for row in cursor.fetchall()]
+        cursor.execute(f"TRUNCATE {incoming}")  # a second batch in this transaction
+    return out
+
+
+def insert_new_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
+    """Insert the events whose ``sg_event_id`` is not stored yet; the ids of those inserted
+    (one ``sg_event_id`` per row expected: the caller drops repeats within a batch)."""
+    tail = "ON CONFLICT (sg_event_id) DO NOTHING RETURNING sg_event_id"
+    if conn.dialect.name == "postgresql":
+        selected = ", ".join(
+            "to_timestamp(occurred_at)" if c == "occurred_at" else c for c in EVENT_COLUMNS
+        )
+        returned = _copy_returning(conn, "events", EVENT_COLUMNS, selected, tail, rows)
+    else:
+        returned = _insert_returning(
+            conn,
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})",
+            tail,
+            sorted(rows, key=lambda row: row[0]),
+            len(EVENT_COLUMNS),
+            ["?"] * 5 + [_epoch(conn)] + ["?"] * 3,
+        )
+    return {row[0] for row in returned}
+
+
+def add_counts(conn: Connection, counts: Counter[tuple[int, str]]) -> None:
+    """Add to the per-(issue, kind) rollup."""
+    rows = sorted((issue, kind, n) for (issue, kind), n in counts.items() if n)
+    _upsert(
+        conn,
+        "INSERT INTO event_counts (issue_id, kind, n)",
+        "ON CONFLICT (issue_id, kind) DO UPDATE SET n = event_counts.n + excluded.n",
+        rows,
+    )
+
+
+def add_firsts(
+    conn: Connection, firsts: Iterable[tuple[int, str, str]]
+) -> Counter[tuple[int, str]]:
+    """Remember (issue, kind, recipient) for those not remembered yet; how many were new per
+    (issue, kind)."""
+    rows = sorted(set(firsts))
+    tail = "ON CONFLICT (issue_id, kind, recipient) DO NOTHING RETURNING issue_id, kind"
+    columns = ("issue_id", "kind", "recipient")
+    if conn.dialect.name == "postgresql":
+        returned = _copy_returning(conn, "event_firsts", columns, ", ".join(columns), tail, rows)
+    else:
+        returned = _insert_returning(
+            conn, "INSERT INTO event_firsts (issue_id, kind, recipient)", tail, rows, 3
+        )
+    return Counter((int(issue), str(kind)) for issue, kind in returned)
+
+
+def add_post_clicks(conn: Connection, clicks: Counter[tuple[int, int]]) -> None:
+    rows = sorted((issue, post, n) for (issue, post), n in clicks.items() if n)
+    _upsert(
+        conn,
+        "INSERT INTO event_post_clicks (issue_id, post_id, clicks)",
+        "ON CONFLICT (issue_id, post_id) "
+        "DO UPDATE SET clicks = event_post_clicks.clicks + excluded.clicks",
+        rows,
+    )
+
+
+def sent_times(conn: Connection, issue_ids: Iterable[int]) -> dict[int, datetime | None]:
+    """The issues among ``issue_ids`` that exist, with when they were sent (None: not yet)."""
+    wanted = sorted(set(issue_ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(db.issues.c.id, db.issues.c.sent_at).where(db.issues.c.id.in_(wanted))
+    )
+    return {int(issue): sent for issue, sent in rows}
+
+
+def post_links(conn: Connection, issue_id: int) -> list[tuple[int, str]]:
+    """(post id, URL) of every post of the issue, left out or not."""
+    rows = conn.execute(
+        select(db.posts.c.id, db.posts.c.url)
+        .join(db.issue_posts, db.issue_posts.c.post_id == db.posts.c.id)
+        .where(db.issue_posts.c.issue_id == issue_id)
+        .distinct()
+    )
+    return [(int(post), str(url)) for post, url in rows]
+
+
+@dataclass(frozen=True)
+class Reader:
+    id: int
+    email_key: str
+    status: str
+
+
+def readers(conn: Connection, ids: Iterable[int], keys: Iterable[str]) -> list[Reader]:
+    """The subscribers with one of these ids or address keys (for the few events that
+    suppress)."""
+    table = subscriber_tables.subscribers
+    id_list, key_list = sorted(set(ids)), sorted(set(keys))
+    if not id_list and not key_list:
+        return []
+    rows = conn.execute(
+        select(table.c.id, table.c.email_key, table.c.status).where(
+            table.c.id.in_(id_list) | table.c.email_key.in_(key_list)
+        )
+    )
+    return [Reader(int(i), str(k), str(s)) for i, k, s in rows]
+
+
+# reading -------------------------------------------------------------------------------------
+
+
+def counts(conn: Connection, issue_ids: Iterable[int]) -> dict[int, Counter[str]]:
+    """The per-kind rollup of each issue (``unique_open`` and ``unique_click`` included)."""
+    wanted = sorted(set(issue_ids))
+    found: dict[int, Counter[str]] = {issue: Counter() for issue in wanted}
+    if wanted:
+        table = db.event_counts
+        rows = conn.execute(
+            select(table.c.issue_id, table.c.kind, table.c.n).where(table.c.issue_id.in_(wanted))
+        )
+        for issue, kind, n in rows:
+            found[int(issue)][str(kind)] = int(n)
+    return found
+
+
+@dataclass(frozen=True)
+class PostClicks:
+    post_id: int
+    title: str
+    url: str
+    topics: tuple[str, ...]
+    """The slugs of the issue's topics the post is shown under."""
+    clicks: int
+
+
+def post_clicks(conn: Connection, issue_id: int) -> list[PostClicks]:
+    """Every post of the issue (left out ones too, should a reader have clicked one in an
+    earlier preview: they are not) with its clicks, most clicked first."""
+    posts, issue_posts, topics = db.posts, db.issue_posts, db.topics
+    clicks = db.event_post_clicks
+    shown: dict[int, list[str]] = {}
+    for post, slug in conn.execute(
+        select(issue_posts.c.post_id, topics.c.slug)
+        .join(topics, topics.c.id == issue_posts.c.topic_id)
+        .where(issue_posts.c.issue_id == issue_id, issue_posts.c.excluded.is_(False))
+        .order_by(issue_posts.c.position)
+    ):
+        shown.setdefault(int(post), []).append(str(slug))
+    counted = dict(
+        conn.execute(
+            select(clicks.c.post_id, clicks.c.clicks).where(clicks.c.issue_id == issue_id)
+        ).all()
+    )
+    ids = sorted(set(shown) | {int(p) for p in counted})
+    if not ids:
+        return []
+    rows = conn.execute(select(posts.c.id, posts.c.title, posts.c.url).where(posts.c.id.in_(ids)))
+    out = [
+        PostClicks(int(p), str(t), str(u), tuple(shown.get(int(p), ())), int(counted.get(p, 0)))
+        for p, t, u in rows
+    ]
+    return sorted(out, key=lambda row: (-row.clicks, row.title))
+
+
+# retention -----------------------------------------------------------------------------------
+
+
+def prune_events(conn: Connection, cutoff: datetime, limit: int | None = None) -> int:
+    """Delete raw events received before ``cutoff`` (at most ``limit`` of them, oldest
+    first). Cheap when there are none: the oldest is one step along the ``received_at``
+    index, and the limited delete walks that index too (a planner guessing from stale
+    statistics would otherwise scan the table for the few it expects)."""
+    table = db.events
+    oldest = conn.execute(select(func.min(table.c.received_at))).scalar()
+    if oldest is None or oldest >= cutoff:
+        return 0
+    expired = table.c.received_at < cutoff
+    if limit is None:
+        return int(conn.execute(delete(table).where(expired)).rowcount)
+    first = (
+        select(table.c.sg_event_id)
+        .where(expired)
+        .order_by(table.c.received_at)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    return int(conn.execute(delete(table).where(table.c.sg_event_id.in_(first))).rowcount)
+
+
+def closed_issues(conn: Connection, cutoff: datetime) -> list[int]:
+    """Issues sent before ``cutoff`` that still have remembered openers or clickers."""
+    issues, firsts = db.issues, db.event_firsts
+    remembered = select(firsts.c.issue_id).where(firsts.c.issue_id == issues.c.id).exists()
+    rows = conn.execute(select(issues.c.id).where(issues.c.sent_at < cutoff, remembered))
+    return [int(issue) for (issue,) in rows]
+
+
+def forget_firsts(conn: Connection, issue_ids: Sequence[int]) -> int:
+    if not issue_ids:
+        return 0
+    table = db.event_firsts
+    return int(conn.execute(delete(table).where(table.c.issue_id.in_(issue_ids))).rowcount)
+
+
+def raw_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(db.events)).scalar_one())

@@ -1,0 +1,278 @@
+"""Events in bulk, on SQLite and PostgreSQL: a replay changes nothing, the order events come in
+does not matter, the rollups equal a recount from the raw events, and pruning keeps them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, delete, func, select, update
+
+from digest import db
+from digest.app import feedback, gathering
+from digest.app import issues as issue_cases
+from digest.app.wiring import Project
+from digest.config import Config
+from digest.events import apply_events, issue_counts, prune
+from digest.stores import engagement
+from subscribers.models import Status
+from subscribers.store import SubscriberStore
+from tests.conftest import FixedClock
+
+READERS = [f"reader{i}@example.com" for i in range(6)]
+KINDS = ["processed", "delivered", "deferred", "open", "click", "bounce", "unsubscribe"]
+ROLLUP_TABLES = (db.events, db.event_counts, db.event_firsts, db.event_post_clicks)
+
+
+class Sent:
+    """A sent issue of the example site, its posts' URLs, and readers to send events for."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        gathering.gather_sources(project)
+        planned = issue_cases.plan(project)
+        assert planned is not None and planned.issue.id is not None
+        self.issue = planned.issue.id
+        with project.transaction() as conn:
+            conn.execute(
+                update(db.issues)
+                .where(db.issues.c.id == self.issue)
+                .values(status="sent", sent_at=project.clock())
+            )
+            self.links = dict(engagement.post_links(conn, self.issue))
+            store = SubscriberStore(conn)
+            self.readers = {
+                email: store.add(email, "", frozenset({"backend"}), project.clock(), "test").id
+                for email in READERS
+            }
+        self.serial = 0
+
+    def event(self, kind: str, reader: int = 0, **extra: Any) -> dict[str, Any]:
+        self.serial += 1
+        email = READERS[reader]
+        return {
+            "event": kind,
+            "email": email,
+            "sg_event_id": f"ev-{self.serial}",
+            "timestamp": int(self.project.clock().timestamp()) + self.serial,
+            "issue_id": str(self.issue),
+            "subscriber_id": str(self.readers[email]),
+            **extra,
+        }
+
+    def apply(self, events: list[dict[str, Any]]) -> None:
+        with self.project.transaction() as conn:
+            apply_events(conn, events, self.project.clock(), link_of=feedback.PostLinks(conn))
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        with self.project.reading() as conn:
+            tables = {
+                t.name: sorted(tuple(r) for r in conn.execute(select(t))) for t in ROLLUP_TABLES
+            }
+            tables["subscribers"] = sorted(
+                tuple(r) for r in conn.execute(select(db.metadata.tables["subscribers"]))
+            )
+        return tables
+
+    def clear(self) -> None:
+        with self.project.transaction() as conn:
+            for table in ROLLUP_TABLES:
+                conn.execute(delete(table))
+
+
+@pytest.fixture
+def sent(example_config: Config, clock: FixedClock, engine: Engine) -> Sent:
+    return Sent(Project.open(example_config, clock=clock, engine=engine))
+
+
+def recount(sent: Sent) -> tuple[Counter[str], dict[int, int]]:
+    """The figures counted again from the raw events, the slow way."""
+    with sent.project.reading() as conn:
+        rows = list(conn.execute(select(db.events).where(db.events.c.issue_id == sent.issue)))
+    counts: Counter[str] = Counter(
+        "bounce" if row.event == "bounce_blocked" else row.event for row in rows
+    )
+    for kind in ("open", "click"):
+        readers = {row.email.lower() for row in rows if row.event == kind}
+        if readers:
+            counts[f"unique_{kind}"] = len(readers)
+    posts = Counter(row.post_id for row in rows if row.event == "click" and row.post_id)
+    return counts, dict(posts)
+
+
+def rollups(sent: Sent) -> tuple[Counter[str], dict[int, int]]:
+    with sent.project.reading() as conn:
+        counts = issue_counts(conn, sent.issue)
+        posts = {
+            int(p): int(n)
+            for p, n in conn.execute(
+                select(db.event_post_clicks.c.post_id, db.event_post_clicks.c.clicks).where(
+                    db.event_post_clicks.c.issue_id == sent.issue
+                )
+            )
+        }
+    return counts, posts
+
+
+def test_a_replayed_batch_changes_nothing(sent: Sent) -> None:
+    post, url = next(iter(sent.links.items()))
+    batch = [
+        sent.event("processed"),
+        sent.event("delivered"),
+        sent.event("open"),
+        sent.event("open"),
+        sent.event("click", url=url + "?utm_source=digest#top"),
+        sent.event("bounce", reader=1, type="bounce"),
+        sent.event("spamreport", reader=2),
+        sent.event("unsubscribe", reader=3),
+    ]
+    sent.apply(batch)
+    first = sent.snapshot()
+    sent.apply(batch)
+    sent.apply(list(reversed(batch)))
+    assert sent.snapshot() == first
+    counts, posts = rollups(sent)
+    assert counts["open"] == 2 and counts["unique_open"] == 1
+    assert counts["click"] == 1 and counts["unique_click"] == 1
+    assert posts == {post: 1}
+    statuses = {email: status_of(sent, email) for email in READERS[:4]}
+    assert statuses == {
+        READERS[0]: Status.ACTIVE,
+        READERS[1]: Status.BOUNCED,
+        READERS[2]: Status.COMPLAINED,
+        READERS[3]: Status.UNSUBSCRIBED,
+    }
+
+
+def status_of(sent: Sent, email: str) -> Status:
+    with sent.project.reading() as conn:
+        found = SubscriberStore(conn).get(email)
+    assert found is not None
+    return found.status
+
+
+def test_an_out_of_order_batch_counts_as_the_ordered_one(sent: Sent) -> None:
+    """SendGrid does not promise order: delivered before processed, a click before the open,
+    the complaint before the bounce. The figures and the final statuses are the same."""
+    url = next(iter(sent.links.values()))
+    ordered = [
+        sent.event("processed"),
+        sent.event("delivered"),
+        sent.event("open"),
+        sent.event("click", url=url),
+        sent.event("processed", reader=1),
+        sent.event("bounce", reader=1, type="bounce"),
+        sent.event("spamreport", reader=1),
+    ]
+    sent.apply(ordered)
+    in_order = rollups(sent), status_of(sent, READERS[1])
+    sent.clear()
+    with sent.project.transaction() as conn:
+        SubscriberStore(conn).set_status_of(
+            sent.readers[READERS[1]], Status.ACTIVE, sent.project.clock()
+        )
+    sent.apply(ordered[::-1][:4])  # the second reader's complaint, bounce, processed, the click
+    sent.apply(ordered[::-1][4:])  # then the open, delivered and processed of the first
+    assert (rollups(sent), status_of(sent, READERS[1])) == in_order
+    assert in_order[1] is Status.COMPLAINED
+    assert in_order[0][0]["delivered"] == 1 and in_order[0][0]["bounce"] == 1
+
+
+def batches_of(
+    draw: Callable[[st.SearchStrategy[Any]], Any], sent: Sent
+) -> list[list[dict[str, Any]]]:
+    links = list(sent.links.values())
+    events = []
+    for _ in range(draw(st.integers(0, 40))):
+        kind = draw(st.sampled_from(KINDS))
+        reader = draw(st.integers(0, len(READERS) - 1))
+        extra: dict[str, Any] = {}
+        if kind == "click":
+            extra["url"] = draw(st.sampled_from([*links, "https://elsewhere.example/"]))
+        if kind == "bounce":
+            extra["type"] = draw(st.sampled_from(["bounce", "blocked"]))
+        events.append(sent.event(kind, reader, **extra))
+    # SendGrid retries: some events come again, in other batches, in any order.
+    again = draw(st.lists(st.sampled_from(events), max_size=10)) if events else []
+    stream = draw(st.permutations(events + again))
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=4)))
+    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_the_rollups_equal_a_recount_from_the_raw_events(sent: Sent, data: st.DataObject) -> None:
+    sent.clear()
+    batches = batches_of(data.draw, sent)
+    for batch in batches:
+        sent.apply(batch)
+    assert rollups(sent) == recount(sent)
+
+
+def test_pruning_keeps_the_figures_and_a_late_open_counts_no_reader_twice(sent: Sent) -> None:
+    project, clock = sent.project, sent.project.clock
+    sent.apply([sent.event("open"), sent.event("open", reader=1), sent.event("delivered")])
+    before = rollups(sent)
+    assert isinstance(project.clock, FixedClock)
+    project.clock.now += timedelta(days=31)
+    with project.transaction() as conn:
+        pruned = prune(conn, clock(), keep_days=30)
+        left = engagement.raw_count(conn)
+    assert (pruned.events, pruned.readers, left) == (3, 2, 0)
+    assert rollups(sent) == before
+    # A reader who opened before opens again now: an open, but not a new reader.
+    sent.apply([sent.event("open")])
+    counts, _ = rollups(sent)
+    assert counts["open"] == before[0]["open"] + 1
+    assert counts["unique_open"] == before[0]["unique_open"] == 2
+    with project.reading() as conn:
+        assert conn.execute(select(func.count()).select_from(db.event_firsts)).scalar() == 0
+
+
+def test_pruning_during_ingest_is_bounded_by_the_batch(sent: Sent) -> None:
+    project = sent.project
+    sent.apply([sent.event("processed", reader=i % len(READERS)) for i in range(30)])
+    assert isinstance(project.clock, FixedClock)
+    project.clock.now += timedelta(days=40)
+    with project.transaction() as conn:
+        first = prune(conn, project.clock(), 30, limit=12)
+        second = prune(conn, project.clock(), 30, limit=100)
+    assert (first.events, second.events) == (12, 18)
+
+
+def test_what_does_not_fit_a_column_is_left_out_not_a_database_error(sent: Sent) -> None:
+    """A signed batch may still carry anything: ids too long for their column, numbers past
+    32 bits, times no timestamp holds. The batch applies; the odd values do not reach the
+    database (where PostgreSQL would refuse the whole batch)."""
+    odd = [
+        sent.event("delivered", sg_event_id="x" * 201),
+        sent.event("delivered", email="a" * 321),
+        sent.event("delivered", sg_event_id=["not", "a", "string"]),
+        sent.event("open", issue_id="99999999999", subscriber_id="²"),
+        sent.event("open", issue_id=2**40, timestamp=10**20),
+        sent.event("open", timestamp="1790000000.5"),
+        sent.event("open", timestamp=None),
+        sent.event("made-up-kind"),
+    ]
+    with sent.project.transaction() as conn:
+        report = apply_events(conn, odd, sent.project.clock())
+    assert report.ignored == 4 and sum(report.applied.values()) == 4
+    with sent.project.reading() as conn:
+        rows = {
+            r.sg_event_id: r
+            for r in conn.execute(select(db.events).where(db.events.c.event == "open"))
+        }
+    assert [rows[e["sg_event_id"]].issue_id for e in odd[3:5]] == [None, None]
+    assert rows[odd[3]["sg_event_id"]].subscriber_id is None
+    assert rows[odd[4]["sg_event_id"]].occurred_at == sent.project.clock()
+    assert rows[odd[5]["sg_event_id"]].occurred_at.timestamp() == 1790000000
+    assert rows[odd[6]["sg_event_id"]].occurred_at == sent.project.clock()
