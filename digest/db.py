@@ -30,7 +30,7 @@ from sqlalchemy import (
     event,
     false,
 )
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, DBAPIError
 
 from digest.errors import DigestError
 from subscribers import tables as subscriber_tables
@@ -289,11 +289,18 @@ def _check_connects(engine: Engine) -> None:
     try:
         engine.connect().close()
     except DatabaseError as err:
-        url = engine.url.render_as_string(hide_password=True)
-        reason = _first_line(err.orig if err.orig is not None else err)
-        if engine.url.password:
-            reason = reason.replace(str(engine.url.password), "***")
-        raise DigestError(f"cannot open {url}: {reason}", where="database_url") from None
+        raise failed(engine, err, "cannot open") from None
+
+
+def failed(engine: Engine, err: DBAPIError, doing: str) -> DigestError:
+    """A database that failed under us (gone, full, read-only, corrupt) as one line naming
+    ``database_url``: what we were ``doing``, the database (password hidden), the driver's
+    reason."""
+    url = engine.url.render_as_string(hide_password=True)
+    reason = _first_line(err.orig if err.orig is not None else err)
+    if engine.url.password:
+        reason = reason.replace(str(engine.url.password), "***")
+    return DigestError(f"{doing} {url}: {reason}", where="database_url")
 
 
 def _first_line(error: BaseException) -> str:

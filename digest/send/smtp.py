@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -11,7 +12,7 @@ from email.errors import MessageError
 from email.message import EmailMessage
 
 from digest.config import SmtpConfig
-from digest.errors import ProviderDown
+from digest.errors import Progress, ProviderDown
 from digest.send.message import serialise
 from digest.send.transport import MessageWriter
 
@@ -49,10 +50,15 @@ class SmtpTransport(MessageWriter):
         return connection
 
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
-        """Send each message over one connection, reconnecting once if the server drops it;
-        returns the subscribers whose message was refused (by the server, or because it cannot
-        be written safely), with why. The others go out."""
+        """Send each message over one connection, reconnecting once if the server drops it
+        between messages; returns the subscribers whose message was refused (by the server,
+        or because it cannot be written safely), with why. The others go out. When the server
+        fails, ProviderDown says which went out before: a transaction that failed before the
+        end of its DATA was sent was not handed over; one that failed after, waiting for the
+        server's answer, is unknown."""
         refused: dict[int, str] = {}
+        taken: list[int] = []
+        unknown: list[int] = []
         where = f"smtp {self.settings.host}:{self.settings.port}"
         connection: smtplib.SMTP | None = None
         try:
@@ -62,16 +68,25 @@ class SmtpTransport(MessageWriter):
                     try:
                         problem = _transaction(connection, message)
                         break
+                    except _Unanswered:
+                        unknown.append(subscriber_id)
+                        raise
                     except smtplib.SMTPServerDisconnected:
-                        # Dropped between messages (idle timeout, server restart): the message
-                        # was not accepted, so sending it on a new connection is safe.
+                        # Dropped before the message's end was sent (idle timeout, server
+                        # restart): not accepted, so sending it on a new connection is safe.
                         if attempt == 2:
                             raise
                         connection = self._open()
-                if problem is not None:
+                if problem is None:
+                    taken.append(subscriber_id)
+                else:
                     refused[subscriber_id] = problem
         except (smtplib.SMTPException, OSError) as err:
-            raise ProviderDown(str(err) or type(err).__name__, where=where) from None
+            raise ProviderDown(
+                str(err) or type(err).__name__,
+                where=where,
+                progress=Progress(frozenset(taken), refused, frozenset(unknown)),
+            ) from None
         finally:
             if connection is not None:
                 with contextlib.suppress(smtplib.SMTPException, OSError):
@@ -79,26 +94,66 @@ class SmtpTransport(MessageWriter):
         return refused
 
 
+class _Unanswered(smtplib.SMTPException):
+    """The message's end was sent and the server's answer never came: it may have it."""
+
+
 def _transaction(connection: smtplib.SMTP, message: EmailMessage) -> str | None:
     """One message, as the bytes :func:`serialise` makes (what the outbox writes too); why
     this one recipient does not get it, or None once the server took it. Errors that concern
-    the server rather than the message propagate."""
+    the server rather than the message propagate; :class:`_Unanswered` once the message was
+    sent whole and its answer did not come.
+
+    The steps of ``sendmail``, taken one by one so that the moment the message is complete
+    (the dot that ends DATA) is known."""
     try:
         data = serialise(message)
     except (ValueError, MessageError) as err:
         return f"cannot write the message: {err}"
     sender = message["From"].addresses[0].addr_spec
     recipient = message["To"].addresses[0].addr_spec
+    connection.ehlo_or_helo_if_needed()
+    code, reply = connection.mail(sender)
+    if code != 250:
+        _reset(connection)
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    code, reply = connection.rcpt(recipient)
+    if code not in (250, 251):
+        _reset(connection)
+        return f"{code} {_text(reply)}"
+    code, reply = connection.docmd("DATA")
+    if code != 354:
+        _reset(connection)
+        return _data_refused(code, reply)
+    connection.send(_dot_stuffed(data))
     try:
-        connection.sendmail(sender, [recipient], data)
-    except smtplib.SMTPRecipientsRefused as err:
-        code, reason = next(iter(err.recipients.values()))
-        return f"{code} {reason.decode(errors='replace')}"
-    except smtplib.SMTPDataError as err:
-        if err.smtp_code < 500:
-            raise  # a temporary failure: the send stops and this batch waits for the next
-        return f"{err.smtp_code} {_text(err.smtp_error)}"
+        code, reply = connection.getreply()
+    except (smtplib.SMTPServerDisconnected, OSError) as err:
+        raise _Unanswered(f"no answer after the message was sent: {err}") from None
+    if code != 250:
+        return _data_refused(code, reply)
     return None
+
+
+def _data_refused(code: int, reply: bytes) -> str:
+    """A refusal of the message: for good (5xx, this recipient fails), or a temporary failure,
+    which stops the send (the message waits for the next one)."""
+    if code < 500:
+        raise smtplib.SMTPDataError(code, reply)
+    return f"{code} {_text(reply)}"
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """DATA's body: lines starting with a dot get another, and the ending line of one dot."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", data)
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
+
+
+def _reset(connection: smtplib.SMTP) -> None:
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        connection.rset()
 
 
 def _text(reply: bytes | str) -> str:

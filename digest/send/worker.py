@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-from digest import segment
+from digest import db, segment
 from digest.lifecycle import IssueStatus
 from digest.render import RenderedIssue
 from digest.send import leases, recording, reporting
@@ -143,6 +144,49 @@ def send_issue(
     """Record the issue's recipients (or finish a recording left unfinished) and send every
     batch this worker can lease, sending from the first recorded group on; several workers
     may share the batches."""
+    with _database_faults(engine):
+        return _send_issue(
+            engine,
+            rendered,
+            transport,
+            envelope,
+            links,
+            clock,
+            batch_size=batch_size,
+            in_flight=in_flight,
+            ambiguous_policy=ambiguous_policy,
+            lease=lease,
+            alive=alive,
+            on_batch=on_batch,
+        )
+
+
+@contextmanager
+def _database_faults(engine: Engine) -> Iterator[None]:
+    """A database that fails during a send (gone, full, read-only, corrupt) stops it with one
+    line naming ``database_url``. Whatever was not recorded stays as the ledger has it: the
+    next run finds the batches this worker handed over ambiguous, and the others pending."""
+    try:
+        yield
+    except DBAPIError as err:
+        raise db.failed(engine, err, "the send stopped on") from None
+
+
+def _send_issue(
+    engine: Engine,
+    rendered: RenderedIssue,
+    transport: Transport,
+    envelope: Envelope,
+    links: Links,
+    clock: Callable[[], datetime],
+    *,
+    batch_size: int = 1000,
+    in_flight: int = 1,
+    ambiguous_policy: AmbiguousPolicy = "skip",
+    lease: timedelta = DEFAULT_LEASE,
+    alive: Callable[[str], bool] = local_worker_alive,
+    on_batch: Callable[[int], None] | None = None,
+) -> SendReport:
     issue_id = rendered.issue.id
     assert issue_id is not None
     worker = worker_id()

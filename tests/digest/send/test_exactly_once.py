@@ -31,7 +31,7 @@ from tests.held_requests import PATIENCE_SECONDS, Hold, Key
 from tests.sendgrid_server import API_KEY, SendGridServer, running
 
 TOPICS = ["backend", "ai-ml", "data", "frontend"]
-SUBMITTING = ledger.SUBMITTING
+HANDED = ledger.HANDED
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -170,13 +170,13 @@ def check_resumed_send(
     in the ledger (held at the kill, or answered and not yet recorded)."""
     lost: set[Key] = set()
     for hold, ledger_then in zip(holds, at_death, strict=True):
-        in_flight_at_death.update(r for r, state in ledger_then.items() if state == SUBMITTING)
+        in_flight_at_death.update(r for r, state in ledger_then.items() if state == HANDED)
         for request in hold.held:
             # Every request caught at the kill point was in flight in the ledger.
-            assert {ledger_then[r] for r in request.recipients} == {SUBMITTING}
+            assert {ledger_then[r] for r in request.recipients} == {HANDED}
         taken = hold.passed + (hold.held if hold.taken else [])
         for request in taken:
-            unrecorded.update(r for r in request.recipients if ledger_then[r] == SUBMITTING)
+            unrecorded.update(r for r in request.recipients if ledger_then[r] == HANDED)
         if not hold.taken:
             lost.update(r for request in hold.held for r in request.recipients)
     assert unrecorded and lost
