@@ -98,10 +98,11 @@ def deliver(
         list_id=list_id(digest.name, digest.slug, sending.from_email),
         unsubscribe_mailto=sending.unsubscribe_mailto,
     )
+    transport = transport or project.transport(issue)
     return send_issue(
         project.engine,
         project.render(issue),
-        transport or project.transport(issue),
+        transport,
         envelope,
         Links(project.config.site.public_url, project.signer()),
         project.clock,
@@ -110,6 +111,8 @@ def deliver(
         lease=timedelta(minutes=sending.lease_minutes),
         ambiguous_policy=ambiguous_policy,
         on_batch=on_batch,
+        # An outbox tells which messages it has: what a dead send wrote is never ambiguous.
+        written=transport.written if isinstance(transport, OutboxTransport) else None,
     )
 
 

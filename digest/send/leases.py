@@ -297,46 +297,88 @@ def _finish(
     conn.execute(update(db.send_batches).where(_B.id == batch_id).values(**values))
 
 
-def expire(conn: Connection, issue_id: int, now: datetime, alive: Callable[[str], bool]) -> int:
+Written = Callable[[Sequence[int]], Collection[int]]
+"""Of these subscribers of a batch, the ones whose message the transport has for sure (the
+outbox: a whole ``.eml`` file exists). Only a transport that can tell has one."""
+
+
+def expire(
+    conn: Connection,
+    issue_id: int,
+    now: datetime,
+    alive: Callable[[str], bool],
+    written: Written | None = None,
+) -> int:
     """Batches held by a worker that is gone: those it had handed over become ambiguous, the
-    others (leased, never handed over) pending again.
+    others (leased, never handed over) pending again. With ``written``, a batch handed over
+    is settled by what the transport has: submitted for those, pending for the rest.
 
     A worker is gone when its lease has run out, or when ``alive`` says so (a dead process on
     this machine: no need to wait for its lease). Batches of live workers are left alone, so a
     worker joining a send in progress never takes over another's batch. Returns the number of
     deliveries made ambiguous."""
     held = conn.execute(
-        select(_B.id, _B.status, _B.worker, _B.lease_until).where(
+        select(_B.id, _B.segment, _B.size, _B.status, _B.worker, _B.lease_until).where(
             _B.issue_id == issue_id, _B.status.in_(LEASED)
         )
     ).all()
     total = 0
-    for batch_id, status, worker, lease_until in held:
+    for batch_id, segment, size, status, worker, lease_until in held:
         if lease_until is None or lease_until <= now or not alive(worker or ""):
-            total += _let_go(
-                conn, batch_id, status, f"left in flight by {worker}; the provider may have it", now
-            )
+            why = f"left in flight by {worker}; the provider may have it"
+            batch = Claimed(batch_id, segment, size)
+            total += _let_go(conn, issue_id, batch, status, why, now, written)
     return total
 
 
-def release(conn: Connection, issue_id: int, worker: str, error: str, now: datetime) -> int:
+def release(
+    conn: Connection,
+    issue_id: int,
+    worker: str,
+    error: str,
+    now: datetime,
+    written: Written | None = None,
+) -> int:
     """A worker that stops abruptly gives up its batches: each one it had handed over may have
-    reached the provider, so it becomes ambiguous (its deliveries too); the ones it had not
-    are pending again. Returns the deliveries made ambiguous."""
+    reached the provider, so it becomes ambiguous (its deliveries too), unless ``written``
+    tells; the ones it had not are pending again. Returns the deliveries made ambiguous."""
     held = conn.execute(
-        select(_B.id, _B.status).where(
+        select(_B.id, _B.segment, _B.size, _B.status).where(
             _B.issue_id == issue_id, _B.status.in_(LEASED), _B.worker == worker
         )
     ).all()
-    return sum(_let_go(conn, batch_id, status, error, now) for batch_id, status in held)
+    return sum(
+        _let_go(conn, issue_id, Claimed(i, segment, size), status, error, now, written)
+        for i, segment, size, status in held
+    )
 
 
-def _let_go(conn: Connection, batch_id: int, status: str, error: str, now: datetime) -> int:
+def _let_go(
+    conn: Connection,
+    issue_id: int,
+    batch: Claimed,
+    status: str,
+    error: str,
+    now: datetime,
+    written: Written | None,
+) -> int:
+    if status == HANDED and written is None:
+        return mark_unknown(conn, batch.id, error, now)
     if status == HANDED:
-        return mark_unknown(conn, batch_id, error, now)
+        assert written is not None
+        ids = list(
+            conn.execute(
+                select(_D.subscriber_id).where(_D.batch_id == batch.id, _D.status.is_(None))
+            ).scalars()
+        )
+        taken = set(written(ids))
+        if taken:
+            rest = [i for i in ids if i not in taken]
+            settle(conn, [(split_off(conn, issue_id, batch, rest, now), {})], now)
+            return 0
     conn.execute(
         update(db.send_batches)
-        .where(_B.id == batch_id, _B.status == SUBMITTING)
+        .where(_B.id == batch.id, _B.status.in_(LEASED))
         .values(
             status=PENDING,
             worker=None,

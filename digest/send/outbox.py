@@ -44,6 +44,25 @@ class OutboxTransport(MessageWriter):
     def issue_folder(outbox: Path, digest: str, number: int) -> Path:
         return outbox / digest / f"issue-{number:04d}"
 
+    def written(self, subscriber_ids: Sequence[int]) -> set[int]:
+        """Of these subscribers, the ones whose message is in the folder, whole (a file is
+        renamed into place only once it is): how a send that died learns what it wrote."""
+        wanted = set(subscriber_ids)
+        try:
+            names = [entry.name for entry in os.scandir(self.folder)]
+        except FileNotFoundError:
+            return set()
+        except OSError as err:
+            raise ProviderDown(
+                f"cannot read {self.folder}: {err.strerror}", where="outbox"
+            ) from None
+        found = set()
+        for name in names:
+            number, dash, _ = name.partition("-")
+            if dash and name.endswith(".eml") and number.isdigit() and int(number) in wanted:
+                found.add(int(number))
+        return found
+
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
         """Write each (subscriber id, message) as the bytes SMTP would carry; returns the
         messages that cannot be written safely, with why, and raises ProviderDown if the disk

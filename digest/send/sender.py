@@ -164,6 +164,7 @@ class Sender:
         worker: str,
         own_recording: OwnRecording | None,
         alive: Callable[[str], bool],
+        written: leases.Written | None = None,
     ) -> None:
         self.engine = engine
         self.rendered = rendered
@@ -176,6 +177,8 @@ class Sender:
         self.own_recording = own_recording
         """This worker's own recording of the issue, when it records it."""
         self.alive = alive
+        self.written = written
+        """What the transport can tell it has of a batch (the outbox), else None."""
         self.recording_ended = False
         """The issue's recording was seen ended: no more batches will come."""
         self.compiled: dict[str, CompiledVariant] = {}
@@ -230,7 +233,8 @@ class Sender:
         """After a bug, Ctrl-C or a database that failed: batches never handed over go back to
         pending; the requests under way finish, then what is known is recorded. What cannot
         be recorded (the database is gone) is left as it is: the next run finds the batches
-        this worker handed over ambiguous, and the others pending (:func:`leases.expire`)."""
+        this worker handed over ambiguous (or, from an outbox, settled by the files written),
+        and the others pending (:func:`leases.expire`)."""
         never_sent = flight.cancel_queued()
         wait(flight.running)
         finished = flight.finished + [(leased, future) for future, leased in flight.running.items()]
@@ -242,7 +246,9 @@ class Sender:
         with contextlib.suppress(Exception):
             self.give_back(never_sent)
         with contextlib.suppress(Exception), self.engine.begin() as conn:
-            leases.release(conn, self.issue_id, self.worker, "send interrupted", self.clock())
+            leases.release(
+                conn, self.issue_id, self.worker, "send interrupted", self.clock(), self.written
+            )
 
     def step(self, finished: list[Outcome], want: int) -> tuple[list[_Leased], bool]:
         """One transaction: record the finished batches, lease up to ``want`` more. Also

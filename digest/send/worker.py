@@ -140,10 +140,12 @@ def send_issue(
     lease: timedelta = DEFAULT_LEASE,
     alive: Callable[[str], bool] = local_worker_alive,
     on_batch: Callable[[int], None] | None = None,
+    written: leases.Written | None = None,
 ) -> SendReport:
     """Record the issue's recipients (or finish a recording left unfinished) and send every
     batch this worker can lease, sending from the first recorded group on; several workers
-    may share the batches."""
+    may share the batches. ``written``: what the transport has of a batch, when it can tell
+    (the outbox): a batch a dead worker handed over is then settled by it, not ambiguous."""
     with _database_faults(engine):
         return _send_issue(
             engine,
@@ -158,6 +160,7 @@ def send_issue(
             lease=lease,
             alive=alive,
             on_batch=on_batch,
+            written=written,
         )
 
 
@@ -186,13 +189,14 @@ def _send_issue(
     lease: timedelta = DEFAULT_LEASE,
     alive: Callable[[str], bool] = local_worker_alive,
     on_batch: Callable[[int], None] | None = None,
+    written: leases.Written | None = None,
 ) -> SendReport:
     issue_id = rendered.issue.id
     assert issue_id is not None
     worker = worker_id()
     recorder = recording.Recorder(worker, clock, lease)
     with engine.begin() as conn:
-        leases.expire(conn, issue_id, clock(), alive)
+        leases.expire(conn, issue_id, clock(), alive, written)
         ambiguous = reporting.counts(conn, issue_id)[AMBIGUOUS]
         if ambiguous_policy == "resend":
             leases.requeue_ambiguous(conn, issue_id, clock())
@@ -202,7 +206,17 @@ def _send_issue(
             _RecordingThread(engine, rendered, batch_size, recorder) if records else None
         )
         sender = Sender(
-            engine, rendered, envelope, links, clock, lease, on_batch, worker, own_recording, alive
+            engine,
+            rendered,
+            envelope,
+            links,
+            clock,
+            lease,
+            on_batch,
+            worker,
+            own_recording,
+            alive,
+            written,
         )
         sender.ambiguous = ambiguous
         try:

@@ -44,6 +44,11 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
     url = os.environ.get("DIGEST_TEST_DATABASE_URL")
     if not url:
         pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    return emptied(url)
+
+
+def emptied(url: str) -> str:
+    """The PostgreSQL database at ``url``, emptied of every table."""
     engine = db.make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))

@@ -51,10 +51,12 @@ class FlakyTransport:
         raise AssertionError("an issue's send hands over batches, never single messages")
 
 
-def project_with(tmp_path: Path, clock: FixedClock, sending: str = "", tables: str = "") -> Project:
+def project_with(
+    tmp_path: Path, clock: FixedClock, sending: str = "", tables: str = "", top: str = ""
+) -> Project:
     config_path = scaffold(tmp_path / "site")
-    text = config_path.read_text(encoding="utf-8")
-    for key in ("transport", "batch_size"):
+    text = top + config_path.read_text(encoding="utf-8")
+    for key in ("transport", "batch_size", "outbox_dir"):
         if f"{key} =" in sending:  # the test's value replaces the example's
             text = re.sub(rf"(?m)^{key} = [^\n]*\n", "", text, count=1)
     text = text.replace("[sending]\n", f"[sending]\n{sending}")
