@@ -58,16 +58,23 @@ def emptied(url: str) -> str:
 
 
 def big_project(
-    tmp_path: Path, readers: int, batch_size: int, database_url: str | None = None
+    tmp_path: Path,
+    readers: int,
+    batch_size: int,
+    database_url: str | None = None,
+    outbox: Path | None = None,
 ) -> Project:
+    """``readers`` on four topics, sending through SendGrid, or to ``outbox`` when given."""
     from digest.scaffold import scaffold
 
     path = scaffold(tmp_path / "site")
     text = re.sub(r"(?m)^batch_size = [^\n]*\n", "", path.read_text(encoding="utf-8"))
-    text = text.replace(
+    transport = (
+        f'transport = "outbox"\noutbox_dir = "{outbox}"\n' if outbox else 'transport = "sendgrid"\n'
+    )
+    text = re.sub(r"(?m)^outbox_dir = [^\n]*\n", "", text).replace(
         'transport = "outbox"',
-        f'transport = "sendgrid"\nbatch_size = {batch_size}\nin_flight = {IN_FLIGHT}\n'
-        "lease_minutes = 120",
+        f"{transport}batch_size = {batch_size}\nin_flight = {IN_FLIGHT}\nlease_minutes = 120",
     )
     if database_url is not None:
         text = f'database_url = "{database_url}"\n' + text

@@ -4,16 +4,20 @@ and an outbox send stopped by a full disk again and again. Counted at the server
 request bodies it took, and in the outbox folder: every recipient at least once, a duplicate
 only for a request the provider took whose answer the ledger never recorded, nobody lost.
 
-The kill points are events (a request the server holds, an answer read while the test holds
-the ledger's lock; see kill_points.py), never sleeps. The runs are forked from a process that
+The disk is a real one, a small tmpfs (tests/disks.py). The kill points are events (a
+request the server holds, an answer read while the test holds the ledger's lock; see
+kill_points.py), never sleeps. The runs are forked from a process that
 has the app imported (fork_sender.py), so that twenty runs do not cost twenty imports."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
 from digest.app import issues as issue_cases
+from digest.app import sending
+from digest.errors import ProviderDown
 from digest.send import ledger
 from tests.digest.send.kill_points import IN_FLIGHT, KillPoint, fork_server, run_and_kill
 from tests.digest.send.test_exactly_once import (
@@ -22,10 +26,13 @@ from tests.digest.send.test_exactly_once import (
     database_url,  # noqa: F401  (the fixture: SQLite, then PostgreSQL)
     ledger_of,
 )
+from tests.disks import tmpfs
 from tests.held_requests import Hold, Key
 from tests.sendgrid_server import API_KEY, SendGridServer, running
 
 READERS = 20_000
+OUTBOX_READERS = 600
+"""About 60 KB each: 36 MB of messages, through a disk given 5 MB more after each stop."""
 
 TWENTY = (
     KillPoint("1st request held, taken", 1),
@@ -98,3 +105,48 @@ def test_twenty_sigkills_then_resume_and_resend_lose_nobody(
     )
     assert 0 < duplicates == posted_unanswered
 
+
+def test_an_outbox_disk_that_fills_again_and_again_loses_nobody_and_writes_each_once(
+    tmp_path: Path,
+    database_url: str | None,  # noqa: F811
+) -> None:
+    """600 readers to an outbox on a disk that fills up: each run stops with the disk's
+    error, every whole file is a delivery submitted and every other one pending (none
+    ambiguous: a file that did not complete was not handed over); the disk is given a little
+    more room each time, until the issue is sent."""
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        outbox = disk.path / "outbox"
+        project = big_project(tmp_path, OUTBOX_READERS, 50, database_url, outbox)
+        issue_cases.plan(project)
+        stops = 0
+        while True:
+            try:
+                _, report = sending.send(project)
+            except ProviderDown as stop:
+                assert "No space left on device" in str(stop) and str(outbox) in str(stop)
+                stops += 1
+            else:
+                assert report is not None and report.finished
+                break
+            written = outbox_files(outbox)
+            states = Counter(state for state, _ in ledger_of(project).values())
+            assert states == {
+                ledger.SUBMITTED: len(written),
+                ledger.PENDING: OUTBOX_READERS - len(written),
+            }
+            size = os.statvfs(disk.path)
+            disk.remount(f"size={size.f_blocks * size.f_frsize + 5 * 1024 * 1024}")
+        assert stops >= 4
+        written = outbox_files(outbox)
+        assert len(written) == len(set(written)) == OUTBOX_READERS
+        assert Counter(state for state, _ in ledger_of(project).values()) == {
+            ledger.SUBMITTED: OUTBOX_READERS
+        }
+
+
+def outbox_files(outbox: Path) -> list[int]:
+    """The readers whose message is in the outbox, a file each; nothing else is there (no
+    temporary file left by a write that failed)."""
+    files = [p for p in outbox.rglob("*") if p.is_file()]
+    assert all(p.suffix == ".eml" for p in files), files
+    return [int(p.name.split("-")[0]) for p in files]
