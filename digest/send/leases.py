@@ -89,16 +89,27 @@ def claim(
 
 def hand(conn: Connection, batch_id: int, worker: str) -> bool:
     """Mark a leased batch handed to the transport, just before its request: from here on a
-    worker that dies leaves it ambiguous (before, pending). One write per batch. False when
-    the batch is no longer this worker's (its lease ran out and someone else took it): it
-    must not be handed over."""
-    return bool(
-        conn.execute(
-            update(db.send_batches)
-            .where(_B.id == batch_id, _B.status == SUBMITTING, _B.worker == worker)
-            .values(status=HANDED)
-        ).rowcount
-    )
+    worker that dies leaves it ambiguous (before, pending). One write per batch, through the
+    driver's own cursor (a statement built by SQLAlchemy for each batch cost more than the
+    write). False when the batch is no longer this worker's (its lease ran out and someone
+    else took it): it must not be handed over.
+
+    ``conn`` commits each statement (AUTOCOMMIT): the mark must be in the database before
+    the request leaves."""
+    marker = "%s" if conn.dialect.name == "postgresql" else "?"
+    raw: Any = conn.connection.driver_connection
+    cursor = raw.cursor()
+    try:
+        cursor.execute(_HAND.format(marker=marker), (HANDED, batch_id, SUBMITTING, worker))
+        return bool(cursor.rowcount == 1)
+    finally:
+        cursor.close()
+
+
+_HAND = (
+    "UPDATE send_batches SET status = {marker} "
+    "WHERE id = {marker} AND status = {marker} AND worker = {marker}"
+)
 
 
 def unclaim(conn: Connection, batch_ids: Sequence[int], worker: str, now: datetime) -> None:
