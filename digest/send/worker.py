@@ -2,8 +2,9 @@
 of the issue's deliveries in a thread of its own, and the sender (:mod:`digest.send.sender`)
 that leases the batches and hands them over.
 
-Running again resumes: batches a dead worker left ``submitting`` become ``ambiguous`` and are
-reported, and re-sent only when the policy says ``resend``.
+Running again resumes: batches a dead worker had handed over become ``ambiguous`` and are
+reported, and re-sent only when the policy says ``resend``; those it held and never handed
+over are pending again.
 """
 
 from __future__ import annotations
