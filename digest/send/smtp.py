@@ -120,6 +120,8 @@ def _transaction(connection: smtplib.SMTP, message: EmailMessage) -> str | None:
     code, reply = connection.rcpt(recipient)
     if code not in (250, 251):
         _reset(connection)
+        if code < 500:  # a temporary refusal: the send stops, the message waits
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
         return f"{code} {_text(reply)}"
     code, reply = connection.docmd("DATA")
     if code != 354:
