@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from digest import db, segment
 from digest.lifecycle import IssueStatus
@@ -172,7 +171,9 @@ def _database_faults(engine: Engine) -> Iterator[None]:
     next run finds the batches this worker handed over ambiguous, and the others pending."""
     try:
         yield
-    except DBAPIError as err:
+    except Exception as err:
+        if not db.driver_error(engine, err):
+            raise
         raise db.failed(engine, err, "the send stopped on") from None
 
 

@@ -1,5 +1,6 @@
 """`digest send` when its surroundings fail: a full or read-only outbox disk, a database file
-that is corrupt or whose folder is gone, a PostgreSQL server nobody listens for. Each is one
+that is corrupt or whose folder is gone, a PostgreSQL server nobody listens for or that goes
+away mid-send. Each is one
 line on stderr naming what failed, a non-zero exit and no traceback; the deliveries that were
 not written stay pending in the ledger, and the run after the fault is mended sends them,
 each reader's message once. The disks are real (a small tmpfs, see tests/disks.py)."""
@@ -13,14 +14,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from digest.app import issues as issue_cases
 from digest.app.wiring import Project
+from digest.config import load_config
 from digest.send import ledger, reporting
 from tests.conftest import FixedClock, free_port
 from tests.digest.send.kill_points import CHILD_ENV
 from tests.digest.send.test_send import project_with
 from tests.disks import tmpfs
+from tests.held_requests import Hold
+from tests.sendgrid_server import API_KEY, running
+from tests.tcp_proxy import proxy_to
 
 READERS = 29
 """The example site's active readers."""
@@ -187,3 +193,100 @@ def test_a_postgresql_nobody_listens_for_is_one_line_naming_database_url(
     assert "secret-pw" not in line
     config.write_text(text, encoding="utf-8")
     sends_the_rest(project, tmp_path / "outbox")
+
+
+def test_a_postgresql_that_goes_away_mid_send_is_one_line_and_loses_nobody(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """The database behind a send goes away while a request is under way (every connection
+    cut): one line naming database_url, exit 2; the next run finds the batches handed over
+    ambiguous and the rest pending, and with the resend every reader has the issue."""
+    url = os.environ.get("DIGEST_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    from tests.digest.send.test_exactly_once import emptied
+
+    real = make_url(emptied(url))
+    with proxy_to(real.host or "127.0.0.1", real.port or 5432) as proxy:
+        through = real.set(host="127.0.0.1", port=proxy.port)
+        project = project_with(
+            tmp_path,
+            clock,
+            'transport = "sendgrid"\nbatch_size = 4\nlease_minutes = 60\n',
+            tables="\n[sending.sendgrid]\ntimeout_seconds = 600\nretries = 0\n",
+            top=f'database_url = "{through.render_as_string(hide_password=False)}"\n',
+        )
+        with running() as server:
+            server.holds[""] = hold = Hold(3)
+            child = subprocess.Popen(
+                [sys.executable, "-m", "digest", "send", "--config", str(project.config.path)],
+                env={
+                    **CHILD_ENV,
+                    "DIGEST_SECRET_KEY": "k",
+                    "SENDGRID_API_KEY": API_KEY,
+                    "SENDGRID_API_HOST": server.host,
+                },
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                hold.wait_held(1, child)
+                proxy.cut()
+                hold.release()
+                _, err = child.communicate(timeout=600)
+            finally:
+                child.kill()
+                child.wait()
+            assert child.returncode == 2
+            one_line(err, "database_url", f"127.0.0.1:{proxy.port}")
+            config = project.config.path
+            text = config.read_text(encoding="utf-8")
+            config.write_text(
+                text.replace(
+                    through.render_as_string(hide_password=False),
+                    real.render_as_string(hide_password=False),
+                ),
+                encoding="utf-8",
+            )
+            env = {
+                "DIGEST_SECRET_KEY": "k",
+                "SENDGRID_API_KEY": API_KEY,
+                "SENDGRID_API_HOST": server.host,
+            }
+            again = subprocess.run(
+                [sys.executable, "-m", "digest", "send", "--config", str(config)],
+                env={**CHILD_ENV, **env},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert again.returncode == 0, again.stderr
+            reopened = Project.open(load_config(config, {"DIGEST_SECRET_KEY": "k"}), clock=clock)
+            counts = ledger_counts(reopened)
+            posted = {r for request in hold.passed + hold.held for r in request.recipients}
+            # Ambiguous: at most what was posted before the database went away.
+            assert counts[ledger.AMBIGUOUS] <= len(posted)
+            assert counts[ledger.SUBMITTED] + counts[ledger.AMBIGUOUS] == READERS
+            resent = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "digest",
+                    "send",
+                    "--resend-ambiguous",
+                    "--issue",
+                    "1",
+                    "--config",
+                    str(config),
+                ],
+                env={**CHILD_ENV, **env},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert resent.returncode == 0, resent.stderr
+            assert ledger_counts(reopened) == {ledger.SUBMITTED: READERS}
+            reopened.engine.dispose()
+        server.wait_idle()
+        assert len(server.received) == READERS  # nobody lost
