@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/render_bench.py
 	$(BIN)/python bench/gather_bench.py
 	$(BIN)/python bench/send_bench.py --readers 100000
+	$(BIN)/python bench/header_bench.py
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache dist build

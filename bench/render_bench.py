@@ -19,8 +19,23 @@ from itertools import combinations
 from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
 from digest.personalize import HTML_TOKENS, TEXT_TOKENS, compile_template, token_values
 from digest.render import EmailContext, render_issue
+from digest.render.mjml import compile_mjml, unescape_attributes
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
+MJML_SAMPLE = (
+    '<mjml><mj-body><mj-section><mj-column><mj-image src="https://x.example/a.png" '
+    'alt="We ❤\ufe0f Postgres" /></mj-column></mj-section></mj-body></mjml>'
+)
+
+
+def median_wall_cpu(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -65,6 +80,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=2000)
     parser.add_argument("--full-compiles", type=int, default=30)
     args = parser.parse_args()
+    run_wall, run_cpu = time.perf_counter(), time.process_time()
 
     issue = make_issue(args.topics, args.posts)
     ctx = EmailContext(
@@ -80,9 +96,10 @@ def main() -> None:
 
     compile_once = median_seconds(lambda: render_issue(issue, ctx), 5)
     rendered = render_issue(issue, ctx)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     variants = [rendered.variant(key) for key in keys]
     assemble_each = (time.perf_counter() - start) / len(keys)
+    assemble_cpu = (time.process_time() - cpu_start) / len(keys)
 
     sample = keys[:: max(1, len(keys) // args.full_compiles)][: args.full_compiles]
 
@@ -110,10 +127,11 @@ def main() -> None:
         )
         for i in range(args.recipients)
     ]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for values in people:
         template.fill(values)
     fill_each = (time.perf_counter() - start) / len(people)
+    fill_cpu = (time.process_time() - cpu_start) / len(people)
 
     topic_keys = [k for k in people[0] if "unsubscribe_topic" in k]
 
@@ -131,19 +149,40 @@ def main() -> None:
 
     print(f"issue: {args.topics} topics x {args.posts} posts, {len(keys)} topic sets")
     print(f"compile + inline once per issue : {compile_once * 1000:9.1f} ms")
-    print(f"assemble one variant            : {assemble_each * 1000:9.3f} ms")
+    print(
+        f"assemble one variant            : {assemble_each * 1000:9.3f} ms "
+        f"(CPU {assemble_cpu * 1000:.3f} ms)"
+    )
     print(f"full compile of one variant     : {full_each * 1000:9.1f} ms  ({len(sample)} sampled)")
     print(f"  ratio full / assemble         : {full_each / assemble_each:9.0f}x")
     all_assembled = compile_once + assemble_each * len(keys)
     print(f"all {len(keys)} variants, assembled : {all_assembled:9.2f} s")
     print(f"all {len(keys)} variants, full      : {full_each * len(keys):9.2f} s (estimated)")
-    print(f"personalize one recipient       : {fill_each * 1e6:9.1f} us (split-join)")
+    print(
+        f"personalize one recipient       : {fill_each * 1e6:9.1f} us (split-join; "
+        f"CPU {fill_cpu * 1e6:.1f} us)"
+    )
     print(f"  chained str.replace           : {replace_each * 1e6:9.1f} us")
     print(f"  ratio replace / split-join    : {replace_each / fill_each:9.1f}x")
     print(f"  ratio full compile / person   : {full_each / fill_each:9.0f}x")
     print(f"variant HTML size               : {len(html.encode()) / 1024:9.1f} KiB (all topics)")
     trimmed = sum(1 for v in variants if v.trimmed)
     print(f"variants trimmed to the budget  : {trimmed:9d} of {len(variants)}")
+    collapsed = sum(1 for v in variants if v.collapsed)
+    print(f"variants with collapsed topics  : {collapsed:9d} of {len(variants)}")
+    print(
+        f"whole run                       : {time.perf_counter() - run_wall:9.1f} s wall, "
+        f"{time.process_time() - run_cpu:.1f} s CPU (this process; MJML runs in it too)"
+    )
+
+    # mrml's Rust escapes in attribute values, undone on a whole issue's HTML in which every
+    # image's alt holds escapes (the slow path: one emoji with a variation selector is enough).
+    raw = rendered.renderer.document(issue, rendered.sections(frozenset(slugs)), None)
+    escaped = raw.replace('alt="alt"', 'alt="We \\u{2764}\\u{fe0f} Postgres"')
+    wall, cpu = median_wall_cpu(lambda: unescape_attributes(escaped), 20)
+    print(f"undo mrml's escapes, whole issue: {wall * 1000:9.2f} ms wall, {cpu * 1000:.2f} ms CPU")
+    wall, cpu = median_wall_cpu(lambda: compile_mjml(MJML_SAMPLE), 20)
+    print(f"compile_mjml, one small document: {wall * 1000:9.2f} ms wall, {cpu * 1000:.2f} ms CPU")
 
 
 if __name__ == "__main__":

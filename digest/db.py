@@ -9,6 +9,7 @@ database calls first.
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,7 @@ issues = Table(
     Column("recorded_at", UtcDateTime),
     Column("recorder", String(200)),
     Column("recorder_until", UtcDateTime),
+    Column("message_key", String(32), default=lambda: secrets.token_hex(6)),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
     UniqueConstraint("digest", "slot", name="uq_issues_digest_slot"),
 )
@@ -114,7 +116,9 @@ issues = Table(
 per (digest, slot). ``approval``: the editor gate (see :mod:`digest.lifecycle`).
 ``recorded_at``: when its deliveries were all recorded (recording goes a group of segments at
 a time, see :func:`digest.send.recording.record`); ``recorder`` records it, under a lease until
-``recorder_until``."""
+``recorder_until``. ``message_key``: random, drawn when the issue is stored, in each of its
+Message-IDs, so they differ from those of the same issue number of another (or a reset)
+database; NULL for issues stored before it existed (their ids stay as they went out)."""
 
 issue_posts = Table(
     "issue_posts",
@@ -198,6 +202,21 @@ events = Table(
 Index("ix_events_issue_event", events.c.issue_id, events.c.event)
 
 
+archive_pages = Table(
+    "archive_pages",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("etag", String(80), nullable=False),
+    Column("html", Text, nullable=False),
+    Column("rendered_at", UtcDateTime, nullable=False),
+)
+"""The web-archive page of each issue that went out, rendered once (:mod:`digest.stores.archive`).
+``fingerprint`` names what the page was rendered with (config, templates, code): a page of
+another fingerprint is stale and rendered again."""
+
+
 schedule_log = Table(
     "schedule_log",
     metadata,
@@ -248,6 +267,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of pages (the default is 2 MiB): recording a large issue writes a million rows.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
+    # SQLite's own lower() changes ASCII only: finding "Ösel" by "ösel" needs Python's.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def driver_error(engine: Engine, err: BaseException) -> bool:

@@ -180,3 +180,8 @@ class Variant:
     text: str
     trimmed: dict[str, int] = field(default_factory=dict)
     """Cards moved into "more" links per topic to keep the HTML under the size budget."""
+    collapsed: tuple[str, ...] = ()
+    """Topics with no card in the email, reduced to a "more" link to the web-archive page (or
+    counted in one line) to keep the HTML under the size budget."""
+    sent_bytes: int = 0
+    """The most bytes the HTML can have once personalized for any reader (0: not measured)."""

@@ -19,7 +19,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from subscribers.names import MAX_NAME_LENGTH
 
 FIELDS = ("first_name", "email", "unsubscribe_url", "preferences_url")
 TOPIC_FIELD = "unsubscribe_topic"
@@ -122,6 +124,59 @@ def bind_links(template: str, public_url: str) -> str:
         else:
             values[slot] = slot
     return compiled.fill(values)
+
+
+MAX_EMAIL_LENGTH = 320
+"""Characters: the column's size (every way in validates to at most 254)."""
+MAX_MANAGE_TOKEN_LENGTH = 19 + 1 + 7 + 1 + 43
+"""``<id>.<timestamp>.<signature>`` at its longest: a 64-bit id (19 digits), a timestamp of 5
+bytes in URL-safe base64 (7 characters: until the year 36812), an HMAC-SHA256 (43)."""
+_WIDEST_HTML = "&quot;"
+"""What one character of a value can become in HTML at most: six bytes (a double quote;
+UTF-8 takes four at most)."""
+_WIDEST_TEXT = "\U0001f600"
+"""Four bytes in UTF-8: the most one character takes in a text part."""
+
+
+def longest_values() -> dict[str, str]:
+    """The personal values that make a filled template as large as any reader can: the
+    longest first name (a name's first word; the name rule allows 200 characters), the
+    longest address and token, each character the widest it can be once escaped."""
+    return {
+        HTML_TOKENS["first_name"]: _WIDEST_HTML * MAX_NAME_LENGTH,
+        TEXT_TOKENS["first_name"]: _WIDEST_TEXT * MAX_NAME_LENGTH,
+        HTML_TOKENS["email"]: _WIDEST_HTML * MAX_EMAIL_LENGTH,
+        TEXT_TOKENS["email"]: _WIDEST_TEXT * MAX_EMAIL_LENGTH,
+        MANAGE_TOKEN: "0" * MAX_MANAGE_TOKEN_LENGTH,
+    }
+
+
+@dataclass
+class Growth:
+    """The most bytes personalizing can add to a piece of a variant, for links bound to
+    ``public_url`` (:func:`bind_links`) and the longest values (:func:`longest_values`): what
+    the size budget must leave room for. Each distinct token is worked out once, by binding
+    and filling it the way a send does."""
+
+    public_url: str
+    _per_token: dict[str, int] = field(default_factory=dict)
+
+    def token(self, token: str) -> int:
+        grown = self._per_token.get(token)
+        if grown is None:
+            bound = compile_template(bind_links(token, self.public_url))
+            filled = bound.fill(longest_values())
+            grown = self._per_token[token] = _bytes(filled) - _bytes(token)
+        return grown
+
+    def of(self, text: str) -> int:
+        if "%%" not in text:
+            return 0
+        return sum(self.token(m.group(0)) for m in _TOKEN.finditer(text) if _ours(m))
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8"))
 
 
 def recipient_values(first_name: str, email: str, manage_token: str) -> dict[str, str]:

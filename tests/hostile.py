@@ -128,6 +128,7 @@ DIGEST_FIELDS = [
     "List-Id",
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
+    "Feedback-ID",
 ]
 """The headers of one digest email, in order (the example site sets a Reply-To)."""
 

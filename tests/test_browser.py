@@ -42,7 +42,7 @@ def measure(page: Any) -> dict[str, Any]:
           const r = el.getBoundingClientRect();
           return {x: r.left, y: r.top, w: r.width, right: r.right, bottom: r.bottom};
         };
-        const heroes = [...document.images].filter(i => !i.src.endsWith('logo.png'));
+        const heroes = [...document.images].filter(i => !/logo(-dark)?[.]png$/.test(i.src));
         const cards = heroes.map(img => {
           let section = img.closest('div[style*="max-width:600px"]');
           const title = section.querySelector('h3');

@@ -19,7 +19,7 @@ from digest.gather import GatherReport
 from digest.lifecycle import Approval, IssueStatus, why_not_sendable
 from digest.models import Issue
 from digest.send import reporting
-from digest.send.message import Envelope, list_id
+from digest.send.message import Envelope, feedback_id, feedback_sender_id, list_id
 from digest.send.outbox import OutboxTransport
 from digest.send.reporting import LedgerView
 from digest.send.sender import Links
@@ -91,12 +91,20 @@ def deliver(
     issue = planned.issue
     digest = project.config.digest(issue.digest)
     sending = project.config.sending
+    with project.reading() as conn:
+        key = issues.issue_row(conn, issue.id).message_key if issue.id is not None else None
     envelope = Envelope(
         from_name=sending.from_name,
         from_email=sending.from_email,
         reply_to=sending.reply_to,
         list_id=list_id(digest.name, digest.slug, sending.from_email),
         unsubscribe_mailto=sending.unsubscribe_mailto,
+        feedback_id=feedback_id(
+            digest.slug,
+            issue.number,
+            sending.feedback_sender_id or feedback_sender_id(sending.from_email),
+        ),
+        message_key=key,
     )
     transport = transport or project.transport(issue)
     return send_issue(

@@ -13,6 +13,7 @@ import typer
 
 from digest.app.wiring import check_runtime
 from digest.cli import gather, issues, project, schedule
+from digest.cli.bounces import bounces_app
 from digest.cli.editors import editors_app
 from digest.cli.ledger import issues_app
 from digest.cli.output import print_error
@@ -30,6 +31,7 @@ app.add_typer(project.db_app, name="db")
 app.add_typer(schedule.schedule_app, name="schedule")
 app.add_typer(editors_app, name="editors")
 app.add_typer(issues_app, name="issues")
+app.add_typer(bounces_app, name="bounces")
 for command in (
     gather.inspect,
     gather.gather,

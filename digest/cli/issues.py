@@ -22,7 +22,7 @@ from digest.cli.gather import gather_with_progress
 from digest.cli.options import ConfigOption, DigestOption, open_project
 from digest.cli.output import err, out
 from digest.errors import DigestError
-from digest.render.size import html_bytes
+from digest.render.size import HTML_BUDGET_BYTES
 from digest.send.worker import AmbiguousPolicy, SendReport
 
 
@@ -61,18 +61,29 @@ def _print_segments(project: Project, planned: Planned) -> None:
     segments = Table(title=f"{len(planned.segments)} segments", title_justify="left")
     segments.add_column("Segment (topics in this issue)")
     segments.add_column("Recipients", justify="right")
-    segments.add_column("HTML", justify="right")
+    segments.add_column("HTML sent (max)", justify="right")
     segments.add_column("Trimmed to fit")
+    segments.add_column("Collapsed to a link")
+    collapsed_any: set[str] = set()
     for key, readers in planned.segments.items():
         variant = rendered.variant(key)
         trimmed = ", ".join(f"{names[s]} −{n}" for s, n in variant.trimmed.items()) or "—"
+        collapsed_any.update(variant.collapsed)
         segments.add_row(
-            ", ".join(names[s] for s in issue.topic_slugs if s in key),
+            escape(", ".join(names[s] for s in issue.topic_slugs if s in key)),
             str(readers),
-            f"{html_bytes(variant.html) / 1024:.0f} KiB",
-            trimmed,
+            f"{variant.sent_bytes / 1000:.1f} KB",
+            escape(trimmed),
+            escape(", ".join(names[s] for s in variant.collapsed) or "—"),
         )
     out.print(segments)
+    if collapsed_any:
+        listed = ", ".join(names[s] for s in issue.topic_slugs if s in collapsed_any)
+        out.print(
+            f"Collapsed to their link to the web-archive page (no room for a card within "
+            f"{HTML_BUDGET_BYTES:,} bytes): {escape(listed)}",
+            soft_wrap=True,
+        )
 
 
 def preview(

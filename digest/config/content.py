@@ -19,6 +19,9 @@ class SiteConfig(Section):
     )
     postal_address: str = Field(min_length=1)
     logo: str | None = None
+    logo_dark: str | None = Field(
+        default=None, description="the logo for dark backgrounds, shown in dark mode"
+    )
     language: str = Field(default="en", description="language and locale of the emails, e.g. de_DE")
     templates: str | None = Field(
         default=None, description="a folder whose templates override the bundled ones"
@@ -77,7 +80,7 @@ class SharedSourceConfig(SourceConfig):
 
 class TopicConfig(Section):
     slug: Slug
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=100)
     url: HttpUrl | None = Field(default=None, description="the topic's page on the blog")
     sources: list[SourceConfig] = Field(default_factory=list)
     default_image: str | None = Field(

@@ -19,6 +19,7 @@ SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
 SMTP_PASSWORD_ENV = "DIGEST_SMTP_PASSWORD"  # noqa: S105 (a variable name)
 PREVIOUS_KEY_ENV = "DIGEST_PREVIOUS_SECRET_KEY"
 SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
+IMAP_PASSWORD_ENV = "DIGEST_IMAP_PASSWORD"  # noqa: S105 (a variable name)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Secrets:
     previous_secret_key: str | None = None
     sendgrid_api_host: str | None = None
     """Not a secret, but an environment override (EU residency, tests)."""
+    imap_password: str | None = None
+    """The bounce mailbox's password (``[bounces]``)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Secrets:
@@ -41,6 +44,7 @@ class Secrets:
             smtp_password=environ.get(SMTP_PASSWORD_ENV) or None,
             previous_secret_key=environ.get(PREVIOUS_KEY_ENV) or None,
             sendgrid_api_host=environ.get(SENDGRID_HOST_ENV) or None,
+            imap_password=environ.get(IMAP_PASSWORD_ENV) or None,
         )
 
     def require_secret_key(self) -> str:

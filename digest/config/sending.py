@@ -45,6 +45,12 @@ class SendingConfig(Section):
     reply_to: EmailAddress | None = None
     outbox_dir: str = "outbox"
     unsubscribe_mailto: EmailAddress | None = None
+    feedback_sender_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{5,15}$",
+        description="the SenderId of Gmail's Feedback-ID header (5-15 letters, digits, . _ -); "
+        "default: from the sender's domain",
+    )
     batch_size: int = Field(default=1000, ge=1, le=1000)
     in_flight: int = Field(
         default=4, ge=1, le=32, description="SendGrid requests under way at once"

@@ -35,7 +35,11 @@ from digest.gather.images import ImageCandidate
 _DATED_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)(.*)\Z", re.S)
 MAX_FILES = 2000
-_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+_MARKDOWN = MarkdownIt("commonmark", {"html": True})
+"""Inline HTML is passed through as HTML: the body only ever becomes text (the excerpt, by
+:func:`digest.gather.excerpt.plain_text`, which drops tags, comments and scripts with their
+content) and image candidates. With ``html`` off, markdown-it escapes it and the excerpt showed
+``<span>`` and ``<!-- … -->`` literally."""
 
 
 def folder_of(location: str) -> Path:

@@ -1,12 +1,20 @@
 """render: an issue → one variant per segment (subject, HTML, text) with neutral tokens.
 
 Jinja2 → MJML (mrml) → CSS inlined (premailer) runs once per issue; each variant is assembled
-from the cut result (:mod:`digest.render.assemble`) and trimmed to the size budget. The text
+from the cut result (:mod:`digest.render.assemble`) and fitted to the size budget. The text
 part, the subject and the preheader are rendered per segment from the same values: cheap.
+
+The budget holds for the HTML as sent, not the variant: the room personalizing can take at
+most (the longest name, address and token the rules allow, the links bound to the public URL:
+:class:`digest.personalize.Growth`) is counted in. To fit, cards go first, from the topic with
+the most; then, from the last topic up, topics collapse to one "more" line each leading to the
+topic on the issue's web-archive page; then, from the last up, collapsed topics leave the email
+for one line that counts them. The archive page (:meth:`RenderedIssue.archive`) shows all.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -16,11 +24,14 @@ from babel import Locale
 from jinja2 import Environment, Template
 from markupsafe import Markup
 
-from digest.models import Issue, TopicSet, Variant
-from digest.personalize import HTML_TOKENS, TEXT_TOKENS, topic_tokens
+from digest.errors import DigestError
+from digest.models import HeroImage, Issue, TopicSet, Variant
+from digest.personalize import HTML_TOKENS, TEXT_TOKENS, Growth, topic_tokens
 from digest.render.assemble import (
     INTRO_MARKER,
     PREHEADER_MARKER,
+    REST_BLOCK,
+    REST_MARKER,
     TOPICS_MARKER,
     Cut,
     SegmentTexts,
@@ -28,6 +39,8 @@ from digest.render.assemble import (
     check_blocks,
     cut,
     more_marker,
+    section_blocks,
+    strip_markers,
 )
 from digest.render.environment import make_environment
 from digest.render.inline import inline_css
@@ -38,10 +51,11 @@ from digest.render.layout import (
     cards_of,
     date_label,
     intro_text,
+    largest_section,
     post_count,
     segment_sections,
+    topic_anchor,
     topic_names,
-    trim_largest,
 )
 from digest.render.mjml import compile_mjml
 from digest.render.size import HTML_BUDGET_BYTES
@@ -52,6 +66,36 @@ SUBJECT_TEMPLATE = "email/subject.txt.j2"
 PREHEADER_TEMPLATE = "email/preheader.txt.j2"
 CARD_IMAGE_WIDTH = 216
 """The hero's width in the 600 px layout: 42 % of 600 less the column's padding."""
+HERO_MAX_HEIGHT = 300
+"""No hero is taller than this (CSS px), whatever its shape: a portrait image scaled to a
+phone's width would otherwise fill two screens."""
+PHONE_COLUMN = 432
+"""The widest a hero gets on a phone: the 480 px breakpoint less the card's padding."""
+
+
+@dataclass(frozen=True)
+class HeroFit:
+    """How a hero is sized. ``width`` is the ``width`` attribute (what Outlook on Windows,
+    which ignores CSS sizes, shows). No ``height`` attribute: Yahoo turns ``height:auto`` into
+    ``min-height:auto``, and then the attribute sets the height and squashes the image.
+
+    ``spans``: the shape is known and flat enough to scale to the column's width on every
+    screen within :data:`HERO_MAX_HEIGHT`. Otherwise (unknown or tall) the image keeps its
+    own shape inside ``max-width:100%`` and ``max-height``, and is never stretched."""
+
+    width: int
+    spans: bool
+
+
+def hero_fit(image: HeroImage) -> HeroFit:
+    if image.width and image.height and image.width > 0 and image.height > 0:
+        if image.height * PHONE_COLUMN <= HERO_MAX_HEIGHT * image.width:
+            return HeroFit(CARD_IMAGE_WIDTH, True)
+        capped = HERO_MAX_HEIGHT * image.width // image.height
+        return HeroFit(max(1, min(CARD_IMAGE_WIDTH, capped)), False)
+    return HeroFit(CARD_IMAGE_WIDTH, False)
+
+
 PREHEADER_LIMIT = 110
 
 
@@ -80,9 +124,14 @@ class EmailContext:
     digest_name: str
     timezone: str
     logo_url: str | None = None
+    logo_dark_url: str | None = None
+    """The logo for dark backgrounds (``[site] logo_dark``), shown by the dark-mode styles."""
     language: str = "en"
     theme: Theme = field(default_factory=Theme)
     archive_url: str = ""
+    public_url: str = ""
+    """Where the email's personal links lead (:func:`digest.personalize.bind_links`): the size
+    budget counts them as they will be sent."""
     topic_urls: dict[str, str] = field(default_factory=dict)
     subject_template: str | None = None
     preheader_template: str | None = None
@@ -117,6 +166,15 @@ def _text_tokens(slugs: tuple[str, ...]) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class ArchiveLinks:
+    """Where the web-archive page's footer leads instead of the personal links."""
+
+    subscribe_url: str
+    index_url: str
+    feed_url: str
+
+
+@dataclass(frozen=True)
 class Renderer:
     """Templates and context of one digest; renders whole documents and the per-segment texts."""
 
@@ -148,6 +206,9 @@ class Renderer:
             "topic_names": topic_names(sections),
             "titles": [c.title for s in sections for c in s.cards],
             "image_width": CARD_IMAGE_WIDTH,
+            "topic_anchor": topic_anchor,
+            "hero_fit": hero_fit,
+            "hero_max_height": HERO_MAX_HEIGHT,
         }
 
     def texts(self, issue: Issue, sections: tuple[SectionView, ...]) -> SegmentTexts:
@@ -172,11 +233,16 @@ class Renderer:
         issue: Issue,
         sections: tuple[SectionView, ...],
         texts: SegmentTexts | None,
+        rest: int = 0,
+        archive: ArchiveLinks | None = None,
     ) -> str:
         """One full compile: Jinja2 → MJML → HTML → inlined CSS. Block markers are kept.
 
-        ``texts`` None compiles the shell: markers instead of the per-segment texts, and both
-        endings of every topic.
+        ``texts`` None compiles the shell: markers instead of the per-segment texts, and every
+        ending of every topic (with a "more" link, without, collapsed) and the line counting
+        the topics left out. ``rest``: that count, for a segment's own compile. ``archive``
+        compiles the web-archive page: no greeting, no personal link, a footer for someone who
+        is not (yet) a reader.
         """
         shell = texts is None
         more_label: Callable[[SectionView], object] = (
@@ -190,8 +256,24 @@ class Renderer:
             tokens=_html_tokens(issue.topic_slugs),
             shell=shell,
             more_label=more_label,
+            rest_count=trusted(REST_MARKER) if shell else rest,
+            archive=archive,
         )
         return inline_css(compile_mjml(source, HTML_TEMPLATE))
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A segment's email fitted to the budget."""
+
+    sections: tuple[SectionView, ...]
+    """The sections in the email: whole, trimmed or collapsed."""
+    folded: tuple[SectionView, ...]
+    """Collapsed sections left out of the email but for the line that counts them."""
+    html: str
+    texts: SegmentTexts
+    sent_bytes: int
+    """The most bytes the HTML can have once personalized (bound links, longest values)."""
 
 
 @dataclass(frozen=True)
@@ -218,35 +300,128 @@ class RenderedIssue:
     def sections(self, key: TopicSet) -> tuple[SectionView, ...]:
         return segment_sections(self.issue, key, self.cards, self.ctx.topic_urls)
 
+    @cached_property
+    def growth(self) -> Growth:
+        return Growth(self.ctx.public_url)
+
+    @cached_property
+    def _shell_growth(self) -> int:
+        return self.growth.of(self.cut.shell)
+
+    @cached_property
+    def _block_growth(self) -> dict[str, int]:
+        return {}
+
+    def _grown(self, block: str) -> int:
+        grown = self._block_growth.get(block)
+        if grown is None:
+            grown = self._block_growth[block] = self.growth.of(self.cut.blocks[block])
+        return grown
+
+    def _section_cost(self, section: SectionView) -> int:
+        """Its bytes in the email at the most once personalized."""
+        names = section_blocks(section)
+        return self.cut.section_bytes(section) + sum(self._grown(name) for name in names)
+
+    def _rest_cost(self, rest: int) -> int:
+        return self.cut.rest_bytes(rest) + (self._grown(REST_BLOCK) if rest else 0)
+
+    def fit(self, key: TopicSet, budget: int | None) -> Fitted:
+        """The segment's email within ``budget`` bytes once personalized for any reader (None:
+        no budget, every card: the archive page). See the module's docstring for the order."""
+        sections = list(self.sections(key))
+        texts = self.renderer.texts(self.issue, tuple(sections))
+        costs = [self._section_cost(s) for s in sections]
+        size = self.cut.base_bytes(texts) + self._shell_growth + sum(costs)
+        folded: list[SectionView] = []
+        if budget is not None:
+
+            def change(i: int, section: SectionView) -> None:
+                nonlocal size
+                sections[i] = section
+                cost = self._section_cost(section)
+                size += cost - costs[i]
+                costs[i] = cost
+
+            while size > budget and (largest := largest_section(tuple(sections))) is not None:
+                change(largest, sections[largest].trimmed(1))
+            for i in reversed(range(len(sections))):
+                if size <= budget:
+                    break
+                change(i, sections[i].collapse(self.ctx.archive_url))
+            while size > budget and sections:
+                size -= costs.pop() + self._rest_cost(len(folded))
+                folded.insert(0, sections.pop())
+                size += self._rest_cost(len(folded))
+            if size > budget:
+                raise DigestError(
+                    f"the email of {self.ctx.digest_name!r} is {size:,} bytes before any topic "
+                    f"is in it, over the size budget of {budget:,}: its header and footer "
+                    "(site name, postal address, templates) are too long",
+                    where="render",
+                )
+        html = assemble(self.cut, sections, texts, len(folded))
+        return Fitted(tuple(sections), tuple(folded), html, texts, size)
+
     def fitted(self, key: TopicSet) -> tuple[tuple[SectionView, ...], str, SegmentTexts]:
-        """The segment's sections, trimmed from the largest topics until the HTML fits."""
-        sections = self.sections(key)
-        texts = self.renderer.texts(self.issue, sections)
-        while self.cut.measure(sections, texts) > self.budget:
-            smaller = trim_largest(sections)
-            if smaller is None:
-                break
-            sections = smaller
-        return sections, assemble(self.cut, sections, texts), texts
+        """The segment's sections in the email, its HTML and texts, fitted to the budget."""
+        fit = self.fit(key, self.budget)
+        return fit.sections, fit.html, fit.texts
 
     def variant(self, key: TopicSet) -> Variant:
-        sections, html, _ = self.fitted(key)
-        full = self.sections(key)
+        return self._variant(key, self.fit(key, self.budget))
+
+    def archive(self) -> Variant:
+        """The issue's web-archive page: every topic with every card, whatever its size."""
+        key = frozenset(self.issue.topic_slugs)
+        return self._variant(key, self.fit(key, None))
+
+    def _variant(self, key: TopicSet, fit: Fitted) -> Variant:
+        full = {s.topic.slug: s for s in self.sections(key)}
+        shown = fit.sections + fit.folded
         trimmed = {
-            s.topic.slug: len(f.cards) - len(s.cards)
-            for s, f in zip(sections, full, strict=True)
-            if len(f.cards) != len(s.cards)
+            s.topic.slug: len(full[s.topic.slug].cards) - len(s.cards)
+            for s in shown
+            if not s.collapsed and len(full[s.topic.slug].cards) != len(s.cards)
         }
         return Variant(
             key=key,
-            subject=self.renderer.subject(self.issue, sections),
-            html=html,
-            text=self.renderer.text(self.issue, sections),
+            subject=self.renderer.subject(self.issue, shown),
+            html=fit.html,
+            text=self.renderer.text(self.issue, shown),
             trimmed=trimmed,
+            collapsed=tuple(s.topic.slug for s in shown if s.collapsed),
+            sent_bytes=fit.sent_bytes,
         )
 
     def subject(self, sections: tuple[SectionView, ...]) -> str:
         return self.renderer.subject(self.issue, sections)
+
+    def archive_page(self, links: ArchiveLinks) -> str:
+        """The web-archive page ("view in browser"): every topic and every card (a web page
+        has no clip limit), no greeting and no personal link, the content in a ``<main>``
+        landmark. One full compile: call it once per issue and keep the result."""
+        sections = self.sections(frozenset(self.issue.topic_slugs))
+        texts = self.renderer.texts(self.issue, sections)
+        html = strip_markers(self.renderer.document(self.issue, sections, texts, archive=links))
+        if "%%" in html:
+            raise DigestError("the web-archive page holds a token", where=HTML_TEMPLATE)
+        return main_landmark(html)
+
+
+_BODY_OPEN = re.compile(r"<body\b[^>]*>")
+
+
+def main_landmark(html: str) -> str:
+    """The compiled page with everything in its body inside one ``<main>``: MJML has no
+    element for it (an unbalanced ``mj-raw`` does not survive mrml's parser), and a web page
+    without a main landmark leaves screen-reader users no way to skip to the content."""
+    opening = _BODY_OPEN.search(html)
+    closing = html.rfind("</body>")
+    if opening is None or closing < opening.end() or html.count("</body>") != 1:
+        raise DigestError("the compiled page has no single <body>", where=HTML_TEMPLATE)
+    start = opening.end()
+    return f"{html[:start]}<main>{html[start:closing]}</main>{html[closing:]}"
 
 
 def render_issue(

@@ -23,6 +23,9 @@ SECTIONS_SLOT = "<!--digest:sections-->"
 INTRO_MARKER = "%%segment_intro%%"
 PREHEADER_MARKER = "%%segment_preheader%%"
 TOPICS_MARKER = "%%segment_topics%%"
+REST_MARKER = "%%segment_rest%%"
+"""How many of the segment's topics only the web-archive page shows (the ``rest`` block)."""
+REST_BLOCK = "rest:topics"
 
 _BLOCK = re.compile(r"<!--digest:block:([a-z-]+:[^>]+?)-->(.*?)<!--/digest:block-->", re.S)
 _MARKERS = re.compile(r"<!--/?digest:[^>]*-->")
@@ -56,20 +59,35 @@ class Cut:
     def _block_bytes(self) -> dict[str, int]:
         return {name: _bytes(strip_markers(body)) for name, body in self.blocks.items()}
 
-    def measure(self, sections: Sequence[SectionView], texts: SegmentTexts) -> int:
-        """The UTF-8 size :func:`assemble` would produce, computed without assembling: the size
-        guard asks this once per card it considers trimming."""
+    def measure(self, sections: Sequence[SectionView], texts: SegmentTexts, rest: int = 0) -> int:
+        """The UTF-8 size :func:`assemble` would produce, computed without assembling."""
+        size = self.base_bytes(texts) + sum(map(self.section_bytes, sections))
+        return size + self.rest_bytes(rest)
+
+    def base_bytes(self, texts: SegmentTexts) -> int:
+        """The shell with the segment's texts: everything but the sections."""
         size, counts = self._shell_bytes
         size += counts[INTRO_MARKER] * _bytes(segment_text(texts.intro))
         size += counts[PREHEADER_MARKER] * _bytes(segment_text(texts.preheader))
         size += counts[TOPICS_MARKER] * _bytes(segment_text(texts.topics))
-        size += sum(self._block_bytes[name] for name in block_names(sections))
-        for section in sections:
-            if section.more:
-                marker = more_marker(section.topic.slug)
-                occurrences = self.blocks[f"topic-more:{section.topic.slug}"].count(marker)
-                size += occurrences * (len(str(section.more)) - _bytes(marker))
         return size
+
+    def section_bytes(self, section: SectionView) -> int:
+        """One section's blocks as :func:`assemble` joins them (its "more" count filled in):
+        the size guard asks this for each section it trims or collapses."""
+        names = section_blocks(section)
+        size = sum(self._block_bytes[name] for name in names)
+        if section.more:
+            marker = more_marker(section.topic.slug)
+            occurrences = self.blocks[names[-1]].count(marker)
+            size += occurrences * (len(str(section.more)) - _bytes(marker))
+        return size
+
+    def rest_bytes(self, rest: int) -> int:
+        if not rest:
+            return 0
+        occurrences = self.blocks[REST_BLOCK].count(REST_MARKER)
+        return self._block_bytes[REST_BLOCK] + occurrences * (len(str(rest)) - len(REST_MARKER))
 
 
 def _bytes(text: str) -> int:
@@ -95,7 +113,9 @@ def cut(compiled: str) -> Cut:
 def check_blocks(piece: Cut, sections: Sequence[SectionView]) -> None:
     """Every block the sections need came out of the compile, or a clear error now, before
     anything is sent, rather than a KeyError in the middle of a send."""
-    needed = block_names(sections) + [f"topic-end:{s.topic.slug}" for s in sections]
+    needed = block_names(sections, rest=1) + [
+        f"topic-{end}:{s.topic.slug}" for s in sections for end in ("end", "collapsed")
+    ]
     missing = [name for name in needed if name not in piece.blocks]
     if missing:
         raise DigestError(
@@ -105,21 +125,32 @@ def check_blocks(piece: Cut, sections: Sequence[SectionView]) -> None:
         )
 
 
-def block_names(sections: Sequence[SectionView]) -> list[str]:
-    names = []
-    for section in sections:
-        slug = section.topic.slug
-        names.append(f"topic:{slug}")
-        names.extend(f"card:{c.id}" for c in section.cards)
-        names.append(f"topic-more:{slug}" if section.more else f"topic-end:{slug}")
+def section_blocks(section: SectionView) -> list[str]:
+    """A section's blocks in order; its ending (the block with its "more" count) is last."""
+    slug = section.topic.slug
+    if section.collapsed:
+        return [f"topic-collapsed:{slug}"]
+    names = [f"topic:{slug}", *(f"card:{c.id}" for c in section.cards)]
+    names.append(f"topic-more:{slug}" if section.more else f"topic-end:{slug}")
     return names
 
 
-def assemble(piece: Cut, sections: Sequence[SectionView], texts: SegmentTexts) -> str:
-    body = "".join(piece.blocks[name] for name in block_names(sections))
+def block_names(sections: Sequence[SectionView], rest: int = 0) -> list[str]:
+    names = [name for section in sections for name in section_blocks(section)]
+    return [*names, REST_BLOCK] if rest else names
+
+
+def assemble(
+    piece: Cut, sections: Sequence[SectionView], texts: SegmentTexts, rest: int = 0
+) -> str:
+    """The segment's email: its sections, then (``rest`` > 0) the line counting the topics
+    only the web-archive page shows."""
+    body = "".join(piece.blocks[name] for name in block_names(sections, rest))
     for section in sections:
         if section.more:
             body = body.replace(more_marker(section.topic.slug), str(section.more))
+    if rest:
+        body = body.replace(REST_MARKER, str(rest))
     out = piece.shell.replace(SECTIONS_SLOT, body, 1)
     out = out.replace(INTRO_MARKER, segment_text(texts.intro))
     out = out.replace(PREHEADER_MARKER, segment_text(texts.preheader))

@@ -34,14 +34,32 @@ class SectionView:
     more: int = 0
     """New posts of the topic not shown: over the digest's cap, or trimmed to fit the size."""
     more_url: str = ""
+    collapsed: bool = False
+    """No heading and no cards: one "more" line to the topic on the issue's web-archive page
+    (the size budget left no room for even one card)."""
 
     def without_more(self) -> SectionView:
         return replace(self, more=0)
+
+    def collapse(self, archive_url: str) -> SectionView:
+        """Every card moved into one "more" link to the topic on the web-archive page."""
+        return replace(
+            self,
+            cards=(),
+            more=len(self.cards) + self.more,
+            more_url=f"{archive_url}#{topic_anchor(self.topic.slug)}",
+            collapsed=True,
+        )
 
     def trimmed(self, count: int) -> SectionView:
         """The last ``count`` cards moved into the "more" link."""
         kept = len(self.cards) - count
         return replace(self, cards=self.cards[:kept], more=self.more + count)
+
+
+def topic_anchor(slug: str) -> str:
+    """The id of a topic's heading: where a collapsed topic's link leads on the archive page."""
+    return f"topic-{slug}"
 
 
 def date_label(moment: datetime, zone: ZoneInfo, locale: str = "en") -> str:
@@ -103,18 +121,35 @@ def segment_sections(
     return tuple(out)
 
 
-def trim_largest(sections: tuple[SectionView, ...]) -> tuple[SectionView, ...] | None:
-    """One card fewer, taken from the end of the section with the most cards (the first such
-    section on a tie); None when every section is down to one card."""
+def largest_section(sections: tuple[SectionView, ...]) -> int | None:
+    """The section with the most cards (the first such on a tie), or None when every section
+    is down to one card: where trimming takes its next card from."""
     largest = max(range(len(sections)), key=lambda i: len(sections[i].cards), default=None)
     if largest is None or len(sections[largest].cards) <= 1:
         return None
+    return largest
+
+
+def trim_largest(sections: tuple[SectionView, ...]) -> tuple[SectionView, ...] | None:
+    """One card fewer, taken from the end of the section with the most cards (the first such
+    section on a tie); None when every section is down to one card."""
+    largest = largest_section(sections)
+    if largest is None:
+        return None
     return tuple(s.trimmed(1) if i == largest else s for i, s in enumerate(sections))
+
+
+MAX_LISTED_TOPICS = 6
+"""Topic names a sentence lists (intro, footer) before it counts the rest: the texts stay
+bounded whatever the number of topics, and so does the email."""
 
 
 def join_names(names: list[str]) -> str:
     if len(names) <= 1:
         return "".join(names)
+    if len(names) > MAX_LISTED_TOPICS:
+        rest = len(names) - (MAX_LISTED_TOPICS - 1)
+        return f"{', '.join(names[: MAX_LISTED_TOPICS - 1])} and {rest} other topics"
     return f"{', '.join(names[:-1])} and {names[-1]}"
 
 

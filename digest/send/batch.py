@@ -82,7 +82,12 @@ class OutgoingBatch:
             recipient.email,
             recipient.name,
             self.unsubscribe_url(recipient),
-            message_id(self.issue_id, recipient.subscriber_id, self.envelope.from_email),
+            message_id(
+                self.issue_id,
+                recipient.subscriber_id,
+                self.envelope.from_email,
+                self.envelope.message_key,
+            ),
         )
 
 

@@ -16,13 +16,13 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy as email_policies
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 from functools import cache
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -57,19 +57,83 @@ def require_header_verification() -> None:
         raise DigestError(problem, where="python")
 
 
+MAX_LINE = 998
+"""RFC 5322 §2.1.1: the most characters a line of a message may hold (without its CRLF)."""
+
+_LIST_ENTRY_BREAK = re.compile(r"(?<=>),[ \t]*(?=<)")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+
+
+class VerbatimHeader(BaseHeader):
+    """A header written exactly as it was given: never RFC 2047-encoded, folded only after
+    the comma between two angle-bracketed entries (the one place RFC 2369 lets a list
+    header's URLs be folded without changing them).
+
+    Python's own folding encodes any token longer than a line, which turns a long
+    ``List-Unsubscribe`` into ``=?utf-8?q?=3Chttps…`` that one-click receivers ignore, and
+    would make a DKIM signer's copy differ from the receiver's. Values must be printable
+    ASCII (what these headers carry, URLs and ids); anything else, or a line longer than
+    :data:`MAX_LINE`, fails the message when it is written (a ValueError, like the
+    serialiser's own check)."""
+
+    max_count = 1
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["decoded"] = value
+        kwds["parse_tree"] = None  # only BaseHeader.fold reads it, and fold is our own
+
+    def fold(self, *, policy: Any) -> str:
+        name = self.name
+        value = str(self)
+        if not _PRINTABLE_ASCII.fullmatch(value):
+            raise ValueError(f"{name} must be printable ASCII: {value[:80]!r}")
+        limit = policy.max_line_length or MAX_LINE
+        lines = [f"{name}: {value}"]
+        if len(lines[0]) > limit:
+            entries = _LIST_ENTRY_BREAK.split(value)
+            lines = [f"{name}:"]
+            for number, entry in enumerate(entries):
+                piece = f" {entry}," if number < len(entries) - 1 else f" {entry}"
+                if number and len(lines[-1]) + len(piece) > limit:
+                    lines.append(piece)
+                else:
+                    lines[-1] += piece
+        if any(len(line) > MAX_LINE for line in lines):
+            raise ValueError(f"{name} has a line over {MAX_LINE} characters")
+        linesep: str = policy.linesep
+        return linesep.join(lines) + linesep
+
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+"""RFC 8058's List-Unsubscribe-Post value, exactly."""
+
+VERBATIM_HEADERS = ("List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID")
+"""Headers whose receivers read them raw: written by :class:`VerbatimHeader`."""
+
+
 @cache
 def email_policy() -> EmailPolicy[EmailMessage]:
     """The policy of every message built here: the standard one, with the check of the
     headers it writes on (it is on by default where it exists; here it is on whatever the
-    default becomes)."""
+    default becomes), the :data:`VERBATIM_HEADERS` written as they are, and bodies in 7-bit
+    transfer encodings (quoted-printable for text that is not plain short-lined ASCII), so
+    a DKIM signer or a relay without 8BITMIME never has to re-encode what was signed."""
     require_header_verification()
-    return email_policies.default.clone(verify_generated_headers=True)
+    registry = HeaderRegistry()
+    for name in VERBATIM_HEADERS:
+        registry.map_to_type(name, VerbatimHeader)
+    return email_policies.default.clone(
+        verify_generated_headers=True, header_factory=registry, cte_type="7bit"
+    )
 
 
 def serialise(message: EmailMessage) -> bytes:
     """The bytes that leave the process (an ``.eml`` file, an SMTP transaction's data), with
     CRLF line ends. Raises ValueError (``email.errors.HeaderWriteError`` among others) for a
     message whose headers cannot be written safely."""
+    # Folded at 78 (RFC 5322's preferred length): the headers that hold URLs longer than that
+    # (List-Unsubscribe) are VerbatimHeaders, never turned into encoded words.
     return message.as_bytes(policy=email_policy().clone(linesep="\r\n"))
 
 
@@ -144,6 +208,10 @@ class Envelope:
     reply_to: str | None
     list_id: str
     unsubscribe_mailto: str | None
+    feedback_id: str | None = None
+    """Gmail's complaint-loop id of the issue (:func:`feedback_id`)."""
+    message_key: str | None = None
+    """The issue's random key, in every Message-ID of the issue (:func:`message_id`)."""
 
 
 @dataclass(frozen=True)
@@ -160,25 +228,83 @@ def list_id(digest_name: str, digest_slug: str, from_email: str) -> str:
     return f"{header_text(digest_name)} <{digest_slug}.{domain}>"
 
 
-def message_id(issue_id: int, subscriber_id: int, from_email: str) -> str:
-    """Deterministic, so a re-send of the same delivery carries the same id (dedupe downstream)."""
-    domain = from_email.rpartition("@")[2]
+def message_id(issue_id: int, subscriber_id: int, from_email: str, key: str | None = None) -> str:
+    """Deterministic, so a re-send of the same delivery carries the same id (dedupe
+    downstream); with the issue's random ``key``, unique across databases too (issue 1 of a
+    reset or second database is another issue, and its ids are others). Issues stored before
+    keys existed have none: their re-sends keep the ids they went out with."""
+    domain = transport_address(from_email).rpartition("@")[2]
+    if key:
+        return f"<digest.{issue_id}.{subscriber_id}.{key}@{domain}>"
     return f"<digest.{issue_id}.{subscriber_id}@{domain}>"
 
 
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+SENDER_ID_LENGTH = (5, 15)
+"""Gmail's bounds of the Feedback-ID's SenderId."""
+
+
+def feedback_sender_id(from_email: str) -> str:
+    """A SenderId from the sender's domain when none is configured: the label before the
+    top-level domain (``northwind`` for ``digest@mail.northwind.example``), padded to
+    Gmail's five characters and cut at its fifteen."""
+    labels = transport_address(from_email).rpartition("@")[2].lower().split(".")
+    label = _ID_UNSAFE.sub("-", labels[-2] if len(labels) > 1 else labels[0]).strip("-._")
+    low, high = SENDER_ID_LENGTH
+    if len(label) < low:
+        label = f"{label}-mail".lstrip("-")
+    return label[:high]
+
+
+def feedback_id(digest_slug: str, issue_number: int, sender_id: str) -> str:
+    """Gmail's ``Feedback-ID: a:b:c:SenderId``: the issue, the digest, the kind of mail and
+    the sender, so complaint rates show per issue and per digest without naming any reader.
+    The issue field carries the digest's slug too: fields must not repeat each other's
+    identifiers (issue 7 of two digests are two campaigns). Values are cut to ids of letters,
+    digits, dots, hyphens and underscores (a colon would shift the fields)."""
+    digest = _ID_UNSAFE.sub("-", digest_slug)[:40].strip("-") or "digest"
+    sender = _ID_UNSAFE.sub("-", sender_id)[: SENDER_ID_LENGTH[1]]
+    return f"{digest}-{issue_number}:{digest}:digest:{sender}"
+
+
 _URL_SAFE = re.compile(r"[A-Za-z0-9._~-]*")
+_URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+_URI_KEEP = "-._~:/?#[]@!$&'()*+,;=%"
+
+
+def ascii_uri(uri: str) -> str:
+    """``uri`` with only the characters a URI may hold (RFC 3986), as a header needs it:
+    an internationalized host in its ASCII form, anything else percent-encoded as UTF-8.
+    Most URIs are already so and come back as they are."""
+    if _URI_CHARACTERS.fullmatch(uri):
+        return uri
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        host = parts.hostname or ""
+        ascii_host = host.encode("idna").decode("ascii")
+        netloc = netloc.replace(host, ascii_host) if host in netloc else netloc
+    encoded = urlunsplit(parts._replace(netloc=netloc))
+    return quote(encoded, safe=_URI_KEEP)
+
+
+def mailto_address(address: str) -> str:
+    """An address as a ``mailto:`` URI holds it (RFC 6068): the domain in its ASCII form,
+    characters a URI cannot hold in the local part percent-encoded."""
+    return quote(transport_address(address), safe="@!$'*+,;=-._~")
 
 
 def list_unsubscribe(envelope: Envelope, unsubscribe_url: str) -> str:
+    """RFC 2369's List-Unsubscribe: the one-click https URL (RFC 8058) first, then the
+    mailto some clients only know, each as a header may carry it (:func:`ascii_uri`)."""
+    url = ascii_uri(unsubscribe_url)
     if not envelope.unsubscribe_mailto:
-        return f"<{unsubscribe_url}>"
+        return f"<{url}>"
     token = unsubscribe_url.rstrip("/").rpartition("/")[2]
     # Signed tokens need no quoting; this runs once per recipient of every send.
     quoted = token if _URL_SAFE.fullmatch(token) else quote(token, safe="")
-    return (
-        f"<{unsubscribe_url}>, "
-        f"<mailto:{envelope.unsubscribe_mailto}?subject=unsubscribe%20{quoted}>"
-    )
+    mailto = mailto_address(envelope.unsubscribe_mailto)
+    return f"<{url}>, <mailto:{mailto}?subject=unsubscribe%20{quoted}>"
 
 
 def list_unsubscribe_template(envelope: Envelope, public_url: str) -> str:
@@ -205,9 +331,19 @@ def compose(
     message["Subject"] = header_text(subject)
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id or make_msgid(domain=sender.domain)
-    message.set_content(text, subtype="plain", charset="utf-8")
-    message.add_alternative(html, subtype="html", charset="utf-8")
+    message.set_content(text, subtype="plain", charset="utf-8", cte=_transfer_encoding(text))
+    message.add_alternative(html, subtype="html", charset="utf-8", cte=_transfer_encoding(html))
     return message
+
+
+def _transfer_encoding(text: str) -> str | None:
+    """7bit (None: the email package's pick) for ASCII text in lines a header-length long;
+    quoted-printable for the rest, never base64 (spam filters read base64 text as text
+    disguised: SpamAssassin's MIME_BASE64_TEXT) and never 8bit (a DKIM signer or a relay
+    without 8BITMIME would have to re-encode it)."""
+    if text.isascii() and max(map(len, text.splitlines()), default=0) <= 78:
+        return None
+    return "quoted-printable"
 
 
 def build_message(
@@ -227,5 +363,7 @@ def build_message(
         message["Reply-To"] = envelope.reply_to
     message["List-Id"] = envelope.list_id
     message["List-Unsubscribe"] = list_unsubscribe(envelope, personal.unsubscribe_url)
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message["List-Unsubscribe-Post"] = ONE_CLICK
+    if envelope.feedback_id:
+        message["Feedback-ID"] = envelope.feedback_id
     return message

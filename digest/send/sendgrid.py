@@ -25,7 +25,13 @@ from sendgrid import SendGridAPIClient
 from digest.errors import BatchRejected, DeliveryUnknown, ProviderDown
 from digest.personalize import recipient_values
 from digest.send.batch import OutgoingBatch, Recipient
-from digest.send.message import header_text, list_unsubscribe_template
+from digest.send.message import (
+    ONE_CLICK,
+    Envelope,
+    header_text,
+    list_unsubscribe_template,
+    message_id,
+)
 from subscribers.names import usable_name
 
 MAX_PAYLOAD_BYTES = 30 * 1024 * 1024
@@ -47,15 +53,20 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
     envelope = batch.envelope
     variant = batch.variant
     digest, issue_id = batch.digest, str(batch.issue_id)
-    # The header around the token, joined per recipient (a third faster than format()).
-    before, _, after = list_unsubscribe_template(envelope, batch.public_url).partition("{token}")
+    # The header split at its tokens (the https URL's and the mailto's), joined per recipient
+    # (a third faster than format()).
+    unsubscribe = list_unsubscribe_template(envelope, batch.public_url).split("{token}")
+    key, from_email, number = envelope.message_key, envelope.from_email, batch.issue_id
     values = recipient_values
     usable = usable_name  # a name the rule refuses goes without: SendGrid writes the header
     personalizations = [
         {
             "to": [{"email": email, "name": name} if usable(name) else {"email": email}],
             "substitutions": values(first_name, email, token),
-            "headers": {"List-Unsubscribe": before + token + after},
+            "headers": {
+                "List-Unsubscribe": token.join(unsubscribe),
+                "Message-ID": message_id(number, id_, from_email, key),
+            },
             "custom_args": {"digest": digest, "issue_id": issue_id, "subscriber_id": str(id_)},
         }
         for id_, email, name, first_name, token in batch.recipients
@@ -71,10 +82,7 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
             {"type": "text/html", "value": variant.bound_html},
         ],
         "personalizations": personalizations,
-        "headers": {
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-            "List-Id": envelope.list_id,
-        },
+        "headers": _mail_headers(envelope),
         # Mail-level custom_args is a string in SendGrid's schema; the ids go per recipient.
         "categories": [batch.digest, f"{batch.digest}-issue-{batch.issue_number}"],
     }
@@ -85,6 +93,13 @@ def build_payload(batch: OutgoingBatch, options: SendGridOptions) -> dict[str, A
     if options.sandbox_mode:
         payload["mail_settings"] = {"sandbox_mode": {"enable": True}}
     return payload
+
+
+def _mail_headers(envelope: Envelope) -> dict[str, str]:
+    headers = {"List-Unsubscribe-Post": ONE_CLICK, "List-Id": envelope.list_id}
+    if envelope.feedback_id:
+        headers["Feedback-ID"] = envelope.feedback_id
+    return headers
 
 
 def payload_problems(payload: Mapping[str, Any], size: int | None = None) -> list[str]:

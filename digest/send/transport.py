@@ -50,13 +50,7 @@ class MessageWriter(ABC):
 
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
         built, failed = messages(batch, self.clock())
-        try:
-            refused = self.write(built)
-        except ProviderDown as stop:
-            if stop.progress:  # the recipients whose message could not be built fail too
-                stop.progress = replace(stop.progress, refused={**failed, **stop.progress.refused})
-            raise
-        return {**failed, **refused}
+        return with_build_failures(failed, lambda: self.write(built))
 
     def send_message(self, message: EmailMessage) -> None:
         """One message (a confirmation request): refused, it is a BatchRejected with why."""
@@ -64,3 +58,17 @@ class MessageWriter(ABC):
         if refused:
             prefix, where = self.refusal
             raise BatchRejected(prefix + next(iter(refused.values())), where=where)
+
+
+def with_build_failures(
+    failed: Mapping[int, str], write: Callable[[], Mapping[int, str]]
+) -> Mapping[int, str]:
+    """What ``write`` refused, and the recipients whose message could not be built (they fail
+    too); also in the progress of a ProviderDown that stopped it partway."""
+    try:
+        refused = write()
+    except ProviderDown as stop:
+        if stop.progress:
+            stop.progress = replace(stop.progress, refused={**failed, **stop.progress.refused})
+        raise
+    return {**failed, **refused}

@@ -76,6 +76,14 @@ def test_example_config_loads_with_paths_next_to_it(tmp_path: Path) -> None:
             ('transport = "outbox"', 'transport = "sendgrid"\nlease_minutes = 5'),
             "sending.lease_minutes: 5 is shorter than one request with all its retries",
         ),
+        (
+            ('name = "Frontend"', f'name = "{"F" * 101}"'),
+            "topics[3].name: string should have at most 100 characters",
+        ),
+        (
+            ('transport = "outbox"', 'transport = "outbox"\nfeedback_sender_id = "a:b"'),
+            "sending.feedback_sender_id: string should match pattern",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_file_and_key(

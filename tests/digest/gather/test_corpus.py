@@ -20,6 +20,7 @@ from digest.app.wiring import Project
 from digest.config import load_config
 from digest.gather.dates import parse_date
 from digest.gather.feed import parse_document
+from digest.gather.images import MIN_HERO_WIDTH
 from digest.gather.urls import canonical_url
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
@@ -144,8 +145,15 @@ def test_date_vectors_give_the_expected_utc_time(corpus: Path) -> None:
             assert got is None, vector
 
 
+def known_small(element: Any) -> bool:
+    """An image that says it is narrower than a hero may be (a 30 px avatar, a 72 px crop)."""
+    width = element.get("width")
+    return width is not None and width.strip().isdigit() and int(width) < MIN_HERO_WIDTH
+
+
 def declared_images(path: Path) -> set[str]:
-    """Canonical links of the items that name an image explicitly, read with ElementTree."""
+    """Canonical links of the items that name an image explicitly, not known to be too small
+    for a hero, read with ElementTree."""
     if path.suffix == ".json":
         items = json.loads(path.read_text(encoding="utf-8")).get("items", [])
         return {canonical_url(i["url"]) for i in items if i.get("image") or i.get("banner_image")}
@@ -167,6 +175,7 @@ def declared_images(path: Path) -> set[str]:
                 if lk.get("rel") == "enclosure" and (lk.get("type") or "").startswith("image/")
             ),
         ]
+        explicit = [e for e in explicit if not known_small(e)]
         link = item.findtext("link") or next(
             (
                 lk.get("href")

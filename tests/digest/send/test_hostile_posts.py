@@ -72,11 +72,9 @@ def card(post_id: int) -> CardView:
 
 def test_a_block_lost_in_compiling_is_an_error_before_sending() -> None:
     sections = [SectionView(Topic("all", "All"), (card(1), card(2)))]
-    intact = Cut(
-        "<!--digest:sections-->",
-        {"topic:all": "", "card:1": "", "card:2": "", "topic-end:all": ""},
-    )
+    endings = {"topic-end:all": "", "topic-collapsed:all": "", "rest:topics": ""}
+    intact = Cut("<!--digest:sections-->", {"topic:all": "", "card:1": "", "card:2": "", **endings})
     check_blocks(intact, sections)
-    lost = Cut("<!--digest:sections-->", {"topic:all": "", "card:1": "", "topic-end:all": ""})
+    lost = Cut("<!--digest:sections-->", {"topic:all": "", "card:1": "", **endings})
     with pytest.raises(DigestError, match=r"lost 1 of its blocks \(card:2\)"):
         check_blocks(lost, sections)

@@ -51,6 +51,14 @@ def sendgrid_project(
     return project
 
 
+def reserved_headers(schema: Path) -> set[str]:
+    """The headers a request may not set, as the schema's ``headers`` description names them."""
+    described = orjson.loads(schema.read_bytes())["properties"]["headers"]["description"]
+    names = {name.lower() for name in re.findall(r"`([^`]+)`", described)}
+    assert {"to", "from", "dkim-signature"} <= names, described
+    return names
+
+
 @pytest.fixture
 def schema(corpus: Path) -> Path:
     return corpus / "sendgrid" / "mail_send_request.schema.json"
@@ -63,7 +71,7 @@ def server(schema: Path) -> Iterator[SendGridServer]:
 
 
 def test_every_payload_validates_and_reaches_each_reader_once(
-    tmp_path: Path, clock: FixedClock, server: SendGridServer
+    tmp_path: Path, clock: FixedClock, server: SendGridServer, schema: Path
 ) -> None:
     project = sendgrid_project(tmp_path, clock, server.host, asm_group_id="42", sandbox_mode="true")
     _, report = sending.send(project)
@@ -89,6 +97,21 @@ def test_every_payload_validates_and_reaches_each_reader_once(
     token = url.group(1).rpartition("/")[2]
     subscriber = project.signer().verify(Purpose.MANAGE, token)["s"]
     assert str(subscriber) == person["custom_args"]["subscriber_id"]
+    # The headers the outbox and SMTP messages carry: the mailto entry with its token too,
+    # the issue's Message-ID, Gmail's Feedback-ID; none SendGrid refuses to take.
+    assert "{token}" not in orjson.dumps(body).decode()
+    assert person["headers"]["List-Unsubscribe"] == (
+        f"<http://localhost:8000/unsubscribe/{token}>, "
+        f"<mailto:unsubscribe@northwind.example?subject=unsubscribe%20{token}>"
+    )
+    issue_id = person["custom_args"]["issue_id"]
+    assert re.fullmatch(
+        rf"<digest\.{issue_id}\.{subscriber}\.[0-9a-f]{{12}}@northwind\.example>",
+        person["headers"]["Message-ID"],
+    )
+    assert body["headers"]["Feedback-ID"] == "weekly-1:weekly:digest:northwind"
+    named = {n.lower() for h in [body["headers"], person["headers"]] for n in h}
+    assert not named & reserved_headers(schema)
 
 
 def test_requests_run_in_flight_up_to_the_configured_number(
