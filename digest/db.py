@@ -8,6 +8,7 @@ database calls first.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from sqlalchemy import (
     event,
     false,
 )
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, DBAPIError
 
 from digest.errors import DigestError
 from subscribers import tables as subscriber_tables
@@ -311,6 +312,19 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def driver_error(engine: Engine, err: BaseException) -> bool:
+    """Whether ``err`` is the database's doing: SQLAlchemy's error, or the driver's own."""
+    dbapi = engine.dialect.loaded_dbapi
+    return isinstance(err, (DBAPIError, dbapi.Error))
+
+
+# A connection that cannot be rolled back when it goes back to the pool (its server is gone)
+# is logged by SQLAlchemy with a traceback; with no logging set up, Python printed it on
+# stderr above the one line that says what failed. An application that sets up logging still
+# gets these records.
+logging.getLogger("sqlalchemy.pool").addHandler(logging.NullHandler())
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         folder = Path(url[len("sqlite:///") :]).parent
@@ -351,11 +365,20 @@ def _check_connects(engine: Engine) -> None:
     try:
         engine.connect().close()
     except DatabaseError as err:
-        url = engine.url.render_as_string(hide_password=True)
-        reason = _first_line(err.orig if err.orig is not None else err)
-        if engine.url.password:
-            reason = reason.replace(str(engine.url.password), "***")
-        raise DigestError(f"cannot open {url}: {reason}", where="database_url") from None
+        raise failed(engine, err, "cannot open") from None
+
+
+def failed(engine: Engine, err: Exception, doing: str) -> DigestError:
+    """A database that failed under us (gone, full, read-only, corrupt) as one line naming
+    ``database_url``: what we were ``doing``, the database (password hidden), the driver's
+    reason. ``err`` is SQLAlchemy's error or the driver's own (from its cursor, used
+    directly where a send reads a million rows)."""
+    url = engine.url.render_as_string(hide_password=True)
+    orig = err.orig if isinstance(err, DBAPIError) else None
+    reason = _first_line(orig if orig is not None else err)
+    if engine.url.password:
+        reason = reason.replace(str(engine.url.password), "***")
+    return DigestError(f"{doing} {url}: {reason}", where="database_url")
 
 
 def _first_line(error: BaseException) -> str:

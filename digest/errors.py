@@ -6,6 +6,9 @@ as one line (``str(err)``) and exits non-zero.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 
 class DigestError(Exception):
     """A problem the user can fix; ``where`` says which file, key, source or row it concerns."""
@@ -35,9 +38,31 @@ class TransportError(DigestError):
     """A transport did not hand something over; which of its kinds says what the send does."""
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a transport that writes one message at a time (outbox, SMTP) got with a batch
+    before it stopped: the recipients it handed over, those refused (with why), and those
+    whose message was on its way when it failed (``unknown``: the server may have it). Every
+    other recipient of the batch was not handed over."""
+
+    taken: frozenset[int] = frozenset()
+    refused: Mapping[int, str] = field(default_factory=dict)
+    unknown: frozenset[int] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.taken or self.refused or self.unknown)
+
+
 class ProviderDown(TransportError):
     """A transport cannot hand messages over at all (wrong key, server gone, failing every
-    try): nothing more can be sent, so the send stops."""
+    try, a full or read-only disk): nothing more can be sent, so the send stops. ``progress``:
+    what it handed over of the batch before it stopped (nothing, when empty)."""
+
+    def __init__(
+        self, message: str, *, where: str | None = None, progress: Progress | None = None
+    ) -> None:
+        super().__init__(message, where=where)
+        self.progress = progress or Progress()
 
 
 class DeliveryUnknown(TransportError):

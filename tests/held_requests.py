@@ -9,11 +9,26 @@ a second and a half after it was started.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, Protocol
+
+
+class Child(Protocol):
+    """A sending process as the tests watch and kill it (a ``subprocess.Popen``, or a child
+    of the fork server in tests/digest/send/fork_sender.py)."""
+
+    @property
+    def returncode(self) -> int | Any: ...
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
 
 Key = tuple[str | None, str | None]
 """A recipient as the server counts it: (issue_id, subscriber_id) from its custom_args."""
@@ -107,7 +122,7 @@ class Hold:
             self._changed.wait_for(lambda: held.answer is not Answer.WAIT)
             return held.answer
 
-    def wait_held(self, count: int, child: subprocess.Popen[bytes] | None = None) -> list[Held]:
+    def wait_held(self, count: int, child: Child | None = None) -> list[Held]:
         """Until ``count`` requests are held; fails at once if ``child`` (the client) exits
         first, and after :data:`PATIENCE_SECONDS` otherwise."""
         deadline = time.monotonic() + PATIENCE_SECONDS

@@ -357,6 +357,20 @@ class Editorial:
         """Send the digest's next issue (the one just approved); resumable like `digest send`."""
         sending.send_now(self.project, digest_slug)
 
+    def resendable(self, issue_id: int) -> tuple[str, int]:
+        """The digest and number of the issue, checked to be one whose ambiguous deliveries
+        can be sent again (DigestError with why not)."""
+        row = issue_cases.row(self.project, issue_id)
+        if row is None:
+            raise DigestError("no such issue")
+        checked = sending.resendable(self.project, row.digest, row.number)
+        return checked.digest, checked.number
+
+    def resend_ambiguous(self, digest_slug: str, number: int) -> None:
+        """Send the issue's ambiguous deliveries again, closed or not: what
+        `digest send --resend-ambiguous --issue N` does."""
+        sending.resend_ambiguous(self.project, digest_slug, number)
+
     def send_test(self, issue_id: int, to: str, segment: str | None, as_email: str | None) -> str:
         issue = issue_cases.load(self.project, issue_id)
         shown = self.choose(issue, segment, as_email)

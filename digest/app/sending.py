@@ -106,10 +106,11 @@ def deliver(
         ),
         message_key=key,
     )
+    transport = transport or project.transport(issue)
     return send_issue(
         project.engine,
         project.render(issue),
-        transport or project.transport(issue),
+        transport,
         envelope,
         Links(project.config.site.public_url, project.signer()),
         project.clock,
@@ -118,6 +119,8 @@ def deliver(
         lease=timedelta(minutes=sending.lease_minutes),
         ambiguous_policy=ambiguous_policy,
         on_batch=on_batch,
+        # An outbox tells which messages it has: what a dead send wrote is never ambiguous.
+        written=transport.written if isinstance(transport, OutboxTransport) else None,
     )
 
 
@@ -166,6 +169,19 @@ def failure_reasons(project: Project, issue_id: int) -> Counter[str]:
         return reporting.failure_reasons(conn, issue_id)
 
 
+def resendable(project: Project, digest_slug: str | None, number: int) -> IssueRow:
+    """Issue ``number``, if it can have ambiguous deliveries to send again (it went out:
+    sending or sent); a DigestError saying why not otherwise."""
+    row = issue_by_number(project, digest_slug, number)
+    if row.status not in (IssueStatus.SENDING, IssueStatus.SENT):
+        raise DigestError(
+            f"issue {number} of {row.digest} is {row.status}: only an issue that went out has "
+            "ambiguous deliveries",
+            where="issue",
+        )
+    return row
+
+
 def resend_ambiguous(
     project: Project,
     digest_slug: str | None,
@@ -176,13 +192,7 @@ def resend_ambiguous(
     """Send again the ambiguous batches of issue ``number``, closed or not: their readers may
     never have got it. Only an issue that went out (sending or sent) has any; the ledger's
     ``ambiguities`` keeps the count of what a resend may duplicate."""
-    row = issue_by_number(project, digest_slug, number)
-    if row.status not in (IssueStatus.SENDING, IssueStatus.SENT):
-        raise DigestError(
-            f"issue {number} of {row.digest} is {row.status}: only an issue that went out has "
-            "ambiguous deliveries",
-            where="issue",
-        )
+    row = resendable(project, digest_slug, number)
     planned = issue_cases.Planned(
         issue_cases.load(project, row.id), False, dict, row.approval, row.slot
     )

@@ -14,7 +14,7 @@ from digest.cli.output import out
 
 issues_app = typer.Typer(help="One issue at a time.", no_args_is_help=True)
 
-STATES = ("pending", "submitting", "submitted", "failed", "ambiguous")
+STATES = ("pending", "submitting", "handed", "submitted", "failed", "ambiguous")
 
 
 @issues_app.command("ledger")

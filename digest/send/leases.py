@@ -1,21 +1,31 @@
 """Leases and outcomes in the ledger (:mod:`digest.send.ledger`): workers claim pending batches
-under a lease, and each batch ends submitted, failed or ambiguous; batches whose worker is
-gone become ambiguous, and the ``resend`` policy puts them back.
+under a lease, mark each one handed as it goes to the transport, and each batch ends
+submitted, failed or ambiguous. Of the batches whose worker is gone, those it had handed over
+become ambiguous and the others pending again; the ``resend`` policy puts ambiguous ones back.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from digest import db
-from digest.send.ledger import AMBIGUOUS, FAILED, PENDING, SUBMITTED, SUBMITTING, bound
+from digest.send.ledger import (
+    AMBIGUOUS,
+    FAILED,
+    HANDED,
+    LEASED,
+    PENDING,
+    SUBMITTED,
+    SUBMITTING,
+    bound,
+)
 
 _B = db.send_batches.c
 _D = db.deliveries.c
@@ -77,13 +87,38 @@ def claim(
     return sorted((Claimed(*r) for r in claimed), key=lambda c: c.id)
 
 
+def hand(conn: Connection, batch_id: int, worker: str) -> bool:
+    """Mark a leased batch handed to the transport, just before its request: from here on a
+    worker that dies leaves it ambiguous (before, pending). One write per batch, through the
+    driver's own cursor (a statement built by SQLAlchemy for each batch cost more than the
+    write). False when the batch is no longer this worker's (its lease ran out and someone
+    else took it): it must not be handed over.
+
+    ``conn`` commits each statement (AUTOCOMMIT): the mark must be in the database before
+    the request leaves."""
+    marker = "%s" if conn.dialect.name == "postgresql" else "?"
+    raw: Any = conn.connection.driver_connection
+    cursor = raw.cursor()
+    try:
+        cursor.execute(_HAND.format(marker=marker), (HANDED, batch_id, SUBMITTING, worker))
+        return bool(cursor.rowcount == 1)
+    finally:
+        cursor.close()
+
+
+_HAND = (
+    "UPDATE send_batches SET status = {marker} "
+    "WHERE id = {marker} AND status = {marker} AND worker = {marker}"
+)
+
+
 def unclaim(conn: Connection, batch_ids: Sequence[int], worker: str, now: datetime) -> None:
     """Give back leased batches that were never handed over, or that the provider did not take
     (the send stopped): pending again, for anyone."""
     if batch_ids:
         conn.execute(
             update(db.send_batches)
-            .where(_B.id.in_(batch_ids), _B.status == SUBMITTING, _B.worker == worker)
+            .where(_B.id.in_(batch_ids), _B.status.in_(LEASED), _B.worker == worker)
             .values(
                 status=PENDING,
                 worker=None,
@@ -197,6 +232,47 @@ def _fail_own(conn: Connection, batch_id: int, failures: Mapping[int, str], now:
     )
 
 
+def split_off(
+    conn: Connection,
+    issue_id: int,
+    batch: Claimed,
+    subscriber_ids: Collection[int],
+    now: datetime,
+    unknown: str | None = None,
+) -> Claimed:
+    """Move these deliveries of ``batch`` into a batch of their own: pending (a transport
+    stopped before it handed them over), or, given ``unknown`` (why), ambiguous. Returns the
+    batch as it is left, smaller. Only when a send stops partway through a batch: a write
+    per moved delivery."""
+    ids = sorted(set(subscriber_ids))
+    if not ids:
+        return batch
+    ambiguous = unknown is not None
+    new_id = conn.execute(
+        insert(db.send_batches)
+        .values(
+            issue_id=issue_id,
+            segment=batch.segment,
+            size=len(ids),
+            status=AMBIGUOUS if ambiguous else PENDING,
+            ambiguities=int(ambiguous),
+            error=unknown,
+            created_at=now,
+            changed_at=now,
+        )
+        .returning(_B.id)
+    ).scalar_one()
+    moved = conn.execute(
+        update(db.deliveries)
+        .where(_D.batch_id == batch.id, _D.subscriber_id.in_(ids), _D.status.is_(None))
+        .values(batch_id=new_id, changed_at=now)
+    ).rowcount
+    if moved != len(ids):
+        raise RuntimeError(f"batch {batch.id}: moved {moved} deliveries of {len(ids)}")
+    conn.execute(update(db.send_batches).where(_B.id == batch.id).values(size=_B.size - len(ids)))
+    return Claimed(batch.id, batch.segment, batch.size - len(ids))
+
+
 def mark_unknown(conn: Connection, batch_id: int, error: str, now: datetime) -> int:
     """Handed over without an answer: the batch is ambiguous, once more. Returns the
     deliveries that may or may not have been sent."""
@@ -232,34 +308,97 @@ def _finish(
     conn.execute(update(db.send_batches).where(_B.id == batch_id).values(**values))
 
 
-def expire(conn: Connection, issue_id: int, now: datetime, alive: Callable[[str], bool]) -> int:
-    """Batches left ``submitting`` by a worker that is gone become ambiguous.
+Written = Callable[[Sequence[int]], Collection[int]]
+"""Of these subscribers of a batch, the ones whose message the transport has for sure (the
+outbox: a whole ``.eml`` file exists). Only a transport that can tell has one."""
+
+
+def expire(
+    conn: Connection,
+    issue_id: int,
+    now: datetime,
+    alive: Callable[[str], bool],
+    written: Written | None = None,
+) -> int:
+    """Batches held by a worker that is gone: those it had handed over become ambiguous, the
+    others (leased, never handed over) pending again. With ``written``, a batch handed over
+    is settled by what the transport has: submitted for those, pending for the rest.
 
     A worker is gone when its lease has run out, or when ``alive`` says so (a dead process on
     this machine: no need to wait for its lease). Batches of live workers are left alone, so a
     worker joining a send in progress never takes over another's batch. Returns the number of
     deliveries made ambiguous."""
     held = conn.execute(
-        select(_B.id, _B.worker, _B.lease_until).where(
-            _B.issue_id == issue_id, _B.status == SUBMITTING
+        select(_B.id, _B.segment, _B.size, _B.status, _B.worker, _B.lease_until).where(
+            _B.issue_id == issue_id, _B.status.in_(LEASED)
         )
     ).all()
     total = 0
-    for batch_id, worker, lease_until in held:
+    for batch_id, segment, size, status, worker, lease_until in held:
         if lease_until is None or lease_until <= now or not alive(worker or ""):
-            total += mark_unknown(
-                conn, batch_id, f"left in flight by {worker}; the provider may have it", now
-            )
+            why = f"left in flight by {worker}; the provider may have it"
+            batch = Claimed(batch_id, segment, size)
+            total += _let_go(conn, issue_id, batch, status, why, now, written)
     return total
 
 
-def release(conn: Connection, issue_id: int, worker: str, error: str, now: datetime) -> int:
-    """A worker that stops abruptly gives up its batches: each one it still holds may have
-    been handed over, so it becomes ambiguous (its deliveries too)."""
+def release(
+    conn: Connection,
+    issue_id: int,
+    worker: str,
+    error: str,
+    now: datetime,
+    written: Written | None = None,
+) -> int:
+    """A worker that stops abruptly gives up its batches: each one it had handed over may have
+    reached the provider, so it becomes ambiguous (its deliveries too), unless ``written``
+    tells; the ones it had not are pending again. Returns the deliveries made ambiguous."""
     held = conn.execute(
-        select(_B.id).where(_B.issue_id == issue_id, _B.status == SUBMITTING, _B.worker == worker)
-    ).scalars()
-    return sum(mark_unknown(conn, batch_id, error, now) for batch_id in list(held))
+        select(_B.id, _B.segment, _B.size, _B.status).where(
+            _B.issue_id == issue_id, _B.status.in_(LEASED), _B.worker == worker
+        )
+    ).all()
+    return sum(
+        _let_go(conn, issue_id, Claimed(i, segment, size), status, error, now, written)
+        for i, segment, size, status in held
+    )
+
+
+def _let_go(
+    conn: Connection,
+    issue_id: int,
+    batch: Claimed,
+    status: str,
+    error: str,
+    now: datetime,
+    written: Written | None,
+) -> int:
+    if status == HANDED and written is None:
+        return mark_unknown(conn, batch.id, error, now)
+    if status == HANDED:
+        assert written is not None
+        ids = list(
+            conn.execute(
+                select(_D.subscriber_id).where(_D.batch_id == batch.id, _D.status.is_(None))
+            ).scalars()
+        )
+        taken = set(written(ids))
+        if taken:
+            rest = [i for i in ids if i not in taken]
+            settle(conn, [(split_off(conn, issue_id, batch, rest, now), {})], now)
+            return 0
+    conn.execute(
+        update(db.send_batches)
+        .where(_B.id == batch.id, _B.status.in_(LEASED))
+        .values(
+            status=PENDING,
+            worker=None,
+            lease_until=None,
+            attempts=_B.attempts - 1,
+            changed_at=now,
+        )
+    )
+    return 0
 
 
 def requeue_ambiguous(conn: Connection, issue_id: int, now: datetime) -> int:

@@ -9,10 +9,13 @@ batch, and an outcome changes one batch row and only the deliveries that differ 
 deliveries of a million-recipient send are written once, not rewritten a thousand rows per
 commit (which, through the (issue, subscriber) index, cost more than everything else).
 
-Batch states: pending → submitting (claimed under a lease by one worker) → submitted, or
-failed, or ambiguous (left ``submitting`` by a worker that died or whose lease ran out, so
-nobody knows whether the provider got it). Each time a batch becomes ambiguous its
-``ambiguities`` grows: the audit of what a ``resend`` may have duplicated.
+Batch states: pending → submitting (claimed under a lease by one worker, maybe waiting in its
+reserve) → handed (the worker is handing it to the transport: one write per batch, just
+before the request) → submitted, or failed, or ambiguous (left ``handed`` by a worker that
+died or whose lease ran out, or handed without an answer, so nobody knows whether the
+provider got it). A batch a dead worker left ``submitting`` was never handed over: it is
+pending again, not ambiguous. Each time a batch becomes ambiguous its ``ambiguities`` grows:
+the audit of what a ``resend`` may have duplicated.
 
 This module holds what the ledger's stages share; each stage has its own:
 :mod:`digest.send.recording` writes an issue's batches and deliveries,
@@ -31,9 +34,12 @@ from digest import db
 
 PENDING = "pending"
 SUBMITTING = "submitting"
+HANDED = "handed"
 SUBMITTED = "submitted"
 FAILED = "failed"
 AMBIGUOUS = "ambiguous"
+LEASED = (SUBMITTING, HANDED)
+"""The states of a batch a worker holds: it may be handed over only in the second."""
 
 STATE = func.coalesce(db.deliveries.c.status, db.send_batches.c.status)
 """A delivery's state: its own outcome, else its batch's."""

@@ -1,10 +1,16 @@
 """The outbox transport: one ``.eml`` file per recipient, in a folder per issue.
 
-Files are written under a temporary name and renamed, so a crash never leaves half a message.
+Each file is written under a temporary name, flushed to the disk and renamed: a ``.eml`` is
+always a whole message, and a message whose file did not complete (a full or read-only disk)
+was not handed over. A write that fails removes its temporary file and stops the send, saying
+which recipients of the batch got their file (:class:`~digest.errors.Progress`): the others
+stay pending.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -13,7 +19,7 @@ from email.errors import MessageError
 from email.message import EmailMessage
 from pathlib import Path
 
-from digest.errors import ProviderDown
+from digest.errors import Progress, ProviderDown
 from digest.send.message import serialise
 from digest.send.transport import MessageWriter
 
@@ -38,12 +44,32 @@ class OutboxTransport(MessageWriter):
     def issue_folder(outbox: Path, digest: str, number: int) -> Path:
         return outbox / digest / f"issue-{number:04d}"
 
+    def written(self, subscriber_ids: Sequence[int]) -> set[int]:
+        """Of these subscribers, the ones whose message is in the folder, whole (a file is
+        renamed into place only once it is): how a send that died learns what it wrote."""
+        wanted = set(subscriber_ids)
+        try:
+            names = [entry.name for entry in os.scandir(self.folder)]
+        except FileNotFoundError:
+            return set()
+        except OSError as err:
+            raise ProviderDown(
+                f"cannot read {self.folder}: {err.strerror}", where="outbox"
+            ) from None
+        found = set()
+        for name in names:
+            number, dash, _ = name.partition("-")
+            if dash and name.endswith(".eml") and number.isdigit() and int(number) in wanted:
+                found.add(int(number))
+        return found
+
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
         """Write each (subscriber id, message) as the bytes SMTP would carry; returns the
         messages that cannot be written safely, with why, and raises ProviderDown if the disk
-        refuses."""
+        refuses, with the files written so far."""
         folder = self.folder
         refused: dict[int, str] = {}
+        written: list[int] = []
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for subscriber_id, message in items:
@@ -56,15 +82,41 @@ class OutboxTransport(MessageWriter):
                 name = (
                     f"{subscriber_id:06d}-{to}" if subscriber_id else f"{to}-{uuid.uuid4().hex[:8]}"
                 )
-                target = folder / f"{name}.eml"
-                temporary = target.with_suffix(".eml.tmp")
-                temporary.write_bytes(data)
-                temporary.replace(target)
+                _write_whole(folder / f"{name}.eml", data)
+                written.append(subscriber_id)
+            if written:
+                _sync_folder(folder)  # the renames themselves reach the disk
         except OSError as err:
             raise ProviderDown(
-                f"cannot write to {folder}: {err.strerror}", where="outbox"
+                f"cannot write to {folder}: {err.strerror}",
+                where="outbox",
+                progress=Progress(frozenset(written), refused),
             ) from None
         return refused
+
+
+def _write_whole(target: Path, data: bytes) -> None:
+    """``data`` into ``target``, whole or not at all: a temporary file, flushed to the disk,
+    renamed over the target. A failure removes the temporary file."""
+    temporary = target.with_suffix(".eml.tmp")
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def files_for(outbox: Path, subscriber_id: int, address: str) -> list[Path]:

@@ -10,20 +10,20 @@ from datetime import datetime
 from sqlalchemy import Connection, func, select
 
 from digest import db
-from digest.send.ledger import AMBIGUOUS, FAILED, PENDING, STATE, SUBMITTED, SUBMITTING
+from digest.send.ledger import AMBIGUOUS, FAILED, LEASED, PENDING, STATE, SUBMITTED
 
 _B = db.send_batches.c
 _D = db.deliveries.c
 
 
 def open_batches(conn: Connection, issue_id: int) -> Counter[str]:
-    """Batches still pending or in flight."""
+    """Batches still pending or in flight (leased, handed)."""
     return Counter(
         {
             status: int(n)
             for status, n in conn.execute(
                 select(_B.status, func.count())
-                .where(_B.issue_id == issue_id, _B.status.in_((PENDING, SUBMITTING)))
+                .where(_B.issue_id == issue_id, _B.status.in_((PENDING, *LEASED)))
                 .group_by(_B.status)
             )
         }

@@ -11,17 +11,18 @@ made that thread the bottleneck.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
-from digest.errors import BatchRejected, DeliveryUnknown, TransportError
+from digest.errors import BatchRejected, DeliveryUnknown, ProviderDown, TransportError
 from digest.render import RenderedIssue
 from digest.segment import decode_key
 from digest.send import leases, recording
@@ -72,6 +73,9 @@ class _Prepared:
     def size(self) -> int:
         return len(self.batch.recipients) + len(self.skipped)
 
+
+NOT_OURS = ProviderDown("the batch's lease ran out before it was handed over", where="ledger")
+"""The answer of a batch that was no longer this worker's to hand over: nothing to record."""
 
 _Handed = tuple[_Prepared, "Mapping[int, str] | TransportError"]
 """A batch as it was handed over, and the answer: the refused recipients, or the error."""
@@ -160,6 +164,7 @@ class Sender:
         worker: str,
         own_recording: OwnRecording | None,
         alive: Callable[[str], bool],
+        written: leases.Written | None = None,
     ) -> None:
         self.engine = engine
         self.rendered = rendered
@@ -172,6 +177,8 @@ class Sender:
         self.own_recording = own_recording
         """This worker's own recording of the issue, when it records it."""
         self.alive = alive
+        self.written = written
+        """What the transport can tell it has of a batch (the outbox), else None."""
         self.recording_ended = False
         """The issue's recording was seen ended: no more batches will come."""
         self.compiled: dict[str, CompiledVariant] = {}
@@ -223,22 +230,25 @@ class Sender:
         return True
 
     def wind_up(self, flight: _Flight) -> None:
-        """After a bug or Ctrl-C: batches never handed over go back to pending; the requests
-        under way finish, then what is known is recorded (a batch whose outcome cannot be
-        recorded has an unknown fate)."""
+        """After a bug, Ctrl-C or a database that failed: batches never handed over go back to
+        pending; the requests under way finish, then what is known is recorded. What cannot
+        be recorded (the database is gone) is left as it is: the next run finds the batches
+        this worker handed over ambiguous (or, from an outbox, settled by the files written),
+        and the others pending (:func:`leases.expire`)."""
         never_sent = flight.cancel_queued()
         wait(flight.running)
         finished = flight.finished + [(leased, future) for future, leased in flight.running.items()]
+        # The error that stopped the send is re-raised by run; these add none of their own (a
+        # batch whose request died with a BaseException is released below).
         for leased, future in finished:
-            try:
-                with self.engine.begin() as conn:
-                    self.record_outcomes(conn, [(leased, future)])
-            except BaseException:  # the first error is re-raised by run
-                with self.engine.begin() as conn:
-                    leases.mark_unknown(conn, leased.claimed.id, "send interrupted", self.clock())
-        self.give_back(never_sent)
-        with self.engine.begin() as conn:
-            leases.release(conn, self.issue_id, self.worker, "send interrupted", self.clock())
+            with contextlib.suppress(BaseException), self.engine.begin() as conn:
+                self.record_outcomes(conn, [(leased, future)])
+        with contextlib.suppress(Exception):
+            self.give_back(never_sent)
+        with contextlib.suppress(Exception), self.engine.begin() as conn:
+            leases.release(
+                conn, self.issue_id, self.worker, "send interrupted", self.clock(), self.written
+            )
 
     def step(self, finished: list[Outcome], want: int) -> tuple[list[_Leased], bool]:
         """One transaction: record the finished batches, lease up to ``want`` more. Also
@@ -283,14 +293,17 @@ class Sender:
         return compiled
 
     def hand_over(self, transport: Transport, leased: _Leased) -> _Handed:
-        """In a sending thread: read the batch's recipients, prepare it, hand it over."""
+        """In a sending thread: read the batch's recipients, prepare it, mark it handed (one
+        write: from here on, a death leaves it ambiguous), hand it over."""
         batch_id = leased.claimed.id
-        # One query, no transaction around it (no BEGIN and ROLLBACK round trips).
+        # No transaction around the two statements (no BEGIN and ROLLBACK round trips).
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             members = leases.members(conn, batch_id, self.clock())
-        prepared = self.prepare(leased, members)
-        if not prepared.batch.recipients:
-            return prepared, {}
+            prepared = self.prepare(leased, members)
+            if not prepared.batch.recipients:
+                return prepared, {}
+            if not leases.hand(conn, batch_id, self.worker):
+                return prepared, NOT_OURS
         try:
             return prepared, transport.deliver(prepared.batch)
         except TransportError as err:
@@ -328,18 +341,23 @@ class Sender:
         for leased, future in finished:
             batch_id = leased.claimed.id
             prepared, answer = future.result()
+            if answer is NOT_OURS:
+                continue
             if isinstance(answer, DeliveryUnknown):
                 self.ambiguous += leases.mark_unknown(conn, batch_id, str(answer), now)
                 continue
             if isinstance(answer, BatchRejected):
                 answer = {r.subscriber_id: str(answer) for r in prepared.batch.recipients}
             elif isinstance(answer, TransportError):
-                # ProviderDown: the provider took nothing (a refused key, a server gone or
-                # failing every try): the send stops, and the batch waits for the next one,
-                # not failed for good. Batches the pool started before the stop was seen end
-                # here too.
-                not_taken.append(batch_id)
+                # ProviderDown: the provider took nothing more (a refused key, a server gone or
+                # failing every try, a full disk): the send stops, and what the batch had not
+                # handed over waits for the next one, not failed for good. Batches the pool
+                # started before the stop was seen end here too.
                 self.stop = self.stop or answer
+                if isinstance(answer, ProviderDown) and answer.progress:
+                    accepted.append(self.split(conn, prepared, answer, now))
+                else:
+                    not_taken.append(batch_id)
                 continue
             accepted.append((prepared, {**prepared.skipped, **answer}))
         leases.unclaim(conn, not_taken, self.worker, now)
@@ -352,3 +370,19 @@ class Sender:
             self.per_segment[prepared.claimed.segment] += ok
             if self.on_batch is not None:
                 self.on_batch(prepared.size)
+
+    def split(
+        self, conn: Connection, prepared: _Prepared, stop: ProviderDown, now: datetime
+    ) -> tuple[_Prepared, dict[int, str]]:
+        """A batch the transport stopped partway through: the recipients it never handed over
+        go into a pending batch of their own, the ones whose message was on its way when it
+        failed into an ambiguous one; the rest settle (taken, or refused with why)."""
+        progress = stop.progress
+        done = progress.taken | progress.refused.keys() | progress.unknown
+        rest = [r.subscriber_id for r in prepared.batch.recipients if r.subscriber_id not in done]
+        claimed = leases.split_off(conn, self.issue_id, prepared.claimed, rest, now)
+        claimed = leases.split_off(
+            conn, self.issue_id, claimed, progress.unknown, now, unknown=str(stop)
+        )
+        self.ambiguous += len(progress.unknown)
+        return replace(prepared, claimed=claimed), {**prepared.skipped, **progress.refused}

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Protocol
 
-from digest.errors import BatchRejected
+from digest.errors import BatchRejected, ProviderDown
 from digest.send.batch import OutgoingBatch, messages
 
 
@@ -43,11 +44,13 @@ class MessageWriter(ABC):
 
     @abstractmethod
     def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
-        """Hand each (subscriber id, message) over; the ones refused, with why."""
+        """Hand each (subscriber id, message) over; the ones refused, with why. Stopping
+        partway, it raises ProviderDown with its ``progress``: a message that did not
+        complete was not handed over."""
 
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
         built, failed = messages(batch, self.clock())
-        return {**failed, **self.write(built)}
+        return with_build_failures(failed, lambda: self.write(built))
 
     def send_message(self, message: EmailMessage) -> None:
         """One message (a confirmation request): refused, it is a BatchRejected with why."""
@@ -55,3 +58,17 @@ class MessageWriter(ABC):
         if refused:
             prefix, where = self.refusal
             raise BatchRejected(prefix + next(iter(refused.values())), where=where)
+
+
+def with_build_failures(
+    failed: Mapping[int, str], write: Callable[[], Mapping[int, str]]
+) -> Mapping[int, str]:
+    """What ``write`` refused, and the recipients whose message could not be built (they fail
+    too); also in the progress of a ProviderDown that stopped it partway."""
+    try:
+        refused = write()
+    except ProviderDown as stop:
+        if stop.progress:
+            stop.progress = replace(stop.progress, refused={**failed, **stop.progress.refused})
+        raise
+    return {**failed, **refused}

@@ -2,8 +2,9 @@
 of the issue's deliveries in a thread of its own, and the sender (:mod:`digest.send.sender`)
 that leases the batches and hands them over.
 
-Running again resumes: batches a dead worker left ``submitting`` become ``ambiguous`` and are
-reported, and re-sent only when the policy says ``resend``.
+Running again resumes: batches a dead worker had handed over become ``ambiguous`` and are
+reported, and re-sent only when the policy says ``resend``; those it held and never handed
+over are pending again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Literal
 
 from sqlalchemy import Engine
 
-from digest import segment
+from digest import db, segment
 from digest.lifecycle import IssueStatus
 from digest.render import RenderedIssue
 from digest.send import leases, recording, reporting
@@ -139,16 +140,65 @@ def send_issue(
     lease: timedelta = DEFAULT_LEASE,
     alive: Callable[[str], bool] = local_worker_alive,
     on_batch: Callable[[int], None] | None = None,
+    written: leases.Written | None = None,
 ) -> SendReport:
     """Record the issue's recipients (or finish a recording left unfinished) and send every
     batch this worker can lease, sending from the first recorded group on; several workers
-    may share the batches."""
+    may share the batches. ``written``: what the transport has of a batch, when it can tell
+    (the outbox): a batch a dead worker handed over is then settled by it, not ambiguous."""
+    with _database_faults(engine):
+        return _send_issue(
+            engine,
+            rendered,
+            transport,
+            envelope,
+            links,
+            clock,
+            batch_size=batch_size,
+            in_flight=in_flight,
+            ambiguous_policy=ambiguous_policy,
+            lease=lease,
+            alive=alive,
+            on_batch=on_batch,
+            written=written,
+        )
+
+
+@contextmanager
+def _database_faults(engine: Engine) -> Iterator[None]:
+    """A database that fails during a send (gone, full, read-only, corrupt) stops it with one
+    line naming ``database_url``. Whatever was not recorded stays as the ledger has it: the
+    next run finds the batches this worker handed over ambiguous, and the others pending."""
+    try:
+        yield
+    except Exception as err:
+        if not db.driver_error(engine, err):
+            raise
+        raise db.failed(engine, err, "the send stopped on") from None
+
+
+def _send_issue(
+    engine: Engine,
+    rendered: RenderedIssue,
+    transport: Transport,
+    envelope: Envelope,
+    links: Links,
+    clock: Callable[[], datetime],
+    *,
+    batch_size: int = 1000,
+    in_flight: int = 1,
+    ambiguous_policy: AmbiguousPolicy = "skip",
+    lease: timedelta = DEFAULT_LEASE,
+    alive: Callable[[str], bool] = local_worker_alive,
+    on_batch: Callable[[int], None] | None = None,
+    written: leases.Written | None = None,
+) -> SendReport:
     issue_id = rendered.issue.id
     assert issue_id is not None
     worker = worker_id()
     recorder = recording.Recorder(worker, clock, lease)
     with engine.begin() as conn:
-        leases.expire(conn, issue_id, clock(), alive)
+        leases.expire(conn, issue_id, clock(), alive, written)
         ambiguous = reporting.counts(conn, issue_id)[AMBIGUOUS]
         if ambiguous_policy == "resend":
             leases.requeue_ambiguous(conn, issue_id, clock())
@@ -158,7 +208,17 @@ def send_issue(
             _RecordingThread(engine, rendered, batch_size, recorder) if records else None
         )
         sender = Sender(
-            engine, rendered, envelope, links, clock, lease, on_batch, worker, own_recording, alive
+            engine,
+            rendered,
+            envelope,
+            links,
+            clock,
+            lease,
+            on_batch,
+            worker,
+            own_recording,
+            alive,
+            written,
         )
         sender.ambiguous = ambiguous
         try:

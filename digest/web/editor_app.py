@@ -47,6 +47,7 @@ DONE = {
     "held": "Held: it will not be sent until someone approves it.",
     "skipped": "Skipped: this issue will not be sent.",
     "sending": "Approved and sending now. Reload to follow the figures.",
+    "resending": "Sending the ambiguous deliveries again. Reload to follow the figures.",
 }
 
 EditorHandler = Callable[[Request, Editor], Awaitable[Response]]

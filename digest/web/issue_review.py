@@ -1,7 +1,7 @@
 """One issue in the editor app: its page (posts per topic, segments with their preflight
 counts, the preview at desktop and phone widths or as plain text), the preview itself, the
 project's images, and the actions: leave posts out or reorder them, send oneself a test,
-approve, hold or skip.
+approve, hold or skip, and send an issue's ambiguous deliveries again (closed issues too).
 
 "Approve and send now" approves and then sends the digest's next issue in a background task
 after the answer is on its way (the page shows "sending" and the figures fill in as batches
@@ -202,6 +202,14 @@ async def decide(request: Request, editor: Editor, issue_id: int, form: FormData
     return Acted({"approve": "approved", "hold": "held", "skip": "skipped"}[action])
 
 
+async def send_again(request: Request, editor: Editor, issue_id: int, form: FormData) -> Acted:
+    """The issue's ambiguous deliveries, sent again after the answer is on its way (checked
+    first: a refusal shows on the page)."""
+    editorial = services(request).editorial
+    digest, number = await run_in_threadpool(editorial.resendable, issue_id)
+    return Acted("resending", BackgroundTask(editorial.resend_ambiguous, digest, number))
+
+
 async def edit_posts(request: Request, editor: Editor) -> Response:
     return await act(request, editor, change_posts)
 
@@ -214,6 +222,10 @@ async def approval(request: Request, editor: Editor) -> Response:
     return await act(request, editor, decide)
 
 
+async def resend(request: Request, editor: Editor) -> Response:
+    return await act(request, editor, send_again)
+
+
 ROUTES = [
     Route("/editor/issues/{issue_id:int}", editors_only(issue), methods=["GET"]),
     Route("/editor/issues/{issue_id:int}/preview", editors_only(preview), methods=["GET"]),
@@ -221,4 +233,5 @@ ROUTES = [
     Route("/editor/issues/{issue_id:int}/posts", editors_only(edit_posts), methods=["POST"]),
     Route("/editor/issues/{issue_id:int}/test", editors_only(send_test), methods=["POST"]),
     Route("/editor/issues/{issue_id:int}/approval", editors_only(approval), methods=["POST"]),
+    Route("/editor/issues/{issue_id:int}/resend", editors_only(resend), methods=["POST"]),
 ]

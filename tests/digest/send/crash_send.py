@@ -23,26 +23,31 @@ seconds, a slow kill on a loaded machine would end the send with "database is lo
 
 
 def main() -> None:
-    config_path, host, policy = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    print(json.dumps(send_once(Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4])))
+
+
+def send_once(config_path: Path, host: str, policy: str, key: str) -> dict[str, Any]:
+    """One run of the sender, as `digest send` (``policy``: skip or resend), or as
+    `digest send --resend-ambiguous --issue 1` (``policy`` "issue-1"); its report."""
     config = load_config(
         config_path,
-        {"DIGEST_SECRET_KEY": "k", "SENDGRID_API_KEY": sys.argv[4], "SENDGRID_API_HOST": host},
+        {"DIGEST_SECRET_KEY": "k", "SENDGRID_API_KEY": key, "SENDGRID_API_HOST": host},
     )
     engine = db.make_engine(config.database_url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _patient_locks)  # after make_engine's own pragmas
     project = Project.open(config, engine=engine)
-    _, report = sending.send(project, ambiguous_policy=policy)  # type: ignore[arg-type]
-    assert report is not None
-    print(
-        json.dumps(
-            {
-                "submitted": report.submitted,
-                "ambiguous": report.ambiguous,
-                "finished": report.finished,
-            }
-        )
-    )
+    if policy == "issue-1":
+        _, report = sending.resend_ambiguous(project, None, 1)
+    else:
+        _, sent = sending.send(project, ambiguous_policy=policy)  # type: ignore[arg-type]
+        assert sent is not None
+        report = sent
+    return {
+        "submitted": report.submitted,
+        "ambiguous": report.ambiguous,
+        "finished": report.finished,
+    }
 
 
 def _patient_locks(dbapi_connection: Any, _record: Any) -> None:

@@ -6,11 +6,17 @@ SIGKILL lands there whatever the machine's load, never after a sleep that may be
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import queue
 import signal
 import sqlite3
 import subprocess
-from collections.abc import Iterator, Sequence
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +24,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from digest import db
-from tests.held_requests import PATIENCE_SECONDS, Hold
+from tests.held_requests import PATIENCE_SECONDS, Child, Hold
 from tests.sendgrid_server import SendGridServer
 
 IN_FLIGHT = 4
@@ -54,13 +60,19 @@ KILL_POINTS = (
 
 
 def run_and_kill(
-    server: SendGridServer, command: Sequence[str], base: str, point: KillPoint, url: str
+    server: SendGridServer,
+    command: Sequence[str],
+    base: str,
+    point: KillPoint,
+    url: str,
+    start: Callable[[Sequence[str]], Child] | None = None,
 ) -> Hold:
     """Start the sender (its requests go to ``base`` on the server), SIGKILL it at ``point``;
     the hold, to see what it caught (requests the dead sender had posted may still arrive
-    after the kill: they are held too, and taken or lost as the point says)."""
+    after the kill: they are held too, and taken or lost as the point says). ``start``: how
+    the sender is started (default: a new process running ``command``)."""
     hold = server.holds[base] = Hold(point.first, taken=point.taken)
-    child = subprocess.Popen(command, env=CHILD_ENV)
+    child = start(command) if start is not None else subprocess.Popen(command, env=CHILD_ENV)
     try:
         hold.wait_held(point.held, child)
         if point.answered:
@@ -74,7 +86,7 @@ def run_and_kill(
     return hold
 
 
-def kill(child: subprocess.Popen[bytes]) -> None:
+def kill(child: Child) -> None:
     if child.poll() is None:
         child.send_signal(signal.SIGKILL)
     child.wait()
@@ -105,3 +117,97 @@ def ledger_locked(url: str) -> Iterator[None]:
             transaction.rollback()
     finally:
         engine.dispose()
+
+
+class ForkServer:
+    """tests/digest/send/fork_sender.py, running: each :meth:`start` is a run of the sender
+    forked from a process that has the app imported already."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.digest.send.fork_sender"],
+            env=CHILD_ENV,
+            cwd=Path(__file__).parents[3],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.started: queue.Queue[int] = queue.Queue()
+        self.ended: dict[int, int] = {}
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            word, *numbers = line.split()
+            if word == "pid":
+                self.started.put(int(numbers[0]))
+            elif word == "exit":
+                with self.changed:
+                    self.ended[int(numbers[0])] = int(numbers[1])
+                    self.changed.notify_all()
+        with self.changed:
+            self.ended[-1] = -1  # the server itself has ended
+            self.changed.notify_all()
+
+    def start(self, command: Sequence[str]) -> Forked:
+        """A run with crash_send.py's arguments (``command`` after the script); its report
+        goes to a file beside the config."""
+        config, host, policy, key = command[-4:]
+        report = Path(config).with_name(f"report-{uuid.uuid4().hex[:8]}.json")
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{config} {host} {policy} {key} {report}\n")
+        self.process.stdin.flush()
+        return Forked(self, self.started.get(timeout=PATIENCE_SECONDS), report)
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=PATIENCE_SECONDS)
+
+
+class Forked:
+    """One forked run, watched and killed like a ``subprocess.Popen``."""
+
+    def __init__(self, server: ForkServer, pid: int, report: Path) -> None:
+        self.server = server
+        self.pid = pid
+        self.report_path = report
+
+    @property
+    def returncode(self) -> int | None:
+        return self.server.ended.get(self.pid)
+
+    def poll(self) -> int | None:
+        with self.server.changed:
+            return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        with self.server.changed:
+            assert self.server.changed.wait_for(
+                lambda: self.pid in self.server.ended or -1 in self.server.ended,
+                timeout=timeout or PATIENCE_SECONDS,
+            ), f"run {self.pid} never ended"
+            return self.server.ended.get(self.pid, -1)
+
+    def report(self) -> dict[str, object]:
+        """What a run that was not killed reported (it must have ended well)."""
+        assert self.wait() == 0, f"run {self.pid} failed"
+        loaded: dict[str, object] = json.loads(self.report_path.read_text(encoding="utf-8"))
+        return loaded
+
+
+@contextmanager
+def fork_server() -> Iterator[ForkServer]:
+    server = ForkServer()
+    try:
+        yield server
+    finally:
+        server.close()

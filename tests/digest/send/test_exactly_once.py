@@ -31,7 +31,7 @@ from tests.held_requests import PATIENCE_SECONDS, Hold, Key
 from tests.sendgrid_server import API_KEY, SendGridServer, running
 
 TOPICS = ["backend", "ai-ml", "data", "frontend"]
-SUBMITTING = ledger.SUBMITTING
+HANDED = ledger.HANDED
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -44,6 +44,11 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
     url = os.environ.get("DIGEST_TEST_DATABASE_URL")
     if not url:
         pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+    return emptied(url)
+
+
+def emptied(url: str) -> str:
+    """The PostgreSQL database at ``url``, emptied of every table."""
     engine = db.make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -53,16 +58,23 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
 
 
 def big_project(
-    tmp_path: Path, readers: int, batch_size: int, database_url: str | None = None
+    tmp_path: Path,
+    readers: int,
+    batch_size: int,
+    database_url: str | None = None,
+    outbox: Path | None = None,
 ) -> Project:
+    """``readers`` on four topics, sending through SendGrid, or to ``outbox`` when given."""
     from digest.scaffold import scaffold
 
     path = scaffold(tmp_path / "site")
     text = re.sub(r"(?m)^batch_size = [^\n]*\n", "", path.read_text(encoding="utf-8"))
-    text = text.replace(
+    transport = (
+        f'transport = "outbox"\noutbox_dir = "{outbox}"\n' if outbox else 'transport = "sendgrid"\n'
+    )
+    text = re.sub(r"(?m)^outbox_dir = [^\n]*\n", "", text).replace(
         'transport = "outbox"',
-        f'transport = "sendgrid"\nbatch_size = {batch_size}\nin_flight = {IN_FLIGHT}\n'
-        "lease_minutes = 120",
+        f"{transport}batch_size = {batch_size}\nin_flight = {IN_FLIGHT}\nlease_minutes = 120",
     )
     if database_url is not None:
         text = f'database_url = "{database_url}"\n' + text
@@ -159,24 +171,25 @@ def check_resumed_send(
     final: Mapping[Key, tuple[str, int]],
     holds: Sequence[Hold],
     at_death: Sequence[Mapping[Key, str]],
+    readers: int = 2_000,
 ) -> None:
     """The server's count of each reader against the ledger's account of it, and against
     what the test knows of each run: which requests the server took, and which batches the
     ledger still had in flight when the sender died."""
-    assert len(final) == 2_000 and set(received) <= set(final)  # nobody outside the issue
+    assert len(final) == readers and set(received) <= set(final)  # nobody outside the issue
     in_flight_at_death: Counter[Key] = Counter()
     unrecorded: Counter[Key] = Counter()
     """Taken by the server while the ledger kept the batch in flight: posted, never answered
     in the ledger (held at the kill, or answered and not yet recorded)."""
     lost: set[Key] = set()
     for hold, ledger_then in zip(holds, at_death, strict=True):
-        in_flight_at_death.update(r for r, state in ledger_then.items() if state == SUBMITTING)
+        in_flight_at_death.update(r for r, state in ledger_then.items() if state == HANDED)
         for request in hold.held:
             # Every request caught at the kill point was in flight in the ledger.
-            assert {ledger_then[r] for r in request.recipients} == {SUBMITTING}
+            assert {ledger_then[r] for r in request.recipients} == {HANDED}
         taken = hold.passed + (hold.held if hold.taken else [])
         for request in taken:
-            unrecorded.update(r for r in request.recipients if ledger_then[r] == SUBMITTING)
+            unrecorded.update(r for r in request.recipients if ledger_then[r] == HANDED)
         if not hold.taken:
             lost.update(r for request in hold.held for r in request.recipients)
     assert unrecorded and lost

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from digest import db
 from digest.send import leases, ledger, reporting
@@ -16,22 +16,76 @@ from tests.digest.send.ledger_fixtures import LEASE, NOW, issue_with_batches
 def test_a_live_workers_lease_is_respected_a_dead_or_late_one_is_not(engine: Engine) -> None:
     issue_id = issue_with_batches(engine)
     with engine.begin() as conn:
-        first = leases.claim(conn, issue_id, 1, "host:1:a", NOW, NOW + LEASE)
+        first = leases.claim(conn, issue_id, 2, "host:1:a", NOW, NOW + LEASE)
         second = leases.claim(conn, issue_id, 1, "host:2:b", NOW, NOW + LEASE)
-        assert len(first) == len(second) == 1 and first[0].id != second[0].id
+        assert len(first) == 2 and len(second) == 1 and first[0].id != second[0].id
+        # Each holder hands one batch to its transport; the first keeps one in reserve.
+        assert leases.hand(conn, first[0].id, "host:1:a")
+        assert leases.hand(conn, second[0].id, "host:2:b")
+        assert not leases.hand(conn, first[1].id, "host:2:b")  # not b's to hand over
         # Another worker joining: both holders are alive and within their lease.
         assert leases.expire(conn, issue_id, NOW + timedelta(minutes=1), lambda w: True) == 0
-        assert reporting.open_batches(conn, issue_id)[ledger.SUBMITTING] == 2
-        # The first holder's process is gone: its batch (4 deliveries) is ambiguous at once.
+        held = reporting.open_batches(conn, issue_id)
+        assert held == {ledger.SUBMITTING: 1, ledger.HANDED: 2}
+        # The first holder's process is gone: the batch it handed over (4 deliveries) is
+        # ambiguous at once; the one in its reserve was never handed over: pending again.
         gone = leases.expire(conn, issue_id, NOW, lambda w: w != "host:1:a")
         assert gone == 4
+        assert reporting.counts(conn, issue_id) == {
+            ledger.AMBIGUOUS: 4,
+            ledger.HANDED: 2,  # the last batch, of 2
+            ledger.PENDING: 4,
+        }
         # The second holder outlives its lease: ambiguous too.
-        assert leases.expire(conn, issue_id, NOW + LEASE, lambda w: True) == 4
+        assert leases.expire(conn, issue_id, NOW + LEASE, lambda w: True) == 2
         counts = reporting.counts(conn, issue_id)
-        assert counts == {ledger.AMBIGUOUS: 8, ledger.PENDING: 2}
-        assert reporting.ambiguities(conn, issue_id) == 8
-        assert leases.requeue_ambiguous(conn, issue_id, NOW) == 8
+        assert counts == {ledger.AMBIGUOUS: 6, ledger.PENDING: 4}
+        assert reporting.ambiguities(conn, issue_id) == 6
+        assert leases.requeue_ambiguous(conn, issue_id, NOW) == 6
         assert reporting.open_batches(conn, issue_id)[ledger.PENDING] == 3
+        attempts = select(db.send_batches.c.attempts).where(db.send_batches.c.id == first[1].id)
+        assert conn.execute(attempts).scalar_one() == 0  # the reserve cost no attempt
+
+
+def test_a_stopped_worker_releases_what_it_handed_over_as_ambiguous_the_rest_as_pending(
+    engine: Engine,
+) -> None:
+    issue_id = issue_with_batches(engine, readers=10)
+    with engine.begin() as conn:
+        handed, reserve, _ = leases.claim(conn, issue_id, 3, "w", NOW, NOW + LEASE)
+        assert leases.hand(conn, handed.id, "w")
+        assert leases.release(conn, issue_id, "w", "send interrupted", NOW) == 4
+        assert reporting.counts(conn, issue_id) == {ledger.AMBIGUOUS: 4, ledger.PENDING: 6}
+        assert not reporting.open_batches(conn, issue_id)[ledger.SUBMITTING]
+        again = leases.claim(conn, issue_id, 3, "v", NOW, NOW + LEASE)
+        assert reserve.id in {b.id for b in again} and handed.id not in {b.id for b in again}
+
+
+def test_a_batch_split_where_its_transport_stopped_keeps_every_delivery_once(
+    engine: Engine,
+) -> None:
+    issue_id = issue_with_batches(engine, readers=4)
+    with engine.begin() as conn:
+        (batch,) = leases.claim(conn, issue_id, 1, "w", NOW, NOW + LEASE)
+        assert leases.hand(conn, batch.id, "w")
+        ids = [m.subscriber_id for m in leases.members(conn, batch.id, NOW)]
+        # Written: ids[0]; never handed over: ids[1], ids[2]; on its way: ids[3].
+        left = leases.split_off(conn, issue_id, batch, ids[1:3], NOW)
+        left = leases.split_off(conn, issue_id, left, ids[3:], NOW, unknown="no answer")
+        assert left.size == 1
+        assert leases.settle(conn, [(left, {})], NOW) == [1]
+        assert reporting.counts(conn, issue_id) == {
+            ledger.SUBMITTED: 1,
+            ledger.PENDING: 2,
+            ledger.AMBIGUOUS: 1,
+        }
+        assert reporting.ambiguities(conn, issue_id) == 1
+        (pending,) = leases.claim(conn, issue_id, 5, "w", NOW, NOW + LEASE)
+        assert [m.subscriber_id for m in leases.members(conn, pending.id, NOW)] == ids[1:3]
+        sizes = select(func.sum(db.send_batches.c.size)).where(
+            db.send_batches.c.issue_id == issue_id
+        )
+        assert conn.execute(sizes).scalar_one() == 4
 
 
 def test_an_outcome_marks_the_batch_and_each_delivery_once(engine: Engine) -> None:

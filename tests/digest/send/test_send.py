@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from email import message_from_bytes, policy
@@ -15,8 +16,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from digest.app import gathering, sending
+from digest.app import issues as issue_cases
 from digest.app.wiring import Project
 from digest.config import load_config
+from digest.errors import ProviderDown
 from digest.scaffold import scaffold
 from digest.send import ledger, reporting
 from digest.send.batch import OutgoingBatch
@@ -51,10 +54,12 @@ class FlakyTransport:
         raise AssertionError("an issue's send hands over batches, never single messages")
 
 
-def project_with(tmp_path: Path, clock: FixedClock, sending: str = "", tables: str = "") -> Project:
+def project_with(
+    tmp_path: Path, clock: FixedClock, sending: str = "", tables: str = "", top: str = ""
+) -> Project:
     config_path = scaffold(tmp_path / "site")
-    text = config_path.read_text(encoding="utf-8")
-    for key in ("transport", "batch_size"):
+    text = top + config_path.read_text(encoding="utf-8")
+    for key in ("transport", "batch_size", "outbox_dir"):
         if f"{key} =" in sending:  # the test's value replaces the example's
             text = re.sub(rf"(?m)^{key} = [^\n]*\n", "", text, count=1)
     text = text.replace("[sending]\n", f"[sending]\n{sending}")
@@ -186,3 +191,103 @@ def test_smtp_reconnects_when_the_server_drops_the_connection(
     recipients = [rcpt for _, rcpts, _ in inbox.messages for rcpt in rcpts]
     assert len(recipients) == len(set(recipients)) == 29
     assert inbox.greetings >= 29 // 3  # it really reconnected
+
+
+class FailingInbox(Inbox):
+    """Takes ``accepted`` messages, then, until ``mended``, refuses every recipient for now
+    (421 before DATA: the message never left). With ``unanswered``, the first message after
+    the ``accepted`` is taken whole and the server hangs up before answering (the client
+    cannot know)."""
+
+    def __init__(self, accepted: int, unanswered: bool = False) -> None:
+        super().__init__()
+        self.accepted = accepted
+        self.unanswered = unanswered
+        self.mended = False
+
+    def failing(self) -> bool:
+        return not self.mended and len(self.messages) >= self.accepted + self.unanswered
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.failing():
+            return "421 4.3.2 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.unanswered and len(self.messages) == self.accepted + 1:
+            server.transport.close()  # before the answer is written
+        return answer
+
+
+def smtp_project(tmp_path: Path, clock: FixedClock, port: int) -> Project:
+    return project_with(
+        tmp_path,
+        clock,
+        sending='batch_size = 10\ntransport = "smtp"\n',
+        tables=f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\ntimeout_seconds = 60\n',
+    )
+
+
+def delivered(inbox: Inbox) -> Counter[str]:
+    return Counter(rcpt for _, rcpts, _ in inbox.messages for rcpt in rcpts)
+
+
+def test_an_smtp_server_that_stops_midway_through_a_batch_costs_nobody_a_second_copy(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """The batch's messages the server took are submitted, the one it refused for now and the
+    rest stay pending: the next run sends each of those once, and nobody gets two."""
+    inbox = FailingInbox(accepted=13)
+    with smtp_server_for(inbox) as port:
+        project = smtp_project(tmp_path, clock, port)
+        with pytest.raises(ProviderDown, match="421"):
+            sending.send(project)
+        assert ledger_counts(project) == {ledger.SUBMITTED: 13, ledger.PENDING: 16}
+        inbox.mended = True
+        _, report = sending.send(project)
+    assert report is not None and report.finished and report.submitted == 16
+    assert ledger_counts(project) == {ledger.SUBMITTED: 29}
+    counts = delivered(inbox)
+    assert len(counts) == 29 and set(counts.values()) == {1}
+
+
+def test_an_smtp_message_sent_whole_without_an_answer_is_ambiguous_alone(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    inbox = FailingInbox(accepted=13, unanswered=True)
+    with smtp_server_for(inbox) as port:
+        project = smtp_project(tmp_path, clock, port)
+        with pytest.raises(ProviderDown):
+            sending.send(project)
+        assert ledger_counts(project) == {
+            ledger.SUBMITTED: 13,
+            ledger.AMBIGUOUS: 1,
+            ledger.PENDING: 15,
+        }
+        unknown = inbox.messages[-1][1][0]  # the server has it, the client does not know
+        inbox.mended = True
+        _, report = sending.send(project)
+        assert report is not None and report.finished and report.ambiguous == 1
+        _, again = sending.resend_ambiguous(project, None, planned_number(project))
+    assert again.submitted == 1 and ledger_counts(project) == {ledger.SUBMITTED: 29}
+    counts = delivered(inbox)
+    # The one message sent whole without an answer reached its reader twice, as the policy
+    # warns; nobody else did.
+    assert len(counts) == 29 and counts[unknown] == 2 and sum(counts.values()) == 30
+
+
+def ledger_counts(project: Project) -> Counter[str]:
+    issue = issue_cases.latest(project)
+    assert issue is not None and issue.id is not None
+    with project.engine.connect() as conn:
+        return reporting.counts(conn, issue.id)
+
+
+def planned_number(project: Project) -> int:
+    issue = issue_cases.latest(project)
+    assert issue is not None
+    return issue.number

@@ -10,10 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
+from digest import db
+from digest.app import sending
 from digest.app.scheduled import run_slot
 from digest.config import Config, load_config
 from digest.scaffold import scaffold
+from digest.send import leases
 from digest.send.outbox import OutboxTransport
 from digest.stores.issues import issue_row
 from tests.conftest import SCREENSHOTS
@@ -130,3 +134,32 @@ def test_log_in_preview_test_approve_and_the_scheduled_job_sends(
     page.goto(f"{live.base}/editor/")
     shoot(page, "dashboard-sent")
     page.close()
+
+
+def test_an_editor_sends_a_closed_issues_ambiguous_deliveries_again(
+    browser: Any, site: EditorSite
+) -> None:
+    live = site.live
+    project = live.project
+    planned, report = sending.send(project, force=True)
+    assert planned is not None and planned.issue.id is not None and report is not None
+    issue_id = planned.issue.id
+    with project.engine.begin() as conn:
+        first = conn.execute(
+            select(func.min(db.send_batches.c.id)).where(db.send_batches.c.issue_id == issue_id)
+        ).scalar_one()
+        unknown = leases.mark_unknown(conn, first, "no answer", project.clock())
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live.base}/editor/issues/{issue_id}")
+    page.wait_for_url("**/editor/login?next=**")
+    page.fill("#email", site.email)
+    page.fill("#password", site.password)
+    page.click("form[action='/editor/login'] button[type=submit]")
+    page.wait_for_url(f"**/editor/issues/{issue_id}")
+    assert "This issue was sent." in page.content()
+    assert f"{unknown} deliver" in page.content()
+    shoot(page, "issue-ambiguous")
+    page.click("#resend button[type=submit]")
+    page.wait_for_url("**done=resending**")
+    assert "Sending the ambiguous deliveries again." in page.content()
+    shoot(page, "issue-resending")

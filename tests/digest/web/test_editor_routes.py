@@ -13,12 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import func, select
 
-from digest.app import gathering, issues
+from digest import db
+from digest.app import gathering, issues, sending
 from digest.app.wiring import Mailer, Project
 from digest.config import Config, load_config
 from digest.passwords import ScryptParams, hash_password
 from digest.scaffold import scaffold
+from digest.send import leases, ledger, reporting
 from digest.send.outbox import OutboxTransport
 from digest.stores.editors import EditorStore
 from digest.stores.issues import issue_row
@@ -339,3 +342,61 @@ def test_under_hold_approve_and_send_now_sends_in_the_background(hold_project: P
     with project.engine.connect() as conn:
         row = issue_row(conn, issue_id)
     assert (row.status, row.approval, row.approval_by) == ("sent", "approved", CONFIG_EDITOR)
+
+
+def test_an_issues_ambiguous_deliveries_are_sent_again_from_its_page(site: EditorSite) -> None:
+    """The button does what `digest send --resend-ambiguous --issue N` does, on a closed
+    issue too; like every form, only with the page's CSRF field."""
+    project = site.live.project
+    planned, report = sending.send(project)
+    assert planned is not None and report is not None and report.finished
+    issue_id = planned.issue.id
+    assert issue_id is not None
+    folder = OutboxTransport.issue_folder(project.config.outbox_dir, "weekly", 1)
+    b, d = db.send_batches.c, db.deliveries.c
+    with project.engine.begin() as conn:
+        # One batch handed over without an answer (its readers' files are not in the outbox).
+        batch_id = conn.execute(select(func.min(b.id)).where(b.issue_id == issue_id)).scalar_one()
+        unknown = leases.mark_unknown(conn, batch_id, "no answer", project.clock())
+        readers = conn.execute(select(d.subscriber_id).where(d.batch_id == batch_id)).scalars()
+        gone = [f for r in readers for f in folder.glob(f"{r:06d}-*.eml")]
+    for file in gone:
+        file.unlink()
+    assert unknown == len(gone) > 0
+    url = f"/editor/issues/{issue_id}/resend"
+    with logged_in(site) as client:
+        page = client.get(f"/editor/issues/{issue_id}")
+        assert "This issue was sent." in page.text and "Send the ambiguous ones again" in page.text
+        assert f"{unknown} deliver" in page.text
+        assert client.post(url, data={"csrf": "0" * 64}).status_code == 403
+        assert client.post(url).status_code == 403
+        with project.engine.connect() as conn:
+            assert reporting.counts(conn, issue_id)[ledger.AMBIGUOUS] == unknown
+        answer = client.post(url, data={"csrf": csrf_of(page)})
+        assert answer.status_code == 303 and "done=resending" in answer.headers["location"]
+        # Sent after the answer, in the background: until its outcome is in the ledger.
+        deadline = time.monotonic() + 120  # only a failure waits this long
+        while submitted_of(project, issue_id) < report.submitted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with project.engine.connect() as conn:
+            counts = reporting.counts(conn, issue_id)
+            assert counts == {ledger.SUBMITTED: report.submitted}
+            assert reporting.ambiguities(conn, issue_id) == unknown  # the audit stays
+        assert all(file.exists() for file in gone)
+        after = client.get(f"/editor/issues/{issue_id}")
+        assert "Send the ambiguous ones again" not in after.text
+
+
+def test_the_resend_button_refuses_an_issue_that_never_went_out(site: EditorSite) -> None:
+    issue_id = site.issue_id()
+    with logged_in(site) as client:
+        page = client.get(f"/editor/issues/{issue_id}")
+        assert "Send the ambiguous ones again" not in page.text
+        refused = client.post(f"/editor/issues/{issue_id}/resend", data={"csrf": csrf_of(page)})
+        assert refused.status_code == 409
+        assert "only an issue that went out has ambiguous deliveries" in refused.text
+
+
+def submitted_of(project: Project, issue_id: int) -> int:
+    with project.engine.connect() as conn:
+        return reporting.counts(conn, issue_id)[ledger.SUBMITTED]
