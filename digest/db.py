@@ -106,6 +106,7 @@ issues = Table(
     Column("recorded_at", UtcDateTime),
     Column("recorder", String(200)),
     Column("recorder_until", UtcDateTime),
+    Column("editor_note", Text),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
     UniqueConstraint("digest", "slot", name="uq_issues_digest_slot"),
 )
@@ -113,7 +114,7 @@ issues = Table(
 per (digest, slot). ``approval``: the editor gate (see :mod:`digest.lifecycle`).
 ``recorded_at``: when its deliveries were all recorded (recording goes a group of segments at
 a time, see :func:`digest.send.recording.record`); ``recorder`` records it, under a lease until
-``recorder_until``."""
+``recorder_until``. ``editor_note``: a short intro an editor writes, shown above the cards."""
 
 issue_posts = Table(
     "issue_posts",

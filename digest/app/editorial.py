@@ -335,6 +335,9 @@ class Editorial:
     def plan(self, digest_slug: str) -> Planned | None:
         return issue_cases.plan(self.project, digest_slug)
 
+    def set_note(self, issue_id: int, note: str) -> None:
+        issue_cases.set_note(self.project, issue_id, note)
+
     def edit(self, issue_id: int, action: str, post_id: int, topic: str) -> None:
         issue_cases.edit(self.project, issue_id, action, post_id, topic)
 

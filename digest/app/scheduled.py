@@ -18,7 +18,7 @@ from digest.app.gathering import gather_sources
 from digest.app.sending import deliver
 from digest.app.wiring import Project
 from digest.config import DigestConfig
-from digest.errors import DigestError
+from digest.errors import DigestError, NoReaders
 from digest.lifecycle import Approval, IssueStatus
 from digest.schedule.gate import Action, gate
 from digest.schedule.slots import is_repeat
@@ -96,7 +96,10 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
         failed = ", ".join(s.job.name for s in gathered.failed)
         if failed:
             log.warning("%s: sources failed: %s", digest.slug, failed)
-    planned = issue_cases.plan(project, digest.slug, slot=slot)
+    try:
+        planned = issue_cases.plan(project, digest.slug, slot=slot)
+    except NoReaders as refused:
+        return _outcome(digest, slot, "nothing", refused.message + resumed)
     if planned is None:
         return _outcome(digest, slot, "nothing", "nothing new since the last issue" + resumed)
     assert planned.issue.id is not None

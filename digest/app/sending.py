@@ -44,6 +44,7 @@ def send(
     on_batch: Callable[[int], None] | None = None,
     force: bool = False,
     by: str = "digest send --force",
+    without_readers: bool = False,
 ) -> tuple[issue_cases.Planned | None, SendReport | None]:
     """Send the unfinished issue (planning one if there is none): an editor's explicit act.
 
@@ -51,7 +52,8 @@ def send(
     :class:`ApprovalError`. ``force`` records the approval (``by``) before sending, so the
     record says who decided.
     """
-    planned = issue_cases.plan(project, digest_slug)
+    project.config.secrets.require_secret_key()  # before planning: a weak key plans nothing
+    planned = issue_cases.plan(project, digest_slug, without_readers=without_readers)
     if planned is None:
         return None, None
     issue = planned.issue
@@ -179,3 +181,10 @@ def resend_ambiguous(
         issue_cases.load(project, row.id), False, dict, row.approval, row.slot
     )
     return planned, deliver(project, planned, transport, "resend", on_batch)
+
+
+def still_open(project: Project, issue_id: int) -> Counter[str]:
+    """The issue's batches still pending or in flight now (none once it is sent): what a
+    worker that stopped should say, since other workers may have finished meanwhile."""
+    with project.reading() as conn:
+        return reporting.open_batches(conn, issue_id)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from digest.app.gathering import gather_sources, inspect_source
 from digest.app.wiring import Project
-from digest.cli.options import ConfigOption, open_project
+from digest.cli.options import ConfigOption, given_before, open_project
 from digest.cli.output import err, out
 from digest.config import load_config, resolve_config_path
 from digest.errors import DigestError
@@ -32,6 +32,7 @@ def inspect(
     """Show what gather would make of one source, storing nothing."""
     if kind not in KINDS:
         raise DigestError("expected auto, feed, jsonfeed, wordpress or markdown", where="--kind")
+    config = config or given_before()
     path = resolve_config_path(config, os.environ)
     cfg = load_config(path, os.environ) if config or path.exists() else None
     location = (

@@ -18,8 +18,8 @@ from digest.cli.issues import send_with_progress, warn_size
 from digest.cli.options import ConfigOption, config_at, open_project
 from digest.cli.output import err, out
 from digest.cli.subscribers import import_with_report
-from digest.config import SECRET_KEY_ENV, Config, load_config
-from digest.scaffold import scaffold
+from digest.config import MAKE_SECRET, SECRET_KEY_ENV, Config, load_config
+from digest.scaffold import enclosing_checkout, scaffold
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -27,7 +27,22 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 def init(folder: Annotated[Path, typer.Argument(help="new folder for the project")]) -> None:
     """Create a working project from the bundled example site (feeds, images, subscribers)."""
     config = scaffold(folder)
-    out.print(f"Created {config}. Next: digest --config {config} run")
+    checkout = enclosing_checkout(folder)
+    if checkout is not None:
+        err.print(
+            f"note: {folder} is inside the git checkout {checkout}, as a new untracked folder; "
+            "move it out, or commit it (its .gitignore keeps the database and the outbox out).",
+            markup=False,
+            highlight=False,
+        )
+    steps = (
+        f'export {SECRET_KEY_ENV}="$({MAKE_SECRET})"',
+        f"digest --config {config} subscribers import {folder / 'subscribers.csv'}",
+        f"digest --config {config} run",
+    )
+    out.print(f"Created {config} from the example site. Next:", markup=False, highlight=False)
+    for step in steps:
+        out.print(f"  {step}", markup=False, highlight=False, soft_wrap=True)
 
 
 def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:

@@ -25,6 +25,7 @@ from digest.config.digests import ApprovalPolicy, DigestConfig
 from digest.config.environment import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
+    MAKE_SECRET,
     PREVIOUS_KEY_ENV,
     SECRET_KEY_ENV,
     SENDGRID_HOST_ENV,
@@ -32,6 +33,7 @@ from digest.config.environment import (
     SMTP_PASSWORD_ENV,
     Secrets,
     resolve_config_path,
+    secret_bits,
 )
 from digest.config.fields import SLUG_PATTERN, EmailAddress, HttpUrl, PublicUrl, Slug
 from digest.config.file import FileConfig
@@ -43,6 +45,7 @@ from digest.config.web import EditorConfig, EditorUserConfig, SecurityConfig, We
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
+    "MAKE_SECRET",
     "PREVIOUS_KEY_ENV",
     "SECRET_KEY_ENV",
     "SENDGRID_HOST_ENV",
@@ -74,4 +77,5 @@ __all__ = [
     "WebConfig",
     "load_config",
     "resolve_config_path",
+    "secret_bits",
 ]

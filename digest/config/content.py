@@ -86,6 +86,13 @@ class TopicConfig(Section):
 
 
 class GatherConfig(Section):
+    backfill_days: int = Field(
+        default=30,
+        ge=1,
+        le=36_500,
+        description="a digest's first issue takes the posts of this many days before the "
+        "newest one, not the feeds' whole history",
+    )
     timeout_seconds: float = Field(default=20.0, gt=0)
     max_bytes: int = Field(default=10_000_000, gt=0)
     max_redirects: int = Field(default=5, ge=0)

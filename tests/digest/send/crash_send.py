@@ -26,7 +26,11 @@ def main() -> None:
     config_path, host, policy = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     config = load_config(
         config_path,
-        {"DIGEST_SECRET_KEY": "k", "SENDGRID_API_KEY": sys.argv[4], "SENDGRID_API_HOST": host},
+        {
+            "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
+            "SENDGRID_API_KEY": sys.argv[4],
+            "SENDGRID_API_HOST": host,
+        },
     )
     engine = db.make_engine(config.database_url)
     if engine.dialect.name == "sqlite":
