@@ -93,6 +93,12 @@ class DigestConfig(Section):
 
     @model_validator(mode="after")
     def _valid_cron(self) -> DigestConfig:
+        fields = self.schedule.split()
+        if len(fields) == 5 and any(c.isdigit() for c in fields[4]):
+            raise ValueError(
+                f"schedule: name the weekdays, e.g. '{' '.join(fields[:4])} mon-fri': a number "
+                "is read differently by cron (1 = Monday) and by the scheduler (1 = Tuesday)"
+            )
         try:
             CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
         except ValueError as err:

@@ -26,6 +26,7 @@ from digest.app.editorial import Editor, editor_key
 from digest.app.issues import why_nothing
 from digest.app.wiring import archive_url
 from digest.errors import DigestError, NoReaders
+from digest.schedule.words import schedule_in_words
 from digest.web.responses import checked_form, client_of, page, redirect
 from digest.web.services import services
 from digest.web.session import DEVICE_COOKIE, DEVICE_LIFETIME, SESSION_COOKIE
@@ -91,6 +92,7 @@ def editor_page(
         headers=EDITOR_HEADERS,
         editor=editor,
         archive_for=lambda digest, number: archive_url("", digest, number),
+        in_words=schedule_in_words,
         **values,
     )
 
