@@ -228,6 +228,9 @@ NOTE_LIMIT = 600
 def set_note(project: Project, issue_id: int, note: str) -> str | None:
     """Set (or, empty, remove) the editor's note of an issue that can still change; the note
     as stored. Line breaks are kept, other control characters refused."""
+    # Pages show "%%" broken by a zero-width space (the token guard): a note saved again from
+    # its form comes back as it was typed.
+    note = note.replace("%\u200b%", "%%")
     text = "\n".join(line.rstrip() for line in note.strip().splitlines()).strip()
     if len(text) > NOTE_LIMIT:
         raise DigestError(f"the note is {len(text)} characters; keep it under {NOTE_LIMIT}")
