@@ -18,6 +18,7 @@ from typing import Any
 
 from digest.app import issues as issue_cases
 from digest.app.background import Background
+from digest.app.images import IMAGES_ROUTE
 from digest.app.previews import archive_html
 from digest.app.wiring import Project
 from digest.lifecycle import IssueStatus, approval_shown
@@ -64,6 +65,18 @@ class Readers:
         self._env = project.environment()
         self._env.globals["approval_shown"] = approval_shown  # the editor pages' badges
         self._signer = project.signer()
+        self._env.globals["logo_src"] = self._logo_src()
+
+    def _logo_src(self) -> str | None:
+        """The site's logo for the readers' pages: published with the emails' images, and
+        named by path when this app serves it (the pages then work on any host)."""
+        logo = self.project.images().url(self.project.config.logo_url())
+        if logo is None or not logo.startswith(("http://", "https://")):
+            return None
+        base = self.project.images().url_base
+        if logo.startswith(base) and base.startswith(self.project.config.site.public_url):
+            return IMAGES_ROUTE + logo[len(base) :]
+        return logo
 
     def render(self, template: str, **values: Any) -> str:
         site = self.project.config.site

@@ -12,12 +12,14 @@ from pathlib import Path
 import httpx
 
 from digest.app import issues as issue_cases
+from digest.app import previews
 from digest.app.gathering import gather_sources
 from digest.app.wiring import Project
 from digest.errors import ApprovalError, DigestError
 from digest.gather import GatherReport
 from digest.lifecycle import Approval, IssueStatus, why_not_sendable
 from digest.models import Issue
+from digest.render.preflight import Finding, preflight
 from digest.send import reporting
 from digest.send.message import Envelope, list_id
 from digest.send.outbox import OutboxTransport
@@ -91,6 +93,7 @@ def deliver(
     """Send (or resume) this issue, no questions asked: callers decide whether it may go
     (:func:`send` for editors, the scheduled job through its approval gate)."""
     issue = planned.issue
+    _refuse_unloadable_images(project, issue)
     digest = project.config.digest(issue.digest)
     sending = project.config.sending
     envelope = Envelope(
@@ -113,6 +116,33 @@ def deliver(
         ambiguous_policy=ambiguous_policy,
         on_batch=on_batch,
     )
+
+
+def image_findings(project: Project, issue: Issue) -> list[Finding]:
+    """What preflight says of the issue's images (every topic's email, as the archive shows
+    it): errors for those no reader can load, warnings for those only this machine can."""
+    report = preflight(previews.archive_html(project, issue), project.render(issue).budget)
+    return [f for f in report.findings if f.check == "images"]
+
+
+def _refuse_unloadable_images(project: Project, issue: Issue) -> None:
+    """Preflight's gate before an issue first goes out: an image no reader's mail program can
+    load (a ``file:`` URL outside the project, ``data:``, a relative URL) is a broken email
+    for every reader, so the send is refused, naming the images. An issue already sending is
+    resumed as it started."""
+    assert issue.id is not None
+    with project.reading() as conn:
+        if issues.issue_row(conn, issue.id).status != IssueStatus.PLANNED:
+            return
+    broken = [f for f in image_findings(project, issue) if f.level == "error"]
+    if broken:
+        examples = "; ".join(e for f in broken for e in f.examples)
+        raise DigestError(
+            f"issue {issue.number} has {sum(f.count for f in broken)} images no reader can "
+            f"load ({examples}): give those posts an http(s) image, or leave them out "
+            f"(`digest issues preflight {issue.number}` shows the report)",
+            where=issue.digest,
+        )
 
 
 def run(

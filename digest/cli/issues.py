@@ -150,6 +150,14 @@ def send_with_progress(
         out.print(f"{issues.why_nothing(project, digest)}: no email sent.")
         return planned, report
     _print_plan(project, planned)
+    for finding in sending.image_findings(project, planned.issue):
+        err.print(
+            f"warning: {finding.message} (×{finding.count}), e.g. {finding.examples[0]}",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     print_sent(project, planned, report)
     return planned, report
 

@@ -19,6 +19,11 @@ class SiteConfig(Section):
     )
     postal_address: str = Field(min_length=1)
     logo: str | None = None
+    images_url: HttpUrl | None = Field(
+        default=None,
+        description="where the project's local images are served (a copy of "
+        "published/images/); default: public_url + /images/, served by `digest serve`",
+    )
     language: str = Field(default="en", description="language and locale of the emails, e.g. de_DE")
     templates: str | None = Field(
         default=None, description="a folder whose templates override the bundled ones"

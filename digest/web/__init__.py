@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from digest.app.wiring import Mailer, Project, check_runtime
-from digest.web import archive, editor_app, issue_review, reader_pages, webhook
+from digest.web import archive, editor_app, images, issue_review, reader_pages, webhook
 from digest.web.headers import SecurityHeaders, server_error
 from digest.web.responses import message
 from digest.web.services import Services
@@ -84,6 +84,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             *reader_pages.ROUTES,
             *archive.ROUTES,
             *webhook.ROUTES,
+            *images.ROUTES,
         ],
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={Exception: server_error, 404: not_found, 405: not_allowed},
