@@ -136,10 +136,18 @@ def _refuse_unloadable_images(project: Project, issue: Issue) -> None:
             return
     broken = [f for f in image_findings(project, issue) if f.level == "error"]
     if broken:
-        examples = "; ".join(e for f in broken for e in f.examples)
+        count = sum(f.count for f in broken)
+        public = project.images().issue(issue)
+        named = [
+            f"{p.post.title!r} ({p.post.image.url[:80]})"
+            for s in public.sections
+            for p in s.posts
+            if p.post.image and not p.post.image.url.lower().startswith(("http://", "https://"))
+        ]
+        which = "; ".join(dict.fromkeys(named)) or "; ".join(e for f in broken for e in f.examples)
         raise DigestError(
-            f"issue {issue.number} has {sum(f.count for f in broken)} images no reader can "
-            f"load ({examples}): give those posts an http(s) image, or leave them out "
+            f"issue {issue.number} has {count} image{'s' if count > 1 else ''} no reader can "
+            f"load: {which}. Give those posts an http(s) image or leave them out "
             f"(`digest issues preflight {issue.number}` shows the report)",
             where=issue.digest,
         )
