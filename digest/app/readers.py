@@ -214,7 +214,7 @@ class Readers:
             self._service_email(
                 "confirm/link",
                 mailbox(subscriber.name, subscriber.email),
-                f"Your {config.digests[0].name} preferences",
+                f"Your preferences for {config.digests[0].name}",
                 preferences_url=f"{config.site.public_url}/preferences/"
                 f"{self.manage_token(subscriber.id)}",
             )

@@ -216,7 +216,8 @@ def _notify(
     topics = ", ".join(s.topic.name for s in issue.sections)
     lines = [
         f"Issue {issue.number} of {digest.name} is planned for {when}:",
-        f"{issue.post_count} posts in {topics}, for {planned.recipients} readers.",
+        f"{issue.post_count} post{'' if issue.post_count == 1 else 's'} in {topics}, for "
+        f"{planned.recipients} reader{'' if planned.recipients == 1 else 's'}.",
         "",
         f"Review and approve it: {link}",
         "",

@@ -8,6 +8,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -49,7 +50,8 @@ def inspect(
     for number, post in enumerate(posts, 1):
         _print_post(number, post)
     unmapped = f", {outcome.unmapped} without a matching topic" if outcome.unmapped else ""
-    out.print(f"{len(posts)} posts from {source} ({outcome.kind}){unmapped}.")
+    count = f"{len(posts)} post{'' if len(posts) == 1 else 's'}"
+    out.print(f"{count} from {escape(source)} ({outcome.kind}){unmapped}.")
 
 
 def post_as_json(post: Post) -> dict[str, object]:

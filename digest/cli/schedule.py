@@ -168,9 +168,9 @@ def _print_trouble(project: Project, runs: list[NextRun]) -> None:
     trouble = recent_trouble(project, [run.digest for run in runs])
     for run in runs:
         for row in trouble[run.digest]:
-            slot = _when(row.slot, run.timezone) if row.slot else "-"
+            slot = f"slot {_when(row.slot, run.timezone)}" if row.slot else "no slot"
             err.print(
-                f"[yellow]{run.digest} {row.kind}:[/] slot {slot}: {row.detail}",
+                f"[yellow]{escape(run.digest)} {row.kind}:[/] {slot}: {escape(row.detail)}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -17,6 +17,8 @@ from digest.config import load_config
 from digest.errors import DigestError
 from digest.scaffold import scaffold
 
+DATA = Path(__file__).parents[2] / "data" / "cli"
+SOURCES = Path(__file__).parents[2] / "data" / "sources"
 STRONG = "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
 ENV = {"DIGEST_SECRET_KEY": STRONG, "COLUMNS": "200"}
 
@@ -172,3 +174,29 @@ def test_a_worker_whose_issue_is_finished_does_not_say_unfinished(site: Path) ->
     code, text = digest(*c, "run")
     assert code == 0 and "Emails submitted: 29" in text and "unfinished" not in text
     assert digest(*c, "worker") == (0, "No unfinished issue: nothing to do.")
+
+
+def test_help_and_errors_show_brackets_as_written(tmp_path: Path) -> None:
+    """Rich markup used to eat `[[editor.users]]` in help and the slug pattern in errors."""
+    code, text = digest("editors", "hash", "--help")
+    assert code == 0 and "Print a password hash for `[[editor.users]]` in digest.toml" in text
+    bad = tmp_path / "digest.toml"
+    bad.write_text((DATA / "bad_slug.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "digest", "plan", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"COLUMNS": "300", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: {bad}: topics[0].slug: string should match pattern "
+        "'^[a-z0-9]+(?:-[a-z0-9]+)*$', got 'Bad Slug'\n"
+    )
+
+
+def test_one_post_is_one_post() -> None:
+    feed = SOURCES / "atom_thumbnail.atom"
+    code, text = digest("inspect", str(feed))
+    assert code == 0 and text.endswith(f"1 post from {feed} (feed).")
