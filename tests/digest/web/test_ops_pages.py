@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from digest.app import issues
+from digest.app import issues, previews, sending
 from tests.conftest import SCREENSHOTS
 from tests.digest.web.conftest import EditorSite, csrf_of
 
@@ -95,3 +95,41 @@ def test_unknown_pages_and_wrong_methods_get_the_sites_own_page(
     page.goto(f"{live.base}/no/such/page")
     assert page.inner_text("h1") == "Page not found"
     shoot(page, "404")
+    page.goto(f"{live.base}/subscribe")
+    logo = page.locator("a.site img.logo")
+    assert logo.evaluate("img => img.complete && img.naturalWidth") > 0  # it loaded
+    shoot(page, "subscribe")
+
+
+def no_sideways_scroll(page: Any) -> None:
+    """Neither the page nor any box in it scrolls sideways at this width."""
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+    wide = page.evaluate(
+        "[...document.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1"
+        " && getComputedStyle(e).overflowX !== 'visible').map(e => e.className)"
+    )
+    assert wide == []
+
+
+def test_history_and_preview_index_fit_a_phone(
+    browser: Any, site: EditorSite, tmp_path: Any
+) -> None:
+    live = site.live
+    sending.send(live.project)
+    result = previews.preview(live.project, "weekly", tmp_path / "preview")
+    page = browser.new_page(viewport={"width": 375, "height": 900})
+    page.goto(f"{live.base}/editor/login?next=/editor/history")
+    page.fill("#email", site.email)
+    page.fill("#password", site.password)
+    page.click("form[action='/editor/login'] button[type=submit]")
+    page.wait_for_url(f"{live.base}/editor/history")
+    no_sideways_scroll(page)
+    assert page.locator("td[data-label=Submitted]").first.inner_text() == "5"
+    shoot(page, "history")
+    page.set_viewport_size({"width": 375, "height": 900})
+    page.goto(result.index.as_uri())
+    no_sideways_scroll(page)
+    assert page.locator("td[data-label=Readers]").count() == len(result.files)
+    for width in (375, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(SCREENSHOTS / f"ops-preview-index-{width}.png"), full_page=True)
