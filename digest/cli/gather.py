@@ -88,7 +88,7 @@ def _print_post(number: int, post: Post) -> None:
     else:
         grid.add_row("image", "[yellow]none[/]")
     grid.add_row("excerpt", post.excerpt)
-    out.print(f"[bold]{number}. {post.title}[/]", highlight=False)
+    out.print(f"[bold]{number}. {escape(post.title)}[/]", highlight=False)
     out.print(grid, highlight=False)
     out.print()
 
@@ -132,4 +132,4 @@ def _print_sources(report: GatherReport) -> None:
         f"Posts: [bold]{report.new}[/] new, {report.updated} updated, {report.unchanged} unchanged."
     )
     for failed in report.failed:
-        err.print(f"[red]Source {failed.job.name!r} failed:[/] {failed.error}")
+        err.print(f"[red]Source {escape(repr(failed.job.name))} failed:[/] {escape(failed.error)}")

@@ -98,7 +98,7 @@ def preview(
     project = open_project(config)
     target = folder or project.config.base_dir / "preview"
     result = previews.preview(project, digest, target)
-    out.print(f"Previews of {len(result.files)} segments: [bold]{result.index}[/]")
+    out.print(f"Previews of {len(result.files)} segments: [bold]{escape(str(result.index))}[/]")
     warn_size(result)
 
 
@@ -273,7 +273,7 @@ def _send_test(
     key = frozenset(s for s in re.split(r"[+,]", segment) if s) if segment else None
     issue, topics, subject = previews.send_test(project, to, digest, key, as_email)
     variant = "+".join(sorted(topics))
-    out.print(f"Test of issue {issue.number} ({variant}) sent to {to}: {subject}")
+    out.print(f"Test of issue {issue.number} ({variant}) sent to {to}: {subject}", markup=False)
 
 
 def _dry_run(project: Project, digest: str | None) -> None:

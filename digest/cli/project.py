@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from digest.app import previews, subscribers
 from digest.app.wiring import Project, upgrade_database
@@ -50,7 +51,7 @@ def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
     config_path = folder / "digest.toml"
     if not config_path.exists():
         scaffold(folder)
-        out.print(f"Created the example project in {folder}")
+        out.print(f"Created the example project in {folder}", markup=False)
     config = _with_signing_secret(load_config(config_path, os.environ))
     project = Project.open(config)
     parsed = subscribers.read_file(project, folder / "subscribers.csv")
@@ -58,8 +59,8 @@ def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
     gather_with_progress(project)
     send_with_progress(project, None)
     result = previews.preview(project, None, (folder / "preview").resolve())
-    out.print(f"Outbox: [bold]{config.outbox_dir}[/]")
-    out.print(f"Previews: [bold]{result.index}[/]")
+    out.print(f"Outbox: [bold]{escape(str(config.outbox_dir))}[/]")
+    out.print(f"Previews: [bold]{escape(str(result.index))}[/]")
     warn_size(result)
 
 
@@ -108,4 +109,4 @@ def serve(
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply database migrations (other commands do this on their own)."""
     url = upgrade_database(config_at(config))
-    out.print(f"Database is up to date: {url}")
+    out.print(f"Database is up to date: {url}", markup=False)

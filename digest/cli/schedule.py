@@ -60,7 +60,7 @@ def scheduler(
     service = SchedulerService(project)
     try:
         for note in service.start():
-            err.print(f"[yellow]{note}[/]", highlight=False)
+            err.print(f"[yellow]{escape(note)}[/]", highlight=False)
         for run in next_runs(project.config, project.clock()):
             out.print(f"{run.digest}: next run {_when(run.at, run.timezone)} ({run.policy})")
         out.print("Scheduler running; Ctrl-C stops it.")
@@ -84,7 +84,11 @@ def _scheduler_lock(project: Project, wait: bool, poll: float) -> SchedulerLock:
                 err.print("Use --wait to take over when it stops.")
                 raise typer.Exit(3) from None
             if not told:
-                err.print(f"{busy}; waiting to take over (Ctrl-C to give up)", highlight=False)
+                err.print(
+                    f"{busy}; waiting to take over (Ctrl-C to give up)",
+                    highlight=False,
+                    markup=False,
+                )
                 told = True
             time.sleep(poll)
 
