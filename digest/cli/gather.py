@@ -132,4 +132,5 @@ def _print_sources(report: GatherReport) -> None:
         f"Posts: [bold]{report.new}[/] new, {report.updated} updated, {report.unchanged} unchanged."
     )
     for failed in report.failed:
-        err.print(f"[red]Source {escape(repr(failed.job.name))} failed:[/] {escape(failed.error)}")
+        why = escape(failed.error or "")
+        err.print(f"[red]Source {escape(repr(failed.job.name))} failed:[/] {why}")
