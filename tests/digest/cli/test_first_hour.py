@@ -163,7 +163,7 @@ def test_the_issue_commands_list_show_decide_exclude_and_preflight(site: Path) -
     assert code == 2 and "it is approved (hold it to change it)" in text
     code, text = digest(*c, "issues", "preflight", "1")
     assert "Preflight of issue 1, Backend & Infrastructure + AI & Machine Learning" in text
-    assert "image from a file: URL" in text
+    assert "image from this machine (localhost)" in text  # published, but under localhost
     code, text = digest(*c, "issues", "show", "9")
     assert code == 2 and "weekly has no issue 9" in text
 
