@@ -200,3 +200,31 @@ def test_one_post_is_one_post() -> None:
     feed = SOURCES / "atom_thumbnail.atom"
     code, text = digest("inspect", str(feed))
     assert code == 0 and text.endswith(f"1 post from {feed} (feed).")
+
+
+def test_a_schedule_every_minute_gets_one_dst_warning_per_clock_change(site: Path) -> None:
+    text = site.read_text(encoding="utf-8").replace(
+        'schedule = "0 8 * * mon"', 'schedule = "* * * * *"'
+    )
+    site.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["--config", str(site), "schedule", "list"], env=ENV)
+    assert result.exit_code == 0
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, warnings  # spring forward and fall back, within a year
+    assert any(
+        "60 run times from 02:00 to 02:59 do not exist in Europe/Berlin (clocks go forward)" in w
+        for w in warnings
+    )
+    assert any("happen twice in Europe/Berlin (clocks go back)" in w for w in warnings)
+    assert "cron * * * * *, Europe/Berlin" in " ".join(result.output.split())
+
+
+def test_numbered_weekdays_are_refused(site: Path) -> None:
+    text = site.read_text(encoding="utf-8").replace(
+        'schedule = "0 8 * * mon"', 'schedule = "0 8 * * 1"'
+    )
+    site.write_text(text, encoding="utf-8")
+    code, out = digest("--config", str(site), "plan")
+    assert code == 2
+    assert "digests[0].schedule: name the weekdays, e.g. '0 8 * * mon-fri'" in out
+    assert "(1 = Tuesday)" in out
