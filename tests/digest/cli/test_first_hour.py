@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
+from digest import db
+from digest.app import gathering, sending
+from digest.app.wiring import Project
 from digest.cli import app
+from digest.cli.issues import print_sent
 from digest.config import load_config
 from digest.errors import DigestError
 from digest.scaffold import scaffold
+from subscribers.store import SubscriberStore
+from tests.conftest import DEMO_NOW
 
 DATA = Path(__file__).parents[2] / "data" / "cli"
 SOURCES = Path(__file__).parents[2] / "data" / "sources"
@@ -228,3 +236,40 @@ def test_numbered_weekdays_are_refused(site: Path) -> None:
     assert code == 2
     assert "digests[0].schedule: name the weekdays, e.g. '0 8 * * mon-fri'" in out
     assert "(1 = Tuesday)" in out
+
+
+def test_a_subject_failing_on_the_issue_is_one_line_naming_the_key(site: Path) -> None:
+    """`issue` is a variable subjects get, but it has no `nope`: known only when rendering."""
+    text = site.read_text(encoding="utf-8").replace(
+        "max_posts_per_topic = 4", 'max_posts_per_topic = 4\nsubject = "{{ issue.nope }}"'
+    )
+    site.write_text(text, encoding="utf-8")
+    digest("--config", str(site), "gather")
+    assert digest("--config", str(site), "plan", "--without-readers")[0] == 0
+    code, out = digest("--config", str(site), "preview", "--out", str(site.parent / "p"))
+    assert code == 2
+    assert "error: weekly.subject: the template fails: " in out
+    assert "has no attribute 'nope'" in out
+
+
+def test_a_stopped_worker_says_what_is_left_now(
+    example_project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another worker may finish the issue after this one stopped: the line says what is left
+    when it is printed, not when this worker stopped."""
+    gathering.gather_sources(example_project)
+    with example_project.engine.begin() as conn:
+        SubscriberStore(conn).add("r@example.com", "R", frozenset({"data"}), DEMO_NOW, "t")
+    planned, report = sending.send(example_project)
+    assert planned is not None and report is not None and report.finished
+    stopped_early = replace(report, finished=False)
+    print_sent(example_project, planned, stopped_early)
+    assert "unfinished" not in capsys.readouterr().out
+    with example_project.engine.begin() as conn:  # a batch still pending: resumable
+        conn.execute(
+            update(db.send_batches)
+            .where(db.send_batches.c.issue_id == report.issue_id)
+            .values(status="pending")
+        )
+    print_sent(example_project, planned, stopped_early)
+    assert "(unfinished: run again to resume)" in " ".join(capsys.readouterr().out.split())
