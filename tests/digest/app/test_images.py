@@ -46,12 +46,14 @@ def test_only_real_images_inside_the_project_are_published(tmp_path: Path) -> No
     (outside / "secret.png").write_bytes(PNG)
     (project / "notes.png").write_text("not an image at all", encoding="utf-8")
     (project / "page.html").write_bytes(PNG)
+    (project / "link.png").symlink_to(outside / "secret.png")
     publisher = ImagePublisher(project, "https://news.example/images")
     for url in [
         (outside / "secret.png").as_uri(),
         (project / ".." / "elsewhere" / "secret.png").as_uri(),
         (project / "notes.png").as_uri(),
         (project / "page.html").as_uri(),
+        (project / "link.png").as_uri(),  # a link out of the project is outside it
         (project / "missing.png").as_uri(),
         "file:///etc/passwd",
         "file://otherhost/site/x.png",
