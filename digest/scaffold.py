@@ -8,7 +8,7 @@ from pathlib import Path
 from digest.errors import DigestError
 
 IGNORED = shutil.ignore_patterns(
-    "__pycache__", "*.pyc", "make_images.py", "outbox", "preview", "*.sqlite3*"
+    "__pycache__", "*.pyc", "make_images.py", "outbox", "preview", "published", "*.sqlite3*"
 )
 
 
