@@ -15,7 +15,10 @@ from digest.config import Config, load_config, resolve_config_path
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
-        "--config", "-c", help="digest.toml to use (else $DIGEST_CONFIG, else ./digest.toml)"
+        "--config",
+        "-c",
+        help="digest.toml to use, given before or after the command (else $DIGEST_CONFIG, "
+        "else ./digest.toml)",
     ),
 ]
 DigestOption = Annotated[
