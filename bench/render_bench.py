@@ -19,8 +19,23 @@ from itertools import combinations
 from digest.models import HeroImage, Issue, IssueSection, Post, StoredPost, Topic
 from digest.personalize import HTML_TOKENS, TEXT_TOKENS, compile_template, token_values
 from digest.render import EmailContext, render_issue
+from digest.render.mjml import compile_mjml, unescape_attributes
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
+MJML_SAMPLE = (
+    '<mjml><mj-body><mj-section><mj-column><mj-image src="https://x.example/a.png" '
+    'alt="We ❤\ufe0f Postgres" /></mj-column></mj-section></mj-body></mjml>'
+)
+
+
+def median_wall_cpu(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -144,6 +159,15 @@ def main() -> None:
     print(f"variant HTML size               : {len(html.encode()) / 1024:9.1f} KiB (all topics)")
     trimmed = sum(1 for v in variants if v.trimmed)
     print(f"variants trimmed to the budget  : {trimmed:9d} of {len(variants)}")
+
+    # mrml's Rust escapes in attribute values, undone on a whole issue's HTML in which every
+    # image's alt holds escapes (the slow path: one emoji with a variation selector is enough).
+    raw = rendered.renderer.document(issue, rendered.sections(frozenset(slugs)), None)
+    escaped = raw.replace('alt="alt"', 'alt="We \\u{2764}\\u{fe0f} Postgres"')
+    wall, cpu = median_wall_cpu(lambda: unescape_attributes(escaped), 20)
+    print(f"undo mrml's escapes, whole issue: {wall * 1000:9.2f} ms wall, {cpu * 1000:.2f} ms CPU")
+    wall, cpu = median_wall_cpu(lambda: compile_mjml(MJML_SAMPLE), 20)
+    print(f"compile_mjml, one small document: {wall * 1000:9.2f} ms wall, {cpu * 1000:.2f} ms CPU")
 
 
 if __name__ == "__main__":

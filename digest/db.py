@@ -198,6 +198,21 @@ events = Table(
 Index("ix_events_issue_event", events.c.issue_id, events.c.event)
 
 
+archive_pages = Table(
+    "archive_pages",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("etag", String(80), nullable=False),
+    Column("html", Text, nullable=False),
+    Column("rendered_at", UtcDateTime, nullable=False),
+)
+"""The web-archive page of each issue that went out, rendered once (:mod:`digest.stores.archive`).
+``fingerprint`` names what the page was rendered with (config, templates, code): a page of
+another fingerprint is stale and rendered again."""
+
+
 schedule_log = Table(
     "schedule_log",
     metadata,
@@ -248,6 +263,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of pages (the default is 2 MiB): recording a large issue writes a million rows.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
+    # SQLite's own lower() changes ASCII only: finding "Ösel" by "ösel" needs Python's.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def make_engine(url: str) -> Engine:

@@ -22,7 +22,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
+from digest.app import bounces
 from digest.app.scheduled import SlotOutcome, log_slot, run_slot
 from digest.app.wiring import Project, check_runtime
 from digest.config import Config
@@ -41,19 +43,27 @@ from digest.schedule.slots import (
 log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
-JobKind = Literal["run", "notify"]
+JobKind = Literal["run", "notify", "bounces"]
 RUN: JobKind = "run"
 NOTIFY: JobKind = "notify"
+BOUNCES: JobKind = "bounces"
+BOUNCES_JOB = "bounces"
+"""The job reading the bounce mailbox every ``[bounces] fetch_minutes`` (when it is set up):
+not a digest's slot, so nothing about it goes to the schedule log."""
 
 
 # APScheduler wiring ----------------------------------------------------------------------------
 
 
 def job_id(digest_slug: str, kind: JobKind = RUN) -> str:
+    if kind == BOUNCES:
+        return BOUNCES_JOB
     return f"digest:{digest_slug}" if kind == RUN else f"digest:{digest_slug}:{kind}"
 
 
 def _parse_job_id(value: str) -> tuple[str, JobKind] | None:
+    if value == BOUNCES_JOB:
+        return "", BOUNCES
     parts = value.split(":")
     if parts[0] != "digest" or len(parts) not in (2, 3):
         return None
@@ -89,6 +99,18 @@ def job_specs(config: Config) -> list[JobSpec]:
                     digest.approval_lead,
                 )
             )
+    bounces = config.file.bounces
+    if bounces.imap_host:
+        every = timedelta(minutes=bounces.fetch_minutes)
+        specs.append(
+            JobSpec(
+                BOUNCES_JOB,
+                "",
+                BOUNCES,
+                IntervalTrigger(seconds=every.total_seconds(), timezone=UTC),
+                every,
+            )
+        )
     return specs
 
 
@@ -114,6 +136,9 @@ def scheduled_job(digest_slug: str, kind: str) -> None:
     """What APScheduler calls. Runs in the executor's thread."""
     if _service is None:
         raise RuntimeError("no SchedulerService is running in this process")
+    if kind == BOUNCES:
+        _service.fetch_bounces()
+        return
     _service.fire(digest_slug, NOTIFY if kind == NOTIFY else RUN)
 
 
@@ -134,7 +159,7 @@ class SchedulerService:
         self.specs = {spec.id: spec for spec in job_specs(project.config)}
         self.scheduler = scheduler_factory(
             jobstores={"default": project.job_store(JOB_TABLE)},
-            executors={"default": ThreadPoolExecutor(max(1, len(self.project.config.digests)))},
+            executors={"default": ThreadPoolExecutor(max(1, len(self.specs)))},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
@@ -162,6 +187,10 @@ class SchedulerService:
             old = stored.get(spec.id)
             same = old is not None and repr(old.trigger) == repr(spec.trigger)
             next_run = old.next_run_time if same and old is not None else None
+            if spec.kind == BOUNCES:
+                # No slots to catch up: one interval (its grace) from now, the next fetch
+                # reads whatever came meanwhile.
+                next_run = now + spec.grace
             if next_run is None:
                 next_run = spec.trigger.get_next_fire_time(None, now)
             elif next_run <= now:
@@ -203,6 +232,17 @@ class SchedulerService:
             notes.append(f"{spec.digest} {shown:%Y-%m-%d %H:%M} UTC: {detail}")
         return notes
 
+    def fetch_bounces(self) -> None:
+        """The bounce mailbox job: a failure (the server is down) is logged; the next run
+        reads whatever this one did not."""
+        try:
+            report = bounces.fetch_configured(self.project)
+        except Exception:
+            log.exception("reading the bounce mailbox failed")
+            return
+        if report.read:
+            log.info("bounce mailbox: %s; %d suppressed", dict(report.outcomes), report.suppressed)
+
     def _slot_of(self, spec: JobSpec, fire: datetime) -> datetime:
         fire = fire.astimezone(UTC)
         return fire + spec.trigger.lead if isinstance(spec.trigger, LeadTrigger) else fire
@@ -231,6 +271,8 @@ class SchedulerService:
         if parsed is None:
             return
         slug, kind = parsed
+        if kind == BOUNCES:
+            return  # not a digest's slot: nothing to record
         spec = self.specs.get(event.job_id)
         scheduled = getattr(event, "scheduled_run_time", None)
         slot = self._slot_of(spec, scheduled) if spec and scheduled else None

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from subscribers.cells import guard
+from subscribers.models import Status
 from subscribers.store import SubscriberStore
 
 COLUMNS = (
@@ -32,9 +33,13 @@ def _iso(value: datetime | None) -> str:
 
 
 def records(store: SubscriberStore, chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every subscriber but the erased: they hold no address, and their hash is tied to this
+    project's secret key (:mod:`subscribers.erasure`)."""
     for rows in store.iterate_rows(chunk_size):
         topics = store.topics_of([r.id for r in rows])
         for r in rows:
+            if r.status == Status.ERASED.value:
+                continue
             yield {
                 "email": r.email,
                 "name": r.name,

@@ -5,16 +5,36 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 
 from subscribers.cells import unguard
+from subscribers.models import Status
 from subscribers.names import ENCODED_WORD, name_problem
 
 TOPIC_SEPARATORS = (";", "|")
 REQUIRED_COLUMNS = ("email", "topics")
+DATE_COLUMNS = ("created_at", "confirmed_at", "changed_at", "unsubscribed_at", "paused_until")
+"""Dates an export writes and an import keeps for the addresses it adds (ISO 8601 with an
+offset; an empty cell is no date)."""
+KEPT_COLUMNS = ("status", "source", *DATE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a row says beyond address, name and topics, as our exports write it: the status
+    (None when the file has no status column or the cell is empty), where the address came
+    from, and its dates. An import keeps them for the addresses it adds."""
+
+    status: Status | None = None
+    source: str = ""
+    dates: Mapping[str, datetime] = field(default_factory=dict)
+
+
+NOTHING_KEPT = Kept()
 
 
 @dataclass(frozen=True)
@@ -23,6 +43,7 @@ class ImportRow:
     email: str
     name: str
     topics: frozenset[str]
+    kept: Kept = NOTHING_KEPT
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,35 @@ def normalize_email(address: str) -> str:
 def email_key(address: str) -> str:
     """Addresses are unique case-insensitively."""
     return address.lower()
+
+
+def read_kept(cells: Mapping[str, str]) -> Kept | str:
+    """The status, source and dates among ``cells`` (column → text, unguarded), or why they
+    cannot be read. A status the list does not know is refused, not taken as active: a file
+    that says "Unsubscribed " or "bounce" means someone who must not be mailed."""
+    status_text = cells.get("status", "").strip().lower()
+    status: Status | None = None
+    if status_text:
+        try:
+            status = Status(status_text)
+        except ValueError:
+            known = ", ".join(s.value for s in Status if s is not Status.ERASED)
+            return f"unknown status {cells['status']!r}; known: {known}"
+        if status is Status.ERASED:
+            return "an erased entry holds no address and is not imported"
+    dates: dict[str, datetime] = {}
+    for column in DATE_COLUMNS:
+        text = cells.get(column, "").strip()
+        if not text:
+            continue
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return f"{column} {text!r} is not an ISO 8601 date"
+        if moment.tzinfo is None:
+            return f"{column} {text!r} has no UTC offset"
+        dates[column] = moment
+    return Kept(status, cells.get("source", "").strip()[:100], dates)
 
 
 def split_topics(value: str) -> list[str]:
@@ -111,7 +161,10 @@ def parse_csv(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
         # Our own exports guard cells a spreadsheet would run; the guard comes off here.
         name = unguard(record[index["name"]].strip()) if "name" in index else ""
         email = unguard(record[index["email"]].strip())
-        rows.add(line, email, name, split_topics(unguard(record[index["topics"]])))
+        kept = read_kept(
+            {c: unguard(record[index[c]]) for c in KEPT_COLUMNS if c in index},
+        )
+        rows.add(line, email, name, split_topics(unguard(record[index["topics"]])), kept)
     return rows.result()
 
 
@@ -124,7 +177,9 @@ class _Rows:
         self.problems: list[RowProblem] = []
         self.seen: dict[str, int] = {}
 
-    def add(self, line: int, raw_email: str, name: str, wanted: list[str]) -> None:
+    def add(
+        self, line: int, raw_email: str, name: str, wanted: list[str], kept: Kept | str
+    ) -> None:
         try:
             address = normalize_email(raw_email)
         except ValueError as err:
@@ -146,12 +201,18 @@ class _Rows:
                 RowProblem(line, f"unknown topic(s): {', '.join(map(repr, unknown))}", address)
             )
             return
-        if not wanted:
+        if isinstance(kept, str):
+            self.problems.append(RowProblem(line, kept, address))
+            return
+        # A row with a status is an export's: whoever it lists is kept, following nothing if
+        # that is what they do (left their last topic), or the import would forget them (and
+        # that they must not be mailed). A file written by hand must name topics.
+        if not wanted and kept.status is None:
             self.problems.append(RowProblem(line, "no topics", address))
             return
         self.seen[key] = line
         slugs = frozenset(s for s in map(self.resolve, wanted) if s is not None)
-        self.rows.append(ImportRow(line, address, name, slugs))
+        self.rows.append(ImportRow(line, address, name, slugs, kept))
 
     def result(self) -> ParsedFile:
         return ParsedFile(tuple(self.rows), tuple(self.problems))
@@ -174,7 +235,8 @@ def parse_jsonl(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFil
             continue
         topics = item.get("topics", [])
         wanted = split_topics(topics) if isinstance(topics, str) else [str(t) for t in topics]
-        rows.add(number, item["email"], str(item.get("name") or ""), wanted)
+        cells = {c: str(item[c]) for c in KEPT_COLUMNS if item.get(c) is not None}
+        rows.add(number, item["email"], str(item.get("name") or ""), wanted, read_kept(cells))
     return rows.result()
 
 

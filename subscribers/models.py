@@ -13,14 +13,25 @@ class Status(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    ERASED = "erased"
+    """Erased on request: the row keeps no address or name, only a keyed hash of the address
+    (:mod:`subscribers.erasure`) so that the person stays suppressed."""
 
     @property
     def suppressed(self) -> bool:
-        """Never mailed again, and never reactivated by an import."""
+        """Never mailed again, and never made active by an import that says nothing of
+        consent (see :data:`NEEDS_OWN_CONFIRMATION` for those no import revives)."""
         return self in SUPPRESSED
 
 
-SUPPRESSED = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
+SUPPRESSED = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED, Status.ERASED})
+NEEDS_OWN_CONFIRMATION = frozenset({Status.BOUNCED, Status.COMPLAINED, Status.ERASED})
+"""Who no import brings back, not even with ``--reactivate``: a complaint is the person telling
+their mail provider we sent spam, a bounce says the address does not take mail, an erasure is
+a request to be forgotten. An editor's file cannot prove any of that has changed; only the
+person can, by a fresh double opt-in from their own mailbox (the preferences page's
+"send me a confirmation link"). An unsubscription is different: the person may well have
+asked the editor to come back, and ``--reactivate`` is the editor saying so."""
 
 
 @dataclass(frozen=True)

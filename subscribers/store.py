@@ -10,11 +10,13 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
+from sqlalchemy import text as sql_text
 
 from subscribers import tables
+from subscribers.erasure import ErasureHasher
 from subscribers.importer import ImportRow, email_key
-from subscribers.models import Status, Subscriber
+from subscribers.models import NEEDS_OWN_CONFIRMATION, Status, Subscriber
 
 CHUNK = 500
 AnyRow = Row[*tuple[Any, ...]]
@@ -23,17 +25,78 @@ AnyRow = Row[*tuple[Any, ...]]
 @dataclass(frozen=True)
 class UpsertSummary:
     added: int = 0
+    """New addresses, whatever their status (the two counts below are among them)."""
+    added_pending: int = 0
+    """New addresses the file says never confirmed: stored as pending, not mailed."""
+    added_suppressed: int = 0
+    """New addresses the file says unsubscribed, bounced or complained: stored so, so that
+    they are never mailed (an import into a fresh project keeps its suppression list)."""
     updated: int = 0
     unchanged: int = 0
     reactivated: int = 0
     suppressed: tuple[str, ...] = ()
     """Addresses left alone because they unsubscribed, bounced or complained."""
+    suppressed_by_file: tuple[str, ...] = ()
+    """Known addresses that were active or pending and that the file says are suppressed:
+    they are suppressed here too (a wish not to be mailed is honoured wherever it is found)."""
+    needs_own_confirmation: tuple[str, ...] = ()
+    """Bounced or complained addresses that ``--reactivate`` did not revive: only the person's
+    own double opt-in does (see :data:`~subscribers.models.NEEDS_OWN_CONFIRMATION`)."""
+    erased: tuple[str, ...] = ()
+    """Addresses erased on request: left out, never stored again."""
 
 
 def _chunks(rows: Iterable[ImportRow], size: int) -> Iterator[list[ImportRow]]:
     iterator = iter(rows)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def _new_row(row: ImportRow, status: Status, now: datetime, source: str) -> dict[str, object]:
+    """The columns of a new subscriber: the file's dates and source where it gives them."""
+    dates = row.kept.dates
+    # A row with a status is an export's, whose dates are all there is: an empty cell is no
+    # date. A file without statuses dates its people from now.
+    active = status is Status.ACTIVE and row.kept.status is None
+    return {
+        "email": row.email,
+        "email_key": email_key(row.email),
+        "name": row.name,
+        "status": status.value,
+        "source": row.kept.source or source,
+        "created_at": dates.get("created_at", now),
+        "changed_at": dates.get("changed_at", now),
+        "confirmed_at": dates.get("confirmed_at", now if active else None),
+        "unsubscribed_at": dates.get(
+            "unsubscribed_at",
+            now if status is Status.UNSUBSCRIBED and row.kept.status is None else None,
+        ),
+        "paused_until": dates.get("paused_until"),
+    }
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.added = self.added_pending = self.added_suppressed = 0
+        self.updated = self.unchanged = self.reactivated = 0
+        self.suppressed: list[str] = []
+        self.suppressed_by_file: list[str] = []
+        self.needs_own_confirmation: list[str] = []
+        self.erased: list[str] = []
+
+    def summary(self) -> UpsertSummary:
+        return UpsertSummary(
+            self.added,
+            self.added_pending,
+            self.added_suppressed,
+            self.updated,
+            self.unchanged,
+            self.reactivated,
+            tuple(self.suppressed),
+            tuple(self.suppressed_by_file),
+            tuple(self.needs_own_confirmation),
+            tuple(self.erased),
+        )
 
 
 class SubscriberStore:
@@ -66,18 +129,24 @@ class SubscriberStore:
         *,
         dry_run: bool = False,
         reactivate: bool = False,
+        hasher: ErasureHasher | None = None,
     ) -> UpsertSummary:
-        """New addresses become active; known ones take the file's name and topics.
+        """New addresses are added with the status the file gives them (active when it gives
+        none), with its dates and source; known ones take the file's name and topics.
 
-        Suppressed addresses (unsubscribed, bounced, complained) are left exactly as they are,
-        unless ``reactivate`` says the file is proof of fresh consent.
+        No import makes a suppressed address active, except ``reactivate`` (the file is proof
+        of fresh consent) for unsubscribed addresses the file lists as active or without a
+        status; bounced and complained ones need the person's own confirmation. A file that
+        says a known address is suppressed suppresses it. Addresses erased on request (found
+        by their hash through ``hasher``) are left out.
         """
         topic_id = self._topic_ids()
-        added = updated = unchanged = reactivated = 0
-        suppressed: list[str] = []
+        tally = _Tally()
         for chunk in _chunks(rows, CHUNK):
+            if hasher is not None:
+                chunk = self._without_erased(chunk, hasher, tally)
             known = {
-                s.email.lower(): s
+                email_key(s.email): s
                 for s in self._with_topics(
                     list(
                         self.conn.execute(
@@ -91,34 +160,79 @@ class SubscriberStore:
                 )
             }
             fresh = [r for r in chunk if email_key(r.email) not in known]
-            added += len(fresh)
+            for row in fresh:
+                status = row.kept.status or Status.ACTIVE
+                tally.added += 1
+                tally.added_pending += status is Status.PENDING
+                tally.added_suppressed += status.suppressed
             if fresh and not dry_run:
                 self._insert_many(fresh, Status.ACTIVE, now, source, topic_id)
             for row in chunk:
                 existing = known.get(email_key(row.email))
-                if existing is None:
-                    continue
-                if existing.status.suppressed and not reactivate:
-                    suppressed.append(row.email)
-                    continue
-                revive = existing.status is not Status.ACTIVE
-                if not revive and existing.name == row.name and existing.topics == row.topics:
-                    unchanged += 1
-                    continue
-                reactivated += revive
-                updated += not revive
-                if dry_run:
-                    continue
-                values: dict[str, object] = {"name": row.name, "changed_at": now}
-                if revive:
-                    values |= {"status": Status.ACTIVE.value, "confirmed_at": now}
-                self.conn.execute(
-                    update(tables.subscribers)
-                    .where(tables.subscribers.c.id == existing.id)
-                    .values(**values)
-                )
-                self.set_topics(existing.id, row.topics, topic_id)
-        return UpsertSummary(added, updated, unchanged, reactivated, tuple(suppressed))
+                if existing is not None:
+                    self._merge(existing, row, now, topic_id, tally, dry_run, reactivate)
+        return tally.summary()
+
+    def _merge(
+        self,
+        existing: Subscriber,
+        row: ImportRow,
+        now: datetime,
+        topic_id: dict[str, int],
+        tally: _Tally,
+        dry_run: bool,
+        reactivate: bool,
+    ) -> None:
+        """One known address and what the file says of it (see :meth:`upsert`)."""
+        said = row.kept.status
+        if existing.status.suppressed:
+            if not reactivate or (said is not None and said is not Status.ACTIVE):
+                tally.suppressed.append(row.email)
+            elif existing.status in NEEDS_OWN_CONFIRMATION:
+                tally.needs_own_confirmation.append(row.email)
+            else:
+                tally.reactivated += 1
+                if not dry_run:
+                    self.set_status_of(existing.id, Status.ACTIVE, now)
+                    self._take(existing.id, row, now, topic_id)
+            return
+        if said is not None and said.suppressed:
+            tally.suppressed_by_file.append(row.email)
+            if not dry_run:
+                self.set_status_of(existing.id, said, now)
+            return
+        # Pending in the file and known here: the file tells nothing new of consent.
+        revive = existing.status is Status.PENDING and said is not Status.PENDING
+        if not revive and existing.name == row.name and existing.topics == row.topics:
+            tally.unchanged += 1
+            return
+        tally.reactivated += revive
+        tally.updated += not revive
+        if dry_run:
+            return
+        if revive:
+            self.set_status_of(existing.id, Status.ACTIVE, now)
+        self._take(existing.id, row, now, topic_id)
+
+    def _take(
+        self, subscriber_id: int, row: ImportRow, now: datetime, topic_id: dict[str, int]
+    ) -> None:
+        self.update(subscriber_id, now, name=row.name)
+        self.set_topics(subscriber_id, row.topics, topic_id)
+
+    def _without_erased(
+        self, chunk: list[ImportRow], hasher: ErasureHasher, tally: _Tally
+    ) -> list[ImportRow]:
+        erased = self.erased_among(hasher.keys_of(r.email for r in chunk))
+        if not erased:
+            return chunk
+        kept = []
+        for row in chunk:
+            if erased & set(hasher.keys(row.email)):
+                tally.erased.append(row.email)
+            else:
+                kept.append(row)
+        return kept
 
     def _insert_many(
         self,
@@ -134,19 +248,7 @@ class SubscriberStore:
                 tables.subscribers.c.email_key,
                 sort_by_parameter_order=True,
             ),
-            [
-                {
-                    "email": r.email,
-                    "email_key": email_key(r.email),
-                    "name": r.name,
-                    "status": status.value,
-                    "source": source,
-                    "created_at": now,
-                    "changed_at": now,
-                    "confirmed_at": now if status is Status.ACTIVE else None,
-                }
-                for r in rows
-            ],
+            [_new_row(r, r.kept.status or status, now, source) for r in rows],
         )
         ids = {key: sid for sid, key in inserted}
         links = [
@@ -201,6 +303,33 @@ class SubscriberStore:
             return None
         self.set_status_of(existing.id, status, now)
         return self.by_id(existing.id)
+
+    def lock(self, subscriber_id: int) -> None:
+        """Hold the subscriber's row until the transaction ends (PostgreSQL; SQLite has one
+        writer at a time anyway), so that two changes of one person's topics at once run one
+        after the other instead of both deleting and inserting the same links."""
+        self.conn.execute(
+            select(tables.subscribers.c.id)
+            .where(tables.subscribers.c.id == subscriber_id)
+            .with_for_update()
+        )
+
+    def activate(self, subscriber_id: int, now: datetime) -> bool:
+        """Make a subscriber active; True when this call did (they were not active before).
+        One statement, so of two at once exactly one sees the change: PostgreSQL's second
+        UPDATE waits for the first and then finds the row active; SQLite runs one at a time.
+        An erased row is never made active."""
+        changed = self.conn.execute(
+            update(tables.subscribers)
+            .where(
+                tables.subscribers.c.id == subscriber_id,
+                tables.subscribers.c.status.not_in([Status.ACTIVE.value, Status.ERASED.value]),
+            )
+            .values(
+                status=Status.ACTIVE.value, confirmed_at=now, unsubscribed_at=None, changed_at=now
+            )
+        )
+        return changed.rowcount == 1
 
     def set_status_of(self, subscriber_id: int, status: Status, now: datetime) -> None:
         values: dict[str, object] = {"status": status.value}
@@ -259,6 +388,125 @@ class SubscriberStore:
             )
             for r in rows
         ]
+
+    # finding people, erasing them ----------------------------------------------------------
+
+    def search(
+        self,
+        text: str,
+        *,
+        status: Status | None = None,
+        topic: str | None = None,
+        after: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[Subscriber], int | None]:
+        """One page of the subscribers whose address or name holds ``text`` (any case), by
+        id after ``after``; and the ``after`` of the next page, None on the last.
+
+        Text with an ``@`` inside (``ada@``, ``ada@example.com``) is the start of an
+        address, looked up as a range of the unique index on ``email_key``; other text
+        (``ada``, ``@example.com``, a name) is looked for anywhere in address and name,
+        and the scan stops as soon as the page is full. Erased rows are found only by
+        status (they hold no address or name)."""
+        s = tables.subscribers
+        query = select(s).where(s.c.id > after).order_by(s.c.id).limit(limit + 1)
+        needle = text.strip().lower()
+        if needle and "@" in needle[1:]:
+            # The range must compare by code point. SQLite and a PostgreSQL database made with
+            # the C collation (C, POSIX, C.UTF-8) do, through the unique index; one made with a
+            # language's (en_US.UTF-8) may sort U+10FFFF anywhere, so there the range is
+            # compared under "C", correct but without the index (the page still stops the
+            # scan when it is full).
+            key = s.c.email_key if self._sorts_by_code_point() else s.c.email_key.collate("C")
+            query = query.where(
+                key >= needle,
+                key < needle + "\U0010ffff",
+                s.c.email_key.startswith(needle, autoescape=True),
+            )
+        elif needle:
+            query = query.where(
+                or_(
+                    s.c.email_key.contains(needle, autoescape=True),
+                    func.lower(s.c.name).contains(needle, autoescape=True),
+                )
+            )
+        if status is not None:
+            query = query.where(s.c.status == status.value)
+        if topic is not None:
+            query = query.where(
+                s.c.id.in_(
+                    select(tables.subscriptions.c.subscriber_id)
+                    .join(tables.topics, tables.topics.c.id == tables.subscriptions.c.topic_id)
+                    .where(tables.topics.c.slug == topic)
+                )
+            )
+        rows = list(self.conn.execute(query))
+        page = self._with_topics(rows[:limit])
+        return page, (page[-1].id if len(rows) > limit else None)
+
+    def _sorts_by_code_point(self) -> bool:
+        if self.conn.dialect.name != "postgresql":
+            return True
+        collation = str(
+            self.conn.execute(
+                sql_text("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+            ).scalar()
+        )
+        return collation in ("C", "POSIX") or collation.startswith("C.")
+
+    def row(self, subscriber_id: int) -> AnyRow | None:
+        """Every column of one subscriber (the dates a person's page and data export show)."""
+        return self.conn.execute(
+            select(tables.subscribers).where(tables.subscribers.c.id == subscriber_id)
+        ).first()
+
+    def has_erased(self) -> bool:
+        return (
+            self.conn.execute(
+                select(tables.subscribers.c.id)
+                .where(tables.subscribers.c.status == Status.ERASED.value)
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def erased_among(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` (erasure hashes) that an erased row keeps."""
+        wanted = list(keys)
+        if not wanted:
+            return set()
+        return set(
+            self.conn.execute(
+                select(tables.subscribers.c.email_key).where(
+                    tables.subscribers.c.email_key.in_(wanted)
+                )
+            ).scalars()
+        )
+
+    def erase(self, subscriber_id: int, erased_key: str, now: datetime) -> None:
+        """Forget the address, name, source and topics of a subscriber; the row stays, holding
+        ``erased_key`` (:meth:`ErasureHasher.key`) in place of the address, so that the person
+        stays suppressed and the row's id is never given to someone else (SQLite reuses the
+        highest id of a deleted row, and links in old emails carry the id)."""
+        self.conn.execute(
+            delete(tables.subscriptions).where(
+                tables.subscriptions.c.subscriber_id == subscriber_id
+            )
+        )
+        if self.erased_among([erased_key]):  # erased before under another row: keep both rows
+            erased_key = f"{erased_key}:{subscriber_id}"
+        self.update(
+            subscriber_id,
+            now,
+            email="",
+            email_key=erased_key,
+            name="",
+            source="",
+            status=Status.ERASED.value,
+            confirmed_at=None,
+            unsubscribed_at=now,
+            paused_until=None,
+        )
 
     def stats(self) -> tuple[Counter[str], Counter[str]]:
         """Counts per status, and active subscribers per topic."""

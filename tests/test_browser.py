@@ -55,7 +55,8 @@ def measure(page: Any) -> dict[str, Any]:
           const r = el.getBoundingClientRect();
           return {x: r.left, y: r.top, w: r.width, right: r.right, bottom: r.bottom};
         };
-        const heroes = [...document.images].filter(i => i.alt !== 'Northwind Engineering');
+        const heroes = [...document.images].filter(
+          i => i.alt !== 'Northwind Engineering' && !/logo(-dark)?[.]png$/.test(i.src));
         const cards = heroes.map(img => {
           let section = img.closest('div[style*="max-width:600px"]');
           const title = section.querySelector('h3');

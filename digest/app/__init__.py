@@ -9,9 +9,12 @@ Faces (the CLI, the web app, the scheduler) call these use cases and nothing bel
 * :mod:`digest.app.previews`: the preview folder, the web-archive page, a test send;
 * :mod:`digest.app.sending`: send by hand, send now, run (gather → plan → send);
 * :mod:`digest.app.scheduled`: one scheduled slot (gather → plan → gate → act);
-* :mod:`digest.app.readers`: sign-up and confirmation, preferences, unsubscribing, the archive;
+* :mod:`digest.app.readers`: sign-up and confirmation, preferences, unsubscribing;
+* :mod:`digest.app.archive`: the web archive (each issue's page, rendered once and kept; the
+  index and the Atom feed);
 * :mod:`digest.app.editorial`: the editor app's login, dashboard, history, issue page, actions;
 * :mod:`digest.app.feedback`: SendGrid's signed event webhook;
+* :mod:`digest.app.bounces`: the bounce mailbox of SMTP sends, applied with the webhook's rules;
 
 Each use case owns its transaction.
 """

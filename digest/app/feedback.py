@@ -7,10 +7,17 @@ project's settings and applies the batch in one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import Connection
+
+from digest.app.subscribers import erasure_hasher
 from digest.app.wiring import Project
 from digest.events import EventReport, apply_events, parse, signature_valid
+from digest.send import people as ledger_people
+from subscribers.store import SubscriberStore
 
 
 class WebhookRefused(Exception):
@@ -62,4 +69,21 @@ def apply_webhook(
     except ValueError as problem:
         raise NotABatch(str(problem)) from problem
     with project.transaction() as conn:
-        return apply_events(conn, events, project.clock())
+        report = apply_events(conn, events, project.clock())
+        _forget_erased(project, conn, events)
+        return report
+
+
+def _forget_erased(project: Project, conn: Connection, events: list[Mapping[str, Any]]) -> None:
+    """An event that comes after its reader was erased on request (a late "delivered") would
+    store the address again: blank it, as the erasure did (:mod:`digest.app.people`)."""
+    store = SubscriberStore(conn)
+    if not store.has_erased():
+        return
+    hasher = erasure_hasher(project, store)
+    addresses = {str(e.get("email") or "") for e in events} - {""}
+    if hasher is None or not addresses:
+        return
+    found = hasher.keys_of(addresses)
+    for key in store.erased_among(found):
+        ledger_people.forget_events(conn, found[key])

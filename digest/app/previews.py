@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digest.app import issues as issue_cases
+from digest.app.archive import archive_links
 from digest.app.wiring import Project
 from digest.errors import DigestError, NoReaders
 from digest.models import Issue, TopicSet
@@ -54,11 +55,9 @@ def sample_values(
 
 
 def archive_html(project: Project, issue: Issue, rendered: RenderedIssue | None = None) -> str:
-    """The web-archive page: every topic, the links leading to the generic pages."""
-    rendered = rendered or project.render(issue)
-    generic = sample_values(project.config.site.public_url, issue.topic_slugs, "there")
-    html = rendered.variant(frozenset(issue.topic_slugs)).html
-    return compile_template(html).fill(generic)
+    """The web-archive page: every topic, no personal link (:mod:`digest.app.archive` serves
+    it, rendered once, for issues that went out)."""
+    return (rendered or project.render(issue)).archive_page(archive_links(project, issue.digest))
 
 
 def preview(

@@ -16,19 +16,17 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
-from digest.app import issues as issue_cases
 from digest.app.background import Background
 from digest.app.images import IMAGES_ROUTE
-from digest.app.previews import archive_html
 from digest.app.wiring import Project
-from digest.lifecycle import IssueStatus, approval_shown
+from digest.lifecycle import approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
 from digest.send.message import compose, mailbox
-from digest.stores import issues
+from subscribers.erasure import ErasureHasher
 from subscribers.importer import normalize_email
 from subscribers.models import Status, Subscriber
-from subscribers.names import MAX_NAME_LENGTH, name_problem
+from subscribers.names import MAX_NAME_LENGTH, name_problem, usable_name
 from subscribers.store import SubscriberStore
 from subscribers.tokens import InvalidToken, Purpose
 
@@ -65,6 +63,10 @@ class Readers:
         self._env = project.environment()
         self._env.globals["approval_shown"] = approval_shown  # the editor pages' badges
         self._signer = project.signer()
+        secrets = project.config.secrets
+        self._erasure = ErasureHasher(
+            [k for k in (secrets.require_secret_key(), secrets.previous_secret_key) if k]
+        )
         self._env.globals["logo_src"] = self._logo_src()
 
     def _logo_src(self) -> str | None:
@@ -103,8 +105,8 @@ class Readers:
         payload = self._signer.verify(purpose, token)
         with self.project.reading() as conn:
             subscriber = SubscriberStore(conn).by_id(int(str(payload["s"])))
-        if subscriber is None:
-            raise InvalidToken("unknown")
+        if subscriber is None or subscriber.status is Status.ERASED:
+            raise InvalidToken("unknown")  # erased on request: their old links lead nowhere
         return subscriber, payload.get("topics")
 
     # subscribe and confirm -------------------------------------------------------------
@@ -146,6 +148,8 @@ class Readers:
             store = SubscriberStore(conn)
             subscriber = store.get(email)
             if subscriber is None:
+                if store.erased_among(self._erasure.keys(email)):
+                    return  # erased on request: stays suppressed, gets nothing
                 subscriber = store.add(email, name, frozenset(topics), now, "web", Status.PENDING)
             elif subscriber.status in NO_CONFIRMATION:
                 return
@@ -168,14 +172,41 @@ class Readers:
         self.mailer(self._confirmation(subscriber, subscriber.name, topics, token))
 
     def confirm(self, token: str) -> str:
+        """Make the token's subscriber active with its topics; the one call that turns them
+        active (the first click; a second click, even at the same moment, finds them active
+        already) queues the welcome email. The preferences token."""
         subscriber, topics = self.subscriber_for(Purpose.CONFIRM, token)
         now = self.project.clock()
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)
-            store.set_status_of(subscriber.id, Status.ACTIVE, now)
+            store.lock(subscriber.id)  # two clicks at once: one after the other
+            became_active = store.activate(subscriber.id, now)
             known = {t.slug for t in self.project.topics()}
             store.set_topics(subscriber.id, frozenset(t for t in topics or [] if t in known))
+        if became_active:
+            self._later(lambda: self._welcome_now(subscriber.id))
         return self.manage_token(subscriber.id)
+
+    def _welcome_now(self, subscriber_id: int) -> None:
+        with self.project.reading() as conn:
+            subscriber = SubscriberStore(conn).by_id(subscriber_id)
+        if subscriber is None or subscriber.status is not Status.ACTIVE:
+            return  # left, or erased, before the welcome went
+        config = self.project.config
+        token = self.manage_token(subscriber.id)
+        base = config.site.public_url
+        message = self._service_email(
+            "confirm/welcome",
+            mailbox(subscriber.name, subscriber.email),
+            f"Welcome to {config.digests[0].name}",
+            first_name=usable_name(subscriber.first_name),
+            topic_names=[t.name for t in self.project.topics() if t.slug in subscriber.topics],
+            preferences_url=f"{base}/preferences/{token}",
+            unsubscribe_url=f"{base}/unsubscribe/{token}",
+        )
+        message["List-Unsubscribe"] = f"<{base}/unsubscribe/{token}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        self.mailer(message)
 
     def _confirmation(
         self, subscriber: Subscriber, name: str, topics: Sequence[str], token: str
@@ -305,12 +336,3 @@ class Readers:
                 store.update(subscriber_id, self.project.clock())
             elif subscriber.status not in NO_CONFIRMATION:  # leaving the last topic is leaving
                 store.set_status_of(subscriber_id, Status.UNSUBSCRIBED, self.project.clock())
-
-    # archive ---------------------------------------------------------------------------
-
-    def archive(self, digest: str, number: int) -> str | None:
-        with self.project.reading() as conn:
-            row = issues.issue_by_number(conn, digest, number)
-        if row is None or row.status not in (IssueStatus.SENDING, IssueStatus.SENT):
-            return None  # planned, held or skipped issues are not public: no reader got them
-        return archive_html(self.project, issue_cases.load(self.project, row.id))

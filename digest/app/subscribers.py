@@ -7,7 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 from digest.app.wiring import Project
+from digest.config.environment import SECRET_KEY_ENV
 from digest.errors import DigestError
+from subscribers.erasure import ErasureHasher
 from subscribers.exporter import records, write_csv, write_jsonl
 from subscribers.importer import (
     ParsedFile,
@@ -49,18 +51,36 @@ def read_file(project: Project, path: Path) -> ParsedFile:
         ) from None
 
 
+def erasure_hasher(project: Project, store: SubscriberStore) -> ErasureHasher | None:
+    """The hasher that recognises addresses erased on request (:mod:`subscribers.erasure`);
+    None while the project has erased nobody and has no secret key. Erased people and no key
+    to recognise them by is a DigestError: going on would add them back."""
+    secrets = project.config.secrets
+    if not secrets.secret_key:
+        if store.has_erased():
+            raise DigestError(
+                f"{SECRET_KEY_ENV} is not set, and it is needed to recognise the addresses "
+                "erased on request (they are kept only as a hash keyed with it)",
+                where=SECRET_KEY_ENV,
+            )
+        return None
+    return ErasureHasher([k for k in (secrets.secret_key, secrets.previous_secret_key) if k])
+
+
 def import_file(
     project: Project, parsed: ParsedFile, source: str, dry_run: bool, reactivate: bool = False
 ) -> UpsertSummary:
     """Upsert the good rows of ``parsed`` (read from ``source``); see
     :meth:`SubscriberStore.upsert` for who is left alone."""
     with project.transaction() as conn:
-        return SubscriberStore(conn).upsert(
+        store = SubscriberStore(conn)
+        return store.upsert(
             parsed.rows,
             project.clock(),
             source=f"import:{Path(source).name}",
             dry_run=dry_run,
             reactivate=reactivate,
+            hasher=erasure_hasher(project, store),
         )
 
 
@@ -72,8 +92,9 @@ def export(project: Project, path: Path) -> int:
         return write_jsonl(items, handle) if _json_lines(path) else write_csv(items, handle)
 
 
-def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
-    """Add one active subscriber; ``topics`` is names or slugs separated as in a CSV file."""
+def topic_slugs(project: Project, topics: str) -> frozenset[str]:
+    """The slugs of ``topics``: names or slugs, any case, separated as in a CSV file; a
+    DigestError naming the unknown ones (and the known) otherwise, or when none is given."""
     resolve = _resolver(project)
     wanted = split_topics(topics)
     unknown = [t for t in wanted if resolve(t) is None]
@@ -83,12 +104,23 @@ def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
             f"unknown topic(s) {', '.join(unknown) or '(none given)'}; known: {known}",
             where="--topics",
         )
+    return frozenset(s for s in map(resolve, wanted) if s)
+
+
+def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
+    """Add one active subscriber; ``topics`` is names or slugs separated as in a CSV file."""
+    slugs = topic_slugs(project, topics)
     address = checked_address(email, name)
     with project.transaction() as conn:
         store = SubscriberStore(conn)
         if store.get(address) is not None:
             raise DigestError("is already a subscriber", where=address)
-        slugs = frozenset(s for s in map(resolve, wanted) if s)
+        hasher = erasure_hasher(project, store)
+        if hasher is not None and store.erased_among(hasher.keys(address)):
+            raise DigestError(
+                "was erased on request and stays suppressed: it cannot be added again",
+                where=address,
+            )
         return store.add(address, name, slugs, project.clock())
 
 

@@ -6,6 +6,7 @@ the template environment. Use cases (the other modules of :mod:`digest.app`) tak
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ from sqlalchemy import Connection, Engine
 
 from digest import db
 from digest.app.images import IMAGES_ROUTE, ImagePublisher
-from digest.config import SENDGRID_KEY_ENV, Config, DigestConfig
-from digest.errors import SecretMissing
+from digest.bounces import ImapMailbox, ImapSettings
+from digest.config import IMAP_PASSWORD_ENV, SENDGRID_KEY_ENV, Config, DigestConfig
+from digest.errors import ConfigError, SecretMissing
 from digest.gather.fetch import FetchLimits, SourceFetcher, http_client
 from digest.models import Issue, Topic
 from digest.render import EmailContext, RenderedIssue, Theme, render_issue
@@ -32,6 +34,7 @@ from digest.send.sendgrid import SendGridOptions, SendGridTransport
 from digest.send.smtp import SmtpTransport
 from digest.send.transport import Transport
 from digest.stores import posts
+from digest.verp import BounceTokens
 from subscribers.tokens import TokenSigner
 
 Clock = Callable[[], datetime]
@@ -164,6 +167,7 @@ class Project:
             digest_name=digest.name,
             timezone=digest.timezone,
             logo_url=self.images().url(self.config.logo_url()),
+            logo_dark_url=self.images().url(self.config.logo_dark_url()),
             language=site.language,
             theme=Theme(
                 theme.brand, theme.accent, theme.text, theme.muted, theme.background, theme.font
@@ -217,7 +221,11 @@ class Project:
             )
             return OutboxTransport(folder, self.clock)
         if sending.transport == "smtp":
-            return SmtpTransport(sending.smtp, self.config.secrets.smtp_password, self.clock)
+            address = self.config.file.bounces.address
+            bounces = (self.bounce_tokens(), address) if address and issue is not None else None
+            return SmtpTransport(
+                sending.smtp, self.config.secrets.smtp_password, self.clock, bounces=bounces
+            )
         return self.sendgrid()
 
     def sendgrid(self) -> SendGridTransport:
@@ -240,6 +248,40 @@ class Project:
         """Sends one message (a confirmation request, an approval request) through the
         configured transport."""
         return self.transport(None).send_message
+
+    def bounce_tokens(self) -> BounceTokens:
+        """Signs and reads the token of each SMTP delivery's return path (:mod:`digest.verp`)."""
+        secrets = self.config.secrets
+        return BounceTokens(secrets.require_secret_key(), secrets.previous_secret_key)
+
+    def bounce_mailbox(self, context: ssl.SSLContext | None = None) -> ImapMailbox:
+        """The IMAP mailbox of ``[bounces]`` (not yet connected: use it in a ``with``);
+        ConfigError naming the key that is missing."""
+        settings = self.config.file.bounces
+        where = str(self.config.path)
+        for key in ("address", "imap_host", "imap_user"):
+            if not getattr(settings, key):
+                raise ConfigError(
+                    f"bounces.{key}: not set (digest bounces fetch reads the bounce mailbox "
+                    "named in [bounces])",
+                    where=where,
+                )
+        password = self.config.secrets.imap_password
+        if not password:
+            raise SecretMissing(f"{IMAP_PASSWORD_ENV} is not set: the bounce mailbox's password")
+        assert settings.imap_host is not None and settings.imap_user is not None
+        return ImapMailbox(
+            ImapSettings(
+                settings.imap_host,
+                settings.port,
+                settings.imap_user,
+                password,
+                settings.imap_tls,
+                settings.imap_folder,
+                settings.timeout_seconds,
+                context,
+            )
+        )
 
     def signer(self) -> TokenSigner:
         secrets = self.config.secrets

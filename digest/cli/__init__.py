@@ -13,6 +13,7 @@ import typer
 
 from digest.app.wiring import check_runtime
 from digest.cli import gather, issue_desk, issues, project, schedule
+from digest.cli.bounces import bounces_app
 from digest.cli.editors import editors_app
 from digest.cli.ledger import issues_app
 from digest.cli.options import ConfigOption, remember_before
@@ -45,6 +46,7 @@ app.add_typer(editors_app, name="editors")
 app.add_typer(issues_app, name="issues")
 for name, command in issue_desk.COMMANDS.items():
     issues_app.command(name)(command)
+app.add_typer(bounces_app, name="bounces")
 for command in (
     gather.inspect,
     gather.gather,

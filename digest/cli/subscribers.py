@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from digest.app import subscribers
+from digest.app import people, subscribers
 from digest.app.wiring import Project
 from digest.cli.options import ConfigOption, open_project
 from digest.cli.output import err, out
+from digest.errors import DigestError
 from subscribers.importer import ParsedFile
 from subscribers.models import Status
 
 subscribers_app = typer.Typer(
-    help="Add, remove, import and list subscribers.", no_args_is_help=True
+    help="Add, remove, import, export, find and erase subscribers.", no_args_is_help=True
 )
 
 
@@ -35,10 +38,17 @@ def import_with_report(
     table.add_column("Result")
     table.add_column("Rows", justify="right")
     table.add_row("added", str(summary.added))
+    table.add_row("  of which pending, not mailed", str(summary.added_pending))
+    table.add_row("  of which kept suppressed", str(summary.added_suppressed))
     table.add_row("updated", str(summary.updated))
     table.add_row("unchanged", str(summary.unchanged))
     table.add_row("reactivated", str(summary.reactivated))
     table.add_row("suppressed, left alone", str(len(summary.suppressed)))
+    table.add_row("suppressed, as the file says", str(len(summary.suppressed_by_file)))
+    table.add_row(
+        "bounced or complained, not reactivated", str(len(summary.needs_own_confirmation))
+    )
+    table.add_row("erased on request, left out", str(len(summary.erased)))
     table.add_row("rejected", str(len(parsed.problems)))
     out.print(table)
 
@@ -52,18 +62,23 @@ def subscribers_import(
         bool,
         typer.Option(
             "--reactivate",
-            help="the file is fresh consent: make unsubscribed, bounced and complained "
-            "addresses in it active again",
+            help="the file is fresh consent: make the unsubscribed addresses it lists as "
+            "active (or without a status) active again; bounced and complained ones stay "
+            "suppressed",
         ),
     ] = False,
 ) -> None:
     """Import subscribers from CSV (columns email, name, topics; topics separated by ';' or '|',
     names or slugs, any case) or JSON Lines (objects with email, name, topics).
 
-    Upsert: new addresses are added as active; known addresses take the file's name and topics.
-    Unsubscribed, bounced and complained addresses are left exactly as they are unless
-    --reactivate is given. Bad rows (bad address, unknown topic, duplicate in the file) are
-    reported by line and skipped; the good rows are imported. Exit code 1 when any row was bad.
+    Upsert: new addresses are added with the file's status (an export's status column:
+    active, pending, unsubscribed, bounced, complained; active when there is none), dates and
+    source; known addresses take the file's name and topics, and are suppressed when the file
+    says so. No import makes a suppressed address active, except --reactivate for unsubscribed
+    ones (the editor has their fresh consent); bounced and complained people come back only by
+    confirming from their own mailbox. Addresses erased on request are never added again.
+    Bad rows (bad address, unknown topic or status, duplicate in the file) are reported by line
+    and skipped; the good rows are imported. Exit code 1 when any row was bad.
     """
     project = open_project(config)
     parsed = subscribers.read_file(project, file)
@@ -134,3 +149,134 @@ def subscribers_stats(config: ConfigOption = None) -> None:
     for t in project.topics():
         topics.add_row(t.name, str(per_topic.get(t.slug, 0)))
     out.print(topics)
+
+
+# one person ----------------------------------------------------------------------------------
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+@subscribers_app.command("find")
+def subscribers_find(
+    text: Annotated[str, typer.Argument(help="part of an address or name; 'ada@' for addresses")],
+    config: ConfigOption = None,
+    status: Annotated[Status | None, typer.Option(help="only this status")] = None,
+    topic: Annotated[str | None, typer.Option(help="only followers of this topic")] = None,
+    after: Annotated[int, typer.Option(help="the next page: the id the last page ended at")] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="people a page")] = 50,
+) -> None:
+    """Find subscribers by part of their address or name, a page at a time."""
+    found = people.find(open_project(config), text, status, topic, after, limit)
+    if found.erased:
+        out.print(f"{text} was erased on request: it stays suppressed, nothing else is held.")
+        return
+    table = Table()
+    for column in ("Id", "Email", "Name", "Status", "Topics"):
+        table.add_column(column)
+    for s in found.people:
+        table.add_row(str(s.id), s.email, s.name, s.status.value, ", ".join(sorted(s.topics)))
+    out.print(table)
+    if found.next_after is not None:
+        out.print(f"More: --after {found.next_after}")
+
+
+@subscribers_app.command("show")
+def subscribers_show(email: str, config: ConfigOption = None) -> None:
+    """One subscriber: status, topics, dates, the issues they were sent and the events."""
+    project = open_project(config)
+    found = people.person(project, people.id_of(project, email))
+    assert found is not None
+    s = found.subscriber
+    out.print(f"[bold]{s.email}[/]  {s.name}", highlight=False)
+    out.print(f"status {s.status.value}; topics {', '.join(sorted(s.topics)) or '(none)'}")
+    out.print(
+        f"source {found.source or '-'}; subscribed {_when(found.created_at)}; confirmed "
+        f"{_when(found.confirmed_at)}; unsubscribed {_when(found.unsubscribed_at)}; paused "
+        f"until {_when(s.paused_until)}",
+        highlight=False,
+    )
+    sent = Table(title="Issues", title_justify="left")
+    for column in ("Issue", "State", "Recorded", "Error"):
+        sent.add_column(column)
+    for d in found.sent:
+        sent.add_row(f"{d.digest} #{d.number}", d.state, _when(d.recorded_at), d.error or "")
+    out.print(sent)
+    events = Table(title="Events", title_justify="left")
+    for column in ("Event", "Issue", "When"):
+        events.add_column(column)
+    for e in found.events:
+        events.add_row(e.kind, e.issue or "", _when(e.occurred_at))
+    out.print(events)
+
+
+@subscribers_app.command("topics")
+def subscribers_topics(
+    email: str,
+    topics: Annotated[str, typer.Argument(help="names or slugs, ';' separated")],
+    config: ConfigOption = None,
+) -> None:
+    """Set the topics a subscriber follows."""
+    project = open_project(config)
+    changed = people.change_topics(project, people.id_of(project, email), [topics])
+    out.print(f"{changed.email}: {', '.join(sorted(changed.topics))}")
+
+
+@subscribers_app.command("suppress")
+def subscribers_suppress(
+    email: str,
+    config: ConfigOption = None,
+    reason: Annotated[
+        Status,
+        typer.Option("--as", help="unsubscribed (asked us), bounced or complained"),
+    ] = Status.UNSUBSCRIBED,
+) -> None:
+    """Never mail an address again (it stays on file, so no import brings it back). A
+    complaint or bounce already recorded is not softened into an unsubscription."""
+    project = open_project(config)
+    changed, did = people.suppress(project, people.id_of(project, email), reason)
+    if did:
+        out.print(f"{changed.email} is now {changed.status.value}")
+    else:
+        out.print(f"{changed.email} stays {changed.status.value}")
+
+
+@subscribers_app.command("export-person")
+def subscribers_export_person(
+    email: str,
+    file: Annotated[Path, typer.Argument(help="where to write the JSON")],
+    config: ConfigOption = None,
+) -> None:
+    """Everything held on one subscriber, as JSON (an access request, or before erasing)."""
+    project = open_project(config)
+    data = people.personal_data(project, people.id_of(project, email))
+    try:
+        file.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise DigestError(f"cannot write: {e.strerror}", where=str(file)) from None
+    out.print(
+        f"Wrote {file}: {len(data['deliveries'])} deliveries, {len(data['events'])} events, "
+        f"{len(data['outbox_files'])} outbox files"
+    )
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(
+    email: str,
+    config: ConfigOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="erase without asking")] = False,
+) -> None:
+    """Erase a subscriber on request: their address and name go from the list, the ledger,
+    the events and the outbox; a keyed hash of the address stays, so they stay suppressed.
+    Cannot be undone: run export-person first if they asked for their data too."""
+    project = open_project(config)
+    subscriber_id = people.id_of(project, email)
+    if not yes and not typer.confirm(f"Erase {email} for good?", default=False):
+        err.print("Nothing erased.")
+        raise typer.Exit(1)
+    done = people.erase(project, subscriber_id)
+    out.print(
+        f"Erased {email}: {done.deliveries} deliveries and {done.events} events blanked, "
+        f"{done.files} outbox files deleted; the address is kept only as a hash, suppressed"
+    )

@@ -12,6 +12,7 @@ environment, ``loader`` reads the file and ``loaded`` is what the rest of the co
 Callers import from ``digest.config`` only: this module is the package's one public face.
 """
 
+from digest.config.bounces import BouncesConfig
 from digest.config.content import (
     GatherConfig,
     SharedSourceConfig,
@@ -25,6 +26,7 @@ from digest.config.digests import ApprovalPolicy, DigestConfig
 from digest.config.environment import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
+    IMAP_PASSWORD_ENV,
     MAKE_SECRET,
     PREVIOUS_KEY_ENV,
     SECRET_KEY_ENV,
@@ -45,6 +47,7 @@ from digest.config.web import EditorConfig, EditorUserConfig, SecurityConfig, We
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
+    "IMAP_PASSWORD_ENV",
     "MAKE_SECRET",
     "PREVIOUS_KEY_ENV",
     "SECRET_KEY_ENV",
@@ -53,6 +56,7 @@ __all__ = [
     "SLUG_PATTERN",
     "SMTP_PASSWORD_ENV",
     "ApprovalPolicy",
+    "BouncesConfig",
     "Config",
     "DigestConfig",
     "EditorConfig",

@@ -24,6 +24,9 @@ class SiteConfig(Section):
         description="where the project's local images are served (a copy of "
         "published/images/); default: public_url + /images/, served by `digest serve`",
     )
+    logo_dark: str | None = Field(
+        default=None, description="the logo for dark backgrounds, shown in dark mode"
+    )
     language: str = Field(default="en", description="language and locale of the emails, e.g. de_DE")
     templates: str | None = Field(
         default=None, description="a folder whose templates override the bundled ones"

@@ -68,6 +68,9 @@ def _period(value: str) -> str:
     return value[:period] if 2 * period <= len(value) else value
 
 
+IMAP_PASSWORD_ENV = "DIGEST_IMAP_PASSWORD"  # noqa: S105 (a variable name)
+
+
 @dataclass(frozen=True)
 class Secrets:
     """Values that come from the environment only."""
@@ -78,6 +81,8 @@ class Secrets:
     previous_secret_key: str | None = None
     sendgrid_api_host: str | None = None
     """Not a secret, but an environment override (EU residency, tests)."""
+    imap_password: str | None = None
+    """The bounce mailbox's password (``[bounces]``)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Secrets:
@@ -88,6 +93,7 @@ class Secrets:
             smtp_password=environ.get(SMTP_PASSWORD_ENV) or None,
             previous_secret_key=environ.get(PREVIOUS_KEY_ENV) or None,
             sendgrid_api_host=environ.get(SENDGRID_HOST_ENV) or None,
+            imap_password=environ.get(IMAP_PASSWORD_ENV) or None,
         )
 
     def require_secret_key(self) -> str:

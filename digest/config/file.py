@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from digest.config.bounces import BouncesConfig
 from digest.config.content import (
     GatherConfig,
     SharedSourceConfig,
@@ -31,6 +32,7 @@ class FileConfig(Section):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     editor: EditorConfig = Field(default_factory=EditorConfig)
+    bounces: BouncesConfig = Field(default_factory=BouncesConfig)
 
     @model_validator(mode="after")
     def _cross_references(self) -> FileConfig:

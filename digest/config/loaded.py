@@ -77,6 +77,9 @@ class Config:
     def logo_url(self) -> str | None:
         return self.asset_url(self.site.logo)
 
+    def logo_dark_url(self) -> str | None:
+        return self.asset_url(self.site.logo_dark)
+
     def asset_url(self, value: str | None) -> str | None:
         """An image named in the config: URLs as they are, paths relative to the config."""
         if value is None or urlsplit(value).scheme in ("http", "https", "file"):

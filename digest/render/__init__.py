@@ -7,6 +7,7 @@ part, the subject and the preheader are rendered per segment from the same value
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -16,8 +17,8 @@ from babel import Locale
 from jinja2 import Environment, Template, TemplateError
 from markupsafe import Markup
 
-from digest.errors import ConfigError
-from digest.models import Issue, TopicSet, Variant
+from digest.errors import ConfigError, DigestError
+from digest.models import HeroImage, Issue, TopicSet, Variant
 from digest.personalize import HTML_TOKENS, TEXT_TOKENS, topic_tokens
 from digest.render.assemble import (
     INTRO_MARKER,
@@ -29,6 +30,7 @@ from digest.render.assemble import (
     check_blocks,
     cut,
     more_marker,
+    strip_markers,
 )
 from digest.render.environment import make_environment
 from digest.render.inline import inline_css
@@ -53,6 +55,36 @@ SUBJECT_TEMPLATE = "email/subject.txt.j2"
 PREHEADER_TEMPLATE = "email/preheader.txt.j2"
 CARD_IMAGE_WIDTH = 216
 """The hero's width in the 600 px layout: 42 % of 600 less the column's padding."""
+HERO_MAX_HEIGHT = 300
+"""No hero is taller than this (CSS px), whatever its shape: a portrait image scaled to a
+phone's width would otherwise fill two screens."""
+PHONE_COLUMN = 432
+"""The widest a hero gets on a phone: the 480 px breakpoint less the card's padding."""
+
+
+@dataclass(frozen=True)
+class HeroFit:
+    """How a hero is sized. ``width`` is the ``width`` attribute (what Outlook on Windows,
+    which ignores CSS sizes, shows). No ``height`` attribute: Yahoo turns ``height:auto`` into
+    ``min-height:auto``, and then the attribute sets the height and squashes the image.
+
+    ``spans``: the shape is known and flat enough to scale to the column's width on every
+    screen within :data:`HERO_MAX_HEIGHT`. Otherwise (unknown or tall) the image keeps its
+    own shape inside ``max-width:100%`` and ``max-height``, and is never stretched."""
+
+    width: int
+    spans: bool
+
+
+def hero_fit(image: HeroImage) -> HeroFit:
+    if image.width and image.height and image.width > 0 and image.height > 0:
+        if image.height * PHONE_COLUMN <= HERO_MAX_HEIGHT * image.width:
+            return HeroFit(CARD_IMAGE_WIDTH, True)
+        capped = HERO_MAX_HEIGHT * image.width // image.height
+        return HeroFit(max(1, min(CARD_IMAGE_WIDTH, capped)), False)
+    return HeroFit(CARD_IMAGE_WIDTH, False)
+
+
 PREHEADER_LIMIT = 110
 
 
@@ -81,6 +113,8 @@ class EmailContext:
     digest_name: str
     timezone: str
     logo_url: str | None = None
+    logo_dark_url: str | None = None
+    """The logo for dark backgrounds (``[site] logo_dark``), shown by the dark-mode styles."""
     language: str = "en"
     theme: Theme = field(default_factory=Theme)
     archive_url: str = ""
@@ -127,6 +161,15 @@ def _text_tokens(slugs: tuple[str, ...]) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class ArchiveLinks:
+    """Where the web-archive page's footer leads instead of the personal links."""
+
+    subscribe_url: str
+    index_url: str
+    feed_url: str
+
+
+@dataclass(frozen=True)
 class Renderer:
     """Templates and context of one digest; renders whole documents and the per-segment texts."""
 
@@ -158,6 +201,8 @@ class Renderer:
             "topic_names": topic_names(sections),
             "titles": [c.title for s in sections for c in s.cards],
             "image_width": CARD_IMAGE_WIDTH,
+            "hero_fit": hero_fit,
+            "hero_max_height": HERO_MAX_HEIGHT,
         }
 
     def texts(self, issue: Issue, sections: tuple[SectionView, ...]) -> SegmentTexts:
@@ -183,11 +228,13 @@ class Renderer:
         issue: Issue,
         sections: tuple[SectionView, ...],
         texts: SegmentTexts | None,
+        archive: ArchiveLinks | None = None,
     ) -> str:
         """One full compile: Jinja2 → MJML → HTML → inlined CSS. Block markers are kept.
 
         ``texts`` None compiles the shell: markers instead of the per-segment texts, and both
-        endings of every topic.
+        endings of every topic. ``archive`` compiles the web-archive page: no greeting, no
+        personal link, a footer for someone who is not (yet) a reader.
         """
         shell = texts is None
         more_label: Callable[[SectionView], object] = (
@@ -201,6 +248,7 @@ class Renderer:
             tokens=_html_tokens(issue.topic_slugs),
             shell=shell,
             more_label=more_label,
+            archive=archive,
         )
         return inline_css(compile_mjml(source, HTML_TEMPLATE))
 
@@ -258,6 +306,32 @@ class RenderedIssue:
 
     def subject(self, sections: tuple[SectionView, ...]) -> str:
         return self.renderer.subject(self.issue, sections)
+
+    def archive_page(self, links: ArchiveLinks) -> str:
+        """The web-archive page ("view in browser"): every topic and every card (a web page
+        has no clip limit), no greeting and no personal link, the content in a ``<main>``
+        landmark. One full compile: call it once per issue and keep the result."""
+        sections = self.sections(frozenset(self.issue.topic_slugs))
+        texts = self.renderer.texts(self.issue, sections)
+        html = strip_markers(self.renderer.document(self.issue, sections, texts, links))
+        if "%%" in html:
+            raise DigestError("the web-archive page holds a token", where=HTML_TEMPLATE)
+        return main_landmark(html)
+
+
+_BODY_OPEN = re.compile(r"<body\b[^>]*>")
+
+
+def main_landmark(html: str) -> str:
+    """The compiled page with everything in its body inside one ``<main>``: MJML has no
+    element for it (an unbalanced ``mj-raw`` does not survive mrml's parser), and a web page
+    without a main landmark leaves screen-reader users no way to skip to the content."""
+    opening = _BODY_OPEN.search(html)
+    closing = html.rfind("</body>")
+    if opening is None or closing < opening.end() or html.count("</body>") != 1:
+        raise DigestError("the compiled page has no single <body>", where=HTML_TEMPLATE)
+    start = opening.end()
+    return f"{html[:start]}<main>{html[start:closing]}</main>{html[closing:]}"
 
 
 def render_issue(

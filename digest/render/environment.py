@@ -8,6 +8,7 @@ Values wrapped in :class:`markupsafe.Markup` (our own tokens and markers) pass u
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 TOKEN_GUARD = "%\u200b%"  # noqa: S105 (not a password)
+# What no HTML or XML document may hold, and mrml refuses to parse (one such character in a
+# title would fail the whole issue): C0 controls but tab and line breaks, lone surrogates
+# (unencodable) and the noncharacters U+FFFE and U+FFFF. Dropped from every printed value, and
+# carriage returns become line feeds (what an HTML parser reads them as anyway).
+_UNWRITABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def template_folder() -> Path:
@@ -29,7 +35,8 @@ def template_folder() -> Path:
 def _finalize(value: Any) -> Any:
     if isinstance(value, Markup) or not isinstance(value, str):
         return value
-    return value.replace("%%", TOKEN_GUARD)
+    text = _UNWRITABLE.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("%%", TOKEN_GUARD)
 
 
 def _autoescape(name: str | None) -> bool:

@@ -8,15 +8,17 @@ Pure: HTML in, findings out. Checks, each chosen for a failure a reader would se
 - images without an ``alt`` attribute (screen readers and image-blocking clients show
   nothing, or the file name); an empty ``alt`` is fine for decoration, but not on an image that
   is a link's only content, which would then be a link without a name;
-- images without ``width`` and ``height`` (Outlook shows them at their natural size, and
-  text jumps while they load);
+- images without a ``width`` attribute (Outlook on Windows ignores CSS sizes and shows them
+  at their natural size); a ``height`` attribute is not asked for: Yahoo turns a CSS
+  ``height:auto`` into ``min-height:auto``, and then the attribute squashes a scaled image;
 - image sources that are not http(s): ``file:``, ``data:`` and relative URLs do not load in
   inboxes;
 - links that are not http(s), except ``mailto:`` (allowed: the List-Unsubscribe mailto and a
   "write to us" link open the reader's mail program, as they say); ``javascript:``, ``data:``,
   ``file:``, relative and ``#`` links are errors, as is a personal token left unfilled;
-- features that target clients lack (caniemail data, when configured), less the progressive
-  enhancements the templates use on purpose (:data:`digest.render.features.ENHANCEMENTS`).
+- features that target clients lack or support only in part (caniemail data, when
+  configured), less those the templates use on purpose with a named fallback
+  (:data:`digest.render.features.FALLBACKS`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ CLIENT_NAMES = {
     "gmail": "Gmail",
     "outlook": "Outlook",
     "apple-mail": "Apple Mail",
+    "yahoo": "Yahoo",
 }
 
 
@@ -117,8 +120,8 @@ def check_images(document: lxml_html.HtmlElement, out: _Collector) -> None:
             link = next(image.iterancestors("a"), None)
             if link is not None and not link.text_content().strip():
                 out.add("alt text", "error", "linked image with empty alt text", _short(src))
-        if not image.get("width") or not image.get("height"):
-            out.add("dimensions", "warning", "image without width or height", _short(src))
+        if not image.get("width"):
+            out.add("dimensions", "warning", "image without a width attribute", _short(src))
         if _scheme(src) not in IMAGE_SCHEMES:
             what = f"{_scheme(src)}: URL" if _scheme(src) else "relative URL"
             out.add(
@@ -164,7 +167,7 @@ def check_support(
                 f"{CLIENT_NAMES.get(client, client)} ({platform})"
                 for client, platform in sorted(lacking)
             )
-            out.add("client support", "warning", f"{feature} is not supported in {clients}")
+            out.add("client support", "warning", f"{feature} is not fully supported in {clients}")
 
 
 def preflight(

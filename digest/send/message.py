@@ -70,7 +70,10 @@ def serialise(message: EmailMessage) -> bytes:
     """The bytes that leave the process (an ``.eml`` file, an SMTP transaction's data), with
     CRLF line ends. Raises ValueError (``email.errors.HeaderWriteError`` among others) for a
     message whose headers cannot be written safely."""
-    return message.as_bytes(policy=email_policy().clone(linesep="\r\n"))
+    # Lines up to RFC 5322's 998: at 78, a header holding a URL longer than the line (every
+    # List-Unsubscribe) is written as RFC 2047 encoded words, which no mail program decodes in
+    # a URL header, so one-click unsubscribe found no URL in it.
+    return message.as_bytes(policy=email_policy().clone(linesep="\r\n", max_line_length=998))
 
 
 def _header_character(char: str) -> str:

@@ -65,3 +65,19 @@ class OutboxTransport(MessageWriter):
                 f"cannot write to {folder}: {err.strerror}", where="outbox"
             ) from None
         return refused
+
+
+def files_for(outbox: Path, subscriber_id: int, address: str) -> list[Path]:
+    """The messages the outbox holds for one reader: their digests (``<id>-<address>.eml`` in
+    each issue's folder) and single messages such as confirmations (``<address>-<8 hex>.eml``),
+    named as :meth:`OutboxTransport.write` names them."""
+    if not outbox.is_dir():
+        return []
+    to = _UNSAFE.sub("_", address).lower()
+    digest_name = f"{subscriber_id:06d}-{to}.eml"
+    single = re.compile(re.escape(to) + r"-[0-9a-f]{8}\.eml")
+    return sorted(
+        path
+        for path in outbox.rglob("*.eml")
+        if path.name.lower() == digest_name or single.fullmatch(path.name.lower())
+    )

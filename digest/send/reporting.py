@@ -127,3 +127,14 @@ def ledger_view(conn: Connection, issue_id: int, limit: int = 50) -> LedgerView:
         )
     ]
     return LedgerView(counts(conn, issue_id), batches, failure_reasons(conn, issue_id), recipients)
+
+
+def delivery_address(conn: Connection, issue_id: int, subscriber_id: int) -> str | None:
+    """The address the delivery was recorded for (and so sent to), or None when the issue
+    has no delivery to that subscriber."""
+    found = conn.execute(
+        select(db.deliveries.c.email).where(
+            db.deliveries.c.issue_id == issue_id, db.deliveries.c.subscriber_id == subscriber_id
+        )
+    ).scalar_one_or_none()
+    return str(found) if found else None

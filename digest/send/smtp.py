@@ -12,8 +12,11 @@ from email.message import EmailMessage
 
 from digest.config import SmtpConfig
 from digest.errors import ProviderDown
+from digest.send.batch import OutgoingBatch, messages
 from digest.send.message import serialise
 from digest.send.transport import MessageWriter
+from digest.verp import HEADER as BOUNCE_HEADER
+from digest.verp import BounceTokens, return_path
 
 
 class SmtpTransport(MessageWriter):
@@ -26,10 +29,15 @@ class SmtpTransport(MessageWriter):
         settings: SmtpConfig,
         password: str | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        bounces: tuple[BounceTokens, str] | None = None,
     ) -> None:
+        """``bounces`` (tokens, ``[bounces] address``): each digest goes out from its own
+        return path, ``address`` with the delivery's signed token, so that its bounce names
+        the delivery (:mod:`digest.verp`)."""
         self.settings = settings
         self.password = password
         self.clock = clock
+        self.bounces = bounces
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -48,7 +56,21 @@ class SmtpTransport(MessageWriter):
             connection.login(self.settings.username, self.password or "")
         return connection
 
-    def write(self, items: Sequence[tuple[int, EmailMessage]]) -> Mapping[int, str]:
+    def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
+        if self.bounces is None:
+            return super().deliver(batch)
+        tokens, address = self.bounces
+        built, failed = messages(batch, self.clock())
+        senders: dict[int, str] = {}
+        for subscriber_id, message in built:
+            token = tokens.token(batch.issue_id, subscriber_id)
+            message[BOUNCE_HEADER] = token
+            senders[subscriber_id] = return_path(address, token)
+        return {**failed, **self.write(built, senders)}
+
+    def write(
+        self, items: Sequence[tuple[int, EmailMessage]], senders: Mapping[int, str] | None = None
+    ) -> Mapping[int, str]:
         """Send each message over one connection, reconnecting once if the server drops it;
         returns the subscribers whose message was refused (by the server, or because it cannot
         be written safely), with why. The others go out."""
@@ -60,7 +82,9 @@ class SmtpTransport(MessageWriter):
             for subscriber_id, message in items:
                 for attempt in (1, 2):
                     try:
-                        problem = _transaction(connection, message)
+                        problem = _transaction(
+                            connection, message, (senders or {}).get(subscriber_id)
+                        )
                         break
                     except smtplib.SMTPServerDisconnected:
                         # Dropped between messages (idle timeout, server restart): the message
@@ -79,15 +103,18 @@ class SmtpTransport(MessageWriter):
         return refused
 
 
-def _transaction(connection: smtplib.SMTP, message: EmailMessage) -> str | None:
-    """One message, as the bytes :func:`serialise` makes (what the outbox writes too); why
-    this one recipient does not get it, or None once the server took it. Errors that concern
-    the server rather than the message propagate."""
+def _transaction(
+    connection: smtplib.SMTP, message: EmailMessage, sender: str | None = None
+) -> str | None:
+    """One message, as the bytes :func:`serialise` makes (what the outbox writes too), from
+    ``sender`` (the envelope's return path; default the From address); why this one recipient
+    does not get it, or None once the server took it. Errors that concern the server rather
+    than the message propagate."""
     try:
         data = serialise(message)
     except (ValueError, MessageError) as err:
         return f"cannot write the message: {err}"
-    sender = message["From"].addresses[0].addr_spec
+    sender = sender or message["From"].addresses[0].addr_spec
     recipient = message["To"].addresses[0].addr_spec
     try:
         connection.sendmail(sender, [recipient], data)

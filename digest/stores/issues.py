@@ -313,3 +313,18 @@ def latest_slot_with_issue(conn: Connection, digest: str) -> datetime | None:
 def find_issue_row(conn: Connection, issue_id: int) -> IssueRow | None:
     row = conn.execute(select(db.issues).where(db.issues.c.id == issue_id)).first()
     return IssueRow(**row._mapping) if row else None
+
+
+def public_issues(conn: Connection, digest: str, limit: int = 100) -> list[IssueRow]:
+    """The digest's issues that went out (sending or sent), newest first: the web archive.
+    Planned, held and skipped issues never reached a reader and are not public."""
+    rows = conn.execute(
+        select(db.issues)
+        .where(
+            db.issues.c.digest == digest,
+            db.issues.c.status.in_([IssueStatus.SENDING, IssueStatus.SENT]),
+        )
+        .order_by(db.issues.c.number.desc())
+        .limit(limit)
+    )
+    return [IssueRow(**row._mapping) for row in rows]

@@ -2,10 +2,10 @@
 
 * :mod:`digest.web.reader_pages`: sign-up with double opt-in, confirm, one's link,
   preferences, unsubscribe (RFC 8058 one-click) and leaving one topic;
-* :mod:`digest.web.archive`: the issues' web-archive pages;
+* :mod:`digest.web.archive`: the issues' web-archive pages, the index and the Atom feed;
 * :mod:`digest.web.webhook`: SendGrid's signed event webhook;
-* :mod:`digest.web.editor_app` and :mod:`digest.web.issue_review`: the editor app under
-  ``/editor/``.
+* :mod:`digest.web.editor_app`, :mod:`digest.web.issue_review` and
+  :mod:`digest.web.subscriber_admin`: the editor app under ``/editor/``.
 
 Endpoints are plain functions that find what they share (:class:`~digest.web.services.Services`)
 on ``app.state`` and call only the application layer (:mod:`digest.app`), in a worker thread
@@ -28,7 +28,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from digest.app.wiring import Mailer, Project, check_runtime
-from digest.web import archive, editor_app, images, issue_review, reader_pages, webhook
+from digest.web import (
+    archive,
+    editor_app,
+    images,
+    issue_review,
+    reader_pages,
+    subscriber_admin,
+    webhook,
+)
 from digest.web.headers import SecurityHeaders, server_error
 from digest.web.responses import message
 from digest.web.services import Services
@@ -81,6 +89,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
         routes=[
             *editor_app.ROUTES,
             *issue_review.ROUTES,
+            *subscriber_admin.ROUTES,
             *reader_pages.ROUTES,
             *archive.ROUTES,
             *webhook.ROUTES,

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
+from digest.app.archive import ArchivePages
 from digest.app.background import Background
 from digest.app.editorial import Editorial
 from digest.app.readers import Readers
@@ -22,6 +23,8 @@ from digest.web.session import Sessions
 class Services:
     project: Project
     readers: Readers
+    archive: ArchivePages
+    """The web archive's pages, index and feed, each rendered once and kept."""
     background: Background
     """Sends the readers' emails after the answer; closed (drained) when the app stops."""
     editorial: Editorial
@@ -49,6 +52,7 @@ class Services:
         return cls(
             project=project,
             readers=readers,
+            archive=ArchivePages(project),
             background=background,
             editorial=Editorial(project),
             csrf=Csrf(secret_key),

@@ -22,7 +22,7 @@ from digest import db
 from digest.app.wiring import Project, utc_now
 from digest.config import Config, load_config
 from digest.schedule import SchedulerBusy, acquire_lock
-from digest.scheduler import SchedulerService, job_id
+from digest.scheduler import BOUNCES_JOB, SchedulerService, job_id
 from digest.stores import issues as issue_store
 from subscribers.importer import parse_csv, topic_resolver
 from subscribers.store import SubscriberStore
@@ -127,6 +127,45 @@ def test_a_changed_schedule_starts_afresh_and_removed_digests_lose_their_jobs(
     assert times == {job_id("weekly"): datetime(2026, 11, 22, 8, tzinfo=UTC)}  # 09:00 CET
     assert notes == ["removed job digest:weekly:notify: its digest is no longer configured"]
     assert log_rows(example_project) == []
+
+
+def use_bounces(project: Project, **settings: Any) -> None:
+    bounces = project.config.file.bounces.model_copy(update=settings)
+    project.config = replace(
+        project.config, file=project.config.file.model_copy(update={"bounces": bounces})
+    )
+
+
+def test_a_configured_bounce_mailbox_is_read_by_a_job_of_its_own(
+    example_project: Project, stopping: list[SchedulerService], caplog: pytest.LogCaptureFixture
+) -> None:
+    use_bounces(
+        example_project,
+        address="bounces@northwind.example",
+        imap_host="127.0.0.1",
+        imap_port=1,  # nothing listens: the job's failure is logged, not raised
+        imap_user="bounces",
+        imap_tls="none",
+        fetch_minutes=5,
+    )
+    service = SchedulerService(example_project)
+    stopping.append(service)
+    service.scheduler.start(paused=True)
+    assert service.sync(T0) == []
+    times = service.next_run_times()
+    assert times[BOUNCES_JOB] == T0 + timedelta(minutes=5)
+    assert times[job_id("weekly")] is not None
+    service.fetch_bounces()
+    assert "reading the bounce mailbox failed" in caplog.text
+    service.stop(wait=False)
+
+    use_bounces(example_project, imap_host=None)  # the mailbox is no longer configured
+    later = SchedulerService(example_project)
+    stopping.append(later)
+    later.scheduler.start(paused=True)
+    later.sync(T0)
+    assert BOUNCES_JOB not in later.next_run_times()
+    assert log_rows(example_project) == []  # not a digest's slot: nothing in the schedule log
 
 
 # APScheduler running for real ---------------------------------------------------------------

@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from digest.app.wiring import Project
 from digest.cli import app
-from digest.config import Config
+from digest.config import Config, load_config
+from digest.scaffold import scaffold
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
+from tests.conftest import DEMO_NOW as NOW
 
 TOPICS = [
     "Backend & Infrastructure",
@@ -50,7 +52,7 @@ def run(config: Config, *args: str) -> tuple[int, str, str]:
 
 
 def counts(stdout: str) -> dict[str, int]:
-    return {m[0]: int(m[1]) for m in re.findall(r"│ ([a-z ,]+?)\s+│\s+(\d+) │", stdout)}
+    return {m[0].strip(): int(m[1]) for m in re.findall(r"│ ([a-z ,]+?)\s+│\s+(\d+) │", stdout)}
 
 
 def test_ten_thousand_rows_with_five_percent_bad(example_project: Project, tmp_path: Path) -> None:
@@ -124,7 +126,59 @@ def test_jsonl_import_export_round_trip_and_reactivation(
 
     code, stdout, _ = run(config, "subscribers", "import", str(exported), "--dry-run")
     assert counts(stdout)["unchanged"] == 1 and counts(stdout)["suppressed, left alone"] == 1
+    # The export says bo unsubscribed: with --reactivate too, that is no proof of consent.
     code, stdout, _ = run(config, "subscribers", "import", str(exported), "--reactivate")
+    assert counts(stdout)["reactivated"] == 0 and counts(stdout)["suppressed, left alone"] == 1
+    consent = tmp_path / "consent.csv"
+    consent.write_text("email,name,topics\nbo@example.com,Bo,frontend\n", encoding="utf-8")
+    code, stdout, _ = run(config, "subscribers", "import", str(consent), "--reactivate")
     assert counts(stdout)["reactivated"] == 1
     with example_project.engine.connect() as conn:
         assert SubscriberStore(conn).get("bo@example.com").status is Status.ACTIVE  # type: ignore[union-attr]
+
+
+def test_an_export_imports_into_a_fresh_project_keeping_every_status(
+    example_project: Project, tmp_path: Path, environ: dict[str, str]
+) -> None:
+    """The 38-became-active bug: into a fresh project, nobody who asked not to be mailed is."""
+    statuses = [s for s in Status if s is not Status.ERASED]
+    with example_project.engine.begin() as conn:
+        store = SubscriberStore(conn)
+        for status in statuses:
+            store.add(f"{status.value}@example.com", "", frozenset({"data"}), NOW, "web", status)
+    exported = tmp_path / "list.csv"
+    assert run(example_project.config, "subscribers", "export", str(exported))[0] == 0
+
+    fresh = load_config(scaffold(tmp_path / "fresh"), environ)
+    code, stdout, _ = run(fresh, "subscribers", "import", str(exported))
+    assert code == 0
+    report = counts(stdout)
+    assert report["added"] == len(statuses)
+    assert report["of which kept suppressed"] == 3 and report["of which pending, not mailed"] == 1
+    fresh_project = Project.open(fresh)
+    with fresh_project.engine.connect() as conn:
+        store = SubscriberStore(conn)
+        for status in statuses:
+            found = store.get(f"{status.value}@example.com")
+            assert found is not None and found.status is status
+
+    # Fresh consent for all of them: only the unsubscribed one comes back.
+    consent = tmp_path / "consent.csv"
+    consent.write_text(
+        "email,topics\n" + "".join(f"{s.value}@example.com,data\n" for s in statuses),
+        encoding="utf-8",
+    )
+    code, stdout, _ = run(fresh, "subscribers", "import", str(consent), "--reactivate")
+    report = counts(stdout)
+    assert report["reactivated"] == 2  # unsubscribed, and pending (the file says subscribed)
+    assert report["bounced or complained, not reactivated"] == 2
+    with fresh_project.engine.connect() as conn:
+        store = SubscriberStore(conn)
+        got = {s: store.get(f"{s.value}@example.com").status for s in statuses}  # type: ignore[union-attr]
+    assert got == {
+        Status.ACTIVE: Status.ACTIVE,
+        Status.PENDING: Status.ACTIVE,
+        Status.UNSUBSCRIBED: Status.ACTIVE,
+        Status.BOUNCED: Status.BOUNCED,
+        Status.COMPLAINED: Status.COMPLAINED,
+    }

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from digest.models import Topic
 from digest.stores import posts as post_store
-from subscribers.importer import ImportRow
+from subscribers.importer import ImportRow, Kept
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
 
@@ -62,3 +62,46 @@ def test_iterate_streams_in_chunks_in_id_order(engine: Engine) -> None:
     assert len(active) == 24
     assert per_status == {"active": 24, "bounced": 1}
     assert per_topic == {"backend": 24}
+
+
+# What an import does to a known address: (status here, status in the file, --reactivate) →
+# status after. None in the file: a file without a status column (written by hand).
+S = Status
+MERGES = [
+    (S.ACTIVE, None, False, S.ACTIVE),
+    (S.ACTIVE, S.PENDING, False, S.ACTIVE),
+    (S.ACTIVE, S.UNSUBSCRIBED, False, S.UNSUBSCRIBED),
+    (S.ACTIVE, S.COMPLAINED, False, S.COMPLAINED),
+    (S.PENDING, None, False, S.ACTIVE),
+    (S.PENDING, S.PENDING, False, S.PENDING),
+    (S.PENDING, S.BOUNCED, False, S.BOUNCED),
+    (S.UNSUBSCRIBED, None, False, S.UNSUBSCRIBED),
+    (S.UNSUBSCRIBED, S.ACTIVE, False, S.UNSUBSCRIBED),
+    (S.UNSUBSCRIBED, None, True, S.ACTIVE),
+    (S.UNSUBSCRIBED, S.ACTIVE, True, S.ACTIVE),
+    (S.UNSUBSCRIBED, S.UNSUBSCRIBED, True, S.UNSUBSCRIBED),
+    (S.UNSUBSCRIBED, S.PENDING, True, S.UNSUBSCRIBED),
+    (S.BOUNCED, S.ACTIVE, True, S.BOUNCED),
+    (S.COMPLAINED, None, True, S.COMPLAINED),
+    (S.COMPLAINED, S.ACTIVE, True, S.COMPLAINED),
+    (S.COMPLAINED, S.UNSUBSCRIBED, False, S.COMPLAINED),
+]
+
+
+def test_an_import_never_makes_a_suppressed_address_active_without_consent(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        post_store.sync_topics(conn, [Topic("data", "Data")])
+        store = SubscriberStore(conn)
+        for i, (here, _, _, _) in enumerate(MERGES):
+            store.add(f"p{i}@example.com", "", frozenset({"data"}), NOW, "test", here)
+        for reactivate in (False, True):
+            file = [
+                ImportRow(i, f"p{i}@example.com", "", frozenset({"data"}), Kept(said))
+                for i, (_, said, wanted, _) in enumerate(MERGES)
+                if wanted is reactivate
+            ]
+            store.upsert(file, NOW, "test", reactivate=reactivate)
+        after = [store.get(f"p{i}@example.com").status for i in range(len(MERGES))]  # type: ignore[union-attr]
+    assert after == [expected for *_, expected in MERGES]

@@ -174,10 +174,10 @@ def save_png(img, path, colours=24):
     img.quantize(colors=colours, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
-def logo():
-    """A compass ring around a geometric N, navy on transparent, 240x64."""
+def logo(navy=(31, 58, 95, 255), name="logo.png"):
+    """A compass ring around a geometric N, navy on transparent, 240x64 (and a light one for
+    dark backgrounds)."""
     k = 4
-    navy = (31, 58, 95, 255)
     img = Image.new("RGBA", (240 * k, 64 * k), (0, 0, 0, 0))
     d = ImageDraw.Draw(img)
     cx, cy, r = 32 * k, 35 * k, 25 * k
@@ -190,7 +190,7 @@ def logo():
     for i, length in enumerate((150, 118, 86)):  # three bearing lines trailing to the east
         y = (23 + i * 12) * k
         d.rounded_rectangle((76 * k, y, (76 + length) * k, y + 5 * k), radius=3 * k, fill=navy)
-    img.resize((240, 64), Image.LANCZOS).save(HERE / "logo.png", optimize=True)
+    img.resize((240, 64), Image.LANCZOS).save(HERE / name, optimize=True)
 
 
 def main():
@@ -201,6 +201,7 @@ def main():
             if slug in THUMBNAILS:
                 save_png(img.resize(THUMBNAILS[slug], Image.LANCZOS), HERE / f"{slug}-thumb.png")
     logo()
+    logo((203, 221, 245, 255), "logo-dark.png")
     for path in sorted(HERE.glob("*.png")):
         print(f"{path.stat().st_size:>7}  {path.name}")
 

@@ -1,7 +1,15 @@
-"""``digest subscribers add / remove / list / stats`` and ``digest db upgrade``: what they print
-and their exit codes (imports and exports: tests/subscribers/test_import_export.py)."""
+"""``digest subscribers add / remove / list / stats / find / show / topics / suppress /
+export-person / erase`` and ``digest db upgrade``: what they print and their exit codes
+(imports and exports: tests/subscribers/test_import_export.py)."""
 
 from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -38,3 +46,73 @@ def test_add_remove_list_and_stats(example_project: Project) -> None:
 def test_db_upgrade_names_the_database(example_project: Project) -> None:
     code, out = run(example_project, "db", "upgrade")
     assert code == 0 and out.startswith("Database is up to date: sqlite:///")
+
+
+def test_find_show_topics_suppress_export_person_and_erase(
+    example_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "cli-test-key")  # erasure hashes with it
+    for i in range(3):
+        run(
+            example_project, "subscribers", "add", f"r{i}@example.com", "-t", "data", "-n", f"R {i}"
+        )
+    code, out = run(example_project, "subscribers", "find", "example.com", "--limit", "2")
+    assert code == 0 and "r0@example.com" in out and "r2@example" not in out
+    after = re.search(r"More: --after (\d+)", out)
+    assert after is not None
+    code, out = run(example_project, "subscribers", "find", "example", "--after", after[1])
+    assert "r2@example.com" in out and "More" not in out
+
+    code, out = run(example_project, "subscribers", "topics", "R1@example.com", "Frontend;backend")
+    assert code == 0 and out == "r1@example.com: backend, frontend"
+    code, out = run(example_project, "subscribers", "suppress", "r1@example.com", "--as", "bounced")
+    assert out == "r1@example.com is now bounced"
+    code, out = run(example_project, "subscribers", "suppress", "r1@example.com")
+    assert out == "r1@example.com stays bounced"
+    code, out = run(example_project, "subscribers", "show", "r1@example.com")
+    assert code == 0 and "status bounced; topics backend, frontend" in out
+
+    target = tmp_path / "r1.json"
+    code, out = run(example_project, "subscribers", "export-person", "r1@example.com", str(target))
+    assert code == 0 and out == f"Wrote {target}: 0 deliveries, 0 events, 0 outbox files"
+    held = json.loads(target.read_text(encoding="utf-8"))
+    assert held["subscriber"]["email"] == "r1@example.com" and held["subscriber"]["name"] == "R 1"
+
+    result = CliRunner().invoke(
+        app,
+        ["subscribers", "erase", "r1@example.com", "--config", str(example_project.config.path)],
+        input="n\n",
+    )
+    assert result.exit_code == 1 and "Nothing erased." in result.stderr
+    code, out = run(example_project, "subscribers", "erase", "r1@example.com", "--yes")
+    assert code == 0 and out.startswith("Erased r1@example.com: 0 deliveries and 0 events blanked")
+    code, out = run(example_project, "subscribers", "find", "r1@example.com")
+    assert out == "r1@example.com was erased on request: it stays suppressed, nothing else is held."
+    for command in (("show",), ("erase", "--yes"), ("topics", "data")):
+        with pytest.raises(DigestError, match="erased on request"):
+            run(example_project, "subscribers", command[0], "r1@example.com", *command[1:])
+
+
+def test_an_unknown_address_is_one_line_on_stderr(example_project: Project) -> None:
+    """The real entry point, as a shell runs it: no traceback."""
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digest",
+            "subscribers",
+            "show",
+            "nobody@example.com",
+            "--config",
+            str(example_project.config.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"},
+        check=False,
+    )
+    assert finished.returncode != 0
+    assert finished.stderr.strip().splitlines() == [
+        "error: nobody@example.com: is not a subscriber"
+    ]

@@ -80,6 +80,7 @@ CTX = EmailContext(
     digest_name="The Golden Weekly",
     timezone="Europe/Berlin",
     logo_url="https://blog.golden.example/logo.png",
+    logo_dark_url="https://blog.golden.example/logo-dark.png",
     archive_url="https://digest.golden.example/archive/weekly/7/",
     topic_urls={t.slug: f"https://blog.golden.example/topics/{t.slug}/" for t in TOPICS},
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import sys
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ import pytest
 from jinja2 import Environment, FileSystemLoader
 from lxml import html as lxml_html
 
-from digest.models import TopicSet
+from digest.models import HeroImage, TopicSet
 from digest.personalize import compile_template, token_values, unfilled_tokens
-from digest.render import RenderedIssue, render_issue
+from digest.render import HERO_MAX_HEIGHT, RenderedIssue, hero_fit, render_issue
 from digest.render.assemble import strip_markers
 from digest.render.environment import make_environment, template_folder
 from digest.render.size import html_bytes
@@ -203,15 +204,43 @@ def test_accessibility_of_the_html(rendered: RenderedIssue) -> None:
             assert label and label.lower() != text, lxml_html.tostring(link)[:160]
 
 
-def test_image_dimensions_are_given_where_known(rendered: RenderedIssue) -> None:
+def test_heroes_have_a_width_attribute_and_no_height_attribute(rendered: RenderedIssue) -> None:
+    """Outlook sizes by the width attribute; a height attribute is what Yahoo squashes with."""
     variant = rendered.variant(frozenset({"backend", "ai-ml"}))
     document = lxml_html.fromstring(variant.html)
     heroes = {
         img.get("src"): img for img in document.iter("img") if "img.golden" in img.get("src", "")
     }
-    assert heroes["https://img.golden.example/1.png"].get("width") == "216"
-    assert heroes["https://img.golden.example/1.png"].get("height") == "108"
-    assert heroes["https://img.golden.example/3.png"].get("height") is None  # unknown: not guessed
+    known, unknown = (
+        heroes["https://img.golden.example/1.png"],
+        heroes["https://img.golden.example/3.png"],
+    )
+    assert known.get("width") == unknown.get("width") == "216"
+    assert known.get("height") is None and unknown.get("height") is None
+    assert "width:100%" in known.get("style", "")  # 2:1, known: spans the column
+    assert "max-height:300px" in unknown.get("style", "")  # unknown: capped, never stretched
+    assert "width:auto" in unknown.get("style", "")
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "attribute", "spans"),
+    [
+        (1200, 600, 216, True),  # 2:1: 432 px wide on the widest phone is 216 px tall
+        (1200, 800, 216, True),  # 3:2: 288 px tall there
+        (1200, 900, 216, False),  # 4:3 would be 324 px: kept in its box, attribute as wide
+        (600, 1200, 150, False),  # portrait: 150 x 300 in Outlook too
+        (100, 5000, 6, False),
+        (None, 600, 216, False),  # unknown shape
+        (0, 0, 216, False),
+    ],
+)
+def test_hero_fit_caps_the_height(
+    width: int | None, height: int | None, attribute: int, spans: bool
+) -> None:
+    fit = hero_fit(HeroImage("https://img.example/x.png", "x", width, height))
+    assert (fit.width, fit.spans) == (attribute, spans)
+    if width and height:
+        assert fit.width * height / width <= HERO_MAX_HEIGHT or fit.spans
 
 
 def write_snapshots() -> None:
@@ -228,3 +257,16 @@ def write_snapshots() -> None:
 
 if __name__ == "__main__":
     write_snapshots()
+
+
+def test_dark_logo_is_swapped_in_or_the_logo_gets_a_light_plate() -> None:
+    issue = render_issue(ISSUE, CTX).variant(frozenset({"backend"})).html
+    plain = render_issue(ISSUE, replace(CTX, logo_dark_url=None)).variant(frozenset({"backend"}))
+    logos = [
+        i.get("src") for i in lxml_html.fromstring(issue).iter("img") if "logo" in i.get("src", "")
+    ]
+    assert logos == [CTX.logo_url, CTX.logo_dark_url]
+    assert ".logo .logo-dark { display: block !important;" in issue
+    assert "mso-hide:all" in issue  # Outlook on Windows ignores display:none on the wrapper
+    assert "logo-dark" not in plain.html
+    assert ".logo img { background-color: #f8fafc !important;" in plain.html

@@ -27,7 +27,7 @@ from digest.render import EmailContext, Renderer
 from digest.render.environment import make_environment
 from digest.render.layout import CardView, SectionView
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
-from digest.send.message import Envelope, header_text, list_id
+from digest.send.message import Envelope, Personal, build_message, header_text, list_id, serialise
 from digest.send.outbox import OutboxTransport
 from digest.send.smtp import SmtpTransport
 from subscribers.models import first_name_of
@@ -130,3 +130,18 @@ def test_every_message_parses_back_with_exactly_the_headers_meant(tmp_path: Path
             check_bytes(raw, batch)
 
         check()
+
+
+def test_list_unsubscribe_goes_out_as_urls_not_encoded_words() -> None:
+    """A signed token makes the URL longer than a 78-character line; folded at 78, the header
+    became RFC 2047 encoded words, where no mail program looks for a URL."""
+    envelope = Envelope(
+        "Weekly", "digest@northwind.example", None, "W <w.northwind.example>", "u@northwind.example"
+    )
+    url = "https://digest.northwind.example/unsubscribe/123456.aw_zSg." + "x" * 43
+    message = build_message(
+        envelope, Personal("r@example.com", "", url, "<m@northwind.example>"), "s", "t", "h", NOW
+    )
+    raw = serialise(message)
+    assert f"\r\nList-Unsubscribe: <{url}>, <mailto:u@northwind.example?subject=".encode() in raw
+    assert b"=?" not in raw.partition(b"\r\n\r\n")[0]

@@ -1,7 +1,7 @@
 """issues.editor_note: an editor's short intro to an issue
 
 Revision ID: 5c1e0a9d7b42
-Revises: bea472c6e47a
+Revises: a1cc07b3db79
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5c1e0a9d7b42"
-down_revision: str | None = "bea472c6e47a"
+down_revision: str | None = "a1cc07b3db79"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,184 @@
+"""The welcome email: sent once, after the first confirmation, through the project's own
+transport (a real SMTP server here, aiosmtpd on loopback), from a template a site may
+override; never to someone the first click did not make active."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import Engine
+
+from digest.app.readers import Readers
+from digest.app.wiring import Project
+from digest.config import Config, load_config
+from digest.scaffold import scaffold
+from subscribers.models import Status
+from subscribers.store import SubscriberStore
+from subscribers.tokens import Purpose
+from tests.conftest import FixedClock
+
+
+class RawInbox:
+    """Keeps each message exactly as it came over SMTP."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append((list(envelope.rcpt_tos), bytes(envelope.original_content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[tuple[int, RawInbox]]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    inbox = RawInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, inbox
+    finally:
+        controller.stop()
+
+
+def smtp_project(tmp_path: Path, clock: FixedClock, port: int, templates: bool = False) -> Project:
+    path = scaffold(tmp_path / "site")
+    text = path.read_text(encoding="utf-8").replace('transport = "outbox"', 'transport = "smtp"')
+    if templates:
+        text = text.replace('# templates = "my-templates"', 'templates = "my-templates"')
+    path.write_text(text + f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\n', "utf-8")
+    config = load_config(path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"})
+    return Project.open(config, clock=clock)
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def text_of(raw: bytes) -> str:
+    body = parsed(raw).get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def confirm_token(raw: bytes) -> str:
+    found = re.search(r"/confirm/([A-Za-z0-9._-]+)", text_of(raw))
+    assert found is not None
+    return found[1]
+
+
+def test_one_welcome_email_after_the_first_click_of_the_confirmation_link(
+    tmp_path: Path, clock: FixedClock, smtp_inbox: tuple[int, RawInbox]
+) -> None:
+    port, inbox = smtp_inbox
+    project = smtp_project(tmp_path, clock, port)
+    readers = Readers(project, project.mailer())
+    readers.subscribe("Ada@example.com", "Ada Lovelace", ["backend", "data"])
+    [(rcpts, confirmation)] = inbox.received
+    assert rcpts == ["Ada@example.com"]
+    token = confirm_token(confirmation)
+
+    preferences = readers.confirm(token)
+    again = readers.confirm(token)  # the same link, clicked twice
+    assert len(inbox.received) == 2
+    rcpts, raw = inbox.received[1]
+    assert rcpts == ["Ada@example.com"]
+    assert raw.count(b"\r\nSubject: Welcome to ") == 1
+    assert b"\r\nTo: Ada Lovelace <Ada@example.com>\r\n" in raw
+    assert raw.startswith(b"From: Northwind Engineering <digest@northwind.example>\r\n")
+    assert b"\r\nAuto-Submitted: auto-generated\r\n" in raw
+    public = b"http://localhost:8000"
+    # The token changes by the second (its time stamp); both open the same preferences.
+    owner = readers.subscriber_for(Purpose.MANAGE, preferences)[0]
+    assert owner == readers.subscriber_for(Purpose.MANAGE, again)[0]
+    assert owner.status is Status.ACTIVE and owner.topics == {"backend", "data"}
+    unsubscribe = re.search(rb"\r\nList-Unsubscribe: <([^>\r\n]+)>\r\n", raw)
+    assert unsubscribe is not None and unsubscribe[1].startswith(public + b"/unsubscribe/")
+    assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
+    message = parsed(raw)
+    assert message.get_body(("html",)) is not None
+    text = text_of(raw)
+    assert text.startswith("Welcome, Ada!")
+    assert "Your topics: Backend & Infrastructure, Data Engineering." in text
+    assert f"{public.decode()}/preferences/" in text
+    assert not any(line.startswith((b"Bcc", b"bcc")) for line in raw.split(b"\r\n"))
+
+    # Leaving and confirming again (a new sign-up) is joining again: welcomed again.
+    with project.engine.begin() as conn:
+        SubscriberStore(conn).set_status("ada@example.com", Status.UNSUBSCRIBED, clock())
+    readers.subscribe("ada@example.com", "Ada Lovelace", ["backend"])
+    readers.confirm(confirm_token(inbox.received[2][1]))
+    assert [b"Subject: Welcome" in raw for _, raw in inbox.received] == [False, True, False, True]
+
+
+def test_a_site_overrides_the_welcome_template(
+    tmp_path: Path, clock: FixedClock, smtp_inbox: tuple[int, RawInbox]
+) -> None:
+    port, inbox = smtp_inbox
+    project = smtp_project(tmp_path, clock, port, templates=True)
+    folder = tmp_path / "site" / "my-templates" / "confirm"
+    folder.mkdir(parents=True)
+    (folder / "welcome.txt.j2").write_text(
+        "Moin {{ first_name }}! {{ digest.name }} kommt montags.\n{{ preferences_url }}\n",
+        encoding="utf-8",
+    )
+    readers = Readers(project, project.mailer())
+    readers.subscribe("bo@example.com", "Bo Berg", ["data"])
+    readers.confirm(confirm_token(inbox.received[0][1]))
+    text = text_of(inbox.received[1][1])
+    assert text.startswith(
+        "Moin Bo! The Northwind Weekly kommt montags.\r\nhttp://localhost:8000/preferences/"
+    )
+
+
+@pytest.fixture
+def project(example_config: Config, clock: FixedClock, engine: Engine) -> Project:
+    return Project.open(example_config, clock=clock, engine=engine)
+
+
+def test_two_clicks_at_the_same_moment_send_one_welcome(project: Project) -> None:
+    """Two requests confirming at once (a double click, a link scanner and the reader): one
+    welcome, on SQLite and PostgreSQL, whatever the order the threads run in."""
+    sent: list[EmailMessage] = []
+    lock = threading.Lock()
+
+    def mailer(message: EmailMessage) -> None:
+        with lock:
+            sent.append(message)
+
+    readers = Readers(project, mailer)
+    readers.subscribe("cy@example.com", "", ["backend"])
+    token = confirm_token(bytes(sent[0]))
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def click() -> None:
+        start.wait()
+        try:
+            readers.confirm(token)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=click) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [m["Subject"] for m in sent[1:]] == ["Welcome to The Northwind Weekly"]
+    with project.engine.connect() as conn:
+        found = SubscriberStore(conn).get("cy@example.com")
+    assert found is not None and found.status is Status.ACTIVE
