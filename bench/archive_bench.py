@@ -44,7 +44,7 @@ from digest.config import load_config
 from digest.scaffold import scaffold
 from subscribers.store import SubscriberStore
 
-ENV = {"DIGEST_SECRET_KEY": "bench-secret-key-not-for-production"}
+ENV = {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
 READERS = 200
 MODES = {"uncached": (0, False), "database": (0, True), "kept": (64, True)}
 

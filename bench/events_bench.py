@@ -248,7 +248,11 @@ def raw_insert(project: Project, events: list[dict[str, Any]]) -> tuple[float, f
 
 
 def start_server(config: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DIGEST_SECRET_KEY": "bench", "SENDGRID_API_KEY": "SG.bench-not-used"}
+    env = {
+        **os.environ,
+        "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
+        "SENDGRID_API_KEY": "SG.bench-not-used",
+    }
     log = config.parent / "serve.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "digest", "serve", "--config", str(config), "--port", str(port)],
@@ -292,7 +296,9 @@ def main() -> None:
             + f'\n[sending.sendgrid]\nwebhook_public_key = "{public}"\n'
             + "webhook_max_bytes = 5000000\n"
         )
-        config = load_config(path, {"DIGEST_SECRET_KEY": "bench"})
+        config = load_config(
+            path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+        )
         engine = db.make_engine(config.database_url)
         if engine.dialect.name == "postgresql":
             with engine.begin() as conn:

@@ -230,7 +230,10 @@ def main() -> None:
             (site / "digest.toml").write_text(
                 config_text(site, site / "bench-feeds", args.database, args.in_flight)
             )
-            config = load_config(site / "digest.toml", {"DIGEST_SECRET_KEY": "bench"})
+            config = load_config(
+                site / "digest.toml",
+                {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"},
+            )
             config = replace(
                 config,
                 secrets=replace(
@@ -260,7 +263,7 @@ def main() -> None:
             if args.workers > 1:
                 env = {
                     **os.environ,
-                    "DIGEST_SECRET_KEY": "bench",
+                    "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
                     "SENDGRID_API_KEY": API_KEY,
                     "SENDGRID_API_HOST": server.host,
                 }

@@ -91,7 +91,9 @@ def main() -> None:
                 ),
                 encoding="utf-8",
             )
-        config = load_config(path, {"DIGEST_SECRET_KEY": "bench"})
+        config = load_config(
+            path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+        )
         engine = db.make_engine(config.database_url)
         if engine.dialect.name == "postgresql":
             with engine.begin() as conn:

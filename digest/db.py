@@ -109,6 +109,7 @@ issues = Table(
     Column("recorder", String(200)),
     Column("recorder_until", UtcDateTime),
     Column("message_key", String(32), default=lambda: secrets.token_hex(6)),
+    Column("editor_note", Text),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
     UniqueConstraint("digest", "slot", name="uq_issues_digest_slot"),
 )
@@ -118,7 +119,8 @@ per (digest, slot). ``approval``: the editor gate (see :mod:`digest.lifecycle`).
 a time, see :func:`digest.send.recording.record`); ``recorder`` records it, under a lease until
 ``recorder_until``. ``message_key``: random, drawn when the issue is stored, in each of its
 Message-IDs, so they differ from those of the same issue number of another (or a reset)
-database; NULL for issues stored before it existed (their ids stay as they went out)."""
+database; NULL for issues stored before it existed (their ids stay as they went out).
+``editor_note``: a short intro an editor writes, shown above the cards."""
 
 issue_posts = Table(
     "issue_posts",

@@ -78,3 +78,8 @@ class BatchRejected(TransportError):
 class ApprovalError(DigestError):
     """An issue's approval state forbids what was asked: sending a held or pending issue
     without ``--force``, or changing the approval of an issue that is sending, sent or skipped."""
+
+
+class NoReaders(DigestError):
+    """An issue was about to be planned that nobody would get: no active subscriber follows
+    any of its topics. Planning it would use its posts up for nothing."""

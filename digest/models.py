@@ -154,6 +154,8 @@ class Issue:
     """Posts published at or before this instant and after the previous issue's cutoff."""
     id: int | None = None
     created_at: datetime | None = None
+    note: str | None = None
+    """The editor's note: a short intro shown above the cards (plain text, escaped)."""
 
     @property
     def topic_slugs(self) -> tuple[str, ...]:

@@ -26,6 +26,18 @@ def is_new(post: StoredPost, last_cutoff: datetime | None, now: datetime) -> boo
     return post.first_seen_at > last_cutoff and published > last_cutoff - LATE_POST_WINDOW
 
 
+def first_issue_window(
+    candidates: Sequence[StoredPost], backfill: timedelta, now: datetime
+) -> datetime | None:
+    """The earliest date a post of a digest's first issue may have: ``backfill`` before the
+    newest post published by now (None when there is none). A feed's whole history is not
+    news: a first issue carries the last weeks of it. Counted from the newest post rather
+    than from now, so a site that has been quiet for a while still starts with its latest
+    posts (and the bundled example site keeps working whatever the date)."""
+    published = [p.post.published_at for p in candidates if p.post.published_at <= now]
+    return max(published) - backfill if published else None
+
+
 def plan_issue(
     *,
     digest: str,
@@ -36,13 +48,19 @@ def plan_issue(
     last_cutoff: datetime | None,
     max_posts_per_topic: int,
     now: datetime,
+    backfill: timedelta | None = None,
 ) -> Issue | None:
     """The next issue; each section counts the new posts that did not fit (``more``).
 
     A post is in it when :func:`is_new` says so and no earlier issue of this digest had it.
     Sections follow the digest's topic order, posts newest first. ``None`` when nothing is new.
+    The first issue (no ``last_cutoff``) takes only the posts of :func:`first_issue_window`
+    when ``backfill`` is given.
     """
     fresh = [p for p in candidates if p.id not in already_sent and is_new(p, last_cutoff, now)]
+    start = first_issue_window(fresh, backfill, now) if backfill and not last_cutoff else None
+    if start is not None:
+        fresh = [p for p in fresh if p.post.published_at >= start]
     fresh.sort(key=lambda p: (p.post.published_at, p.id), reverse=True)
     sections = []
     for topic in topics:

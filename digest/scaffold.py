@@ -8,7 +8,7 @@ from pathlib import Path
 from digest.errors import DigestError
 
 IGNORED = shutil.ignore_patterns(
-    "__pycache__", "*.pyc", "make_images.py", "outbox", "preview", "*.sqlite3*"
+    "__pycache__", "*.pyc", "make_images.py", "outbox", "preview", "published", "*.sqlite3*"
 )
 
 
@@ -32,4 +32,24 @@ def scaffold(target: Path) -> Path:
     if not (source / "digest.toml").is_file():
         raise DigestError(f"the bundled example site is missing ({source})")
     shutil.copytree(source, target, ignore=IGNORED, dirs_exist_ok=True)
+    (target / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
     return config
+
+
+GITIGNORE = """\
+# What digest writes as it runs: keep it out of version control (digest.toml, the feeds and
+# images are yours to commit; the database holds your subscribers' addresses).
+digest.sqlite3*
+outbox/
+preview/
+published/
+"""
+
+
+def enclosing_checkout(folder: Path) -> Path | None:
+    """The git working tree ``folder`` would be created in, if any: a project made there is
+    an untracked folder in someone's checkout."""
+    for parent in folder.resolve().parents:
+        if (parent / ".git").exists():
+            return parent
+    return None

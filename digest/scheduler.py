@@ -287,7 +287,11 @@ class SchedulerService:
             detail = f"{what} not started: the previous run of this digest is still busy"
         else:
             return  # errors are caught, logged and recorded in fire()
-        log.warning("%s %s: %s", slug, slot, detail)
+        # A missed job whose slot is unknown (its spec gone) is still named by when it fired.
+        at = slot or scheduled
+        log.warning(
+            "%s %s: %s", slug, f"slot {at:%Y-%m-%d %H:%M %Z}" if at else "(no slot)", detail
+        )
         log_slot(self.project, slug, slot, "missed", detail)
 
     def next_run_times(self) -> dict[str, datetime | None]:

@@ -115,6 +115,12 @@ def segmentation(
     return Segmentation(query, slug_of, addressed)
 
 
+def has_readers(conn: Connection, issue_topics: Iterable[str], now: datetime) -> bool:
+    """Whether anybody gets an issue of these topics (one row of :func:`segmentation`)."""
+    found = segmentation(conn, issue_topics, now)
+    return found is not None and conn.execute(found.query.limit(1)).first() is not None
+
+
 def segment_members(
     conn: Connection, issue_topics: Iterable[str], now: datetime
 ) -> Iterator[tuple[int, TopicSet]]:

@@ -48,7 +48,7 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def environ() -> dict[str, str]:
-    return {"DIGEST_SECRET_KEY": "test-secret-key-not-for-production"}
+    return {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 
 from digest.app import gathering
 from digest.app import previews as preview_cases
+from digest.app.images import PUBLISHED_FOLDER
 from digest.app.wiring import Project
 from tests.conftest import SCREENSHOTS
 
@@ -35,6 +36,18 @@ def previews(example_project: Project, tmp_path: Path) -> dict[str, Path]:
     return {"+".join(sorted(key)): path for key, path in result.files.items()}
 
 
+def serve_published(page: Any, project: Project) -> None:
+    """The emails link the site's images under public_url (published by digest serve): answer
+    those requests from the published folder, as the site would."""
+    folder = project.config.base_dir / PUBLISHED_FOLDER
+    base = project.images().url_base
+
+    def fulfill(route: Any) -> None:
+        route.fulfill(path=str(folder / route.request.url[len(base) :]))
+
+    page.route(base + "*", fulfill)
+
+
 def measure(page: Any) -> dict[str, Any]:
     found: dict[str, Any] = page.evaluate(
         """() => {
@@ -42,7 +55,8 @@ def measure(page: Any) -> dict[str, Any]:
           const r = el.getBoundingClientRect();
           return {x: r.left, y: r.top, w: r.width, right: r.right, bottom: r.bottom};
         };
-        const heroes = [...document.images].filter(i => !/logo(-dark)?[.]png$/.test(i.src));
+        const heroes = [...document.images].filter(
+          i => i.alt !== 'Northwind Engineering' && !/logo(-dark)?[.]png$/.test(i.src));
         const cards = heroes.map(img => {
           let section = img.closest('div[style*="max-width:600px"]');
           const title = section.querySelector('h3');
@@ -59,10 +73,11 @@ def measure(page: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("segment", ["ai-ml+backend+data+frontend", "frontend"])
 def test_phone_width_is_one_column_of_cards_with_images(
-    browser: Any, previews: dict[str, Path], segment: str
+    browser: Any, previews: dict[str, Path], segment: str, example_project: Project
 ) -> None:
     for width in (320, 375, 480):
         page = browser.new_page(viewport={"width": width, "height": 800})
+        serve_published(page, example_project)
         page.goto(previews[segment].as_uri())
         page.wait_for_load_state("load")
         page.screenshot(path=str(SCREENSHOTS / f"digest-{segment}-{width}.png"), full_page=True)
@@ -77,8 +92,11 @@ def test_phone_width_is_one_column_of_cards_with_images(
             assert card["img"]["w"] >= width - 60, "image should span the column"
 
 
-def test_600px_shows_image_beside_text(browser: Any, previews: dict[str, Path]) -> None:
+def test_600px_shows_image_beside_text(
+    browser: Any, previews: dict[str, Path], example_project: Project
+) -> None:
     page = browser.new_page(viewport={"width": 600, "height": 900})
+    serve_published(page, example_project)
     page.goto(previews["ai-ml+backend+data+frontend"].as_uri())
     page.wait_for_load_state("load")
     page.screenshot(path=str(SCREENSHOTS / "digest-all-600.png"), full_page=True)

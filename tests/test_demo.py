@@ -21,7 +21,7 @@ from digest.scaffold import example_site
 from subscribers.importer import parse_csv, topic_resolver
 from subscribers.tokens import Purpose, TokenSigner
 
-SECRET = "demo-test-secret"
+SECRET = "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
 TOPICS = {
     "backend": ("Backend & Infrastructure", "feeds/backend.xml"),
     "ai-ml": ("AI & Machine Learning", "feeds/ai-ml.atom"),

@@ -14,6 +14,7 @@ from urllib.parse import quote, unquote, urlsplit
 from digest.app import issues as issue_cases
 from digest.app import previews, sending
 from digest.app.engagement import IssueEngagement, issue_engagement
+from digest.app.images import IMAGES_ROUTE
 from digest.app.issues import Figures, Planned, figures
 from digest.app.previews import sample_values
 from digest.app.wiring import Project
@@ -36,6 +37,7 @@ from subscribers.store import SubscriberStore
 
 FILES_ROUTE = "/editor/files/"
 FILE_URL = re.compile(r"file://[^\s\"'<>()]+")
+PUBLISHED_URL = re.compile(r"https?://[^\s\"'<>()]+/images/[0-9a-f]{24}\.[a-z]+")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".avif"})
 SEGMENT_SEPARATORS = re.compile(r"[+\s,]+")
 """``?segment=backend+data`` arrives as "backend data" when typed by hand, as "backend+data"
@@ -141,6 +143,9 @@ class Editorial:
         """A ``file:`` URL under the project folder (the example site's images) as a URL the
         editor's browser can load; browsers refuse ``file:`` images on http(s) pages. Any
         other URL is returned as it is."""
+        published = self.project.images().url_base
+        if url.startswith(published) and published.startswith(self.project.config.site.public_url):
+            return IMAGES_ROUTE + url[len(published) :]  # served by this app, wherever it runs
         parts = urlsplit(url)
         if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
             return url
@@ -151,6 +156,7 @@ class Editorial:
         return FILES_ROUTE + quote(path.relative_to(base).as_posix())
 
     def localize(self, html: str) -> str:
+        html = PUBLISHED_URL.sub(lambda m: self.local_url(m.group(0)), html)
         return FILE_URL.sub(lambda m: self.local_url(m.group(0)), html)
 
     def local_file(self, relative: str) -> Path | None:
@@ -344,6 +350,9 @@ class Editorial:
 
     def plan(self, digest_slug: str) -> Planned | None:
         return issue_cases.plan(self.project, digest_slug)
+
+    def set_note(self, issue_id: int, note: str) -> None:
+        issue_cases.set_note(self.project, issue_id, note)
 
     def edit(self, issue_id: int, action: str, post_id: int, topic: str) -> None:
         issue_cases.edit(self.project, issue_id, action, post_id, topic)

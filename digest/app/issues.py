@@ -7,19 +7,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property, partial
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from digest.app.wiring import Project
-from digest.errors import DigestError
+from digest.errors import DigestError, NoReaders
 from digest.events import issue_counts
 from digest.lifecycle import EDITOR_DECISIONS, Approval, why_no_decision
 from digest.models import Issue, TopicSet
 from digest.plan import LATE_POST_WINDOW, plan_issue
-from digest.segment import decode_key, segment_members
+from digest.segment import decode_key, has_readers, segment_members
 from digest.send import reporting
 from digest.stores import issue_posts, issues, posts
 
@@ -70,9 +70,14 @@ def plan(
     save: bool = True,
     slot: datetime | None = None,
     approval: str = Approval.NONE,
+    without_readers: bool = False,
 ) -> Planned | None:
     """The issue made for ``slot`` if there is one, else the unfinished issue of the
     digest, else a newly planned one (stored with ``slot`` and ``approval``), else None.
+
+    A new issue nobody would get (no active reader follows its topics) is refused with
+    :class:`NoReaders` and its posts stay new, unless ``without_readers``. A digest's first
+    issue takes only the posts of ``[gather] backfill_days`` (:func:`plan_issue`).
 
     ``slot`` makes planning idempotent per scheduled run: the unique (digest, slot)
     constraint means a second scheduler, or a rerun of the slot, gets the same issue back.
@@ -99,11 +104,20 @@ def plan(
             last_cutoff=last.cutoff if last else None,
             max_posts_per_topic=digest.max_posts_per_topic,
             now=now,
+            backfill=timedelta(days=project.config.gather.backfill_days),
         )
         if planned is None:
             return None
         if not save:
             return Planned(planned, True, partial(segments, project, planned), approval, slot)
+        if not without_readers and not has_readers(conn, planned.topic_slugs, now):
+            raise NoReaders(
+                f"issue {planned.number} would go to nobody: no active subscriber follows "
+                f"{_topic_list(planned)}. Its {_posts(planned.post_count)} stay new for the "
+                "next issue; import subscribers (`digest subscribers import FILE`) or plan "
+                "it anyway with --without-readers",
+                where=digest.slug,
+            )
         try:
             with conn.begin_nested():
                 issue = issues.save_issue(conn, planned, posts.topic_ids(conn), now, slot, approval)
@@ -113,7 +127,27 @@ def plan(
             return Planned(issue, True, partial(segments, project, issue), approval, slot)
     if slot is None:
         raise DigestError("another process planned an issue at the same moment; run again")
-    return plan(project, digest_slug, save, slot, approval)
+    return plan(project, digest_slug, save, slot, approval, without_readers)
+
+
+def _topic_list(issue: Issue) -> str:
+    names = [s.topic.name for s in issue.sections]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _posts(count: int) -> str:
+    return f"{count} post" + ("" if count == 1 else "s")
+
+
+def why_nothing(project: Project, digest_slug: str | None = None) -> str:
+    """Why planning found nothing: gather never stored a post of the digest's topics, or
+    nothing is new since its last issue."""
+    digest = project.config.digest(digest_slug)
+    with project.reading() as conn:
+        gathered = posts.any_posts(conn, [t.slug for t in project.topics(digest)])
+    if not gathered:
+        return "Nothing gathered yet for this digest (run `digest gather` first, or `digest run`)"
+    return "Nothing new since the last issue"
 
 
 def unfinished(project: Project, digest_slug: str | None = None) -> Issue | None:
@@ -185,6 +219,26 @@ def edit(project: Project, issue_id: int, action: str, post_id: int, topic: str)
             issue_posts.move(conn, issue_id, topic, post_id, -1 if action == "up" else 1)
         else:
             raise DigestError(f"unknown action {action!r}")
+
+
+NOTE_LIMIT = 600
+"""An editor's note is a short intro, not an article: a few sentences."""
+
+
+def set_note(project: Project, issue_id: int, note: str) -> str | None:
+    """Set (or, empty, remove) the editor's note of an issue that can still change; the note
+    as stored. Line breaks are kept, other control characters refused."""
+    # Pages show "%%" broken by a zero-width space (the token guard): a note saved again from
+    # its form comes back as it was typed.
+    note = note.replace("%\u200b%", "%%")
+    text = "\n".join(line.rstrip() for line in note.strip().splitlines()).strip()
+    if len(text) > NOTE_LIMIT:
+        raise DigestError(f"the note is {len(text)} characters; keep it under {NOTE_LIMIT}")
+    if any((ord(c) < 32 and c != "\n") or 0x7F <= ord(c) < 0xA0 for c in text):
+        raise DigestError("the note may not hold control characters")
+    with project.transaction() as conn:
+        issues.set_note(conn, issue_id, text or None)
+    return text or None
 
 
 def figures(conn: Connection, issue_id: int) -> Figures:

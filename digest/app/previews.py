@@ -9,7 +9,7 @@ from pathlib import Path
 from digest.app import issues as issue_cases
 from digest.app.archive import archive_links
 from digest.app.wiring import Project
-from digest.errors import DigestError
+from digest.errors import DigestError, NoReaders
 from digest.models import Issue, TopicSet
 from digest.personalize import compile_template, token_values
 from digest.render import RenderedIssue
@@ -68,7 +68,10 @@ def preview(
     links: what "view in browser" serves) and an index.html linking them."""
     segments: dict[TopicSet, int] | None = None
     if issue is None:
-        planned = issue_cases.plan(project, digest_slug)
+        try:
+            planned = issue_cases.plan(project, digest_slug)
+        except NoReaders:  # shown as it would be, but not planned: nobody would get it
+            planned = issue_cases.plan(project, digest_slug, save=False)
         if planned is not None:
             issue, segments = planned.issue, planned.segments
         else:

@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from digest.app.background import Background
+from digest.app.images import IMAGES_ROUTE
 from digest.app.wiring import Project
 from digest.lifecycle import approval_shown
 from digest.render.inline import inline_css
@@ -66,6 +67,18 @@ class Readers:
         self._erasure = ErasureHasher(
             [k for k in (secrets.require_secret_key(), secrets.previous_secret_key) if k]
         )
+        self._env.globals["logo_src"] = self._logo_src()
+
+    def _logo_src(self) -> str | None:
+        """The site's logo for the readers' pages: published with the emails' images, and
+        named by path when this app serves it (the pages then work on any host)."""
+        logo = self.project.images().url(self.project.config.logo_url())
+        if logo is None or not logo.startswith(("http://", "https://")):
+            return None
+        base = self.project.images().url_base
+        if logo.startswith(base) and base.startswith(self.project.config.site.public_url):
+            return IMAGES_ROUTE + logo[len(base) :]
+        return logo
 
     def render(self, template: str, **values: Any) -> str:
         site = self.project.config.site
@@ -232,7 +245,7 @@ class Readers:
             self._service_email(
                 "confirm/link",
                 mailbox(subscriber.name, subscriber.email),
-                f"Your {config.digests[0].name} preferences",
+                f"Your preferences for {config.digests[0].name}",
                 preferences_url=f"{config.site.public_url}/preferences/"
                 f"{self.manage_token(subscriber.id)}",
             )

@@ -18,7 +18,7 @@ from digest.app.gathering import gather_sources
 from digest.app.sending import deliver
 from digest.app.wiring import Project
 from digest.config import DigestConfig
-from digest.errors import DigestError
+from digest.errors import DigestError, NoReaders
 from digest.lifecycle import Approval, IssueStatus
 from digest.schedule.gate import Action, gate
 from digest.schedule.slots import is_repeat
@@ -96,7 +96,10 @@ def _run_slot(project: Project, digest: DigestConfig, slot: datetime) -> SlotOut
         failed = ", ".join(s.job.name for s in gathered.failed)
         if failed:
             log.warning("%s: sources failed: %s", digest.slug, failed)
-    planned = issue_cases.plan(project, digest.slug, slot=slot)
+    try:
+        planned = issue_cases.plan(project, digest.slug, slot=slot)
+    except NoReaders as refused:
+        return _outcome(digest, slot, "nothing", refused.message + resumed)
     if planned is None:
         return _outcome(digest, slot, "nothing", "nothing new since the last issue" + resumed)
     assert planned.issue.id is not None
@@ -213,7 +216,8 @@ def _notify(
     topics = ", ".join(s.topic.name for s in issue.sections)
     lines = [
         f"Issue {issue.number} of {digest.name} is planned for {when}:",
-        f"{issue.post_count} posts in {topics}, for {planned.recipients} readers.",
+        f"{issue.post_count} post{'' if issue.post_count == 1 else 's'} in {topics}, for "
+        f"{planned.recipients} reader{'' if planned.recipients == 1 else 's'}.",
         "",
         f"Review and approve it: {link}",
         "",

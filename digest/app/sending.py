@@ -12,12 +12,14 @@ from pathlib import Path
 import httpx
 
 from digest.app import issues as issue_cases
+from digest.app import previews
 from digest.app.gathering import gather_sources
 from digest.app.wiring import Project
 from digest.errors import ApprovalError, DigestError
 from digest.gather import GatherReport
 from digest.lifecycle import Approval, IssueStatus, why_not_sendable
 from digest.models import Issue
+from digest.render.preflight import Finding, preflight
 from digest.send import reporting
 from digest.send.message import Envelope, feedback_id, feedback_sender_id, list_id
 from digest.send.outbox import OutboxTransport
@@ -44,6 +46,7 @@ def send(
     on_batch: Callable[[int], None] | None = None,
     force: bool = False,
     by: str = "digest send --force",
+    without_readers: bool = False,
 ) -> tuple[issue_cases.Planned | None, SendReport | None]:
     """Send the unfinished issue (planning one if there is none): an editor's explicit act.
 
@@ -51,7 +54,8 @@ def send(
     :class:`ApprovalError`. ``force`` records the approval (``by``) before sending, so the
     record says who decided.
     """
-    planned = issue_cases.plan(project, digest_slug)
+    project.config.secrets.require_secret_key()  # before planning: a weak key plans nothing
+    planned = issue_cases.plan(project, digest_slug, without_readers=without_readers)
     if planned is None:
         return None, None
     issue = planned.issue
@@ -89,6 +93,7 @@ def deliver(
     """Send (or resume) this issue, no questions asked: callers decide whether it may go
     (:func:`send` for editors, the scheduled job through its approval gate)."""
     issue = planned.issue
+    _refuse_unloadable_images(project, issue)
     digest = project.config.digest(issue.digest)
     sending = project.config.sending
     with project.reading() as conn:
@@ -122,6 +127,41 @@ def deliver(
         # An outbox tells which messages it has: what a dead send wrote is never ambiguous.
         written=transport.written if isinstance(transport, OutboxTransport) else None,
     )
+
+
+def image_findings(project: Project, issue: Issue) -> list[Finding]:
+    """What preflight says of the issue's images (every topic's email, as the archive shows
+    it): errors for those no reader can load, warnings for those only this machine can."""
+    report = preflight(previews.archive_html(project, issue), project.render(issue).budget)
+    return [f for f in report.findings if f.check == "images"]
+
+
+def _refuse_unloadable_images(project: Project, issue: Issue) -> None:
+    """Preflight's gate before an issue first goes out: an image no reader's mail program can
+    load (a ``file:`` URL outside the project, ``data:``, a relative URL) is a broken email
+    for every reader, so the send is refused, naming the images. An issue already sending is
+    resumed as it started."""
+    assert issue.id is not None
+    with project.reading() as conn:
+        if issues.issue_row(conn, issue.id).status != IssueStatus.PLANNED:
+            return
+    broken = [f for f in image_findings(project, issue) if f.level == "error"]
+    if broken:
+        count = sum(f.count for f in broken)
+        public = project.images().issue(issue)
+        named = [
+            f"{p.post.title!r} ({p.post.image.url[:80]})"
+            for s in public.sections
+            for p in s.posts
+            if p.post.image and not p.post.image.url.lower().startswith(("http://", "https://"))
+        ]
+        which = "; ".join(dict.fromkeys(named)) or "; ".join(e for f in broken for e in f.examples)
+        raise DigestError(
+            f"issue {issue.number} has {count} image{'s' if count > 1 else ''} no reader can "
+            f"load: {which}. Give those posts an http(s) image or leave them out "
+            f"(`digest issues preflight {issue.number}` shows the report)",
+            where=issue.digest,
+        )
 
 
 def run(
@@ -197,3 +237,10 @@ def resend_ambiguous(
         issue_cases.load(project, row.id), False, dict, row.approval, row.slot
     )
     return planned, deliver(project, planned, transport, "resend", on_batch)
+
+
+def still_open(project: Project, issue_id: int) -> Counter[str]:
+    """The issue's batches still pending or in flight now (none once it is sent): what a
+    worker that stopped should say, since other workers may have finished meanwhile."""
+    with project.reading() as conn:
+        return reporting.open_batches(conn, issue_id)

@@ -19,6 +19,7 @@ from jinja2 import Environment
 from sqlalchemy import Connection, Engine
 
 from digest import db
+from digest.app.images import IMAGES_ROUTE, ImagePublisher
 from digest.bounces import ImapMailbox, ImapSettings
 from digest.config import IMAP_PASSWORD_ENV, SENDGRID_KEY_ENV, Config, DigestConfig
 from digest.errors import ConfigError, SecretMissing
@@ -91,6 +92,7 @@ class Project:
         self.clock = clock
         self.sleep = sleep
         self._last_rendered: tuple[Issue, RenderedIssue] | None = None
+        self._images: ImagePublisher | None = None
 
     @classmethod
     def open(
@@ -164,8 +166,8 @@ class Project:
             postal_address=site.postal_address,
             digest_name=digest.name,
             timezone=digest.timezone,
-            logo_url=self.config.logo_url(),
-            logo_dark_url=self.config.logo_dark_url(),
+            logo_url=self.images().url(self.config.logo_url()),
+            logo_dark_url=self.images().url(self.config.logo_dark_url()),
             language=site.language,
             theme=Theme(
                 theme.brand, theme.accent, theme.text, theme.muted, theme.background, theme.font
@@ -176,6 +178,14 @@ class Project:
             subject_template=digest.subject,
             preheader_template=digest.preheader,
         )
+
+    def images(self) -> ImagePublisher:
+        """Publishes the project's local images (:mod:`digest.app.images`)."""
+        if self._images is None:
+            site = self.config.site
+            base = site.images_url or site.public_url.rstrip("/") + IMAGES_ROUTE
+            self._images = ImagePublisher(self.config.base_dir, base)
+        return self._images
 
     def environment(self) -> Environment:
         folder = self.config.site.templates
@@ -190,7 +200,10 @@ class Project:
         if last is not None and last[0] == issue:
             return last[1]
         digest = self.config.digest(issue.digest)
-        rendered = render_issue(issue, self.email_context(digest, issue.number), self.environment())
+        public = self.images().issue(issue)  # local images as URLs every reader can load
+        rendered = render_issue(
+            public, self.email_context(digest, issue.number), self.environment()
+        )
         self._last_rendered = (issue, rendered)
         return rendered
 

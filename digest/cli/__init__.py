@@ -12,11 +12,12 @@ import sys
 import typer
 
 from digest.app.wiring import check_runtime
-from digest.cli import gather, issues, project, schedule
+from digest.cli import gather, issue_desk, issues, project, schedule
 from digest.cli.bounces import bounces_app
 from digest.cli.editors import editors_app
 from digest.cli.events import events_app
 from digest.cli.ledger import issues_app
+from digest.cli.options import ConfigOption, remember_before
 from digest.cli.output import print_error
 from digest.cli.subscribers import subscribers_app
 from digest.errors import DigestError
@@ -26,12 +27,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help text is plain text: `[[editor.users]]` stays as written
 )
+
+
+@app.callback()
+def _options(config: ConfigOption = None) -> None:
+    """Topic-segmented newsletter digests: gather, plan, preview, send.
+
+    --config goes before the command or after it: `digest --config site/digest.toml run` and
+    `digest run --config site/digest.toml` are the same."""
+    remember_before(config)
+
+
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(project.db_app, name="db")
 app.add_typer(schedule.schedule_app, name="schedule")
 app.add_typer(editors_app, name="editors")
 app.add_typer(issues_app, name="issues")
+for name, command in issue_desk.COMMANDS.items():
+    issues_app.command(name)(command)
 app.add_typer(bounces_app, name="bounces")
 app.add_typer(events_app, name="events")
 for command in (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from digest.app import editors
@@ -66,4 +67,4 @@ def editors_list(config: ConfigOption = None) -> None:
 def editors_remove(email: str, config: ConfigOption = None) -> None:
     """Remove a database editor (editors in the config file are removed by editing it)."""
     editors.remove(open_project(config), email)
-    out.print(f"Removed editor {email}; their sessions end with their next request")
+    out.print(f"Removed editor {escape(email)}; their sessions end with their next request")

@@ -8,12 +8,13 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
 from digest.app.gathering import gather_sources, inspect_source
 from digest.app.wiring import Project
-from digest.cli.options import ConfigOption, open_project
+from digest.cli.options import ConfigOption, given_before, open_project
 from digest.cli.output import err, out
 from digest.config import load_config, resolve_config_path
 from digest.errors import DigestError
@@ -32,6 +33,7 @@ def inspect(
     """Show what gather would make of one source, storing nothing."""
     if kind not in KINDS:
         raise DigestError("expected auto, feed, jsonfeed, wordpress or markdown", where="--kind")
+    config = config or given_before()
     path = resolve_config_path(config, os.environ)
     cfg = load_config(path, os.environ) if config or path.exists() else None
     location = (
@@ -48,7 +50,8 @@ def inspect(
     for number, post in enumerate(posts, 1):
         _print_post(number, post)
     unmapped = f", {outcome.unmapped} without a matching topic" if outcome.unmapped else ""
-    out.print(f"{len(posts)} posts from {source} ({outcome.kind}){unmapped}.")
+    count = f"{len(posts)} post{'' if len(posts) == 1 else 's'}"
+    out.print(f"{count} from {escape(source)} ({outcome.kind}){unmapped}.")
 
 
 def post_as_json(post: Post) -> dict[str, object]:
@@ -85,7 +88,7 @@ def _print_post(number: int, post: Post) -> None:
     else:
         grid.add_row("image", "[yellow]none[/]")
     grid.add_row("excerpt", post.excerpt)
-    out.print(f"[bold]{number}. {post.title}[/]", highlight=False)
+    out.print(f"[bold]{number}. {escape(post.title)}[/]", highlight=False)
     out.print(grid, highlight=False)
     out.print()
 
@@ -129,4 +132,5 @@ def _print_sources(report: GatherReport) -> None:
         f"Posts: [bold]{report.new}[/] new, {report.updated} updated, {report.unchanged} unchanged."
     )
     for failed in report.failed:
-        err.print(f"[red]Source {failed.job.name!r} failed:[/] {failed.error}")
+        why = escape(failed.error or "")
+        err.print(f"[red]Source {escape(repr(failed.job.name))} failed:[/] {why}")

@@ -25,13 +25,25 @@ from digest.errors import DigestError
 from digest.render.size import HTML_BUDGET_BYTES
 from digest.send.worker import AmbiguousPolicy, SendReport
 
+WithoutReaders = Annotated[
+    bool,
+    typer.Option(
+        "--without-readers",
+        help="plan the issue even if no active subscriber would get it (its posts are used up)",
+    ),
+]
 
-def plan(config: ConfigOption = None, digest: DigestOption = None) -> None:
+
+def plan(
+    config: ConfigOption = None,
+    digest: DigestOption = None,
+    without_readers: WithoutReaders = False,
+) -> None:
     """Plan the next issue (posts new since the last one) and show who gets what."""
     project = open_project(config)
-    planned = issues.plan(project, digest)
+    planned = issues.plan(project, digest, without_readers=without_readers)
     if planned is None:
-        out.print("Nothing new since the last issue: no issue planned.")
+        out.print(f"{issues.why_nothing(project, digest)}: no issue planned.")
         return
     _print_plan(project, planned)
 
@@ -97,7 +109,7 @@ def preview(
     project = open_project(config)
     target = folder or project.config.base_dir / "preview"
     result = previews.preview(project, digest, target)
-    out.print(f"Previews of {len(result.files)} segments: [bold]{result.index}[/]")
+    out.print(f"Previews of {len(result.files)} segments: [bold]{escape(str(result.index))}[/]")
     warn_size(result)
 
 
@@ -109,7 +121,7 @@ def warn_size(result: PreviewResult) -> None:
         )
 
 
-def _who() -> str:
+def who() -> str:
     """The local user, for the record of who forced a send."""
     try:
         return getpass.getuser()
@@ -125,7 +137,11 @@ class _Rate(ProgressColumn):
 
 
 def send_with_progress(
-    project: Project, digest: str | None, policy: AmbiguousPolicy = "skip", force: bool = False
+    project: Project,
+    digest: str | None,
+    policy: AmbiguousPolicy = "skip",
+    force: bool = False,
+    without_readers: bool = False,
 ) -> tuple[Planned | None, SendReport | None]:
     """Send (or resume) the next issue, a progress bar on stderr while it goes out, then its
     plan and what was submitted."""
@@ -138,12 +154,21 @@ def send_with_progress(
             ambiguous_policy=policy,
             on_batch=lambda n: progress.update(task, advance=n),
             force=force,
-            by=f"{_who()} (digest send --force)",
+            by=f"{who()} (digest send --force)",
+            without_readers=without_readers,
         )
     if planned is None or report is None:
-        out.print("Nothing new since the last issue: no email sent.")
+        out.print(f"{issues.why_nothing(project, digest)}: no email sent.")
         return planned, report
     _print_plan(project, planned)
+    for finding in sending.image_findings(project, planned.issue):
+        err.print(
+            f"warning: {finding.message} (×{finding.count}), e.g. {finding.examples[0]}",
+            style="yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     print_sent(project, planned, report)
     return planned, report
 
@@ -158,10 +183,10 @@ def print_sent(project: Project, planned: Planned, report: SendReport) -> None:
             "ledger before deciding to resend.[/]"
         )
     folder = sending.outbox_folder(project, planned.issue)
-    where = f" to {folder}" if folder is not None else ""
+    where = f" to {escape(str(folder))}" if folder is not None else ""
     out.print(
         f"Emails submitted: [bold]{report.submitted}[/]{where}; failed: {report.failed}"
-        + ("" if report.finished else " (unfinished: run again to resume)")
+        + _unfinished(project, report)
     )
     if report.failed:
         reasons = sending.failure_reasons(project, report.issue_id)
@@ -169,6 +194,20 @@ def print_sent(project: Project, planned: Planned, report: SendReport) -> None:
             err.print(f"[red]failed:[/] {count} × {escape(reason or 'no reason given')}")
         err.print(f"`digest issues ledger {planned.issue.number}` lists every failure.")
         raise typer.Exit(1)
+
+
+def _unfinished(project: Project, report: SendReport) -> str:
+    """What is left of the issue now: other workers may have finished it since this one
+    stopped, or still be sending."""
+    if report.finished:
+        return ""
+    left = sending.still_open(project, report.issue_id)
+    if left.get("pending"):
+        return " (unfinished: run again to resume)"
+    if left.get("submitting"):
+        n = left["submitting"]
+        return f" (another worker is still sending {n} batch{'es' if n > 1 else ''})"
+    return ""
 
 
 def send(
@@ -209,6 +248,7 @@ def send(
             help="with --resend-ambiguous: this issue (by number), even if it is closed",
         ),
     ] = None,
+    without_readers: WithoutReaders = False,
 ) -> None:
     """Send the next issue, or resume an unfinished one. A finished issue is never sent again.
 
@@ -224,7 +264,8 @@ def send(
     elif dry_run:
         _dry_run(project, digest)
     else:
-        send_with_progress(project, digest, "resend" if resend_ambiguous else "skip", force)
+        policy: AmbiguousPolicy = "resend" if resend_ambiguous else "skip"
+        send_with_progress(project, digest, policy, force, without_readers)
 
 
 def _resend(project: Project, digest: str | None, number: int) -> None:
@@ -243,13 +284,13 @@ def _send_test(
     key = frozenset(s for s in re.split(r"[+,]", segment) if s) if segment else None
     issue, topics, subject = previews.send_test(project, to, digest, key, as_email)
     variant = "+".join(sorted(topics))
-    out.print(f"Test of issue {issue.number} ({variant}) sent to {to}: {subject}")
+    out.print(f"Test of issue {issue.number} ({variant}) sent to {to}: {subject}", markup=False)
 
 
 def _dry_run(project: Project, digest: str | None) -> None:
     planned = issues.plan(project, digest, save=False)
     if planned is None:
-        out.print("Nothing new since the last issue: nothing would be sent.")
+        out.print(f"{issues.why_nothing(project, digest)}: nothing would be sent.")
         return
     _print_plan(project, planned)
     size = project.config.sending.batch_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from digest.errors import DigestError
 
@@ -12,4 +13,4 @@ err = Console(stderr=True)
 
 def print_error(error: DigestError) -> None:
     """One line, no traceback: what went wrong and where (a file, an option, an address)."""
-    err.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

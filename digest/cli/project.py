@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from digest.app import previews, subscribers
 from digest.app.wiring import Project, upgrade_database
@@ -18,8 +19,8 @@ from digest.cli.issues import send_with_progress, warn_size
 from digest.cli.options import ConfigOption, config_at, open_project
 from digest.cli.output import err, out
 from digest.cli.subscribers import import_with_report
-from digest.config import SECRET_KEY_ENV, Config, load_config
-from digest.scaffold import scaffold
+from digest.config import MAKE_SECRET, SECRET_KEY_ENV, Config, load_config
+from digest.scaffold import enclosing_checkout, scaffold
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -27,7 +28,22 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 def init(folder: Annotated[Path, typer.Argument(help="new folder for the project")]) -> None:
     """Create a working project from the bundled example site (feeds, images, subscribers)."""
     config = scaffold(folder)
-    out.print(f"Created {config}. Next: digest --config {config} run")
+    checkout = enclosing_checkout(folder)
+    if checkout is not None:
+        err.print(
+            f"note: {folder} is inside the git checkout {checkout}, as a new untracked folder; "
+            "move it out, or commit it (its .gitignore keeps the database and the outbox out).",
+            markup=False,
+            highlight=False,
+        )
+    steps = (
+        f'export {SECRET_KEY_ENV}="$({MAKE_SECRET})"',
+        f"digest --config {config} subscribers import {folder / 'subscribers.csv'}",
+        f"digest --config {config} run",
+    )
+    out.print(f"Created {config} from the example site. Next:", markup=False, highlight=False)
+    for step in steps:
+        out.print(f"  {step}", markup=False, highlight=False, soft_wrap=True)
 
 
 def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
@@ -35,7 +51,7 @@ def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
     config_path = folder / "digest.toml"
     if not config_path.exists():
         scaffold(folder)
-        out.print(f"Created the example project in {folder}")
+        out.print(f"Created the example project in {folder}", markup=False)
     config = _with_signing_secret(load_config(config_path, os.environ))
     project = Project.open(config)
     parsed = subscribers.read_file(project, folder / "subscribers.csv")
@@ -43,8 +59,8 @@ def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
     gather_with_progress(project)
     send_with_progress(project, None)
     result = previews.preview(project, None, (folder / "preview").resolve())
-    out.print(f"Outbox: [bold]{config.outbox_dir}[/]")
-    out.print(f"Previews: [bold]{result.index}[/]")
+    out.print(f"Outbox: [bold]{escape(str(config.outbox_dir))}[/]")
+    out.print(f"Previews: [bold]{escape(str(result.index))}[/]")
     warn_size(result)
 
 
@@ -93,4 +109,4 @@ def serve(
 def db_upgrade(config: ConfigOption = None) -> None:
     """Apply database migrations (other commands do this on their own)."""
     url = upgrade_database(config_at(config))
-    out.print(f"Database is up to date: {url}")
+    out.print(f"Database is up to date: {url}", markup=False)

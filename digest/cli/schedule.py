@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from digest.app.scheduled import recent_trouble
@@ -18,6 +20,8 @@ from digest.app.wiring import Project
 from digest.cli.options import ConfigOption, open_project
 from digest.cli.output import err, out, print_error
 from digest.schedule import NextRun, SchedulerBusy, SchedulerLock, next_runs
+from digest.schedule.slots import DstEdge
+from digest.schedule.words import schedule_in_words
 from digest.scheduler import SchedulerService
 
 schedule_app = typer.Typer(help="When each digest runs.", no_args_is_help=True)
@@ -56,7 +60,7 @@ def scheduler(
     service = SchedulerService(project)
     try:
         for note in service.start():
-            err.print(f"[yellow]{note}[/]", highlight=False)
+            err.print(f"[yellow]{escape(note)}[/]", highlight=False)
         for run in next_runs(project.config, project.clock()):
             out.print(f"{run.digest}: next run {_when(run.at, run.timezone)} ({run.policy})")
         out.print("Scheduler running; Ctrl-C stops it.")
@@ -80,7 +84,11 @@ def _scheduler_lock(project: Project, wait: bool, poll: float) -> SchedulerLock:
                 err.print("Use --wait to take over when it stops.")
                 raise typer.Exit(3) from None
             if not told:
-                err.print(f"{busy}; waiting to take over (Ctrl-C to give up)", highlight=False)
+                err.print(
+                    f"{busy}; waiting to take over (Ctrl-C to give up)",
+                    highlight=False,
+                    markup=False,
+                )
                 told = True
             time.sleep(poll)
 
@@ -106,12 +114,38 @@ def schedule_list(config: ConfigOption = None) -> None:
         )
     _print_trouble(project, runs)
     for run in runs:
-        for edge in run.edges:
+        for message in dst_warnings(run.edges):
             err.print(
-                f"[yellow]warning: {run.digest}:[/] {edge.message()}",
+                f"[yellow]warning: {escape(run.digest)}:[/] {escape(message)}",
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+DST_DETAIL = 3
+"""Per clock change, this many of its times are described one by one; more are summed up."""
+
+
+def dst_warnings(edges: Sequence[DstEdge]) -> list[str]:
+    """One line per time DST skips or repeats, unless a clock change touches more than
+    :data:`DST_DETAIL` of the schedule's times (``* * * * *`` names 60 in the skipped hour):
+    then one line for that change."""
+    by_change: dict[tuple[date, str], list[DstEdge]] = {}
+    for edge in edges:
+        by_change.setdefault((edge.day, edge.kind), []).append(edge)
+    lines: list[str] = []
+    for (day, kind), group in by_change.items():
+        if len(group) <= DST_DETAIL:
+            lines.extend(edge.message() for edge in group)
+            continue
+        first, last = min(e.wall for e in group), max(e.wall for e in group)
+        what = "do not exist" if kind == "missing" else "happen twice"
+        lines.append(
+            f"{day:%Y-%m-%d}: {len(group)} run times from {first:%H:%M} to {last:%H:%M} {what} "
+            f"in {group[0].zone} (clocks go {'forward' if kind == 'missing' else 'back'}); "
+            "prefer times outside 01:00-03:00"
+        )
+    return lines
 
 
 def _print_runs(runs: list[NextRun]) -> None:
@@ -125,7 +159,7 @@ def _print_runs(runs: list[NextRun]) -> None:
             approval += f" (editors asked {_when(run.ask_at, run.timezone)})"
         table.add_row(
             run.digest,
-            f"{run.schedule} ({run.timezone})",
+            escape(schedule_in_words(run.schedule, run.timezone)),
             f"{local:%a %Y-%m-%d %H:%M %Z}" if local else "never",
             f"{run.at:%Y-%m-%d %H:%M} UTC" if run.at else "never",
             approval,
@@ -138,9 +172,9 @@ def _print_trouble(project: Project, runs: list[NextRun]) -> None:
     trouble = recent_trouble(project, [run.digest for run in runs])
     for run in runs:
         for row in trouble[run.digest]:
-            slot = _when(row.slot, run.timezone) if row.slot else "-"
+            slot = f"slot {_when(row.slot, run.timezone)}" if row.slot else "no slot"
             err.print(
-                f"[yellow]{run.digest} {row.kind}:[/] slot {slot}: {row.detail}",
+                f"[yellow]{escape(run.digest)} {row.kind}:[/] {slot}: {escape(row.detail)}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -27,6 +27,7 @@ from digest.config.environment import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
     IMAP_PASSWORD_ENV,
+    MAKE_SECRET,
     PREVIOUS_KEY_ENV,
     SECRET_KEY_ENV,
     SENDGRID_HOST_ENV,
@@ -34,6 +35,7 @@ from digest.config.environment import (
     SMTP_PASSWORD_ENV,
     Secrets,
     resolve_config_path,
+    secret_bits,
 )
 from digest.config.fields import SLUG_PATTERN, EmailAddress, HttpUrl, PublicUrl, Slug
 from digest.config.file import FileConfig
@@ -46,6 +48,7 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
     "IMAP_PASSWORD_ENV",
+    "MAKE_SECRET",
     "PREVIOUS_KEY_ENV",
     "SECRET_KEY_ENV",
     "SENDGRID_HOST_ENV",
@@ -78,4 +81,5 @@ __all__ = [
     "WebConfig",
     "load_config",
     "resolve_config_path",
+    "secret_bits",
 ]

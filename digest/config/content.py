@@ -19,6 +19,11 @@ class SiteConfig(Section):
     )
     postal_address: str = Field(min_length=1)
     logo: str | None = None
+    images_url: HttpUrl | None = Field(
+        default=None,
+        description="where the project's local images are served (a copy of "
+        "published/images/); default: public_url + /images/, served by `digest serve`",
+    )
     logo_dark: str | None = Field(
         default=None, description="the logo for dark backgrounds, shown in dark mode"
     )
@@ -89,6 +94,13 @@ class TopicConfig(Section):
 
 
 class GatherConfig(Section):
+    backfill_days: int = Field(
+        default=30,
+        ge=1,
+        le=36_500,
+        description="a digest's first issue takes the posts of this many days before the "
+        "newest one, not the feeds' whole history",
+    )
     timeout_seconds: float = Field(default=20.0, gt=0)
     max_bytes: int = Field(default=10_000_000, gt=0)
     max_redirects: int = Field(default=5, ge=0)

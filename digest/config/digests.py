@@ -8,10 +8,25 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from jinja2 import Environment, TemplateSyntaxError
+from jinja2 import Environment, TemplateSyntaxError, meta
 from pydantic import Field, field_validator, model_validator
 
 from digest.config.fields import EmailAddress, Section, Slug
+
+TEMPLATE_VARIABLES = {
+    "post_count": "the number of posts this reader gets",
+    "topic_names": "their topics' names, joined with commas",
+    "titles": "the titles of their posts",
+    "sections": "their topics, each with .topic.name and .cards",
+    "issue_label": '"Issue 12"',
+    "issue_date": "the issue's date in the digest's language",
+    "issue": "the issue (.number, .digest)",
+    "ctx": "the digest (.digest_name, .site_name, ...)",
+    "theme": "the [theme] colours",
+    "image_width": "the width of a card's image",
+}
+"""What a digest's ``subject`` and ``preheader`` templates may use (what the renderer hands
+them; a test holds the two together)."""
 
 ApprovalPolicy = Literal["auto", "require", "hold"]
 """Whether a scheduled issue needs an editor: see CONTEXT.md (approval policy)."""
@@ -46,11 +61,25 @@ class DigestConfig(Section):
     @field_validator("subject", "preheader")
     @classmethod
     def _template_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                Environment(autoescape=True).parse(value)
-            except TemplateSyntaxError as err:
-                raise ValueError(f"not a valid template ({err.message})") from None
+        """A template that compiles (known filters and tests) and names only the variables
+        it is given, so a typo is reported here rather than when an issue is rendered."""
+        if value is None:
+            return value
+        env = Environment(autoescape=True)
+        env.filters["safe_url"] = str
+        env.tests["safe_url"] = lambda value: bool(value)
+        try:
+            parsed = env.parse(value)
+            env.compile(parsed)
+        except TemplateSyntaxError as err:
+            raise ValueError(f"not a valid template ({err.message})") from None
+        unknown = sorted(meta.find_undeclared_variables(parsed) - TEMPLATE_VARIABLES.keys())
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            raise ValueError(
+                f"unknown variable {names} in the template; it may use "
+                + ", ".join(TEMPLATE_VARIABLES)
+            )
         return value
 
     @field_validator("timezone")
@@ -64,6 +93,12 @@ class DigestConfig(Section):
 
     @model_validator(mode="after")
     def _valid_cron(self) -> DigestConfig:
+        fields = self.schedule.split()
+        if len(fields) == 5 and any(c.isdigit() for c in fields[4]):
+            raise ValueError(
+                f"schedule: name the weekdays, e.g. '{' '.join(fields[:4])} mon-fri': a number "
+                "is read differently by cron (1 = Monday) and by the scheduler (1 = Tuesday)"
+            )
         try:
             CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
         except ValueError as err:

@@ -6,6 +6,8 @@ they are read from the environment mapping handed to the loader.
 
 from __future__ import annotations
 
+import math
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,53 @@ SENDGRID_KEY_ENV = "SENDGRID_API_KEY"
 SMTP_PASSWORD_ENV = "DIGEST_SMTP_PASSWORD"  # noqa: S105 (a variable name)
 PREVIOUS_KEY_ENV = "DIGEST_PREVIOUS_SECRET_KEY"
 SENDGRID_HOST_ENV = "SENDGRID_API_HOST"
+SECRET_KEY_BITS = 256
+"""A signing secret must carry at least 32 random bytes' worth of entropy."""
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 (a command, not a secret)
+
+_BASE64 = set(string.ascii_letters + string.digits + "-_+/=")
+
+
+def secret_bits(value: str) -> int:
+    """An upper estimate of the random bits in ``value``: its length times the bits of the
+    alphabet its characters come from (hex 4, base64 6, lowercase and a hyphen under 5, ...),
+    counted only over the shortest period that repeats to make it (``"ab" * 32`` is worth two
+    characters).
+
+    Generous to a random token (``secrets.token_urlsafe(32)`` counts 258, ``token_hex(32)``
+    256) and strict with typed words, which are worth less than their letters suggest: an
+    estimate cannot prove a key random, but it refuses the short, the repeated and the typed."""
+    period = _period(value)
+    chars = set(period)
+    lower, upper = chars & set(string.ascii_lowercase), chars & set(string.ascii_uppercase)
+    if chars <= set(string.hexdigits) and not (lower and upper):
+        alphabet = 16
+    elif chars <= _BASE64 and lower and upper:
+        alphabet = 64
+    else:
+        alphabet = (
+            26 * bool(lower)
+            + 26 * bool(upper)
+            + 10 * bool(chars & set(string.digits))
+            + 32 * bool(chars - set(string.ascii_letters + string.digits))
+        )
+    return int(len(period) * math.log2(max(alphabet, 2)))
+
+
+def _period(value: str) -> str:
+    """The shortest ``p`` such that ``value`` is ``p`` repeated at least twice (the last time
+    perhaps cut), else ``value``: the length less the longest border, by the prefix function
+    (linear time)."""
+    border = [0] * len(value)
+    for i in range(1, len(value)):
+        k = border[i - 1]
+        while k and value[i] != value[k]:
+            k = border[k - 1]
+        border[i] = k + (value[i] == value[k])
+    period = len(value) - border[-1] if value else 0
+    return value[:period] if 2 * period <= len(value) else value
+
+
 IMAP_PASSWORD_ENV = "DIGEST_IMAP_PASSWORD"  # noqa: S105 (a variable name)
 
 
@@ -51,8 +100,14 @@ class Secrets:
         if not self.secret_key:
             raise SecretMissing(
                 f"{SECRET_KEY_ENV} is not set: it signs unsubscribe and preference links. "
-                f'Set it to a long random value, e.g. export {SECRET_KEY_ENV}="$(python -c '
-                "'import secrets; print(secrets.token_urlsafe(32))')\""
+                f'Set it to a long random value, e.g. export {SECRET_KEY_ENV}="$({MAKE_SECRET})"'
+            )
+        bits = secret_bits(self.secret_key)
+        if bits < SECRET_KEY_BITS:
+            raise SecretMissing(
+                f"{SECRET_KEY_ENV} is too weak to sign links: {len(self.secret_key)} characters "
+                f"worth about {bits} bits, and it needs {SECRET_KEY_BITS} (32 random bytes). "
+                f'Make one with: export {SECRET_KEY_ENV}="$({MAKE_SECRET})"'
             )
         return self.secret_key
 

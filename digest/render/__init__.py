@@ -21,10 +21,10 @@ from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from jinja2 import Environment, Template
+from jinja2 import Environment, Template, TemplateError
 from markupsafe import Markup
 
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError
 from digest.models import HeroImage, Issue, TopicSet, Variant
 from digest.personalize import HTML_TOKENS, TEXT_TOKENS, Growth, topic_tokens
 from digest.render.assemble import (
@@ -153,6 +153,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _render(template: Template, values: dict[str, object], key: str, issue: Issue) -> str:
+    """A digest's subject or preheader; a template that fails on the issue's values (an
+    attribute it does not have, say) is a config error naming the key, not a traceback."""
+    try:
+        return template.render(values)
+    except TemplateError as err:
+        raise ConfigError(f"the template fails: {err}", where=f"{issue.digest}.{key}") from None
+
+
 def _html_tokens(slugs: tuple[str, ...]) -> dict[str, object]:
     tokens: dict[str, object] = {name: trusted(t) for name, t in HTML_TOKENS.items()}
     tokens["topic_unsubscribe"] = {s: trusted(t) for s, t in topic_tokens(slugs).items()}
@@ -213,13 +222,14 @@ class Renderer:
 
     def texts(self, issue: Issue, sections: tuple[SectionView, ...]) -> SegmentTexts:
         values = self.values(issue, sections)
-        preheader = _one_line(self.preheader_template.render(values))
+        preheader = _one_line(_render(self.preheader_template, values, "preheader", issue))
         if len(preheader) > PREHEADER_LIMIT:
             preheader = preheader[: PREHEADER_LIMIT - 1].rsplit(" ", 1)[0] + "…"
         return SegmentTexts(intro_text(sections), preheader, topic_names(sections))
 
     def subject(self, issue: Issue, sections: tuple[SectionView, ...]) -> str:
-        return _one_line(self.subject_template.render(self.values(issue, sections)))
+        values = self.values(issue, sections)
+        return _one_line(_render(self.subject_template, values, "subject", issue))
 
     def text(self, issue: Issue, sections: tuple[SectionView, ...]) -> str:
         tokens = _text_tokens(issue.topic_slugs)

@@ -125,8 +125,21 @@ def check_images(document: lxml_html.HtmlElement, out: _Collector) -> None:
         if _scheme(src) not in IMAGE_SCHEMES:
             what = f"{_scheme(src)}: URL" if _scheme(src) else "relative URL"
             out.add(
-                "images", "warning", f"image from a {what}: inboxes will not load it", _short(src)
+                "images", "error", f"image from a {what}: inboxes will not load it", _short(src)
             )
+        elif _only_here(src):
+            out.add(
+                "images",
+                "warning",
+                "image from this machine (localhost): only a reader on it can load it; set "
+                "[site] public_url to the address readers reach",
+                _short(src),
+            )
+
+
+def _only_here(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.endswith(".localhost") or host.startswith("127.")
 
 
 def check_links(document: lxml_html.HtmlElement, out: _Collector) -> None:

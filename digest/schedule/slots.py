@@ -173,6 +173,9 @@ def dst_edges(digest: DigestConfig, now: datetime, days: int = 366) -> list[DstE
             if t.date() == day
         ]
         named_times = {t.time() for t in named}
+        # What the trigger fires around that day, read once: a schedule naming every minute
+        # names 60 times in the changing hour, and each looked the window up again.
+        around: frozenset[datetime] | None = None
         for naive in named:
             first, second = naive.replace(tzinfo=zone), naive.replace(tzinfo=zone, fold=1)
             shift = (second.utcoffset() or timedelta()) - (first.utcoffset() or timedelta())
@@ -180,8 +183,9 @@ def dst_edges(digest: DigestConfig, now: datetime, days: int = 366) -> list[DstE
                 continue
             exists = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive
             instants = {first.astimezone(UTC), second.astimezone(UTC)}
-            window = slots_between(trigger, min(instants) - _DAY, max(instants) + _DAY)
-            fires = tuple(f for f in window if f in instants)
+            if around is None:
+                around = frozenset(slots_between(trigger, midnight - 2 * _DAY, midnight + 3 * _DAY))
+            fires = tuple(sorted(instants & around))
             if not exists:  # a fire at a time the schedule names anyway is no replacement
                 fires = tuple(
                     f

@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy import Connection, func, insert, select, update
 
 from digest import db
-from digest.errors import ApprovalError
-from digest.lifecycle import Approval, IssueStatus, approval_of, status_after
+from digest.errors import ApprovalError, DigestError
+from digest.lifecycle import Approval, IssueStatus, approval_of, status_after, why_not_editable
 from digest.models import Issue, IssueSection, StoredPost, Topic
 from digest.stores.posts import stored_post
 from subscribers.tables import UtcDateTime
@@ -53,6 +53,7 @@ class IssueRow:
     recorder_until: datetime | None = None
     message_key: str | None = None
     """Random, in the issue's Message-IDs (see :data:`digest.db.issues`)."""
+    editor_note: str | None = None
 
 
 def last_issue(conn: Connection, digest: str) -> IssueRow | None:
@@ -166,7 +167,19 @@ def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issu
         for topic in topics
         if topic.slug in by_section
     )
-    return Issue(head.digest, head.number, sections, head.cutoff, head.id, head.created_at)
+    return Issue(
+        head.digest, head.number, sections, head.cutoff, head.id, head.created_at, head.editor_note
+    )
+
+
+def set_note(conn: Connection, issue_id: int, note: str | None) -> None:
+    """Store the editor's note of an issue whose content may still change
+    (:func:`digest.lifecycle.why_not_editable`): what readers get must be what was approved."""
+    row = issue_row(conn, issue_id)
+    reason = why_not_editable(row.status, row.approval)
+    if reason:
+        raise DigestError(f"this issue can no longer change: {reason}")
+    conn.execute(update(db.issues).where(db.issues.c.id == issue_id).values(editor_note=note))
 
 
 def set_issue_status(conn: Connection, issue_id: int, status: str, now: datetime) -> None:

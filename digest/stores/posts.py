@@ -195,3 +195,14 @@ def candidate_posts(
     for row in conn.execute(query):
         rows.setdefault(row.id, (row, []))[1].append(row.slug)
     return [stored_post(row, tuple(slugs)) for row, slugs in rows.values()]
+
+
+def any_posts(conn: Connection, topic_slugs: Sequence[str]) -> bool:
+    """Whether gather ever stored a post of one of these topics."""
+    query = (
+        select(db.post_topics.c.post_id)
+        .join(db.topics, db.topics.c.id == db.post_topics.c.topic_id)
+        .where(db.topics.c.slug.in_(topic_slugs))
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None

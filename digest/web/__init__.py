@@ -24,24 +24,53 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 
 from digest.app.wiring import Mailer, Project, check_runtime
 from digest.web import (
     archive,
     editor_app,
     figures,
+    images,
     issue_review,
     reader_pages,
     subscriber_admin,
     webhook,
 )
 from digest.web.headers import SecurityHeaders, server_error
+from digest.web.responses import message
 from digest.web.services import Services
 
 log = logging.getLogger(__name__)
 DRAIN_SECONDS = 120.0
 """How long a stopping server waits for the readers' queued emails (each send has the
 transport's own timeout)."""
+
+
+async def not_found(request: Request, error: Exception) -> Response:
+    """A page in the site's style, not Starlette's bare text."""
+    return message(
+        request,
+        404,
+        "Page not found",
+        "There is nothing at this address. The link may be mistyped, or cut off by your email "
+        "program: try copying all of it.",
+    )
+
+
+async def not_allowed(request: Request, error: Exception) -> Response:
+    """The same style; the Allow header Starlette names stays."""
+    response = message(
+        request,
+        405,
+        "That does not work here",
+        "This page cannot be used that way. Go back and use the page's own links and buttons.",
+    )
+    allow = (getattr(error, "headers", None) or {}).get("Allow")
+    if allow:
+        response.headers["Allow"] = allow
+    return response
 
 
 def create_app(project: Project, mailer: Mailer) -> Starlette:
@@ -66,9 +95,10 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             *reader_pages.ROUTES,
             *archive.ROUTES,
             *webhook.ROUTES,
+            *images.ROUTES,
         ],
         middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={Exception: server_error},
+        exception_handlers={Exception: server_error, 404: not_found, 405: not_allowed},
         lifespan=lifespan,
     )
     app.state.services = services

@@ -23,8 +23,10 @@ from starlette.routing import Route
 
 from digest.app import editors
 from digest.app.editorial import Editor, editor_key
+from digest.app.issues import why_nothing
 from digest.app.wiring import archive_url
-from digest.errors import DigestError
+from digest.errors import DigestError, NoReaders
+from digest.schedule.words import schedule_in_words
 from digest.web.responses import checked_form, client_of, page, redirect
 from digest.web.services import services
 from digest.web.session import DEVICE_COOKIE, DEVICE_LIFETIME, SESSION_COOKIE
@@ -43,6 +45,7 @@ DONE = {
     "excluded": "The post is left out of this issue.",
     "included": "The post is back in this issue.",
     "moved": "Moved.",
+    "noted": "The editor’s note is saved; every segment’s email shows it.",
     "approved": "Approved. The scheduler sends it at the next slot.",
     "held": "Held: it will not be sent until someone approves it.",
     "skipped": "Skipped: this issue will not be sent.",
@@ -90,6 +93,7 @@ def editor_page(
         headers=EDITOR_HEADERS,
         editor=editor,
         archive_for=lambda digest, number: archive_url("", digest, number),
+        in_words=schedule_in_words,
         **values,
     )
 
@@ -256,15 +260,13 @@ async def plan(request: Request, editor: Editor) -> Response:
         found.project.config.digest(slug)
     except DigestError:
         return editor_message(request, editor, 404, "No such digest", f"There is no digest {slug}.")
-    planned = await run_in_threadpool(found.editorial.plan, slug)
+    try:
+        planned = await run_in_threadpool(found.editorial.plan, slug)
+    except NoReaders as refused:
+        return editor_message(request, editor, 200, "Nobody would get it", refused.message)
     if planned is None or planned.issue.id is None:
-        return editor_message(
-            request,
-            editor,
-            200,
-            "Nothing new",
-            "No new posts since the last issue: there is nothing to plan yet.",
-        )
+        why = await run_in_threadpool(why_nothing, found.project, slug)
+        return editor_message(request, editor, 200, "Nothing to plan", f"{why}.")
     done = "planned" if planned.created else ""
     return redirect(f"/editor/issues/{planned.issue.id}?done={done}")
 

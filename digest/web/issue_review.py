@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from digest.app.editorial import Editor
+from digest.app.issues import NOTE_LIMIT
 from digest.errors import DigestError
 from digest.web.editor_app import DONE, editor_message, editor_page, editors_only
 from digest.web.responses import checked_form, redirect
@@ -92,6 +93,7 @@ async def show_issue(
         alert=error or view.problem,
         done=done,
         local=editorial.local_url,
+        note_limit=NOTE_LIMIT,
     )
 
 
@@ -210,6 +212,16 @@ async def send_again(request: Request, editor: Editor, issue_id: int, form: Form
     return Acted("resending", BackgroundTask(editorial.resend_ambiguous, digest, number))
 
 
+async def change_note(request: Request, editor: Editor, issue_id: int, form: FormData) -> Acted:
+    note = str(form.get("editor_note", ""))
+    await run_in_threadpool(services(request).editorial.set_note, issue_id, note)
+    return Acted("noted")
+
+
+async def edit_note(request: Request, editor: Editor) -> Response:
+    return await act(request, editor, change_note)
+
+
 async def edit_posts(request: Request, editor: Editor) -> Response:
     return await act(request, editor, change_posts)
 
@@ -231,6 +243,7 @@ ROUTES = [
     Route("/editor/issues/{issue_id:int}/preview", editors_only(preview), methods=["GET"]),
     Route("/editor/files/{path:path}", editors_only(local_file), methods=["GET"]),
     Route("/editor/issues/{issue_id:int}/posts", editors_only(edit_posts), methods=["POST"]),
+    Route("/editor/issues/{issue_id:int}/note", editors_only(edit_note), methods=["POST"]),
     Route("/editor/issues/{issue_id:int}/test", editors_only(send_test), methods=["POST"]),
     Route("/editor/issues/{issue_id:int}/approval", editors_only(approval), methods=["POST"]),
     Route("/editor/issues/{issue_id:int}/resend", editors_only(resend), methods=["POST"]),

@@ -24,11 +24,14 @@ def error_of(tmp_path: Path, text: str) -> str:
 
 
 def test_example_config_loads_with_paths_next_to_it(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, EXAMPLE), {"DIGEST_SECRET_KEY": "s"})
+    config = load_config(
+        write(tmp_path, EXAMPLE),
+        {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"},
+    )
     assert config.database_url == f"sqlite:///{tmp_path / 'digest.sqlite3'}"
     assert config.outbox_dir == tmp_path / "outbox"
     assert config.source_location(config.topics[0].sources[0]).startswith("file://")
-    assert config.secrets.secret_key == "s"
+    assert config.secrets.secret_key == "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
     assert [t.slug for t in config.digest_topics(config.digests[0])] == [
         t.slug for t in config.topics
     ]

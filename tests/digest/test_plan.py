@@ -84,3 +84,54 @@ def test_posts_first_seen_after_the_last_issue_are_new_within_a_week() -> None:
     issue = plan([late, old, sent_era, fresh], last_cutoff=last)
     assert issue is not None
     assert [p.id for p in issue.section("backend").posts] == [4, 1]
+
+
+def test_a_first_issue_takes_only_the_backfill_window_before_the_newest_post() -> None:
+    """A feed's whole history is not news: '100 new posts', some from years ago, was what a
+    new project's first issue used to be."""
+    history = [post(i, "backend", days_ago=3 + 40 * i) for i in range(1, 40)]
+    history.append(post(100, "frontend", days_ago=10))
+    issue = plan_issue(
+        digest="weekly",
+        topics=[BACKEND, FRONTEND],
+        candidates=history,
+        already_sent=set(),
+        last_number=0,
+        last_cutoff=None,
+        max_posts_per_topic=50,
+        now=NOW,
+        backfill=timedelta(days=30),
+    )
+    assert issue is not None
+    assert {p.id for s in issue.sections for p in s.posts} == {100}  # 10 days ago; 43 is out
+    # Counted from the newest post: a site quiet for a year still starts with its latest.
+    quiet = [post(1, "backend", days_ago=400), post(2, "backend", days_ago=420)]
+    quiet.append(post(3, "backend", days_ago=500))
+    issue = plan_issue(
+        digest="weekly",
+        topics=[BACKEND],
+        candidates=quiet,
+        already_sent=set(),
+        last_number=0,
+        last_cutoff=None,
+        max_posts_per_topic=50,
+        now=NOW,
+        backfill=timedelta(days=30),
+    )
+    assert issue is not None and [p.id for p in issue.sections[0].posts] == [1, 2]
+    # A post dated in the future does not move the window.
+    future = [post(1, "backend", days_ago=-5), post(2, "backend", days_ago=20)]
+    issue = plan_issue(
+        digest="weekly",
+        topics=[BACKEND],
+        candidates=future,
+        already_sent=set(),
+        last_number=0,
+        last_cutoff=None,
+        max_posts_per_topic=50,
+        now=NOW,
+        backfill=timedelta(days=1),
+    )
+    assert issue is not None and [p.id for p in issue.sections[0].posts] == [2]
+    # Later issues are not windowed: a post first seen late still counts (LATE_POST_WINDOW).
+    assert plan([post(7, "backend", days_ago=50)], last_cutoff=NOW - timedelta(days=60))

@@ -229,7 +229,9 @@ def test_two_scheduler_processes_on_one_database_send_once(
     config_path.write_text(
         f'database_url = "{url}"\n' + config_path.read_text(encoding="utf-8"), encoding="utf-8"
     )
-    config = load_config(config_path, {"DIGEST_SECRET_KEY": "k"})
+    config = load_config(
+        config_path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+    )
     project = Project.open(config, clock=FixedClock(utc_now()), engine=engine)
     project, slot = minute_slot_project(project, grace_hours=6)
     config_path.write_text(
@@ -240,7 +242,11 @@ def test_two_scheduler_processes_on_one_database_send_once(
     )
     seed_jobs(project, slot - timedelta(minutes=1), stopping)
 
-    env = {**os.environ, "DIGEST_SECRET_KEY": "k", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
+        "PYTHONPATH": str(ROOT),
+    }
     command = [sys.executable, "-m", "digest", "scheduler", "--config", str(config_path)]
     processes = [
         subprocess.Popen(

@@ -96,7 +96,9 @@ def test_a_page_is_rendered_once_and_again_when_its_config_changes(
         toml.replace('name = "Northwind Engineering"', 'name = "Southwind Labs"'),
         encoding="utf-8",
     )
-    changed = load_config(example_config.path, {"DIGEST_SECRET_KEY": "test-secret"})
+    changed = load_config(
+        example_config.path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+    )
     renamed = ArchivePages(Project.open(changed, clock=clock, engine=engine)).page("weekly", 1)
     assert renamed is not None and renamed.last_modified == clock()
     assert b"Southwind Labs" in renamed.body and b"Southwind Labs" not in first.body
@@ -166,7 +168,9 @@ def test_index_and_feed_list_the_issues_that_went_out(
         toml.replace('name = "The Northwind Weekly"', 'name = "R&D <Weekly> \\"Notes\\""'),
         encoding="utf-8",
     )
-    config = load_config(example_config.path, {"DIGEST_SECRET_KEY": "test-secret"})
+    config = load_config(
+        example_config.path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+    )
     project = _project(config, clock, engine)
     pages = ArchivePages(project)
     index = pages.index("weekly")

@@ -31,7 +31,7 @@ from tests.digest.send.test_send import Inbox, smtp_server_for
 from tests.digest.test_bounces import BOUNCE_ADDRESS, sample
 from tests.dovecot import Imap, dovecot
 
-SECRET = "test-secret-key-not-for-production"
+SECRET = "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
 READERS = {
     "ann": ("ann.reader@example.com", {"backend"}),
     "bo": ("bo.reader@example.com", {"frontend"}),

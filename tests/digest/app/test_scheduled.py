@@ -258,3 +258,21 @@ def test_a_hand_made_issue_taken_by_a_slot_becomes_that_slots_issue(
     assert ran.kind == "ran" and ran.issue_id == by_hand.issue.id
     assert issue(project, by_hand.issue.id).slot == SLOT
     assert run_slot(project, "weekly", SLOT).kind == "nothing"
+
+
+def test_a_slot_nobody_would_get_plans_nothing_and_keeps_the_posts(
+    example_project: Project, clock: FixedClock
+) -> None:
+    """No subscriber yet (a new project): the slot is recorded as "nothing" with the reason,
+    and once readers come, the next slot's issue has every post."""
+    quiet = run_slot(example_project, "weekly", SLOT)
+    assert quiet.kind == "nothing" and quiet.issue_id is None
+    assert "issue 1 would go to nobody" in quiet.detail
+    assert log_kinds(example_project) == ["nothing"]
+    with example_project.engine.begin() as conn:
+        SubscriberStore(conn).add("r@example.com", "R", frozenset({"backend"}), clock(), "t")
+    clock.now += timedelta(days=7)
+    ran = run_slot(example_project, "weekly", SLOT + timedelta(days=7))
+    assert ran.kind == "ran" and ran.submitted == 1
+    assert issue(example_project, ran.issue_id).number == 1
+    assert len(issue_posts(example_project, ran.issue_id)) == 15

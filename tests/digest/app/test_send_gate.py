@@ -62,7 +62,7 @@ def deliveries(project: Project) -> int:
 
 
 def cli(project: Project, *args: str) -> None:
-    CliRunner(env={"DIGEST_SECRET_KEY": "k" * 32}).invoke(
+    CliRunner(env={"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}).invoke(
         app, [*args, "--config", str(project.config.path)], catch_exceptions=False
     )
 

@@ -58,7 +58,7 @@ def smtp_project(tmp_path: Path, clock: FixedClock, port: int, templates: bool =
     if templates:
         text = text.replace('# templates = "my-templates"', 'templates = "my-templates"')
     path.write_text(text + f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\n', "utf-8")
-    config = load_config(path, {"DIGEST_SECRET_KEY": "welcome-test-key"})
+    config = load_config(path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"})
     return Project.open(config, clock=clock)
 
 

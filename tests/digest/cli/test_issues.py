@@ -14,9 +14,9 @@ from digest.render import render_issue
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
-    result = CliRunner(env={"DIGEST_SECRET_KEY": "k" * 32}).invoke(
-        app, [*args, "--config", str(project.config.path)], catch_exceptions=False
-    )
+    result = CliRunner(
+        env={"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+    ).invoke(app, [*args, "--config", str(project.config.path)], catch_exceptions=False)
     return result.exit_code, " ".join(result.stdout.split())
 
 

@@ -35,7 +35,11 @@ def sendgrid_site(tmp_path: Path, clock: FixedClock) -> Project:
 
 
 def run(project: Project, server: SendGridServer, *args: str) -> tuple[int, str, str]:
-    env = {"DIGEST_SECRET_KEY": "k", "SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": server.host}
+    env = {
+        "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
+        "SENDGRID_API_KEY": API_KEY,
+        "SENDGRID_API_HOST": server.host,
+    }
     result = CliRunner(env=env).invoke(
         app, [*args, "--config", str(project.config.path)], catch_exceptions=False
     )

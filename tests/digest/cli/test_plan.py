@@ -16,7 +16,7 @@ from digest.config import load_config
 from digest.render.size import HTML_BUDGET_BYTES
 
 DATA = Path(__file__).parents[2] / "data" / "many_topics"
-ENV = {"DIGEST_SECRET_KEY": "k" * 32}
+ENV = {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
 
 
 def run(config: Path, *args: str) -> str:

@@ -41,7 +41,11 @@ def digest(project: Project, *args: str) -> tuple[int, str, str]:
     """The command as a user runs it (its own process, the console script's error path)."""
     result = subprocess.run(
         [sys.executable, "-m", "digest", *args, "--config", str(project.config.path)],
-        env={**CHILD_ENV, "DIGEST_SECRET_KEY": "k", "COLUMNS": "80"},
+        env={
+            **CHILD_ENV,
+            "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
+            "COLUMNS": "80",
+        },
         capture_output=True,
         text=True,
         timeout=600,
@@ -222,7 +226,7 @@ def test_a_postgresql_that_goes_away_mid_send_is_one_line_and_loses_nobody(
                 [sys.executable, "-m", "digest", "send", "--config", str(project.config.path)],
                 env={
                     **CHILD_ENV,
-                    "DIGEST_SECRET_KEY": "k",
+                    "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
                     "SENDGRID_API_KEY": API_KEY,
                     "SENDGRID_API_HOST": server.host,
                 },
@@ -250,7 +254,7 @@ def test_a_postgresql_that_goes_away_mid_send_is_one_line_and_loses_nobody(
                 encoding="utf-8",
             )
             env = {
-                "DIGEST_SECRET_KEY": "k",
+                "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
                 "SENDGRID_API_KEY": API_KEY,
                 "SENDGRID_API_HOST": server.host,
             }
@@ -262,7 +266,12 @@ def test_a_postgresql_that_goes_away_mid_send_is_one_line_and_loses_nobody(
                 check=False,
             )
             assert again.returncode == 0, again.stderr
-            reopened = Project.open(load_config(config, {"DIGEST_SECRET_KEY": "k"}), clock=clock)
+            reopened = Project.open(
+                load_config(
+                    config, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+                ),
+                clock=clock,
+            )
             counts = ledger_counts(reopened)
             posted = {r for request in hold.passed + hold.held for r in request.recipients}
             # Ambiguous: at most what was posted before the database went away.

@@ -51,7 +51,9 @@ def test_db_upgrade_names_the_database(example_project: Project) -> None:
 def test_find_show_topics_suppress_export_person_and_erase(
     example_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DIGEST_SECRET_KEY", "cli-test-key")  # erasure hashes with it
+    monkeypatch.setenv(
+        "DIGEST_SECRET_KEY", "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
+    )  # erasure hashes with it
     for i in range(3):
         run(
             example_project, "subscribers", "add", f"r{i}@example.com", "-t", "data", "-n", f"R {i}"
@@ -109,7 +111,7 @@ def test_an_unknown_address_is_one_line_on_stderr(example_project: Project) -> N
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "DIGEST_SECRET_KEY": "k"},
+        env={**os.environ, "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"},
         check=False,
     )
     assert finished.returncode != 0

@@ -36,8 +36,8 @@ def test_every_crafted_problem_is_reported_at_its_level() -> None:
         "image without alt text": ("error", 1),
         "linked image with empty alt text": ("error", 1),
         "image without a width attribute": ("warning", 1),
-        "image from a file: URL: inboxes will not load it": ("warning", 1),
-        "image from a data: URL: inboxes will not load it": ("warning", 1),
+        "image from a file: URL: inboxes will not load it": ("error", 1),
+        "image from a data: URL: inboxes will not load it": ("error", 1),
         "javascript: link (only http, https and mailto)": ("error", 1),
         "relative or # link (only http, https and mailto)": ("error", 2),
         "link without a target": ("error", 1),
@@ -51,7 +51,7 @@ def test_findings_name_their_examples_errors_first() -> None:
     assert levels == sorted(levels, key=lambda level: level != "error")
     relative = next(f for f in report.findings if f.message.startswith("relative"))
     assert relative.examples == ("/relative/path", "#top")
-    assert len(report.errors) == 6 and len(report.warnings) == 3
+    assert len(report.errors) == 8 and len(report.warnings) == 1
 
 
 def padded(size: int) -> str:

@@ -31,7 +31,11 @@ def send_once(config_path: Path, host: str, policy: str, key: str) -> dict[str, 
     `digest send --resend-ambiguous --issue 1` (``policy`` "issue-1"); its report."""
     config = load_config(
         config_path,
-        {"DIGEST_SECRET_KEY": "k", "SENDGRID_API_KEY": key, "SENDGRID_API_HOST": host},
+        {
+            "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
+            "SENDGRID_API_KEY": key,
+            "SENDGRID_API_HOST": host,
+        },
     )
     engine = db.make_engine(config.database_url)
     if engine.dialect.name == "sqlite":

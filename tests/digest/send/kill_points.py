@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -83,7 +84,34 @@ def run_and_kill(
     finally:
         kill(child)
         hold.release()
+    settle(url)
     return hold
+
+
+def settle(url: str) -> None:
+    """Until the dead sender's database work is over. SIGKILL ends the process, not the
+    statement its PostgreSQL backend was running: a COMMIT under way when the sender died
+    still lands, after the kill. A ledger read before it would miss that commit (a batch
+    marked handed, seen as not yet handed), so the test waits until every other session of
+    the database is idle outside a transaction (one inside a transaction may still have the
+    dead sender's COMMIT unread in its socket). SQLite has no server: its commit is over or
+    never was."""
+    if url.startswith("sqlite"):
+        return
+    engine = db.make_engine(url)
+    busy = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND state <> 'idle'"
+    )
+    deadline = time.monotonic() + PATIENCE_SECONDS
+    try:
+        with engine.connect() as conn:
+            while conn.execute(busy).scalar():
+                assert time.monotonic() < deadline, "the dead sender's statement never ended"
+                conn.rollback()
+                time.sleep(0.01)
+    finally:
+        engine.dispose()
 
 
 def kill(child: Child) -> None:

@@ -15,7 +15,7 @@ def main() -> None:
     config = load_config(
         Path(sys.argv[1]),
         {
-            "DIGEST_SECRET_KEY": "k",
+            "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
             "SENDGRID_API_KEY": sys.argv[3],
             "SENDGRID_API_HOST": sys.argv[2],
         },

@@ -92,7 +92,11 @@ def golden_messages(folder: Path) -> list[bytes]:
 
 def demo_messages(folder: Path) -> list[bytes]:
     """``digest demo`` through the CLI, on the example site set up as deployed (https)."""
-    env = {**os.environ, "DIGEST_SECRET_KEY": "conformance-secret", "COLUMNS": "120"}
+    env = {
+        **os.environ,
+        "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
+        "COLUMNS": "120",
+    }
     site = folder / "site"
     subprocess.run(
         [sys.executable, "-m", "digest", "init", str(site)],

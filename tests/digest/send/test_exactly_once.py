@@ -82,7 +82,10 @@ def big_project(
     path.write_text(
         text + "\n[sending.sendgrid]\ntimeout_seconds = 600\nretries = 8\n", encoding="utf-8"
     )
-    project = Project.open(load_config(path, {"DIGEST_SECRET_KEY": "k"}), clock=lambda: DEMO_NOW)
+    project = Project.open(
+        load_config(path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}),
+        clock=lambda: DEMO_NOW,
+    )
     rng = random.Random(3)
     rows = [
         ImportRow(

@@ -64,7 +64,12 @@ def project_with(
             text = re.sub(rf"(?m)^{key} = [^\n]*\n", "", text, count=1)
     text = text.replace("[sending]\n", f"[sending]\n{sending}")
     config_path.write_text(text + tables, encoding="utf-8")
-    project = Project.open(load_config(config_path, {"DIGEST_SECRET_KEY": "k"}), clock=clock)
+    project = Project.open(
+        load_config(
+            config_path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+        ),
+        clock=clock,
+    )
     resolve = topic_resolver((t.slug, t.name) for t in project.topics())
     with (tmp_path / "site" / "subscribers.csv").open(encoding="utf-8", newline="") as handle:
         parsed = parse_csv(handle, resolve)

@@ -16,6 +16,7 @@ from digest.config import Config
 from digest.errors import ApprovalError
 from digest.lifecycle import Approval, IssueStatus
 from digest.stores import issues as issue_store
+from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock
 
 SLOT = datetime(2026, 11, 23, 7, tzinfo=UTC)
@@ -25,6 +26,9 @@ SLOT = datetime(2026, 11, 23, 7, tzinfo=UTC)
 def project(example_config: Config, clock: FixedClock, engine: Engine) -> Project:
     project = Project.open(example_config, clock=clock, engine=engine)
     gathering.gather_sources(project)
+    topics = frozenset(t.slug for t in project.topics())
+    with engine.begin() as conn:  # somebody to plan for: an issue for nobody is refused
+        SubscriberStore(conn).add("r@example.com", "", topics, clock(), "t")
     return project
 
 
