@@ -22,9 +22,10 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest.app import bounces
+from digest.app import bounces, feedback
 from digest.app.scheduled import SlotOutcome, log_slot, run_slot
 from digest.app.wiring import Project, check_runtime
 from digest.config import Config
@@ -43,13 +44,19 @@ from digest.schedule.slots import (
 log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
-JobKind = Literal["run", "notify", "bounces"]
+JobKind = Literal["run", "notify", "bounces", "prune"]
 RUN: JobKind = "run"
 NOTIFY: JobKind = "notify"
 BOUNCES: JobKind = "bounces"
 BOUNCES_JOB = "bounces"
 """The job reading the bounce mailbox every ``[bounces] fetch_minutes`` (when it is set up):
 not a digest's slot, so nothing about it goes to the schedule log."""
+PRUNE: JobKind = "prune"
+PRUNE_JOB = "events-prune"
+"""The daily job deleting raw events older than ``[events] keep_days`` (as ``digest events
+prune`` does), so a project the webhook hears nothing from still prunes. Not a digest's slot."""
+PRUNE_TRIGGER = CronTrigger(hour=3, minute=17, timezone=UTC)
+"""Daily at a quiet hour off the round ones; a fixed trigger, so a restart keeps its next run."""
 
 
 # APScheduler wiring ----------------------------------------------------------------------------
@@ -58,12 +65,16 @@ not a digest's slot, so nothing about it goes to the schedule log."""
 def job_id(digest_slug: str, kind: JobKind = RUN) -> str:
     if kind == BOUNCES:
         return BOUNCES_JOB
+    if kind == PRUNE:
+        return PRUNE_JOB
     return f"digest:{digest_slug}" if kind == RUN else f"digest:{digest_slug}:{kind}"
 
 
 def _parse_job_id(value: str) -> tuple[str, JobKind] | None:
     if value == BOUNCES_JOB:
         return "", BOUNCES
+    if value == PRUNE_JOB:
+        return "", PRUNE
     parts = value.split(":")
     if parts[0] != "digest" or len(parts) not in (2, 3):
         return None
@@ -84,7 +95,8 @@ class JobSpec:
 
 def job_specs(config: Config) -> list[JobSpec]:
     """One run job per digest; ``require`` digests also get the approval-request job, whose
-    grace is the whole lead (a late request is still worth sending until the slot)."""
+    grace is the whole lead (a late request is still worth sending until the slot). The
+    bounce mailbox job when it is set up; the daily event pruning always."""
     specs = []
     for digest in config.digests:
         cron = cron_trigger(digest)
@@ -111,6 +123,7 @@ def job_specs(config: Config) -> list[JobSpec]:
                 every,
             )
         )
+    specs.append(JobSpec(PRUNE_JOB, "", PRUNE, PRUNE_TRIGGER, timedelta(days=1)))
     return specs
 
 
@@ -138,6 +151,9 @@ def scheduled_job(digest_slug: str, kind: str) -> None:
         raise RuntimeError("no SchedulerService is running in this process")
     if kind == BOUNCES:
         _service.fetch_bounces()
+        return
+    if kind == PRUNE:
+        _service.prune_events()
         return
     _service.fire(digest_slug, NOTIFY if kind == NOTIFY else RUN)
 
@@ -193,6 +209,8 @@ class SchedulerService:
                 next_run = now + spec.grace
             if next_run is None:
                 next_run = spec.trigger.get_next_fire_time(None, now)
+            elif next_run <= now and spec.kind == PRUNE:
+                next_run = now  # overdue while no scheduler ran: prune once, now; no slots
             elif next_run <= now:
                 notes += self._record_missed(
                     spec, slots_between(spec.trigger, next_run - ONE_MICROSECOND, now), now
@@ -243,6 +261,21 @@ class SchedulerService:
         if report.read:
             log.info("bounce mailbox: %s; %d suppressed", dict(report.outcomes), report.suppressed)
 
+    def prune_events(self) -> None:
+        """The daily pruning job: a failure (the database is away) is logged; the next day's
+        run deletes whatever this one did not."""
+        try:
+            pruned = feedback.prune_events(self.project)
+        except Exception:
+            log.exception("pruning the raw events failed")
+            return
+        if pruned.events or pruned.readers:
+            log.info(
+                "pruned %d raw event(s); forgot %d opener(s) and clicker(s)",
+                pruned.events,
+                pruned.readers,
+            )
+
     def _slot_of(self, spec: JobSpec, fire: datetime) -> datetime:
         fire = fire.astimezone(UTC)
         return fire + spec.trigger.lead if isinstance(spec.trigger, LeadTrigger) else fire
@@ -271,7 +304,7 @@ class SchedulerService:
         if parsed is None:
             return
         slug, kind = parsed
-        if kind == BOUNCES:
+        if kind in (BOUNCES, PRUNE):
             return  # not a digest's slot: nothing to record
         spec = self.specs.get(event.job_id)
         scheduled = getattr(event, "scheduled_run_time", None)

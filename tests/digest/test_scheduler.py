@@ -19,10 +19,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from digest import db
+from digest import scheduler as scheduler_face
 from digest.app.wiring import Project, utc_now
 from digest.config import Config, load_config
+from digest.events import apply_events
 from digest.schedule import SchedulerBusy, acquire_lock
-from digest.scheduler import BOUNCES_JOB, SchedulerService, job_id
+from digest.scheduler import BOUNCES_JOB, PRUNE_JOB, SchedulerService, job_id
+from digest.stores import engagement
 from digest.stores import issues as issue_store
 from subscribers.importer import parse_csv, topic_resolver
 from subscribers.store import SubscriberStore
@@ -124,6 +127,7 @@ def test_a_changed_schedule_starts_afresh_and_removed_digests_lose_their_jobs(
     service.scheduler.start(paused=True)
     notes = service.sync(T0 + timedelta(days=2))
     times = service.next_run_times()
+    del times[PRUNE_JOB]  # always there; its own test below
     assert times == {job_id("weekly"): datetime(2026, 11, 22, 8, tzinfo=UTC)}  # 09:00 CET
     assert notes == ["removed job digest:weekly:notify: its digest is no longer configured"]
     assert log_rows(example_project) == []
@@ -165,6 +169,42 @@ def test_a_configured_bounce_mailbox_is_read_by_a_job_of_its_own(
     later.scheduler.start(paused=True)
     later.sync(T0)
     assert BOUNCES_JOB not in later.next_run_times()
+    assert log_rows(example_project) == []  # not a digest's slot: nothing in the schedule log
+
+
+def test_raw_events_are_pruned_by_a_daily_job_without_any_webhook_traffic(
+    example_project: Project,
+    clock: FixedClock,
+    stopping: list[SchedulerService],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db.upgrade(example_project.engine)
+    clock.now = T0
+    with example_project.transaction() as conn:
+        for age, prefix in ((31, "old"), (29, "recent")):  # [events] keep_days is 30
+            events = [
+                {"event": "delivered", "email": "a@example.com", "sg_event_id": f"{prefix}-{i}"}
+                for i in range(3)
+            ]
+            apply_events(conn, events, T0 - timedelta(days=age))
+    service = SchedulerService(example_project)
+    stopping.append(service)
+    service.scheduler.start(paused=True)
+    assert service.sync(T0) == []
+    assert service.next_run_times()[PRUNE_JOB] == datetime(2026, 11, 21, 3, 17, tzinfo=UTC)
+    job = service.scheduler.get_job(PRUNE_JOB)
+    monkeypatch.setattr(scheduler_face, "_service", service)
+    job.func(*job.args)  # what APScheduler calls when it falls due
+    with example_project.reading() as conn:
+        assert engagement.raw_count(conn) == 3
+    service.stop(wait=False)
+
+    back = T0 + timedelta(days=3)  # no scheduler ran through three prunings: one, at once
+    later = SchedulerService(example_project)
+    stopping.append(later)
+    later.scheduler.start(paused=True)
+    assert later.sync(back) == []
+    assert later.next_run_times()[PRUNE_JOB] == back
     assert log_rows(example_project) == []  # not a digest's slot: nothing in the schedule log
 
 
