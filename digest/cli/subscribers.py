@@ -13,10 +13,10 @@ from rich.table import Table
 from digest.app import people, subscribers
 from digest.app.wiring import Project
 from digest.cli.options import ConfigOption, open_project
-from digest.cli.output import err, out
+from digest.cli.output import err, out, print_whole
 from digest.errors import DigestError
 from subscribers.importer import ParsedFile
-from subscribers.models import Status
+from subscribers.models import Status, Subscriber
 
 subscribers_app = typer.Typer(
     help="Add, remove, import, export, find and erase subscribers.", no_args_is_help=True
@@ -122,14 +122,30 @@ def subscribers_list(
     status: Annotated[Status | None, typer.Option(help="only this status")] = None,
     topic: Annotated[str | None, typer.Option(help="only followers of this topic slug")] = None,
 ) -> None:
-    """List subscribers with their status and topics."""
+    """List subscribers with their status (paused ones with the day they come back) and
+    topics. Addresses are never cut: on a narrow terminal the rows run past its edge."""
     project = open_project(config)
-    table = Table()
-    for column in ("Email", "Name", "Status", "Topics"):
-        table.add_column(column)
+    now = project.clock()
+    table = _people_table("Email", "Name", "Status", "Topics")
     for s in subscribers.listing(project, status, topic):
-        table.add_row(s.email, s.name, s.status.value, ", ".join(sorted(s.topics)))
-    out.print(table)
+        table.add_row(s.email, s.name, _status(s, now), ", ".join(sorted(s.topics)))
+    print_whole(table)
+
+
+def _people_table(*columns: str) -> Table:
+    """Addresses and statuses whole; names and topics wrap."""
+    table = Table()
+    for column in columns:
+        whole = column in ("Id", "Email", "Status")
+        table.add_column(column, no_wrap=whole, overflow="ellipsis" if whole else "fold")
+    return table
+
+
+def _status(s: Subscriber, now: datetime) -> str:
+    """The status, or "paused until <day>" for an active reader who paused their mail."""
+    if s.status is Status.ACTIVE and s.paused(now) and s.paused_until is not None:
+        return f"paused until {s.paused_until:%Y-%m-%d}"
+    return s.status.value
 
 
 @subscribers_app.command("stats")
@@ -168,16 +184,16 @@ def subscribers_find(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="people a page")] = 50,
 ) -> None:
     """Find subscribers by part of their address or name, a page at a time."""
-    found = people.find(open_project(config), text, status, topic, after, limit)
+    project = open_project(config)
+    found = people.find(project, text, status, topic, after, limit)
     if found.erased:
         out.print(f"{text} was erased on request: it stays suppressed, nothing else is held.")
         return
-    table = Table()
-    for column in ("Id", "Email", "Name", "Status", "Topics"):
-        table.add_column(column)
+    now = project.clock()
+    table = _people_table("Id", "Email", "Name", "Status", "Topics")
     for s in found.people:
-        table.add_row(str(s.id), s.email, s.name, s.status.value, ", ".join(sorted(s.topics)))
-    out.print(table)
+        table.add_row(str(s.id), s.email, s.name, _status(s, now), ", ".join(sorted(s.topics)))
+    print_whole(table)
     if found.next_after is not None:
         out.print(f"More: --after {found.next_after}")
 

@@ -9,14 +9,17 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from digest.app.wiring import Project
+from digest.app import people
+from digest.app.wiring import Project, utc_now
 from digest.cli import app
 from digest.errors import DigestError
+from subscribers.store import SubscriberStore
 
 
 def run(project: Project, *args: str) -> tuple[int, str]:
@@ -41,6 +44,41 @@ def test_add_remove_list_and_stats(example_project: Project) -> None:
     assert code == 0 and "New@example.com" not in out
     code, out = run(example_project, "subscribers", "stats")
     assert code == 0 and "│ unsubscribed │ 1 │" in out and "│ Frontend │ 0 │" in out
+
+
+def test_list_and_find_show_long_addresses_whole_and_paused_readers_as_paused(
+    example_project: Project,
+) -> None:
+    """The CLI reads the real clock: the pause ends three weeks from now, then yesterday."""
+    long = "a.very.long.local.part.for.a.narrow.terminal@example.com"
+    long = "x" * (60 - len(long)) + long  # 60 characters: wider than the terminal's table
+    assert len(long) == 60
+    for email in (long, "paused@example.com", "here@example.com"):
+        run(example_project, "subscribers", "add", email, "-t", "data", "-n", "Ada Lovelace")
+    with example_project.transaction() as conn:
+        paused = people.id_of(example_project, "paused@example.com")
+        until = utc_now() + timedelta(weeks=3)
+        SubscriberStore(conn).update(paused, utc_now(), paused_until=until)
+    config = ["--config", str(example_project.config.path)]
+    for command in (["list"], ["find", "example.com"]):
+        result = CliRunner().invoke(
+            app, ["subscribers", *command, *config], env={"COLUMNS": "60"}, catch_exceptions=False
+        )
+        assert result.exit_code == 0
+        lines = {
+            line.split()[1 if command == ["list"] else 3]: line
+            for line in result.stdout.splitlines()
+            if "@example.com" in line
+        }
+        assert set(lines) == {long, "paused@example.com", "here@example.com"}, result.stdout
+        assert f"paused until {until:%Y-%m-%d}" in lines["paused@example.com"]
+        assert "│ active" in lines["here@example.com"]
+        assert "paused until" not in lines[long]
+    with example_project.transaction() as conn:  # the pause is over: active again
+        yesterday = utc_now() - timedelta(days=1)
+        SubscriberStore(conn).update(paused, utc_now(), paused_until=yesterday)
+    code, out = run(example_project, "subscribers", "list")
+    assert code == 0 and "paused until" not in out and out.count("│ active") == 3
 
 
 def test_db_upgrade_names_the_database(example_project: Project) -> None:
