@@ -35,7 +35,7 @@ class Sent:
     def __init__(self, project: Project) -> None:
         self.project = project
         gathering.gather_sources(project)
-        planned = issue_cases.plan(project)
+        planned = issue_cases.plan(project, without_readers=True)
         assert planned is not None and planned.issue.id is not None
         self.issue = planned.issue.id
         with project.transaction() as conn:
