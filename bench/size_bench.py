@@ -17,6 +17,8 @@ import argparse
 import time
 from datetime import UTC, datetime
 
+from render_bench import make_issue
+
 from digest.models import FieldLimits, HeroImage, Issue, IssueSection, Post, StoredPost, Topic
 from digest.render import EmailContext, render_issue
 from digest.render.size import HTML_BUDGET_BYTES
@@ -71,32 +73,6 @@ def worst_issue(topics: int, posts: int) -> Issue:
     return Issue("worst", 1, tuple(sections), NOW, 1, NOW)
 
 
-def bench_issue(topics: int, posts: int) -> Issue:
-    sections = []
-    for t in range(topics):
-        topic = Topic(f"topic-{t}", f"Topic number {t}")
-        cards = tuple(
-            StoredPost(
-                t * 100 + p,
-                Post(
-                    uid=f"{t}-{p}",
-                    url=f"https://blog.example.com/{t}/{p}/",
-                    title=f"A reasonably long post title number {p} about topic {t}",
-                    excerpt="An excerpt of about forty words. " * 6,
-                    published_at=NOW,
-                    topics=(topic.slug,),
-                    author="Author Name",
-                    image=HeroImage(f"https://img.example.com/{t}-{p}.png", "alt", 1200, 600),
-                    reading_minutes=4,
-                ),
-                NOW,
-            )
-            for p in range(posts)
-        )
-        sections.append(IssueSection(topic, cards))
-    return Issue("bench", 1, tuple(sections), NOW, 1, NOW)
-
-
 def context(issue: Issue, public_url: str) -> EmailContext:
     return EmailContext(
         "Bench",
@@ -149,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     wall, cpu = time.perf_counter(), time.process_time()
     print(f"budget {HTML_BUDGET_BYTES:,} bytes; public URL {args.public_url}")
-    cases = [(f"bench {n} topics x 4", bench_issue(n, 4)) for n in (12, 15, 30)]
+    cases = [(f"bench {n} topics x 4", make_issue(n, 4)) for n in (12, 15, 30)]
     cases += [(f"worst {n} topics x 4", worst_issue(n, 4)) for n in (1, 2, 5, 15, 30, 60)]
     for label, issue in cases:
         variant, decoded, wire, note = sent_html(issue, args.public_url)

@@ -147,20 +147,56 @@ def send_issue(
     may share the batches. ``written``: what the transport has of a batch, when it can tell
     (the outbox): a batch a dead worker handed over is then settled by it, not ambiguous."""
     with _database_faults(engine):
-        return _send_issue(
-            engine,
-            rendered,
-            transport,
-            envelope,
-            links,
-            clock,
-            batch_size=batch_size,
-            in_flight=in_flight,
-            ambiguous_policy=ambiguous_policy,
-            lease=lease,
-            alive=alive,
-            on_batch=on_batch,
-            written=written,
+        issue_id = rendered.issue.id
+        assert issue_id is not None
+        worker = worker_id()
+        recorder = recording.Recorder(worker, clock, lease)
+        with engine.begin() as conn:
+            leases.expire(conn, issue_id, clock(), alive, written)
+            ambiguous = reporting.counts(conn, issue_id)[AMBIGUOUS]
+            if ambiguous_policy == "resend":
+                leases.requeue_ambiguous(conn, issue_id, clock())
+            records = recording.take_recording(conn, issue_id, recorder, alive)
+        with _young_objects_only():
+            own_recording = (
+                _RecordingThread(engine, rendered, batch_size, recorder) if records else None
+            )
+            sender = Sender(
+                engine,
+                rendered,
+                envelope,
+                links,
+                clock,
+                lease,
+                on_batch,
+                worker,
+                own_recording,
+                alive,
+                written,
+            )
+            sender.ambiguous = ambiguous
+            try:
+                sender.run(transport, max(1, in_flight if transport.concurrent else 1))
+            except BaseException:
+                if own_recording is not None:
+                    with contextlib.suppress(Exception):
+                        own_recording.result(stop=True)
+                raise
+            recorded = own_recording.result() if own_recording is not None else 0
+
+        with engine.begin() as conn:
+            remaining = reporting.open_batches(conn, issue_id)
+            finished = not remaining and recording.recorded(conn, issue_id)
+            if finished:
+                set_issue_status(conn, issue_id, IssueStatus.SENT, clock())
+        return SendReport(
+            issue_id,
+            recorded,
+            sender.submitted,
+            sender.failed,
+            sender.ambiguous,
+            sender.per_segment,
+            finished,
         )
 
 
@@ -175,75 +211,6 @@ def _database_faults(engine: Engine) -> Iterator[None]:
         if not db.driver_error(engine, err):
             raise
         raise db.failed(engine, err, "the send stopped on") from None
-
-
-def _send_issue(
-    engine: Engine,
-    rendered: RenderedIssue,
-    transport: Transport,
-    envelope: Envelope,
-    links: Links,
-    clock: Callable[[], datetime],
-    *,
-    batch_size: int = 1000,
-    in_flight: int = 1,
-    ambiguous_policy: AmbiguousPolicy = "skip",
-    lease: timedelta = DEFAULT_LEASE,
-    alive: Callable[[str], bool] = local_worker_alive,
-    on_batch: Callable[[int], None] | None = None,
-    written: leases.Written | None = None,
-) -> SendReport:
-    issue_id = rendered.issue.id
-    assert issue_id is not None
-    worker = worker_id()
-    recorder = recording.Recorder(worker, clock, lease)
-    with engine.begin() as conn:
-        leases.expire(conn, issue_id, clock(), alive, written)
-        ambiguous = reporting.counts(conn, issue_id)[AMBIGUOUS]
-        if ambiguous_policy == "resend":
-            leases.requeue_ambiguous(conn, issue_id, clock())
-        records = recording.take_recording(conn, issue_id, recorder, alive)
-    with _young_objects_only():
-        own_recording = (
-            _RecordingThread(engine, rendered, batch_size, recorder) if records else None
-        )
-        sender = Sender(
-            engine,
-            rendered,
-            envelope,
-            links,
-            clock,
-            lease,
-            on_batch,
-            worker,
-            own_recording,
-            alive,
-            written,
-        )
-        sender.ambiguous = ambiguous
-        try:
-            sender.run(transport, max(1, in_flight if transport.concurrent else 1))
-        except BaseException:
-            if own_recording is not None:
-                with contextlib.suppress(Exception):
-                    own_recording.result(stop=True)
-            raise
-        recorded = own_recording.result() if own_recording is not None else 0
-
-    with engine.begin() as conn:
-        remaining = reporting.open_batches(conn, issue_id)
-        finished = not remaining and recording.recorded(conn, issue_id)
-        if finished:
-            set_issue_status(conn, issue_id, IssueStatus.SENT, clock())
-    return SendReport(
-        issue_id,
-        recorded,
-        sender.submitted,
-        sender.failed,
-        sender.ambiguous,
-        sender.per_segment,
-        finished,
-    )
 
 
 @contextmanager
