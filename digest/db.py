@@ -110,8 +110,11 @@ issues = Table(
     Column("recorder_until", UtcDateTime),
     Column("message_key", String(32), default=lambda: secrets.token_hex(6)),
     Column("editor_note", Text),
+    Column("cadence", String(20), nullable=False, server_default=""),
+    Column("release_from", Integer),
+    Column("release_to", Integer),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
-    UniqueConstraint("digest", "slot", name="uq_issues_digest_slot"),
+    UniqueConstraint("digest", "cadence", "slot", name="uq_issues_digest_cadence_slot"),
 )
 """``slot``: the scheduled instant the issue was made for (NULL when made by hand); one issue
 per (digest, slot). ``approval``: the editor gate (see :mod:`digest.lifecycle`).
@@ -120,7 +123,23 @@ a time, see :func:`digest.send.recording.record`); ``recorder`` records it, unde
 ``recorder_until``. ``message_key``: random, drawn when the issue is stored, in each of its
 Message-IDs, so they differ from those of the same issue number of another (or a reset)
 database; NULL for issues stored before it existed (their ids stay as they went out).
-``editor_note``: a short intro an editor writes, shown above the cards."""
+``editor_note``: a short intro an editor writes, shown above the cards. ``cadence``: which of
+the digest's cadences the issue is for ('' for a digest with one schedule); one issue per
+(digest, cadence, slot). ``release_from``/``release_to``: the posts it holds are the digest's
+releases in (release_from, release_to] (NULL: an issue planned before cadences existed)."""
+
+post_releases = Table(
+    "post_releases",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("release", Integer, nullable=False),
+    Column("released_at", UtcDateTime, nullable=False),
+    UniqueConstraint("digest", "release", name="uq_post_releases_digest_release"),
+)
+"""A post's release in a digest: a number, increasing per digest, given once when an issue of
+any cadence first finds the post new. What a reader is owed is counted in releases (see
+``reader_cadences.watermark``), so every cadence of a digest agrees on what "new" means."""
 
 issue_posts = Table(
     "issue_posts",

@@ -73,6 +73,8 @@ subscribers = Table(
     Column("confirmed_at", UtcDateTime),
     Column("unsubscribed_at", UtcDateTime),
     Column("paused_until", UtcDateTime),
+    # An IANA zone; NULL: the digest's own. Read when a digest delivers at readers' local time.
+    Column("time_zone", String(64)),
 )
 Index("ix_subscribers_status", subscribers.c.status)
 UNSENDABLE = or_(subscribers.c.status != "active", subscribers.c.paused_until.is_not(None))
@@ -92,3 +94,19 @@ subscriptions = Table(
     # Typed here, not taken from the referenced column: digest.db defines the topics table.
     Column("topic_id", Integer, ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True),
 )
+
+reader_cadences = Table(
+    "reader_cadences",
+    metadata,
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Column("cadence", String(20), nullable=False),
+    Column("watermark", Integer),
+    Column("changed_at", UtcDateTime, nullable=False),
+)
+"""A reader's chosen cadence of one digest (no row: the digest's default cadence).
+``watermark``: the last release of that digest the reader is known to have been sent (or
+passed over with nothing owed); NULL means "where their cadence's last recorded issue ended",
+so the many readers who never switch need no write after a send. A switch writes the
+reader's effective watermark here, so they are owed exactly what came after it."""
+Index("ix_reader_cadences_digest_cadence", reader_cadences.c.digest, reader_cadences.c.cadence)

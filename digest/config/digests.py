@@ -4,14 +4,14 @@ approve it first."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from jinja2 import Environment, TemplateSyntaxError, meta
 from pydantic import Field, field_validator, model_validator
 
-from digest.config.fields import EmailAddress, Section, Slug
+from digest.config.fields import SLUG_PATTERN, EmailAddress, Section, Slug
 
 TEMPLATE_VARIABLES = {
     "post_count": "the number of posts this reader gets",
@@ -29,6 +29,8 @@ TEMPLATE_VARIABLES = {
 them; a test holds the two together)."""
 
 ApprovalPolicy = Literal["auto", "require", "hold"]
+
+CadenceName = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=20)]
 """Whether a scheduled issue needs an editor: see CONTEXT.md (approval policy)."""
 
 
@@ -37,6 +39,19 @@ class DigestConfig(Section):
     name: str = Field(min_length=1)
     schedule: str = "0 8 * * mon"
     timezone: str = "UTC"
+    cadences: dict[CadenceName, str] = Field(
+        default_factory=dict,
+        description="the cadences readers may choose, each with its cron schedule "
+        "(e.g. daily = '0 8 * * *'); empty: one cadence, `schedule`",
+    )
+    default_cadence: CadenceName | None = Field(
+        default=None, description="the cadence of a reader who has not chosen one"
+    )
+    local_delivery: bool = Field(
+        default=False,
+        description="send each slot at the schedule's wall time in every reader's own time "
+        "zone (in waves, one per UTC offset); readers without one get `timezone`",
+    )
     topics: list[str] = Field(default_factory=list, description="topic slugs; empty = all")
     max_posts_per_topic: int = Field(default=4, ge=1, le=50)
     subject: str | None = Field(default=None, description="Jinja template of the subject line")
@@ -93,18 +108,24 @@ class DigestConfig(Section):
 
     @model_validator(mode="after")
     def _valid_cron(self) -> DigestConfig:
-        fields = self.schedule.split()
-        if len(fields) == 5 and any(c.isdigit() for c in fields[4]):
+        for key, schedule in [("schedule", self.schedule)] + [
+            (f"cadences.{name}", cron) for name, cron in self.cadences.items()
+        ]:
+            problem = _cron_problem(schedule, self.zone)
+            if problem:
+                raise ValueError(f"{key}: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _known_default(self) -> DigestConfig:
+        if self.default_cadence is None:
+            return self
+        if self.default_cadence not in self.cadences:
+            offered = ", ".join(repr(c) for c in self.cadences) or "none (no [cadences])"
             raise ValueError(
-                f"schedule: name the weekdays, e.g. '{' '.join(fields[:4])} mon-fri': a number "
-                "is read differently by cron (1 = Monday) and by the scheduler (1 = Tuesday)"
+                f"default_cadence: {self.default_cadence!r} is not one of the digest's "
+                f"cadences: {offered}"
             )
-        try:
-            CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
-        except ValueError as err:
-            raise ValueError(
-                f"schedule: expected a cron expression such as '0 8 * * mon' ({err})"
-            ) from None
         return self
 
     @model_validator(mode="after")
@@ -117,6 +138,19 @@ class DigestConfig(Section):
         return self
 
     @property
+    def schedules(self) -> dict[str, str]:
+        """Cadence name → cron schedule. A digest without ``cadences`` has one, named ''."""
+        return dict(self.cadences) if self.cadences else {"": self.schedule}
+
+    @property
+    def default(self) -> str:
+        """The cadence of readers who have not chosen one: ``default_cadence``, else the
+        first cadence offered."""
+        if self.default_cadence is not None:
+            return self.default_cadence
+        return next(iter(self.schedules))
+
+    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
@@ -127,3 +161,18 @@ class DigestConfig(Section):
     @property
     def misfire_grace(self) -> timedelta:
         return timedelta(hours=self.misfire_grace_hours)
+
+
+def _cron_problem(schedule: str, zone: ZoneInfo) -> str | None:
+    """What is wrong with a cron expression, or None."""
+    fields = schedule.split()
+    if len(fields) == 5 and any(c.isdigit() for c in fields[4]):
+        return (
+            f"name the weekdays, e.g. '{' '.join(fields[:4])} mon-fri': a number "
+            "is read differently by cron (1 = Monday) and by the scheduler (1 = Tuesday)"
+        )
+    try:
+        CronTrigger.from_crontab(schedule, timezone=zone)
+    except ValueError as err:
+        return f"expected a cron expression such as '0 8 * * mon' ({err})"
+    return None

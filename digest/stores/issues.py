@@ -54,6 +54,11 @@ class IssueRow:
     message_key: str | None = None
     """Random, in the issue's Message-IDs (see :data:`digest.db.issues`)."""
     editor_note: str | None = None
+    cadence: str = ""
+    """Which of the digest's cadences it is for ('' when the digest has one schedule)."""
+    release_from: int | None = None
+    release_to: int | None = None
+    """It holds the digest's releases in (release_from, release_to]; NULL before cadences."""
 
 
 def last_issue(conn: Connection, digest: str) -> IssueRow | None:
