@@ -156,6 +156,8 @@ class Issue:
     created_at: datetime | None = None
     note: str | None = None
     """The editor's note: a short intro shown above the cards (plain text, escaped)."""
+    cadence: str = ""
+    """The digest's cadence it is for ('' when the digest has one schedule)."""
 
     @property
     def topic_slugs(self) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property, partial
 
@@ -71,6 +71,7 @@ def plan(
     slot: datetime | None = None,
     approval: str = Approval.NONE,
     without_readers: bool = False,
+    cadence: str | None = None,
 ) -> Planned | None:
     """The issue made for ``slot`` if there is one, else the unfinished issue of the
     digest, else a newly planned one (stored with ``slot`` and ``approval``), else None.
@@ -81,13 +82,15 @@ def plan(
 
     ``slot`` makes planning idempotent per scheduled run: the unique (digest, slot)
     constraint means a second scheduler, or a rerun of the slot, gets the same issue back.
-    ``save`` False plans without storing anything (``digest send --dry-run``)."""
+    ``save`` False plans without storing anything (``digest send --dry-run``). ``cadence``:
+    which of the digest's cadences (None: its default)."""
     digest = project.config.digest(digest_slug)
+    cadence = project.config.cadence(digest, cadence)
     topics = project.topics(digest)
     now = project.clock()
     with project.transaction() as conn:
-        found = issues.issue_for_slot(conn, digest.slug, slot) if slot else None
-        found = found or issues.unfinished_issue(conn, digest.slug)
+        found = issues.issue_for_slot(conn, digest.slug, slot, cadence) if slot else None
+        found = found or issues.unfinished_issue(conn, digest.slug, cadence)
         if found is not None:
             issue = issues.load_issue(conn, found.id, topics)
             return Planned(
@@ -108,6 +111,7 @@ def plan(
         )
         if planned is None:
             return None
+        planned = replace(planned, cadence=cadence)
         if not save:
             return Planned(planned, True, partial(segments, project, planned), approval, slot)
         if not without_readers and not has_readers(conn, planned.topic_slugs, now):
@@ -127,7 +131,7 @@ def plan(
             return Planned(issue, True, partial(segments, project, issue), approval, slot)
     if slot is None:
         raise DigestError("another process planned an issue at the same moment; run again")
-    return plan(project, digest_slug, save, slot, approval, without_readers)
+    return plan(project, digest_slug, save, slot, approval, without_readers, cadence)
 
 
 def _topic_list(issue: Issue) -> str:

@@ -95,6 +95,19 @@ class Config:
         known = ", ".join(d.slug for d in self.digests)
         raise ConfigError(f"no digest '{slug}' (expected one of: {known})", where=str(self.path))
 
+    def cadence(self, digest: DigestConfig, name: str | None) -> str:
+        """One of the digest's cadences by name (None: its default), or a ConfigError naming
+        the ones it offers."""
+        if name is None:
+            return digest.default
+        if name in digest.schedules:
+            return name
+        offered = ", ".join(repr(c) for c in digest.schedules if c) or "only its `schedule`"
+        raise ConfigError(
+            f"digest '{digest.slug}' has no cadence {name!r} (it offers {offered})",
+            where=str(self.path),
+        )
+
     def digest_topics(self, digest: DigestConfig) -> list[TopicConfig]:
         if not digest.topics:
             return list(self.topics)

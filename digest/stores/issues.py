@@ -81,9 +81,12 @@ def last_number(conn: Connection, digest: str) -> int:
     return int(found or 0)
 
 
-def issue_for_slot(conn: Connection, digest: str, slot: datetime) -> IssueRow | None:
+def issue_for_slot(
+    conn: Connection, digest: str, slot: datetime, cadence: str = ""
+) -> IssueRow | None:
+    i = db.issues.c
     row = conn.execute(
-        select(db.issues).where(db.issues.c.digest == digest, db.issues.c.slot == slot)
+        select(db.issues).where(i.digest == digest, i.cadence == cadence, i.slot == slot)
     ).first()
     return IssueRow(**row._mapping) if row else None
 
@@ -108,8 +111,8 @@ def save_issue(
     slot: datetime | None = None,
     approval: str = Approval.NONE,
 ) -> Issue:
-    """Store a planned issue. With a ``slot``, a second issue for the same (digest, slot) is
-    refused by the unique constraint (IntegrityError), whoever tries."""
+    """Store a planned issue. With a ``slot``, a second issue for the same (digest, cadence,
+    slot) is refused by the unique constraint (IntegrityError), whoever tries."""
     approval_of(approval)
     issue_id = conn.execute(
         insert(db.issues)
@@ -121,6 +124,7 @@ def save_issue(
             created_at=now,
             slot=slot,
             approval=approval,
+            cadence=issue.cadence,
         )
         .returning(db.issues.c.id)
     ).scalar_one()
@@ -173,7 +177,14 @@ def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issu
         if topic.slug in by_section
     )
     return Issue(
-        head.digest, head.number, sections, head.cutoff, head.id, head.created_at, head.editor_note
+        head.digest,
+        head.number,
+        sections,
+        head.cutoff,
+        head.id,
+        head.created_at,
+        head.editor_note,
+        head.cadence,
     )
 
 
@@ -194,16 +205,16 @@ def set_issue_status(conn: Connection, issue_id: int, status: str, now: datetime
     conn.execute(update(db.issues).where(db.issues.c.id == issue_id).values(**values))
 
 
-def unfinished_issue(conn: Connection, digest: str) -> IssueRow | None:
-    """The oldest issue not sent yet (planned, or sending). Skipped issues are finished."""
-    row = conn.execute(
-        select(db.issues)
-        .where(
-            db.issues.c.digest == digest,
-            db.issues.c.status.not_in((IssueStatus.SENT, IssueStatus.SKIPPED)),
-        )
-        .order_by(db.issues.c.number)
-    ).first()
+def unfinished_issue(conn: Connection, digest: str, cadence: str | None = None) -> IssueRow | None:
+    """The oldest issue not sent yet (planned, or sending), of one cadence or (None) of any.
+    Skipped issues are finished."""
+    query = select(db.issues).where(
+        db.issues.c.digest == digest,
+        db.issues.c.status.not_in((IssueStatus.SENT, IssueStatus.SKIPPED)),
+    )
+    if cadence is not None:
+        query = query.where(db.issues.c.cadence == cadence)
+    row = conn.execute(query.order_by(db.issues.c.number)).first()
     return IssueRow(**row._mapping) if row else None
 
 
@@ -310,9 +321,10 @@ def last_sent(conn: Connection, digest: str) -> IssueRow | None:
     return IssueRow(**row._mapping) if row else None
 
 
-def latest_slot_with_issue(conn: Connection, digest: str) -> datetime | None:
+def latest_slot_with_issue(conn: Connection, digest: str, cadence: str = "") -> datetime | None:
+    i = db.issues.c
     found = conn.execute(
-        select(func.max(db.issues.c.slot)).where(db.issues.c.digest == digest)
+        select(func.max(i.slot)).where(i.digest == digest, i.cadence == cadence)
     ).scalar_one()
     return UtcDateTime().process_result_value(found, conn.dialect) if found else None
 
