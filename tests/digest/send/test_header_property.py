@@ -5,16 +5,16 @@ bytes the outbox writes and from the bytes a real SMTP server receives.
 Titles and topic names reach the Subject through the subject template; the name reaches To
 and, as the first name, the subject too (``%%first_name_text%%``).
 
-White space is compared loosely in one respect: CPython's email package (up to 3.12, and
-Debian's 3.11) folds a long non-ASCII header into several encoded words and loses or adds
-the white space at those folds (RFC 2047 §6.2 drops white space between encoded words). Every
-other character, and every header, must come back exactly.
+The subject and the reader's name must come back exactly as RFC 2047 decodes them (white
+space between encoded words dropped, §6.2: what mail programs do). CPython's newer parser adds
+a space at some of those places, so through it they are compared without white space.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -84,6 +84,12 @@ def same_text(shown: str, meant: str) -> bool:
     return "".join(shown.split()) == "".join(meant.split())
 
 
+def rfc2047_header(raw: bytes, name: str) -> str:
+    """The header's value decoded by RFC 2047 alone, unfolded."""
+    value = message_from_bytes(raw, policy=policy.compat32)[name]
+    return str(make_header(decode_header(value.replace("\r\n", "").strip())))
+
+
 def check_bytes(raw: bytes, batch: OutgoingBatch) -> None:
     assert header_names(raw) == FIELDS
     parsed = message_from_bytes(raw, policy=policy.default.clone(raise_on_defect=True))
@@ -95,6 +101,10 @@ def check_bytes(raw: bytes, batch: OutgoingBatch) -> None:
     assert same_text(to.display_name, reader.name), (to.display_name, reader.name)
     meant = header_text(batch.variant.subject.fill(reader.values()))
     assert same_text(str(parsed["Subject"]), meant), (str(parsed["Subject"]), meant)
+    assert rfc2047_header(raw, "Subject") == meant
+    if not to.display_name.isascii():  # an ASCII name is a quoted string, checked above
+        written = rfc2047_header(raw, "To").rpartition(" <")[0]
+        assert written == " ".join(reader.name.split())
     assert str(parsed["From"]) == "Northwind Weekly <digest@northwind.example>"
 
 

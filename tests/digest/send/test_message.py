@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.header import decode_header, make_header
 from email.message import EmailMessage
+from email.policy import compat32
 from pathlib import Path
 
 import pytest
@@ -54,14 +57,16 @@ def written(
     mailto: str | None = "unsubscribe@northwind.example",
     text: str = "Hi there\n",
     html: str = "<p>Hi there</p>",
+    subject: str = "News",
+    name: str = "Ann Reader",
 ) -> bytes:
     personal = Personal(
         "reader@example.com",
-        "Ann Reader",
+        name,
         f"{public_url}/unsubscribe/{token}",
         message_id(1, 42, "digest@northwind.example", "0a1b2c3d4e5f"),
     )
-    return serialise(build_message(envelope(mailto), personal, "News", text, html, NOW))
+    return serialise(build_message(envelope(mailto), personal, subject, text, html, NOW))
 
 
 def header_lines(raw: bytes, name: bytes) -> list[bytes]:
@@ -223,6 +228,29 @@ def test_bodies_are_seven_bit_and_never_base64(text: str, encoding: str) -> None
     body = raw[raw.index(b"\r\n\r\n") :]
     assert max(raw) < 0x80 and max(map(len, body.split(b"\r\n"))) <= 78
     assert rfc5322_problems(raw) == [] and dkim_problems(raw, b"northwind.example") == []
+
+
+PIECES = st.sampled_from(["a", "b", " ", "é", "—", "·", "𐀀", "李", "x y"])
+
+
+@given(
+    subject=st.lists(PIECES, min_size=30, max_size=120).map("".join),
+    name=st.lists(PIECES, max_size=60).map("".join),
+)
+@settings(max_examples=300)
+def test_non_ascii_subjects_and_names_decode_exactly(subject: str, name: str) -> None:
+    """Python's own folder drops or adds the space between encoded words (one subject in
+    eight of these) and can split a word's ``?=``: the subject and the name must decode
+    (RFC 2047 alone, as mail programs do) to exactly the text meant, in lines of at most 78."""
+    subject, name = " ".join(subject.split()) or "a", " ".join(name.split())
+    raw = written(subject=subject, name=name)
+    head = message_from_bytes(raw, policy=compat32)
+    assert str(make_header(decode_header(head["Subject"].replace("\r\n", "").strip()))) == subject
+    to = str(make_header(decode_header(head["To"].replace("\r\n", "").strip())))
+    assert to == (f"{name} <reader@example.com>" if name else "reader@example.com")
+    for field in (b"To", b"Subject"):
+        assert max(map(len, header_lines(raw, field))) <= 78
+    assert rfc5322_problems(raw) == []
 
 
 GOOD = written()
