@@ -135,10 +135,11 @@ def forget(conn: Connection, subscriber_id: int, address: str) -> Forgotten:
 
 def forget_events(conn: Connection, address: str) -> int:
     """Blank ``address`` in the events that hold it (any case), and forget it among the
-    readers who opened or clicked an issue (the rollups' counts already hold them); how many
-    events."""
-    e, firsts = db.events, db.event_firsts
-    conn.execute(delete(firsts).where(firsts.c.recipient == address.lower()))
+    readers who opened or clicked an issue or a post (the rollups' counts already hold them);
+    how many events."""
+    e = db.events
+    for firsts in (db.event_firsts, db.event_post_firsts):
+        conn.execute(delete(firsts).where(firsts.c.recipient == address.lower()))
     return int(
         conn.execute(
             update(e).where(func.lower(e.c.email) == address.lower()).values(email="")
