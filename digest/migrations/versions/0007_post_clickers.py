@@ -7,7 +7,7 @@ The clicks still kept as raw events are counted in once, so an upgraded database
 readers of its recent issues' posts (the clicks already pruned cannot be told apart).
 
 Revision ID: 8e3f586d0b13
-Revises: 5c1e0a9d7b42
+Revises: 3e7b91c4d2a8
 Create Date: 2026-12-02
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "8e3f586d0b13"
-down_revision: str | None = "5c1e0a9d7b42"
+down_revision: str | None = "3e7b91c4d2a8"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
