@@ -360,7 +360,8 @@ def _lower(value: Any) -> Any:
 @contextmanager
 def unsynced_transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction whose commit does not wait for the disk: a crash of the machine may
-    lose it (the last fraction of a second of such commits), never corrupt anything. For what
+    lose it (PostgreSQL: the last fraction of a second of such commits; SQLite: those since the
+    last checkpoint, at most 10,000 pages of WAL), never corrupt anything. For what
     a sender resends when it hears nothing but would not resend otherwise, where waiting for
     the disk at each commit is most of the time: the Event Webhook's batches. SQLite:
     ``synchronous=NORMAL`` for this transaction (set outside it, as SQLite requires, and put
