@@ -28,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +152,25 @@ def batches(events: list[dict[str, Any]], kib: int) -> list[bytes]:
 def process_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu(engine: Any) -> float:
+    """PostgreSQL's own CPU seconds so far (it runs on this machine): its background writers
+    and the backends serving this database; 0 on SQLite, whose work is in the server's."""
+    if engine.dialect.name != "postgresql":
+        return 0.0
+    with engine.connect() as conn:
+        pids = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "OR backend_type IN ('walwriter', 'checkpointer', 'background writer')"
+            )
+        ).scalars()
+        total = 0.0
+        for pid in pids:
+            with suppress(OSError):  # ended meanwhile
+                total += process_cpu(int(pid))
+        return total
 
 
 def own_cpu() -> float:
@@ -328,11 +348,13 @@ def main() -> None:
         try:
             url = f"http://127.0.0.1:{args.port}/webhooks/sendgrid"
             server_cpu, client_cpu = process_cpu(server.pid), own_cpu()
+            database_before = database_cpu(engine)
             start = time.perf_counter()
             posted = post_all(url, posting, key, args.concurrency)
             seconds = time.perf_counter() - start
             server_cpu = process_cpu(server.pid) - server_cpu
             client_cpu = own_cpu() - client_cpu
+            database = database_cpu(engine) - database_before
             # The largest batch the endpoint takes (webhook_max_bytes), on the full table.
             extra = make_events(20_000, {issue: links}, args.readers, int(time.time()))
             for event in extra:
@@ -366,6 +388,11 @@ def main() -> None:
     print(
         f"  CPU: server {server_cpu:.1f} s ({server_cpu / posted_events * 1e6:.1f} µs/event), "
         f"client {client_cpu:.1f} s (its signing and posting)"
+        + (
+            f", PostgreSQL {database:.1f} s ({database / posted_events * 1e6:.1f} µs/event)"
+            if database
+            else ""
+        )
     )
     ordered = sorted(posted.seconds)
     print(

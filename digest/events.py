@@ -236,15 +236,19 @@ def apply_events(
 def _roll_up(conn: Connection, new: list[EventRow], now: datetime, keep_days: int) -> None:
     counts: Counter[tuple[int, str]] = Counter()
     clicks: Counter[tuple[int, int]] = Counter()
+    readers: Counter[tuple[int, int]] = Counter()
     engaged: list[tuple[int, str, str]] = []
+    clickers: list[tuple[int, int, str]] = []
     for _, kind, email, issue, _, _, _, _, post in new:
         if issue is None:
             continue
         counts[issue, kind] += 1
         if kind in UNIQUE_KINDS:
-            engaged.append((issue, kind, email_key(email)))
+            key = email_key(email)
+            engaged.append((issue, kind, key))
             if post is not None:
                 clicks[issue, post] += 1
+                clickers.append((issue, post, key))
     if engaged:
         # Readers are remembered while the issue is recent; after that its unique figures
         # are final (see prune), so a late open cannot count a reader twice.
@@ -254,8 +258,9 @@ def _roll_up(conn: Connection, new: list[EventRow], now: datetime, keep_days: in
         firsts = engagement.add_firsts(conn, (e for e in engaged if e[0] in recent))
         for (issue, kind), n in firsts.items():
             counts[issue, f"unique_{kind}"] += n
+        readers = engagement.add_post_firsts(conn, (c for c in clickers if c[0] in recent))
     engagement.add_counts(conn, counts)
-    engagement.add_post_clicks(conn, clicks)
+    engagement.add_post_clicks(conn, clicks, readers)
 
 
 def _suppress(conn: Connection, new: list[EventRow], now: datetime) -> int:

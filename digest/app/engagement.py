@@ -221,6 +221,6 @@ def issue_csv(project: Project, issue_id: int) -> tuple[str, str]:
         funnel = _funnels(conn, [row])[0]
         posts = engagement.post_clicks(conn, issue_id)
     rows: list[list[object]] = [FUNNEL_COLUMNS, _funnel_row(row.digest, funnel), []]
-    rows.append(["post", "url", "topics", "clicks"])
-    rows.extend([p.title, p.url, " ".join(p.topics), p.clicks] for p in posts)
+    rows.append(["post", "url", "topics", "clicks", "readers"])
+    rows.extend([p.title, p.url, " ".join(p.topics), p.clicks, p.readers] for p in posts)
     return f"{row.digest}-issue-{row.number}-figures.csv", _csv(rows)

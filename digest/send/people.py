@@ -118,8 +118,11 @@ def forget(conn: Connection, subscriber_id: int, address: str) -> Forgotten:
     """Blank the address and name in every delivery of ``subscriber_id`` and the address in
     every event of it or of ``address``. The rows stay: the issues' figures (sent, failed,
     opened) must not change because one reader left. Error texts are blanked too: a
-    provider's refusal quotes the address it refused."""
+    provider's refusal quotes the address it refused. Who opened or clicked what is forgotten
+    for every address the reader's events name."""
     d, e = db.deliveries, db.events
+    named = conn.execute(select(e.c.email).where(e.c.subscriber_id == subscriber_id).distinct())
+    _forget_firsts(conn, {address, *named.scalars()})
     deliveries = conn.execute(
         update(d)
         .where(d.c.subscriber_id == subscriber_id)
@@ -135,12 +138,20 @@ def forget(conn: Connection, subscriber_id: int, address: str) -> Forgotten:
 
 def forget_events(conn: Connection, address: str) -> int:
     """Blank ``address`` in the events that hold it (any case), and forget it among the
-    readers who opened or clicked an issue (the rollups' counts already hold them); how many
-    events."""
-    e, firsts = db.events, db.event_firsts
-    conn.execute(delete(firsts).where(firsts.c.recipient == address.lower()))
+    readers who opened or clicked an issue or a post (the rollups' counts already hold them);
+    how many events."""
+    e = db.events
+    _forget_firsts(conn, {address})
     return int(
         conn.execute(
             update(e).where(func.lower(e.c.email) == address.lower()).values(email="")
         ).rowcount
     )
+
+
+def _forget_firsts(conn: Connection, addresses: set[str]) -> None:
+    """Forget these addresses among the readers who opened or clicked an issue or a post."""
+    keys = sorted({a.lower() for a in addresses if a})
+    if keys:
+        for firsts in (db.event_firsts, db.event_post_firsts):
+            conn.execute(delete(firsts).where(firsts.c.recipient.in_(keys)))

@@ -105,23 +105,28 @@ def _insert_returning(
     return out
 
 
-def _upsert(conn: Connection, head: str, tail: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    for chunk in _chunks(rows, 3):
+def _upsert(
+    conn: Connection, head: str, tail: str, rows: Sequence[tuple[Any, ...]], columns: int = 3
+) -> None:
+    for chunk in _chunks(rows, columns):
         conn.exec_driver_sql(
-            _statement(conn, head, tail, 3, len(chunk)), tuple(chain.from_iterable(chunk))
+            _statement(conn, head, tail, columns, len(chunk)), tuple(chain.from_iterable(chunk))
         )
 
 
 INCOMING = {
-    "events": "sg_event_id VARCHAR(200), event VARCHAR(40), email VARCHAR(320), "
+    "events": 'sg_event_id VARCHAR(200) COLLATE "C", event VARCHAR(40), email VARCHAR(320), '
     "issue_id INTEGER, subscriber_id INTEGER, occurred_at BIGINT, "
     "received_at TIMESTAMP WITH TIME ZONE, url TEXT, post_id INTEGER",
-    "event_firsts": "issue_id INTEGER, kind VARCHAR(10), recipient VARCHAR(320)",
+    "event_firsts": 'issue_id INTEGER, kind VARCHAR(10) COLLATE "C", '
+    'recipient VARCHAR(320) COLLATE "C"',
+    "event_post_firsts": 'issue_id INTEGER, post_id INTEGER, recipient VARCHAR(320) COLLATE "C"',
 }
 """PostgreSQL: the temporary tables a batch is copied into (COPY, the fastest way in) before
 one ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` moves the new rows over. The
 driver has to parse a multi-row VALUES statement's placeholders in Python, which cost more than
-the insert."""
+the insert. The keys sort bytewise (``COLLATE "C"``): any one order keeps two batches from
+locking the same keys in opposite orders, and the locale's costs twice as much to sort by."""
 
 
 def _copy_returning(
@@ -189,26 +194,48 @@ def add_firsts(
 ) -> Counter[tuple[int, str]]:
     """Remember (issue, kind, recipient) for those not remembered yet; how many were new per
     (issue, kind)."""
-    rows = sorted(set(firsts))
-    tail = "ON CONFLICT (issue_id, kind, recipient) DO NOTHING RETURNING issue_id, kind"
-    columns = ("issue_id", "kind", "recipient")
-    if conn.dialect.name == "postgresql":
-        returned = _copy_returning(conn, "event_firsts", columns, ", ".join(columns), tail, rows)
-    else:
-        returned = _insert_returning(
-            conn, "INSERT INTO event_firsts (issue_id, kind, recipient)", tail, rows, 3
-        )
+    returned = _add_new(conn, "event_firsts", ("issue_id", "kind", "recipient"), firsts)
     return Counter((int(issue), str(kind)) for issue, kind in returned)
 
 
-def add_post_clicks(conn: Connection, clicks: Counter[tuple[int, int]]) -> None:
-    rows = sorted((issue, post, n) for (issue, post), n in clicks.items() if n)
+def add_post_firsts(
+    conn: Connection, firsts: Iterable[tuple[int, int, str]]
+) -> Counter[tuple[int, int]]:
+    """Remember (issue, post, recipient) for those not remembered yet; how many were new per
+    (issue, post)."""
+    returned = _add_new(conn, "event_post_firsts", ("issue_id", "post_id", "recipient"), firsts)
+    return Counter((int(issue), int(post)) for issue, post in returned)
+
+
+def _add_new(
+    conn: Connection, table: str, columns: tuple[str, str, str], rows: Iterable[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Insert the (a, b, recipient) rows not in ``table`` yet; (a, b) of each that was new."""
+    ordered = sorted(set(rows))
+    names = ", ".join(columns)
+    tail = f"ON CONFLICT ({names}) DO NOTHING RETURNING {columns[0]}, {columns[1]}"
+    if conn.dialect.name == "postgresql":
+        return _copy_returning(conn, table, columns, names, tail, ordered)
+    return _insert_returning(conn, f"INSERT INTO {table} ({names})", tail, ordered, 3)
+
+
+def add_post_clicks(
+    conn: Connection, clicks: Counter[tuple[int, int]], readers: Counter[tuple[int, int]]
+) -> None:
+    """Add to the per-(issue, post) rollup: clicks, and readers who clicked for the first
+    time."""
+    rows = sorted(
+        (issue, post, clicks[issue, post], readers[issue, post])
+        for issue, post in set(clicks) | set(readers)
+    )
     _upsert(
         conn,
-        "INSERT INTO event_post_clicks (issue_id, post_id, clicks)",
-        "ON CONFLICT (issue_id, post_id) "
-        "DO UPDATE SET clicks = event_post_clicks.clicks + excluded.clicks",
+        "INSERT INTO event_post_clicks (issue_id, post_id, clicks, readers)",
+        "ON CONFLICT (issue_id, post_id) DO UPDATE SET "
+        "clicks = event_post_clicks.clicks + excluded.clicks, "
+        "readers = event_post_clicks.readers + excluded.readers",
         rows,
+        4,
     )
 
 
@@ -281,6 +308,8 @@ class PostClicks:
     topics: tuple[str, ...]
     """The slugs of the issue's topics the post is shown under."""
     clicks: int
+    readers: int
+    """Readers who clicked it, each once."""
 
 
 def post_clicks(conn: Connection, issue_id: int) -> list[PostClicks]:
@@ -296,17 +325,20 @@ def post_clicks(conn: Connection, issue_id: int) -> list[PostClicks]:
         .order_by(issue_posts.c.position)
     ):
         shown.setdefault(int(post), []).append(str(slug))
-    counted = dict(
-        conn.execute(
-            select(clicks.c.post_id, clicks.c.clicks).where(clicks.c.issue_id == issue_id)
-        ).all()
-    )
+    counted = {
+        int(post): (int(n), int(readers))
+        for post, n, readers in conn.execute(
+            select(clicks.c.post_id, clicks.c.clicks, clicks.c.readers).where(
+                clicks.c.issue_id == issue_id
+            )
+        )
+    }
     ids = sorted(set(shown) | {int(p) for p in counted})
     if not ids:
         return []
     rows = conn.execute(select(posts.c.id, posts.c.title, posts.c.url).where(posts.c.id.in_(ids)))
     out = [
-        PostClicks(int(p), str(t), str(u), tuple(shown.get(int(p), ())), int(counted.get(p, 0)))
+        PostClicks(int(p), str(t), str(u), tuple(shown.get(int(p), ())), *counted.get(p, (0, 0)))
         for p, t, u in rows
     ]
     return sorted(out, key=lambda row: (-row.clicks, row.title))
@@ -346,8 +378,12 @@ def closed_issues(conn: Connection, cutoff: datetime) -> list[int]:
 
 
 def forget_firsts(conn: Connection, issue_ids: Sequence[int]) -> int:
+    """Forget who opened or clicked these issues (and which posts); how many readers of the
+    issues were forgotten."""
     if not issue_ids:
         return 0
+    posts = db.event_post_firsts
+    conn.execute(delete(posts).where(posts.c.issue_id.in_(issue_ids)))
     table = db.event_firsts
     return int(conn.execute(delete(table).where(table.c.issue_id.in_(issue_ids))).rowcount)
 

