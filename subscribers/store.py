@@ -640,16 +640,21 @@ class SubscriberStore:
         return {
             digest: cadence
             for digest, cadence in self.conn.execute(
-                select(rc.digest, rc.cadence).where(rc.subscriber_id == subscriber_id)
+                select(rc.digest, rc.cadence)
+                .where(rc.subscriber_id == subscriber_id)
+                .order_by(rc.digest)
             )
         }
 
     def cadences_of_many(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:
-        """:meth:`cadences_of` for many readers in one query (an export's chunk)."""
+        """:meth:`cadences_of` for many readers in one query (an export's chunk), each
+        reader's by digest so that an export is the same whatever order the rows come in."""
         rc = tables.reader_cadences.c
         chosen: dict[int, dict[str, str]] = {i: {} for i in ids}
         for sid, digest, cadence in self.conn.execute(
-            select(rc.subscriber_id, rc.digest, rc.cadence).where(rc.subscriber_id.in_(ids))
+            select(rc.subscriber_id, rc.digest, rc.cadence)
+            .where(rc.subscriber_id.in_(ids))
+            .order_by(rc.subscriber_id, rc.digest)
         ):
             chosen[sid][digest] = cadence
         return chosen

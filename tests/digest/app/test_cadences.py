@@ -188,3 +188,39 @@ def test_cli_add_takes_cadence_and_zone(project: Project) -> None:
         subscribers.add(project, "cli2@example.com", "", "backend", cadence="hourly")
     with pytest.raises(DigestError, match="--time-zone"):
         subscribers.add(project, "cli3@example.com", "", "backend", time_zone="Nowhere/Else")
+
+
+def test_an_import_switches_known_readers_with_their_watermark_and_keeps_good_rows(
+    project: Project, tmp_path: Path
+) -> None:
+    known = add(project, "ann@example.com")
+    recorded_issue(project, "weekly", 12, 1)
+    source = tmp_path / "in.csv"
+    source.write_text(
+        "email,name,topics,cadence,time_zone\n"
+        "ann@example.com,,backend,daily,Europe/Berlin\n"
+        "new@example.com,,backend,monthly,\n"
+        "bad@example.com,,backend,fortnightly,\n",
+        encoding="utf-8",
+    )
+    parsed = subscribers.read_file(project, source)
+    assert [(p.line, "unknown cadence 'fortnightly'" in p.reason) for p in parsed.problems] == [
+        (4, True)
+    ]
+    summary = subscribers.import_file(project, parsed, str(source), dry_run=False)
+    assert (summary.added, summary.updated) == (1, 1)
+    assert rows_of(project, known) == [("daily", 12)]
+    with project.reading() as conn:
+        store = SubscriberStore(conn)
+        ann, new = store.get("ann@example.com"), store.get("new@example.com")
+        assert ann is not None and ann.time_zone == "Europe/Berlin"
+        assert new is not None and new.time_zone is None
+        assert store.get("bad@example.com") is None
+    assert rows_of(project, new.id) == [("monthly", 12)]
+    again = subscribers.import_file(project, parsed, str(source), dry_run=False)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 2)
+    exported = tmp_path / "out.csv"
+    subscribers.export(project, exported)
+    lines = exported.read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(",cadence,time_zone")
+    assert lines[1].endswith(",weekly:daily,Europe/Berlin")
