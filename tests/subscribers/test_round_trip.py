@@ -28,9 +28,7 @@ KEPT_STATUSES = [s for s in Status if s is not Status.ERASED]
 OFFERED = {"weekly": ["daily", "weekly", "monthly"], "news": ["daily", "weekly"]}
 DEFAULTS = {"weekly": "weekly", "news": "daily"}
 CADENCES = st.dictionaries(st.sampled_from(sorted(OFFERED)), st.just("")).flatmap(
-    lambda digests: st.fixed_dictionaries(
-        {d: st.sampled_from(OFFERED[d]) for d in sorted(digests)}
-    )
+    lambda digests: st.fixed_dictionaries({d: st.sampled_from(OFFERED[d]) for d in sorted(digests)})
 )
 ZONES = st.none() | st.sampled_from(
     ["Europe/Berlin", "Asia/Kathmandu", "Pacific/Kiritimati", "America/St_Johns", "UTC"]

@@ -23,9 +23,7 @@ from tests.conftest import FixedClock
 
 
 @pytest.fixture
-def project(
-    tmp_path: Path, environ: dict[str, str], clock: FixedClock, engine: Engine
-) -> Project:
+def project(tmp_path: Path, environ: dict[str, str], clock: FixedClock, engine: Engine) -> Project:
     opened = Project.open(cadence_config(tmp_path / "site", environ), clock=clock, engine=engine)
     with engine.begin() as conn:
         post_store.sync_topics(conn, opened.topics())
@@ -97,9 +95,7 @@ def test_an_unknown_cadence_is_refused_naming_it(project: Project, name: str) ->
     reader = add(project, "bad@example.com")
     with pytest.raises(DigestError) as refused:
         subscribers.choose_cadence(project, reader, "weekly", name)
-    assert "has no cadence" in str(refused.value) and "daily, weekly, monthly" in str(
-        refused.value
-    )
+    assert "has no cadence" in str(refused.value) and "daily, weekly, monthly" in str(refused.value)
     assert len(str(refused.value)) < 300
     assert rows_of(project, reader) == []
 
