@@ -637,14 +637,12 @@ class SubscriberStore:
         """Digest → the cadence the reader chose; digests they did not choose for are absent
         (they get its default)."""
         rc = tables.reader_cadences.c
-        return {
-            digest: cadence
-            for digest, cadence in self.conn.execute(
-                select(rc.digest, rc.cadence)
-                .where(rc.subscriber_id == subscriber_id)
-                .order_by(rc.digest)
-            )
-        }
+        query = (
+            select(rc.digest, rc.cadence)
+            .where(rc.subscriber_id == subscriber_id)
+            .order_by(rc.digest)
+        )
+        return {str(digest): str(cadence) for digest, cadence in self.conn.execute(query)}
 
     def cadences_of_many(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:
         """:meth:`cadences_of` for many readers in one query (an export's chunk), each

@@ -20,10 +20,10 @@ from digest.app import subscribers as subscriber_list
 from digest.app.background import Background
 from digest.app.images import IMAGES_ROUTE
 from digest.app.wiring import Project
+from digest.errors import DigestError
 from digest.lifecycle import approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
-from digest.errors import DigestError
 from digest.send.message import compose, mailbox
 from subscribers.erasure import ErasureHasher
 from subscribers.importer import normalize_email

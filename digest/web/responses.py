@@ -11,8 +11,6 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from markupsafe import Markup
-
 from digest.web.headers import SECURITY_HEADERS, ZONE_SCRIPT
 from digest.web.security import CSRF_COOKIE, CSRF_FIELD
 from digest.web.services import services
@@ -30,7 +28,7 @@ def page(
     found = services(request)
     cookie = request.cookies.get(CSRF_COOKIE) or found.csrf.new_cookie()
     body = found.readers.render(
-        template, csrf=found.csrf.field_for(cookie), zone_script=Markup(ZONE_SCRIPT), **values
+        template, csrf=found.csrf.field_for(cookie), zone_script=ZONE_SCRIPT, **values
     )
     response = HTMLResponse(body, status_code=status, headers=dict(headers))
     if CSRF_COOKIE not in request.cookies:

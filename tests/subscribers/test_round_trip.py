@@ -1,7 +1,7 @@
 """Export, then import into an empty database (a fresh project): every subscriber comes back
 as they were, status, topics, name, source, dates, cadences and time zone, on SQLite and
-PostgreSQL, as CSV and as JSON Lines. Generated people, with names and addresses chosen to hurt: spreadsheet triggers,
-quotes, separators, non-Latin scripts, offsets far from UTC."""
+PostgreSQL, as CSV and as JSON Lines. Generated people, with names and addresses chosen to
+hurt: spreadsheet triggers, quotes, separators, non-Latin scripts, offsets far from UTC."""
 
 from __future__ import annotations
 

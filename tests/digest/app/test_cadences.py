@@ -180,7 +180,7 @@ def test_cli_add_takes_cadence_and_zone(project: Project) -> None:
     )
     assert added.time_zone == "Asia/Tokyo"
     assert rows_of(project, added.id) == [("daily", None)]
-    with pytest.raises(DigestError, match="--cadence.*unknown cadence 'hourly'"):
+    with pytest.raises(DigestError, match=r"--cadence.*unknown cadence 'hourly'"):
         subscribers.add(project, "cli2@example.com", "", "backend", cadence="hourly")
     with pytest.raises(DigestError, match="--time-zone"):
         subscribers.add(project, "cli3@example.com", "", "backend", time_zone="Nowhere/Else")

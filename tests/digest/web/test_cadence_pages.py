@@ -36,7 +36,9 @@ def cadences_of(live: Live, address: str) -> dict[str, tuple[str, int | None]]:
     with live.project.engine.connect() as conn:
         return {
             r.digest: (r.cadence, r.watermark)
-            for r in conn.execute(select(rc).where(rc.subscriber_id == found.id))
+            for r in conn.execute(
+                select(rc.digest, rc.cadence, rc.watermark).where(rc.subscriber_id == found.id)
+            )
         }
 
 
