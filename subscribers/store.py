@@ -576,13 +576,18 @@ class SubscriberStore:
         )
 
     def erase(self, subscriber_id: int, erased_key: str, now: datetime) -> None:
-        """Forget the address, name, source and topics of a subscriber; the row stays, holding
-        ``erased_key`` (:meth:`ErasureHasher.key`) in place of the address, so that the person
-        stays suppressed and the row's id is never given to someone else (SQLite reuses the
+        """Forget the address, name, source, topics, cadences and time zone of a subscriber;
+        the row stays, holding ``erased_key`` (:meth:`ErasureHasher.key`) in place of the
+        address, so that the person stays suppressed and the row's id is never given to someone else (SQLite reuses the
         highest id of a deleted row, and links in old emails carry the id)."""
         self.conn.execute(
             delete(tables.subscriptions).where(
                 tables.subscriptions.c.subscriber_id == subscriber_id
+            )
+        )
+        self.conn.execute(
+            delete(tables.reader_cadences).where(
+                tables.reader_cadences.c.subscriber_id == subscriber_id
             )
         )
         if self.erased_among([erased_key]):  # erased before under another row: keep both rows
@@ -598,6 +603,7 @@ class SubscriberStore:
             confirmed_at=None,
             unsubscribed_at=now,
             paused_until=None,
+            time_zone=None,
         )
 
     def stats(self) -> tuple[Counter[str], Counter[str]]:

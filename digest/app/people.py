@@ -185,6 +185,8 @@ def personal_data(project: Project, subscriber_id: int) -> dict[str, Any]:
     s = found.subscriber
     names = {t.slug: t.name for t in project.topics()}
     files = files_for(project.config.outbox_dir, s.id, s.email)
+    with project.reading() as conn:
+        cadences = SubscriberStore(conn).cadences_of(s.id)
     return {
         "exported_at": project.clock().isoformat(),
         "controller": {
@@ -202,6 +204,8 @@ def personal_data(project: Project, subscriber_id: int) -> dict[str, Any]:
             "confirmed_at": _iso(found.confirmed_at),
             "unsubscribed_at": _iso(found.unsubscribed_at),
             "paused_until": _iso(s.paused_until),
+            "cadences": cadences,
+            "time_zone": s.time_zone,
         },
         "deliveries": [
             {

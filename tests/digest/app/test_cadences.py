@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from digest import db
-from digest.app import subscribers
+from digest.app import people, subscribers
 from digest.app.wiring import Project
 from digest.errors import DigestError
 from digest.stores import posts as post_store
@@ -220,3 +220,15 @@ def test_an_import_switches_known_readers_with_their_watermark_and_keeps_good_ro
     lines = exported.read_text(encoding="utf-8").splitlines()
     assert lines[0].endswith(",cadence,time_zone")
     assert lines[1].endswith(",weekly:daily,Europe/Berlin")
+
+
+def test_personal_data_shows_and_erasure_forgets_cadences_and_zone(project: Project) -> None:
+    reader = subscribers.add(
+        project, "gone@example.com", "", "backend", cadence="monthly", time_zone="Asia/Tokyo"
+    ).id
+    held = people.personal_data(project, reader)["subscriber"]
+    assert (held["cadences"], held["time_zone"]) == ({"weekly": "monthly"}, "Asia/Tokyo")
+    people.erase(project, reader)
+    assert rows_of(project, reader) == []
+    with project.reading() as conn:
+        assert SubscriberStore(conn).time_zone_of(reader) is None
