@@ -578,8 +578,9 @@ class SubscriberStore:
     def erase(self, subscriber_id: int, erased_key: str, now: datetime) -> None:
         """Forget the address, name, source, topics, cadences and time zone of a subscriber;
         the row stays, holding ``erased_key`` (:meth:`ErasureHasher.key`) in place of the
-        address, so that the person stays suppressed and the row's id is never given to someone else (SQLite reuses the
-        highest id of a deleted row, and links in old emails carry the id)."""
+        address, so that the person stays suppressed and the row's id is never given to
+        someone else (SQLite reuses the highest id of a deleted row, and links in old emails
+        carry the id)."""
         self.conn.execute(
             delete(tables.subscriptions).where(
                 tables.subscriptions.c.subscriber_id == subscriber_id
