@@ -4,6 +4,7 @@ names and zones are refused naming them; editors' counts come from one grouped q
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -232,3 +233,34 @@ def test_personal_data_shows_and_erasure_forgets_cadences_and_zone(project: Proj
     assert rows_of(project, reader) == []
     with project.reading() as conn:
         assert SubscriberStore(conn).time_zone_of(reader) is None
+
+
+def test_switches_at_the_same_moment_run_one_after_the_other(project: Project) -> None:
+    """Four requests switching one reader at once (two tabs, a double click): no error, one
+    row, and the watermark is the one they had when they left their first cadence, whatever
+    order the threads run in, on SQLite and PostgreSQL."""
+    reader = add(project, "tabs@example.com")
+    recorded_issue(project, "weekly", 10, 1)
+    recorded_issue(project, "daily", 20, 2)
+    recorded_issue(project, "monthly", 30, 3)
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def switch(name: str) -> None:
+        start.wait()
+        try:
+            subscribers.choose_cadence(project, reader, "weekly", name)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [
+        threading.Thread(target=switch, args=(name,))
+        for name in ("daily", "monthly", "daily", "monthly")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    [(cadence, watermark)] = rows_of(project, reader)
+    assert cadence in ("daily", "monthly") and watermark == 10
