@@ -13,7 +13,7 @@ suppression lists) is the provider's to erase.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,8 @@ class Person:
     unsubscribed_at: datetime | None
     sent: list[Sent]
     events: list[Event]
+    cadences: dict[str, str] = field(default_factory=dict)
+    """Digest → the cadence they chose (digests not named: its default)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def person(project: Project, subscriber_id: int, history: int | None = 200) -> P
             row.unsubscribed_at,
             ledger_people.deliveries_of(conn, subscriber_id, history),
             ledger_people.events_of(conn, subscriber_id, found.email, history),
+            store.cadences_of(subscriber_id),
         )
 
 

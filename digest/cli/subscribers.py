@@ -229,6 +229,9 @@ def subscribers_show(email: str, config: ConfigOption = None) -> None:
     s = found.subscriber
     out.print(f"[bold]{s.email}[/]  {s.name}", highlight=False)
     out.print(f"status {s.status.value}; topics {', '.join(sorted(s.topics)) or '(none)'}")
+    chosen = " ".join(f"{d}:{c}" for d, c in found.cadences.items()) or "each digest's default"
+    zone = s.time_zone or "the digest's"
+    out.print(f"cadence {chosen}; time zone {zone}", highlight=False)
     out.print(
         f"source {found.source or '-'}; subscribed {_when(found.created_at)}; confirmed "
         f"{_when(found.confirmed_at)}; unsubscribed {_when(found.unsubscribed_at)}; paused "

@@ -37,6 +37,10 @@ def test_add_with_cadence_and_zone_then_stats_count_per_cadence(project: Project
     assert "│ weekly │ daily │ 1 │" in out
     assert "│ weekly │ weekly (default) │ 1 │" in out
     assert "│ weekly │ monthly │ 1 │" in out
+    code, out = run(project, "subscribers", "show", "a@example.com")
+    assert code == 0 and "cadence weekly:daily; time zone America/New_York" in out
+    code, out = run(project, "subscribers", "show", "b@example.com")
+    assert "cadence each digest's default; time zone the digest's" in out
 
 
 @pytest.mark.parametrize(
