@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
+from subscribers.cadences import write_cadences
 from subscribers.cells import guard
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
@@ -25,6 +26,8 @@ COLUMNS = (
     "changed_at",
     "unsubscribed_at",
     "paused_until",
+    "cadence",
+    "time_zone",
 )
 
 
@@ -37,6 +40,7 @@ def records(store: SubscriberStore, chunk_size: int = 1000) -> Iterator[dict[str
     project's secret key (:mod:`subscribers.erasure`)."""
     for rows in store.iterate_rows(chunk_size):
         topics = store.topics_of([r.id for r in rows])
+        cadences = store.cadences_of_many([r.id for r in rows])
         for r in rows:
             if r.status == Status.ERASED.value:
                 continue
@@ -51,16 +55,23 @@ def records(store: SubscriberStore, chunk_size: int = 1000) -> Iterator[dict[str
                 "changed_at": _iso(r.changed_at),
                 "unsubscribed_at": _iso(r.unsubscribed_at),
                 "paused_until": _iso(r.paused_until),
+                "cadence": cadences[r.id],
+                "time_zone": r.time_zone or "",
             }
 
 
 def write_csv(items: Iterable[dict[str, Any]], handle: IO[str]) -> int:
-    """Topics joined by ';' so the file imports back as it is; every text cell guarded."""
+    """Topics joined by ';' and cadences written as ``digest:cadence`` pairs
+    (:mod:`subscribers.cadences`) so the file imports back as it is; every text cell
+    guarded."""
     writer = csv.DictWriter(handle, fieldnames=COLUMNS)
     writer.writeheader()
     count = 0
     for item in items:
-        row = item | {"topics": ";".join(item["topics"])}
+        row = item | {
+            "topics": ";".join(item["topics"]),
+            "cadence": write_cadences(item["cadence"]),
+        }
         writer.writerow({k: guard(v) if isinstance(v, str) else v for k, v in row.items()})
         count += 1
     return count

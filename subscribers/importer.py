@@ -11,16 +11,18 @@ from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 
+from subscribers.cadences import Offered, read_cadences
 from subscribers.cells import unguard
 from subscribers.models import Status
 from subscribers.names import ENCODED_WORD, name_problem
+from subscribers.zones import canonical_zone, zone_problem
 
 TOPIC_SEPARATORS = (";", "|")
 REQUIRED_COLUMNS = ("email", "topics")
 DATE_COLUMNS = ("created_at", "confirmed_at", "changed_at", "unsubscribed_at", "paused_until")
 """Dates an export writes and an import keeps for the addresses it adds (ISO 8601 with an
 offset; an empty cell is no date)."""
-KEPT_COLUMNS = ("status", "source", *DATE_COLUMNS)
+KEPT_COLUMNS = ("status", "source", *DATE_COLUMNS, "cadence", "time_zone")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class Kept:
     status: Status | None = None
     source: str = ""
     dates: Mapping[str, datetime] = field(default_factory=dict)
+    cadences: Mapping[str, str] = field(default_factory=dict)
+    """Digest → cadence the row names (:mod:`subscribers.cadences`); empty: says nothing."""
+    time_zone: str | None = None
+    """The reader's IANA zone; ``""``: the digest's own; None: the file says nothing."""
 
 
 NOTHING_KEPT = Kept()
@@ -85,7 +91,7 @@ def email_key(address: str) -> str:
     return address.lower()
 
 
-def read_kept(cells: Mapping[str, str]) -> Kept | str:
+def read_kept(cells: Mapping[str, str], offered: Offered | None = None) -> Kept | str:
     """The status, source and dates among ``cells`` (column → text, unguarded), or why they
     cannot be read. A status the list does not know is refused, not taken as active: a file
     that says "Unsubscribed " or "bounce" means someone who must not be mailed."""
@@ -111,7 +117,16 @@ def read_kept(cells: Mapping[str, str]) -> Kept | str:
         if moment.tzinfo is None:
             return f"{column} {text!r} has no UTC offset"
         dates[column] = moment
-    return Kept(status, cells.get("source", "").strip()[:100], dates)
+    cadences = read_cadences(cells.get("cadence", ""), offered or {})
+    if isinstance(cadences, str):
+        return cadences
+    zone: str | None = None
+    if "time_zone" in cells:
+        problem = zone_problem(cells["time_zone"])
+        if problem:
+            return f"time_zone {problem}"
+        zone = canonical_zone(cells["time_zone"]) or ""
+    return Kept(status, cells.get("source", "").strip()[:100], dates, cadences, zone)
 
 
 def split_topics(value: str) -> list[str]:
@@ -120,7 +135,11 @@ def split_topics(value: str) -> list[str]:
     return [part.strip() for part in value.split(TOPIC_SEPARATORS[0]) if part.strip()]
 
 
-def parse_csv(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
+def parse_csv(
+    lines: Iterable[str], resolve_topic: TopicResolver, offered: Offered | None = None
+) -> ParsedFile:
+    """``offered``: the digests offering a choice of cadence and their cadences, for the
+    ``cadence`` column (see :mod:`subscribers.cadences`)."""
     reader = csv.reader(lines)
     try:
         header = [h.strip().lower().lstrip("\ufeff") for h in next(reader)]
@@ -162,7 +181,7 @@ def parse_csv(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
         name = unguard(record[index["name"]].strip()) if "name" in index else ""
         email = unguard(record[index["email"]].strip())
         kept = read_kept(
-            {c: unguard(record[index[c]]) for c in KEPT_COLUMNS if c in index},
+            {c: unguard(record[index[c]]) for c in KEPT_COLUMNS if c in index}, offered
         )
         rows.add(line, email, name, split_topics(unguard(record[index["topics"]])), kept)
     return rows.result()
@@ -218,9 +237,12 @@ class _Rows:
         return ParsedFile(tuple(self.rows), tuple(self.problems))
 
 
-def parse_jsonl(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFile:
+def parse_jsonl(
+    lines: Iterable[str], resolve_topic: TopicResolver, offered: Offered | None = None
+) -> ParsedFile:
     """JSON Lines: one object a line with ``email``, ``name`` and ``topics`` (a list, or a
-    string separated by ``;`` or ``|``)."""
+    string separated by ``;`` or ``|``); ``cadence`` a cell's text or an object of digest →
+    cadence."""
     rows = _Rows(resolve_topic)
     for number, text in enumerate(lines, start=1):
         if not text.strip():
@@ -235,8 +257,13 @@ def parse_jsonl(lines: Iterable[str], resolve_topic: TopicResolver) -> ParsedFil
             continue
         topics = item.get("topics", [])
         wanted = split_topics(topics) if isinstance(topics, str) else [str(t) for t in topics]
+        cadence = item.get("cadence")
+        if isinstance(cadence, dict):
+            item["cadence"] = " ".join(f"{d}:{c}" for d, c in cadence.items())
         cells = {c: str(item[c]) for c in KEPT_COLUMNS if item.get(c) is not None}
-        rows.add(number, item["email"], str(item.get("name") or ""), wanted, read_kept(cells))
+        rows.add(
+            number, item["email"], str(item.get("name") or ""), wanted, read_kept(cells, offered)
+        )
     return rows.result()
 
 

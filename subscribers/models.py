@@ -42,6 +42,8 @@ class Subscriber:
     status: Status
     topics: frozenset[str]
     paused_until: datetime | None = None
+    time_zone: str | None = None
+    """An IANA name; None: each digest's own zone."""
 
     def paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now

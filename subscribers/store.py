@@ -4,13 +4,27 @@ large list never sits in memory at once and an import of 10,000 rows is a few st
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    String,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy import text as sql_text
 
 from subscribers import tables
@@ -72,7 +86,23 @@ def _new_row(row: ImportRow, status: Status, now: datetime, source: str) -> dict
             now if status is Status.UNSUBSCRIBED and row.kept.status is None else None,
         ),
         "paused_until": dates.get("paused_until"),
+        "time_zone": row.kept.time_zone or None,
     }
+
+
+@dataclass(frozen=True)
+class DigestReaders:
+    """What :meth:`SubscriberStore.cadence_counts` needs of one digest: the cadence of its
+    readers without a choice, and its topics (None: every topic)."""
+
+    slug: str
+    default: str
+    topics: frozenset[str] | None = None
+
+
+CadenceSwitch = Callable[[int, str, str], "int | None"]
+"""(subscriber id, digest, the cadence they leave) → the watermark to write with the new one
+(the digest side knows releases; the subscriber list only writes what it is given)."""
 
 
 class _Tally:
@@ -97,6 +127,41 @@ class _Tally:
             tuple(self.needs_own_confirmation),
             tuple(self.erased),
         )
+
+
+class _Choices:
+    """An import's cadences and time zones, written through the store (see ``upsert``)."""
+
+    def __init__(
+        self,
+        store: SubscriberStore,
+        defaults: Mapping[str, str],
+        switch: CadenceSwitch | None,
+        now: datetime,
+    ) -> None:
+        self.store, self.defaults, self.switch, self.now = store, defaults, switch, now
+
+    def differ(self, existing: Subscriber, row: ImportRow) -> bool:
+        zone = row.kept.time_zone
+        if zone is not None and (zone or None) != existing.time_zone:
+            return True
+        if not row.kept.cadences:
+            return False
+        current = self.store.cadences_of(existing.id)
+        return any(current.get(d) != c for d, c in row.kept.cadences.items())
+
+    def take(self, subscriber_id: int, row: ImportRow, fresh: bool = False) -> None:
+        """``fresh``: added by this import, with its zone already."""
+        zone = row.kept.time_zone
+        if zone is not None and not fresh:
+            self.store.set_time_zone(subscriber_id, zone or None, self.now)
+        if row.kept.cadences:
+            if self.switch is None:
+                raise ValueError("an import with cadences needs the digests' switch")
+            self.store.lock(subscriber_id)
+            self.store.choose_cadences(
+                subscriber_id, row.kept.cadences, self.defaults, self.switch, self.now
+            )
 
 
 class SubscriberStore:
@@ -130,6 +195,8 @@ class SubscriberStore:
         dry_run: bool = False,
         reactivate: bool = False,
         hasher: ErasureHasher | None = None,
+        defaults: Mapping[str, str] | None = None,
+        switch: CadenceSwitch | None = None,
     ) -> UpsertSummary:
         """New addresses are added with the status the file gives them (active when it gives
         none), with its dates and source; known ones take the file's name and topics.
@@ -139,9 +206,15 @@ class SubscriberStore:
         status; bounced and complained ones need the person's own confirmation. A file that
         says a known address is suppressed suppresses it. Addresses erased on request (found
         by their hash through ``hasher``) are left out.
+
+        A row's cadences and time zone (:class:`~subscribers.importer.Kept`) are taken by the
+        addresses it adds and by known ones it does not leave alone; a change of cadence
+        writes the watermark ``switch`` gives (see :meth:`choose_cadences`, ``defaults``:
+        digest → default cadence).
         """
         topic_id = self._topic_ids()
         tally = _Tally()
+        choices = _Choices(self, defaults or {}, switch, now)
         for chunk in _chunks(rows, CHUNK):
             if hasher is not None:
                 chunk = self._without_erased(chunk, hasher, tally)
@@ -166,11 +239,13 @@ class SubscriberStore:
                 tally.added_pending += status is Status.PENDING
                 tally.added_suppressed += status.suppressed
             if fresh and not dry_run:
-                self._insert_many(fresh, Status.ACTIVE, now, source, topic_id)
+                ids = self._insert_many(fresh, Status.ACTIVE, now, source, topic_id)
+                for row in fresh:
+                    choices.take(ids[email_key(row.email)], row, fresh=True)
             for row in chunk:
                 existing = known.get(email_key(row.email))
                 if existing is not None:
-                    self._merge(existing, row, now, topic_id, tally, dry_run, reactivate)
+                    self._merge(existing, row, now, topic_id, tally, dry_run, reactivate, choices)
         return tally.summary()
 
     def _merge(
@@ -182,6 +257,7 @@ class SubscriberStore:
         tally: _Tally,
         dry_run: bool,
         reactivate: bool,
+        choices: _Choices,
     ) -> None:
         """One known address and what the file says of it (see :meth:`upsert`)."""
         said = row.kept.status
@@ -195,6 +271,7 @@ class SubscriberStore:
                 if not dry_run:
                     self.set_status_of(existing.id, Status.ACTIVE, now)
                     self._take(existing.id, row, now, topic_id)
+                    choices.take(existing.id, row)
             return
         if said is not None and said.suppressed:
             tally.suppressed_by_file.append(row.email)
@@ -203,7 +280,8 @@ class SubscriberStore:
             return
         # Pending in the file and known here: the file tells nothing new of consent.
         revive = existing.status is Status.PENDING and said is not Status.PENDING
-        if not revive and existing.name == row.name and existing.topics == row.topics:
+        same = existing.name == row.name and existing.topics == row.topics
+        if not revive and same and not choices.differ(existing, row):
             tally.unchanged += 1
             return
         tally.reactivated += revive
@@ -212,7 +290,9 @@ class SubscriberStore:
             return
         if revive:
             self.set_status_of(existing.id, Status.ACTIVE, now)
-        self._take(existing.id, row, now, topic_id)
+        if not same or revive:
+            self._take(existing.id, row, now, topic_id)
+        choices.take(existing.id, row)
 
     def _take(
         self, subscriber_id: int, row: ImportRow, now: datetime, topic_id: dict[str, int]
@@ -241,7 +321,8 @@ class SubscriberStore:
         now: datetime,
         source: str,
         topic_id: dict[str, int],
-    ) -> None:
+    ) -> dict[str, int]:
+        """Insert ``rows``; their ids by email key."""
         inserted = self.conn.execute(
             insert(tables.subscribers).returning(
                 tables.subscribers.c.id,
@@ -258,6 +339,7 @@ class SubscriberStore:
         ]
         if links:
             self.conn.execute(insert(tables.subscriptions), links)
+        return ids
 
     def add(
         self,
@@ -394,6 +476,7 @@ class SubscriberStore:
                 Status(r.status),
                 frozenset(topics[r.id]),
                 r.paused_until,
+                r.time_zone,
             )
             for r in rows
         ]
@@ -493,13 +576,19 @@ class SubscriberStore:
         )
 
     def erase(self, subscriber_id: int, erased_key: str, now: datetime) -> None:
-        """Forget the address, name, source and topics of a subscriber; the row stays, holding
-        ``erased_key`` (:meth:`ErasureHasher.key`) in place of the address, so that the person
-        stays suppressed and the row's id is never given to someone else (SQLite reuses the
-        highest id of a deleted row, and links in old emails carry the id)."""
+        """Forget the address, name, source, topics, cadences and time zone of a subscriber;
+        the row stays, holding ``erased_key`` (:meth:`ErasureHasher.key`) in place of the
+        address, so that the person stays suppressed and the row's id is never given to
+        someone else (SQLite reuses the highest id of a deleted row, and links in old emails
+        carry the id)."""
         self.conn.execute(
             delete(tables.subscriptions).where(
                 tables.subscriptions.c.subscriber_id == subscriber_id
+            )
+        )
+        self.conn.execute(
+            delete(tables.reader_cadences).where(
+                tables.reader_cadences.c.subscriber_id == subscriber_id
             )
         )
         if self.erased_among([erased_key]):  # erased before under another row: keep both rows
@@ -515,6 +604,7 @@ class SubscriberStore:
             confirmed_at=None,
             unsubscribed_at=now,
             paused_until=None,
+            time_zone=None,
         )
 
     def stats(self) -> tuple[Counter[str], Counter[str]]:
@@ -547,3 +637,134 @@ class SubscriberStore:
             }
         )
         return per_status, per_topic
+
+    # cadences and time zones ---------------------------------------------------------------
+
+    def cadences_of(self, subscriber_id: int) -> dict[str, str]:
+        """Digest → the cadence the reader chose; digests they did not choose for are absent
+        (they get its default)."""
+        rc = tables.reader_cadences.c
+        query = (
+            select(rc.digest, rc.cadence)
+            .where(rc.subscriber_id == subscriber_id)
+            .order_by(rc.digest)
+        )
+        return {str(digest): str(cadence) for digest, cadence in self.conn.execute(query)}
+
+    def cadences_of_many(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        """:meth:`cadences_of` for many readers in one query (an export's chunk), each
+        reader's by digest so that an export is the same whatever order the rows come in."""
+        rc = tables.reader_cadences.c
+        chosen: dict[int, dict[str, str]] = {i: {} for i in ids}
+        for sid, digest, cadence in self.conn.execute(
+            select(rc.subscriber_id, rc.digest, rc.cadence)
+            .where(rc.subscriber_id.in_(ids))
+            .order_by(rc.subscriber_id, rc.digest)
+        ):
+            chosen[sid][digest] = cadence
+        return chosen
+
+    def set_cadence(
+        self, subscriber_id: int, digest: str, cadence: str, watermark: int | None, now: datetime
+    ) -> None:
+        """Write the reader's cadence of ``digest`` with the watermark they take into it. The
+        caller holds the reader's row (:meth:`lock`), so the delete and insert are not raced."""
+        rc = tables.reader_cadences
+        self.conn.execute(
+            delete(rc).where(rc.c.subscriber_id == subscriber_id, rc.c.digest == digest)
+        )
+        self.conn.execute(
+            insert(rc).values(
+                subscriber_id=subscriber_id,
+                digest=digest,
+                cadence=cadence,
+                watermark=watermark,
+                changed_at=now,
+            )
+        )
+
+    def choose_cadences(
+        self,
+        subscriber_id: int,
+        chosen: Mapping[str, str],
+        defaults: Mapping[str, str],
+        switch: CadenceSwitch,
+        now: datetime,
+    ) -> dict[str, str]:
+        """Give the reader ``chosen`` (digest → cadence); those that differ from what they
+        have (their row, else ``defaults``) take the watermark ``switch`` gives for the cadence
+        they leave. A default chosen explicitly is written too, with no watermark (nothing
+        changes in what they are owed), so that a later change of the digest's default does
+        not move them. Nothing is written for a choice they already have. Returns what
+        changed (digest → new cadence). The caller locks the row first."""
+        current = self.cadences_of(subscriber_id)
+        changed: dict[str, str] = {}
+        for digest, cadence in sorted(chosen.items()):
+            have = current.get(digest)
+            if have == cadence:
+                continue
+            leaving = have if have is not None else defaults[digest]
+            watermark = None if leaving == cadence else switch(subscriber_id, digest, leaving)
+            self.set_cadence(subscriber_id, digest, cadence, watermark, now)
+            if leaving != cadence:
+                changed[digest] = cadence
+        return changed
+
+    def set_time_zone(self, subscriber_id: int, zone: str | None, now: datetime) -> bool:
+        """Store the reader's IANA zone (None: the digest's); True when it changed."""
+        if self.time_zone_of(subscriber_id) == zone:
+            return False
+        self.update(subscriber_id, now, time_zone=zone)
+        return True
+
+    def time_zone_of(self, subscriber_id: int) -> str | None:
+        return self.conn.execute(
+            select(tables.subscribers.c.time_zone).where(tables.subscribers.c.id == subscriber_id)
+        ).scalar_one_or_none()
+
+    def cadence_counts(self, digests: Sequence[DigestReaders]) -> Counter[tuple[str, str]]:
+        """Active readers per (digest, cadence), in one grouped query: a reader of a digest
+        follows at least one of its topics, and counts under their chosen cadence or, without
+        a row, the digest's default."""
+        if not digests:
+            return Counter()
+        topic_ids = self._topic_ids()
+        pairs = [
+            select(
+                literal(d.slug, String).label("digest"),
+                literal(topic_ids[t], Integer).label("topic_id"),
+            )
+            for d in digests
+            for t in sorted(topic_ids if d.topics is None else d.topics & topic_ids.keys())
+        ]
+        if not pairs:
+            return Counter()
+        carried = union_all(*pairs).cte("digest_topics")
+        s, sub, rc = tables.subscribers.c, tables.subscriptions.c, tables.reader_cadences.c
+        default = case(*((carried.c.digest == d.slug, literal(d.default, String)) for d in digests))
+        readers = (
+            select(
+                carried.c.digest,
+                sub.subscriber_id,
+                func.coalesce(rc.cadence, default).label("cadence"),
+            )
+            .join(tables.subscriptions, sub.topic_id == carried.c.topic_id)
+            .join(tables.subscribers, s.id == sub.subscriber_id)
+            .outerjoin(
+                tables.reader_cadences,
+                (rc.subscriber_id == sub.subscriber_id) & (rc.digest == carried.c.digest),
+            )
+            .where(s.status == Status.ACTIVE.value)
+            .distinct()
+            .subquery()
+        )
+        query = select(readers.c.digest, readers.c.cadence, func.count()).group_by(
+            readers.c.digest, readers.c.cadence
+        )
+        default_of = {d.slug: d.default for d in digests}
+        return Counter(
+            {
+                (str(digest), str(name if name is not None else default_of[digest])): int(n)
+                for digest, name, n in self.conn.execute(query)
+            }
+        )

@@ -13,7 +13,7 @@ suppression lists) is the provider's to erase.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,8 @@ class Person:
     unsubscribed_at: datetime | None
     sent: list[Sent]
     events: list[Event]
+    cadences: dict[str, str] = field(default_factory=dict)
+    """Digest → the cadence they chose (digests not named: its default)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def person(project: Project, subscriber_id: int, history: int | None = 200) -> P
             row.unsubscribed_at,
             ledger_people.deliveries_of(conn, subscriber_id, history),
             ledger_people.events_of(conn, subscriber_id, found.email, history),
+            store.cadences_of(subscriber_id),
         )
 
 
@@ -185,6 +188,8 @@ def personal_data(project: Project, subscriber_id: int) -> dict[str, Any]:
     s = found.subscriber
     names = {t.slug: t.name for t in project.topics()}
     files = files_for(project.config.outbox_dir, s.id, s.email)
+    with project.reading() as conn:
+        cadences = SubscriberStore(conn).cadences_of(s.id)
     return {
         "exported_at": project.clock().isoformat(),
         "controller": {
@@ -202,6 +207,8 @@ def personal_data(project: Project, subscriber_id: int) -> dict[str, Any]:
             "confirmed_at": _iso(found.confirmed_at),
             "unsubscribed_at": _iso(found.unsubscribed_at),
             "paused_until": _iso(s.paused_until),
+            "cadences": cadences,
+            "time_zone": s.time_zone,
         },
         "deliveries": [
             {

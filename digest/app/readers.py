@@ -10,15 +10,17 @@ address is known, unknown or suppressed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
+from digest.app import subscribers as subscriber_list
 from digest.app.background import Background
 from digest.app.images import IMAGES_ROUTE
 from digest.app.wiring import Project
+from digest.errors import DigestError
 from digest.lifecycle import approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
@@ -29,6 +31,7 @@ from subscribers.models import Status, Subscriber
 from subscribers.names import MAX_NAME_LENGTH, name_problem, usable_name
 from subscribers.store import SubscriberStore
 from subscribers.tokens import InvalidToken, Purpose
+from subscribers.zones import MAX_ZONE_LENGTH
 
 NO_CONFIRMATION = frozenset({Status.BOUNCED, Status.COMPLAINED})
 """Addresses that bounced or complained get no mail on a stranger's say-so: the sign-up form,
@@ -91,6 +94,9 @@ class Readers:
                 topic_name=lambda slug: names.get(slug, slug),
                 topics_named=lambda slugs: [names[s] for s in slugs if s in names],
                 name_max=MAX_NAME_LENGTH,
+                zone_max=MAX_ZONE_LENGTH,
+                choosing=subscriber_list.choosing(self.project.config),
+                digests=self.project.config.digests,
                 **values,
             )
         )
@@ -129,20 +135,60 @@ class Readers:
             errors["topics"] = "Choose at least one topic."
         return errors, email, chosen
 
+    def check_choices(
+        self, cadences: Mapping[str, str], zone: str
+    ) -> tuple[dict[str, str], dict[str, str], str | None]:
+        """Errors per field (``cadence-<digest>``, ``time_zone``), the cadences chosen of the
+        digests that offer a choice (digest → cadence; a digest left out keeps what it has)
+        and the IANA zone (None: the digest's)."""
+        errors: dict[str, str] = {}
+        chosen: dict[str, str] = {}
+        for digest in subscriber_list.choosing(self.project.config):
+            name = cadences.get(digest.slug, "")
+            if not name:
+                continue
+            try:
+                subscriber_list.checked_cadence(self.project.config, digest.slug, name)
+            except DigestError as bad:
+                errors[f"cadence-{digest.slug}"] = f"Choose how often: {bad.message}."
+                continue
+            chosen[digest.slug] = name
+        try:
+            checked = subscriber_list.checked_zone(zone, where="time zone")
+        except DigestError as bad:
+            errors["time_zone"] = f"{bad.message}."
+            checked = None
+        return errors, chosen, checked
+
     def _later(self, job: Callable[[], None]) -> None:
         if self.background is None:
             job()
         else:
             self.background.submit(job)
 
-    def subscribe(self, email: str, name: str, topics: Sequence[str]) -> None:
+    def subscribe(
+        self,
+        email: str,
+        name: str,
+        topics: Sequence[str],
+        cadences: Mapping[str, str] | None = None,
+        zone: str | None = None,
+    ) -> None:
         """A new address is stored as pending; any address that may get mail is sent a
-        confirmation link carrying the chosen topics, which apply only when it is opened.
-        All of it after the answer (see the module's docstring)."""
+        confirmation link carrying the chosen topics, cadences and time zone, which apply
+        only when it is opened. All of it after the answer (see the module's docstring)."""
         chosen = list(topics)
-        self._later(lambda: self._subscribe_now(email, name, chosen))
+        how_often = dict(cadences or {})
+        self._later(lambda: self._subscribe_now(email, name, chosen, how_often, zone))
 
-    def _subscribe_now(self, email: str, name: str, topics: Sequence[str]) -> None:
+    def _subscribe_now(
+        self,
+        email: str,
+        name: str,
+        topics: Sequence[str],
+        cadences: Mapping[str, str] | None = None,
+        zone: str | None = None,
+    ) -> None:
         now = self.project.clock()
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)
@@ -153,7 +199,12 @@ class Readers:
                 subscriber = store.add(email, name, frozenset(topics), now, "web", Status.PENDING)
             elif subscriber.status in NO_CONFIRMATION:
                 return
-        token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=sorted(topics))
+        extra: dict[str, object] = {}
+        if cadences:
+            extra["cadences"] = dict(cadences)
+        if zone:
+            extra["zone"] = zone
+        token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=sorted(topics), **extra)
         self.mailer(self._confirmation(subscriber, name or subscriber.name, topics, token))
 
     def reconfirm(self, subscriber_id: int) -> None:
@@ -176,6 +227,7 @@ class Readers:
         active (the first click; a second click, even at the same moment, finds them active
         already) queues the welcome email. The preferences token."""
         subscriber, topics = self.subscriber_for(Purpose.CONFIRM, token)
+        cadences, zone = self._choices_in(self._signer.verify(Purpose.CONFIRM, token))
         now = self.project.clock()
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)
@@ -183,9 +235,23 @@ class Readers:
             became_active = store.activate(subscriber.id, now)
             known = {t.slug for t in self.project.topics()}
             store.set_topics(subscriber.id, frozenset(t for t in topics or [] if t in known))
+            if zone is not None:
+                store.set_time_zone(subscriber.id, zone, now)
+            if cadences:
+                subscriber_list.choose_cadences(
+                    conn, self.project.config, subscriber.id, cadences, now
+                )
         if became_active:
             self._later(lambda: self._welcome_now(subscriber.id))
         return self.manage_token(subscriber.id)
+
+    def _choices_in(self, payload: Mapping[str, object]) -> tuple[dict[str, str], str | None]:
+        """The cadences and zone a confirmation link carries, as far as the configuration
+        still offers them (it may have changed in the week the link lives)."""
+        carried = payload.get("cadences")
+        wanted = {str(d): str(c) for d, c in carried.items()} if isinstance(carried, dict) else {}
+        errors, cadences, zone = self.check_choices(wanted, str(payload.get("zone") or ""))
+        return cadences, zone if "time_zone" not in errors else None
 
     def _welcome_now(self, subscriber_id: int) -> None:
         with self.project.reading() as conn:
@@ -281,19 +347,36 @@ class Readers:
     # preferences -----------------------------------------------------------------------
 
     def update_preferences(
-        self, subscriber_id: int, action: str, topics: Sequence[str]
+        self,
+        subscriber_id: int,
+        action: str,
+        topics: Sequence[str],
+        cadences: Mapping[str, str] | None = None,
+        zone: str | None = None,
     ) -> str | None:
-        """Apply a form's action; an error message for the reader, or None."""
+        """Apply a form's action; an error message for the reader, or None. Saving takes the
+        topics, and the cadences and time zone when the form holds them (``zone`` None: the
+        form has no zone field), all in one transaction."""
         now = self.project.clock()
         known = {t.slug for t in self.project.topics()}
+        errors, how_often, checked_zone = self.check_choices(cadences or {}, zone or "")
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)
             if action == "save":
                 chosen = frozenset(t for t in topics if t in known)
+                if errors:
+                    return " ".join(errors.values())
                 if not chosen:
                     return "Choose at least one topic, or leave everything below."
+                store.lock(subscriber_id)
                 store.set_topics(subscriber_id, chosen)
                 store.update(subscriber_id, now)
+                if zone is not None:
+                    store.set_time_zone(subscriber_id, checked_zone, now)
+                if how_often:
+                    subscriber_list.choose_cadences(
+                        conn, self.project.config, subscriber_id, how_often, now
+                    )
             elif action == "pause":
                 weeks = timedelta(days=self.project.config.file.web.pause_days)
                 store.update(subscriber_id, now, paused_until=now + weeks)
@@ -315,6 +398,18 @@ class Readers:
             return COME_BACK_BY_EMAIL
         store.set_status_of(subscriber_id, Status.ACTIVE, now)
         return None
+
+    def choices_of(self, subscriber_id: int) -> tuple[dict[str, str], str | None]:
+        """The reader's cadence of each digest offering a choice (their own, else its
+        default) and their time zone, for the preferences page."""
+        with self.project.reading() as conn:
+            store = SubscriberStore(conn)
+            own = store.cadences_of(subscriber_id)
+            zone = store.time_zone_of(subscriber_id)
+        return {
+            d.slug: own.get(d.slug, d.default)
+            for d in subscriber_list.choosing(self.project.config)
+        }, zone
 
     def unsubscribe(self, subscriber_id: int) -> None:
         """Stop the digest; a bounce or a complaint stays what it is (see NO_CONFIRMATION)."""

@@ -4,11 +4,19 @@ list, add or unsubscribe one address, list and count. Each owns its transaction.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from digest.app.wiring import Project
+from digest.config.digests import DigestConfig
 from digest.config.environment import SECRET_KEY_ENV
+from digest.config.loaded import Config
 from digest.errors import DigestError
+from digest.stores.releases import watermark_at_switch
+from subscribers.cadences import Offered, read_cadences
 from subscribers.erasure import ErasureHasher
 from subscribers.exporter import records, write_csv, write_jsonl
 from subscribers.importer import (
@@ -22,7 +30,8 @@ from subscribers.importer import (
 )
 from subscribers.models import Status, Subscriber
 from subscribers.names import name_problem
-from subscribers.store import SubscriberStore, UpsertSummary
+from subscribers.store import CadenceSwitch, DigestReaders, SubscriberStore, UpsertSummary
+from subscribers.zones import canonical_zone, zone_problem
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -41,8 +50,8 @@ def read_file(project: Project, path: Path) -> ParsedFile:
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             if _json_lines(path):
-                return parse_jsonl(handle, _resolver(project))
-            return parse_csv(handle, _resolver(project))
+                return parse_jsonl(handle, _resolver(project), offered(project.config))
+            return parse_csv(handle, _resolver(project), offered(project.config))
     except FileNotFoundError:
         raise DigestError("no such file", where=str(path)) from None
     except UnicodeDecodeError as e:
@@ -81,6 +90,8 @@ def import_file(
             dry_run=dry_run,
             reactivate=reactivate,
             hasher=erasure_hasher(project, store),
+            defaults=defaults(project.config),
+            switch=switch_in(conn),
         )
 
 
@@ -107,10 +118,20 @@ def topic_slugs(project: Project, topics: str) -> frozenset[str]:
     return frozenset(s for s in map(resolve, wanted) if s)
 
 
-def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
-    """Add one active subscriber; ``topics`` is names or slugs separated as in a CSV file."""
+def add(
+    project: Project,
+    email: str,
+    name: str,
+    topics: str,
+    cadence: str = "",
+    time_zone: str = "",
+) -> Subscriber:
+    """Add one active subscriber; ``topics`` is names or slugs separated as in a CSV file,
+    ``cadence`` a cadence cell (:mod:`subscribers.cadences`), ``time_zone`` an IANA name."""
     slugs = topic_slugs(project, topics)
     address = checked_address(email, name)
+    chosen = cadence_cell(project.config, cadence, where="--cadence")
+    zone = checked_zone(time_zone, where="--time-zone")
     with project.transaction() as conn:
         store = SubscriberStore(conn)
         if store.get(address) is not None:
@@ -121,7 +142,14 @@ def add(project: Project, email: str, name: str, topics: str) -> Subscriber:
                 "was erased on request and stays suppressed: it cannot be added again",
                 where=address,
             )
-        return store.add(address, name, slugs, project.clock())
+        added = store.add(address, name, slugs, project.clock())
+        if zone:
+            store.set_time_zone(added.id, zone, project.clock())
+        if chosen:
+            store.choose_cadences(
+                added.id, chosen, defaults(project.config), switch_in(conn), project.clock()
+            )
+        return store.by_id(added.id) or added
 
 
 def unsubscribe(project: Project, email: str) -> Subscriber:
@@ -160,3 +188,115 @@ def checked_address(email: str, name: str) -> str:
     if problem:
         raise DigestError(problem, where="--name")
     return address
+
+
+# cadences and time zones ---------------------------------------------------------------------
+
+
+def offered(config: Config) -> dict[str, list[str]]:
+    """Digest → the cadences its readers choose from, for the digests that name cadences."""
+    return {d.slug: list(d.cadences) for d in config.digests if d.cadences}
+
+
+def choosing(config: Config) -> list[DigestConfig]:
+    """The digests whose readers have a choice to make (more than one cadence)."""
+    return [d for d in config.digests if len(d.schedules) > 1]
+
+
+def defaults(config: Config) -> dict[str, str]:
+    """Digest → the cadence of its readers who have not chosen."""
+    return {d.slug: d.default for d in config.digests}
+
+
+def switch_in(conn: Connection) -> CadenceSwitch:
+    """The watermark a reader takes from the cadence they leave, read in ``conn``."""
+
+    def switch(subscriber_id: int, digest: str, leaving: str) -> int | None:
+        return watermark_at_switch(conn, subscriber_id, digest, leaving)
+
+    return switch
+
+
+def cadence_cell(config: Config, text: str, where: str) -> dict[str, str]:
+    """Digest → cadence for a cadence cell, or a DigestError naming the bad word."""
+    chosen = read_cadences(text, offered(config))
+    if isinstance(chosen, str):
+        raise DigestError(chosen, where=where)
+    return chosen
+
+
+def checked_zone(text: str, where: str) -> str | None:
+    """The IANA name ``text`` spells (None for empty: the digest's), or a DigestError."""
+    problem = zone_problem(text)
+    if problem:
+        raise DigestError(problem, where=where)
+    return canonical_zone(text)
+
+
+def checked_cadence(config: Config, digest: str, cadence: str) -> tuple[DigestConfig, str]:
+    """The digest and one of its cadences by name, or a DigestError naming both and what the
+    digest offers."""
+    found = config.digest(digest)
+    offer: Offered = {found.slug: [c for c in found.schedules if c]}
+    if cadence not in found.schedules or not cadence:
+        names = ", ".join(offer[found.slug]) or "none (it has one schedule)"
+        shown = cadence if len(cadence) <= 40 else cadence[:40] + "…"
+        raise DigestError(
+            f"digest {found.slug!r} has no cadence {shown!r} (it offers {names})",
+            where="cadence",
+        )
+    return found, cadence
+
+
+def choose_cadences(
+    conn: Connection, config: Config, subscriber_id: int, chosen: Mapping[str, str], now: datetime
+) -> dict[str, str]:
+    """In the caller's transaction: give the reader ``chosen`` (digest → cadence, checked),
+    each switch taking the watermark of the cadence left
+    (:func:`~digest.stores.releases.watermark_at_switch`), the reader's row held meanwhile
+    (as a confirmation holds it) so that two switches at once run one after the other.
+    What changed."""
+    store = SubscriberStore(conn)
+    store.lock(subscriber_id)
+    return store.choose_cadences(subscriber_id, chosen, defaults(config), switch_in(conn), now)
+
+
+def choose_cadence(project: Project, subscriber_id: int, digest: str, cadence: str) -> bool:
+    """The reader chooses ``cadence`` of ``digest``; True when it changed what they get."""
+    found, name = checked_cadence(project.config, digest, cadence)
+    with project.transaction() as conn:
+        return bool(
+            choose_cadences(
+                conn, project.config, subscriber_id, {found.slug: name}, project.clock()
+            )
+        )
+
+
+def set_time_zone(project: Project, subscriber_id: int, text: str) -> str | None:
+    """The reader's zone from what they typed (empty: the digest's); the name stored."""
+    zone = checked_zone(text, where="time zone")
+    with project.transaction() as conn:
+        SubscriberStore(conn).set_time_zone(subscriber_id, zone, project.clock())
+    return zone
+
+
+def cadence_counts(project: Project) -> dict[str, list[tuple[str, int]]]:
+    """Digest → (cadence, active readers) for each cadence it offers (in the config's order),
+    then any cadence readers still hold that the config no longer offers."""
+    config = project.config
+    wanted = [
+        DigestReaders(d.slug, d.default, frozenset(d.topics) if d.topics else None)
+        for d in config.digests
+    ]
+    with project.reading() as conn:
+        counts = SubscriberStore(conn).cadence_counts(wanted)
+    shown: dict[str, list[tuple[str, int]]] = {}
+    for d in config.digests:
+        rows = [(name, counts.get((d.slug, name), 0)) for name in d.schedules]
+        rows += sorted(
+            (name, n)
+            for (slug, name), n in counts.items()
+            if slug == d.slug and name not in d.schedules
+        )
+        shown[d.slug] = rows
+    return shown

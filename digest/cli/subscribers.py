@@ -102,10 +102,22 @@ def subscribers_add(
     email: str,
     topics: Annotated[str, typer.Option("--topics", "-t", help="names or slugs, ';' separated")],
     name: Annotated[str, typer.Option("--name", "-n")] = "",
+    cadence: Annotated[
+        str,
+        typer.Option(
+            "--cadence",
+            help="how often: a cadence name (every digest offering it), or digest:cadence "
+            "pairs separated by spaces; default: each digest's default",
+        ),
+    ] = "",
+    time_zone: Annotated[
+        str,
+        typer.Option("--time-zone", help="IANA name, e.g. Europe/Berlin; default: the digest's"),
+    ] = "",
     config: ConfigOption = None,
 ) -> None:
     """Add one active subscriber."""
-    added = subscribers.add(open_project(config), email, name, topics)
+    added = subscribers.add(open_project(config), email, name, topics, cadence, time_zone)
     out.print(f"Added {added.email}: {', '.join(sorted(added.topics))}")
 
 
@@ -165,6 +177,16 @@ def subscribers_stats(config: ConfigOption = None) -> None:
     for t in project.topics():
         topics.add_row(t.name, str(per_topic.get(t.slug, 0)))
     out.print(topics)
+    cadences = Table(title="Active readers by cadence", title_justify="left")
+    cadences.add_column("Digest")
+    cadences.add_column("Cadence")
+    cadences.add_column("Readers", justify="right")
+    for digest, counts in subscribers.cadence_counts(project).items():
+        default = project.config.digest(digest).default
+        for name, count in counts:
+            shown = name or "(its schedule)"
+            cadences.add_row(digest, shown + (" (default)" if name == default else ""), str(count))
+    out.print(cadences)
 
 
 # one person ----------------------------------------------------------------------------------
@@ -207,6 +229,9 @@ def subscribers_show(email: str, config: ConfigOption = None) -> None:
     s = found.subscriber
     out.print(f"[bold]{s.email}[/]  {s.name}", highlight=False)
     out.print(f"status {s.status.value}; topics {', '.join(sorted(s.topics)) or '(none)'}")
+    chosen = " ".join(f"{d}:{c}" for d, c in found.cadences.items()) or "each digest's default"
+    zone = s.time_zone or "the digest's"
+    out.print(f"cadence {chosen}; time zone {zone}", highlight=False)
     out.print(
         f"source {found.source or '-'}; subscribed {_when(found.created_at)}; confirmed "
         f"{_when(found.confirmed_at)}; unsubscribed {_when(found.unsubscribed_at)}; paused "

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.app import editors
+from digest.app import editors, subscribers
 from digest.app.editorial import Editor, editor_key
 from digest.app.issues import why_nothing
 from digest.app.wiring import archive_url
@@ -231,11 +231,13 @@ async def editor_home(request: Request) -> Response:
 async def dashboard(request: Request, editor: Editor) -> Response:
     found = services(request)
     cards = await run_in_threadpool(found.editorial.dashboard)
+    readers = await run_in_threadpool(subscribers.cadence_counts, found.project)
     return editor_page(
         request,
         editor,
         "web/editor/dashboard.html.j2",
         cards=cards,
+        readers=readers,
         until=lambda moment: until(moment, found.project.clock()),
         done=DONE.get(request.query_params.get("done", "")),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -34,6 +35,7 @@ from subscribers.importer import email_key
 from subscribers.models import Subscriber
 from subscribers.names import MAX_NAME_LENGTH
 from subscribers.tokens import InvalidToken, Purpose
+from subscribers.zones import MAX_ZONE_LENGTH
 
 ONE_CLICK = "One-Click"
 GET_POST = ["GET", "POST"]
@@ -50,6 +52,21 @@ def mail_later(request: Request, address: str, queue: Callable[[], None]) -> Non
         queue()
 
 
+def cadence_fields(form: FormData) -> dict[str, str]:
+    """Digest → the cadence its radio buttons (``cadence-<digest>``) say, as posted."""
+    prefix = "cadence-"
+    return {
+        key[len(prefix) :]: str(form.get(key, ""))
+        for key in form
+        if key.startswith(prefix) and isinstance(form.get(key), str)
+    }
+
+
+def zone_field(form: FormData) -> str:
+    """The posted time zone, no longer than the form shows back."""
+    return str(form.get("time_zone", "")).strip()[:200]
+
+
 async def home(request: Request) -> Response:
     return redirect("/subscribe")
 
@@ -59,7 +76,7 @@ async def home(request: Request) -> Response:
 
 async def subscribe(request: Request) -> Response:
     if request.method == "GET":
-        return page(request, "web/subscribe.html.j2", values={}, errors={})
+        return page(request, "web/subscribe.html.j2", values={"propose_zone": True}, errors={})
     form = await checked_form(request)
     if isinstance(form, Response):
         return form
@@ -72,11 +89,20 @@ async def subscribe(request: Request) -> Response:
     errors, email, topics = found.readers.check_subscription(
         str(form.get("email", "")).strip(), [str(t) for t in form.getlist("topics")], name
     )
+    posted_cadences, posted_zone = cadence_fields(form), zone_field(form)
+    choice_errors, cadences, zone = found.readers.check_choices(posted_cadences, posted_zone)
+    errors |= choice_errors
     if errors:
         # The form shows what was typed, but no more of it than a name may hold.
-        values = {"email": email, "name": name[:MAX_NAME_LENGTH], "topics": topics}
+        values = {
+            "email": email,
+            "name": name[:MAX_NAME_LENGTH],
+            "topics": topics,
+            "cadences": posted_cadences,
+            "time_zone": posted_zone[:MAX_ZONE_LENGTH],
+        }
         return page(request, "web/subscribe.html.j2", status=400, values=values, errors=errors)
-    mail_later(request, email, lambda: found.readers.subscribe(email, name, topics))
+    mail_later(request, email, lambda: found.readers.subscribe(email, name, topics, cadences, zone))
     # The same answer whether or not the address is known: no enumeration.
     return redirect("/subscribe/check-your-email")
 
@@ -117,7 +143,12 @@ def preferences_page(
     notice: str | None,
     error: str | None,
     status: int = 200,
+    choices: tuple[dict[str, str], str | None] = ({}, None),
+    posted: dict[str, object] | None = None,
 ) -> Response:
+    """``choices``: the reader's cadences and zone as stored; ``posted``: what a refused form
+    held, shown again so that nothing typed is lost."""
+    cadences, zone = choices
     return page(
         request,
         "web/preferences.html.j2",
@@ -128,6 +159,9 @@ def preferences_page(
         unsubscribe=token,
         error=error,
         now=services(request).project.clock(),
+        cadences=cadences,
+        time_zone=zone or "",
+        posted=posted,
     )
 
 
@@ -138,10 +172,11 @@ async def preferences(request: Request) -> Response:
         subscriber, _ = await run_in_threadpool(readers.subscriber_for, Purpose.MANAGE, token)
     except InvalidToken as bad:
         return invalid(request, bad)
+    choices = await run_in_threadpool(readers.choices_of, subscriber.id)
     if request.method == "GET":
         query = request.query_params
         notice = query.get("saved") or (query.get("welcome") and "welcome")
-        return preferences_page(request, subscriber, token, notice, None)
+        return preferences_page(request, subscriber, token, notice, None, choices=choices)
     form = await checked_form(request)
     if isinstance(form, Response):
         return form
@@ -150,9 +185,20 @@ async def preferences(request: Request) -> Response:
         mail_later(request, subscriber.email, lambda: readers.reconfirm(subscriber.id))
         return redirect(f"/preferences/{token}?saved=reconfirm")
     topics = [str(t) for t in form.getlist("topics")]
-    error = await run_in_threadpool(readers.update_preferences, subscriber.id, action, topics)
+    cadences = cadence_fields(form)
+    zone = zone_field(form) if "time_zone" in form else None
+    error = await run_in_threadpool(
+        readers.update_preferences, subscriber.id, action, topics, cadences, zone
+    )
     if error:
-        return preferences_page(request, subscriber, token, None, error, status=400)
+        posted: dict[str, object] = {
+            "topics": topics,
+            "cadences": cadences,
+            "time_zone": (zone or "")[:200],
+        }
+        return preferences_page(
+            request, subscriber, token, None, error, 400, choices=choices, posted=posted
+        )
     return redirect(f"/preferences/{token}?saved={action}")
 
 

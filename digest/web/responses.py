@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from digest.web.headers import SECURITY_HEADERS
+from digest.web.headers import SECURITY_HEADERS, ZONE_SCRIPT
 from digest.web.security import CSRF_COOKIE, CSRF_FIELD
 from digest.web.services import services
 
@@ -27,7 +27,9 @@ def page(
 ) -> Response:
     found = services(request)
     cookie = request.cookies.get(CSRF_COOKIE) or found.csrf.new_cookie()
-    body = found.readers.render(template, csrf=found.csrf.field_for(cookie), **values)
+    body = found.readers.render(
+        template, csrf=found.csrf.field_for(cookie), zone_script=ZONE_SCRIPT, **values
+    )
     response = HTMLResponse(body, status_code=status, headers=dict(headers))
     if CSRF_COOKIE not in request.cookies:
         response.set_cookie(

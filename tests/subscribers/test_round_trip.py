@@ -1,7 +1,7 @@
 """Export, then import into an empty database (a fresh project): every subscriber comes back
-as they were, status, topics, name, source and dates, on SQLite and PostgreSQL, as CSV and as
-JSON Lines. Generated people, with names and addresses chosen to hurt: spreadsheet triggers,
-quotes, separators, non-Latin scripts, offsets far from UTC."""
+as they were, status, topics, name, source, dates, cadences and time zone, on SQLite and
+PostgreSQL, as CSV and as JSON Lines. Generated people, with names and addresses chosen to
+hurt: spreadsheet triggers, quotes, separators, non-Latin scripts, offsets far from UTC."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ from subscribers.store import SubscriberStore
 TOPICS = [Topic("backend", "Backend"), Topic("data", "Data; Engineering"), Topic("ai-ml", "AI")]
 NOW = datetime(2026, 11, 23, 7, tzinfo=UTC)
 KEPT_STATUSES = [s for s in Status if s is not Status.ERASED]
+OFFERED = {"weekly": ["daily", "weekly", "monthly"], "news": ["daily", "weekly"]}
+DEFAULTS = {"weekly": "weekly", "news": "daily"}
+CADENCES = st.dictionaries(st.sampled_from(sorted(OFFERED)), st.just("")).flatmap(
+    lambda digests: st.fixed_dictionaries({d: st.sampled_from(OFFERED[d]) for d in sorted(digests)})
+)
+ZONES = st.none() | st.sampled_from(
+    ["Europe/Berlin", "Asia/Kathmandu", "Pacific/Kiritimati", "America/St_Johns", "UTC"]
+)
 
 LOCAL = st.text(alphabet="abz09.+-_='!#$%&*/?^`{|}~", min_size=1, max_size=12)
 DOMAINS = st.sampled_from(["example.com", "b\u00fccher.example", "mail.example.org"])
@@ -70,6 +78,8 @@ class Person:
     confirmed_at: datetime | None
     unsubscribed_at: datetime | None
     paused_until: datetime | None
+    cadences: dict[str, str]
+    time_zone: str | None
 
 
 def _address(local: str, domain: str) -> str | None:
@@ -92,6 +102,8 @@ PEOPLE = st.lists(
         confirmed_at=st.none() | MOMENTS,
         unsubscribed_at=st.none() | MOMENTS,
         paused_until=st.none() | MOMENTS,
+        cadences=CADENCES,
+        time_zone=ZONES,
     ),
     max_size=8,
     unique_by=lambda p: p.email.lower(),
@@ -115,9 +127,16 @@ def _store_directly(conn: Connection, people: list[Person]) -> None:
                 confirmed_at=person.confirmed_at,
                 unsubscribed_at=person.unsubscribed_at,
                 paused_until=person.paused_until,
+                time_zone=person.time_zone,
             )
             .returning(tables.subscribers.c.id)
         ).one()
+        for digest, cadence in person.cadences.items():
+            conn.execute(
+                insert(tables.reader_cadences).values(
+                    subscriber_id=sid, digest=digest, cadence=cadence, changed_at=NOW
+                )
+            )
         for slug in sorted(person.topics):
             conn.execute(
                 insert(tables.subscriptions).values(subscriber_id=sid, topic_id=topic_id[slug])
@@ -125,6 +144,7 @@ def _store_directly(conn: Connection, people: list[Person]) -> None:
 
 
 def _wipe(conn: Connection) -> None:
+    conn.execute(delete(tables.reader_cadences))
     conn.execute(delete(tables.subscriptions))
     conn.execute(delete(tables.subscribers))
 
@@ -153,9 +173,12 @@ def test_an_export_imports_into_a_fresh_database_as_it_was(
         _wipe(conn)  # a fresh project: nobody known
         resolve = topic_resolver((t.slug, t.name) for t in TOPICS)
         lines = io.StringIO(exported, newline="")
-        parsed = parse_jsonl(lines, resolve) if form == "jsonl" else parse_csv(lines, resolve)
+        parse = parse_jsonl if form == "jsonl" else parse_csv
+        parsed = parse(lines, resolve, OFFERED)
         assert parsed.problems == ()
-        summary = SubscriberStore(conn).upsert(parsed.rows, NOW, "import:out")
+        summary = SubscriberStore(conn).upsert(
+            parsed.rows, NOW, "import:out", defaults=DEFAULTS, switch=lambda *_: None
+        )
         assert summary.added == len(people)
         assert summary.added_suppressed == sum(p.status.suppressed for p in people)
         assert summary.added_pending == sum(p.status is Status.PENDING for p in people)
@@ -176,9 +199,13 @@ def test_an_export_imports_into_a_fresh_database_as_it_was(
             assert row.confirmed_at == person.confirmed_at
             assert row.unsubscribed_at == person.unsubscribed_at
             assert row.paused_until == person.paused_until
+            assert row.time_zone == person.time_zone
+            assert store.cadences_of(found.id) == person.cadences
         assert _export(conn, form) == exported
         # Imported again on top of itself, nothing changes and nobody is made active.
-        again = SubscriberStore(conn).upsert(parsed.rows, NOW, "import:out")
+        again = SubscriberStore(conn).upsert(
+            parsed.rows, NOW, "import:out", defaults=DEFAULTS, switch=lambda *_: None
+        )
         assert again.added == again.updated == again.reactivated == 0
         assert len(again.suppressed) == sum(p.status.suppressed for p in people)
         assert _export(conn, form) == exported

@@ -1,0 +1,61 @@
+"""``digest subscribers add --cadence/--time-zone`` and the counts per cadence of
+``digest subscribers stats``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.app.wiring import Project
+from digest.errors import DigestError
+from subscribers.store import SubscriberStore
+from tests.cadence_site import cadence_config
+from tests.conftest import FixedClock
+from tests.digest.cli.test_subscribers import run
+
+
+@pytest.fixture
+def project(tmp_path: Path, environ: dict[str, str], clock: FixedClock) -> Project:
+    return Project.open(cadence_config(tmp_path / "site", environ), clock=clock)
+
+
+def test_add_with_cadence_and_zone_then_stats_count_per_cadence(project: Project) -> None:
+    code, out = run(
+        project, "subscribers", "add", "a@example.com", "-t", "backend", "--cadence", "daily",
+        "--time-zone", "america/new_york",
+    )  # fmt: skip
+    assert code == 0, out
+    run(project, "subscribers", "add", "b@example.com", "-t", "data")
+    run(project, "subscribers", "add", "c@example.com", "-t", "data", "--cadence", "weekly:monthly")
+    with project.reading() as conn:
+        added = SubscriberStore(conn).get("a@example.com")
+    assert added is not None and added.time_zone == "America/New_York"
+    code, out = run(project, "subscribers", "stats")
+    assert code == 0
+    assert "Active readers by cadence" in out
+    assert "│ weekly │ daily │ 1 │" in out
+    assert "│ weekly │ weekly (default) │ 1 │" in out
+    assert "│ weekly │ monthly │ 1 │" in out
+    code, out = run(project, "subscribers", "show", "a@example.com")
+    assert code == 0 and "cadence weekly:daily; time zone America/New_York" in out
+    code, out = run(project, "subscribers", "show", "b@example.com")
+    assert "cadence each digest's default; time zone the digest's" in out
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--cadence", "fortnightly", "--cadence: unknown cadence 'fortnightly'"),
+        ("--cadence", "weekly:daily\r\nX: y", "--cadence: 'X:' is not a cadence"),
+        ("--time-zone", "../../etc/passwd", "--time-zone: '../../etc/passwd' is not a time zone"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_option(
+    project: Project, option: str, value: str, named: str
+) -> None:
+    with pytest.raises(DigestError) as refused:
+        run(project, "subscribers", "add", "x@example.com", "-t", "data", option, value)
+    assert named in str(refused.value)
+    with project.reading() as conn:
+        assert SubscriberStore(conn).get("x@example.com") is None
