@@ -71,7 +71,12 @@ def test_a_gap_runs_at_the_first_instant_after_it_and_a_fold_at_the_first_occurr
     assert at("Europe/Berlin", 2026, 10, 25, 2, 30) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
     assert at("America/New_York", 2026, 11, 1, 1, 30) == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
     assert at("Australia/Lord_Howe", 2026, 4, 5, 1, 45) == datetime(
-        2026, 4, 4, 14, 45, tzinfo=UTC  # +11:00, before 02:00 goes back to 01:30
+        2026,
+        4,
+        4,
+        14,
+        45,
+        tzinfo=UTC,  # +11:00, before 02:00 goes back to 01:30
     )
 
 
@@ -107,9 +112,7 @@ def test_every_zone_is_in_exactly_one_wave_at_its_own_local_wall_time(
             else:  # and of two occurrences, the first
                 earlier = wave.at - timedelta(hours=3)
                 assert all(
-                    (earlier + timedelta(minutes=m)).astimezone(ZoneInfo(name)).replace(
-                        tzinfo=None
-                    )
+                    (earlier + timedelta(minutes=m)).astimezone(ZoneInfo(name)).replace(tzinfo=None)
                     != wall
                     for m in range(0, 180, 15)
                 )
@@ -117,7 +120,9 @@ def test_every_zone_is_in_exactly_one_wave_at_its_own_local_wall_time(
 
 
 @settings(max_examples=200, deadline=None)
-@given(wall=walls, zones=st.lists(st.sampled_from(ALL_ZONES), max_size=12), hours=st.integers(0, 30))
+@given(
+    wall=walls, zones=st.lists(st.sampled_from(ALL_ZONES), max_size=12), hours=st.integers(0, 30)
+)
 def test_due_zones_grow_with_time_and_end_with_every_zone(
     wall: datetime, zones: list[str], hours: int
 ) -> None:
