@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, distinct, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, func, insert, select, type_coerce, update
 
 from digest import db
 from digest.lifecycle import IssueStatus
@@ -40,8 +40,10 @@ def _row(row: object) -> WaveRow:
 def reader_zones(conn: Connection) -> set[str]:
     """The time zones active readers have set (readers without one get the digest's)."""
     s = subscriber_tables.subscribers.c
-    query = select(distinct(s.time_zone)).where(
-        s.status == Status.ACTIVE.value, s.time_zone.is_not(None)
+    query = (
+        select(s.time_zone)
+        .where(s.status == Status.ACTIVE.value, s.time_zone.is_not(None))
+        .distinct()
     )
     return {zone for zone in conn.execute(query).scalars() if zone}
 
