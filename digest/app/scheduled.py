@@ -409,6 +409,54 @@ def log_slot(
         issues.log_schedule(conn, digest_slug, slot, kind, detail, at or project.clock(), cadence)
 
 
+@dataclass(frozen=True)
+class WaveView:
+    """One wave of a slot as `digest schedule list` and the editor app show it."""
+
+    at: datetime
+    zones: tuple[str, ...]
+    offsets: str
+    """The UTC offsets the slot's wall time has in the wave's zones, e.g. ``+05:45``."""
+    readers: int
+    """Recorded by the wave, once it ran; else the readers in its zones now."""
+    done: bool
+
+
+def slot_waves(
+    project: Project, digest_slug: str, slot: datetime, cadence: str | None = None
+) -> list[WaveView]:
+    """The waves of a local-delivery slot: as stored once its issue is planned (with what
+    each recorded and whether it is done), else as the readers' zones stand now."""
+    digest = project.config.digest(digest_slug)
+    cadence = project.config.cadence(digest, cadence)
+    with project.reading() as conn:
+        row = issues.issue_for_slot(conn, digest.slug, slot.astimezone(UTC), cadence)
+        stored = waves_store.waves_of(conn, row.id) if row is not None else []
+        counts = waves_store.readers_per_zone(conn, digest.timezone)
+    if stored:
+        return [
+            WaveView(
+                w.wave_at,
+                w.zones,
+                _offsets(w),
+                w.readers if w.readers is not None else sum(counts.get(z, 0) for z in w.zones),
+                w.done,
+            )
+            for w in stored
+        ]
+    found = waves(wall_time(slot), counts, digest.timezone)
+    return [
+        WaveView(
+            w.at,
+            w.zones,
+            _offsets(WaveRow(0, w.at, w.zones, None, None, None)),
+            sum(counts.get(z, 0) for z in w.zones),
+            False,
+        )
+        for w in found
+    ]
+
+
 def slots_with_waves_left(project: Project) -> list[tuple[int, str, str, datetime, datetime]]:
     """(issue id, digest, cadence, slot, next wave) of every slot whose issue has waves left:
     what a scheduler coming back resumes."""

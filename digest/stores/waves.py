@@ -48,6 +48,14 @@ def reader_zones(conn: Connection) -> set[str]:
     return {zone for zone in conn.execute(query).scalars() if zone}
 
 
+def readers_per_zone(conn: Connection, default_zone: str) -> dict[str, int]:
+    """Active readers per time zone as stored (those without one under ``default_zone``)."""
+    s = subscriber_tables.subscribers.c
+    zone = func.coalesce(s.time_zone, default_zone)
+    query = select(zone, func.count()).where(s.status == Status.ACTIVE.value).group_by(zone)
+    return {name: int(count) for name, count in conn.execute(query)}
+
+
 def add_waves(
     conn: Connection, issue_id: int, waves: Iterable[tuple[datetime, Sequence[str]]]
 ) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select, update
 from digest import db
 from digest import scheduler as scheduler_face
 from digest.app import gathering
+from digest.app import issues as issue_cases
 from digest.app.wiring import Project
 from digest.config import Config
 from digest.lifecycle import IssueStatus
@@ -162,13 +163,14 @@ def expected_instant(slot: datetime, zone: str | None) -> datetime:
     return local_instant(wall_time(slot), ZoneInfo(name))
 
 
-def outbox_files(project: Project) -> Counter[str]:
-    """Emails written to the outbox, per recipient address."""
+def outbox_files(project: Project, per_issue: bool = False) -> Counter[str]:
+    """Emails written to the outbox, per recipient address (and issue folder)."""
     found: Counter[str] = Counter()
     for path in project.config.outbox_dir.rglob("*.eml"):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("To:"):
-                found[line.split("<")[-1].rstrip(">").strip()] += 1
+                address = line.split("<")[-1].rstrip(">").strip()
+                found[f"{path.parent}:{address}" if per_issue else address] += 1
                 break
     return found
 
@@ -327,3 +329,75 @@ def test_a_crash_between_waves_and_during_one_then_a_restart_runs_each_wave_once
 
 def clock_at_restart() -> datetime:
     return datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+
+
+def test_a_daily_slot_whose_waves_outlast_a_day_ends_when_the_next_slot_begins(
+    project: Project, clock: FixedClock
+) -> None:
+    """08:00 at −11:00 (Pago Pago) comes an hour after 08:00 of the next day at +14:00: the
+    next slot's first wave ends the previous slot, so its issue's posts are not owed twice."""
+    start = datetime(2026, 11, 22, tzinfo=UTC)
+    use(project, schedule="0 8 * * *", local_delivery=True)
+    clock.now = start - timedelta(days=2)
+    gathering.gather_sources(project)
+    zones = add_readers(project)
+    for n in range(4):
+        add_post(project, n, start + timedelta(days=n) - timedelta(hours=12))
+    driver = Driver(project, clock)
+    driver.run_until(start + timedelta(days=3, hours=12))
+    issues = [r for r in slot_issues(project) if r.slot is not None]
+    assert len(issues) >= 3
+    got = delivered(project)
+    for row in issues[:3]:
+        assert row.status == IssueStatus.SENT
+        mine = {email: when for issue, email, when in got if issue == row.id}
+        assert set(mine) == set(zones)
+        assert row.slot is not None
+        following = row.slot + timedelta(days=1)  # the next slot's first wave (+14:00)
+        for email, when in mine.items():
+            due = expected_instant(row.slot, zones[email])
+            assert when == (due if due <= following else following), email
+    assert max(outbox_files(project, per_issue=True).values()) == 1
+
+
+EDITOR = "Ed Itor <ed@example.com>"
+
+
+def test_approval_covers_every_wave_and_an_unapproved_slot_sends_no_wave(
+    project: Project, clock: FixedClock
+) -> None:
+    start = datetime(2026, 11, 23, tzinfo=UTC)  # Monday
+    use(
+        project,
+        schedule="0 8 * * mon",
+        local_delivery=True,
+        approval="require",
+        notify=[EDITOR],
+    )
+    clock.now = start - timedelta(days=4)
+    gathering.gather_sources(project)
+    zones = add_readers(project)
+    add_post(project, 1, start - timedelta(days=3))
+    add_post(project, 2, start + timedelta(days=4))
+    driver = Driver(project, clock)
+    first_wave = datetime(2026, 11, 22, 18, 0, tzinfo=UTC)  # 08:00 at +14:00
+    driver.run_until(first_wave - timedelta(hours=1))
+    [asked] = slot_issues(project)
+    assert (asked.approval, asked.status) == ("pending", IssueStatus.PLANNED)
+    issue_cases.decide(project, asked.id, "approve", "ed@example.com")
+    driver.run_until(start + timedelta(days=6))  # every wave of the first week, asked again
+    second = slot_issues(project)[-1]
+    assert second.id != asked.id and second.approval == "pending"
+    driver.run_until(start + timedelta(days=9))  # nobody approved the second
+    rows = slot_issues(project)
+    assert [(r.id, r.status) for r in rows] == [
+        (asked.id, IssueStatus.SENT),
+        (second.id, IssueStatus.SKIPPED),
+    ]
+    got = delivered(project)
+    assert sorted(email for issue, email, _ in got if issue == asked.id) == sorted(zones)
+    assert not [email for issue, email, _ in got if issue == second.id]
+    with project.engine.connect() as conn:
+        assert all(w.done for w in waves_store.waves_of(conn, asked.id))
+        assert not any(w.recorded_at for w in waves_store.waves_of(conn, second.id))
+    assert driver.service.scheduler.get_job(f"wave:weekly::{int(second.slot.timestamp())}") is None
