@@ -19,7 +19,6 @@ from apscheduler.events import (
     JobEvent,
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
@@ -42,6 +41,7 @@ from digest.schedule.slots import (
     latest_slot,
     slots_between,
 )
+from digest.schedule.waves import WAVES_SPAN
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +117,11 @@ def job_specs(config: Config) -> list[JobSpec]:
     for digest in config.digests:
         for cadence in digest.schedules:
             cron = cron_trigger(digest, cadence)
+            # A local-delivery slot fires at its first possible wave and lasts until its last,
+            # 26 hours later: a scheduler back within the grace of any wave still runs it.
+            grace = digest.misfire_grace + (WAVES_SPAN if digest.local_delivery else timedelta())
             specs.append(
-                JobSpec(
-                    job_id(digest.slug, RUN, cadence),
-                    digest.slug,
-                    RUN,
-                    cron,
-                    digest.misfire_grace,
-                    cadence,
-                )
+                JobSpec(job_id(digest.slug, RUN, cadence), digest.slug, RUN, cron, grace, cadence)
             )
             if digest.approval == "require":
                 specs.append(
@@ -262,28 +258,25 @@ class SchedulerService:
             if _parse_job_id(old_id) is not None:
                 self.scheduler.remove_job(old_id)
                 notes.append(f"removed job {old_id}: its digest is no longer configured")
-        notes += self._resume_waves(stored, now)
+        notes += self._resume_waves(now)
         return notes
 
-    def _resume_waves(self, stored: dict[str, Job], now: datetime) -> list[str]:
+    def _resume_waves(self, now: datetime) -> list[str]:
         """A job for the next wave of every slot with waves left (``issue_waves`` is what
-        counts, not the job store: a wave due while no scheduler ran runs now, once); wave
-        jobs of slots with nothing left go."""
+        counts, not the job store: a wave due while no scheduler ran runs now, once). Other
+        wave jobs stay: one waiting for a slot's first wave has no issue to be found by yet,
+        and one whose slot was finished otherwise finds nothing to do."""
         left = slots_with_waves_left(self.project)
-        wanted = set()
         notes = []
         for _, slug, cadence, slot, next_wave in left:
             if job_id(slug, RUN, cadence) not in self.specs:
                 continue
-            wanted.add(self.schedule_wave(slug, cadence, slot, max(next_wave, now)))
+            self.schedule_wave(slug, cadence, slot, max(next_wave, now))
             if next_wave <= now:
                 notes.append(
                     f"{slug} {cadence or ''} slot {slot:%Y-%m-%d %H:%M} UTC: its wave of "
                     f"{next_wave:%Y-%m-%d %H:%M} UTC runs now"
                 )
-        for old_id in stored:
-            if old_id.startswith(f"{WAVE}:") and old_id not in wanted:
-                self.scheduler.remove_job(old_id)
         return notes
 
     def schedule_wave(self, digest_slug: str, cadence: str, slot: datetime, at: datetime) -> str:

@@ -19,6 +19,8 @@ EARLIEST = timezone(timedelta(hours=14))
 """The most eastern UTC offset in use (Pacific/Kiritimati): a wall time happens there first."""
 LATEST = timezone(timedelta(hours=-12))
 """The most western (Etc/GMT+12): a wall time happens there last, 26 hours after +14."""
+WAVES_SPAN = timedelta(hours=26)
+"""From a wall time at +14:00 to the same wall time at −12:00."""
 EARLIEST_ZONE = "Etc/GMT-14"
 """:data:`EARLIEST` as a zone name (the Etc names' signs are inverted, as POSIX has them)."""
 

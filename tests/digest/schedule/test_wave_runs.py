@@ -402,3 +402,27 @@ def test_approval_covers_every_wave_and_an_unapproved_slot_sends_no_wave(
         assert not any(w.recorded_at for w in waves_store.waves_of(conn, second.id))
     assert second.slot is not None
     assert driver.service.scheduler.get_job(f"wave:weekly::{int(second.slot.timestamp())}") is None
+
+
+def test_a_scheduler_back_hours_after_the_first_wave_still_sends_every_wave(
+    project: Project, clock: FixedClock
+) -> None:
+    start = datetime(2026, 11, 23, tzinfo=UTC)  # Monday
+    use(project, schedule="0 8 * * mon", local_delivery=True)
+    clock.now = start - timedelta(days=3)
+    gathering.gather_sources(project)
+    zones = add_readers(project)
+    add_post(project, 1, start - timedelta(days=2))
+    driver = Driver(project, clock)
+    driver.service.stop(wait=False)  # down from before the first wave (Sunday 18:00 UTC)…
+    back = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # …until ten hours after it
+    clock.now = back
+    driver.service = driver.start()
+    driver.run_until(start + timedelta(days=2))
+    [row] = slot_issues(project)
+    assert row.status == IssueStatus.SENT and row.slot is not None
+    got = {email: when for issue, email, when in delivered(project) if issue == row.id}
+    assert set(got) == set(zones)
+    for email, when in got.items():
+        due = expected_instant(row.slot, zones[email])
+        assert when == max(due, back), email  # the overdue waves at once, the others on time
