@@ -130,7 +130,8 @@ def test_schedule_list_shows_each_cadence_and_the_waves_of_a_local_delivery_slot
     s = subscriber_tables.subscribers.c
     with project.engine.begin() as conn:
         ids = list(conn.execute(select(s.id).order_by(s.id)).scalars())
-        for i, zone in zip(ids, ["Asia/Kathmandu", "Pacific/Kiritimati", "America/St_Johns"]):
+        zones = ["Asia/Kathmandu", "Pacific/Kiritimati", "America/St_Johns"]
+        for i, zone in zip(ids[: len(zones)], zones, strict=True):
             conn.execute(
                 update(subscriber_tables.subscribers).where(s.id == i).values(time_zone=zone)
             )
