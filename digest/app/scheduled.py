@@ -74,7 +74,7 @@ def run_slot(
     digest = project.config.digest(digest_slug)
     cadence = project.config.cadence(digest, cadence)
     slot = slot.astimezone(UTC)
-    outcome = _run_slot(project, digest, slot, cadence)
+    outcome = replace(_run_slot(project, digest, slot, cadence), cadence=cadence)
     if digest.local_delivery and outcome.next_wave is None and outcome.issue_id is not None:
         outcome = replace(outcome, next_wave=_next_wave(project, outcome.issue_id))
     log_slot(project, digest.slug, slot, outcome.kind, outcome.detail, cadence=cadence)
@@ -104,7 +104,6 @@ def _outcome(
         detail,
         row.id if row else None,
         row.number if row else None,
-        cadence=row.cadence if row else "",
         next_wave=next_wave,
     )
 
