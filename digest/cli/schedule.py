@@ -130,7 +130,7 @@ def schedule_list(config: ConfigOption = None) -> None:
     for run in runs:
         for message in dst_warnings(run.edges):
             err.print(
-                f"[yellow]warning: {escape(run.digest)}:[/] {escape(message)}",
+                f"[yellow]warning: {escape(_name(run))}:[/] {escape(message)}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -161,8 +161,11 @@ def hours_label(delta: timedelta) -> str:
     return f"{seconds} s"
 
 
-def dst_edges(digest: DigestConfig, now: datetime, days: int = 366) -> list[DstEdge]:
-    """Times the schedule names that do not exist, or exist twice, in the next ``days``.
+def dst_edges(
+    digest: DigestConfig, now: datetime, days: int = 366, cadence: str | None = None
+) -> list[DstEdge]:
+    """Times the schedule of a cadence (None: the default) names that do not exist, or exist
+    twice, in the next ``days``.
 
     The days clocks change are found from the zone's offsets; the wall times the cron names
     on such a day come from the same cron read in UTC (which has no DST, so it lists wall
@@ -171,8 +174,9 @@ def dst_edges(digest: DigestConfig, now: datetime, days: int = 366) -> list[DstE
     if digest.local_delivery:
         return []  # each zone's wave has its own edges: see digest.schedule.waves
     zone = digest.zone
-    trigger = cron_trigger(digest, "")
-    wall_clock = CronTrigger.from_crontab(digest.schedule, timezone=UTC)
+    cadence = digest.default if cadence is None else cadence
+    trigger = cron_trigger(digest, cadence)
+    wall_clock = CronTrigger.from_crontab(digest.schedules[cadence], timezone=UTC)
     edges: list[DstEdge] = []
     for day in _change_days(zone, now.astimezone(zone).date(), days):
         midnight = datetime.combine(day, time(), UTC)
@@ -270,7 +274,7 @@ def next_runs(config: Config, now: datetime) -> list[NextRun]:
                     at,
                     ask_at,
                     digest.misfire_grace,
-                    tuple(dst_edges(digest, now)) if cadence == digest.default else (),
+                    tuple(dst_edges(digest, now, cadence=cadence)),
                     cadence,
                     digest.local_delivery,
                 )

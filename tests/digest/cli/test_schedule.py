@@ -144,3 +144,16 @@ def test_schedule_list_shows_each_cadence_and_the_waves_of_a_local_delivery_slot
     assert "Waves of weekly (daily)" in text and "Waves of weekly (weekly)" in text
     for shown in ("+14:00 │ Pacific/Kiritimati │ 1", "+05:45 │ Asia/Kathmandu │ 1", "-03:30"):
         assert shown in text, shown
+
+
+def test_schedule_list_warns_about_the_dst_edges_of_each_cadence(
+    example_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = configured(example_config, 'cadences = { daily = "30 2 * * *", weekly = "0 8 * * mon" }')
+    monkeypatch.setattr(output.out, "_width", 200)
+    result = CliRunner().invoke(app, ["schedule", "list", "--config", str(path)], env=ENV)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "weekly (daily)" in text and "weekly (weekly)" in text
+    assert "warning: weekly (daily): " in text and "02:30 does not exist in Europe/Berlin" in text
+    assert "warning: weekly (weekly)" not in text
