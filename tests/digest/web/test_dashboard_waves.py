@@ -38,7 +38,7 @@ def test_the_dashboard_shows_the_waves_of_the_slot_being_sent(site: EditorSite) 
         assert "Mon 2026-11-23 08:00 in each reader's time zone" in page
         assert "Mondays at 08:00, each reader's time zone" in page
         assert "Waves of Mon 2026-11-23 08:00" in page
-        for shown in ("2026-11-22 18:00", "+14:00", "+05:45", "Asia/Kathmandu", "Europe/Berlin"):
+        for shown in ("Sun 18:00", "+14:00", "+05:45", "Asia/Kathmandu", "Europe/Berlin"):
             assert shown in page, shown
         assert ">done<" not in page
 
