@@ -164,6 +164,22 @@ issue_topics = Table(
     Column("more", Integer, nullable=False, server_default="0"),
 )
 
+issue_waves = Table(
+    "issue_waves",
+    metadata,
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("wave_at", UtcDateTime, primary_key=True),
+    Column("zones", Text, nullable=False),
+    Column("readers", Integer),
+    Column("recorded_at", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+)
+"""The local-time waves of a slot's issue (``local_delivery``): one row per UTC instant at
+which the slot's wall time comes in some readers' zones (``zones``, comma-separated), written
+when the issue is planned at the first wave. ``recorded_at``: when the wave's readers were
+recorded (``readers`` of them); ``sent_at``: when its batches were all handed over. A wave
+with ``sent_at`` is done and never runs again; the scheduler resumes the first one without."""
+
 send_batches = Table(
     "send_batches",
     metadata,
@@ -302,6 +318,7 @@ schedule_log = Table(
     Column("kind", String(20), nullable=False),
     Column("detail", Text, nullable=False, server_default=""),
     Column("at", UtcDateTime, nullable=False),
+    Column("cadence", String(20), nullable=False, server_default=""),
 )
 """What the scheduler did with each slot (ran, missed, skipped, notified, nothing, …), so a
 missed or skipped slot is shown to people, not only written to a log file."""

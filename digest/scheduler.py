@@ -23,10 +23,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.app import bounces, feedback
-from digest.app.scheduled import SlotOutcome, log_slot, run_slot
+from digest.app.scheduled import SlotOutcome, log_slot, run_slot, slots_with_waves_left
 from digest.app.wiring import Project, check_runtime
 from digest.config import Config
 from digest.errors import DigestError
@@ -40,11 +41,12 @@ from digest.schedule.slots import (
     latest_slot,
     slots_between,
 )
+from digest.schedule.waves import WAVES_SPAN
 
 log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
-JobKind = Literal["run", "notify", "bounces", "prune"]
+JobKind = Literal["run", "notify", "bounces", "prune", "wave"]
 RUN: JobKind = "run"
 NOTIFY: JobKind = "notify"
 BOUNCES: JobKind = "bounces"
@@ -57,29 +59,41 @@ PRUNE_JOB = "events-prune"
 prune`` does), so a project the webhook hears nothing from still prunes. Not a digest's slot."""
 PRUNE_TRIGGER = CronTrigger(hour=3, minute=17, timezone=UTC)
 """Daily at a quiet hour off the round ones; a fixed trigger, so a restart keeps its next run."""
+WAVE: JobKind = "wave"
+"""A date job at a local-delivery slot's next wave (``wave:<slug>:<cadence>:<slot>``), added
+when a run leaves waves for later and again, from ``issue_waves``, when the scheduler starts."""
 
 
 # APScheduler wiring ----------------------------------------------------------------------------
 
 
-def job_id(digest_slug: str, kind: JobKind = RUN) -> str:
+def job_id(digest_slug: str, kind: JobKind = RUN, cadence: str = "") -> str:
+    """``digest:<slug>`` (and ``digest:<slug>:notify``) for a digest's '' cadence, as before
+    cadences existed; ``digest:<slug>:<cadence>`` (``…:<cadence>:notify``) for the others."""
     if kind == BOUNCES:
         return BOUNCES_JOB
     if kind == PRUNE:
         return PRUNE_JOB
-    return f"digest:{digest_slug}" if kind == RUN else f"digest:{digest_slug}:{kind}"
+    base = f"digest:{digest_slug}" + (f":{cadence}" if cadence else "")
+    return base if kind == RUN else f"{base}:{kind}"
 
 
-def _parse_job_id(value: str) -> tuple[str, JobKind] | None:
+def wave_job_id(digest_slug: str, cadence: str, slot: datetime) -> str:
+    return f"wave:{digest_slug}:{cadence}:{int(slot.timestamp())}"
+
+
+def _parse_job_id(value: str) -> tuple[str, JobKind, str] | None:
+    """(digest, kind, cadence) of a job this face made; None for a wave job or another's."""
     if value == BOUNCES_JOB:
-        return "", BOUNCES
+        return "", BOUNCES, ""
     if value == PRUNE_JOB:
-        return "", PRUNE
+        return "", PRUNE, ""
     parts = value.split(":")
-    if parts[0] != "digest" or len(parts) not in (2, 3):
+    if parts[0] != "digest" or len(parts) not in (2, 3, 4):
         return None
-    kind: JobKind = NOTIFY if len(parts) == 3 and parts[2] == NOTIFY else RUN
-    return parts[1], kind
+    kind: JobKind = NOTIFY if parts[-1] == NOTIFY and len(parts) > 2 else RUN
+    rest = parts[2:-1] if kind == NOTIFY else parts[2:]
+    return parts[1], kind, rest[0] if rest else ""
 
 
 @dataclass(frozen=True)
@@ -91,26 +105,35 @@ class JobSpec:
     kind: JobKind
     trigger: BaseTrigger
     grace: timedelta
+    cadence: str = ""
 
 
 def job_specs(config: Config) -> list[JobSpec]:
-    """One run job per digest; ``require`` digests also get the approval-request job, whose
-    grace is the whole lead (a late request is still worth sending until the slot). The
-    bounce mailbox job when it is set up; the daily event pruning always."""
+    """One run job per cadence of each digest; ``require`` digests also get an
+    approval-request job per cadence, whose grace is the whole lead (a late request is still
+    worth sending until the slot). The bounce mailbox job when it is set up; the daily event
+    pruning always."""
     specs = []
     for digest in config.digests:
-        cron = cron_trigger(digest)
-        specs.append(JobSpec(job_id(digest.slug), digest.slug, RUN, cron, digest.misfire_grace))
-        if digest.approval == "require":
+        for cadence in digest.schedules:
+            cron = cron_trigger(digest, cadence)
+            # A local-delivery slot fires at its first possible wave and lasts until its last,
+            # 26 hours later: a scheduler back within the grace of any wave still runs it.
+            grace = digest.misfire_grace + (WAVES_SPAN if digest.local_delivery else timedelta())
             specs.append(
-                JobSpec(
-                    job_id(digest.slug, NOTIFY),
-                    digest.slug,
-                    NOTIFY,
-                    LeadTrigger(cron, digest.approval_lead),
-                    digest.approval_lead,
-                )
+                JobSpec(job_id(digest.slug, RUN, cadence), digest.slug, RUN, cron, grace, cadence)
             )
+            if digest.approval == "require":
+                specs.append(
+                    JobSpec(
+                        job_id(digest.slug, NOTIFY, cadence),
+                        digest.slug,
+                        NOTIFY,
+                        LeadTrigger(cron, digest.approval_lead),
+                        digest.approval_lead,
+                        cadence,
+                    )
+                )
     bounces = config.file.bounces
     if bounces.imap_host:
         every = timedelta(minutes=bounces.fetch_minutes)
@@ -145,8 +168,9 @@ _service: SchedulerService | None = None
 reference to :func:`scheduled_job` and its arguments, never a Project)."""
 
 
-def scheduled_job(digest_slug: str, kind: str) -> None:
-    """What APScheduler calls. Runs in the executor's thread."""
+def scheduled_job(digest_slug: str, kind: str, cadence: str = "", slot: str = "") -> None:
+    """What APScheduler calls. Runs in the executor's thread. (Jobs stored before cadences
+    existed pass only the first two arguments.)"""
     if _service is None:
         raise RuntimeError("no SchedulerService is running in this process")
     if kind == BOUNCES:
@@ -155,7 +179,10 @@ def scheduled_job(digest_slug: str, kind: str) -> None:
     if kind == PRUNE:
         _service.prune_events()
         return
-    _service.fire(digest_slug, NOTIFY if kind == NOTIFY else RUN)
+    if kind == WAVE:
+        _service.run_wave(digest_slug, cadence, datetime.fromisoformat(slot))
+        return
+    _service.fire(digest_slug, NOTIFY if kind == NOTIFY else RUN, cadence)
 
 
 class SchedulerService:
@@ -218,7 +245,7 @@ class SchedulerService:
             self.scheduler.add_job(
                 scheduled_job,
                 trigger=spec.trigger,
-                args=[spec.digest, spec.kind],
+                args=[spec.digest, spec.kind, spec.cadence],
                 id=spec.id,
                 name=f"{spec.kind} {spec.digest}",
                 replace_existing=True,
@@ -231,7 +258,71 @@ class SchedulerService:
             if _parse_job_id(old_id) is not None:
                 self.scheduler.remove_job(old_id)
                 notes.append(f"removed job {old_id}: its digest is no longer configured")
+        notes += self._resume_waves(now)
         return notes
+
+    def _resume_waves(self, now: datetime) -> list[str]:
+        """A job for the next wave of every slot with waves left (``issue_waves`` is what
+        counts, not the job store: a wave due while no scheduler ran runs now, once). Other
+        wave jobs stay: one waiting for a slot's first wave has no issue to be found by yet,
+        and one whose slot was finished otherwise finds nothing to do."""
+        left = slots_with_waves_left(self.project)
+        notes = []
+        for _, slug, cadence, slot, next_wave in left:
+            if job_id(slug, RUN, cadence) not in self.specs:
+                continue
+            self.schedule_wave(slug, cadence, slot, max(next_wave, now))
+            if next_wave <= now:
+                notes.append(
+                    f"{slug} {cadence or ''} slot {slot:%Y-%m-%d %H:%M} UTC: its wave of "
+                    f"{next_wave:%Y-%m-%d %H:%M} UTC runs now"
+                )
+        return notes
+
+    def schedule_wave(self, digest_slug: str, cadence: str, slot: datetime, at: datetime) -> str:
+        """A date job running the slot again at ``at`` (its next wave). No misfire grace: a
+        wave late is better than a wave never; the ledger makes it once."""
+        ident = wave_job_id(digest_slug, cadence, slot)
+        self.scheduler.add_job(
+            scheduled_job,
+            trigger=DateTrigger(at.astimezone(UTC), timezone=UTC),
+            args=[digest_slug, WAVE, cadence, slot.astimezone(UTC).isoformat()],
+            id=ident,
+            name=f"wave {digest_slug} {cadence}".strip(),
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=1,
+        )
+        return ident
+
+    def run_wave(self, digest_slug: str, cadence: str, slot: datetime) -> SlotOutcome | None:
+        """A wave job fired: run the slot again (its due waves), and schedule the next."""
+        if job_id(digest_slug, RUN, cadence) not in self.specs:
+            log.warning("wave of %s %s: not configured any more; ignored", digest_slug, cadence)
+            return None
+        return self._run(digest_slug, cadence, slot, self.project.clock())
+
+    def _run(
+        self, digest_slug: str, cadence: str, slot: datetime, now: datetime
+    ) -> SlotOutcome | None:
+        try:
+            outcome = run_slot(self.project, digest_slug, slot, cadence)
+        except Exception as err:
+            log.exception("%s: the run of %s failed", digest_slug, slot)
+            log_slot(
+                self.project,
+                digest_slug,
+                slot,
+                "failed",
+                f"{type(err).__name__}: {err}",
+                now,
+                cadence,
+            )
+            return None
+        if outcome.next_wave is not None:
+            self.schedule_wave(digest_slug, cadence, slot, outcome.next_wave)
+        return outcome
 
     def _record_missed(self, spec: JobSpec, due: list[datetime], now: datetime) -> list[str]:
         """Slots coalesced away: APScheduler runs only the newest due one (or reports it
@@ -246,7 +337,7 @@ class SchedulerService:
                 f"{'approval request' if spec.kind == NOTIFY else 'run'} missed: "
                 f"no scheduler was running; {then or 'every due slot was past the grace'}"
             )
-            log_slot(self.project, spec.digest, shown, "missed", detail, now)
+            log_slot(self.project, spec.digest, shown, "missed", detail, now, spec.cadence)
             notes.append(f"{spec.digest} {shown:%Y-%m-%d %H:%M} UTC: {detail}")
         return notes
 
@@ -280,9 +371,9 @@ class SchedulerService:
         fire = fire.astimezone(UTC)
         return fire + spec.trigger.lead if isinstance(spec.trigger, LeadTrigger) else fire
 
-    def fire(self, digest_slug: str, kind: JobKind) -> SlotOutcome | None:
+    def fire(self, digest_slug: str, kind: JobKind, cadence: str = "") -> SlotOutcome | None:
         """A job fired: find its slot from the clock and run it."""
-        spec = self.specs.get(job_id(digest_slug, kind))
+        spec = self.specs.get(job_id(digest_slug, kind, cadence))
         if spec is None:
             log.warning("job %s:%s is not configured any more; ignored", digest_slug, kind)
             return None
@@ -291,19 +382,13 @@ class SchedulerService:
         if fired is None:
             log.warning("%s fired at %s with no slot within the grace; ignored", spec.id, now)
             return None
-        slot = self._slot_of(spec, fired)
-        try:
-            return run_slot(self.project, digest_slug, slot)
-        except Exception as err:
-            log.exception("%s: the run of %s failed", digest_slug, slot)
-            log_slot(self.project, digest_slug, slot, "failed", f"{type(err).__name__}: {err}", now)
-            return None
+        return self._run(digest_slug, cadence, self._slot_of(spec, fired), now)
 
     def _on_event(self, event: JobEvent) -> None:
         parsed = _parse_job_id(event.job_id)
         if parsed is None:
             return
-        slug, kind = parsed
+        slug, kind, cadence = parsed
         if kind in (BOUNCES, PRUNE):
             return  # not a digest's slot: nothing to record
         spec = self.specs.get(event.job_id)
@@ -325,7 +410,7 @@ class SchedulerService:
         log.warning(
             "%s %s: %s", slug, f"slot {at:%Y-%m-%d %H:%M %Z}" if at else "(no slot)", detail
         )
-        log_slot(self.project, slug, slot, "missed", detail)
+        log_slot(self.project, slug, slot, "missed", detail, cadence=cadence)
 
     def next_run_times(self) -> dict[str, datetime | None]:
         return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}

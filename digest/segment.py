@@ -13,9 +13,10 @@ segments from it. The ledger keeps a segment's key as text (:func:`encode_key`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, String, cast, func, or_, select
 
@@ -113,6 +114,17 @@ def segmentation(
         for q in (select(sub.subscriber_id, topics), addressed)
     )
     return Segmentation(query, slug_of, addressed)
+
+
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
+
+
+def in_zones(query: _Query, zones: Collection[str], default_zone: str) -> _Query:
+    """``query`` (a :func:`segmentation` query) narrowed to the readers whose time zone (or,
+    without one, ``default_zone``) is one of ``zones``: the readers a local-time wave is due
+    for (:mod:`digest.schedule.waves`)."""
+    s = subscriber_tables.subscribers.c
+    return query.where(func.coalesce(s.time_zone, default_zone).in_(sorted(zones)))
 
 
 def has_readers(conn: Connection, issue_topics: Iterable[str], now: datetime) -> bool:

@@ -17,6 +17,7 @@ from digest.app.engagement import IssueEngagement, issue_engagement
 from digest.app.images import IMAGES_ROUTE
 from digest.app.issues import Figures, Planned, figures
 from digest.app.previews import sample_values
+from digest.app.scheduled import WaveView, slot_waves
 from digest.app.wiring import Project
 from digest.config import DigestConfig
 from digest.errors import DigestError
@@ -27,6 +28,7 @@ from digest.render import RenderedIssue
 from digest.render.features import load_unsupported
 from digest.render.preflight import Report, preflight
 from digest.schedule import cron_trigger
+from digest.schedule.waves import wall_time
 from digest.stores import issue_posts, issues
 from digest.stores.editors import Editor as Editor  # the web face names a logged-in editor
 from digest.stores.editors import editor_key as editor_key  # failed logins count per account
@@ -45,7 +47,8 @@ when a link encodes it: both mean the same segment."""
 
 
 def next_slot(digest: DigestConfig, now: datetime) -> datetime | None:
-    """The next scheduled moment of the digest, in its time zone (None: the cron never fires)."""
+    """The next scheduled moment of the digest, in its time zone (None: the cron never fires);
+    with ``local_delivery``, its first possible wave (:mod:`digest.schedule.waves`)."""
     trigger = cron_trigger(digest)
     # Strictly after now: the slot of this very second is being run, not coming.
     after = now.astimezone(digest.zone) + timedelta(seconds=1)
@@ -70,6 +73,20 @@ class DigestCard:
     last_sent: IssueRow | None
     figures: Figures | None
     engagement: IssueEngagement | None = None
+    waves: tuple[WaveView, ...] = ()
+    """With ``local_delivery``: the waves of the slot being sent, or of the next slot."""
+    waves_slot: datetime | None = None
+    """The slot ``waves`` belong to."""
+
+    @property
+    def waves_wall(self) -> datetime | None:
+        """The wall time ``waves_slot`` names (in each reader's zone)."""
+        return wall_time(self.waves_slot) if self.waves_slot else None
+
+    @property
+    def next_wall(self) -> datetime | None:
+        """With ``local_delivery``: the wall time of the next slot."""
+        return wall_time(self.next_slot) if self.next_slot else None
 
 
 @dataclass(frozen=True)
@@ -182,15 +199,23 @@ class Editorial:
                 if upcoming is not None:
                     posts = len({e.post_id for e in issue_posts.entries(conn, upcoming.id)})
                 last = issues.last_sent(conn, digest.slug)
+                coming = next_slot(digest, now)
+                waves_slot = upcoming.slot if upcoming is not None and upcoming.slot else coming
+                shown: tuple[WaveView, ...] = ()
+                if digest.local_delivery and waves_slot is not None:
+                    cadence = upcoming.cadence if upcoming is not None else None
+                    shown = tuple(slot_waves(self.project, digest.slug, waves_slot, cadence))
                 cards.append(
                     DigestCard(
                         digest,
-                        next_slot(digest, now),
+                        coming,
                         upcoming,
                         posts,
                         last,
                         figures(conn, last.id) if last else None,
                         issue_engagement(conn, last, self._names(digest)) if last else None,
+                        shown,
+                        waves_slot if shown else None,
                     )
                 )
         return cards

@@ -26,7 +26,7 @@ from digest.send.outbox import OutboxTransport
 from digest.send.reporting import LedgerView
 from digest.send.sender import Links
 from digest.send.transport import Transport
-from digest.send.worker import AmbiguousPolicy, SendReport, send_issue
+from digest.send.worker import AmbiguousPolicy, Narrow, SendReport, send_issue
 from digest.stores import issues
 from digest.stores.issues import IssueRow
 
@@ -89,9 +89,13 @@ def deliver(
     transport: Transport | None = None,
     ambiguous_policy: AmbiguousPolicy = "skip",
     on_batch: Callable[[int], None] | None = None,
+    *,
+    narrow: Narrow | None = None,
+    final: bool = True,
 ) -> SendReport:
     """Send (or resume) this issue, no questions asked: callers decide whether it may go
-    (:func:`send` for editors, the scheduled job through its approval gate)."""
+    (:func:`send` for editors, the scheduled job through its approval gate). ``narrow`` and
+    ``final``: one local-time wave of it (:func:`digest.send.worker.send_issue`)."""
     issue = planned.issue
     _refuse_unloadable_images(project, issue)
     digest = project.config.digest(issue.digest)
@@ -126,6 +130,8 @@ def deliver(
         on_batch=on_batch,
         # An outbox tells which messages it has: what a dead send wrote is never ambiguous.
         written=transport.written if isinstance(transport, OutboxTransport) else None,
+        narrow=narrow,
+        final=final,
     )
 
 

@@ -15,12 +15,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from digest.app.scheduled import recent_trouble
+from digest.app.scheduled import recent_trouble, slot_waves, slots_with_waves_left
 from digest.app.wiring import Project
 from digest.cli.options import ConfigOption, open_project
 from digest.cli.output import err, out, print_error
 from digest.schedule import NextRun, SchedulerBusy, SchedulerLock, next_runs
 from digest.schedule.slots import DstEdge
+from digest.schedule.waves import wall_time
 from digest.schedule.words import schedule_in_words
 from digest.scheduler import SchedulerService
 
@@ -62,7 +63,7 @@ def scheduler(
         for note in service.start():
             err.print(f"[yellow]{escape(note)}[/]", highlight=False)
         for run in next_runs(project.config, project.clock()):
-            out.print(f"{run.digest}: next run {_when(run.at, run.timezone)} ({run.policy})")
+            out.print(f"{_name(run)}: next run {_next(run)} ({run.policy})")
         out.print("Scheduler running; Ctrl-C stops it.")
         service.wait(lock)
     except KeyboardInterrupt:
@@ -93,6 +94,16 @@ def _scheduler_lock(project: Project, wait: bool, poll: float) -> SchedulerLock:
             time.sleep(poll)
 
 
+def _name(run: NextRun) -> str:
+    return f"{run.digest} ({run.cadence})" if run.cadence else run.digest
+
+
+def _next(run: NextRun) -> str:
+    if run.local_delivery and run.local is not None:
+        return f"{run.local:%a %Y-%m-%d %H:%M} in each reader's time zone"
+    return _when(run.at, run.timezone)
+
+
 def _when(moment: datetime | None, zone: str) -> str:
     if moment is None:
         return "never"
@@ -102,11 +113,14 @@ def _when(moment: datetime | None, zone: str) -> str:
 
 @schedule_app.command("list")
 def schedule_list(config: ConfigOption = None) -> None:
-    """Each digest's next run in its time zone and in UTC, its approval policy, the slots
-    recently missed or skipped, and schedule times that DST skips or repeats within a year."""
+    """Each digest's cadences' next runs in its time zone and in UTC, its approval policy, the
+    slots recently missed or skipped, and schedule times that DST skips or repeats within a
+    year. With local_delivery: each slot's waves (UTC instant, offsets, zones, readers,
+    done), for the next slot and any slot still sending."""
     project = open_project(config)
     runs = next_runs(project.config, project.clock())
     _print_runs(runs)
+    _print_waves(project, runs)
     if not project.scheduler_running():
         err.print(
             "[yellow]No `digest scheduler` is running on this database: slots pass unsent "
@@ -116,7 +130,7 @@ def schedule_list(config: ConfigOption = None) -> None:
     for run in runs:
         for message in dst_warnings(run.edges):
             err.print(
-                f"[yellow]warning: {escape(run.digest)}:[/] {escape(message)}",
+                f"[yellow]warning: {escape(_name(run))}:[/] {escape(message)}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -157,24 +171,61 @@ def _print_runs(runs: list[NextRun]) -> None:
         approval = run.policy
         if run.ask_at is not None:
             approval += f" (editors asked {_when(run.ask_at, run.timezone)})"
+        if run.local_delivery:
+            zone = "each reader's time zone"
+            shown = f"{local:%a %Y-%m-%d %H:%M}, each reader's" if local else "never"
+            first = f"from {run.at:%Y-%m-%d %H:%M} UTC, in waves" if run.at else "never"
+        else:
+            zone = run.timezone
+            shown = f"{local:%a %Y-%m-%d %H:%M %Z}" if local else "never"
+            first = f"{run.at:%Y-%m-%d %H:%M} UTC" if run.at else "never"
         table.add_row(
-            run.digest,
-            escape(schedule_in_words(run.schedule, run.timezone)),
-            f"{local:%a %Y-%m-%d %H:%M %Z}" if local else "never",
-            f"{run.at:%Y-%m-%d %H:%M} UTC" if run.at else "never",
+            escape(_name(run)),
+            escape(schedule_in_words(run.schedule, zone)),
+            shown,
+            first,
             approval,
         )
     out.print(table)
 
 
+def _print_waves(project: Project, runs: list[NextRun]) -> None:
+    """The waves of each local-delivery cadence's slots still sending, and of its next slot."""
+    shown: list[tuple[str, str, datetime]] = [
+        (slug, cadence, slot) for _, slug, cadence, slot, _ in slots_with_waves_left(project)
+    ]
+    for run in runs:
+        upcoming = (run.digest, run.cadence, run.at)
+        if run.local_delivery and run.at is not None and upcoming not in shown:
+            shown.append((run.digest, run.cadence, run.at))
+    for slug, cadence, slot in shown:
+        name = f"{slug} ({cadence})" if cadence else slug
+        table = Table(
+            title=f"Waves of {name}, {wall_time(slot):%a %Y-%m-%d %H:%M} local",
+            title_justify="left",
+        )
+        for column in ("Wave (UTC)", "UTC offset", "Zones", "Readers", "Done"):
+            table.add_column(column)
+        for wave in slot_waves(project, slug, slot, cadence):
+            table.add_row(
+                f"{wave.at:%Y-%m-%d %H:%M}",
+                wave.offsets,
+                escape(", ".join(wave.zones)),
+                str(wave.readers),
+                "done" if wave.done else "",
+            )
+        out.print(table)
+
+
 def _print_trouble(project: Project, runs: list[NextRun]) -> None:
     """The slots recently missed, skipped or failed, per digest."""
-    trouble = recent_trouble(project, [run.digest for run in runs])
-    for run in runs:
+    trouble = recent_trouble(project, list(dict.fromkeys(run.digest for run in runs)))
+    for run in {run.digest: run for run in runs}.values():
         for row in trouble[run.digest]:
             slot = f"slot {_when(row.slot, run.timezone)}" if row.slot else "no slot"
+            name = f"{run.digest} ({row.cadence})" if row.cadence else run.digest
             err.print(
-                f"[yellow]{escape(run.digest)} {row.kind}:[/] {slot}: {escape(row.detail)}",
+                f"[yellow]{escape(name)} {row.kind}:[/] {slot}: {escape(row.detail)}",
                 highlight=False,
                 soft_wrap=True,
             )

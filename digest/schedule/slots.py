@@ -15,6 +15,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from digest.config import Config, DigestConfig
+from digest.schedule.waves import EARLIEST_ZONE, wall_time
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -22,9 +23,15 @@ ONE_MICROSECOND = timedelta(microseconds=1)
 # Slots ----------------------------------------------------------------------------------------
 
 
-def cron_trigger(digest: DigestConfig) -> CronTrigger:
-    """The digest's schedule: cron fields read as wall-clock time in the digest's zone."""
-    return CronTrigger.from_crontab(digest.schedule, timezone=digest.zone)
+def cron_trigger(digest: DigestConfig, cadence: str | None = None) -> CronTrigger:
+    """The schedule of one of the digest's cadences (None: its default): cron fields read as
+    wall-clock time in the digest's zone; with ``local_delivery``, at UTC+14, where the wall
+    time comes first (the slot's first possible wave, :mod:`digest.schedule.waves`)."""
+    schedules = digest.schedules
+    cron = schedules[cadence if cadence is not None else digest.default]
+    if digest.local_delivery:
+        return CronTrigger.from_crontab(cron, timezone=ZoneInfo(EARLIEST_ZONE))
+    return CronTrigger.from_crontab(cron, timezone=digest.zone)
 
 
 class LeadTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
@@ -65,8 +72,8 @@ def latest_slot(trigger: BaseTrigger, now: datetime, window: timedelta) -> datet
     return found[-1] if found else None
 
 
-def next_slot(digest: DigestConfig, now: datetime) -> datetime | None:
-    found = cron_trigger(digest).get_next_fire_time(None, now)
+def next_slot(digest: DigestConfig, now: datetime, cadence: str | None = None) -> datetime | None:
+    found = cron_trigger(digest, cadence).get_next_fire_time(None, now)
     return found.astimezone(UTC) if found else None
 
 
@@ -154,16 +161,22 @@ def hours_label(delta: timedelta) -> str:
     return f"{seconds} s"
 
 
-def dst_edges(digest: DigestConfig, now: datetime, days: int = 366) -> list[DstEdge]:
-    """Times the schedule names that do not exist, or exist twice, in the next ``days``.
+def dst_edges(
+    digest: DigestConfig, now: datetime, days: int = 366, cadence: str | None = None
+) -> list[DstEdge]:
+    """Times the schedule of a cadence (None: the default) names that do not exist, or exist
+    twice, in the next ``days``.
 
     The days clocks change are found from the zone's offsets; the wall times the cron names
     on such a day come from the same cron read in UTC (which has no DST, so it lists wall
     times as written); what APScheduler does with each comes from the digest's real trigger.
     """
+    if digest.local_delivery:
+        return []  # each zone's wave has its own edges: see digest.schedule.waves
     zone = digest.zone
-    trigger = cron_trigger(digest)
-    wall_clock = CronTrigger.from_crontab(digest.schedule, timezone=UTC)
+    cadence = digest.default if cadence is None else cadence
+    trigger = cron_trigger(digest, cadence)
+    wall_clock = CronTrigger.from_crontab(digest.schedules[cadence], timezone=UTC)
     edges: list[DstEdge] = []
     for day in _change_days(zone, now.astimezone(zone).date(), days):
         midnight = datetime.combine(day, time(), UTC)
@@ -226,35 +239,46 @@ class NextRun:
     """When the approval request goes out (``require`` only), UTC."""
     grace: timedelta
     edges: tuple[DstEdge, ...] = field(default=())
+    cadence: str = ""
+    local_delivery: bool = False
+    """The slot is a wall time in each reader's zone; ``at`` is its first possible wave."""
 
     @property
     def local(self) -> datetime | None:
-        return self.at.astimezone(ZoneInfo(self.timezone)) if self.at else None
+        if self.at is None:
+            return None
+        if self.local_delivery:
+            return wall_time(self.at)
+        return self.at.astimezone(ZoneInfo(self.timezone))
 
 
 def next_runs(config: Config, now: datetime) -> list[NextRun]:
-    """Each digest's next slot, in its zone and in UTC, with its DST edges for a year."""
+    """Each digest's cadence's next slot, in its zone and in UTC, with its DST edges for a
+    year (with ``local_delivery``: the wall time, ``at`` its first possible wave)."""
     runs = []
     for digest in config.digests:
-        at = next_slot(digest, now)
-        ask_at = None
-        if digest.approval == "require":
-            ask = LeadTrigger(cron_trigger(digest), digest.approval_lead)
-            found = ask.get_next_fire_time(None, now)
-            ask_at = found.astimezone(UTC) if found else None
-        runs.append(
-            NextRun(
-                digest.slug,
-                digest.name,
-                digest.schedule,
-                digest.timezone,
-                digest.approval,
-                at,
-                ask_at,
-                digest.misfire_grace,
-                tuple(dst_edges(digest, now)),
+        for cadence, schedule in digest.schedules.items():
+            at = next_slot(digest, now, cadence)
+            ask_at = None
+            if digest.approval == "require":
+                ask = LeadTrigger(cron_trigger(digest, cadence), digest.approval_lead)
+                found = ask.get_next_fire_time(None, now)
+                ask_at = found.astimezone(UTC) if found else None
+            runs.append(
+                NextRun(
+                    digest.slug,
+                    digest.name,
+                    schedule,
+                    digest.timezone,
+                    digest.approval,
+                    at,
+                    ask_at,
+                    digest.misfire_grace,
+                    tuple(dst_edges(digest, now, cadence=cadence)),
+                    cadence,
+                    digest.local_delivery,
+                )
             )
-        )
     return runs
 
 

@@ -97,6 +97,7 @@ def record(
     *,
     group_size: int = 50_000,
     proceed: Callable[[], bool] = lambda: True,
+    final: bool = True,
 ) -> int:
     """Write the batches of an issue and a delivery per member not recorded yet, a group of
     segments per transaction; returns the deliveries written.
@@ -116,7 +117,11 @@ def record(
     the recording over, or ``proceed`` says stop, recording stops. The last step marks the
     issue recorded. Whoever finishes a recording left unfinished (:func:`take_recording`)
     records the members without a delivery yet: the unique (issue, subscriber) key makes any
-    slip an error before anything is sent, never a duplicate."""
+    slip an error before anything is sent, never a duplicate.
+
+    ``final`` False records one local-time wave of the issue (``members`` then selects its
+    due readers): the issue is not marked recorded, and the recorder lets go at once, so the
+    next wave takes the recording up and records who has no delivery yet."""
     temporary = _Temporary(conn)
     written = 0
     try:
@@ -136,11 +141,13 @@ def record(
         with conn.begin():
             now = recorder.clock()
             if _renew(conn, issue_id, recorder, now):
-                conn.execute(
-                    update(db.issues)
-                    .where(db.issues.c.id == issue_id)
-                    .values(recorded_at=now, recorder_until=None)
-                )
+                if final:
+                    # The end of the issue's recording (after its last wave, if it has
+                    # waves): where the readers' watermarks settle.
+                    done: dict[str, object] = {"recorded_at": now, "recorder_until": None}
+                else:
+                    done = {"recorder": None, "recorder_until": None}
+                conn.execute(update(db.issues).where(db.issues.c.id == issue_id).values(**done))
     finally:
         temporary.drop_all()
     return written

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Select
 
 from digest import db, segment
 from digest.lifecycle import IssueStatus
@@ -35,6 +35,8 @@ from digest.send.transport import Transport
 from digest.stores.issues import set_issue_status
 
 AmbiguousPolicy = Literal["skip", "resend"]
+Narrow = Callable[[Select[int, str, str, str]], Select[int, str, str, str]]
+"""Narrows the members a recording selects (:func:`digest.segment.in_zones`)."""
 DEFAULT_LEASE = timedelta(minutes=10)
 
 
@@ -80,7 +82,11 @@ class _RecordingThread:
         rendered: RenderedIssue,
         batch_size: int,
         recorder: recording.Recorder,
+        narrow: Narrow | None = None,
+        final: bool = True,
     ) -> None:
+        self.narrow = narrow
+        self.final = final
         self.engine = engine
         self.rendered = rendered
         self.batch_size = batch_size
@@ -100,14 +106,18 @@ class _RecordingThread:
                     segmentation = segment.segmentation(
                         conn, issue.topic_slugs, self.recorder.clock()
                     )
+                members = segmentation.addressed if segmentation else None
+                if members is not None and self.narrow is not None:
+                    members = self.narrow(members)
                 self.recorded = recording.record(
                     conn,
                     issue.id,
-                    segmentation.addressed if segmentation else None,
+                    members,
                     lambda topics: segmentation.key(topics) if segmentation else "",
                     self.batch_size,
                     self.recorder,
                     proceed=lambda: not self.stopping.is_set(),
+                    final=self.final,
                 )
         except BaseException as err:  # handed to the sending thread by result()
             self.error = err
@@ -141,11 +151,17 @@ def send_issue(
     alive: Callable[[str], bool] = local_worker_alive,
     on_batch: Callable[[int], None] | None = None,
     written: leases.Written | None = None,
+    narrow: Narrow | None = None,
+    final: bool = True,
 ) -> SendReport:
     """Record the issue's recipients (or finish a recording left unfinished) and send every
     batch this worker can lease, sending from the first recorded group on; several workers
     may share the batches. ``written``: what the transport has of a batch, when it can tell
-    (the outbox): a batch a dead worker handed over is then settled by it, not ambiguous."""
+    (the outbox): a batch a dead worker handed over is then settled by it, not ambiguous.
+
+    ``narrow`` and ``final`` send one local-time wave: ``narrow`` restricts who is recorded
+    (the readers the wave is due for), and a wave that is not ``final`` leaves the issue
+    unrecorded, and so sending, for the next wave (:func:`recording.record`)."""
     with _database_faults(engine):
         issue_id = rendered.issue.id
         assert issue_id is not None
@@ -159,7 +175,9 @@ def send_issue(
             records = recording.take_recording(conn, issue_id, recorder, alive)
         with _young_objects_only():
             own_recording = (
-                _RecordingThread(engine, rendered, batch_size, recorder) if records else None
+                _RecordingThread(engine, rendered, batch_size, recorder, narrow, final)
+                if records
+                else None
             )
             sender = Sender(
                 engine,

@@ -278,13 +278,23 @@ class ScheduleLogRow:
     """ran, missed, skipped, notified, nothing, held, waiting, failed …"""
     detail: str
     at: datetime
+    cadence: str = ""
+    """Which of the digest's cadences the slot is of ('' for a digest with one schedule)."""
 
 
 def log_schedule(
-    conn: Connection, digest: str, slot: datetime | None, kind: str, detail: str, at: datetime
+    conn: Connection,
+    digest: str,
+    slot: datetime | None,
+    kind: str,
+    detail: str,
+    at: datetime,
+    cadence: str = "",
 ) -> None:
     conn.execute(
-        insert(db.schedule_log).values(digest=digest, slot=slot, kind=kind, detail=detail, at=at)
+        insert(db.schedule_log).values(
+            digest=digest, slot=slot, kind=kind, detail=detail, at=at, cadence=cadence
+        )
     )
 
 

@@ -329,3 +329,54 @@ def test_two_scheduler_processes_on_one_database_send_once(
     assert f"{delivered[0]} submitted" in ran.detail
     outbox = sorted(config.outbox_dir.rglob("*.eml"))
     assert len(outbox) == delivered[0]
+
+
+# cadences ---------------------------------------------------------------------------------
+
+
+def test_each_cadence_has_its_own_run_and_approval_jobs_and_log_entries(
+    example_project: Project, stopping: list[SchedulerService]
+) -> None:
+    use(
+        example_project,
+        cadences={"daily": "0 8 * * *", "weekly": "0 8 * * mon"},
+        default_cadence="weekly",
+        approval="require",
+        notify=["ed@example.com"],
+    )
+    seed_jobs(example_project, T0, stopping)  # Friday 20 November
+    service = SchedulerService(example_project)
+    stopping.append(service)
+    service.scheduler.start(paused=True)
+    notes = service.sync(T0 + timedelta(days=3, hours=3))  # Monday 23 November, 09:00 UTC
+    times = service.next_run_times()
+    del times[PRUNE_JOB]
+    assert set(times) == {
+        "digest:weekly:daily",
+        "digest:weekly:daily:notify",
+        "digest:weekly:weekly",
+        "digest:weekly:weekly:notify",
+    }
+    assert times[job_id("weekly", cadence="daily")] == datetime(2026, 11, 20, 7, tzinfo=UTC)
+    assert times[job_id("weekly", cadence="weekly")] == datetime(2026, 11, 23, 7, tzinfo=UTC)
+    missed = [(r.cadence, r.slot) for r in log_rows(example_project) if r.kind == "missed"]
+    assert ("daily", datetime(2026, 11, 21, 7, tzinfo=UTC)) in missed
+    assert all(cadence in ("daily", "weekly") for cadence, _ in missed)
+    assert notes
+    for ident in times:
+        parsed = scheduler_face._parse_job_id(ident)
+        assert parsed is not None
+        slug, kind, cadence = parsed
+        assert job_id(slug, kind, cadence) == ident
+
+
+def test_a_local_delivery_cadence_fires_where_its_wall_time_comes_first(
+    example_project: Project, stopping: list[SchedulerService]
+) -> None:
+    use(example_project, schedule="0 8 * * mon", local_delivery=True)
+    service = SchedulerService(example_project)
+    stopping.append(service)
+    service.scheduler.start(paused=True)
+    service.sync(T0)
+    # Monday 08:00 at UTC+14 (Pacific/Kiritimati) is Sunday 18:00 UTC
+    assert service.next_run_times()[job_id("weekly")] == datetime(2026, 11, 22, 18, tzinfo=UTC)

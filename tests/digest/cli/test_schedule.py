@@ -8,16 +8,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from digest.app import gathering
 from digest.app import issues as issue_cases
 from digest.app.wiring import Project
-from digest.cli import app
+from digest.cli import app, output
 from digest.config import Config, load_config
 from digest.errors import ApprovalError
 from digest.schedule import acquire_lock
 from digest.stores import issues as issue_store
+from subscribers import tables as subscriber_tables
 
 ENV = {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
 
@@ -107,3 +109,51 @@ def test_digest_send_refuses_a_held_issue_without_force(example_config: Config) 
 @pytest.fixture(autouse=True)
 def _no_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DIGEST_CONFIG", raising=False)
+
+
+def test_schedule_list_shows_each_cadence_and_the_waves_of_a_local_delivery_slot(
+    example_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = configured(
+        example_config,
+        "local_delivery = true",
+        'cadences = { daily = "0 8 * * *", weekly = "0 8 * * mon" }',
+        'default_cadence = "weekly"',
+    )
+    project = Project.open(load_config(path, ENV))
+    imported = CliRunner().invoke(
+        app,
+        ["subscribers", "import", str(path.parent / "subscribers.csv"), "--config", str(path)],
+        env=ENV,
+    )
+    assert imported.exit_code == 0, imported.output
+    s = subscriber_tables.subscribers.c
+    with project.engine.begin() as conn:
+        ids = list(conn.execute(select(s.id).order_by(s.id)).scalars())
+        zones = ["Asia/Kathmandu", "Pacific/Kiritimati", "America/St_Johns"]
+        for i, zone in zip(ids[: len(zones)], zones, strict=True):
+            conn.execute(
+                update(subscriber_tables.subscribers).where(s.id == i).values(time_zone=zone)
+            )
+    monkeypatch.setattr(output.out, "_width", 200)
+    result = CliRunner().invoke(app, ["schedule", "list", "--config", str(path)], env=ENV)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "weekly (daily)" in text and "weekly (weekly)" in text
+    assert "Every day at 08:00, each reader's time zone" in text
+    assert "Waves of weekly (daily)" in text and "Waves of weekly (weekly)" in text
+    for shown in ("+14:00 │ Pacific/Kiritimati │ 1", "+05:45 │ Asia/Kathmandu │ 1", "-03:30"):
+        assert shown in text, shown
+
+
+def test_schedule_list_warns_about_the_dst_edges_of_each_cadence(
+    example_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = configured(example_config, 'cadences = { daily = "30 2 * * *", weekly = "0 8 * * mon" }')
+    monkeypatch.setattr(output.out, "_width", 200)
+    result = CliRunner().invoke(app, ["schedule", "list", "--config", str(path)], env=ENV)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "weekly (daily)" in text and "weekly (weekly)" in text
+    assert "warning: weekly (daily): " in text and "02:30 does not exist in Europe/Berlin" in text
+    assert "warning: weekly (weekly)" not in text
