@@ -21,6 +21,11 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("expected an absolute http(s) URL such as 'https://blog.example.com'")
+    try:
+        # The ASCII form links in mail headers need (digest.send.message.ascii_uri).
+        (parts.hostname or "").encode("idna")
+    except UnicodeError:
+        raise ValueError(f"expected a host name, not {parts.netloc!r}") from None
     return value.rstrip("/")
 
 

@@ -124,6 +124,10 @@ def test_public_url_must_be_https_except_on_localhost(tmp_path: Path) -> None:
         'public_url = "http://localhost:8000"', 'public_url = "https://n.example"'
     )
     assert load_config(write(tmp_path, secure), {}).site.public_url == "https://n.example"
+    no_host = EXAMPLE.replace(
+        'public_url = "http://localhost:8000"', 'public_url = "https://n..example"'
+    )
+    assert "site.public_url: expected a host name, not 'n..example'" in error_of(tmp_path, no_host)
 
 
 def test_approval_keys_have_defaults_and_require_needs_someone_to_ask(tmp_path: Path) -> None:
