@@ -17,6 +17,7 @@ from digest import db
 from digest.lifecycle import IssueStatus
 from digest.send.batch import plan_batches
 from digest.send.ledger import PENDING, bound
+from digest.stores import releases
 
 _B = db.send_batches.c
 _D = db.deliveries.c
@@ -114,7 +115,9 @@ def record(
 
     Each group's transaction first renews the recorder's lease; when another worker has taken
     the recording over, or ``proceed`` says stop, recording stops. The last step marks the
-    issue recorded. Whoever finishes a recording left unfinished (:func:`take_recording`)
+    issue recorded and settles the watermarks of its cadence's readers who switched
+    (:func:`digest.stores.releases.settle_watermarks`), in the same transaction. Whoever
+    finishes a recording left unfinished (:func:`take_recording`)
     records the members without a delivery yet: the unique (issue, subscriber) key makes any
     slip an error before anything is sent, never a duplicate."""
     temporary = _Temporary(conn)
@@ -141,6 +144,7 @@ def record(
                     .where(db.issues.c.id == issue_id)
                     .values(recorded_at=now, recorder_until=None)
                 )
+                releases.settle_watermarks(conn, issue_id)
     finally:
         temporary.drop_all()
     return written

@@ -98,7 +98,7 @@ class _RecordingThread:
             with self.engine.connect() as conn:
                 with conn.begin():
                     segmentation = segment.segmentation(
-                        conn, issue.topic_slugs, self.recorder.clock()
+                        conn, issue.topic_slugs, self.recorder.clock(), segment.Owing.of(issue)
                     )
                 self.recorded = recording.record(
                     conn,
