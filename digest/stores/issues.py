@@ -22,8 +22,8 @@ from subscribers.tables import UtcDateTime
 
 
 def posts_in_issues(conn: Connection, digest: str) -> set[int]:
-    """Posts an issue of this digest planned before cadences already holds (later issues
-    hold released posts, and a post is released once). A skipped issue never reached anyone,
+    """Posts an issue of this digest already holds (those of issues planned before cadences
+    have no release: planning releases none of these). A skipped issue never reached anyone,
     so its posts are not counted: they are candidates for the next issue again."""
     query = (
         select(db.issue_posts.c.post_id)
@@ -31,7 +31,6 @@ def posts_in_issues(conn: Connection, digest: str) -> set[int]:
         .where(
             db.issues.c.digest == digest,
             db.issues.c.status != IssueStatus.SKIPPED,
-            db.issues.c.release_to.is_(None),
         )
     )
     return set(conn.execute(query).scalars())
