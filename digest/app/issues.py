@@ -160,10 +160,7 @@ def _plan_new(
     if save:
         releases.release(conn, digest.slug, numbered, now)
     latest = max(numbered.values(), default=releases.latest(conn, digest.slug))
-    start = releases.last_released_by(
-        conn, digest.slug, _previous_slot(digest, cadence, slot or now)
-    )
-    base = releases.cadence_base(conn, digest.slug, cadence, start)
+    base = _cadence_base(conn, digest, cadence, slot or now)
     release_from, release_to = issue_range(
         base, releases.own_watermarks(conn, digest.slug, cadence, now), latest
     )
@@ -186,6 +183,20 @@ def _plan_new(
         takes_default=cadence == digest.default,
         now=now,
     )
+
+
+def cadence_start(
+    project: Project, conn: Connection, digest_slug: str, cadence: str, now: datetime
+) -> int:
+    """Where the cadence's readers without a watermark of their own stand (its horizon, or
+    where its first issue would start): what a reader leaving a cadence that has not sent
+    an issue yet was owed from."""
+    return _cadence_base(conn, project.config.digest(digest_slug), cadence, now)
+
+
+def _cadence_base(conn: Connection, digest: DigestConfig, cadence: str, moment: datetime) -> int:
+    start = releases.last_released_by(conn, digest.slug, _previous_slot(digest, cadence, moment))
+    return releases.cadence_base(conn, digest.slug, cadence, start)
 
 
 def _previous_slot(digest: DigestConfig, cadence: str, moment: datetime) -> datetime:

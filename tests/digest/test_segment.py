@@ -21,9 +21,9 @@ from digest.segment import (
     segment_sizes,
 )
 from digest.stores import posts as post_store
+from subscribers import tables
 from subscribers.importer import ImportRow
 from subscribers.models import Status, Subscriber
-from subscribers import tables
 from subscribers.store import SubscriberStore
 
 TOPICS = ["backend", "ai-ml", "data", "frontend", "security"]
