@@ -6,6 +6,7 @@ worker thread."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -59,13 +60,18 @@ def segment_param(issue: Issue, key: Owed | TopicSet) -> str:
     return topics if owed.since is None else f"{topics}@{owed.since}"
 
 
-def segment_label(issue: Issue, key: Owed | TopicSet) -> str:
-    """The topics, and for readers who switched cadence what they are owed since."""
+def segment_label(
+    issue: Issue, key: Owed | TopicSet, ended: Mapping[int, int] | None = None
+) -> str:
+    """The topics, and for readers who switched cadence what they are owed since: the issue
+    they were last sent, when ``ended`` (release → issue number) knows it, else the release."""
     owed = Owed.of(key)
     names = " + ".join(s.topic.name for s in issue.sections if s.topic.slug in owed.topics)
     if owed.since is None:
         return names
-    return f"{names} (switched: owed posts released after {owed.since})"
+    number = (ended or {}).get(owed.since)
+    since = f"issue {number}" if number else f"release {owed.since}"
+    return f"{names} · switched cadence, owed since {since}"
 
 
 @dataclass(frozen=True)
@@ -334,7 +340,12 @@ class Editorial:
         sample = sample_values(self.project.config.site.public_url, issue.topic_slugs)
         names = {s.topic.slug: s.topic.name for s in issue.sections}
         rows = []
-        for key, readers in issue_cases.segments(self.project, issue).items():
+        counted = issue_cases.segments(self.project, issue)
+        with self.project.reading() as conn:
+            ended = issues.issues_ending_at(
+                conn, issue.digest, [k.since for k in counted if k.since is not None]
+            )
+        for key, readers in counted.items():
             variant = rendered.variant(key)
             html = compile_template(variant.html).fill(sample)
             report = preflight(html, rendered.budget, self.unsupported)
@@ -342,7 +353,7 @@ class Editorial:
                 SegmentRow(
                     key,
                     segment_param(issue, key),
-                    segment_label(issue, key),
+                    segment_label(issue, key, ended),
                     readers,
                     f"{report.html_bytes / 1024:.0f}",
                     ", ".join(f"{names[s]} −{n}" for s, n in variant.trimmed.items()),

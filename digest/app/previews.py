@@ -192,7 +192,8 @@ def _preview_index(
                 "trimmed": ", ".join(f"{names[s]} −{n}" for s, n in trimmed[key].items()),
             }
         )
-    title = f"{rendered.ctx.digest_name} · issue {issue.number} · preview"
+    cadence = f" · {issue.cadence}" if issue.cadence else ""
+    title = f"{rendered.ctx.digest_name}{cadence} · issue {issue.number} · preview"
     return rendered.env.get_template(PREVIEW_INDEX).render(
         title=title, rows=rows, budget_kib=HTML_BUDGET_BYTES // 1024
     )

@@ -51,7 +51,10 @@ def plan(
 def _print_plan(project: Project, planned: Planned) -> None:
     issue = planned.issue
     state = "planned now" if planned.created else "planned earlier, not yet sent"
-    topics = Table(title=f"Issue {issue.number} of {issue.digest} ({state})", title_justify="left")
+    cadence = f", {issue.cadence}" if issue.cadence else ""
+    topics = Table(
+        title=f"Issue {issue.number} of {issue.digest}{cadence} ({state})", title_justify="left"
+    )
     topics.add_column("Topic")
     topics.add_column("New posts", justify="right")
     topics.add_column("Readers", justify="right")

@@ -379,3 +379,22 @@ def public_issues(conn: Connection, digest: str, limit: int = 100) -> list[Issue
         .limit(limit)
     )
     return [IssueRow(**row._mapping) for row in rows]
+
+
+def issues_ending_at(conn: Connection, digest: str, ends: Iterable[int]) -> dict[int, int]:
+    """Release → the number of the newest issue of the digest that went out and ended there:
+    where a reader whose watermark it is was last sent to ("owed since issue 12")."""
+    i = db.issues.c
+    wanted = sorted(set(ends))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(i.release_to, func.max(i.number))
+        .where(
+            i.digest == digest,
+            i.release_to.in_(wanted),
+            i.status.in_([IssueStatus.SENDING, IssueStatus.SENT]),
+        )
+        .group_by(i.release_to)
+    )
+    return {int(end): int(number) for end, number in rows}
