@@ -232,9 +232,13 @@ def segmentation(
     for q in (select(sub.subscriber_id, topics), addressed):
         q = q.join(subscriber_tables.subscribers, s.id == sub.subscriber_id)
         if owing is not None:
-            q = q.outerjoin(
-                subscriber_tables.reader_cadences,
-                and_(rc.subscriber_id == sub.subscriber_id, rc.digest == owing.digest),
+            # Readers who chose another cadence than the default are found from their
+            # choice (a third of the subscriptions, not all); the default's need them all.
+            joined = and_(rc.subscriber_id == sub.subscriber_id, rc.digest == owing.digest)
+            q = (
+                q.outerjoin(subscriber_tables.reader_cadences, joined)
+                if owing.takes_default
+                else q.join(subscriber_tables.reader_cadences, joined)
             )
         selects.append(q.where(*conditions).group_by(sub.subscriber_id))
     query, addressed = selects
