@@ -6,8 +6,9 @@ bench/send_bench.py (whose helpers it uses).
 
     python bench/cadence_bench.py [--readers 1000000] [--database postgresql+psycopg://…]
 
-First every cadence sends an issue to nobody (so each has a horizon), then new posts come,
-then the readers are loaded (bulk, not measured) and each cadence's issue is planned and sent.
+First every cadence sends an issue to nobody, a post per topic apart (so each has a horizon of
+its own: monthly's behind weekly's behind daily's), then new posts come, then the readers are
+loaded (bulk, not measured) and each cadence's issue is planned and sent.
 Prints recipients per second over the three sends, CPU time beside wall time, and peak RSS.
 """
 
@@ -36,6 +37,7 @@ from digest.app import issues as issue_cases
 from digest.app.wiring import Project
 from digest.config import load_config
 from digest.scaffold import scaffold
+from digest.stores import releases
 from subscribers import tables as subscriber_tables
 from tests.sendgrid_server import API_KEY
 
@@ -44,14 +46,14 @@ SWITCHED = 10
 """One reader in this many switched recently."""
 
 
-def write_feeds(folder: Path, posts: int, now: datetime) -> None:
-    """``posts`` posts per topic, the last one an hour old."""
+def write_feeds(folder: Path, posts: int, base: datetime) -> None:
+    """``posts`` posts per topic, a minute apart from ``base``."""
     folder.mkdir(parents=True, exist_ok=True)
     for slug in TOPICS:
         items = "".join(
             f"<item><title>{slug} post {n}</title><link>https://bench.example/{slug}/{n}/</link>"
             f"<guid>{slug}-{n}</guid>"
-            f"<pubDate>{format_datetime(now - timedelta(hours=posts - n))}</pubDate>"
+            f"<pubDate>{format_datetime(base + timedelta(minutes=n))}</pubDate>"
             f"<description>A post about {slug}, number {n}, long enough to be real.</description>"
             f'<enclosure url="https://img.bench.example/{slug}/{n}.png" type="image/png"/></item>'
             for n in range(posts)
@@ -63,9 +65,10 @@ def write_feeds(folder: Path, posts: int, now: datetime) -> None:
         )
 
 
-def load_cadences(project: Project, readers: int, marks: list[int]) -> dict[str, int]:
+def load_cadences(project: Project, readers: int, marks: dict[str, list[int]]) -> dict[str, int]:
     """Reader i: weekly (the default, no row) when i % 3 == 0, else daily or monthly; every
-    SWITCHED-th reader has a watermark of their own from ``marks``. Readers per cadence."""
+    SWITCHED-th reader switched to it recently, with a watermark of their own: the horizon of
+    the cadence they left (``marks`` of their new cadence). Readers per cadence."""
     rng = random.Random(2)
     names = ["weekly", "daily", "monthly"]
     counts = dict.fromkeys(names, 0)
@@ -82,7 +85,7 @@ def load_cadences(project: Project, readers: int, marks: list[int]) -> dict[str,
             for i in range(start + 1, min(readers, start + 50_000) + 1):
                 cadence = names[i % 3]
                 counts[cadence] += 1
-                mark = rng.choice(marks) if i % SWITCHED == 0 else None
+                mark = rng.choice(marks[cadence]) if i % SWITCHED == 0 else None
                 if cadence != "weekly" or mark is not None:
                     rows.append((i, "news", cadence, mark, at))
             if postgres:
@@ -115,7 +118,7 @@ def main() -> None:
             site = scaffold(Path(tmp) / "site").parent
             feeds = site / "bench-feeds"
             now = datetime.now(UTC)
-            write_feeds(feeds, 2, now - timedelta(hours=3))
+            write_feeds(feeds, 1, now - timedelta(hours=2))
             body = config_text(site, feeds, args.database, args.in_flight)
             cadences = "".join(f'{name} = "{cron}"\n' for name, cron in CADENCES.items())
             body = body.replace(
@@ -139,20 +142,23 @@ def main() -> None:
                 with engine.begin() as conn:
                     conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
             project = Project.open(config, engine=engine)
-            # Each cadence's first issue, to nobody: every cadence gets a horizon.
-            gathering.gather_sources(project)
-            for cadence in CADENCES:
+            # Each cadence's first issue, to nobody, a post per topic apart: each cadence gets
+            # a horizon of its own.
+            horizons = {}
+            for n, cadence in enumerate(["monthly", "weekly", "daily"], start=1):
+                write_feeds(feeds, n, now - timedelta(hours=2))
+                gathering.gather_sources(project)
                 planned = issue_cases.plan(project, "news", cadence=cadence, without_readers=True)
                 assert planned is not None
                 sending.deliver(project, planned)
-            with engine.connect() as conn:
-                horizon = conn.execute(select(func.max(db.post_releases.c.release))).scalar_one()
-            write_feeds(feeds, 4, now)
+                with engine.connect() as conn:
+                    horizons[cadence] = releases.horizon(conn, "news", cadence) or 0
+            write_feeds(feeds, 4, now - timedelta(hours=2))
             gathering.gather_sources(project)
-
+            marks = {c: [h for other, h in horizons.items() if other != c] for c in CADENCES}
             start = time.perf_counter()
             load_readers(project, args.readers)
-            counts = load_cadences(project, args.readers, [horizon // 4, horizon // 2, horizon - 1])
+            counts = load_cadences(project, args.readers, marks)
             loaded = time.perf_counter() - start
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             for cadence in CADENCES:
