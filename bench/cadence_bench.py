@@ -28,9 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from send_bench import TOPICS, ServerProcess, _cpu_seconds, config_text, load_readers
 from sqlalchemy import func, select, text
 
-from bench.send_bench import TOPICS, ServerProcess, _cpu_seconds, config_text, load_readers
 from digest import db
 from digest.app import gathering, sending
 from digest.app import issues as issue_cases

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -255,9 +256,11 @@ class History:
         return got
 
 
-def _run(
-    kind: str, tmp: Path, readers: list[tuple[frozenset[str], str | None]], hours: list[dict]
-) -> None:  # type: ignore[type-arg]
+Readers = list[tuple[frozenset[str], str | None]]
+Hours = list[dict[str, Any]]
+
+
+def _run(kind: str, tmp: Path, readers: Readers, hours: Hours) -> None:
     history = History(kind, tmp, readers)
     for hour, step in enumerate(hours, start=1):
         history.now = T0 + timedelta(hours=hour)
@@ -299,7 +302,7 @@ def _run(
 def test_every_reader_gets_each_post_of_their_topics_exactly_once(
     kind: str,
     tmp_path_factory: pytest.TempPathFactory,
-    readers: list,
-    hours: list,  # type: ignore[type-arg]
+    readers: Readers,
+    hours: Hours,
 ) -> None:
     _run(kind, tmp_path_factory.mktemp("cadence"), readers, hours)
