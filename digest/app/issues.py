@@ -105,31 +105,42 @@ def plan(
             return Planned(
                 issue, False, partial(segments, project, issue), found.approval, found.slot
             )
-        planned = _plan_new(project, conn, digest, cadence, topics, now, slot, save)
-        if planned is None:
-            return None
-        if not save:
-            return Planned(planned, True, partial(segments, project, planned), approval, slot)
-        if not without_readers and not has_readers(
-            conn, planned.topic_slugs, now, Owing.of(planned)
-        ):
-            raise NoReaders(
-                f"issue {planned.number} would go to nobody: no active subscriber follows "
-                f"{_topic_list(planned)}. Its {_posts(planned.post_count)} stay new for the "
-                "next issue; import subscribers (`digest subscribers import FILE`) or plan "
-                "it anyway with --without-readers",
-                where=digest.slug,
-            )
+        raced = False
         try:
-            with conn.begin_nested():
-                issue = issues.save_issue(conn, planned, posts.topic_ids(conn), now, slot, approval)
-        except IntegrityError:
-            pass  # another process planned this slot (or this number) first: theirs stands
-        else:
-            return Planned(issue, True, partial(segments, project, issue), approval, slot)
-    if slot is None:
+            planned = _plan_new(project, conn, digest, cadence, topics, now, slot, save)
+        except _Raced:  # planned again below, with the other planning's releases
+            planned, raced = None, True
+        if planned is None and not raced:
+            return None
+        if planned is not None:
+            if not save:
+                return Planned(planned, True, partial(segments, project, planned), approval, slot)
+            if not without_readers and not has_readers(
+                conn, planned.topic_slugs, now, Owing.of(planned)
+            ):
+                raise NoReaders(
+                    f"issue {planned.number} would go to nobody: no active subscriber follows "
+                    f"{_topic_list(planned)}. Its {_posts(planned.post_count)} stay new for "
+                    "the next issue; import subscribers (`digest subscribers import FILE`) or "
+                    "plan it anyway with --without-readers",
+                    where=digest.slug,
+                )
+            try:
+                with conn.begin_nested():
+                    issue = issues.save_issue(
+                        conn, planned, posts.topic_ids(conn), now, slot, approval
+                    )
+            except IntegrityError:
+                pass  # another process planned this slot (or this number) first: theirs stands
+            else:
+                return Planned(issue, True, partial(segments, project, issue), approval, slot)
+    if slot is None and not raced:
         raise DigestError("another process planned an issue at the same moment; run again")
     return plan(project, digest_slug, save, slot, approval, without_readers, cadence)
+
+
+class _Raced(Exception):
+    """Another cadence's planning released the same posts at the same moment."""
 
 
 def _plan_new(
@@ -158,7 +169,11 @@ def _plan_new(
     )
     numbered = number_releases(fresh, releases.latest(conn, digest.slug))
     if save:
-        releases.release(conn, digest.slug, numbered, now)
+        try:
+            with conn.begin_nested():
+                releases.release(conn, digest.slug, numbered, now)
+        except IntegrityError:
+            raise _Raced from None  # an issue of another cadence released them first
     latest = max(numbered.values(), default=releases.latest(conn, digest.slug))
     base = _cadence_base(conn, digest, cadence, slot or now)
     release_from, release_to = issue_range(
