@@ -97,22 +97,18 @@ def plan(
     cadence = project.config.cadence(digest, cadence)
     topics = project.topics(digest)
     now = project.clock()
-    with project.transaction() as conn:
-        found = issues.issue_for_slot(conn, digest.slug, slot, cadence) if slot else None
-        found = found or issues.unfinished_issue(conn, digest.slug, cadence)
-        if found is not None:
-            issue = issues.load_issue(conn, found.id, topics)
-            return Planned(
-                issue, False, partial(segments, project, issue), found.approval, found.slot
-            )
-        raced = False
-        try:
+    try:
+        with project.transaction() as conn:
+            found = issues.issue_for_slot(conn, digest.slug, slot, cadence) if slot else None
+            found = found or issues.unfinished_issue(conn, digest.slug, cadence)
+            if found is not None:
+                issue = issues.load_issue(conn, found.id, topics)
+                return Planned(
+                    issue, False, partial(segments, project, issue), found.approval, found.slot
+                )
             planned = _plan_new(project, conn, digest, cadence, topics, now, slot, save)
-        except _Raced:  # planned again below, with the other planning's releases
-            planned, raced = None, True
-        if planned is None and not raced:
-            return None
-        if planned is not None:
+            if planned is None:
+                return None
             if not save:
                 return Planned(planned, True, partial(segments, project, planned), approval, slot)
             if not without_readers and not has_readers(
@@ -134,7 +130,9 @@ def plan(
                 pass  # another process planned this slot (or this number) first: theirs stands
             else:
                 return Planned(issue, True, partial(segments, project, issue), approval, slot)
-    if slot is None and not raced:
+    except _Raced:  # another cadence's planning released the same posts first
+        return plan(project, digest_slug, save, slot, approval, without_readers, cadence)
+    if slot is None:
         raise DigestError("another process planned an issue at the same moment; run again")
     return plan(project, digest_slug, save, slot, approval, without_readers, cadence)
 
@@ -169,9 +167,10 @@ def _plan_new(
     )
     numbered = number_releases(fresh, releases.latest(conn, digest.slug))
     if save:
+        # No savepoint: on SQLite, one taken before the transaction's first write commits
+        # when released. A race lost rolls the whole planning back, and plan() plans again.
         try:
-            with conn.begin_nested():
-                releases.release(conn, digest.slug, numbered, now)
+            releases.release(conn, digest.slug, numbered, now)
         except IntegrityError:
             raise _Raced from None  # an issue of another cadence released them first
     latest = max(numbered.values(), default=releases.latest(conn, digest.slug))
