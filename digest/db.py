@@ -36,6 +36,7 @@ from sqlalchemy import (
     create_engine,
     event,
     false,
+    true,
 )
 from sqlalchemy.exc import DatabaseError, DBAPIError
 
@@ -118,6 +119,9 @@ issues = Table(
     Column("cadence", String(20), nullable=False, server_default=""),
     Column("release_from", Integer),
     Column("release_to", Integer),
+    Column("release_base", Integer),
+    Column("per_topic", Integer),
+    Column("takes_default", Boolean, nullable=False, server_default=true()),
     UniqueConstraint("digest", "number", name="uq_issues_digest_number"),
     UniqueConstraint("digest", "cadence", "slot", name="uq_issues_digest_cadence_slot"),
 )
@@ -131,7 +135,12 @@ database; NULL for issues stored before it existed (their ids stay as they went 
 ``editor_note``: a short intro an editor writes, shown above the cards. ``cadence``: which of
 the digest's cadences the issue is for ('' for a digest with one schedule); one issue per
 (digest, cadence, slot). ``release_from``/``release_to``: the posts it holds are the digest's
-releases in (release_from, release_to] (NULL: an issue planned before cadences existed)."""
+releases in (release_from, release_to] (NULL: an issue planned before cadences existed).
+``release_base``: where the cadence's readers without a watermark of their own stand (its
+horizon when planned, or where its first issue starts); ``release_from`` is lower when a reader
+who switched is owed more. ``per_topic``: the cap on cards per topic each variant applies (NULL:
+the sections were capped when planned). ``takes_default``: the issue is for the digest's default
+cadence, so readers who never chose one get it."""
 
 post_releases = Table(
     "post_releases",

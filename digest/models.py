@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
 TopicSet = frozenset[str]
-"""A segment key: the slugs of the topics a group of readers gets in one issue."""
+"""The slugs of the topics a group of readers gets in one issue."""
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A segment key: what a group of readers is owed by one issue. ``topics``: theirs with
+    something owed in the issue; ``since``: the release after which they are owed posts, or
+    None for what the issue's cadence owes its readers without a watermark of their own
+    (releases after :attr:`Issue.release_base`: for most readers, the whole issue)."""
+
+    topics: TopicSet
+    since: int | None = None
+
+    @staticmethod
+    def of(key: TopicSet | Owed) -> Owed:
+        return key if isinstance(key, Owed) else Owed(key)
+
+    def __contains__(self, slug: object) -> bool:
+        """Whether the topic is one they are owed (the pages list a segment's topics)."""
+        return slug in self.topics
 
 
 @dataclass(frozen=True)
@@ -158,6 +178,19 @@ class Issue:
     """The editor's note: a short intro shown above the cards (plain text, escaped)."""
     cadence: str = ""
     """The digest's cadence it is for ('' when the digest has one schedule)."""
+    release_from: int | None = None
+    release_to: int | None = None
+    """It holds the digest's releases in (release_from, release_to]: None before cadences."""
+    release_base: int | None = None
+    """Where its cadence's readers without a watermark of their own stand: they are owed the
+    releases after it (release_from is lower only when a reader who switched is owed more)."""
+    per_topic: int | None = None
+    """The cap on a topic's cards in each variant; None: the sections were capped when planned
+    (issues planned before cadences, and issues built by hand in tests)."""
+    releases: Mapping[int, int] = field(default_factory=dict, compare=False, hash=False)
+    """Each post's release (by post id); empty before cadences."""
+    takes_default: bool = True
+    """Whether readers who never chose a cadence get it (it is the default cadence's)."""
 
     @property
     def topic_slugs(self) -> tuple[str, ...]:
@@ -189,3 +222,5 @@ class Variant:
     counted in one line) to keep the HTML under the size budget."""
     sent_bytes: int = 0
     """The most bytes the HTML can have once personalized for any reader (0: not measured)."""
+    since: int | None = None
+    """The release after which its readers are owed posts (see :class:`Owed`)."""

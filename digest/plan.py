@@ -71,3 +71,74 @@ def plan_issue(
     if not sections:
         return None
     return Issue(digest, last_number + 1, tuple(sections), cutoff=now)
+
+
+def to_release(
+    candidates: Sequence[StoredPost],
+    released: Collection[int],
+    last_cutoff: datetime | None,
+    now: datetime,
+    backfill: timedelta | None = None,
+) -> list[StoredPost]:
+    """The posts that get a release now, in release order ((published_at, id), oldest
+    first): new by :func:`is_new` and without one yet. The digest's first issue (no
+    ``last_cutoff``) releases only the posts of :func:`first_issue_window`."""
+    fresh = [p for p in candidates if p.id not in released and is_new(p, last_cutoff, now)]
+    start = first_issue_window(fresh, backfill, now) if backfill and not last_cutoff else None
+    if start is not None:
+        fresh = [p for p in fresh if p.post.published_at >= start]
+    return sorted(fresh, key=lambda p: (p.post.published_at, p.id))
+
+
+def number_releases(posts: Sequence[StoredPost], latest: int) -> dict[int, int]:
+    """Post id → its release, counting on from the digest's ``latest``."""
+    return {p.id: latest + i for i, p in enumerate(posts, start=1)}
+
+
+def issue_range(base: int, own_watermarks: Collection[int], latest: int) -> tuple[int, int]:
+    """(release_from, release_to) of a cadence's next issue: up to the digest's ``latest``
+    release, from the lowest watermark of its readers who get it (``base`` for the many
+    without one of their own)."""
+    return min([base, *own_watermarks]), latest
+
+
+def plan_cadence_issue(
+    *,
+    digest: str,
+    cadence: str,
+    topics: Sequence[Topic],
+    held: Sequence[tuple[StoredPost, int]],
+    number: int,
+    release_from: int,
+    release_to: int,
+    release_base: int,
+    max_posts_per_topic: int,
+    takes_default: bool,
+    now: datetime,
+) -> Issue | None:
+    """The issue of a cadence holding ``held`` (each post with its release, those in
+    (release_from, release_to]): every post in each of its topics, newest first; each
+    variant caps its topics (:attr:`Issue.per_topic`), since readers owed different releases
+    see different posts. None when it holds nothing."""
+    inside = [(p, r) for p, r in held if release_from < r <= release_to]
+    inside.sort(key=lambda pr: (pr[0].post.published_at, pr[0].id), reverse=True)
+    sections = []
+    for topic in topics:
+        in_topic = tuple(p for p, _ in inside if topic.slug in p.post.topics)
+        if in_topic:
+            sections.append(IssueSection(topic, in_topic))
+    if not sections:
+        return None
+    return Issue(
+        digest,
+        number,
+        tuple(sections),
+        cutoff=now,
+        cadence=cadence,
+        release_from=release_from,
+        release_to=release_to,
+        release_base=release_base,
+        per_topic=max_posts_per_topic,
+        releases={p.id: r for p, r in inside},
+        takes_default=takes_default,
+    )

@@ -33,7 +33,7 @@ def previews(example_project: Project, tmp_path: Path) -> dict[str, Path]:
             "fe@example.com", "Fe", frozenset({"frontend"}), example_project.clock()
         )
     result = preview_cases.preview(example_project, None, tmp_path / "preview")
-    return {"+".join(sorted(key)): path for key, path in result.files.items()}
+    return {"+".join(sorted(key.topics)): path for key, path in result.files.items()}
 
 
 def serve_published(page: Any, project: Project) -> None:

@@ -6,6 +6,7 @@ worker thread."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from digest.app.wiring import Project
 from digest.config import DigestConfig
 from digest.errors import DigestError
 from digest.lifecycle import why_not_editable
-from digest.models import Issue, Topic, TopicSet
+from digest.models import Issue, Owed, Topic, TopicSet
 from digest.personalize import compile_template
 from digest.render import RenderedIssue
 from digest.render.features import load_unsupported
@@ -56,12 +57,24 @@ def next_slot(digest: DigestConfig, now: datetime) -> datetime | None:
     return fire
 
 
-def segment_param(issue: Issue, key: TopicSet) -> str:
-    return "+".join(s for s in issue.topic_slugs if s in key)
+def segment_param(issue: Issue, key: Owed | TopicSet) -> str:
+    owed = Owed.of(key)
+    topics = "+".join(s for s in issue.topic_slugs if s in owed.topics)
+    return topics if owed.since is None else f"{topics}@{owed.since}"
 
 
-def segment_label(issue: Issue, key: TopicSet) -> str:
-    return " + ".join(s.topic.name for s in issue.sections if s.topic.slug in key)
+def segment_label(
+    issue: Issue, key: Owed | TopicSet, ended: Mapping[int, int] | None = None
+) -> str:
+    """The topics, and for readers who switched cadence what they are owed since: the issue
+    they were last sent, when ``ended`` (release → issue number) knows it, else the release."""
+    owed = Owed.of(key)
+    names = " + ".join(s.topic.name for s in issue.sections if s.topic.slug in owed.topics)
+    if owed.since is None:
+        return names
+    number = (ended or {}).get(owed.since)
+    since = f"issue {number}" if number else f"release {owed.since}"
+    return f"{names} · switched cadence, owed since {since}"
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,7 @@ class DigestHistory:
 
 @dataclass(frozen=True)
 class SegmentRow:
-    key: TopicSet
+    key: Owed
     param: str
     label: str
     readers: int
@@ -115,7 +128,7 @@ class SegmentRow:
 class Shown:
     """The variant on screen: one segment, or what one subscriber would get."""
 
-    key: TopicSet
+    key: Owed
     param: str
     label: str
     as_email: str | None
@@ -266,28 +279,30 @@ class Editorial:
                 reader = SubscriberStore(conn).get(as_email.strip())
             if reader is None:
                 raise DigestError("is not a subscriber", where=as_email)
-            key = reader.topics & frozenset(issue.topic_slugs)
+            key = Owed(reader.topics & frozenset(issue.topic_slugs))
             if reader.status is not Status.ACTIVE or reader.paused(self.project.clock()):
                 raise DigestError(
                     f"gets nothing at the moment (status {reader.status.value}"
                     f"{', paused' if reader.paused(self.project.clock()) else ''})",
                     where=reader.email,
                 )
-            if not key:
+            if not key.topics:
                 raise DigestError("gets nothing from this issue", where=reader.email)
             values = sample_values(
                 public_url, issue.topic_slugs, reader.first_name or "there", reader.email
             )
         elif segment:
-            key = frozenset(s for s in SEGMENT_SEPARATORS.split(segment) if s)
-            unknown = key - frozenset(issue.topic_slugs)
-            if unknown or not key:
+            named, at, since = segment.partition("@")
+            topics = frozenset(s for s in SEGMENT_SEPARATORS.split(named) if s)
+            unknown = topics - frozenset(issue.topic_slugs)
+            if unknown or not topics or (at and not since.strip().isdigit()):
                 raise DigestError(
-                    f"no such segment: {', '.join(sorted(unknown)) or '(empty)'} "
+                    f"no such segment: {', '.join(sorted(unknown)) or segment or '(empty)'} "
                     f"(this issue has {', '.join(issue.topic_slugs)})"
                 )
+            key = Owed(topics, int(since) if at else None)
         else:
-            key = frozenset(issue.topic_slugs)
+            key = Owed(frozenset(issue.topic_slugs))
         variant = rendered.variant(key)
         html = compile_template(variant.html).fill(values)
         return Shown(
@@ -350,7 +365,12 @@ class Editorial:
         sample = sample_values(self.project.config.site.public_url, issue.topic_slugs)
         names = {s.topic.slug: s.topic.name for s in issue.sections}
         rows = []
-        for key, readers in issue_cases.segments(self.project, issue).items():
+        counted = issue_cases.segments(self.project, issue)
+        with self.project.reading() as conn:
+            ended = issues.issues_ending_at(
+                conn, issue.digest, [k.since for k in counted if k.since is not None]
+            )
+        for key, readers in counted.items():
             variant = rendered.variant(key)
             html = compile_template(variant.html).fill(sample)
             report = preflight(html, rendered.budget, self.unsupported)
@@ -358,7 +378,7 @@ class Editorial:
                 SegmentRow(
                     key,
                     segment_param(issue, key),
-                    segment_label(issue, key),
+                    segment_label(issue, key, ended),
                     readers,
                     f"{report.html_bytes / 1024:.0f}",
                     ", ".join(f"{names[s]} −{n}" for s, n in variant.trimmed.items()),

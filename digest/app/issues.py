@@ -6,22 +6,31 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property, partial
 
+from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from digest.app.wiring import Project
+from digest.config import DigestConfig
 from digest.errors import DigestError, NoReaders
 from digest.events import issue_counts
 from digest.lifecycle import EDITOR_DECISIONS, Approval, why_no_decision
-from digest.models import Issue, TopicSet
-from digest.plan import LATE_POST_WINDOW, plan_issue
-from digest.segment import decode_key, has_readers, segment_members
+from digest.models import Issue, Owed, Topic
+from digest.plan import (
+    LATE_POST_WINDOW,
+    issue_range,
+    number_releases,
+    plan_cadence_issue,
+    to_release,
+)
+from digest.schedule.slots import ONE_MICROSECOND, slots_between
+from digest.segment import Owing, decode_key, has_readers, segment_members
 from digest.send import reporting
-from digest.stores import issue_posts, issues, posts
+from digest.stores import issue_posts, issues, posts, releases
 
 DELIVERY_FIGURES = ("submitted", "failed", "ambiguous")
 EVENT_FIGURES = {
@@ -40,7 +49,7 @@ class Planned:
 
     issue: Issue
     created: bool
-    count_segments: Callable[[], dict[TopicSet, int]] = field(repr=False, compare=False)
+    count_segments: Callable[[], dict[Owed, int]] = field(repr=False, compare=False)
     """Counted on first use: at a million readers counting takes seconds, and sending
     (which segments as it records) does not need the count."""
     approval: str = Approval.NONE
@@ -48,7 +57,7 @@ class Planned:
     slot: datetime | None = None
 
     @cached_property
-    def segments(self) -> dict[TopicSet, int]:
+    def segments(self) -> dict[Owed, int]:
         return self.count_segments()
 
     @property
@@ -88,50 +97,129 @@ def plan(
     cadence = project.config.cadence(digest, cadence)
     topics = project.topics(digest)
     now = project.clock()
-    with project.transaction() as conn:
-        found = issues.issue_for_slot(conn, digest.slug, slot, cadence) if slot else None
-        found = found or issues.unfinished_issue(conn, digest.slug, cadence)
-        if found is not None:
-            issue = issues.load_issue(conn, found.id, topics)
-            return Planned(
-                issue, False, partial(segments, project, issue), found.approval, found.slot
-            )
-        last = issues.last_issue(conn, digest.slug)
-        since = last.cutoff - LATE_POST_WINDOW if last else None
-        planned = plan_issue(
-            digest=digest.slug,
-            topics=topics,
-            candidates=posts.candidate_posts(conn, [t.slug for t in topics], since, now),
-            already_sent=issues.posts_in_issues(conn, digest.slug),
-            last_number=issues.last_number(conn, digest.slug),
-            last_cutoff=last.cutoff if last else None,
-            max_posts_per_topic=digest.max_posts_per_topic,
-            now=now,
-            backfill=timedelta(days=project.config.gather.backfill_days),
-        )
-        if planned is None:
-            return None
-        planned = replace(planned, cadence=cadence)
-        if not save:
-            return Planned(planned, True, partial(segments, project, planned), approval, slot)
-        if not without_readers and not has_readers(conn, planned.topic_slugs, now):
-            raise NoReaders(
-                f"issue {planned.number} would go to nobody: no active subscriber follows "
-                f"{_topic_list(planned)}. Its {_posts(planned.post_count)} stay new for the "
-                "next issue; import subscribers (`digest subscribers import FILE`) or plan "
-                "it anyway with --without-readers",
-                where=digest.slug,
-            )
-        try:
-            with conn.begin_nested():
-                issue = issues.save_issue(conn, planned, posts.topic_ids(conn), now, slot, approval)
-        except IntegrityError:
-            pass  # another process planned this slot (or this number) first: theirs stands
-        else:
-            return Planned(issue, True, partial(segments, project, issue), approval, slot)
+    try:
+        with project.transaction() as conn:
+            found = issues.issue_for_slot(conn, digest.slug, slot, cadence) if slot else None
+            found = found or issues.unfinished_issue(conn, digest.slug, cadence)
+            if found is not None:
+                issue = issues.load_issue(conn, found.id, topics)
+                return Planned(
+                    issue, False, partial(segments, project, issue), found.approval, found.slot
+                )
+            planned = _plan_new(project, conn, digest, cadence, topics, now, slot, save)
+            if planned is None:
+                return None
+            if not save:
+                return Planned(planned, True, partial(segments, project, planned), approval, slot)
+            if not without_readers and not has_readers(
+                conn, planned.topic_slugs, now, Owing.of(planned)
+            ):
+                raise NoReaders(
+                    f"issue {planned.number} would go to nobody: no active subscriber follows "
+                    f"{_topic_list(planned)}. Its {_posts(planned.post_count)} stay new for "
+                    "the next issue; import subscribers (`digest subscribers import FILE`) or "
+                    "plan it anyway with --without-readers",
+                    where=digest.slug,
+                )
+            try:
+                with conn.begin_nested():
+                    issue = issues.save_issue(
+                        conn, planned, posts.topic_ids(conn), now, slot, approval
+                    )
+            except IntegrityError:
+                pass  # another process planned this slot (or this number) first: theirs stands
+            else:
+                return Planned(issue, True, partial(segments, project, issue), approval, slot)
+    except _Raced:  # another cadence's planning released the same posts first
+        return plan(project, digest_slug, save, slot, approval, without_readers, cadence)
     if slot is None:
         raise DigestError("another process planned an issue at the same moment; run again")
     return plan(project, digest_slug, save, slot, approval, without_readers, cadence)
+
+
+class _Raced(Exception):
+    """Another cadence's planning released the same posts at the same moment."""
+
+
+def _plan_new(
+    project: Project,
+    conn: Connection,
+    digest: DigestConfig,
+    cadence: str,
+    topics: list[Topic],
+    now: datetime,
+    slot: datetime | None,
+    save: bool,
+) -> Issue | None:
+    """Release the digest's new posts (stored only when ``save``), then the cadence's next
+    issue: the releases its readers are owed (see docs/cadence.md)."""
+    slugs = [t.slug for t in topics]
+    last = issues.last_issue(conn, digest.slug)
+    since = last.cutoff - LATE_POST_WINDOW if last else None
+    candidates = posts.candidate_posts(conn, slugs, since, now)
+    done = releases.released_among(conn, digest.slug, [p.id for p in candidates])
+    fresh = to_release(
+        candidates,
+        done | issues.posts_in_issues(conn, digest.slug),
+        last.cutoff if last else None,
+        now,
+        timedelta(days=project.config.gather.backfill_days),
+    )
+    numbered = number_releases(fresh, releases.latest(conn, digest.slug))
+    if save:
+        # No savepoint: on SQLite, one taken before the transaction's first write commits
+        # when released. A race lost rolls the whole planning back, and plan() plans again.
+        try:
+            releases.release(conn, digest.slug, numbered, now)
+        except IntegrityError:
+            raise _Raced from None  # an issue of another cadence released them first
+    latest = max(numbered.values(), default=releases.latest(conn, digest.slug))
+    base = _cadence_base(conn, digest, cadence, slot or now)
+    release_from, release_to = issue_range(
+        base, releases.own_watermarks(conn, digest.slug, cadence, now), latest
+    )
+    if release_from >= release_to:
+        return None
+    held = releases.held_posts(conn, digest.slug, slugs, release_from, release_to)
+    if not save:
+        by_id = {p.id: p for p in fresh}
+        held += [(by_id[i], r) for i, r in numbered.items()]
+    return plan_cadence_issue(
+        digest=digest.slug,
+        cadence=cadence,
+        topics=topics,
+        held=held,
+        number=issues.last_number(conn, digest.slug) + 1,
+        release_from=release_from,
+        release_to=release_to,
+        release_base=base,
+        max_posts_per_topic=digest.max_posts_per_topic,
+        takes_default=cadence == digest.default,
+        now=now,
+    )
+
+
+def cadence_start(conn: Connection, digest: DigestConfig, cadence: str, now: datetime) -> int:
+    """Where the cadence's readers without a watermark of their own stand (its horizon, or
+    where its first issue would start): what a reader leaving a cadence that has not sent
+    an issue yet was owed from."""
+    return _cadence_base(conn, digest, cadence, now)
+
+
+def _cadence_base(conn: Connection, digest: DigestConfig, cadence: str, moment: datetime) -> int:
+    start = releases.last_released_by(conn, digest.slug, _previous_slot(digest, cadence, moment))
+    return releases.cadence_base(conn, digest.slug, cadence, start)
+
+
+def _previous_slot(digest: DigestConfig, cadence: str, moment: datetime) -> datetime:
+    """The cadence's last slot before ``moment``: a cadence's first issue holds what was
+    released since (a new monthly cadence starts with the last month)."""
+    trigger = CronTrigger.from_crontab(digest.schedules[cadence], timezone=digest.zone)
+    for days in (40, 400):
+        found = slots_between(trigger, moment - timedelta(days=days), moment - ONE_MICROSECOND)
+        if found:
+            return found[-1]
+    return moment - timedelta(days=400)
 
 
 def _topic_list(issue: Issue) -> str:
@@ -179,7 +267,7 @@ def row(project: Project, issue_id: int) -> issues.IssueRow | None:
         return issues.find_issue_row(conn, issue_id)
 
 
-def segments(project: Project, issue: Issue) -> dict[TopicSet, int]:
+def segments(project: Project, issue: Issue) -> dict[Owed, int]:
     """Readers per segment, largest first: as recorded for sending once the issue is
     being sent (cheap, and what it goes out to), else as the subscribers stand now."""
     with project.reading() as conn:
@@ -187,10 +275,19 @@ def segments(project: Project, issue: Issue) -> dict[TopicSet, int]:
         if recorded:
             sizes = Counter({decode_key(key): n for key, n in recorded.items()})
         else:
-            members = segment_members(conn, issue.topic_slugs, project.clock())
+            members = segment_members(conn, issue.topic_slugs, project.clock(), Owing.of(issue))
             sizes = Counter(key for _, key in members)
     order = {slug: i for i, slug in enumerate(issue.topic_slugs)}
-    return dict(sorted(sizes.items(), key=lambda kv: (-kv[1], sorted(order[s] for s in kv[0]))))
+    return dict(
+        sorted(
+            sizes.items(),
+            key=lambda kv: (
+                -kv[1],
+                sorted(order.get(s, len(order)) for s in kv[0].topics),
+                kv[0].since or 0,
+            ),
+        )
+    )
 
 
 def decide(

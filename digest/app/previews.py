@@ -10,7 +10,7 @@ from digest.app import issues as issue_cases
 from digest.app.archive import archive_links
 from digest.app.wiring import Project
 from digest.errors import DigestError, NoReaders
-from digest.models import Issue, TopicSet
+from digest.models import Issue, Owed
 from digest.personalize import compile_template, token_values
 from digest.render import RenderedIssue
 from digest.render.layout import post_count
@@ -26,12 +26,12 @@ PREVIEW_INDEX = "web/preview_index.html.j2"
 class PreviewResult:
     folder: Path
     index: Path
-    files: dict[TopicSet, Path]
-    html_bytes: dict[TopicSet, int]
-    trimmed: dict[TopicSet, dict[str, int]]
+    files: dict[Owed, Path]
+    html_bytes: dict[Owed, int]
+    trimmed: dict[Owed, dict[str, int]]
 
     @property
-    def over_budget(self) -> dict[TopicSet, int]:
+    def over_budget(self) -> dict[Owed, int]:
         return {k: n for k, n in self.html_bytes.items() if n > HTML_BUDGET_BYTES}
 
 
@@ -66,7 +66,7 @@ def preview(
     """One HTML file per segment of the issue (as its readers will get it, tokens filled with
     sample values), the issue's web-archive page (``archive.html``, every topic, no personal
     links: what "view in browser" serves) and an index.html linking them."""
-    segments: dict[TopicSet, int] | None = None
+    segments: dict[Owed, int] | None = None
     if issue is None:
         try:
             planned = issue_cases.plan(project, digest_slug)
@@ -83,13 +83,14 @@ def preview(
         segments = issue_cases.segments(project, issue)
     target = folder / issue.digest / f"issue-{issue.number:04d}"
     target.mkdir(parents=True, exist_ok=True)
-    files: dict[TopicSet, Path] = {}
-    sizes: dict[TopicSet, int] = {}
-    trimmed: dict[TopicSet, dict[str, int]] = {}
+    files: dict[Owed, Path] = {}
+    sizes: dict[Owed, int] = {}
+    trimmed: dict[Owed, dict[str, int]] = {}
     sample = sample_values(project.config.site.public_url, issue.topic_slugs)
-    for key in list(segments) or [frozenset(issue.topic_slugs)]:
+    for key in list(segments) or [Owed(frozenset(issue.topic_slugs))]:
         variant = rendered.variant(key)
-        name = "segment-" + "+".join(s for s in issue.topic_slugs if s in key) + ".html"
+        since = "" if key.since is None else f"@{key.since}"
+        name = "segment-" + "+".join(s for s in issue.topic_slugs if s in key) + since + ".html"
         path = target / name
         path.write_text(compile_template(variant.html).fill(sample), encoding="utf-8")
         files[key] = path
@@ -105,10 +106,10 @@ def send_test(
     project: Project,
     to: str,
     digest_slug: str | None = None,
-    segment: frozenset[str] | None = None,
+    segment: Owed | frozenset[str] | None = None,
     as_email: str | None = None,
     issue: Issue | None = None,
-) -> tuple[Issue, TopicSet, str]:
+) -> tuple[Issue, Owed, str]:
     """One variant of ``issue`` (default: the next one) to an editor, marked [TEST],
     outside the ledger.
 
@@ -142,9 +143,10 @@ def send_test(
 
 
 def _test_segment(
-    project: Project, issue: Issue, segment: frozenset[str] | None, as_email: str | None
-) -> TopicSet:
-    key = segment or frozenset(issue.topic_slugs)
+    project: Project, issue: Issue, segment: Owed | frozenset[str] | None, as_email: str | None
+) -> Owed:
+    owed = Owed.of(segment) if segment is not None else Owed(frozenset(issue.topic_slugs))
+    key = owed.topics or frozenset(issue.topic_slugs)
     if as_email:
         with project.reading() as conn:
             reader = SubscriberStore(conn).get(as_email)
@@ -162,15 +164,15 @@ def _test_segment(
             f"(it has {', '.join(issue.topic_slugs)})",
             where="--segment",
         )
-    return key
+    return Owed(key, None if as_email else owed.since)
 
 
 def _preview_index(
     rendered: RenderedIssue,
-    files: dict[TopicSet, Path],
-    segments: dict[TopicSet, int],
-    sizes: dict[TopicSet, int],
-    trimmed: dict[TopicSet, dict[str, int]],
+    files: dict[Owed, Path],
+    segments: dict[Owed, int],
+    sizes: dict[Owed, int],
+    trimmed: dict[Owed, dict[str, int]],
 ) -> str:
     issue = rendered.issue
     names = {s.topic.slug: s.topic.name for s in issue.sections}
@@ -180,7 +182,8 @@ def _preview_index(
         rows.append(
             {
                 "file": path.name,
-                "topics": ", ".join(names[s] for s in issue.topic_slugs if s in key),
+                "topics": ", ".join(names[s] for s in issue.topic_slugs if s in key)
+                + ("" if key.since is None else f" (switched: since release {key.since})"),
                 "readers": segments.get(key, 0),
                 "posts": post_count(sections),
                 "subject": rendered.subject(sections),
@@ -189,7 +192,8 @@ def _preview_index(
                 "trimmed": ", ".join(f"{names[s]} −{n}" for s, n in trimmed[key].items()),
             }
         )
-    title = f"{rendered.ctx.digest_name} · issue {issue.number} · preview"
+    cadence = f" · {issue.cadence}" if issue.cadence else ""
+    title = f"{rendered.ctx.digest_name}{cadence} · issue {issue.number} · preview"
     return rendered.env.get_template(PREVIEW_INDEX).render(
         title=title, rows=rows, budget_kib=HTML_BUDGET_BYTES // 1024
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
+from digest.app import issues as issue_cases
 from digest.app.wiring import Project
 from digest.config.digests import DigestConfig
 from digest.config.environment import SECRET_KEY_ENV
@@ -91,7 +92,7 @@ def import_file(
             reactivate=reactivate,
             hasher=erasure_hasher(project, store),
             defaults=defaults(project.config),
-            switch=switch_in(conn),
+            switch=switch_in(conn, project.config, project.clock()),
         )
 
 
@@ -147,7 +148,11 @@ def add(
             store.set_time_zone(added.id, zone, project.clock())
         if chosen:
             store.choose_cadences(
-                added.id, chosen, defaults(project.config), switch_in(conn), project.clock()
+                added.id,
+                chosen,
+                defaults(project.config),
+                switch_in(conn, project.config, project.clock()),
+                project.clock(),
             )
         return store.by_id(added.id) or added
 
@@ -208,11 +213,16 @@ def defaults(config: Config) -> dict[str, str]:
     return {d.slug: d.default for d in config.digests}
 
 
-def switch_in(conn: Connection) -> CadenceSwitch:
-    """The watermark a reader takes from the cadence they leave, read in ``conn``."""
+def switch_in(conn: Connection, config: Config, now: datetime) -> CadenceSwitch:
+    """The watermark a reader takes from the cadence they leave, read in ``conn``: their
+    own, or where the cadence stands; where its first issue would start when it has sent
+    none (no watermark at all would leave them at the new cadence's horizon, owed less)."""
 
     def switch(subscriber_id: int, digest: str, leaving: str) -> int | None:
-        return watermark_at_switch(conn, subscriber_id, digest, leaving)
+        found = watermark_at_switch(conn, subscriber_id, digest, leaving)
+        if found is None:
+            found = issue_cases.cadence_start(conn, config.digest(digest), leaving, now)
+        return found
 
     return switch
 
@@ -258,7 +268,8 @@ def choose_cadences(
     What changed."""
     store = SubscriberStore(conn)
     store.lock(subscriber_id)
-    return store.choose_cadences(subscriber_id, chosen, defaults(config), switch_in(conn), now)
+    switch = switch_in(conn, config, now)
+    return store.choose_cadences(subscriber_id, chosen, defaults(config), switch, now)
 
 
 def choose_cadence(project: Project, subscriber_id: int, digest: str, cadence: str) -> bool:

@@ -51,7 +51,10 @@ def plan(
 def _print_plan(project: Project, planned: Planned) -> None:
     issue = planned.issue
     state = "planned now" if planned.created else "planned earlier, not yet sent"
-    topics = Table(title=f"Issue {issue.number} of {issue.digest} ({state})", title_justify="left")
+    cadence = f", {issue.cadence}" if issue.cadence else ""
+    topics = Table(
+        title=f"Issue {issue.number} of {issue.digest}{cadence} ({state})", title_justify="left"
+    )
     topics.add_column("Topic")
     topics.add_column("New posts", justify="right")
     topics.add_column("Readers", justify="right")
@@ -82,7 +85,10 @@ def _print_segments(project: Project, planned: Planned) -> None:
         trimmed = ", ".join(f"{names[s]} −{n}" for s, n in variant.trimmed.items()) or "—"
         collapsed_any.update(variant.collapsed)
         segments.add_row(
-            escape(", ".join(names[s] for s in issue.topic_slugs if s in key)),
+            escape(
+                ", ".join(names[s] for s in issue.topic_slugs if s in key)
+                + ("" if key.since is None else f" (switched: since release {key.since})")
+            ),
             str(readers),
             f"{variant.sent_bytes / 1000:.1f} KB",
             escape(trimmed),
@@ -116,8 +122,9 @@ def preview(
 def warn_size(result: PreviewResult) -> None:
     for key, size in result.over_budget.items():
         err.print(
-            f"[yellow]warning: the email of segment {'+'.join(sorted(key))} is {size / 1024:.0f} "
-            "KiB of HTML; Gmail clips past about 100 KiB. Lower max_posts_per_topic.[/]"
+            f"[yellow]warning: the email of segment {'+'.join(sorted(key.topics))} is "
+            f"{size / 1024:.0f} KiB of HTML; Gmail clips past about 100 KiB. "
+            "Lower max_posts_per_topic.[/]"
         )
 
 
@@ -283,7 +290,7 @@ def _send_test(
 ) -> None:
     key = frozenset(s for s in re.split(r"[+,]", segment) if s) if segment else None
     issue, topics, subject = previews.send_test(project, to, digest, key, as_email)
-    variant = "+".join(sorted(topics))
+    variant = "+".join(sorted(topics.topics))
     out.print(f"Test of issue {issue.number} ({variant}) sent to {to}: {subject}", markup=False)
 
 

@@ -1,7 +1,10 @@
 """What a segment's email shows, as plain values for the templates. Pure.
 
-A post in two topics is shown once per email: in the first of the reader's topics (in the
-digest's order) that holds it. A section left without posts is dropped.
+A segment's sections are the issue's, restricted to the topics its readers are owed and to
+the posts released after their watermark (:class:`~digest.models.Owed`), each topic capped
+at the issue's ``per_topic`` with the rest counted in its "more" link. A post in two topics is
+shown once per email: in the first of the reader's topics (in the digest's order) that holds
+it. A section left without posts is dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 
-from digest.models import HeroImage, Issue, StoredPost, Topic, TopicSet
+from digest.models import HeroImage, Issue, Owed, StoredPost, Topic, TopicSet
 
 
 @dataclass(frozen=True)
@@ -102,22 +105,47 @@ def all_sections(
     )
 
 
+def owed_posts(issue: Issue, key: Owed | TopicSet) -> dict[str, tuple[tuple[StoredPost, ...], int]]:
+    """Topic → (the posts a segment's email may show in it, how many more it is owed there):
+    the posts released after the segment's watermark, the first ``per_topic`` of them."""
+    owed = Owed.of(key)
+    since = owed.since if owed.since is not None else issue.release_base
+    out: dict[str, tuple[tuple[StoredPost, ...], int]] = {}
+    for section in issue.sections:
+        if section.topic.slug not in owed.topics:
+            continue
+        posts = section.posts
+        if since is not None and issue.releases:
+            posts = tuple(p for p in posts if issue.releases.get(p.id, since) > since)
+        if issue.per_topic is None:
+            out[section.topic.slug] = (posts, section.more)
+        else:
+            capped = posts[: issue.per_topic]
+            out[section.topic.slug] = (capped, len(posts) - len(capped))
+    return out
+
+
 def segment_sections(
-    issue: Issue, key: TopicSet, cards_by_id: dict[int, CardView], more_urls: dict[str, str]
+    issue: Issue,
+    key: Owed | TopicSet,
+    cards_by_id: dict[int, CardView],
+    more_urls: dict[str, str],
 ) -> tuple[SectionView, ...]:
     shown: set[int] = set()
     out = []
+    owed = owed_posts(issue, key)
     for section in issue.sections:
-        if section.topic.slug not in key:
+        if section.topic.slug not in owed:
             continue
+        posts, more = owed[section.topic.slug]
         cards = []
-        for post in section.posts:
+        for post in posts:
             if post.id not in shown:
                 shown.add(post.id)
                 cards.append(cards_by_id[post.id])
         if cards:
             url = more_urls.get(section.topic.slug, "")
-            out.append(SectionView(section.topic, tuple(cards), section.more, url))
+            out.append(SectionView(section.topic, tuple(cards), more, url))
     return tuple(out)
 
 

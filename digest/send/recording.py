@@ -17,6 +17,7 @@ from digest import db
 from digest.lifecycle import IssueStatus
 from digest.send.batch import plan_batches
 from digest.send.ledger import PENDING, bound
+from digest.stores import releases
 
 _B = db.send_batches.c
 _D = db.deliveries.c
@@ -115,7 +116,9 @@ def record(
 
     Each group's transaction first renews the recorder's lease; when another worker has taken
     the recording over, or ``proceed`` says stop, recording stops. The last step marks the
-    issue recorded. Whoever finishes a recording left unfinished (:func:`take_recording`)
+    issue recorded and settles the watermarks of its cadence's readers who switched
+    (:func:`digest.stores.releases.settle_watermarks`), in the same transaction. Whoever
+    finishes a recording left unfinished (:func:`take_recording`)
     records the members without a delivery yet: the unique (issue, subscriber) key makes any
     slip an error before anything is sent, never a duplicate.
 
@@ -142,12 +145,19 @@ def record(
             now = recorder.clock()
             if _renew(conn, issue_id, recorder, now):
                 if final:
-                    # The end of the issue's recording (after its last wave, if it has
-                    # waves): where the readers' watermarks settle.
-                    done: dict[str, object] = {"recorded_at": now, "recorder_until": None}
+                    conn.execute(
+                        update(db.issues)
+                        .where(db.issues.c.id == issue_id)
+                        .values(recorded_at=now, recorder_until=None)
+                    )
+                    # After the issue's last wave (if it has waves): readers settle here.
+                    releases.settle_watermarks(conn, issue_id)
                 else:
-                    done = {"recorder": None, "recorder_until": None}
-                conn.execute(update(db.issues).where(db.issues.c.id == issue_id).values(**done))
+                    conn.execute(
+                        update(db.issues)
+                        .where(db.issues.c.id == issue_id)
+                        .values(recorder=None, recorder_until=None)
+                    )
     finally:
         temporary.drop_all()
     return written

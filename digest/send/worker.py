@@ -104,7 +104,7 @@ class _RecordingThread:
             with self.engine.connect() as conn:
                 with conn.begin():
                     segmentation = segment.segmentation(
-                        conn, issue.topic_slugs, self.recorder.clock()
+                        conn, issue.topic_slugs, self.recorder.clock(), segment.Owing.of(issue)
                     )
                 members = segmentation.addressed if segmentation else None
                 if members is not None and self.narrow is not None:

@@ -7,8 +7,8 @@ outside the send ledger lives here. The rules over an issue's status and approva
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -22,12 +22,16 @@ from subscribers.tables import UtcDateTime
 
 
 def posts_in_issues(conn: Connection, digest: str) -> set[int]:
-    """Posts an issue of this digest already holds. A skipped issue never reached anyone, so
-    its posts are not counted: they are candidates for the next issue again."""
+    """Posts an issue of this digest already holds (those of issues planned before cadences
+    have no release: planning releases none of these). A skipped issue never reached anyone,
+    so its posts are not counted: they are candidates for the next issue again."""
     query = (
         select(db.issue_posts.c.post_id)
         .join(db.issues, db.issues.c.id == db.issue_posts.c.issue_id)
-        .where(db.issues.c.digest == digest, db.issues.c.status != IssueStatus.SKIPPED)
+        .where(
+            db.issues.c.digest == digest,
+            db.issues.c.status != IssueStatus.SKIPPED,
+        )
     )
     return set(conn.execute(query).scalars())
 
@@ -59,6 +63,9 @@ class IssueRow:
     release_from: int | None = None
     release_to: int | None = None
     """It holds the digest's releases in (release_from, release_to]; NULL before cadences."""
+    release_base: int | None = None
+    per_topic: int | None = None
+    takes_default: bool = True
 
 
 def last_issue(conn: Connection, digest: str) -> IssueRow | None:
@@ -125,6 +132,11 @@ def save_issue(
             slot=slot,
             approval=approval,
             cadence=issue.cadence,
+            release_from=issue.release_from,
+            release_to=issue.release_to,
+            release_base=issue.release_base,
+            per_topic=issue.per_topic,
+            takes_default=issue.takes_default,
         )
         .returning(db.issues.c.id)
     ).scalar_one()
@@ -142,7 +154,7 @@ def save_issue(
             for s in issue.sections
         ],
     )
-    return Issue(issue.digest, issue.number, issue.sections, issue.cutoff, issue_id, now)
+    return replace(issue, id=issue_id, created_at=now)
 
 
 def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issue:
@@ -176,6 +188,7 @@ def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issu
         for topic in topics
         if topic.slug in by_section
     )
+    released = releases_of(conn, head.digest, post_topics) if head.release_to is not None else {}
     return Issue(
         head.digest,
         head.number,
@@ -185,7 +198,26 @@ def load_issue(conn: Connection, issue_id: int, topics: Sequence[Topic]) -> Issu
         head.created_at,
         head.editor_note,
         head.cadence,
+        head.release_from,
+        head.release_to,
+        head.release_base,
+        head.per_topic,
+        released,
+        bool(head.takes_default),
     )
+
+
+def releases_of(conn: Connection, digest: str, post_ids: Iterable[int]) -> dict[int, int]:
+    """Post id → its release in the digest."""
+    r = db.post_releases.c
+    ids = list(post_ids)
+    found: dict[int, int] = {}
+    for start in range(0, len(ids), 500):
+        query = select(r.post_id, r.release).where(
+            r.digest == digest, r.post_id.in_(ids[start : start + 500])
+        )
+        found.update((int(p), int(n)) for p, n in conn.execute(query))
+    return found
 
 
 def set_note(conn: Connection, issue_id: int, note: str | None) -> None:
@@ -357,3 +389,22 @@ def public_issues(conn: Connection, digest: str, limit: int = 100) -> list[Issue
         .limit(limit)
     )
     return [IssueRow(**row._mapping) for row in rows]
+
+
+def issues_ending_at(conn: Connection, digest: str, ends: Iterable[int]) -> dict[int, int]:
+    """Release → the number of the newest issue of the digest that went out and ended there:
+    where a reader whose watermark it is was last sent to ("owed since issue 12")."""
+    i = db.issues.c
+    wanted = sorted(set(ends))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(i.release_to, func.max(i.number))
+        .where(
+            i.digest == digest,
+            i.release_to.in_(wanted),
+            i.status.in_([IssueStatus.SENDING, IssueStatus.SENT]),
+        )
+        .group_by(i.release_to)
+    )
+    return {int(end): int(number) for end, number in rows}

@@ -9,10 +9,156 @@ cadence's *horizon*, where its last recorded issue ended.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, select
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
 
 from digest import db
+from digest.models import StoredPost
+from digest.stores.posts import stored_post
 from subscribers import tables as subscriber_tables
+from subscribers.models import Status
+
+_R = db.post_releases.c
+
+
+def latest(conn: Connection, digest: str) -> int:
+    """The digest's latest release (0 before its first)."""
+    found = conn.execute(select(func.max(_R.release)).where(_R.digest == digest)).scalar_one()
+    return int(found or 0)
+
+
+def released_among(conn: Connection, digest: str, post_ids: Collection[int]) -> set[int]:
+    """Which of these posts already have a release in the digest."""
+    found: set[int] = set()
+    ids = list(post_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found.update(
+            conn.execute(
+                select(_R.post_id).where(_R.digest == digest, _R.post_id.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
+def release(conn: Connection, digest: str, numbered: Mapping[int, int], now: datetime) -> None:
+    """Store the releases :func:`digest.plan.number_releases` gave."""
+    if numbered:
+        conn.execute(
+            insert(db.post_releases),
+            [
+                {"digest": digest, "post_id": post_id, "release": number, "released_at": now}
+                for post_id, number in numbered.items()
+            ],
+        )
+
+
+def last_released_by(conn: Connection, digest: str, moment: datetime) -> int:
+    """The digest's last release given at or before ``moment`` (0: none)."""
+    found = conn.execute(
+        select(func.max(_R.release)).where(_R.digest == digest, _R.released_at <= moment)
+    ).scalar_one()
+    return int(found or 0)
+
+
+def held_posts(
+    conn: Connection, digest: str, topic_slugs: Sequence[str], after: int, upto: int
+) -> list[tuple[StoredPost, int]]:
+    """The digest's posts released in (after, upto] in these topics, each with its release."""
+    query = (
+        select(db.posts, db.topics.c.slug, _R.release)
+        .join(db.post_releases, and_(_R.post_id == db.posts.c.id, _R.digest == digest))
+        .join(db.post_topics, db.post_topics.c.post_id == db.posts.c.id)
+        .join(db.topics, db.topics.c.id == db.post_topics.c.topic_id)
+        .where(db.topics.c.slug.in_(topic_slugs), _R.release > after, _R.release <= upto)
+        .order_by(_R.release)
+    )
+    rows: dict[int, tuple[object, list[str], int]] = {}
+    for row in conn.execute(query):
+        rows.setdefault(row.id, (row, [], int(row.release)))[1].append(row.slug)
+    return [(stored_post(row, tuple(slugs)), r) for row, slugs, r in rows.values()]  # type: ignore[arg-type]
+
+
+def cadence_base(conn: Connection, digest: str, cadence: str, start: int) -> int:
+    """Where a cadence's readers without a watermark of their own stand: its horizon; before
+    its first recorded issue, the base of a skipped one (its readers never got it), else
+    ``start`` (where a cadence's first issue begins)."""
+    found = horizon(conn, digest, cadence)
+    if found is not None:
+        return found
+    i = db.issues.c
+    skipped = conn.execute(
+        select(func.min(i.release_base)).where(i.digest == digest, i.cadence == cadence)
+    ).scalar_one()
+    return start if skipped is None else min(int(skipped), start)
+
+
+def own_watermarks(conn: Connection, digest: str, cadence: str, now: datetime) -> list[int]:
+    """The lowest watermark of the cadence's readers who would get its issue (active, not
+    paused) and have one of their own (at most one value: the query keeps the minimum)."""
+    rc, s = subscriber_tables.reader_cadences.c, subscriber_tables.subscribers.c
+    found = conn.execute(
+        select(func.min(rc.watermark))
+        .join(subscriber_tables.subscribers, s.id == rc.subscriber_id)
+        .where(
+            rc.digest == digest,
+            rc.cadence == cadence,
+            rc.watermark.is_not(None),
+            s.status == Status.ACTIVE.value,
+            or_(s.paused_until.is_(None), s.paused_until <= now),
+        )
+    ).scalar_one()
+    return [] if found is None else [int(found)]
+
+
+def settle_watermarks(conn: Connection, issue_id: int) -> int:
+    """When an issue's recording has finished: the readers of its cadence with a watermark of
+    their own inside the issue's range who got the issue (a delivery in it), or whom it owed
+    nothing (no post of their topics released after their watermark), are at the cadence's
+    new horizon: their watermark becomes NULL. Whoever was owed something and did not get it
+    (came to the cadence after the placement, paused, a watermark below the range) keeps
+    theirs. One UPDATE, touching only readers with a watermark of their own; the number
+    settled."""
+    i = db.issues.c
+    head = conn.execute(
+        select(i.digest, i.cadence, i.release_from, i.release_to).where(i.id == issue_id)
+    ).one()
+    if head.release_to is None:
+        return 0
+    rc = subscriber_tables.reader_cadences.c
+    d, ip = db.deliveries.c, db.issue_posts.c
+    sub = subscriber_tables.subscriptions.c
+    delivered = exists().where(d.issue_id == issue_id, d.subscriber_id == rc.subscriber_id)
+    owed = (
+        exists()
+        .select_from(
+            db.issue_posts.join(
+                db.post_releases, and_(_R.post_id == ip.post_id, _R.digest == head.digest)
+            ).join(subscriber_tables.subscriptions, sub.topic_id == ip.topic_id)
+        )
+        .where(
+            ip.issue_id == issue_id,
+            ip.excluded.is_(False),
+            sub.subscriber_id == rc.subscriber_id,
+            _R.release > rc.watermark,
+        )
+    )
+    return int(
+        conn.execute(
+            update(subscriber_tables.reader_cadences)
+            .where(
+                rc.digest == head.digest,
+                rc.cadence == head.cadence,
+                rc.watermark.is_not(None),
+                rc.watermark >= head.release_from,
+                rc.watermark <= head.release_to,
+                or_(delivered, ~owed),
+            )
+            .values(watermark=None)
+        ).rowcount
+    )
 
 
 def horizon(conn: Connection, digest: str, cadence: str) -> int | None:

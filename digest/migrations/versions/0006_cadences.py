@@ -25,6 +25,11 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("release_from", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("release_to", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("release_base", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("per_topic", sa.Integer(), nullable=True))
+        batch.add_column(
+            sa.Column("takes_default", sa.Boolean(), server_default=sa.true(), nullable=False)
+        )
         batch.drop_constraint("uq_issues_digest_slot", type_="unique")
         batch.create_unique_constraint(
             "uq_issues_digest_cadence_slot", ["digest", "cadence", "slot"]
@@ -71,6 +76,9 @@ def downgrade() -> None:
     with op.batch_alter_table("issues") as batch:
         batch.drop_constraint("uq_issues_digest_cadence_slot", type_="unique")
         batch.create_unique_constraint("uq_issues_digest_slot", ["digest", "slot"])
+        batch.drop_column("takes_default")
+        batch.drop_column("per_topic")
+        batch.drop_column("release_base")
         batch.drop_column("release_to")
         batch.drop_column("release_from")
         batch.drop_column("cadence")

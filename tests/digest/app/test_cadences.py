@@ -165,14 +165,15 @@ def test_counts_follow_each_digests_topics_and_defaults(project: Project) -> Non
 
 
 def test_a_switch_locks_and_keeps_the_row_lock_order(project: Project, clock: FixedClock) -> None:
-    """Two readers switching in one transaction (an import) write both rows, each once."""
+    """Two readers switching in one transaction (an import) write both rows, each once; with
+    nothing released yet, the watermark they take is 0 (owed every release to come)."""
     a, b = add(project, "a@example.com"), add(project, "b@example.com")
     with project.transaction() as conn:
         for reader in (a, b, a):
             subscribers.choose_cadences(
                 conn, project.config, reader, {"weekly": "daily"}, clock() + timedelta(1)
             )
-    assert rows_of(project, a) == [("daily", None)] and rows_of(project, b) == [("daily", None)]
+    assert rows_of(project, a) == [("daily", 0)] and rows_of(project, b) == [("daily", 0)]
 
 
 def test_cli_add_takes_cadence_and_zone(project: Project) -> None:
@@ -180,7 +181,7 @@ def test_cli_add_takes_cadence_and_zone(project: Project) -> None:
         project, "cli@example.com", "", "backend", cadence="daily", time_zone="asia/tokyo"
     )
     assert added.time_zone == "Asia/Tokyo"
-    assert rows_of(project, added.id) == [("daily", None)]
+    assert rows_of(project, added.id) == [("daily", 0)]
     with pytest.raises(DigestError, match=r"--cadence.*unknown cadence 'hourly'"):
         subscribers.add(project, "cli2@example.com", "", "backend", cadence="hourly")
     with pytest.raises(DigestError, match="--time-zone"):

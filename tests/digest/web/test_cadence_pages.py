@@ -131,7 +131,7 @@ def test_choices_wait_for_the_confirmation_and_then_apply(live: Live) -> None:
         preferences = client.get(confirmed.headers["location"])
     reader = live.subscriber("new@example.com")
     assert reader.status is Status.ACTIVE and reader.time_zone == "Asia/Kathmandu"
-    assert cadences_of(live, "new@example.com") == {"weekly": ("daily", None)}
+    assert cadences_of(live, "new@example.com") == {"weekly": ("daily", 0)}
     assert 'value="daily" checked' in preferences.text
     assert 'value="Asia/Kathmandu"' in preferences.text
 
@@ -190,7 +190,7 @@ def test_the_preference_centre_changes_cadence_and_zone(live: Live) -> None:
         assert cleared.status_code == 303
     found = live.subscriber("pref@example.com")
     assert found.topics == {"data"} and found.time_zone is None
-    assert cadences_of(live, "pref@example.com") == {"weekly": ("monthly", None)}
+    assert cadences_of(live, "pref@example.com") == {"weekly": ("monthly", 0)}
 
 
 def test_the_editor_dashboard_counts_readers_per_cadence(site: EditorSite) -> None:
