@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from digest.personalize import unfilled_tokens
-from digest.scaffold import example_site
+from digest.scaffold import example_site, scaffold
 from subscribers.importer import parse_csv, topic_resolver
 from subscribers.tokens import Purpose, TokenSigner
 
@@ -204,3 +205,75 @@ def test_bad_csv_rows_are_named_by_line_and_good_rows_imported(tmp_path: Path) -
     assert f"{csv}:3: bad address 'broken'" in result.stderr
     assert f"{csv}:4: unknown topic(s): 'Cooking'" in result.stderr
     assert re.search(r"added\s+│\s+1", result.stdout)
+
+
+def enable_cadences(site: Path) -> Path:
+    """Uncomment the example's three cadence lines, as the README says; the config's path."""
+    config = site / "digest.toml"
+    lines = config.read_text(encoding="utf-8").splitlines()
+    chosen = ("# cadences = ", "# default_cadence = ", "# local_delivery = ")
+    uncommented = [line[2:] if line.startswith(chosen) else line for line in lines]
+    assert sum(a != b for a, b in zip(lines, uncommented, strict=True)) == 3
+    config.write_text("\n".join(uncommented) + "\n", encoding="utf-8")
+    return config
+
+
+def digest_cli(config: Path, *command: str) -> str:
+    env = {**os.environ, "DIGEST_SECRET_KEY": SECRET, "COLUMNS": "120"}
+    done = subprocess.run(
+        [sys.executable, "-m", "digest", "--config", str(config), *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_readme_cadence_steps_send_each_reader_their_own_cadence_once(
+    tmp_path: Path,
+) -> None:
+    """README, "Cadences": uncomment the example's three cadence lines, import
+    subscribers-cadences.csv, run: one issue per cadence, each reader in exactly one."""
+    site = tmp_path / "site"
+    scaffold(site)
+    config = enable_cadences(site)
+    digest_cli(config, "subscribers", "import", str(site / "subscribers-cadences.csv"))
+    digest_cli(config, "run")
+    with (site / "subscribers-cadences.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    wanted = expected_topics()
+    expected: dict[str, set[str]] = {"daily": set(), "weekly": set(), "monthly": set()}
+    for row in rows:
+        address = row["email"].lower()
+        if wanted[address] - {"security"}:
+            expected[row["cadence"] or "weekly"].add(address)
+    got = []
+    for folder in sorted((site / "outbox" / "weekly").iterdir()):
+        readers = set()
+        for path in folder.glob("*.eml"):
+            message = message_from_bytes(path.read_bytes(), policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            readers.add(message["To"].addresses[0].addr_spec.lower())
+        got.append(readers)
+    # Issues in the order of the config's cadences: daily, weekly, monthly.
+    assert got == [expected["daily"], expected["weekly"], expected["monthly"]]
+    assert all(got) and sum(map(len, got)) == 29
+
+
+def test_turning_cadences_on_after_a_send_sends_nobody_the_same_posts_again(
+    tmp_path: Path,
+) -> None:
+    """Every cadence starts where the digest's one schedule ended."""
+    site = tmp_path / "site"
+    scaffold(site)
+    config = site / "digest.toml"
+    digest_cli(config, "subscribers", "import", str(site / "subscribers.csv"))
+    assert "Emails submitted: 29" in digest_cli(config, "run")
+    enable_cadences(site)
+    digest_cli(config, "subscribers", "import", str(site / "subscribers-cadences.csv"))
+    again = digest_cli(config, "run")
+    assert again.count("Nothing new since the last issue") == 3, again
+    assert len(list((site / "outbox").rglob("*.eml"))) == 29

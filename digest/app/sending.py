@@ -47,6 +47,7 @@ def send(
     force: bool = False,
     by: str = "digest send --force",
     without_readers: bool = False,
+    cadence: str | None = None,
 ) -> tuple[issue_cases.Planned | None, SendReport | None]:
     """Send the unfinished issue (planning one if there is none): an editor's explicit act.
 
@@ -55,7 +56,9 @@ def send(
     record says who decided.
     """
     project.config.secrets.require_secret_key()  # before planning: a weak key plans nothing
-    planned = issue_cases.plan(project, digest_slug, without_readers=without_readers)
+    planned = issue_cases.plan(
+        project, digest_slug, without_readers=without_readers, cadence=cadence
+    )
     if planned is None:
         return None, None
     issue = planned.issue

@@ -19,7 +19,7 @@ from digest.app.issues import Planned
 from digest.app.previews import PreviewResult
 from digest.app.wiring import Project
 from digest.cli.gather import gather_with_progress
-from digest.cli.options import ConfigOption, DigestOption, open_project
+from digest.cli.options import CadenceOption, ConfigOption, DigestOption, open_project
 from digest.cli.output import err, out
 from digest.errors import DigestError
 from digest.render.size import HTML_BUDGET_BYTES
@@ -38,10 +38,11 @@ def plan(
     config: ConfigOption = None,
     digest: DigestOption = None,
     without_readers: WithoutReaders = False,
+    cadence: CadenceOption = None,
 ) -> None:
     """Plan the next issue (posts new since the last one) and show who gets what."""
     project = open_project(config)
-    planned = issues.plan(project, digest, without_readers=without_readers)
+    planned = issues.plan(project, digest, without_readers=without_readers, cadence=cadence)
     if planned is None:
         out.print(f"{issues.why_nothing(project, digest)}: no issue planned.")
         return
@@ -51,7 +52,7 @@ def plan(
 def _print_plan(project: Project, planned: Planned) -> None:
     issue = planned.issue
     state = "planned now" if planned.created else "planned earlier, not yet sent"
-    cadence = f", {issue.cadence}" if issue.cadence else ""
+    cadence = f" for {issue.cadence} readers" if issue.cadence else ""
     topics = Table(
         title=f"Issue {issue.number} of {issue.digest}{cadence} ({state})", title_justify="left"
     )
@@ -149,6 +150,7 @@ def send_with_progress(
     policy: AmbiguousPolicy = "skip",
     force: bool = False,
     without_readers: bool = False,
+    cadence: str | None = None,
 ) -> tuple[Planned | None, SendReport | None]:
     """Send (or resume) the next issue, a progress bar on stderr while it goes out, then its
     plan and what was submitted."""
@@ -163,6 +165,7 @@ def send_with_progress(
             force=force,
             by=f"{who()} (digest send --force)",
             without_readers=without_readers,
+            cadence=cadence,
         )
     if planned is None or report is None:
         out.print(f"{issues.why_nothing(project, digest)}: no email sent.")
@@ -256,6 +259,7 @@ def send(
         ),
     ] = None,
     without_readers: WithoutReaders = False,
+    cadence: CadenceOption = None,
 ) -> None:
     """Send the next issue, or resume an unfinished one. A finished issue is never sent again.
 
@@ -269,10 +273,17 @@ def send(
     elif test_to:
         _send_test(project, digest, test_to, segment, as_email)
     elif dry_run:
-        _dry_run(project, digest)
+        _dry_run(project, digest, cadence)
     else:
         policy: AmbiguousPolicy = "resend" if resend_ambiguous else "skip"
-        send_with_progress(project, digest, policy, force, without_readers)
+        send_with_progress(project, digest, policy, force, without_readers, cadence)
+
+
+def send_every_cadence(project: Project, digest: str | None) -> None:
+    """Send the digest's issue of each of its cadences, each to its own readers (by hand,
+    every cadence at once: what `digest run` and the demo do)."""
+    for cadence in project.config.digest(digest).schedules:
+        send_with_progress(project, digest, cadence=cadence or None)
 
 
 def _resend(project: Project, digest: str | None, number: int) -> None:
@@ -294,8 +305,8 @@ def _send_test(
     out.print(f"Test of issue {issue.number} ({variant}) sent to {to}: {subject}", markup=False)
 
 
-def _dry_run(project: Project, digest: str | None) -> None:
-    planned = issues.plan(project, digest, save=False)
+def _dry_run(project: Project, digest: str | None, cadence: str | None) -> None:
+    planned = issues.plan(project, digest, save=False, cadence=cadence)
     if planned is None:
         out.print(f"{issues.why_nothing(project, digest)}: nothing would be sent.")
         return
@@ -326,6 +337,6 @@ def run(config: ConfigOption = None, digest: DigestOption = None) -> None:
     """Gather, plan and send now, by hand (`digest scheduler` runs digests at their slots)."""
     project = open_project(config)
     report = gather_with_progress(project)
-    send_with_progress(project, digest)
+    send_every_cadence(project, digest)
     if report.failed:
         raise typer.Exit(1)

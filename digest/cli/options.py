@@ -24,6 +24,10 @@ ConfigOption = Annotated[
 DigestOption = Annotated[
     str | None, typer.Option("--digest", "-d", help="digest slug (default: the first one)")
 ]
+CadenceOption = Annotated[
+    str | None,
+    typer.Option("--cadence", help="which of the digest's cadences (default: its default one)"),
+]
 
 
 def config_at(path: Path | None) -> Config:

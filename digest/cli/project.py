@@ -15,7 +15,7 @@ from rich.markup import escape
 from digest.app import previews, subscribers
 from digest.app.wiring import Project, upgrade_database
 from digest.cli.gather import gather_with_progress
-from digest.cli.issues import send_with_progress, warn_size
+from digest.cli.issues import send_every_cadence, warn_size
 from digest.cli.options import ConfigOption, config_at, open_project
 from digest.cli.output import err, out
 from digest.cli.subscribers import import_with_report
@@ -57,7 +57,7 @@ def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
     parsed = subscribers.read_file(project, folder / "subscribers.csv")
     import_with_report(project, parsed, dry_run=False, source=str(folder / "subscribers.csv"))
     gather_with_progress(project)
-    send_with_progress(project, None)
+    send_every_cadence(project, None)
     result = previews.preview(project, None, (folder / "preview").resolve())
     out.print(f"Outbox: [bold]{escape(str(config.outbox_dir))}[/]")
     out.print(f"Previews: [bold]{escape(str(result.index))}[/]")

@@ -162,14 +162,20 @@ def settle_watermarks(conn: Connection, issue_id: int) -> int:
 
 
 def horizon(conn: Connection, digest: str, cadence: str) -> int | None:
-    """The release where the cadence's last fully recorded issue ended; None before its first."""
+    """The release where the cadence's last fully recorded issue ended. Before its first:
+    where the digest's one schedule (the cadence '') ended, if it sent anything, since that is
+    where every reader stood when the digest began to offer cadences (turning them on owes
+    nobody what they already got); else None."""
     i = db.issues.c
-    found = conn.execute(
-        select(func.max(i.release_to)).where(
-            i.digest == digest, i.cadence == cadence, i.recorded_at.is_not(None)
-        )
-    ).scalar_one()
-    return None if found is None else int(found)
+    for name in (cadence, "") if cadence else (cadence,):
+        found = conn.execute(
+            select(func.max(i.release_to)).where(
+                i.digest == digest, i.cadence == name, i.recorded_at.is_not(None)
+            )
+        ).scalar_one()
+        if found is not None:
+            return int(found)
+    return None
 
 
 def watermark_at_switch(
