@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -24,7 +20,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Boolean,
     Column,
-    Connection,
     Engine,
     ForeignKey,
     Index,
@@ -381,45 +376,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
-
-
-@contextmanager
-def unsynced_transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction whose commit does not wait for the disk: a crash of the machine may
-    lose it (PostgreSQL: the last fraction of a second of such commits; SQLite: those since the
-    last checkpoint, at most 10,000 pages of WAL), never corrupt anything. For what
-    a sender resends when it hears nothing but would not resend otherwise, where waiting for
-    the disk at each commit is most of the time: the Event Webhook's batches. SQLite:
-    ``synchronous=NORMAL`` for this transaction (set outside it, as SQLite requires, and put
-    back after), and such transactions of this process take turns on a lock; PostgreSQL:
-    ``synchronous_commit = off`` for this transaction only."""
-    if engine.dialect.name != "sqlite":
-        with engine.connect() as conn, conn.begin():
-            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            yield conn
-        return
-    with _writer_lock(engine), engine.connect() as conn:
-        level = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
-        conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
-        conn.commit()
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            conn.exec_driver_sql(f"PRAGMA synchronous={int(level)}")
-            conn.commit()
-
-
-_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
-_WRITERS_GUARD = threading.Lock()
-
-
-def _writer_lock(engine: Engine) -> threading.Lock:
-    """The lock this process's threads queue on to write to a SQLite database, which takes one
-    writer at a time anyway: the next one starts the moment the lock is free, where SQLite's
-    busy handler would find out by polling, sleeping up to 100 ms between tries."""
-    with _WRITERS_GUARD:
-        return _WRITERS.setdefault(engine, threading.Lock())
 
 
 def driver_error(engine: Engine, err: BaseException) -> bool:

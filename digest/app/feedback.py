@@ -76,10 +76,9 @@ def apply_webhook(
     except ValueError as problem:
         raise NotABatch(str(problem)) from problem
     keep_days = project.config.file.events.keep_days
-    # Unsynced: waiting for the disk is much of a batch's time otherwise, and SendGrid resends
-    # a batch it got no answer for; a crash of the machine itself may lose what was answered
-    # just before it.
-    with project.unsynced_transaction() as conn:
+    # Durable, though waiting for the disk is a tenth of a batch's time: a batch answered is
+    # never sent again, and it may hold unsubscribes and complaints that must not be lost.
+    with project.transaction() as conn:
         prune(conn, project.clock(), keep_days, limit=PRUNE_PER_EVENT * len(events) + 100)
         report = apply_events(
             conn, events, project.clock(), keep_days=keep_days, link_of=PostLinks(conn)

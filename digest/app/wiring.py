@@ -124,13 +124,6 @@ class Project:
         with self.engine.begin() as conn:
             yield conn
 
-    @contextmanager
-    def unsynced_transaction(self) -> Iterator[Connection]:
-        """A transaction whose commit does not wait for the disk (see
-        :func:`digest.db.unsynced_transaction`)."""
-        with db.unsynced_transaction(self.engine) as conn:
-            yield conn
-
     def job_store(self, table: str) -> SQLAlchemyJobStore:
         """The scheduler's job store, in the project database."""
         return SQLAlchemyJobStore(engine=self.engine, tablename=table)
