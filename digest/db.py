@@ -363,12 +363,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     # 64 MiB of pages (the default is 2 MiB): recording a large issue writes a million rows.
     cursor.execute("PRAGMA cache_size=-65536")
-    # Pages not in the cache are read from a memory map instead of a read() call each, and the
-    # WAL is copied back every 10,000 pages rather than 1,000: a webhook batch of 2,000 events
-    # at random sg_event_id keys dirties as many pages, which were otherwise written back
-    # after every batch (40 MB of WAL at most).
-    cursor.execute("PRAGMA mmap_size=1073741824")
-    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
     # SQLite's own lower() changes ASCII only: finding "Ösel" by "ösel" needs Python's.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
