@@ -20,7 +20,6 @@ import resource
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -28,18 +27,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from send_bench import TOPICS, ServerProcess, _cpu_seconds, config_text, load_readers
-from sqlalchemy import func, select, text
+from send_bench import (
+    TOPICS,
+    ServerProcess,
+    _cpu_seconds,
+    config_text,
+    load_readers,
+    open_project,
+)
+from sqlalchemy import func, select
 
-from digest import db
 from digest.app import gathering, sending
 from digest.app import issues as issue_cases
 from digest.app.wiring import Project
-from digest.config import load_config
 from digest.scaffold import scaffold
 from digest.stores import releases
 from subscribers import tables as subscriber_tables
-from tests.sendgrid_server import API_KEY
 
 CADENCES = {"daily": "0 8 * * *", "weekly": "0 8 * * mon", "monthly": "0 8 1 * *"}
 SWITCHED = 10
@@ -127,21 +130,8 @@ def main() -> None:
                 f"[digests.cadences]\n{cadences}",
             )
             (site / "digest.toml").write_text(body)
-            config = load_config(
-                site / "digest.toml",
-                {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"},
-            )
-            config = replace(
-                config,
-                secrets=replace(
-                    config.secrets, sendgrid_api_key=API_KEY, sendgrid_api_host=server.host
-                ),
-            )
-            engine = db.make_engine(config.database_url)
-            if engine.dialect.name == "postgresql":
-                with engine.begin() as conn:
-                    conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
-            project = Project.open(config, engine=engine)
+            project = open_project(site, server.host)
+            engine = project.engine
             # Each cadence's first issue, to nobody, a post per topic apart: each cadence gets
             # a horizon of its own.
             horizons = {}

@@ -114,6 +114,23 @@ class ServerProcess:
         self.process.wait()
 
 
+def open_project(site: Path, sendgrid_host: str) -> Project:
+    """The bench site's project, sending to the local SendGrid-compatible server at
+    ``sendgrid_host``; a PostgreSQL database is emptied first."""
+    config = load_config(
+        site / "digest.toml", {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
+    )
+    config = replace(
+        config,
+        secrets=replace(config.secrets, sendgrid_api_key=API_KEY, sendgrid_api_host=sendgrid_host),
+    )
+    engine = db.make_engine(config.database_url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
+    return Project.open(config, engine=engine)
+
+
 def load_readers(project: Project, readers: int) -> None:
     """Synthetic active subscribers with 1 to 4 of the 12 topics, in chunks (bulk insert)."""
     rng = random.Random(1)
@@ -230,21 +247,8 @@ def main() -> None:
             (site / "digest.toml").write_text(
                 config_text(site, site / "bench-feeds", args.database, args.in_flight)
             )
-            config = load_config(
-                site / "digest.toml",
-                {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"},
-            )
-            config = replace(
-                config,
-                secrets=replace(
-                    config.secrets, sendgrid_api_key=API_KEY, sendgrid_api_host=server.host
-                ),
-            )
-            engine = db.make_engine(config.database_url)
-            if engine.dialect.name == "postgresql":
-                with engine.begin() as conn:
-                    conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
-            project = Project.open(config, engine=engine)
+            project = open_project(site, server.host)
+            engine, config = project.engine, project.config
             gathering.gather_sources(project)
             start = time.perf_counter()
             load_readers(project, args.readers)

@@ -57,11 +57,7 @@ def plan_issue(
     The first issue (no ``last_cutoff``) takes only the posts of :func:`first_issue_window`
     when ``backfill`` is given.
     """
-    fresh = [p for p in candidates if p.id not in already_sent and is_new(p, last_cutoff, now)]
-    start = first_issue_window(fresh, backfill, now) if backfill and not last_cutoff else None
-    if start is not None:
-        fresh = [p for p in fresh if p.post.published_at >= start]
-    fresh.sort(key=lambda p: (p.post.published_at, p.id), reverse=True)
+    fresh = to_release(candidates, already_sent, last_cutoff, now, backfill)[::-1]
     sections = []
     for topic in topics:
         in_topic = [p for p in fresh if topic.slug in p.post.topics]
@@ -95,11 +91,11 @@ def number_releases(posts: Sequence[StoredPost], latest: int) -> dict[int, int]:
     return {p.id: latest + i for i, p in enumerate(posts, start=1)}
 
 
-def issue_range(base: int, own_watermarks: Collection[int], latest: int) -> tuple[int, int]:
+def issue_range(base: int, lowest_own: int | None, latest: int) -> tuple[int, int]:
     """(release_from, release_to) of a cadence's next issue: up to the digest's ``latest``
     release, from the lowest watermark of its readers who get it (``base`` for the many
-    without one of their own)."""
-    return min([base, *own_watermarks]), latest
+    without one of their own; ``lowest_own``, if any, among the others)."""
+    return (base if lowest_own is None else min(base, lowest_own)), latest
 
 
 def plan_cadence_issue(

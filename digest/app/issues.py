@@ -87,7 +87,7 @@ def plan(
 
     A new issue nobody would get (no active reader follows its topics) is refused with
     :class:`NoReaders` and its posts stay new, unless ``without_readers``. A digest's first
-    issue takes only the posts of ``[gather] backfill_days`` (:func:`plan_issue`).
+    issue takes only the posts of ``[gather] backfill_days`` (:func:`to_release`).
 
     ``slot`` makes planning idempotent per scheduled run: the unique (digest, slot)
     constraint means a second scheduler, or a rerun of the slot, gets the same issue back.
@@ -165,7 +165,8 @@ def _plan_new(
         now,
         timedelta(days=project.config.gather.backfill_days),
     )
-    numbered = number_releases(fresh, releases.latest(conn, digest.slug))
+    before = releases.latest(conn, digest.slug)
+    numbered = number_releases(fresh, before)
     if save:
         # No savepoint: on SQLite, one taken before the transaction's first write commits
         # when released. A race lost rolls the whole planning back, and plan() plans again.
@@ -173,10 +174,10 @@ def _plan_new(
             releases.release(conn, digest.slug, numbered, now)
         except IntegrityError:
             raise _Raced from None  # an issue of another cadence released them first
-    latest = max(numbered.values(), default=releases.latest(conn, digest.slug))
-    base = _cadence_base(conn, digest, cadence, slot or now)
+    latest = max(numbered.values(), default=before)
+    base = cadence_start(conn, digest, cadence, slot or now)
     release_from, release_to = issue_range(
-        base, releases.own_watermarks(conn, digest.slug, cadence, now), latest
+        base, releases.lowest_own_watermark(conn, digest.slug, cadence, now), latest
     )
     if release_from >= release_to:
         return None
@@ -199,14 +200,10 @@ def _plan_new(
     )
 
 
-def cadence_start(conn: Connection, digest: DigestConfig, cadence: str, now: datetime) -> int:
-    """Where the cadence's readers without a watermark of their own stand (its horizon, or
-    where its first issue would start): what a reader leaving a cadence that has not sent
-    an issue yet was owed from."""
-    return _cadence_base(conn, digest, cadence, now)
-
-
-def _cadence_base(conn: Connection, digest: DigestConfig, cadence: str, moment: datetime) -> int:
+def cadence_start(conn: Connection, digest: DigestConfig, cadence: str, moment: datetime) -> int:
+    """Where the cadence's readers without a watermark of their own stand at ``moment`` (its
+    horizon, or where its first issue would start): the base of its next issue, and what a
+    reader leaving a cadence that has not sent an issue yet was owed from."""
     start = releases.last_released_by(conn, digest.slug, _previous_slot(digest, cadence, moment))
     return releases.cadence_base(conn, digest.slug, cadence, start)
 

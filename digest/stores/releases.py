@@ -95,9 +95,9 @@ def cadence_base(conn: Connection, digest: str, cadence: str, start: int) -> int
     return start if skipped is None else min(int(skipped), start)
 
 
-def own_watermarks(conn: Connection, digest: str, cadence: str, now: datetime) -> list[int]:
+def lowest_own_watermark(conn: Connection, digest: str, cadence: str, now: datetime) -> int | None:
     """The lowest watermark of the cadence's readers who would get its issue (active, not
-    paused) and have one of their own (at most one value: the query keeps the minimum)."""
+    paused) and have one of their own; None when none has."""
     rc, s = subscriber_tables.reader_cadences.c, subscriber_tables.subscribers.c
     found = conn.execute(
         select(func.min(rc.watermark))
@@ -110,7 +110,7 @@ def own_watermarks(conn: Connection, digest: str, cadence: str, now: datetime) -
             or_(s.paused_until.is_(None), s.paused_until <= now),
         )
     ).scalar_one()
-    return [] if found is None else [int(found)]
+    return None if found is None else int(found)
 
 
 def settle_watermarks(conn: Connection, issue_id: int) -> int:
