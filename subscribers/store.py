@@ -643,13 +643,7 @@ class SubscriberStore:
     def cadences_of(self, subscriber_id: int) -> dict[str, str]:
         """Digest → the cadence the reader chose; digests they did not choose for are absent
         (they get its default)."""
-        rc = tables.reader_cadences.c
-        query = (
-            select(rc.digest, rc.cadence)
-            .where(rc.subscriber_id == subscriber_id)
-            .order_by(rc.digest)
-        )
-        return {str(digest): str(cadence) for digest, cadence in self.conn.execute(query)}
+        return self.cadences_of_many([subscriber_id])[subscriber_id]
 
     def cadences_of_many(self, ids: Sequence[int]) -> dict[int, dict[str, str]]:
         """:meth:`cadences_of` for many readers in one query (an export's chunk), each
