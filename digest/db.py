@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -253,6 +254,23 @@ on ``received_at``); what editors read is in the rollups below, kept for good.
 ``post_id`` the issue's post it was matched to."""
 Index("ix_events_received_at", events.c.received_at)
 
+event_inbox = Table(
+    "event_inbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("rows", LargeBinary, nullable=False),
+    sqlite_autoincrement=True,
+)
+"""Staged webhook batches: each a verified batch's events as rows (JSON), appended in one
+durable commit before the answer and applied later, many batches at once, by
+:func:`digest.app.feedback.drain`. No index but the rowid: appending costs the same however
+many events are stored. Ids are never used twice (SQLite's AUTOINCREMENT), so an id a drain
+read names the same batch when it deletes it. On SQLite the table lives in a file of its own
+beside the database (:meth:`digest.app.wiring.Project.inbox`), so staging never waits for a
+drain's write lock."""
+
 event_counts = Table(
     "event_counts",
     metadata,
@@ -397,6 +415,20 @@ def make_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def inbox_engine(engine: Engine) -> Engine:
+    """The engine of ``engine``'s event inbox (see :data:`event_inbox`): for a SQLite file, a
+    file of its own beside it, its one table made if missing; else ``engine`` itself."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        return engine
+    database = Path(path)
+    inbox = make_engine(
+        f"sqlite:///{database.with_name(f'{database.stem}.inbox{database.suffix}')}"
+    )
+    event_inbox.create(inbox, checkfirst=True)
+    return inbox
 
 
 MIGRATIONS = Path(__file__).parent / "migrations"

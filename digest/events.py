@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -218,7 +218,22 @@ def apply_events(
     reports and unsubscribes suppress their reader (a complaint is never softened into
     anything else). ``link_of`` matches clicks to the issue's posts."""
     batch = prepare(events, now, engagement.time_binder(conn))
-    rows = batch.rows
+    report = apply_rows(conn, batch.rows, now, keep_days=keep_days, link_of=link_of)
+    return EventReport(
+        report.applied, report.duplicates + batch.repeated, report.suppressed, batch.ignored
+    )
+
+
+def apply_rows(
+    conn: Connection,
+    rows: Sequence[EventRow],
+    now: datetime,
+    *,
+    keep_days: int = DEFAULT_KEEP_DAYS,
+    link_of: LinkMatcher | None = None,
+) -> EventReport:
+    """:func:`apply_events` for rows already prepared (one per ``sg_event_id``), of one batch
+    or of many staged ones in the order they came."""
     if link_of is not None:
         rows = [
             (*row[:8], link_of(row[3], row[7])) if row[7] and row[3] is not None else row
@@ -230,7 +245,7 @@ def apply_events(
     # Last: every batch adds to the same few rollup rows, whose locks are held to the commit.
     _roll_up(conn, new, now, keep_days)
     applied = Counter("bounce" if row[1] == "bounce_blocked" else row[1] for row in new)
-    return EventReport(applied, len(rows) - len(new) + batch.repeated, suppressed, batch.ignored)
+    return EventReport(applied, len(rows) - len(new), suppressed, 0)
 
 
 def _roll_up(conn: Connection, new: list[EventRow], now: datetime, keep_days: int) -> None:

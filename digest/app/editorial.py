@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from digest.app import feedback, previews, sending
 from digest.app import issues as issue_cases
-from digest.app import previews, sending
 from digest.app.engagement import IssueEngagement, issue_engagement
 from digest.app.images import IMAGES_ROUTE
 from digest.app.issues import Figures, Planned, figures
@@ -203,6 +203,7 @@ class Editorial:
     # dashboard and history ---------------------------------------------------------------
 
     def dashboard(self) -> list[DigestCard]:
+        feedback.drain(self.project)  # the figures count every event answered for
         now = self.project.clock()
         cards = []
         with self.project.reading() as conn:
@@ -239,6 +240,7 @@ class Editorial:
             if digest_slug
             else self.project.config.digests
         )
+        feedback.drain(self.project)
         out = []
         with self.project.reading() as conn:
             for digest in digests:
@@ -319,6 +321,7 @@ class Editorial:
 
     def issue_page(self, issue_id: int, segment: str | None, as_email: str | None) -> IssuePage:
         project = self.project
+        feedback.drain(project)
         with project.reading() as conn:
             row = issues.issue_row(conn, issue_id)
             digest = project.config.digest(row.digest)

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from digest.app import feedback
 from digest.app.wiring import Project
 from digest.errors import DigestError
 from digest.lifecycle import IssueStatus
@@ -206,6 +207,7 @@ def _funnel_row(digest: str, f: Funnel) -> list[object]:
 def digest_csv(project: Project, digest_slug: str) -> str:
     """The funnel of each of the digest's sent issues (all of them), oldest first."""
     digest = project.config.digest(digest_slug)
+    feedback.drain(project)
     with project.reading() as conn:
         rows = [r for r in issues.issues_of(conn, digest.slug, limit=10_000) if r.sent_at]
         funnels = _funnels(conn, list(reversed(rows)))
@@ -214,6 +216,7 @@ def digest_csv(project: Project, digest_slug: str) -> str:
 
 def issue_csv(project: Project, issue_id: int) -> tuple[str, str]:
     """(file name, CSV): the issue's funnel, then its clicks per post."""
+    feedback.drain(project)
     with project.reading() as conn:
         row = issues.find_issue_row(conn, issue_id)
         if row is None:

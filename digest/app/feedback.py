@@ -2,24 +2,47 @@
 go to the ledger's figures and whose bounces, complaints and unsubscribes suppress readers.
 
 The signature and the parsing are pure (:mod:`digest.events`); this checks them against the
-project's settings and applies the batch in one transaction.
+project's settings. A verified batch is **staged**: its rows appended to the inbox in one
+durable commit, and answered. A **drain** applies the staged batches, many at once, in one
+transaction of the database: on SQLite, where inserting at random ``sg_event_id`` keys and
+committing cost most, a drain of fifty batches writes each index page once for many events
+where fifty batches would each have written it. Drains run in the serving process's thread
+(:class:`Drainer`) soon after a batch is staged, and before anything that must see every
+event: a send (its recipients must not include a reader a staged bounce suppresses), the
+figures, an erasure, pruning, and ``digest events drain``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import timedelta
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
+import orjson
+from sqlalchemy import Connection, Engine
 
 from digest.app.subscribers import erasure_hasher
 from digest.app.wiring import Project
-from digest.events import EventReport, Pruned, apply_events, parse, prune, signature_valid
+from digest.events import (
+    EventReport,
+    Pruned,
+    apply_rows,
+    parse,
+    prepare,
+    prune,
+    signature_valid,
+)
 from digest.gather.urls import canonical_url
 from digest.send import people as ledger_people
 from digest.stores import engagement
+from digest.stores.engagement import EventRow
 from subscribers.store import SubscriberStore
+
+log = logging.getLogger(__name__)
 
 PRUNE_PER_EVENT = 2
 """Each webhook batch deletes up to this many expired raw events per event it brings, so
@@ -53,20 +76,32 @@ def body_limit(project: Project) -> int:
     return settings.webhook_max_bytes
 
 
-def apply_webhook(
+@dataclass(frozen=True)
+class Staged:
+    """What a webhook answer can tell at once: the events staged, and those left out (an
+    unknown kind, no id or address, or a repeat within the batch)."""
+
+    accepted: int
+    ignored: int
+
+
+def stage_webhook(
     project: Project, raw_body: bytes, signature: str | None, timestamp: str | None
-) -> EventReport:
-    """Apply one signed batch of events exactly once each; :class:`WebhookRefused` if it
-    cannot be trusted or read."""
+) -> Staged:
+    """Check one signed batch and stage its events in the inbox in one durable commit, to be
+    applied exactly once each by :func:`drain`; :class:`WebhookRefused` if it cannot be
+    trusted or read. Durable: a batch answered is never sent again, and it may hold
+    unsubscribes and complaints that must not be lost."""
     settings = project.config.sending.sendgrid
     if not settings.webhook_public_key:
         raise WebhookOff
+    now = project.clock()
     valid = signature_valid(
         raw_body,
         signature,
         timestamp,
         settings.webhook_public_key,
-        project.clock(),
+        now,
         timedelta(seconds=settings.webhook_tolerance_seconds),
     )
     if not valid:
@@ -75,26 +110,114 @@ def apply_webhook(
         events = parse(raw_body)
     except ValueError as problem:
         raise NotABatch(str(problem)) from problem
+    return stage_events(project, events)
+
+
+def stage_events(project: Project, events: Iterable[Mapping[str, Any]]) -> Staged:
+    """Stage a batch's events (trusted already) in one durable commit of the inbox."""
+    now = project.clock()
+    batch = prepare(events, now, _unstamped)
+    if batch.rows:
+        with project.inbox().begin() as conn:
+            engagement.stage(conn, now, len(batch.rows), orjson.dumps(batch.rows))
+    return Staged(len(batch.rows), batch.ignored + batch.repeated)
+
+
+def _unstamped(_: datetime) -> None:
+    """Staged rows leave out when they came: the inbox row holds it once for the batch."""
+
+
+DRAIN_EVENTS = 100_000
+"""The most staged events one drain applies in its transaction: enough that a backlog goes in
+many batches at once (sorted, each index page written once for many events), few enough that
+the database's write lock, which every writer waits for, is held for a second or two."""
+DRAIN_BATCHES = 1_000
+
+
+@dataclass(frozen=True)
+class Drained:
+    batches: int
+    report: EventReport
+    """What the drained events did: applied per kind, duplicates (of events applied before,
+    or staged twice), readers suppressed; ``ignored`` is always 0 (counted when staged)."""
+
+
+_DRAINING = threading.Lock()
+"""One drain at a time in a process (the serving process's thread, a page, a send): a second
+would apply nothing the first does not, at the cost of the same work."""
+
+
+def drain(project: Project) -> Drained:
+    """Apply every batch staged so far, oldest first, many at once, and delete them from the
+    inbox; what it did. Each round is one transaction of the database: its new events go in,
+    add to the rollups and suppress readers together. On PostgreSQL the inbox rows go in the
+    same transaction; on SQLite the inbox is another file and its rows are deleted after the
+    commit, so a crash between the two leaves them staged: drained again, every event is
+    already stored, and the database's unique key on ``sg_event_id`` turns the second
+    application into duplicates that change nothing."""
+    applied: Counter[str] = Counter()
+    batches = duplicates = suppressed = 0
+    inbox = project.inbox()
+    with _DRAINING:
+        with inbox.connect() as conn:
+            up_to = engagement.last_staged(conn)
+        while up_to is not None:
+            with inbox.connect() as conn:
+                taken = engagement.staged(conn, DRAIN_EVENTS, DRAIN_BATCHES, up_to)
+            if not taken:
+                break
+            report = _apply_staged(project, taken, inbox)
+            batches += len(taken)
+            applied += report.applied
+            duplicates += report.duplicates
+            suppressed += report.suppressed
+    return Drained(batches, EventReport(applied, duplicates, suppressed, 0))
+
+
+def _apply_staged(
+    project: Project, taken: list[engagement.StagedBatch], inbox: Engine
+) -> EventReport:
     keep_days = project.config.file.events.keep_days
-    # Durable, though waiting for the disk is a tenth of a batch's time: a batch answered is
-    # never sent again, and it may hold unsubscribes and complaints that must not be lost.
+    now = project.clock()
+    ids = [batch.id for batch in taken]
     with project.transaction() as conn:
-        prune(conn, project.clock(), keep_days, limit=PRUNE_PER_EVENT * len(events) + 100)
-        report = apply_events(
-            conn, events, project.clock(), keep_days=keep_days, link_of=PostLinks(conn)
+        stamp = engagement.time_binder(conn)
+        rows: dict[str, EventRow] = {}
+        staged = 0
+        for batch in taken:
+            received = stamp(batch.received_at)
+            for event_id, kind, email, issue, reader, at, _, url, _ in orjson.loads(batch.rows):
+                staged += 1
+                if event_id not in rows:
+                    rows[event_id] = (event_id, kind, email, issue, reader, at, received, url, None)
+        prune(conn, now, keep_days, limit=PRUNE_PER_EVENT * staged + 100)
+        report = apply_rows(
+            conn, list(rows.values()), now, keep_days=keep_days, link_of=PostLinks(conn)
         )
-        _forget_erased(project, conn, events)
-        return report
+        _forget_erased(project, conn, {row[2] for row in rows.values()})
+        if inbox is project.engine:
+            engagement.unstage(conn, ids)
+    if inbox is not project.engine:
+        with inbox.begin() as conn:
+            engagement.unstage(conn, ids)
+    repeated = staged - len(rows)
+    return EventReport(report.applied, report.duplicates + repeated, report.suppressed, 0)
 
 
-def _forget_erased(project: Project, conn: Connection, events: list[Mapping[str, Any]]) -> None:
+def staged_events(project: Project) -> int:
+    """How many events wait in the inbox to be applied."""
+    with project.inbox().connect() as conn:
+        return engagement.staged_events(conn)
+
+
+def _forget_erased(project: Project, conn: Connection, addresses: set[str]) -> None:
     """An event that comes after its reader was erased on request (a late "delivered") would
     store the address again: blank it, as the erasure did (:mod:`digest.app.people`)."""
     store = SubscriberStore(conn)
     if not store.has_erased():
         return
     hasher = erasure_hasher(project, store)
-    addresses = {str(e.get("email") or "") for e in events} - {""}
+    addresses = addresses - {""}
     if hasher is None or not addresses:
         return
     found = hasher.keys_of(addresses)
@@ -104,7 +227,8 @@ def _forget_erased(project: Project, conn: Connection, events: list[Mapping[str,
 
 def prune_events(project: Project) -> Pruned:
     """Delete every raw event older than ``[events] keep_days`` and forget who opened or
-    clicked the issues sent before then; the figures stay."""
+    clicked the issues sent before then; the figures stay. Drains the inbox first."""
+    drain(project)
     with project.transaction() as conn:
         return prune(conn, project.clock(), project.config.file.events.keep_days)
 
@@ -133,3 +257,51 @@ class PostLinks:
             except ValueError:  # not a URL urlsplit can take apart
                 self.seen[key] = None
         return self.seen[key]
+
+
+DRAIN_POLL_SECONDS = 1.0
+"""How often the drain thread looks at the inbox when no batch woke it: it also takes what
+another serving process staged, and retries after a failed drain."""
+
+
+class Drainer:
+    """The serving process's thread that drains the inbox: at start (nothing staged before a
+    crash stays stranded), soon after each batch is staged (:meth:`wake`), and once more when
+    the server stops. While a drain runs, more batches are staged; the next drain takes them
+    all at once, so the busier the webhook, the more events each drain spreads its writes
+    over."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._wake = threading.Event()
+        self._wake.set()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="digest-event-drain", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A batch was staged."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(DRAIN_POLL_SECONDS)
+            self._wake.clear()
+            stopping = self._stopping
+            try:
+                drain(self.project)
+            except Exception:  # the database was busy or down: the batches stay staged
+                log.exception("draining the event inbox failed; it is tried again")
+            if stopping:
+                return
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop the thread after its last drain; False if it was still draining after
+        ``timeout`` seconds (what is left stays staged for the next start)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()

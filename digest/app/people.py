@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from digest.app import feedback
 from digest.app.subscribers import checked_address, erasure_hasher, topic_slugs
 from digest.app.wiring import Project
 from digest.errors import DigestError
@@ -241,6 +242,7 @@ def erase(project: Project, subscriber_id: int) -> Erased:
     """Forget a person on request (GDPR art. 17): see the module's docstring for where."""
     secrets = project.config.secrets
     hasher = ErasureHasher([secrets.require_secret_key()])
+    feedback.drain(project)  # a staged event of theirs goes in first, then is forgotten
     with project.transaction() as conn:
         store = SubscriberStore(conn)
         found = _existing(store, subscriber_id)

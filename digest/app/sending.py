@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from digest.app import feedback, previews
 from digest.app import issues as issue_cases
-from digest.app import previews
 from digest.app.gathering import gather_sources
 from digest.app.wiring import Project
 from digest.errors import ApprovalError, DigestError
@@ -101,6 +101,9 @@ def deliver(
     ``final``: one local-time wave of it (:func:`digest.send.worker.send_issue`)."""
     issue = planned.issue
     _refuse_unloadable_images(project, issue)
+    # A staged bounce, complaint or unsubscribe suppresses its reader before the recipients
+    # are read.
+    feedback.drain(project)
     digest = project.config.digest(issue.digest)
     sending = project.config.sending
     with project.reading() as conn:

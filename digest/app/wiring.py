@@ -93,6 +93,7 @@ class Project:
         self.sleep = sleep
         self._last_rendered: tuple[Issue, RenderedIssue] | None = None
         self._images: ImagePublisher | None = None
+        self._inbox: Engine | None = None
 
     @classmethod
     def open(
@@ -123,6 +124,16 @@ class Project:
         """One transaction: committed when the block ends, rolled back if it raises."""
         with self.engine.begin() as conn:
             yield conn
+
+    def inbox(self) -> Engine:
+        """Where verified webhook batches are staged (:mod:`digest.app.feedback`). On a SQLite
+        file it is a second file beside the database (``digest.sqlite3`` →
+        ``digest.inbox.sqlite3``): SQLite takes one writer per file, and a webhook answer must
+        not wait while a drain writes thousands of events to the database. Elsewhere (and
+        for an in-memory SQLite) it is the database's own ``event_inbox`` table."""
+        if self._inbox is None:
+            self._inbox = db.inbox_engine(self.engine)
+        return self._inbox
 
     def job_store(self, table: str) -> SQLAlchemyJobStore:
         """The scheduler's job store, in the project database."""

@@ -24,3 +24,18 @@ def prune(config: ConfigOption = None) -> None:
         f"{pruned.readers} opener(s) and clicker(s) of issues sent before then.",
         highlight=False,
     )
+
+
+@events_app.command("drain")
+def drain(config: ConfigOption = None) -> None:
+    """Apply every webhook batch staged so far (the server does this itself soon after each
+    batch; this is for a server that is stopped, or before reading the database by hand)."""
+    project = open_project(config)
+    drained = feedback.drain(project)
+    report = drained.report
+    out.print(
+        f"Applied {drained.batches} staged batch(es): {sum(report.applied.values())} new "
+        f"event(s), {report.duplicates} duplicate(s), {report.suppressed} reader(s) "
+        "suppressed.",
+        highlight=False,
+    )

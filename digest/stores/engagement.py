@@ -390,3 +390,66 @@ def forget_firsts(conn: Connection, issue_ids: Sequence[int]) -> int:
 
 def raw_count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(db.events)).scalar_one())
+
+
+# the inbox of staged batches -----------------------------------------------------------------
+
+
+def stage(conn: Connection, received_at: datetime, events: int, rows: bytes) -> None:
+    """Append one verified batch's rows (``events`` of them, as JSON) to the inbox."""
+    table = db.event_inbox
+    conn.execute(table.insert().values(received_at=received_at, events=events, rows=rows))
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    id: int
+    received_at: datetime
+    rows: bytes
+
+
+def staged(
+    conn: Connection, most_events: int, most_batches: int, up_to: int | None = None
+) -> list[StagedBatch]:
+    """The oldest staged batches, in the order they came, holding at most ``most_events``
+    events between them (at least one batch, however large), at most ``most_batches``; only
+    those up to id ``up_to`` if given. The sizes are read first, then only the bodies taken,
+    by id: on PostgreSQL a lower id may become visible after a higher one (its transaction
+    committed later), so no range of ids is taken to be what was read."""
+    table = db.event_inbox
+    sizes = select(table.c.id, table.c.events).order_by(table.c.id).limit(most_batches)
+    if up_to is not None:
+        sizes = sizes.where(table.c.id <= up_to)
+    taken: list[int] = []
+    total = 0
+    for batch_id, events in conn.execute(sizes):
+        if taken and total + int(events) > most_events:
+            break
+        taken.append(int(batch_id))
+        total += int(events)
+    if not taken:
+        return []
+    rows = conn.execute(
+        select(table.c.id, table.c.received_at, table.c.rows)
+        .where(table.c.id.in_(taken))
+        .order_by(table.c.id)
+    )
+    return [StagedBatch(int(i), at, bytes(body)) for i, at, body in rows]
+
+
+def last_staged(conn: Connection) -> int | None:
+    """The id of the batch staged last, if any is staged."""
+    return conn.execute(select(func.max(db.event_inbox.c.id))).scalar()
+
+
+def staged_events(conn: Connection) -> int:
+    """How many events wait in the inbox."""
+    total = conn.execute(select(func.sum(db.event_inbox.c.events))).scalar()
+    return int(total or 0)
+
+
+def unstage(conn: Connection, batch_ids: Sequence[int]) -> None:
+    """Delete these staged batches (applied)."""
+    table = db.event_inbox
+    if batch_ids:
+        conn.execute(delete(table).where(table.c.id.in_(batch_ids)))

@@ -81,10 +81,13 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services.drainer.start()  # its first drain takes what a crash left staged
         yield
         # Stopping: the requests have been answered; send the emails they promised.
         if not await run_in_threadpool(services.background.close, DRAIN_SECONDS):
             log.warning("stopped with readers' emails still queued")
+        if not await run_in_threadpool(services.drainer.close, DRAIN_SECONDS):
+            log.warning("stopped while draining the event inbox: the rest stays staged")
 
     app = Starlette(
         routes=[

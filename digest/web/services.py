@@ -13,6 +13,7 @@ from starlette.requests import Request
 from digest.app.archive import ArchivePages
 from digest.app.background import Background
 from digest.app.editorial import Editorial
+from digest.app.feedback import Drainer
 from digest.app.readers import Readers
 from digest.app.wiring import Mailer, Project
 from digest.web.security import Csrf, LoginGuard, RateLimit
@@ -27,6 +28,8 @@ class Services:
     """The web archive's pages, index and feed, each rendered once and kept."""
     background: Background
     """Sends the readers' emails after the answer; closed (drained) when the app stops."""
+    drainer: Drainer
+    """Applies the webhook's staged batches; started and stopped with the app."""
     editorial: Editorial
     csrf: Csrf
     sessions: Sessions
@@ -54,6 +57,7 @@ class Services:
             readers=readers,
             archive=ArchivePages(project),
             background=background,
+            drainer=Drainer(project),
             editorial=Editorial(project),
             csrf=Csrf(secret_key),
             sessions=Sessions(secret_key, timedelta(hours=editor.session_hours), project.clock),

@@ -1,5 +1,7 @@
-"""SendGrid's Event Webhook: a signed POST of delivery events, applied by
-:func:`digest.app.feedback.apply_webhook`. Answers 404 while no public key is configured, 413
+"""SendGrid's Event Webhook: a signed POST of delivery events, staged by
+:func:`digest.app.feedback.stage_webhook` (answered 200 with the events accepted and ignored
+once they are durably staged) and applied soon after by the server's drain thread
+(:class:`digest.app.feedback.Drainer`). Answers 404 while no public key is configured, 413
 for a body over ``webhook_max_bytes`` (refused before it is read whole: the body is streamed
 and reading stops at the limit), 403 for a bad, stale or impossible signature, 400 for a body
 that is not an event batch."""
@@ -38,8 +40,8 @@ async def sendgrid_events(request: Request) -> Response:
         raw = await bounded_body(request, feedback.body_limit(project))
         if raw is None:
             return PlainTextResponse("the event batch is too large", status_code=413)
-        report = await run_in_threadpool(
-            feedback.apply_webhook,
+        staged = await run_in_threadpool(
+            feedback.stage_webhook,
             project,
             raw,
             request.headers.get(SIGNATURE_HEADER),
@@ -51,14 +53,8 @@ async def sendgrid_events(request: Request) -> Response:
         return PlainTextResponse("bad or stale signature", status_code=403)
     except feedback.NotABatch as problem:
         return PlainTextResponse(f"not an event batch: {problem}", status_code=400)
-    return JSONResponse(
-        {
-            "applied": dict(report.applied),
-            "duplicates": report.duplicates,
-            "suppressed": report.suppressed,
-            "ignored": report.ignored,
-        }
-    )
+    services(request).drainer.wake()
+    return JSONResponse({"accepted": staged.accepted, "ignored": staged.ignored})
 
 
 ROUTES = [Route("/webhooks/sendgrid", sendgrid_events, methods=["POST"])]

@@ -1,5 +1,7 @@
 """Events in bulk, on SQLite and PostgreSQL: a replay changes nothing, the order events come in
-does not matter, the rollups equal a recount from the raw events, and pruning keeps them."""
+does not matter, the rollups equal a recount from the raw events, and pruning keeps them; the
+same through the webhook's inbox (staged, then drained many batches at once), across a crash
+between staging and draining and one inside a drain."""
 
 from __future__ import annotations
 
@@ -74,6 +76,13 @@ class Sent:
     def apply(self, events: list[dict[str, Any]]) -> None:
         with self.project.transaction() as conn:
             apply_events(conn, events, self.project.clock(), link_of=feedback.PostLinks(conn))
+
+    def stage(self, events: list[dict[str, Any]]) -> None:
+        """The webhook's way after the signature: staged now, applied by the next drain."""
+        feedback.stage_events(self.project, events)
+
+    def staged(self) -> int:
+        return feedback.staged_events(self.project)
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         with self.project.reading() as conn:
@@ -171,6 +180,67 @@ def status_of(sent: Sent, email: str) -> Status:
     return found.status
 
 
+def test_a_batch_staged_twice_or_again_after_its_drain_changes_nothing(sent: Sent) -> None:
+    post, url = next(iter(sent.links.items()))
+    batch = [
+        sent.event("processed"),
+        sent.event("open"),
+        sent.event("click", url=url),
+        sent.event("bounce", reader=1, type="bounce"),
+        sent.event("unsubscribe", reader=3),
+    ]
+    sent.stage(batch)
+    sent.stage(batch)  # SendGrid's retry, staged before the first is drained
+    assert sent.snapshot()["events"] == [] and sent.staged() == 10
+    drained = feedback.drain(sent.project)
+    assert (drained.batches, sum(drained.report.applied.values())) == (2, 5)
+    assert (drained.report.duplicates, drained.report.suppressed) == (5, 2)
+    first = sent.snapshot()
+    sent.stage(list(reversed(batch)))
+    assert feedback.drain(sent.project).report.duplicates == 5
+    assert sent.snapshot() == first and sent.staged() == 0
+    assert rollups(sent)[1] == {post: (1, 1)}
+    assert status_of(sent, READERS[1]) is Status.BOUNCED
+    assert status_of(sent, READERS[3]) is Status.UNSUBSCRIBED
+
+
+def test_batches_staged_before_a_crash_are_applied_once_after_it(
+    sent: Sent, example_config: Config, clock: FixedClock
+) -> None:
+    """The server stopped (or the machine) after answering, before draining: the batches wait
+    in the inbox, and the next process's drain (at its start) applies them, once."""
+    batch = [sent.event("delivered"), sent.event("spamreport", reader=2)]
+    sent.stage(batch)
+    sent.project.inbox().dispose()
+    url = sent.project.engine.url.render_as_string(hide_password=False)
+    restarted = Project(example_config, db.make_engine(url), clock)
+    assert feedback.staged_events(restarted) == 2
+    assert sum(feedback.drain(restarted).report.applied.values()) == 2
+    assert feedback.drain(restarted).batches == 0
+    assert status_of(sent, READERS[2]) is Status.COMPLAINED
+    assert rollups(sent)[0] == {"delivered": 1, "spamreport": 1}
+
+
+def test_a_crash_inside_a_drain_loses_nothing_and_counts_nothing_twice(sent: Sent) -> None:
+    """On SQLite the inbox is a file of its own: a drain commits the events, then deletes what
+    it applied from the inbox. A crash between the two leaves the batch staged and applied;
+    the next drain finds every event stored and changes nothing. (A crash before the commit
+    leaves nothing applied: the batch is simply still staged.)"""
+    url = next(iter(sent.links.values()))
+    batch = [sent.event("open"), sent.event("click", url=url), sent.event("bounce", reader=1)]
+    sent.stage(batch)
+    with sent.project.inbox().connect() as conn:
+        left = engagement.staged(conn, 100, 100)
+    feedback.drain(sent.project)
+    applied = sent.snapshot()
+    with sent.project.inbox().begin() as conn:  # as the inbox was before the delete
+        for staged in left:
+            engagement.stage(conn, staged.received_at, len(batch), staged.rows)
+    again = feedback.drain(sent.project)
+    assert (sum(again.report.applied.values()), again.report.duplicates) == (0, 3)
+    assert sent.snapshot() == applied and sent.staged() == 0
+
+
 def test_an_out_of_order_batch_counts_as_the_ordered_one(sent: Sent) -> None:
     """SendGrid does not promise order: delivered before processed, a click before the open,
     the complaint before the bounce. The figures and the final statuses are the same."""
@@ -231,6 +301,32 @@ def test_the_rollups_equal_a_recount_from_the_raw_events(sent: Sent, data: st.Da
     for batch in batches:
         sent.apply(batch)
     assert rollups(sent) == recount(sent)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_through_the_inbox_the_rollups_equal_a_recount_and_the_direct_way(
+    sent: Sent, data: st.DataObject
+) -> None:
+    """Staged and drained at any points (several batches in one drain, or one each), the
+    figures are a recount of the raw events, and the same as each batch applied at once."""
+    batches = batches_of(data.draw, sent)
+    sent.clear()
+    for batch in batches:
+        sent.apply(batch)
+    direct = rollups(sent)
+    sent.clear()
+    for batch in batches:
+        sent.stage(batch)
+        if data.draw(st.booleans()):
+            feedback.drain(sent.project)
+    feedback.drain(sent.project)
+    assert sent.staged() == 0
+    assert rollups(sent) == recount(sent) == direct
 
 
 def test_pruning_keeps_the_figures_and_a_late_open_counts_no_reader_twice(sent: Sent) -> None:

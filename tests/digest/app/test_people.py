@@ -23,6 +23,7 @@ from digest.app.wiring import Project
 from digest.config import Config
 from digest.errors import DigestError
 from digest.events import apply_events
+from digest.stores import engagement
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
 from subscribers.tokens import InvalidToken, Purpose
@@ -191,8 +192,9 @@ def test_after_an_erasure_a_late_event_and_an_export_hold_no_trace(
     ).encode()
     stamp = str(int(project.clock().timestamp()))
     signature = base64.b64encode(key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256())))
-    report = feedback.apply_webhook(project, body, signature.decode(), stamp)
-    assert sum(report.applied.values()) == 2
+    staged = feedback.stage_webhook(project, body, signature.decode(), stamp)
+    assert staged == feedback.Staged(accepted=2, ignored=0)
+    assert sum(feedback.drain(project).report.applied.values()) == 2
     assert held_anywhere(project, ADA, ADA_NAME) == []
     assert held_anywhere(project, "reader1@example.com")  # others' events keep their address
 
@@ -200,3 +202,16 @@ def test_after_an_erasure_a_late_event_and_an_export_hold_no_trace(
     assert subscribers.export(project, exported) == 7  # the erased row is no subscriber
     parsed = subscribers.read_file(project, exported)
     assert parsed.problems == () and len(parsed.rows) == 7
+
+
+def test_an_event_staged_before_the_erasure_is_forgotten_with_the_rest(project: Project) -> None:
+    """The webhook answered for a batch holding the reader's address, not drained yet: the
+    erasure drains the inbox first, so the event is stored, then blanked with the others."""
+    sid = ada_id(project)
+    event = {"email": ADA, "event": "open", "sg_event_id": "staged-1", "issue_id": "1"}
+    feedback.stage_events(project, [event])
+    people.erase(project, sid)
+    assert feedback.staged_events(project) == 0
+    assert held_anywhere(project, ADA, ADA_NAME) == []
+    with project.reading() as conn:
+        assert engagement.raw_count(conn) == 1

@@ -7,7 +7,7 @@ import re
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from digest.app import sending
+from digest.app import feedback, sending
 from digest.app.wiring import Project
 from digest.stores import issues
 from tests.conftest import FixedClock
@@ -44,3 +44,18 @@ def test_a_reset_database_sends_other_message_ids(tmp_path: Path, clock: FixedCl
         assert value.replace(key, "") == re.sub(r"\.[0-9a-f]{12}@", ".@", same_reader)
         assert re.fullmatch(rf"<digest\.\d+\.\d+\.{key}@northwind\.example>", value)
     assert len(set(ids.values())) == len(ids)
+
+
+def test_a_staged_unsubscribe_keeps_its_reader_out_of_the_next_send(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """The webhook answers a batch once it is staged; the send drains the inbox before it
+    reads its recipients, so an unsubscribe or a bounce answered for is never sent to."""
+    project = project_with(tmp_path / "site", clock)
+    gone = "amelia.hartley@example.com"  # follows backend: one of the issue's 29
+    event = {"event": "unsubscribe", "email": gone, "sg_event_id": "unsub-1"}
+    assert feedback.stage_events(project, [event]) == feedback.Staged(accepted=1, ignored=0)
+    sending.send(project)
+    addresses = sent(project).keys()
+    assert len(addresses) == 28 and gone not in addresses
+    assert feedback.staged_events(project) == 0
