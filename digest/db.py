@@ -35,6 +35,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.exc import DatabaseError, DBAPIError
+from sqlalchemy.schema import CreateTable
 
 from digest.errors import DigestError
 from subscribers import tables as subscriber_tables
@@ -427,7 +428,8 @@ def inbox_engine(engine: Engine) -> Engine:
     inbox = make_engine(
         f"sqlite:///{database.with_name(f'{database.stem}.inbox{database.suffix}')}"
     )
-    event_inbox.create(inbox, checkfirst=True)
+    with inbox.begin() as conn:  # two processes may open it at once: IF NOT EXISTS
+        conn.execute(CreateTable(event_inbox, if_not_exists=True))
     return inbox
 
 

@@ -5,7 +5,9 @@ The signature (ECDSA P-256 over timestamp + raw body) is checked with ``cryptogr
 timestamp is refused too, so a captured request cannot be replayed later. A batch applies in
 bulk: the rows go in with the database's own conflict handling on ``sg_event_id``, and only the
 rows that were new add to the rollups and suppress readers, so a replayed batch, or one that
-overlaps another, changes nothing twice.
+overlaps another, changes nothing twice. The webhook's batches are staged first and applied
+many at once (:func:`apply_staged`); the bounce mailbox and tests apply events directly
+(:func:`apply_events`), by the same rules.
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ class EventReport:
     duplicates: int
     suppressed: int
     ignored: int
+    addresses: frozenset[str] = frozenset()
+    """The addresses of the new events (of a drain: an erased reader's must be blanked)."""
 
 
 def parse(raw_body: bytes) -> list[Mapping[str, Any]]:
@@ -246,6 +250,25 @@ def apply_rows(
     _roll_up(conn, new, now, keep_days)
     applied = Counter("bounce" if row[1] == "bounce_blocked" else row[1] for row in new)
     return EventReport(applied, len(rows) - len(new), suppressed, 0)
+
+
+def apply_staged(
+    conn: Connection,
+    batches: Sequence[engagement.StagedBatch],
+    now: datetime,
+    *,
+    keep_days: int = DEFAULT_KEEP_DAYS,
+    link_of: LinkMatcher | None = None,
+) -> EventReport:
+    """:func:`apply_rows` for staged batches (their rows prepared when staged), all in one
+    insert; ``duplicates`` counts the rows not new, repeats across the batches included."""
+    new = engagement.insert_staged(conn, batches, link_of)
+    suppressed = _suppress(conn, new, now)
+    _roll_up(conn, new, now, keep_days)
+    applied = Counter("bounce" if row[1] == "bounce_blocked" else row[1] for row in new)
+    staged = sum(batch.events for batch in batches)
+    addresses = frozenset(row[2] for row in new)
+    return EventReport(applied, staged - len(new), suppressed, 0, addresses)
 
 
 def _roll_up(conn: Connection, new: list[EventRow], now: datetime, keep_days: int) -> None:

@@ -18,6 +18,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from digest.app.wiring import Project
 from digest.events import (
     EventReport,
     Pruned,
-    apply_rows,
+    apply_staged,
     parse,
     prepare,
     prune,
@@ -39,7 +40,6 @@ from digest.events import (
 from digest.gather.urls import canonical_url
 from digest.send import people as ledger_people
 from digest.stores import engagement
-from digest.stores.engagement import EventRow
 from subscribers.store import SubscriberStore
 
 log = logging.getLogger(__name__)
@@ -114,20 +114,23 @@ def stage_webhook(
 
 
 def stage_events(project: Project, events: Iterable[Mapping[str, Any]]) -> Staged:
-    """Stage a batch's events (trusted already) in one durable commit of the inbox."""
+    """Stage a batch's events (trusted already) in one durable commit of the inbox, as the
+    rows they will be (their clicks are matched to posts by the drain, which reads each
+    issue's posts once for many batches)."""
     now = project.clock()
     batch = prepare(events, now, _unstamped)
-    if batch.rows:
+    rows = batch.rows
+    if rows:
         with project.inbox().begin() as conn:
-            engagement.stage(conn, now, len(batch.rows), orjson.dumps(batch.rows))
-    return Staged(len(batch.rows), batch.ignored + batch.repeated)
+            engagement.stage(conn, now, len(rows), orjson.dumps(rows))
+    return Staged(len(rows), batch.ignored + batch.repeated)
 
 
 def _unstamped(_: datetime) -> None:
     """Staged rows leave out when they came: the inbox row holds it once for the batch."""
 
 
-DRAIN_EVENTS = 100_000
+DRAIN_EVENTS = 200_000
 """The most staged events one drain applies in its transaction: enough that a backlog goes in
 many batches at once (sorted, each index page written once for many events), few enough that
 the database's write lock, which every writer waits for, is held for a second or two."""
@@ -180,28 +183,17 @@ def _apply_staged(
     keep_days = project.config.file.events.keep_days
     now = project.clock()
     ids = [batch.id for batch in taken]
+    staged = sum(batch.events for batch in taken)
     with project.transaction() as conn:
-        stamp = engagement.time_binder(conn)
-        rows: dict[str, EventRow] = {}
-        staged = 0
-        for batch in taken:
-            received = stamp(batch.received_at)
-            for event_id, kind, email, issue, reader, at, _, url, _ in orjson.loads(batch.rows):
-                staged += 1
-                if event_id not in rows:
-                    rows[event_id] = (event_id, kind, email, issue, reader, at, received, url, None)
         prune(conn, now, keep_days, limit=PRUNE_PER_EVENT * staged + 100)
-        report = apply_rows(
-            conn, list(rows.values()), now, keep_days=keep_days, link_of=PostLinks(conn)
-        )
-        _forget_erased(project, conn, {row[2] for row in rows.values()})
+        report = apply_staged(conn, taken, now, keep_days=keep_days, link_of=PostLinks(conn))
+        _forget_erased(project, conn, report.addresses)
         if inbox is project.engine:
             engagement.unstage(conn, ids)
     if inbox is not project.engine:
         with inbox.begin() as conn:
             engagement.unstage(conn, ids)
-    repeated = staged - len(rows)
-    return EventReport(report.applied, report.duplicates + repeated, report.suppressed, 0)
+    return report
 
 
 def staged_events(project: Project) -> int:
@@ -210,7 +202,7 @@ def staged_events(project: Project) -> int:
         return engagement.staged_events(conn)
 
 
-def _forget_erased(project: Project, conn: Connection, addresses: set[str]) -> None:
+def _forget_erased(project: Project, conn: Connection, addresses: AbstractSet[str]) -> None:
     """An event that comes after its reader was erased on request (a late "delivered") would
     store the address again: blank it, as the erasure did (:mod:`digest.app.people`)."""
     store = SubscriberStore(conn)

@@ -7,6 +7,7 @@ the template environment. Use cases (the other modules of :mod:`digest.app`) tak
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ class Project:
         self._last_rendered: tuple[Issue, RenderedIssue] | None = None
         self._images: ImagePublisher | None = None
         self._inbox: Engine | None = None
+        self._inbox_made = threading.Lock()
 
     @classmethod
     def open(
@@ -131,9 +133,10 @@ class Project:
         ``digest.inbox.sqlite3``): SQLite takes one writer per file, and a webhook answer must
         not wait while a drain writes thousands of events to the database. Elsewhere (and
         for an in-memory SQLite) it is the database's own ``event_inbox`` table."""
-        if self._inbox is None:
-            self._inbox = db.inbox_engine(self.engine)
-        return self._inbox
+        with self._inbox_made:  # the drain thread and a request may ask first at once
+            if self._inbox is None:
+                self._inbox = db.inbox_engine(self.engine)
+            return self._inbox
 
     def job_store(self, table: str) -> SQLAlchemyJobStore:
         """The scheduler's job store, in the project database."""

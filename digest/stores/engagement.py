@@ -1,10 +1,12 @@
 """The SQL of what readers did with the issues: the raw Event Webhook events and the rollups
 kept from them (events per issue and kind, unique opens and clicks, clicks per post).
 
-Written for the webhook's bulk path: one multi-row ``INSERT … ON CONFLICT DO NOTHING
-RETURNING`` per chunk on both databases, so the database's unique key decides which events
-are new (a replay, or two deliveries of one batch at once, are counted once), and the rollups
-are added to from the new rows only. Rows go in key order, so two transactions upserting the
+Written for the webhook's bulk path: ``INSERT … ON CONFLICT DO NOTHING RETURNING`` on both
+databases (a drain's staged events in one statement over their JSON on SQLite, a ``COPY``
+first on PostgreSQL, a multi-row statement per chunk for events applied directly), so the
+database's unique key decides which events are new (a replay, or two deliveries of one batch
+at once, are counted once), and the rollups are added to from the new rows only. The inbox
+of staged batches is here too. Rows go in key order, so two transactions upserting the
 same rollup rows lock them in the same order and cannot deadlock.
 """
 
@@ -17,7 +19,8 @@ from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+import orjson
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from digest import db
 from subscribers import tables as subscriber_tables
@@ -42,7 +45,7 @@ CHUNK_PARAMETERS = 30_000
 """Parameters per statement: under SQLite's 32,766 and PostgreSQL's 65,535."""
 
 
-def time_binder(conn: Connection) -> Callable[[datetime], Any]:
+def time_binder(conn: Connection | Engine) -> Callable[[datetime], Any]:
     """A UTC datetime as this connection's driver takes it for a timestamp column (SQLite's
     text form, a datetime for PostgreSQL): the bulk statements bypass SQLAlchemy's types."""
     column_type = db.events.c.occurred_at.type
@@ -176,6 +179,27 @@ def insert_new_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
             ["?"] * 5 + [_epoch(conn)] + ["?"] * 3,
         )
     return {row[0] for row in returned}
+
+
+def insert_staged(
+    conn: Connection,
+    batches: Sequence[StagedBatch],
+    link_of: Callable[[int, str], int | None] | None = None,
+) -> list[EventRow]:
+    """Insert the staged batches' events whose ``sg_event_id`` is not stored yet, each once
+    (the first staged), in one :func:`insert_new_events`, each batch's ``received_at`` bound
+    to its rows and each click matched to its post by ``link_of``; those new rows, in the
+    order they were staged (what suppression goes by)."""
+    stamp = time_binder(conn)
+    rows: dict[str, EventRow] = {}
+    for batch in batches:
+        received = stamp(batch.received_at)
+        for event_id, kind, email, issue, reader, at, _, url, _ in orjson.loads(batch.rows):
+            if event_id not in rows:
+                post = link_of(issue, url) if link_of and url and issue is not None else None
+                rows[event_id] = (event_id, kind, email, issue, reader, at, received, url, post)
+    inserted = insert_new_events(conn, list(rows.values()))
+    return [row for row in rows.values() if row[0] in inserted]
 
 
 def add_counts(conn: Connection, counts: Counter[tuple[int, str]]) -> None:
@@ -405,6 +429,7 @@ def stage(conn: Connection, received_at: datetime, events: int, rows: bytes) -> 
 class StagedBatch:
     id: int
     received_at: datetime
+    events: int
     rows: bytes
 
 
@@ -430,11 +455,11 @@ def staged(
     if not taken:
         return []
     rows = conn.execute(
-        select(table.c.id, table.c.received_at, table.c.rows)
+        select(table.c.id, table.c.received_at, table.c.events, table.c.rows)
         .where(table.c.id.in_(taken))
         .order_by(table.c.id)
     )
-    return [StagedBatch(int(i), at, bytes(body)) for i, at, body in rows]
+    return [StagedBatch(int(i), at, int(n), bytes(body)) for i, at, n, body in rows]
 
 
 def last_staged(conn: Connection) -> int | None:
