@@ -221,6 +221,20 @@ def test_batches_staged_before_a_crash_are_applied_once_after_it(
     assert rollups(sent)[0] == {"delivered": 1, "spamreport": 1}
 
 
+def test_the_servers_drain_thread_applies_what_was_staged_before_it_and_until_it_stops(
+    sent: Sent,
+) -> None:
+    sent.stage([sent.event("delivered")])  # before the server started (or before a crash)
+    drainer = feedback.Drainer(sent.project)
+    drainer.start()
+    sent.stage([sent.event("unsubscribe", reader=3)])
+    drainer.wake()
+    assert drainer.close(timeout=60)  # its last drain takes what was staged before
+    assert sent.staged() == 0
+    assert rollups(sent)[0] == {"delivered": 1, "unsubscribe": 1}
+    assert status_of(sent, READERS[3]) is Status.UNSUBSCRIBED
+
+
 def test_a_crash_inside_a_drain_loses_nothing_and_counts_nothing_twice(sent: Sent) -> None:
     """On SQLite the inbox is a file of its own: a drain commits the events, then deletes what
     it applied from the inbox. A crash between the two leaves the batch staged and applied;
