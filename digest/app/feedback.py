@@ -134,8 +134,8 @@ DRAIN_EVENTS = 100_000
 """The most staged events one drain applies in its transaction: enough that a backlog goes in
 many batches at once (sorted, each index page written once for many events), few enough that
 SQLite's write lock, which every other writer waits for (10 s at most, then fails), is held
-for seconds, not tens: 2 s on a quiet day on 2 cores, 4 to 5 s on a slow one under the full
-webhook load. Twice this size measured 10 % faster on the slow day, with holds of up to 9 s."""
+for seconds: drains of twice this size took 9 to 10 s each under the bench's full load on a
+slow day (2 cores), for a few per cent less time in all, within the runs' spread."""
 DRAIN_BATCHES = 1_000
 
 
