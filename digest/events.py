@@ -222,22 +222,7 @@ def apply_events(
     reports and unsubscribes suppress their reader (a complaint is never softened into
     anything else). ``link_of`` matches clicks to the issue's posts."""
     batch = prepare(events, now, engagement.time_binder(conn))
-    report = apply_rows(conn, batch.rows, now, keep_days=keep_days, link_of=link_of)
-    return EventReport(
-        report.applied, report.duplicates + batch.repeated, report.suppressed, batch.ignored
-    )
-
-
-def apply_rows(
-    conn: Connection,
-    rows: Sequence[EventRow],
-    now: datetime,
-    *,
-    keep_days: int = DEFAULT_KEEP_DAYS,
-    link_of: LinkMatcher | None = None,
-) -> EventReport:
-    """:func:`apply_events` for rows already prepared (one per ``sg_event_id``), of one batch
-    or of many staged ones in the order they came."""
+    rows = batch.rows
     if link_of is not None:
         rows = [
             (*row[:8], link_of(row[3], row[7])) if row[7] and row[3] is not None else row
@@ -245,11 +230,9 @@ def apply_rows(
         ]
     inserted = engagement.insert_new_events(conn, rows)
     new = [row for row in rows if row[0] in inserted]
-    suppressed = _suppress(conn, new, now)
-    # Last: every batch adds to the same few rollup rows, whose locks are held to the commit.
-    _roll_up(conn, new, now, keep_days)
-    applied = Counter("bounce" if row[1] == "bounce_blocked" else row[1] for row in new)
-    return EventReport(applied, len(rows) - len(new), suppressed, 0)
+    applied, suppressed = _take_effect(conn, new, now, keep_days)
+    duplicates = len(rows) - len(new) + batch.repeated
+    return EventReport(applied, duplicates, suppressed, batch.ignored)
 
 
 def apply_staged(
@@ -260,15 +243,25 @@ def apply_staged(
     keep_days: int = DEFAULT_KEEP_DAYS,
     link_of: LinkMatcher | None = None,
 ) -> EventReport:
-    """:func:`apply_rows` for staged batches (their rows prepared when staged), all in one
+    """:func:`apply_events` for staged batches (their rows prepared when staged), all in one
     insert; ``duplicates`` counts the rows not new, repeats across the batches included."""
     new = engagement.insert_staged(conn, batches, link_of)
-    suppressed = _suppress(conn, new, now)
-    _roll_up(conn, new, now, keep_days)
-    applied = Counter("bounce" if row[1] == "bounce_blocked" else row[1] for row in new)
+    applied, suppressed = _take_effect(conn, new, now, keep_days)
     staged = sum(batch.events for batch in batches)
     addresses = frozenset(row[2] for row in new)
     return EventReport(applied, staged - len(new), suppressed, 0, addresses)
+
+
+def _take_effect(
+    conn: Connection, new: list[EventRow], now: datetime, keep_days: int
+) -> tuple[Counter[str], int]:
+    """What the new events do, whichever way they came: suppress their readers, then add to
+    the rollups. The events applied per kind, and the readers suppressed."""
+    suppressed = _suppress(conn, new, now)
+    # Last: every batch adds to the same few rollup rows, whose locks are held to the commit.
+    _roll_up(conn, new, now, keep_days)
+    applied = Counter("bounce" if row[1] == "bounce_blocked" else row[1] for row in new)
+    return applied, suppressed
 
 
 def _roll_up(conn: Connection, new: list[EventRow], now: datetime, keep_days: int) -> None:

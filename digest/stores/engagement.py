@@ -20,7 +20,7 @@ from itertools import chain
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from digest import db
 from subscribers import tables as subscriber_tables
@@ -45,7 +45,7 @@ CHUNK_PARAMETERS = 30_000
 """Parameters per statement: under SQLite's 32,766 and PostgreSQL's 65,535."""
 
 
-def time_binder(conn: Connection | Engine) -> Callable[[datetime], Any]:
+def time_binder(conn: Connection) -> Callable[[datetime], Any]:
     """A UTC datetime as this connection's driver takes it for a timestamp column (SQLite's
     text form, a datetime for PostgreSQL): the bulk statements bypass SQLAlchemy's types."""
     column_type = db.events.c.occurred_at.type
