@@ -377,9 +377,11 @@ Index("ix_editor_sessions_editor", editor_sessions.c.editor)
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # The wait first: turning a new file to WAL takes its lock, and two processes opening the
+    # same new file (two workers, and each one's event inbox) would otherwise fail at once.
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     # 64 MiB of pages (the default is 2 MiB): recording a large issue writes a million rows.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
