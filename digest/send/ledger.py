@@ -25,10 +25,12 @@ This module holds what the ledger's stages share; each stage has its own:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func
+from sqlalchemy import Connection, Dialect, func
 
 from digest import db
 
@@ -48,7 +50,11 @@ STATE = func.coalesce(db.deliveries.c.status, db.send_batches.c.status)
 def bound(conn: Connection, moment: datetime) -> Any:
     """``moment`` as the driver stores it in a UtcDateTime column (for statements written as
     text, which SQLAlchemy's types do not see)."""
-    processor = db.deliveries.c.created_at.type.dialect_impl(conn.dialect).bind_processor(
-        conn.dialect
-    )
+    processor = _stamp_processor(conn.dialect)
     return processor(moment) if processor else moment
+
+
+@functools.cache
+def _stamp_processor(dialect: Dialect) -> Callable[[Any], Any] | None:
+    """Looked up once per dialect: a send binds a time into every statement it writes out."""
+    return db.deliveries.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
