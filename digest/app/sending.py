@@ -27,7 +27,7 @@ from digest.send.reporting import LedgerView
 from digest.send.sender import Links
 from digest.send.transport import Transport
 from digest.send.worker import AmbiguousPolicy, Narrow, SendReport, send_issue
-from digest.stores import issues
+from digest.stores import issues, waves
 from digest.stores.issues import IssueRow
 
 
@@ -80,6 +80,39 @@ def send(
     return planned, deliver(project, planned, transport, ambiguous_policy, on_batch)
 
 
+def help_send(
+    project: Project,
+    digest_slug: str | None = None,
+    ambiguous_policy: AmbiguousPolicy = "skip",
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[issue_cases.Planned, SendReport] | None:
+    """Join the send of the digest's unfinished issue, whatever its cadence (``digest
+    worker``); None when there is none. Plans nothing: planning here would start the default
+    cadence's next issue beside the one being sent.
+
+    An issue sent in local-time waves is only helped with: its recording is the scheduler's,
+    wave by wave, and a worker that recorded it would send every reader now."""
+    project.config.secrets.require_secret_key()
+    digest = project.config.digest(digest_slug)
+    with project.reading() as conn:
+        row = issues.unfinished_issue(conn, digest.slug)
+        in_waves = row is not None and bool(waves.waves_of(conn, row.id))
+    if row is None:
+        return None
+    refusal = why_not_sendable(digest.approval, row.status, row.approval)
+    if refusal:
+        raise ApprovalError(
+            f"issue {row.number} of {row.digest} {refusal}: approve it in the editor app, or "
+            "send it with `digest send --force`",
+            where=row.digest,
+        )
+    planned = issue_cases.Planned(
+        issue_cases.load(project, row.id), False, dict, row.approval, row.slot
+    )
+    report = deliver(project, planned, None, ambiguous_policy, on_batch, may_record=not in_waves)
+    return planned, report
+
+
 def send_now(project: Project, digest_slug: str) -> None:
     """Send the digest's next issue (the one an editor just approved); resumable like
     `digest send`."""
@@ -95,10 +128,12 @@ def deliver(
     *,
     narrow: Narrow | None = None,
     final: bool = True,
+    may_record: bool = True,
 ) -> SendReport:
     """Send (or resume) this issue, no questions asked: callers decide whether it may go
     (:func:`send` for editors, the scheduled job through its approval gate). ``narrow`` and
-    ``final``: one local-time wave of it (:func:`digest.send.worker.send_issue`)."""
+    ``final``: one local-time wave of it; ``may_record`` False only sends what others record
+    (:func:`digest.send.worker.send_issue`)."""
     issue = planned.issue
     _refuse_unloadable_images(project, issue)
     # A staged bounce, complaint or unsubscribe suppresses its reader before the recipients
@@ -138,6 +173,7 @@ def deliver(
         written=transport.written if isinstance(transport, OutboxTransport) else None,
         narrow=narrow,
         final=final,
+        may_record=may_record,
     )
 
 

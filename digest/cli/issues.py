@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import getpass
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -144,6 +146,15 @@ class _Rate(ProgressColumn):
         return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="progress.data.speed")
 
 
+@contextmanager
+def _progress() -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while an issue goes out; yields what counts each batch."""
+    columns = (*Progress.get_default_columns(), TextColumn("{task.completed} recipients"), _Rate())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("Sending", total=None)
+        yield lambda n: progress.update(task, advance=n)
+
+
 def send_with_progress(
     project: Project,
     digest: str | None,
@@ -154,14 +165,12 @@ def send_with_progress(
 ) -> tuple[Planned | None, SendReport | None]:
     """Send (or resume) the next issue, a progress bar on stderr while it goes out, then its
     plan and what was submitted."""
-    columns = (*Progress.get_default_columns(), TextColumn("{task.completed} recipients"), _Rate())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("Sending", total=None)
+    with _progress() as on_batch:
         planned, report = sending.send(
             project,
             digest,
             ambiguous_policy=policy,
-            on_batch=lambda n: progress.update(task, advance=n),
+            on_batch=on_batch,
             force=force,
             by=f"{who()} (digest send --force)",
             without_readers=without_readers,
@@ -324,13 +333,18 @@ def worker(
     digest: DigestOption = None,
     resend_ambiguous: Annotated[bool, typer.Option("--resend-ambiguous")] = False,
 ) -> None:
-    """Help send the digest's unfinished issue (plans nothing). Run several on PostgreSQL: they
-    claim batches with FOR UPDATE SKIP LOCKED, so no batch goes out twice."""
+    """Help send the digest's unfinished issue, whatever its cadence (plans nothing). Run
+    several on PostgreSQL: they claim batches with FOR UPDATE SKIP LOCKED, so no batch goes
+    out twice."""
     project = open_project(config)
-    if issues.unfinished(project, digest) is None:
+    with _progress() as on_batch:
+        helped = sending.help_send(
+            project, digest, "resend" if resend_ambiguous else "skip", on_batch
+        )
+    if helped is None:
         out.print("No unfinished issue: nothing to do.")
         return
-    send_with_progress(project, digest, "resend" if resend_ambiguous else "skip")
+    print_sent(project, *helped)
 
 
 def run(config: ConfigOption = None, digest: DigestOption = None) -> None:

@@ -153,6 +153,7 @@ def send_issue(
     written: leases.Written | None = None,
     narrow: Narrow | None = None,
     final: bool = True,
+    may_record: bool = True,
 ) -> SendReport:
     """Record the issue's recipients (or finish a recording left unfinished) and send every
     batch this worker can lease, sending from the first recorded group on; several workers
@@ -161,7 +162,8 @@ def send_issue(
 
     ``narrow`` and ``final`` send one local-time wave: ``narrow`` restricts who is recorded
     (the readers the wave is due for), and a wave that is not ``final`` leaves the issue
-    unrecorded, and so sending, for the next wave (:func:`recording.record`)."""
+    unrecorded, and so sending, for the next wave (:func:`recording.record`). ``may_record``
+    False leaves the recording to others: this worker only sends batches they record."""
     with _database_faults(engine):
         issue_id = rendered.issue.id
         assert issue_id is not None
@@ -172,7 +174,7 @@ def send_issue(
             ambiguous = reporting.counts(conn, issue_id)[AMBIGUOUS]
             if ambiguous_policy == "resend":
                 leases.requeue_ambiguous(conn, issue_id, clock())
-            records = recording.take_recording(conn, issue_id, recorder, alive)
+            records = may_record and recording.take_recording(conn, issue_id, recorder, alive)
         with _young_objects_only():
             own_recording = (
                 _RecordingThread(engine, rendered, batch_size, recorder, narrow, final)

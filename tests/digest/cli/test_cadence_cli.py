@@ -1,13 +1,19 @@
-"""``digest subscribers add --cadence/--time-zone`` and the counts per cadence of
-``digest subscribers stats``."""
+"""``digest subscribers add --cadence/--time-zone``, the counts per cadence of ``digest
+subscribers stats``, and ``digest worker`` beside a send of a cadence other than the default."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
 
+from digest import db
+from digest.app import gathering
+from digest.app import issues as issue_cases
 from digest.app.wiring import Project
+from digest.cli import app
 from digest.errors import DigestError
 from subscribers.store import SubscriberStore
 from tests.cadence_site import cadence_config
@@ -59,3 +65,34 @@ def test_bad_values_are_refused_naming_the_option(
     assert named in str(refused.value)
     with project.reading() as conn:
         assert SubscriberStore(conn).get("x@example.com") is None
+
+
+def test_a_worker_helps_with_the_unfinished_issue_of_any_cadence_and_plans_none(
+    project: Project, environ: dict[str, str]
+) -> None:
+    """A worker started beside a daily send sends that issue. It used to look for the default
+    cadence's issue only: it never helped with this one, and where the default cadence had new
+    posts it planned and sent that issue, to readers whose slot had not come (seen in
+    bench/cadence_bench.py --workers 2)."""
+    run(project, "subscribers", "add", "daily@example.com", "-t", "backend", "--cadence", "daily")
+    run(project, "subscribers", "add", "weekly@example.com", "-t", "backend")
+    gathering.gather_sources(project)
+    planned = issue_cases.plan(project, None, cadence="daily")
+    assert planned is not None
+    code, out = worker(project, environ)
+    assert code == 0, out
+    with project.reading() as conn:
+        issues = conn.execute(select(db.issues.c.id, db.issues.c.cadence)).all()
+        sent_to = conn.execute(select(db.deliveries.c.email)).scalars().all()
+    assert [tuple(row) for row in issues] == [(planned.issue.id, "daily")]
+    assert sent_to == ["daily@example.com"]
+    code, out = worker(project, environ)
+    assert code == 0 and "No unfinished issue" in out
+
+
+def worker(project: Project, environ: dict[str, str]) -> tuple[int, str]:
+    """``digest worker`` as its own process would run it: the key from the environment."""
+    result = CliRunner(env=environ).invoke(
+        app, ["worker", "--config", str(project.config.path)], catch_exceptions=False
+    )
+    return result.exit_code, " ".join(result.stdout.split())
