@@ -15,8 +15,10 @@ Prints recipients per second over the three sends, CPU time beside wall time, an
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from send_bench import (
+    API_KEY,
     TOPICS,
     ServerProcess,
     _cpu_seconds,
@@ -37,6 +40,7 @@ from send_bench import (
 )
 from sqlalchemy import func, select
 
+from digest import db
 from digest.app import gathering, sending
 from digest.app import issues as issue_cases
 from digest.app.wiring import Project
@@ -113,6 +117,9 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=100_000)
     parser.add_argument("--database", default=None, help="default: SQLite in a temporary folder")
     parser.add_argument("--in-flight", type=int, default=4)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="sending processes (extra ones: digest worker)"
+    )
     args = parser.parse_args()
     server = ServerProcess()
     figures = []
@@ -132,6 +139,12 @@ def main() -> None:
             (site / "digest.toml").write_text(body)
             project = open_project(site, server.host)
             engine = project.engine
+            worker_env = {
+                **os.environ,
+                "DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq",
+                "SENDGRID_API_KEY": API_KEY,
+                "SENDGRID_API_HOST": server.host,
+            }
             # Each cadence's first issue, to nobody, a post per topic apart: each cadence gets
             # a horizon of its own.
             horizons = {}
@@ -159,14 +172,39 @@ def main() -> None:
                 planned = issue_cases.plan(project, "news", cadence=cadence)
                 assert planned is not None
                 planning = time.perf_counter() - start
-                report = sending.deliver(project, planned)
+                helpers = [
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "digest",
+                            "worker",
+                            "--config",
+                            str(site / "digest.toml"),
+                        ],
+                        env=worker_env,
+                        stdout=subprocess.DEVNULL,
+                    )
+                    for _ in range(args.workers - 1)
+                ]
+                sending.deliver(project, planned)
+                for helper in helpers:
+                    helper.wait()
                 seconds = time.perf_counter() - start
                 cpu = _cpu_seconds() - cpu_start
                 stats = server.stats()
                 sent = int(stats["recipients"] - recipients_before)
-                assert report.finished and sent == counts[cadence], (sent, counts[cadence])
-                segments = len(report.per_segment)
-                switched = sum(1 for key in report.per_segment if "@" in key)
+                assert sent == counts[cadence], (sent, counts[cadence], stats)
+                with engine.connect() as conn:
+                    keys = conn.execute(
+                        select(db.send_batches.c.segment)
+                        .where(db.send_batches.c.issue_id == planned.issue.id)
+                        .distinct()
+                    ).scalars()
+                    segments = switched = 0
+                    for key in keys:
+                        segments += 1
+                        switched += "@" in key
                 figures.append(
                     (
                         cadence,

@@ -375,6 +375,11 @@ cookie carries, so the table's rows are no cookies. ``editor`` is the editor's a
 Index("ix_editor_sessions_editor", editor_sessions.c.editor)
 
 
+SQLITE_CACHE_KIB = 65536
+"""64 MiB of pages per connection (the default is 2 MiB): recording a large issue writes a
+million rows."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # The wait first: turning a new file to WAL takes its lock, and two processes opening the
@@ -382,8 +387,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # 64 MiB of pages (the default is 2 MiB): recording a large issue writes a million rows.
-    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute(f"PRAGMA cache_size={-SQLITE_CACHE_KIB}")
     cursor.close()
     # SQLite's own lower() changes ASCII only: finding "Ösel" by "ösel" needs Python's.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)

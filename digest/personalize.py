@@ -108,22 +108,19 @@ def link_urls(public_url: str) -> dict[str, str]:
 def bind_links(template: str, public_url: str) -> str:
     """The template with its link tokens replaced by their URLs, the manage token left in.
 
-    Name and address tokens stay as they are; HTML link tokens get an escaped URL."""
+    Name and address tokens stay as they are; HTML link tokens get an escaped URL. One pass
+    of the token pattern: a send of many small segments binds every variant it sends."""
     urls = link_urls(public_url)
-    compiled = compile_template(template)
-    values: dict[str, str] = {}
-    for slot in set(compiled.slots):
-        match = _TOKEN.fullmatch(slot)
-        assert match is not None
+
+    def bound(match: re.Match[str]) -> str:
         name, slug = match.group(1), match.group(2)
-        text = name.endswith("_text")
         base = name.removesuffix("_text")
-        if base in urls:
-            url = urls[base] + (slug or "")
-            values[slot] = url if text else html.escape(url, quote=True)
-        else:
-            values[slot] = slot
-    return compiled.fill(values)
+        if base not in urls or not _ours(match):
+            return match.group(0)
+        url = urls[base] + (slug or "")
+        return url if name.endswith("_text") else html.escape(url, quote=True)
+
+    return _TOKEN.sub(bound, template)
 
 
 MAX_EMAIL_LENGTH = 320

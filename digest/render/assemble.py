@@ -29,6 +29,9 @@ REST_BLOCK = "rest:topics"
 
 _BLOCK = re.compile(r"<!--digest:block:([a-z-]+:[^>]+?)-->(.*?)<!--/digest:block-->", re.S)
 _MARKERS = re.compile(r"<!--/?digest:[^>]*-->")
+_SHELL_TEXTS = re.compile(
+    "(" + "|".join(map(re.escape, (INTRO_MARKER, PREHEADER_MARKER, TOPICS_MARKER))) + ")"
+)
 
 
 def more_marker(slug: str) -> str:
@@ -54,6 +57,20 @@ class Cut:
         counts = {m: bare.count(m) for m in (INTRO_MARKER, PREHEADER_MARKER, TOPICS_MARKER)}
         size = _bytes(bare) - sum(_bytes(m) * n for m, n in counts.items())
         return size, counts
+
+    @cached_property
+    def stripped_blocks(self) -> dict[str, str]:
+        """The blocks without their markers."""
+        return {name: strip_markers(body) for name, body in self.blocks.items()}
+
+    @cached_property
+    def shell_pieces(self) -> tuple[str, ...]:
+        """The shell without its markers, split around the slot and the segment's texts (each
+        piece that is one of them stands for it)."""
+        before, after = self.shell.split(SECTIONS_SLOT, 1)
+        pieces = [*_SHELL_TEXTS.split(strip_markers(before)), SECTIONS_SLOT]
+        pieces += _SHELL_TEXTS.split(strip_markers(after))
+        return tuple(piece for piece in pieces if piece)
 
     @cached_property
     def _block_bytes(self) -> dict[str, int]:
@@ -144,18 +161,27 @@ def assemble(
     piece: Cut, sections: Sequence[SectionView], texts: SegmentTexts, rest: int = 0
 ) -> str:
     """The segment's email: its sections, then (``rest`` > 0) the line counting the topics
-    only the web-archive page shows."""
-    body = "".join(piece.blocks[name] for name in block_names(sections, rest))
+    only the web-archive page shows. Joined from pieces stripped and split once per issue
+    (:attr:`Cut.stripped_blocks`, :attr:`Cut.shell_pieces`): a send of many small segments
+    assembles thousands, and replacing markers across the whole email took most of it."""
+    blocks = piece.stripped_blocks
+    body: list[str] = []
     for section in sections:
+        names = section_blocks(section)
+        body.extend(blocks[name] for name in names[:-1])
+        ending = blocks[names[-1]]
         if section.more:
-            body = body.replace(more_marker(section.topic.slug), str(section.more))
+            ending = ending.replace(more_marker(section.topic.slug), str(section.more))
+        body.append(ending)
     if rest:
-        body = body.replace(REST_MARKER, str(rest))
-    out = piece.shell.replace(SECTIONS_SLOT, body, 1)
-    out = out.replace(INTRO_MARKER, segment_text(texts.intro))
-    out = out.replace(PREHEADER_MARKER, segment_text(texts.preheader))
-    out = out.replace(TOPICS_MARKER, segment_text(texts.topics))
-    return strip_markers(out)
+        body.append(blocks[REST_BLOCK].replace(REST_MARKER, str(rest)))
+    values = {
+        SECTIONS_SLOT: "".join(body),
+        INTRO_MARKER: segment_text(texts.intro),
+        PREHEADER_MARKER: segment_text(texts.preheader),
+        TOPICS_MARKER: segment_text(texts.topics),
+    }
+    return "".join(values.get(part, part) for part in piece.shell_pieces)
 
 
 def strip_markers(compiled: str) -> str:

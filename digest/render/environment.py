@@ -35,6 +35,10 @@ def template_folder() -> Path:
 def _finalize(value: Any) -> Any:
     if isinstance(value, Markup) or not isinstance(value, str):
         return value
+    if "%%" not in value and value.isprintable():
+        # Nothing to drop or guard (every character _UNWRITABLE matches, and \r, is
+        # unprintable): most values, printed once per variant of a send.
+        return value
     text = _UNWRITABLE.sub("", value).replace("\r\n", "\n").replace("\r", "\n")
     return text.replace("%%", TOKEN_GUARD)
 

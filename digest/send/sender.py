@@ -23,6 +23,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
+from digest import db
 from digest.errors import BatchRejected, DeliveryUnknown, ProviderDown, TransportError
 from digest.render import RenderedIssue
 from digest.segment import decode_key
@@ -35,6 +36,11 @@ from subscribers.names import usable_name
 from subscribers.tokens import TokenSigner
 
 COMPILED_KEPT = 8
+SENDING_CACHE_KIB = 4096
+"""SQLite's page cache for each sending thread's connection, which reads a batch's few
+pages of an index and writes one row: four threads with the default of the connections that
+record the issue (:data:`digest.db.SQLITE_CACHE_KIB`) held the same pages four times, a
+hundred megabytes of a million-recipient send."""
 RECORDING_POLL_SECONDS = 0.02
 """How soon a worker that found nothing to lease looks again while the issue is recorded."""
 
@@ -224,6 +230,8 @@ class Sender:
         conn: Connection | None = getattr(self._threads_own, "conn", None)
         if conn is None:
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA cache_size={-SENDING_CACHE_KIB}")
             self._threads_own.conn = conn
             with self._opening:
                 self._opened.append(conn)
@@ -234,6 +242,8 @@ class Sender:
             opened, self._opened = self._opened, []
         for conn in opened:
             with contextlib.suppress(Exception):
+                if conn.dialect.name == "sqlite":  # back to the pool as it came
+                    conn.exec_driver_sql(f"PRAGMA cache_size={-db.SQLITE_CACHE_KIB}")
                 conn.close()
 
     def turn(self, flight: _Flight, submit: Callable[[_Leased], Future[_Handed]]) -> bool:
