@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from digest import db
 from digest.app import gathering, sending
 from digest.app import issues as issue_cases
-from digest.app.wiring import Project
+from digest.app.wiring import Project, limit_malloc_arenas
 from digest.scaffold import scaffold
 from digest.stores import releases
 from subscribers import tables as subscriber_tables
@@ -121,6 +121,7 @@ def main() -> None:
         "--workers", type=int, default=1, help="sending processes (extra ones: digest worker)"
     )
     args = parser.parse_args()
+    limit_malloc_arenas()  # as the console script does
     server = ServerProcess()
     figures = []
     try:

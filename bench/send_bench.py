@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from digest import db
 from digest.app import gathering, sending
 from digest.app import issues as issue_cases
-from digest.app.wiring import Project
+from digest.app.wiring import Project, limit_malloc_arenas
 from digest.config import load_config
 from digest.personalize import compile_template, token_values
 from digest.render import render_issue
@@ -239,6 +239,7 @@ def main() -> None:
         "--workers", type=int, default=1, help="sending processes (extra ones: digest worker)"
     )
     args = parser.parse_args()
+    limit_malloc_arenas()  # as the console script does
     server = ServerProcess()
     try:
         with tempfile.TemporaryDirectory() as tmp:

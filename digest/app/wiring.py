@@ -6,6 +6,8 @@ the template environment. Use cases (the other modules of :mod:`digest.app`) tak
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import ssl
 import threading
 import time
@@ -45,6 +47,27 @@ Mailer = Callable[[EmailMessage], None]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # glibc's malloc.h
+
+
+@functools.cache
+def limit_malloc_arenas() -> None:
+    """At most :data:`MALLOC_ARENAS` glibc malloc arenas in this process: called as the process
+    starts (the console script, the benchmarks), before any thread allocates.
+
+    glibc gives threads that allocate at once arenas of their own (up to eight per core), and
+    an arena keeps the memory it once held. A send's threads each build requests of hundreds
+    of kilobytes: a three-cadence send of a million readers peaked at 533 MB with the default
+    and 405 MB with two arenas, at the same speed. Where there is no glibc ``mallopt`` (macOS),
+    nothing changes."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def check_runtime() -> None:

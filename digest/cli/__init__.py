@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from digest.app.wiring import check_runtime
+from digest.app.wiring import check_runtime, limit_malloc_arenas
 from digest.cli import gather, issue_desk, issues, project, schedule
 from digest.cli.bounces import bounces_app
 from digest.cli.editors import editors_app
@@ -70,6 +70,7 @@ def main() -> None:
     Nothing runs on a Python whose email package could write a header it was not asked to."""
     try:
         check_runtime()
+        limit_malloc_arenas()
         app()
     except DigestError as error:
         print_error(error)
