@@ -112,6 +112,57 @@ def load_cadences(project: Project, readers: int, marks: dict[str, list[int]]) -
     return counts
 
 
+def measured_send(
+    project: Project,
+    server: ServerProcess,
+    digest: str,
+    cadence: str | None,
+    workers: int,
+    worker_env: dict[str, str],
+    site: Path,
+) -> tuple[int, float, float, float, int, int, int]:
+    """Plan and send the digest's issue of ``cadence``, with ``workers`` - 1 helping
+    processes: recipients, planning and sending seconds, CPU of this process, requests,
+    segments and segments of switched readers."""
+    requests_before = server.stats()["requests"]
+    recipients_before = server.stats()["recipients"]
+    start = time.perf_counter()
+    cpu_start = _cpu_seconds()
+    planned = issue_cases.plan(project, digest, cadence=cadence)
+    assert planned is not None
+    planning = time.perf_counter() - start
+    command = [sys.executable, "-m", "digest", "worker", "--config", str(site / "digest.toml")]
+    helpers = [
+        subprocess.Popen([*command, "--digest", digest], env=worker_env, stdout=subprocess.DEVNULL)
+        for _ in range(workers - 1)
+    ]
+    sending.deliver(project, planned)
+    for helper in helpers:
+        helper.wait()
+    seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu_start
+    stats = server.stats()
+    with project.engine.connect() as conn:
+        keys = conn.execute(
+            select(db.send_batches.c.segment)
+            .where(db.send_batches.c.issue_id == planned.issue.id)
+            .distinct()
+        ).scalars()
+        segments = switched = 0
+        for key in keys:
+            segments += 1
+            switched += "@" in key
+    return (
+        int(stats["recipients"] - recipients_before),
+        planning,
+        seconds,
+        cpu,
+        int(stats["requests"] - requests_before),
+        segments,
+        switched,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--readers", type=int, default=100_000)
@@ -135,7 +186,9 @@ def main() -> None:
             body = body.replace(
                 '[[digests]]\nslug = "weekly"\nname = "Bench Weekly"\n',
                 '[[digests]]\nslug = "news"\nname = "Bench News"\ndefault_cadence = "weekly"\n'
-                f"[digests.cadences]\n{cadences}",
+                f"[digests.cadences]\n{cadences}"
+                # The same readers through a digest of one cadence: today's send, same run.
+                '[[digests]]\nslug = "plain"\nname = "Bench Plain"\n',
             )
             (site / "digest.toml").write_text(body)
             project = open_project(site, server.host)
@@ -166,58 +219,15 @@ def main() -> None:
             loaded = time.perf_counter() - start
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             for cadence in CADENCES:
-                requests_before = server.stats()["requests"]
-                recipients_before = server.stats()["recipients"]
-                start = time.perf_counter()
-                cpu_start = _cpu_seconds()
-                planned = issue_cases.plan(project, "news", cadence=cadence)
-                assert planned is not None
-                planning = time.perf_counter() - start
-                helpers = [
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "digest",
-                            "worker",
-                            "--config",
-                            str(site / "digest.toml"),
-                        ],
-                        env=worker_env,
-                        stdout=subprocess.DEVNULL,
-                    )
-                    for _ in range(args.workers - 1)
-                ]
-                sending.deliver(project, planned)
-                for helper in helpers:
-                    helper.wait()
-                seconds = time.perf_counter() - start
-                cpu = _cpu_seconds() - cpu_start
-                stats = server.stats()
-                sent = int(stats["recipients"] - recipients_before)
-                assert sent == counts[cadence], (sent, counts[cadence], stats)
-                with engine.connect() as conn:
-                    keys = conn.execute(
-                        select(db.send_batches.c.segment)
-                        .where(db.send_batches.c.issue_id == planned.issue.id)
-                        .distinct()
-                    ).scalars()
-                    segments = switched = 0
-                    for key in keys:
-                        segments += 1
-                        switched += "@" in key
-                figures.append(
-                    (
-                        cadence,
-                        sent,
-                        planning,
-                        seconds,
-                        cpu,
-                        int(stats["requests"] - requests_before),
-                        segments,
-                        switched,
-                    )
+                sent, planning, seconds, cpu, requests, segments, switched = measured_send(
+                    project, server, "news", cadence, args.workers, worker_env, site
                 )
+                assert sent == counts[cadence], (sent, counts[cadence])
+                figures.append(
+                    (cadence, sent, planning, seconds, cpu, requests, segments, switched)
+                )
+            one = measured_send(project, server, "plain", None, args.workers, worker_env, site)
+            assert one[0] == args.readers
             received = server.stats()
             assert received["duplicates"] == 0 and received["rejected"] == 0
             with engine.connect() as conn:
@@ -249,6 +259,13 @@ def main() -> None:
         f"all three  : {total:9,} recipients in {wall:6.1f} s, CPU {cpu_total:6.1f} s "
         f"= {total / wall:,.0f} recipients/s ({cpu_total / total * 1e6:.0f} µs CPU each)"
     )
+    sent, _, seconds, cpu, requests, segments, _ = one
+    print(
+        f"one cadence, same readers (a digest without cadences, same run): {sent:,} recipients "
+        f"in {seconds:.1f} s, CPU {cpu:.1f} s = {sent / seconds:,.0f} recipients/s; "
+        f"{requests:,} requests, {segments} segments"
+    )
+    print(f"  ratio, three cadences / one          : {total / wall / (sent / seconds):.2f}")
     print(f"watermarks left after the sends: {left:,} (every switcher settled: 0)")
     print(
         f"peak memory (max RSS, sending process): {peak:6.0f} MB "
