@@ -60,7 +60,7 @@ def _driver_rows(
 ) -> list[Any]:
     """Run a statement written for this database on the driver's own cursor (in the
     connection's transaction); its rows."""
-    raw: Any = conn.connection.driver_connection
+    raw: Any = conn.connection.dbapi_connection
     cursor = raw.cursor()
     try:
         cursor.execute(statement, parameters)
@@ -132,7 +132,7 @@ def hand(conn: Connection, batch_id: int, worker: str) -> bool:
     ``conn`` commits each statement (AUTOCOMMIT): the mark must be in the database before
     the request leaves."""
     marker = "%s" if conn.dialect.name == "postgresql" else "?"
-    raw: Any = conn.connection.driver_connection
+    raw: Any = conn.connection.dbapi_connection
     cursor = raw.cursor()
     try:
         cursor.execute(_HAND.format(marker=marker), (HANDED, batch_id, SUBMITTING, worker))
@@ -176,7 +176,7 @@ def members(conn: Connection, batch_id: int, now: datetime) -> list[Member]:
     it steps to, and while other threads are busy each row then waited up to the
     interpreter's switch interval to take it back (reading batches row by row took 3 times the
     CPU and 20 times the time)."""
-    raw: Any = conn.connection.driver_connection
+    raw: Any = conn.connection.dbapi_connection
     cursor = raw.cursor()
     try:
         parameters = (bound(conn, now), batch_id)

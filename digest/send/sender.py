@@ -21,9 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, QueuePool
 
-from digest import db
 from digest.errors import BatchRejected, DeliveryUnknown, ProviderDown, TransportError
 from digest.render import RenderedIssue
 from digest.segment import decode_key
@@ -224,12 +223,17 @@ class Sender:
 
     def _thread_connection(self) -> Connection:
         """This sending thread's own connection, committing each statement (AUTOCOMMIT), kept
-        for the whole send: checking one out of the pool for every batch (and resetting its
-        isolation level on the way back) cost a sending thread a sixth of its time in a send
-        of small segments."""
+        for the whole send and closed at its end: checking one out of the pool for every
+        batch (and resetting its isolation level on the way back) cost a sending thread a
+        sixth of its time in a send of small segments.
+
+        Detached from a queue pool, so that it holds none of its places: ``in_flight`` may be
+        larger than the pool, and the leasing and recording threads still get theirs."""
         conn: Connection | None = getattr(self._threads_own, "conn", None)
         if conn is None:
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if isinstance(self.engine.pool, QueuePool):
+                conn.detach()
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql(f"PRAGMA cache_size={-SENDING_CACHE_KIB}")
             self._threads_own.conn = conn
@@ -242,8 +246,6 @@ class Sender:
             opened, self._opened = self._opened, []
         for conn in opened:
             with contextlib.suppress(Exception):
-                if conn.dialect.name == "sqlite":  # back to the pool as it came
-                    conn.exec_driver_sql(f"PRAGMA cache_size={-db.SQLITE_CACHE_KIB}")
                 conn.close()
 
     def turn(self, flight: _Flight, submit: Callable[[_Leased], Future[_Handed]]) -> bool:

@@ -133,6 +133,27 @@ def test_requests_run_in_flight_up_to_the_configured_number(
     assert together.released and server.peak_active == 3
 
 
+def test_more_requests_in_flight_than_the_pool_has_connections(
+    tmp_path: Path, clock: FixedClock, server: SendGridServer
+) -> None:
+    """Each sending thread keeps a connection of its own for the send, detached from the
+    engine's pool: twenty under way at once, more than the pool's fifteen, and the leasing
+    thread still gets one (with them held in the pool, the send waited on it for ever)."""
+    project = sendgrid_project(tmp_path, clock, server.host, batch_size=1)
+    assert project.engine.pool.size() + project.engine.pool._max_overflow < 20  # type: ignore[attr-defined]
+    project.config = replace(
+        project.config,
+        file=project.config.file.model_copy(
+            update={"sending": project.config.sending.model_copy(update={"in_flight": 20})}
+        ),
+    )
+    server.holds[""] = together = Hold(barrier=20)
+    _, report = sending.send(project)
+    assert report is not None and report.finished and report.submitted == 29
+    assert together.released and server.peak_active == 20
+    assert set(server.received.values()) == {1}
+
+
 def test_faults_are_retried_and_nobody_gets_two(
     tmp_path: Path, clock: FixedClock, schema: Path
 ) -> None:
