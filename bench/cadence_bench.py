@@ -30,7 +30,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from send_bench import (
-    API_KEY,
     TOPICS,
     ServerProcess,
     _cpu_seconds,
@@ -47,6 +46,7 @@ from digest.app.wiring import Project, limit_malloc_arenas
 from digest.scaffold import scaffold
 from digest.stores import releases
 from subscribers import tables as subscriber_tables
+from tests.sendgrid_server import API_KEY
 
 CADENCES = {"daily": "0 8 * * *", "weekly": "0 8 * * mon", "monthly": "0 8 1 * *"}
 SWITCHED = 10
