@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -114,44 +115,32 @@ def test_every_payload_validates_and_reaches_each_reader_once(
     assert not named & reserved_headers(schema)
 
 
+@pytest.mark.parametrize(
+    ("in_flight", "batch_size"), [(3, 2), (20, 1)], ids=["three", "more-than-the-pool"]
+)
 def test_requests_run_in_flight_up_to_the_configured_number(
-    tmp_path: Path, clock: FixedClock, server: SendGridServer
+    tmp_path: Path, clock: FixedClock, server: SendGridServer, in_flight: int, batch_size: int
 ) -> None:
-    project = sendgrid_project(tmp_path, clock, server.host, batch_size=2)
+    """The first requests are held until ``in_flight`` are under way together, however slowly
+    the sender's threads get going: then the peak is the configured number, never more.
+
+    Twenty is more than the engine's pool has places: each sending thread's connection is
+    detached from it, so the leasing thread still gets one (held in the pool, the send waited
+    for one for ever)."""
+    project = sendgrid_project(tmp_path, clock, server.host, batch_size=batch_size)
+    pool: Any = project.engine.pool
+    assert pool.size() + pool._max_overflow < 20
     project.config = replace(
         project.config,
         file=project.config.file.model_copy(
-            update={"sending": project.config.sending.model_copy(update={"in_flight": 3})}
+            update={"sending": project.config.sending.model_copy(update={"in_flight": in_flight})}
         ),
     )
-    # The first requests are held until three are under way together, however slowly the
-    # sender's threads get going: then the peak is the configured number, never more.
-    server.holds[""] = together = Hold(barrier=3)
+    server.holds[""] = together = Hold(barrier=in_flight)
     _, report = sending.send(project)
     assert report is not None and report.finished and report.submitted == 29
     assert set(server.received.values()) == {1}
-    assert together.released and server.peak_active == 3
-
-
-def test_more_requests_in_flight_than_the_pool_has_connections(
-    tmp_path: Path, clock: FixedClock, server: SendGridServer
-) -> None:
-    """Each sending thread keeps a connection of its own for the send, detached from the
-    engine's pool: twenty under way at once, more than the pool's fifteen, and the leasing
-    thread still gets one (with them held in the pool, the send waited on it for ever)."""
-    project = sendgrid_project(tmp_path, clock, server.host, batch_size=1)
-    assert project.engine.pool.size() + project.engine.pool._max_overflow < 20  # type: ignore[attr-defined]
-    project.config = replace(
-        project.config,
-        file=project.config.file.model_copy(
-            update={"sending": project.config.sending.model_copy(update={"in_flight": 20})}
-        ),
-    )
-    server.holds[""] = together = Hold(barrier=20)
-    _, report = sending.send(project)
-    assert report is not None and report.finished and report.submitted == 29
-    assert together.released and server.peak_active == 20
-    assert set(server.received.values()) == {1}
+    assert together.released and server.peak_active == in_flight
 
 
 def test_faults_are_retried_and_nobody_gets_two(
