@@ -69,11 +69,7 @@ def send(
     refusal = why_not_sendable(policy, status, planned.approval)
     if refusal:
         if not force:
-            raise ApprovalError(
-                f"issue {issue.number} of {issue.digest} {refusal}: approve it in the editor "
-                "app, or send it anyway with `digest send --force`",
-                where=issue.digest,
-            )
+            raise _not_approved(issue.number, issue.digest, refusal)
         with project.transaction() as conn:
             issues.set_approval(conn, issue.id, Approval.APPROVED, by, project.clock())
         planned = replace(planned, approval=Approval.APPROVED)
@@ -101,14 +97,8 @@ def help_send(
         return None
     refusal = why_not_sendable(digest.approval, row.status, row.approval)
     if refusal:
-        raise ApprovalError(
-            f"issue {row.number} of {row.digest} {refusal}: approve it in the editor app, or "
-            "send it with `digest send --force`",
-            where=row.digest,
-        )
-    planned = issue_cases.Planned(
-        issue_cases.load(project, row.id), False, dict, row.approval, row.slot
-    )
+        raise _not_approved(row.number, row.digest, refusal)
+    planned = _planned_again(project, row)
     report = deliver(project, planned, None, ambiguous_policy, on_batch, may_record=not in_waves)
     return planned, report
 
@@ -281,10 +271,23 @@ def resend_ambiguous(
     never have got it. Only an issue that went out (sending or sent) has any; the ledger's
     ``ambiguities`` keeps the count of what a resend may duplicate."""
     row = resendable(project, digest_slug, number)
-    planned = issue_cases.Planned(
+    planned = _planned_again(project, row)
+    return planned, deliver(project, planned, transport, "resend", on_batch)
+
+
+def _planned_again(project: Project, row: IssueRow) -> issue_cases.Planned:
+    """An issue planned earlier, as a send that resumes or helps with it takes it."""
+    return issue_cases.Planned(
         issue_cases.load(project, row.id), False, dict, row.approval, row.slot
     )
-    return planned, deliver(project, planned, transport, "resend", on_batch)
+
+
+def _not_approved(number: int, digest: str, refusal: str) -> ApprovalError:
+    return ApprovalError(
+        f"issue {number} of {digest} {refusal}: approve it in the editor app, or send it "
+        "anyway with `digest send --force`",
+        where=digest,
+    )
 
 
 def still_open(project: Project, issue_id: int) -> Counter[str]:

@@ -61,7 +61,7 @@ def limit_malloc_arenas() -> None:
     glibc gives threads that allocate at once arenas of their own (up to eight per core), and
     an arena keeps the memory it once held. A send's threads each build requests of hundreds
     of kilobytes: a three-cadence send of a million readers peaked at 533 MB with the default
-    and 405 MB with two arenas, at the same speed. Where there is no glibc ``mallopt`` (macOS),
+    and 413 MB with two arenas, at the same speed. Where there is no glibc ``mallopt`` (macOS),
     nothing changes."""
     try:
         mallopt = ctypes.CDLL(None).mallopt

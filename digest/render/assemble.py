@@ -74,7 +74,7 @@ class Cut:
 
     @cached_property
     def _block_bytes(self) -> dict[str, int]:
-        return {name: _bytes(strip_markers(body)) for name, body in self.blocks.items()}
+        return {name: _bytes(body) for name, body in self.stripped_blocks.items()}
 
     def measure(self, sections: Sequence[SectionView], texts: SegmentTexts, rest: int = 0) -> int:
         """The UTF-8 size :func:`assemble` would produce, computed without assembling."""

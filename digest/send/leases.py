@@ -7,7 +7,6 @@ become ambiguous and the others pending again; the ``resend`` policy puts ambigu
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,25 +49,6 @@ class Member(NamedTuple):
     """Still gets email now (active, not paused): people change their minds mid-send."""
 
 
-def _psycopg_style(statement: str) -> str:
-    """A statement with ``:name`` parameters (sqlite3's style) in psycopg's ``%(name)s``."""
-    return re.sub(r"(?<!:):(\w+)", r"%(\1)s", statement)
-
-
-def _driver_rows(
-    conn: Connection, statement: str, parameters: Mapping[str, Any] | Sequence[Any]
-) -> list[Any]:
-    """Run a statement written for this database on the driver's own cursor (in the
-    connection's transaction); its rows."""
-    raw: Any = conn.connection.dbapi_connection
-    cursor = raw.cursor()
-    try:
-        cursor.execute(statement, parameters)
-        return list(cursor.fetchall()) if cursor.description else []
-    finally:
-        cursor.close()
-
-
 def claim(
     conn: Connection,
     issue_id: int,
@@ -79,47 +59,32 @@ def claim(
 ) -> list[Claimed]:
     """Lease up to ``limit`` pending batches to ``worker``; two workers never get the same.
 
-    One statement, written out and run on the driver's own cursor: it runs a few times a
-    second for the whole send, and SQLAlchemy building it each time cost more than the
-    database running it. On PostgreSQL the batches are picked FOR UPDATE SKIP LOCKED in a
+    One statement. On PostgreSQL the batches are picked FOR UPDATE SKIP LOCKED in a
     materialized CTE, evaluated once (in a plain ``WHERE id IN (SELECT … LIMIT n SKIP
     LOCKED)``, PostgreSQL may run the subquery more than once and lease more than ``n``). On
     SQLite the UPDATE runs under the database's write lock."""
-    parameters = {
-        "leased": SUBMITTING,
-        "worker": worker,
-        "lease_until": bound(conn, lease_until),
-        "now": bound(conn, now),
-        "issue": issue_id,
-        "pending": PENDING,
-        "limit": limit,
-    }
-    postgres = conn.dialect.name == "postgresql"
-    rows = _driver_rows(conn, _CLAIM_POSTGRES if postgres else _CLAIM_SQLITE, parameters)
-    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
-
-
-_CLAIM_SQLITE = """
-    UPDATE send_batches
-    SET status = :leased, worker = :worker, lease_until = :lease_until,
-        attempts = attempts + 1, changed_at = :now
-    WHERE id IN (
-        SELECT id FROM send_batches WHERE issue_id = :issue AND status = :pending
-        ORDER BY id LIMIT :limit
-    ) AND status = :pending
-    RETURNING id, segment, size
-"""
-_CLAIM_POSTGRES = _psycopg_style("""
-    WITH picked AS MATERIALIZED (
-        SELECT id FROM send_batches WHERE issue_id = :issue AND status = :pending
-        ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+    picked: Any = (
+        select(_B.id)
+        .where(_B.issue_id == issue_id, _B.status == PENDING)
+        .order_by(_B.id)
+        .limit(limit)
     )
-    UPDATE send_batches
-    SET status = :leased, worker = :worker, lease_until = :lease_until,
-        attempts = attempts + 1, changed_at = :now
-    WHERE id IN (SELECT id FROM picked) AND status = :pending
-    RETURNING id, segment, size
-""")
+    if conn.dialect.name == "postgresql":
+        picked = picked.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        picked = select(picked.c.id)
+    claimed = conn.execute(
+        update(db.send_batches)
+        .where(_B.id.in_(picked), _B.status == PENDING)
+        .values(
+            status=SUBMITTING,
+            worker=worker,
+            lease_until=lease_until,
+            attempts=_B.attempts + 1,
+            changed_at=now,
+        )
+        .returning(_B.id, _B.segment, _B.size)
+    ).all()
+    return sorted((Claimed(*r) for r in claimed), key=lambda c: c.id)
 
 
 def hand(conn: Connection, batch_id: int, worker: str) -> bool:
@@ -227,22 +192,20 @@ def settle(
 ) -> list[int]:
     """The provider took these batches: in each, the subscribers of its failures (id →
     reason) failed and every other delivery is submitted. Returns how many were submitted,
-    batch by batch; the batches change in one statement, written out as :func:`claim`'s.
+    batch by batch; the batches change in one statement.
 
     A batch that meanwhile became ambiguous (a lease that ran out) is submitted too: the answer
     says it was accepted."""
     failed: dict[int, int] = {}
     for batch, failures in outcomes:
         failed[batch.id] = _fail_own(conn, batch.id, failures, now) if failures else 0
-    ids = [batch.id for batch, _ in outcomes]
-    postgres = conn.dialect.name == "postgresql"
-    parameters = {
-        "submitted": SUBMITTED,
-        "now": bound(conn, now),
-        "ids": ids if postgres else json.dumps(ids),
-    }
     attempts: dict[int, int] = dict(
-        _driver_rows(conn, _SETTLE_POSTGRES if postgres else _SETTLE_SQLITE, parameters)
+        conn.execute(
+            update(db.send_batches)
+            .where(_B.id.in_([batch.id for batch, _ in outcomes]))
+            .values(status=SUBMITTED, lease_until=None, error=None, changed_at=now)
+            .returning(_B.id, _B.attempts)
+        ).all()
     )
     submitted = []
     for batch, _ in outcomes:
@@ -253,18 +216,6 @@ def settle(
             _finish(conn, batch.id, FAILED, now)
         submitted.append(ok)
     return submitted
-
-
-_SETTLE_SQLITE = """
-    UPDATE send_batches SET status = :submitted, lease_until = NULL, error = NULL, changed_at = :now
-    WHERE id IN (SELECT value FROM json_each(:ids))
-    RETURNING id, attempts
-"""
-_SETTLE_POSTGRES = _psycopg_style("""
-    UPDATE send_batches SET status = :submitted, lease_until = NULL, error = NULL, changed_at = :now
-    WHERE id = ANY(:ids)
-    RETURNING id, attempts
-""")
 
 
 def _fail_own(conn: Connection, batch_id: int, failures: Mapping[int, str], now: datetime) -> int:
