@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -380,17 +383,43 @@ SQLITE_CACHE_KIB = 65536
 million rows."""
 
 
+SQLITE_BUSY_SECONDS = 10
+"""How long a statement on SQLite waits for another connection's lock before it fails."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # The wait first: turning a new file to WAL takes its lock, and two processes opening the
-    # same new file (two workers, and each one's event inbox) would otherwise fail at once.
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
+    switch_to_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA cache_size={-SQLITE_CACHE_KIB}")
     cursor.close()
     # SQLite's own lower() changes ASCII only: finding "Ösel" by "ösel" needs Python's.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+def switch_to_wal(
+    cursor: Any,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Put the SQLite file in WAL mode, waiting out another connection that holds it.
+
+    Turning a file to WAL needs its exclusive lock, and SQLite answers "database is locked"
+    at once, without the busy wait, when another connection holds a write lock the switch
+    would deadlock against. Two processes opening the same new file (two workers, and each
+    one's event inbox) met exactly that, about one start in ten: the switch is tried again
+    until the busy wait's time is up. A file already in WAL mode stays so, and asking again
+    costs nothing."""
+    give_up = clock() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or clock() >= give_up:
+                raise
+        sleep(0.005)
 
 
 def _lower(value: Any) -> Any:

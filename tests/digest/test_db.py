@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from digest import db
 from digest.cli import main
 from digest.scaffold import scaffold
 from tests.conftest import free_port
@@ -65,3 +67,37 @@ def test_a_folder_where_the_file_should_be(
         line
         == f"error: database_url: cannot open sqlite:///{tmp_path}: unable to open database file"
     )
+
+
+def test_the_switch_to_wal_waits_out_a_writer_holding_the_new_file(tmp_path: Path) -> None:
+    """SQLite refuses the switch at once, busy wait or not, while another connection writes:
+    the switch is tried again once the writer is done (here, when it is told to wait)."""
+    path = tmp_path / "new.sqlite3"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    opener = sqlite3.connect(path, isolation_level=None)
+    opener.execute("PRAGMA busy_timeout=10000")
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        writer.execute("COMMIT")
+
+    db.switch_to_wal(opener.cursor(), sleep=sleep)
+    assert len(waits) == 1
+    assert opener.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_switch_to_wal_gives_up_after_the_busy_wait(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite3"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    opener = sqlite3.connect(path, isolation_level=None)
+    moments = iter([0.0, 1.0, db.SQLITE_BUSY_SECONDS + 1.0])
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        db.switch_to_wal(opener.cursor(), sleep=lambda _: None, clock=lambda: next(moments))
+    writer.execute("ROLLBACK")
