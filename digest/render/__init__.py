@@ -14,6 +14,7 @@ for one line that counts them. The archive page (:meth:`RenderedIssue.archive`) 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -63,6 +64,7 @@ from digest.render.size import HTML_BUDGET_BYTES
 
 HTML_TEMPLATE = "email/digest.mjml.j2"
 TEXT_TEMPLATE = "email/digest.txt.j2"
+SECTION_TEXT_TEMPLATE = "email/partials/section.txt.j2"
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
 PREHEADER_TEMPLATE = "email/preheader.txt.j2"
 CARD_IMAGE_WIDTH = 216
@@ -163,13 +165,16 @@ def _render(template: Template, values: dict[str, object], key: str, issue: Issu
         raise ConfigError(f"the template fails: {err}", where=f"{issue.digest}.{key}") from None
 
 
+@functools.cache
 def _html_tokens(slugs: tuple[str, ...]) -> dict[str, object]:
     tokens: dict[str, object] = {name: trusted(t) for name, t in HTML_TOKENS.items()}
     tokens["topic_unsubscribe"] = {s: trusted(t) for s, t in topic_tokens(slugs).items()}
     return tokens
 
 
+@functools.cache
 def _text_tokens(slugs: tuple[str, ...]) -> dict[str, object]:
+    """Made once per topic list (and only read): a send asks for them per variant."""
     tokens: dict[str, object] = {name: trusted(t) for name, t in TEXT_TOKENS.items()}
     tokens["topic_unsubscribe"] = {s: trusted(t) for s, t in topic_tokens(slugs, text=True).items()}
     return tokens
@@ -244,11 +249,41 @@ class Renderer:
         values = self.values(issue, sections)
         return _one_line(_render(self.subject_template, values, "subject", issue))
 
+    @cached_property
+    def text_template(self) -> Template:
+        """Looked up once: Jinja's lookup checks the file's time on disk each call, a
+        ``stat`` per variant of a send."""
+        return self.env.get_template(TEXT_TEMPLATE)
+
+    @cached_property
+    def section_text_template(self) -> Template:
+        return self.env.get_template(SECTION_TEXT_TEMPLATE)
+
+    @cached_property
+    def _section_texts(self) -> dict[tuple[tuple[str, ...], SectionView], Markup]:
+        return {}
+
+    def section_text(self, issue: Issue, section: SectionView) -> Markup:
+        """A topic's part of the text email, rendered once per issue: the same section (the
+        same cards, the same "more" line) is in many variants, and rendering the whole text
+        part for each one was half of a variant's time. Markup: it holds the topic's
+        unsubscribe token, which the template's finalize would otherwise break."""
+        key = (issue.topic_slugs, section)
+        found = self._section_texts.get(key)
+        if found is None:
+            tokens = _text_tokens(issue.topic_slugs)
+            text = self.section_text_template.render(section=section, tokens=tokens)
+            found = self._section_texts[key] = trusted(text)
+        return found
+
     def text(self, issue: Issue, sections: tuple[SectionView, ...]) -> str:
         tokens = _text_tokens(issue.topic_slugs)
         values = self.values(issue, sections)
-        return self.env.get_template(TEXT_TEMPLATE).render(
-            values, intro=intro_text(sections), tokens=tokens
+        return self.text_template.render(
+            values,
+            intro=intro_text(sections),
+            tokens=tokens,
+            section_text=lambda section: self.section_text(issue, section),
         )
 
     def document(
@@ -297,6 +332,8 @@ class Fitted:
     texts: SegmentTexts
     sent_bytes: int
     """The most bytes the HTML can have once personalized (bound links, longest values)."""
+    whole: tuple[SectionView, ...]
+    """The segment's sections before fitting: every card it is owed."""
 
 
 @dataclass(frozen=True)
@@ -352,8 +389,9 @@ class RenderedIssue:
     def fit(self, key: Owed | TopicSet, budget: int | None) -> Fitted:
         """The segment's email within ``budget`` bytes once personalized for any reader (None:
         no budget, every card: the archive page). See the module's docstring for the order."""
-        sections = list(self.sections(key))
-        texts = self.renderer.texts(self.issue, tuple(sections))
+        full = self.sections(key)
+        sections = list(full)
+        texts = self.renderer.texts(self.issue, full)
         costs = [self._section_cost(s) for s in sections]
         size = self.cut.base_bytes(texts) + self._shell_growth + sum(costs)
         folded: list[SectionView] = []
@@ -384,7 +422,7 @@ class RenderedIssue:
                     where="render",
                 )
         html = assemble(self.cut, sections, texts, len(folded))
-        return Fitted(tuple(sections), tuple(folded), html, texts, size)
+        return Fitted(tuple(sections), tuple(folded), html, texts, size, full)
 
     def fitted(self, key: Owed | TopicSet) -> tuple[tuple[SectionView, ...], str, SegmentTexts]:
         """The segment's sections in the email, its HTML and texts, fitted to the budget."""
@@ -400,7 +438,7 @@ class RenderedIssue:
         return self._variant(key, self.fit(key, None))
 
     def _variant(self, key: Owed, fit: Fitted) -> Variant:
-        full = {s.topic.slug: s for s in self.sections(key)}
+        full = {s.topic.slug: s for s in fit.whole}
         shown = fit.sections + fit.folded
         trimmed = {
             s.topic.slug: len(full[s.topic.slug].cards) - len(s.cards)
