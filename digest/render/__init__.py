@@ -65,6 +65,7 @@ from digest.render.size import HTML_BUDGET_BYTES
 HTML_TEMPLATE = "email/digest.mjml.j2"
 TEXT_TEMPLATE = "email/digest.txt.j2"
 SECTION_TEXT_TEMPLATE = "email/partials/section.txt.j2"
+NOTE_TEXT_TEMPLATE = "email/partials/note.txt.j2"
 SUBJECT_TEMPLATE = "email/subject.txt.j2"
 PREHEADER_TEMPLATE = "email/preheader.txt.j2"
 CARD_IMAGE_WIDTH = 216
@@ -260,6 +261,19 @@ class Renderer:
         return self.env.get_template(SECTION_TEXT_TEMPLATE)
 
     @cached_property
+    def _note_texts(self) -> dict[str | None, Markup]:
+        return {}
+
+    def note_text(self, issue: Issue) -> Markup:
+        """The editor's note in the text part, rendered once per issue (as an include, Jinja
+        looked the partial up, a ``stat``, for every variant)."""
+        found = self._note_texts.get(issue.note)
+        if found is None:
+            text = self.env.get_template(NOTE_TEXT_TEMPLATE).render(issue=issue)
+            found = self._note_texts[issue.note] = trusted(text)
+        return found
+
+    @cached_property
     def _section_texts(self) -> dict[tuple[tuple[str, ...], SectionView], Markup]:
         return {}
 
@@ -284,6 +298,7 @@ class Renderer:
             intro=intro_text(sections),
             tokens=tokens,
             section_text=lambda section: self.section_text(issue, section),
+            note_text=self.note_text(issue),
         )
 
     def document(
