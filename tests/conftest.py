@@ -102,23 +102,27 @@ def _postgres_url() -> str | None:
     return os.environ.get("DIGEST_TEST_DATABASE_URL") or None
 
 
+def empty_database(kind: str, folder: Path) -> Engine:
+    """A migrated, empty database: ``kind`` "sqlite" is a file in ``folder``, "postgresql" the
+    database DIGEST_TEST_DATABASE_URL names, emptied (the test skips when it is not set)."""
+    if kind == "sqlite":
+        eng = db.make_engine(f"sqlite:///{folder / 'test.sqlite3'}")
+    else:
+        url = _postgres_url()
+        if url is None:
+            pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
+        eng = db.make_engine(url)
+        with eng.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    db.upgrade(eng)
+    return eng
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated, empty database: SQLite, and PostgreSQL when DIGEST_TEST_DATABASE_URL is set."""
-    if request.param == "sqlite":
-        eng = db.make_engine(f"sqlite:///{tmp_path / 'test.sqlite3'}")
-        db.upgrade(eng)
-        yield eng
-        eng.dispose()
-        return
-    url = _postgres_url()
-    if url is None:
-        pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
-    eng = db.make_engine(url)
-    with eng.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    db.upgrade(eng)
+    eng = empty_database(request.param, tmp_path)
     yield eng
     eng.dispose()
 

@@ -24,9 +24,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import insert, text
 
-from digest import db
 from digest.app import issues as issue_cases
 from digest.app import sending
 from digest.app import subscribers as subscriber_cases
@@ -40,6 +39,7 @@ from digest.stores import posts as post_store
 from subscribers import tables
 from subscribers.importer import ImportRow
 from subscribers.store import SubscriberStore
+from tests.conftest import empty_database
 
 DATA = Path(__file__).parents[1] / "data" / "cadence"
 ENV = {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"}
@@ -103,26 +103,15 @@ hour_st = st.fixed_dictionaries(
 )
 
 
-def _engine(kind: str, tmp: Path) -> Engine:
-    if kind == "sqlite":
-        return db.make_engine(f"sqlite:///{tmp / 'cadence.sqlite3'}")
-    url = os.environ.get("DIGEST_TEST_DATABASE_URL")
-    if not url:
-        pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
-    engine = db.make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    return engine
-
-
 class History:
     """One random history, run against one database."""
 
     def __init__(self, kind: str, tmp: Path, readers: list[tuple[frozenset[str], str | None]]):
         self.now = T0
         config = load_config(_config(tmp), ENV)
-        self.project = Project.open(config, clock=lambda: self.now, engine=_engine(kind, tmp))
+        self.project = Project.open(
+            config, clock=lambda: self.now, engine=empty_database(kind, tmp)
+        )
         self.readers: dict[int, frozenset[str]] = {}
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)

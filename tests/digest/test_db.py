@@ -69,14 +69,20 @@ def test_a_folder_where_the_file_should_be(
     )
 
 
-def test_the_switch_to_wal_waits_out_a_writer_holding_the_new_file(tmp_path: Path) -> None:
-    """SQLite refuses the switch at once, busy wait or not, while another connection writes:
-    the switch is tried again once the writer is done (here, when it is told to wait)."""
-    path = tmp_path / "new.sqlite3"
+def _writing(path: Path) -> sqlite3.Connection:
+    """A connection in the middle of a write to a new file (in its default journal mode)."""
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("CREATE TABLE t (x)")
     writer.execute("BEGIN IMMEDIATE")
     writer.execute("INSERT INTO t VALUES (1)")
+    return writer
+
+
+def test_the_switch_to_wal_waits_out_a_writer_holding_the_new_file(tmp_path: Path) -> None:
+    """SQLite refuses the switch at once, busy wait or not, while another connection writes:
+    the switch is tried again once the writer is done (here, when it is told to wait)."""
+    path = tmp_path / "new.sqlite3"
+    writer = _writing(path)
     opener = sqlite3.connect(path, isolation_level=None)
     opener.execute("PRAGMA busy_timeout=10000")
     waits: list[float] = []
@@ -92,10 +98,7 @@ def test_the_switch_to_wal_waits_out_a_writer_holding_the_new_file(tmp_path: Pat
 
 def test_the_switch_to_wal_gives_up_after_the_busy_wait(tmp_path: Path) -> None:
     path = tmp_path / "new.sqlite3"
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("CREATE TABLE t (x)")
-    writer.execute("BEGIN IMMEDIATE")
-    writer.execute("INSERT INTO t VALUES (1)")
+    writer = _writing(path)
     opener = sqlite3.connect(path, isolation_level=None)
     moments = iter([0.0, 1.0, db.SQLITE_BUSY_SECONDS + 1.0])
     with pytest.raises(sqlite3.OperationalError, match="locked"):

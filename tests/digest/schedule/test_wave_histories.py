@@ -23,9 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
 
-from digest import db
 from digest import scheduler as scheduler_face
 from digest.app import gathering
 from digest.app.wiring import Project
@@ -33,7 +31,7 @@ from digest.config import load_config
 from digest.lifecycle import IssueStatus
 from digest.scaffold import scaffold
 from digest.stores import waves as waves_store
-from tests.conftest import FixedClock
+from tests.conftest import FixedClock, empty_database
 from tests.digest.schedule.test_wave_runs import (
     DATA,
     Driver,
@@ -91,21 +89,6 @@ event_st = st.one_of(
 Event = tuple[str, int, int, str | None]
 
 
-def _engine(kind: str, folder: Path) -> Engine:
-    if kind == "sqlite":
-        engine = db.make_engine(f"sqlite:///{folder / 'waves.sqlite3'}")
-    else:
-        url = os.environ.get("DIGEST_TEST_DATABASE_URL")
-        if not url:
-            pytest.skip("DIGEST_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
-        engine = db.make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    db.upgrade(engine)
-    return engine
-
-
 @contextlib.contextmanager
 def dying_in_the_next_wave() -> Iterator[None]:
     """The process dies in the next wave that runs: after recording and sending, before the
@@ -125,7 +108,7 @@ def dying_in_the_next_wave() -> Iterator[None]:
 def _run(kind: str, folder: Path, night: datetime, events: list[Event]) -> None:
     config = load_config(scaffold(folder / "site"), ENV)
     clock = FixedClock(night - timedelta(days=3))
-    project = Project.open(config, clock=clock, engine=_engine(kind, folder))
+    project = Project.open(config, clock=clock, engine=empty_database(kind, folder))
     try:
         use(project, schedule=NIGHTS[night], local_delivery=True)
         gathering.gather_sources(project)
