@@ -458,8 +458,10 @@ def slot_waves(
 
 def slots_with_waves_left(project: Project) -> list[tuple[int, str, str, datetime, datetime]]:
     """(issue id, digest, cadence, slot, next wave) of every slot whose issue has waves left:
-    what a scheduler coming back resumes."""
-    with project.reading() as conn:
+    what a scheduler coming back resumes (after closing the waves a death left open in an
+    issue that was sent)."""
+    with project.transaction() as conn:
+        waves_store.close_waves_of_sent_issues(conn, project.clock())
         return waves_store.issues_with_waves_left(conn)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, and_, func, insert, select, type_coerce, update
 
 from digest import db
 from digest.lifecycle import IssueStatus
@@ -94,6 +94,21 @@ def mark_sent(conn: Connection, issue_id: int, wave_ats: Sequence[datetime], now
         .where(_W.issue_id == issue_id, _W.wave_at.in_(list(wave_ats)), _W.sent_at.is_(None))
         .values(sent_at=now)
     )
+
+
+def close_waves_of_sent_issues(conn: Connection, now: datetime) -> int:
+    """Waves of a sent issue that were never marked, done now; returns how many.
+
+    A process that dies in an issue's last wave after the issue was sent (its recording and
+    every batch done) and before the wave was marked leaves it open, and a sent issue is
+    never resumed: its waves would show as waiting for good. Its readers all got their
+    email, so the waves are done. How many readers the lost run recorded stays unknown."""
+    sent = select(db.issues.c.id).where(db.issues.c.status == IssueStatus.SENT)
+    open_waves = and_(_W.issue_id.in_(sent), _W.sent_at.is_(None))
+    conn.execute(
+        update(db.issue_waves).where(open_waves, _W.recorded_at.is_(None)).values(recorded_at=now)
+    )
+    return int(conn.execute(update(db.issue_waves).where(open_waves).values(sent_at=now)).rowcount)
 
 
 def issues_with_waves_left(conn: Connection) -> list[tuple[int, str, str, datetime, datetime]]:

@@ -182,6 +182,9 @@ def _run(kind: str, folder: Path, night: datetime, events: list[Event]) -> None:
     night=datetime(2026, 3, 29, tzinfo=UTC),
     events=[("move", 540, READERS.index("pago-pago1@example.com"), "Asia/Tokyo")],
 )
+# Dies in the last wave (−12:00 at 14:30 UTC), after it sent the issue, before it marked the
+# wave: the scheduler coming back finds the issue sent and the wave to close.
+@example(night=datetime(2026, 3, 29, tzinfo=UTC), events=[("die in a wave", 2218, 0, None)])
 def test_every_reader_gets_the_slot_once_whatever_moves_and_crashes_come_between_waves(
     kind: str, tmp_path_factory: pytest.TempPathFactory, night: datetime, events: list[Event]
 ) -> None:
