@@ -255,10 +255,17 @@ class Readers:
 
     def _welcome_now(self, subscriber_id: int) -> None:
         with self.project.reading() as conn:
-            subscriber = SubscriberStore(conn).by_id(subscriber_id)
+            store = SubscriberStore(conn)
+            subscriber = store.by_id(subscriber_id)
+            chosen = store.cadences_of(subscriber_id)
         if subscriber is None or subscriber.status is not Status.ACTIVE:
             return  # left, or erased, before the welcome went
         config = self.project.config
+        digest = config.digests[0]
+        # A reader who chose how often (or was given the default) is told which, and, where
+        # the digest goes out at an hour of the reader's own, in which zone.
+        cadence = chosen.get(digest.slug, digest.default) if digest.cadences else ""
+        local_zone = (subscriber.time_zone or digest.timezone) if digest.local_delivery else ""
         token = self.manage_token(subscriber.id)
         base = config.site.public_url
         message = self._service_email(
@@ -267,6 +274,8 @@ class Readers:
             f"Welcome to {config.digests[0].name}",
             first_name=usable_name(subscriber.first_name),
             topic_names=[t.name for t in self.project.topics() if t.slug in subscriber.topics],
+            cadence=cadence,
+            local_zone=local_zone,
             preferences_url=f"{base}/preferences/{token}",
             unsubscribe_url=f"{base}/unsubscribe/{token}",
         )

@@ -113,6 +113,7 @@ def test_one_welcome_email_after_the_first_click_of_the_confirmation_link(
     text = text_of(raw)
     assert text.startswith("Welcome, Ada!")
     assert "Your topics: Backend & Infrastructure, Data Engineering." in text
+    assert "How often" not in text  # a digest of one schedule has nothing to choose
     assert f"{public.decode()}/preferences/" in text
     assert not any(line.startswith((b"Bcc", b"bcc")) for line in raw.split(b"\r\n"))
 
@@ -182,3 +183,28 @@ def test_two_clicks_at_the_same_moment_send_one_welcome(project: Project) -> Non
     with project.engine.connect() as conn:
         found = SubscriberStore(conn).get("cy@example.com")
     assert found is not None and found.status is Status.ACTIVE
+
+
+def test_the_welcome_says_how_often_and_in_which_zone_when_the_digest_offers_it(
+    tmp_path: Path, clock: FixedClock, smtp_inbox: tuple[int, RawInbox]
+) -> None:
+    port, inbox = smtp_inbox
+    path = scaffold(tmp_path / "site")
+    text = path.read_text(encoding="utf-8").replace('transport = "outbox"', 'transport = "smtp"')
+    for line in ("cadences = ", "default_cadence = ", "local_delivery = "):
+        text = text.replace(f"# {line}", line)
+    path.write_text(text + f'\n[sending.smtp]\nhost = "127.0.0.1"\nport = {port}\n', "utf-8")
+    config = load_config(path, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"})
+    project = Project.open(config, clock=clock)
+    readers = Readers(project, project.mailer())
+    slug = config.digests[0].slug
+    readers.subscribe("di@example.com", "Di", ["data"], {slug: "monthly"}, "Asia/Kathmandu")
+    readers.subscribe("ed@example.com", "Ed", ["data"])
+    readers.confirm(confirm_token(inbox.received[0][1]))
+    readers.confirm(confirm_token(inbox.received[1][1]))
+    chosen, default = (text_of(raw) for _, raw in inbox.received[2:])
+    expected = "How often: monthly, at the digest's hour in your time zone (Asia/Kathmandu)."
+    assert expected in chosen
+    assert "How often: weekly, at the digest's hour in your time zone (Europe/Berlin)." in default
+    html = parsed(inbox.received[2][1]).get_body(("html",))
+    assert html is not None and "How often: monthly" in str(html.get_content())
