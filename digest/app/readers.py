@@ -254,14 +254,14 @@ class Readers:
         return cadences, zone if "time_zone" not in errors else None
 
     def _welcome_now(self, subscriber_id: int) -> None:
+        config = self.project.config
+        digest = config.digests[0]
         with self.project.reading() as conn:
             store = SubscriberStore(conn)
             subscriber = store.by_id(subscriber_id)
-            chosen = store.cadences_of(subscriber_id)
+            chosen = store.cadences_of(subscriber_id) if digest.cadences else {}
         if subscriber is None or subscriber.status is not Status.ACTIVE:
             return  # left, or erased, before the welcome went
-        config = self.project.config
-        digest = config.digests[0]
         # A reader who chose how often (or was given the default) is told which, and, where
         # the digest goes out at an hour of the reader's own, in which zone.
         cadence = chosen.get(digest.slug, digest.default) if digest.cadences else ""
@@ -271,7 +271,7 @@ class Readers:
         message = self._service_email(
             "confirm/welcome",
             mailbox(subscriber.name, subscriber.email),
-            f"Welcome to {config.digests[0].name}",
+            f"Welcome to {digest.name}",
             first_name=usable_name(subscriber.first_name),
             topic_names=[t.name for t in self.project.topics() if t.slug in subscriber.topics],
             cadence=cadence,

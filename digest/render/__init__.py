@@ -257,37 +257,20 @@ class Renderer:
         return self.env.get_template(TEXT_TEMPLATE)
 
     @cached_property
-    def section_text_template(self) -> Template:
-        return self.env.get_template(SECTION_TEXT_TEMPLATE)
-
-    @cached_property
-    def _note_texts(self) -> dict[str | None, Markup]:
+    def _parts(self) -> dict[tuple[object, ...], Markup]:
         return {}
 
-    def note_text(self, issue: Issue) -> Markup:
-        """The editor's note in the text part, rendered once per issue (as an include, Jinja
-        looked the partial up, a ``stat``, for every variant)."""
-        found = self._note_texts.get(issue.note)
+    def _part(self, template: str, key: tuple[object, ...], **values: object) -> Markup:
+        """A piece of the text email rendered once per issue and kept under ``key``: each
+        topic's part (the same section, with the same cards and "more" line, is in many
+        variants: rendering the whole text part for each one was half of a variant's time)
+        and the editor's note (an include made Jinja look the partial up, a ``stat``, for
+        every variant). Markup: a topic's part holds its unsubscribe token, which the
+        template's finalize would otherwise break."""
+        found = self._parts.get(key)
         if found is None:
-            text = self.env.get_template(NOTE_TEXT_TEMPLATE).render(issue=issue)
-            found = self._note_texts[issue.note] = trusted(text)
-        return found
-
-    @cached_property
-    def _section_texts(self) -> dict[tuple[tuple[str, ...], SectionView], Markup]:
-        return {}
-
-    def section_text(self, issue: Issue, section: SectionView) -> Markup:
-        """A topic's part of the text email, rendered once per issue: the same section (the
-        same cards, the same "more" line) is in many variants, and rendering the whole text
-        part for each one was half of a variant's time. Markup: it holds the topic's
-        unsubscribe token, which the template's finalize would otherwise break."""
-        key = (issue.topic_slugs, section)
-        found = self._section_texts.get(key)
-        if found is None:
-            tokens = _text_tokens(issue.topic_slugs)
-            text = self.section_text_template.render(section=section, tokens=tokens)
-            found = self._section_texts[key] = trusted(text)
+            text = self.env.get_template(template).render(**values)
+            found = self._parts[key] = trusted(text)
         return found
 
     def text(self, issue: Issue, sections: tuple[SectionView, ...]) -> str:
@@ -297,8 +280,10 @@ class Renderer:
             values,
             intro=intro_text(sections),
             tokens=tokens,
-            section_text=lambda section: self.section_text(issue, section),
-            note_text=self.note_text(issue),
+            section_text=lambda section: self._part(
+                SECTION_TEXT_TEMPLATE, (issue.topic_slugs, section), section=section, tokens=tokens
+            ),
+            note_text=self._part(NOTE_TEXT_TEMPLATE, (issue.note,), issue=issue),
         )
 
     def document(

@@ -96,8 +96,8 @@ def mark_sent(conn: Connection, issue_id: int, wave_ats: Sequence[datetime], now
     )
 
 
-def close_waves_of_sent_issues(conn: Connection, now: datetime) -> int:
-    """Waves of a sent issue that were never marked, done now; returns how many.
+def close_waves_of_sent_issues(conn: Connection, now: datetime) -> None:
+    """Waves of a sent issue that were never marked, done now.
 
     A process that dies in an issue's last wave after the issue was sent (its recording and
     every batch done) and before the wave was marked leaves it open, and a sent issue is
@@ -108,7 +108,7 @@ def close_waves_of_sent_issues(conn: Connection, now: datetime) -> int:
     conn.execute(
         update(db.issue_waves).where(open_waves, _W.recorded_at.is_(None)).values(recorded_at=now)
     )
-    return int(conn.execute(update(db.issue_waves).where(open_waves).values(sent_at=now)).rowcount)
+    conn.execute(update(db.issue_waves).where(open_waves).values(sent_at=now))
 
 
 def issues_with_waves_left(conn: Connection) -> list[tuple[int, str, str, datetime, datetime]]:
