@@ -34,16 +34,13 @@ class SecretMissing(DigestError):
     """A secret that must come from the environment is not set."""
 
 
-class TransportError(DigestError):
-    """A transport did not hand something over; which of its kinds says what the send does."""
-
-
 @dataclass(frozen=True)
 class Progress:
-    """How far a transport that writes one message at a time (outbox, SMTP) got with a batch
-    before it stopped: the recipients it handed over, those refused (with why), and those
-    whose message was on its way when it failed (``unknown``: the server may have it). Every
-    other recipient of the batch was not handed over."""
+    """How far a transport got with a batch before it stopped, when it hands a batch over in
+    parts (a message at a time, as the outbox and SMTP do; a request per part of a batch
+    SendGrid takes only split): the recipients it handed over, those refused (with why), and
+    those whose part was on its way when it failed (``unknown``: the server may have it).
+    Every other recipient of the batch was not handed over."""
 
     taken: frozenset[int] = frozenset()
     refused: Mapping[int, str] = field(default_factory=dict)
@@ -53,10 +50,9 @@ class Progress:
         return bool(self.taken or self.refused or self.unknown)
 
 
-class ProviderDown(TransportError):
-    """A transport cannot hand messages over at all (wrong key, server gone, failing every
-    try, a full or read-only disk): nothing more can be sent, so the send stops. ``progress``:
-    what it handed over of the batch before it stopped (nothing, when empty)."""
+class TransportError(DigestError):
+    """A transport did not hand something over; which of its kinds says what the send does.
+    ``progress``: what of the batch it did hand over before the error (nothing, when empty)."""
 
     def __init__(
         self, message: str, *, where: str | None = None, progress: Progress | None = None
@@ -65,9 +61,15 @@ class ProviderDown(TransportError):
         self.progress = progress or Progress()
 
 
+class ProviderDown(TransportError):
+    """A transport cannot hand messages over at all (wrong key, server gone, failing every
+    try, a full or read-only disk): nothing more can be sent, so the send stops."""
+
+
 class DeliveryUnknown(TransportError):
     """The request went out but no answer came back (a read timeout): the provider may or may
-    not have taken the batch. Its deliveries become ambiguous; the policy decides on resume."""
+    not have taken the batch. Its deliveries become ambiguous (with ``progress``, only the
+    ``unknown`` ones); the policy decides on resume."""
 
 
 class BatchRejected(TransportError):

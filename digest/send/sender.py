@@ -383,7 +383,10 @@ class Sender:
             if answer is NOT_OURS:
                 continue
             if isinstance(answer, DeliveryUnknown):
-                self.ambiguous += leases.mark_unknown(conn, batch_id, str(answer), now)
+                if answer.progress:
+                    accepted.append(self.split(conn, prepared, answer, now))
+                else:
+                    self.ambiguous += leases.mark_unknown(conn, batch_id, str(answer), now)
                 continue
             if isinstance(answer, BatchRejected):
                 answer = {r.subscriber_id: str(answer) for r in prepared.batch.recipients}
@@ -411,11 +414,12 @@ class Sender:
                 self.on_batch(prepared.size)
 
     def split(
-        self, conn: Connection, prepared: _Prepared, stop: ProviderDown, now: datetime
+        self, conn: Connection, prepared: _Prepared, stop: TransportError, now: datetime
     ) -> tuple[_Prepared, dict[int, str]]:
-        """A batch the transport stopped partway through: the recipients it never handed over
-        go into a pending batch of their own, the ones whose message was on its way when it
-        failed into an ambiguous one; the rest settle (taken, or refused with why)."""
+        """A batch the transport handed over only in part (it stopped partway, or one of its
+        requests went unanswered): the recipients it never handed over go into a pending
+        batch of their own, the ones whose message was on its way when it failed into an
+        ambiguous one; the rest settle (taken, or refused with why)."""
         progress = stop.progress
         done = progress.taken | progress.refused.keys() | progress.unknown
         rest = [r.subscriber_id for r in prepared.batch.recipients if r.subscriber_id not in done]

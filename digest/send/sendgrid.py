@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
 from sendgrid import SendGridAPIClient
 
-from digest.errors import BatchRejected, DeliveryUnknown, ProviderDown
+from digest.errors import BatchRejected, DeliveryUnknown, Progress, ProviderDown
 from digest.personalize import recipient_values
 from digest.send.batch import OutgoingBatch, Recipient
 from digest.send.message import (
@@ -168,21 +168,30 @@ def personal_parts_fit(recipients: Sequence[Recipient], digest: str, issue_id: i
 _SUBSTITUTION_KEYS = sum(map(len, recipient_values("", "", "")))
 
 
-def encode_to_fit(batch: OutgoingBatch, options: SendGridOptions) -> list[bytes]:
+class Part(NamedTuple):
+    """One request body of a batch, and the subscribers it is for."""
+
+    subscribers: frozenset[int]
+    body: bytes
+
+
+def encode_to_fit(
+    batch: OutgoingBatch, options: SendGridOptions, limit: int = MAX_PAYLOAD_BYTES
+) -> list[Part]:
     """Request bodies for the batch, encoded once, halved until each one is within SendGrid's
-    limits."""
+    limits (``limit``: the bytes a body must stay under)."""
     payload = build_payload(batch, options)
     body = orjson.dumps(payload)
-    if len(body) < MAX_PAYLOAD_BYTES and personal_parts_fit(
-        batch.recipients, batch.digest, batch.issue_id
-    ):
-        return [body]
-    if not payload_problems(payload, len(body)) or len(batch.recipients) <= 1:
-        return [body]
+    whole = [Part(frozenset(r.subscriber_id for r in batch.recipients), body)]
+    small = len(body) < limit
+    if small and personal_parts_fit(batch.recipients, batch.digest, batch.issue_id):
+        return whole
+    if len(batch.recipients) <= 1 or (small and not payload_problems(payload, len(body))):
+        return whole
     half = len(batch.recipients) // 2
     first = replace(batch, recipients=batch.recipients[:half])
     second = replace(batch, recipients=batch.recipients[half:])
-    return encode_to_fit(first, options) + encode_to_fit(second, options)
+    return encode_to_fit(first, options, limit) + encode_to_fit(second, options, limit)
 
 
 def single_message_payload(message: EmailMessage) -> dict[str, Any]:
@@ -239,11 +248,40 @@ class SendGridTransport:
         self.timeout = timeout_seconds
         self.retries = retries
         self.sleep = sleep
+        self.max_body_bytes = MAX_PAYLOAD_BYTES
+        """A batch whose body would reach this is sent in parts."""
 
     def deliver(self, batch: OutgoingBatch) -> Mapping[int, str]:
-        for body in encode_to_fit(batch, self.options):
-            self.post(body)
-        return {}
+        """One request, or one per part of a batch SendGrid takes only split. The parts are
+        separate requests: once one was taken, an error in a later one carries what was
+        (``progress``), so that the taken part is never sent again nor recorded as failed."""
+        parts = encode_to_fit(batch, self.options, self.max_body_bytes)
+        if len(parts) == 1:
+            self.post(parts[0].body)
+            return {}
+        taken: set[int] = set()
+        refused: dict[int, str] = {}
+        unknown: set[int] = set()
+        unanswered: DeliveryUnknown | None = None
+        for part in parts:
+            try:
+                self.post(part.body)
+            except BatchRejected as err:
+                refused.update(dict.fromkeys(part.subscribers, str(err)))
+                continue
+            except DeliveryUnknown as err:
+                unknown |= part.subscribers
+                unanswered = err
+                continue
+            except ProviderDown as err:
+                err.progress = Progress(frozenset(taken), refused, frozenset(unknown))
+                raise
+            taken |= part.subscribers
+        if unanswered is not None:
+            if taken or refused:
+                unanswered.progress = Progress(frozenset(taken), refused, frozenset(unknown))
+            raise unanswered
+        return refused
 
     def send_message(self, message: EmailMessage) -> None:
         self.post(orjson.dumps(single_message_payload(message)))

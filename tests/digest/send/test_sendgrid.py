@@ -251,3 +251,43 @@ def test_the_batch_wide_bound_never_passes_a_personalization_over_the_limits(
         assert sum(len(k.encode()) + len(v.encode()) for k, v in substitutions.items()) <= 10_000
         args = {"digest": digest, "issue_id": "12", "subscriber_id": str(r.subscriber_id)}
         assert len(orjson.dumps(args)) < 10_000
+
+
+@pytest.mark.parametrize("fault", ["down", "refused", "unanswered"])
+def test_a_batch_sent_in_parts_keeps_what_each_part_became(
+    tmp_path: Path, clock: FixedClock, server: SendGridServer, fault: str
+) -> None:
+    """A batch SendGrid takes only split (here every batch: the body limit is one byte) goes
+    as a request per part, one reader each. The first batch's second part fails after its
+    first was taken: the taken reader is not mailed again by the resumed send, nor recorded
+    failed or unknown; only the failed part's reader is."""
+    project = sendgrid_project(tmp_path, clock, server.host, timeout_seconds=1)
+    one_at_a_time = project.config.sending.model_copy(update={"in_flight": 1})
+    project.config = replace(
+        project.config, file=project.config.file.model_copy(update={"sending": one_at_a_time})
+    )
+    transport = project.sendgrid()
+    transport.max_body_bytes = 1
+    transport.sleep = lambda seconds: None
+    if fault == "down":  # every try of the second request fails: the send stops
+        server.faults.extend(["take"] + ["500"] * (transport.retries + 1))
+        with pytest.raises(TransportError, match="HTTP 500"):
+            sending.send(project, transport=transport)
+    elif fault == "refused":
+        server.faults.extend(["take", "400"])
+    else:  # taken, and answered only once the sender has given up waiting
+        server.holds[""] = Hold(first=2, count=1, until_hangup=True)
+    _, report = sending.send(project, transport=transport)
+    assert report is not None and report.finished
+    with project.engine.connect() as conn:
+        counts = reporting.counts(conn, report.issue_id)
+    assert all(len(body["personalizations"]) == 1 for body in server.accepted)
+    if fault == "refused":
+        assert sorted(server.received.values()) == [1] * 28
+        assert (counts[ledger.SUBMITTED], counts[ledger.FAILED]) == (28, 1)
+    elif fault == "unanswered":
+        assert sorted(server.received.values()) == [1] * 29
+        assert (counts[ledger.SUBMITTED], counts[ledger.AMBIGUOUS]) == (28, 1)
+    else:
+        assert sorted(server.received.values()) == [1] * 29
+        assert counts[ledger.SUBMITTED] == 29
