@@ -10,6 +10,8 @@ address is known, unknown or suppressed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -47,6 +49,22 @@ COME_BACK_BY_EMAIL = (
     "We stopped sending to this address, so it needs a fresh confirmation: ask for a "
     "confirmation link below and open it."
 )
+
+CHANGED_ELSEWHERE = (
+    "Nothing was saved: your choices were changed after this page was opened (in another "
+    "window, or by a link in one of our emails). Here they are as they are now; make your "
+    "change again."
+)
+
+
+def preferences_version(
+    topics: frozenset[str], cadences: Mapping[str, str], zone: str | None
+) -> str:
+    """A short fingerprint of the choices a preferences page shows, sent back with its form:
+    a save from a page whose choices have since changed (a second tab, or "stop getting this
+    topic" from an email) would silently undo that change, so it is refused instead."""
+    shown = json.dumps([sorted(topics), sorted(cadences.items()), zone or ""])
+    return hashlib.sha256(shown.encode("utf-8")).hexdigest()[:16]
 
 
 class Readers:
@@ -362,10 +380,13 @@ class Readers:
         topics: Sequence[str],
         cadences: Mapping[str, str] | None = None,
         zone: str | None = None,
+        seen: str | None = None,
     ) -> str | None:
         """Apply a form's action; an error message for the reader, or None. Saving takes the
         topics, and the cadences and time zone when the form holds them (``zone`` None: the
-        form has no zone field), all in one transaction."""
+        form has no zone field), all in one transaction; ``seen``: the
+        :func:`preferences_version` of the page the form came from (None from a form without
+        it: saved as it is), :data:`CHANGED_ELSEWHERE` when the choices changed since."""
         now = self.project.clock()
         known = {t.slug for t in self.project.topics()}
         errors, how_often, checked_zone = self.check_choices(cadences or {}, zone or "")
@@ -378,6 +399,8 @@ class Readers:
                 if not chosen:
                     return "Choose at least one topic, or leave everything below."
                 store.lock(subscriber_id)
+                if seen is not None and seen != self._version(store, subscriber_id):
+                    return CHANGED_ELSEWHERE
                 store.set_topics(subscriber_id, chosen)
                 store.update(subscriber_id, now)
                 if zone is not None:
@@ -412,13 +435,24 @@ class Readers:
         """The reader's cadence of each digest offering a choice (their own, else its
         default) and their time zone, for the preferences page."""
         with self.project.reading() as conn:
-            store = SubscriberStore(conn)
-            own = store.cadences_of(subscriber_id)
-            zone = store.time_zone_of(subscriber_id)
+            return self._choices(SubscriberStore(conn), subscriber_id)
+
+    def _choices(
+        self, store: SubscriberStore, subscriber_id: int
+    ) -> tuple[dict[str, str], str | None]:
+        own = store.cadences_of(subscriber_id)
+        zone = store.time_zone_of(subscriber_id)
         return {
             d.slug: own.get(d.slug, d.default)
             for d in subscriber_list.choosing(self.project.config)
         }, zone
+
+    def _version(self, store: SubscriberStore, subscriber_id: int) -> str:
+        """The :func:`preferences_version` of the reader's choices as stored now."""
+        subscriber = store.by_id(subscriber_id)
+        cadences, zone = self._choices(store, subscriber_id)
+        topics = subscriber.topics if subscriber is not None else frozenset()
+        return preferences_version(topics, cadences, zone)
 
     def unsubscribe(self, subscriber_id: int) -> None:
         """Stop the digest; a bounce or a complaint stays what it is (see NO_CONFIRMATION)."""

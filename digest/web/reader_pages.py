@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from digest.app.readers import CHANGED_ELSEWHERE, preferences_version
 from digest.web.responses import (
     SECURITY_HEADERS,
     checked_form,
@@ -162,6 +163,7 @@ def preferences_page(
         cadences=cadences,
         time_zone=zone or "",
         posted=posted,
+        seen=preferences_version(subscriber.topics, cadences, zone),
     )
 
 
@@ -187,9 +189,23 @@ async def preferences(request: Request) -> Response:
     topics = [str(t) for t in form.getlist("topics")]
     cadences = cadence_fields(form)
     zone = zone_field(form) if "time_zone" in form else None
+    seen = form.get("seen")
     error = await run_in_threadpool(
-        readers.update_preferences, subscriber.id, action, topics, cadences, zone
+        readers.update_preferences,
+        subscriber.id,
+        action,
+        topics,
+        cadences,
+        zone,
+        seen if isinstance(seen, str) else None,
     )
+    if error == CHANGED_ELSEWHERE:  # shown as they are now, with a version to save over
+        try:
+            subscriber, _ = await run_in_threadpool(readers.subscriber_for, Purpose.MANAGE, token)
+        except InvalidToken as bad:  # erased in the meantime
+            return invalid(request, bad)
+        choices = await run_in_threadpool(readers.choices_of, subscriber.id)
+        return preferences_page(request, subscriber, token, None, error, 409, choices=choices)
     if error:
         posted: dict[str, object] = {
             "topics": topics,

@@ -12,6 +12,8 @@ import pytest
 
 from digest.config import Config
 from subscribers.models import Status
+from subscribers.store import SubscriberStore
+from subscribers.tokens import Purpose
 from subscribers.zones import canonical_zone
 from tests.cadence_site import cadence_config
 from tests.conftest import SCREENSHOTS, Live
@@ -106,3 +108,37 @@ def test_a_reader_chooses_monthly_in_their_zone_and_changes_it_later(
     context.close()
     shoot(browser, f"{live.base}/subscribe", "subscribe")
     shoot(browser, preferences, "preferences")
+
+
+def test_a_tab_left_open_does_not_undo_a_change_made_in_another(browser: Any, live: Live) -> None:
+    """Two tabs of the preferences page: the second chooses another cadence and saves; the
+    first, still showing weekly, saves a topic change. It is refused, shows the choices as
+    saved, and saves once submitted again."""
+    for scheme, choice in (("light", "daily"), ("dark", "monthly")):
+        email = f"kim-{scheme}@example.com"
+        subscriber = live.add(email, {"backend"})
+        url = f"{live.base}/preferences/{live.project.signer().sign(Purpose.MANAGE, subscriber)}"
+        context = browser.new_context(viewport={"width": 375, "height": 900}, color_scheme=scheme)
+        first, second = context.new_page(), context.new_page()
+        first.goto(url)
+        second.goto(url)
+        second.check(f"input[name=cadence-weekly][value={choice}]")
+        second.click("form:has(input[value=save]) button[type=submit]")
+        second.wait_for_url("**saved=save")
+        first.check("input[value=data]")
+        first.click("form:has(input[value=save]) button[type=submit]")
+        first.wait_for_load_state()
+        assert "Nothing was saved" in first.inner_text("[role=alert]")
+        assert first.is_checked(f"input[name=cadence-weekly][value={choice}]")
+        assert not first.is_checked("input[value=data]")
+        assert live.subscriber(email).topics == {"backend"}
+        first.screenshot(
+            path=str(SCREENSHOTS / f"cadence-preferences-changed-375-{scheme}.png"), full_page=True
+        )
+        first.check("input[value=data]")
+        first.click("form:has(input[value=save]) button[type=submit]")
+        first.wait_for_url("**saved=save")
+        assert live.subscriber(email).topics == {"backend", "data"}
+        with live.project.engine.connect() as conn:
+            assert SubscriberStore(conn).cadences_of(subscriber) == {"weekly": choice}
+        context.close()

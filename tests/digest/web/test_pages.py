@@ -177,6 +177,38 @@ def test_leaving_a_topic_and_pausing(live: Live) -> None:
     assert paused.paused(live.clock()) and not paused.paused(live.clock() + timedelta(days=29))
 
 
+def test_a_save_from_a_page_whose_choices_changed_since_is_refused_not_undone(
+    live: Live,
+) -> None:
+    """A preferences page left open while the reader stops a topic from an email: saving it
+    would put the topic back. It is refused, the page shows the choices as they are now, and
+    saving from that page works."""
+    subscriber = live.add("reader@example.com", {"backend", "data"})
+    token = live.project.signer().sign(Purpose.MANAGE, subscriber)
+    preferences = f"/preferences/{token}"
+    with live.client() as client:
+        stale = client.get(preferences)
+        seen = re.search(r'name="seen" value="([0-9a-f]{16})"', stale.text)
+        assert seen is not None
+        leave = f"/unsubscribe/{token}/topic/data"
+        client.post(leave, data={"csrf": csrf_of(client.get(leave))})
+        assert live.subscriber("reader@example.com").topics == {"backend"}
+
+        form = {"csrf": csrf_of(stale), "action": "save", "seen": seen.group(1)}
+        refused = client.post(preferences, data={**form, "topics": ["backend", "data", "ai-ml"]})
+        assert refused.status_code == 409
+        assert "Nothing was saved" in refused.text
+        assert live.subscriber("reader@example.com").topics == {"backend"}
+        checked = set(re.findall(r'name="topics" value="([a-z-]+)" checked', refused.text))
+        assert checked == {"backend"}
+
+        fresh = re.search(r'name="seen" value="([0-9a-f]{16})"', refused.text)
+        assert fresh is not None and fresh.group(1) != seen.group(1)
+        again = {**form, "seen": fresh.group(1), "topics": ["backend", "ai-ml"]}
+        assert client.post(preferences, data=again).status_code == 303
+    assert live.subscriber("reader@example.com").topics == {"backend", "ai-ml"}
+
+
 def test_a_reader_without_their_email_can_ask_for_their_link(live: Live) -> None:
     live.add("active@example.com", {"data"})
     live.add("left@example.com", {"data"}, Status.UNSUBSCRIBED)
