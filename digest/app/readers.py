@@ -217,13 +217,16 @@ class Readers:
                 subscriber = store.add(email, name, frozenset(topics), now, "web", Status.PENDING)
             elif subscriber.status in NO_CONFIRMATION:
                 return
+            how_often = self._how_often(store, subscriber, cadences or {}, zone)
         extra: dict[str, object] = {}
         if cadences:
             extra["cadences"] = dict(cadences)
         if zone:
             extra["zone"] = zone
         token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=sorted(topics), **extra)
-        self.mailer(self._confirmation(subscriber, name or subscriber.name, topics, token))
+        self.mailer(
+            self._confirmation(subscriber, name or subscriber.name, topics, token, how_often)
+        )
 
     def reconfirm(self, subscriber_id: int) -> None:
         """The owner of a bounced, complained or pending address asks, from their preferences
@@ -233,12 +236,14 @@ class Readers:
 
     def _reconfirm_now(self, subscriber_id: int) -> None:
         with self.project.reading() as conn:
-            subscriber = SubscriberStore(conn).by_id(subscriber_id)
-        if subscriber is None or subscriber.status not in {*NO_CONFIRMATION, Status.PENDING}:
-            return
+            store = SubscriberStore(conn)
+            subscriber = store.by_id(subscriber_id)
+            if subscriber is None or subscriber.status not in {*NO_CONFIRMATION, Status.PENDING}:
+                return
+            how_often = self._how_often(store, subscriber)
         topics = sorted(subscriber.topics)
         token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=topics)
-        self.mailer(self._confirmation(subscriber, subscriber.name, topics, token))
+        self.mailer(self._confirmation(subscriber, subscriber.name, topics, token, how_often))
 
     def confirm(self, token: str) -> str:
         """Make the token's subscriber active with its topics; the one call that turns them
@@ -271,19 +276,37 @@ class Readers:
         errors, cadences, zone = self.check_choices(wanted, str(payload.get("zone") or ""))
         return cadences, zone if "time_zone" not in errors else None
 
+    def _how_often(
+        self,
+        store: SubscriberStore,
+        subscriber: Subscriber,
+        carried: Mapping[str, str] | None = None,
+        zone: str | None = None,
+    ) -> dict[str, str]:
+        """What the confirmation and welcome emails say of how often the digest comes: the
+        reader's cadence (as ``carried`` by a confirmation link, else as stored, else the
+        default) of a digest offering a choice, and, where it goes out at an hour of the
+        reader's own, in which zone. Empty values for a digest of one schedule."""
+        digest = self.project.config.digests[0]
+        cadence = ""
+        if digest.cadences:
+            cadence = (carried or {}).get(digest.slug) or store.cadences_of(subscriber.id).get(
+                digest.slug, digest.default
+            )
+        local_zone = ""
+        if digest.local_delivery:
+            local_zone = zone or subscriber.time_zone or digest.timezone
+        return {"cadence": cadence, "local_zone": local_zone}
+
     def _welcome_now(self, subscriber_id: int) -> None:
         config = self.project.config
         digest = config.digests[0]
         with self.project.reading() as conn:
             store = SubscriberStore(conn)
             subscriber = store.by_id(subscriber_id)
-            chosen = store.cadences_of(subscriber_id) if digest.cadences else {}
-        if subscriber is None or subscriber.status is not Status.ACTIVE:
-            return  # left, or erased, before the welcome went
-        # A reader who chose how often (or was given the default) is told which, and, where
-        # the digest goes out at an hour of the reader's own, in which zone.
-        cadence = chosen.get(digest.slug, digest.default) if digest.cadences else ""
-        local_zone = (subscriber.time_zone or digest.timezone) if digest.local_delivery else ""
+            if subscriber is None or subscriber.status is not Status.ACTIVE:
+                return  # left, or erased, before the welcome went
+            how_often = self._how_often(store, subscriber)
         token = self.manage_token(subscriber.id)
         base = config.site.public_url
         message = self._service_email(
@@ -292,8 +315,7 @@ class Readers:
             f"Welcome to {digest.name}",
             first_name=usable_name(subscriber.first_name),
             topic_names=[t.name for t in self.project.topics() if t.slug in subscriber.topics],
-            cadence=cadence,
-            local_zone=local_zone,
+            **how_often,
             preferences_url=f"{base}/preferences/{token}",
             unsubscribe_url=f"{base}/unsubscribe/{token}",
         )
@@ -302,7 +324,12 @@ class Readers:
         self.mailer(message)
 
     def _confirmation(
-        self, subscriber: Subscriber, name: str, topics: Sequence[str], token: str
+        self,
+        subscriber: Subscriber,
+        name: str,
+        topics: Sequence[str],
+        token: str,
+        how_often: Mapping[str, str],
     ) -> EmailMessage:
         config = self.project.config
         names = [t.name for t in self.project.topics() if t.slug in topics]
@@ -312,6 +339,7 @@ class Readers:
             f"Confirm your subscription to {config.digests[0].name}",
             topic_names=names,
             confirm_url=f"{config.site.public_url}/confirm/{token}",
+            **how_often,
         )
 
     def check_link_request(self, entered: str) -> tuple[str | None, str]:

@@ -113,7 +113,8 @@ def test_one_welcome_email_after_the_first_click_of_the_confirmation_link(
     text = text_of(raw)
     assert text.startswith("Welcome, Ada!")
     assert "Your topics: Backend & Infrastructure, Data Engineering." in text
-    assert "How often" not in text  # a digest of one schedule has nothing to choose
+    # A digest of one schedule has nothing to choose: neither email speaks of it.
+    assert "How often" not in text and "How often" not in text_of(inbox.received[0][1])
     assert f"{public.decode()}/preferences/" in text
     assert not any(line.startswith((b"Bcc", b"bcc")) for line in raw.split(b"\r\n"))
 
@@ -185,7 +186,7 @@ def test_two_clicks_at_the_same_moment_send_one_welcome(project: Project) -> Non
     assert found is not None and found.status is Status.ACTIVE
 
 
-def test_the_welcome_says_how_often_and_in_which_zone_when_the_digest_offers_it(
+def test_confirmation_and_welcome_say_how_often_and_in_which_zone_when_offered(
     tmp_path: Path, clock: FixedClock, smtp_inbox: tuple[int, RawInbox]
 ) -> None:
     port, inbox = smtp_inbox
@@ -202,9 +203,10 @@ def test_the_welcome_says_how_often_and_in_which_zone_when_the_digest_offers_it(
     readers.subscribe("ed@example.com", "Ed", ["data"])
     readers.confirm(confirm_token(inbox.received[0][1]))
     readers.confirm(confirm_token(inbox.received[1][1]))
-    chosen, default = (text_of(raw) for _, raw in inbox.received[2:])
     expected = "How often: monthly, at the digest's hour in your time zone (Asia/Kathmandu)."
-    assert expected in chosen
-    assert "How often: weekly, at the digest's hour in your time zone (Europe/Berlin)." in default
-    html = parsed(inbox.received[2][1]).get_body(("html",))
-    assert html is not None and "How often: monthly" in str(html.get_content())
+    default = "How often: weekly, at the digest's hour in your time zone (Europe/Berlin)."
+    # The confirmations (what the reader asked for), then the welcomes (what they got).
+    for (_, chosen), (_, given) in zip(inbox.received[0::2], inbox.received[1::2], strict=True):
+        assert expected in text_of(chosen) and default in text_of(given)
+        html = parsed(chosen).get_body(("html",))
+        assert html is not None and "How often: monthly" in str(html.get_content())
