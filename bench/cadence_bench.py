@@ -266,6 +266,8 @@ def main() -> None:
         f"{requests:,} requests, {segments} segments"
     )
     print(f"  ratio, three cadences / one          : {total / wall / (sent / seconds):.2f}")
+    # CPU per recipient moves less than wall time when other work shares the machine.
+    print(f"  CPU per recipient, one / three       : {cpu / sent / (cpu_total / total):.2f}")
     print(f"watermarks left after the sends: {left:,} (every switcher settled: 0)")
     print(
         f"peak memory (max RSS, sending process): {peak:6.0f} MB "
