@@ -169,10 +169,14 @@ _SUBSTITUTION_KEYS = sum(map(len, recipient_values("", "", "")))
 
 
 class Part(NamedTuple):
-    """One request body of a batch, and the subscribers it is for."""
+    """One request body of a batch, and the recipients it is for."""
 
-    subscribers: frozenset[int]
+    recipients: Sequence[Recipient]
     body: bytes
+
+    @property
+    def subscribers(self) -> set[int]:
+        return {r.subscriber_id for r in self.recipients}
 
 
 def encode_to_fit(
@@ -182,7 +186,7 @@ def encode_to_fit(
     limits (``limit``: the bytes a body must stay under)."""
     payload = build_payload(batch, options)
     body = orjson.dumps(payload)
-    whole = [Part(frozenset(r.subscriber_id for r in batch.recipients), body)]
+    whole = [Part(batch.recipients, body)]
     small = len(body) < limit
     if small and personal_parts_fit(batch.recipients, batch.digest, batch.issue_id):
         return whole
