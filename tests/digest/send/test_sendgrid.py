@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,16 +12,18 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
+from digest import db
 from digest.app import previews, sending
 from digest.app.wiring import Project
 from digest.errors import TransportError
 from digest.personalize import compile_template, recipient_values, unfilled_tokens
 from digest.send import ledger, reporting
 from digest.send.batch import Recipient
-from digest.send.sendgrid import payload_problems, personal_parts_fit
+from digest.send.sendgrid import MAX_PAYLOAD_BYTES, payload_problems, personal_parts_fit
 from subscribers.tokens import Purpose
 from tests.conftest import FixedClock
 from tests.digest.send.test_send import project_with
@@ -291,3 +294,67 @@ def test_a_batch_sent_in_parts_keeps_what_each_part_became(
     else:
         assert sorted(server.received.values()) == [1] * 29
         assert counts[ledger.SUBMITTED] == 29
+
+
+FAULTS = st.sampled_from(["take", "take", "500", "400", "429", "drop"])
+
+
+@settings(
+    max_examples=int(os.environ.get("SPLIT_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    faults=st.lists(FAULTS, max_size=40),
+    body_limit=st.sampled_from([1, 1, 60_000, MAX_PAYLOAD_BYTES]),
+    batch_size=st.integers(1, 29),
+)
+# A later part refused, and the provider down at a later part: each broke the old record.
+@example(faults=["take", "400"], body_limit=1, batch_size=29)
+@example(faults=["take", "take", "500", "500"], body_limit=1, batch_size=29)
+def test_split_batches_under_random_faults_mail_each_reader_at_most_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    clock: FixedClock,
+    schema: Path,
+    faults: list[str],
+    body_limit: int,
+    batch_size: int,
+) -> None:
+    """Batches split into parts (every batch, some, none), the server failing requests at
+    random (server errors past the one retry stop the send, which is then run again), until
+    the issue is sent: whoever the ledger says was submitted got the digest exactly once,
+    whoever it says failed never got it, and nobody is left out."""
+    tmp_path = tmp_path_factory.mktemp("split")
+    with running(schema) as server:
+        server.faults.extend(faults)
+        project = sendgrid_project(tmp_path, clock, server.host, batch_size=batch_size)
+        transport = project.sendgrid()
+        transport.max_body_bytes = body_limit
+        transport.retries = 1
+        transport.sleep = lambda seconds: None
+        report = None
+        for _ in range(len(faults) + 2):  # each stop uses up at least one fault
+            try:
+                _, report = sending.send(project, transport=transport)
+            except TransportError:
+                continue
+            if report is not None and report.finished:
+                break
+        assert report is not None and report.finished, faults
+        with project.engine.connect() as conn:
+            rows = conn.execute(
+                select(db.deliveries.c.subscriber_id, ledger.STATE)
+                .select_from(
+                    db.deliveries.join(
+                        db.send_batches, db.send_batches.c.id == db.deliveries.c.batch_id
+                    )
+                )
+                .where(db.deliveries.c.issue_id == report.issue_id)
+            )
+            states = {subscriber: str(state) for subscriber, state in rows}
+        issue = str(report.issue_id)
+        received = {int(s): n for (i, s), n in server.received.items() if i == issue and s}
+    assert set(received.values()) <= {1}
+    submitted = {s for s, state in states.items() if state == ledger.SUBMITTED}
+    assert set(received) == submitted
+    assert len(states) == 29 and set(states.values()) <= {ledger.SUBMITTED, ledger.FAILED}
