@@ -217,7 +217,7 @@ class Readers:
                 subscriber = store.add(email, name, frozenset(topics), now, "web", Status.PENDING)
             elif subscriber.status in NO_CONFIRMATION:
                 return
-            how_often = self._how_often(store, subscriber, cadences or {}, zone)
+            how_often = self._how_often(store, subscriber, cadences, zone)
         extra: dict[str, object] = {}
         if cadences:
             extra["cadences"] = dict(cadences)

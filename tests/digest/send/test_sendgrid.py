@@ -14,9 +14,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 
-from digest import db
 from digest.app import previews, sending
 from digest.app.wiring import Project
 from digest.errors import TransportError
@@ -26,6 +24,7 @@ from digest.send.batch import Recipient
 from digest.send.sendgrid import MAX_PAYLOAD_BYTES, payload_problems, personal_parts_fit
 from subscribers.tokens import Purpose
 from tests.conftest import FixedClock
+from tests.digest.send.test_hostile_send import outcomes
 from tests.digest.send.test_send import project_with
 from tests.held_requests import Hold
 from tests.sendgrid_server import API_KEY, SendGridServer, running
@@ -341,17 +340,7 @@ def test_split_batches_under_random_faults_mail_each_reader_at_most_once(
             if report is not None and report.finished:
                 break
         assert report is not None and report.finished, faults
-        with project.engine.connect() as conn:
-            rows = conn.execute(
-                select(db.deliveries.c.subscriber_id, ledger.STATE)
-                .select_from(
-                    db.deliveries.join(
-                        db.send_batches, db.send_batches.c.id == db.deliveries.c.batch_id
-                    )
-                )
-                .where(db.deliveries.c.issue_id == report.issue_id)
-            )
-            states = {subscriber: str(state) for subscriber, state in rows}
+        states = {s: state for s, (state, _) in outcomes(project, report.issue_id).items()}
         issue = str(report.issue_id)
         received = {int(s): n for (i, s), n in server.received.items() if i == issue and s}
     assert set(received.values()) <= {1}
