@@ -3,8 +3,8 @@ large list never sits in memory at once and an import of 10,000 rows is a few st
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -100,9 +100,14 @@ class DigestReaders:
     topics: frozenset[str] | None = None
 
 
-CadenceSwitch = Callable[[int, str, str], "int | None"]
-"""(subscriber id, digest, the cadence they leave) → the watermark to write with the new one
-(the digest side knows releases; the subscriber list only writes what it is given)."""
+CadenceSwitch = Callable[[Collection[int], str, str], Mapping[int, "int | None"]]
+"""(subscriber ids, digest, the cadence they leave) → the watermark each writes with the new
+one (the digest side knows releases; the subscriber list only writes what it is given). Many
+readers at once: an import switches a chunk of rows in a few queries."""
+
+
+_CadenceRow = tuple[int, str, str, "int | None"]
+"""A reader's cadence of a digest as written: (subscriber id, digest, cadence, watermark)."""
 
 
 class _Tally:
@@ -130,7 +135,8 @@ class _Tally:
 
 
 class _Choices:
-    """An import's cadences and time zones, written through the store (see ``upsert``)."""
+    """An import's cadences and time zones, written through the store (see ``upsert``): the
+    cadences of a chunk's rows are read and written together (:meth:`flush`)."""
 
     def __init__(
         self,
@@ -140,6 +146,16 @@ class _Choices:
         now: datetime,
     ) -> None:
         self.store, self.defaults, self.switch, self.now = store, defaults, switch, now
+        self.current: dict[int, dict[str, str]] = {}
+        """The cadences of the chunk's known readers whose rows name some."""
+        self.pending: dict[int, Mapping[str, str]] = {}
+        """The chunk's choices not written yet: reader → digest → cadence."""
+
+    def look_up(self, known: Iterable[tuple[Subscriber, ImportRow]]) -> None:
+        """Read the cadences of the chunk's known readers (one query) before it is merged."""
+        self.current = self.store.cadences_of_many(
+            [existing.id for existing, row in known if row.kept.cadences]
+        )
 
     def differ(self, existing: Subscriber, row: ImportRow) -> bool:
         zone = row.kept.time_zone
@@ -147,7 +163,7 @@ class _Choices:
             return True
         if not row.kept.cadences:
             return False
-        current = self.store.cadences_of(existing.id)
+        current = self.current[existing.id]
         return any(current.get(d) != c for d, c in row.kept.cadences.items())
 
     def take(self, subscriber_id: int, row: ImportRow, fresh: bool = False) -> None:
@@ -158,10 +174,16 @@ class _Choices:
         if row.kept.cadences:
             if self.switch is None:
                 raise ValueError("an import with cadences needs the digests' switch")
-            self.store.lock(subscriber_id)
-            self.store.choose_cadences(
-                subscriber_id, row.kept.cadences, self.defaults, self.switch, self.now
-            )
+            self.pending[subscriber_id] = row.kept.cadences
+
+    def flush(self) -> None:
+        """Write the chunk's choices, the readers' rows held meanwhile."""
+        if not self.pending:
+            return
+        assert self.switch is not None  # take refused choices without it
+        self.store.lock_many(self.pending)
+        self.store.choose_cadences_of(self.pending, self.defaults, self.switch, self.now)
+        self.pending = {}
 
 
 class SubscriberStore:
@@ -232,6 +254,11 @@ class SubscriberStore:
                     )
                 )
             }
+            choices.look_up(
+                (existing, row)
+                for row in chunk
+                if (existing := known.get(email_key(row.email))) is not None
+            )
             fresh = [r for r in chunk if email_key(r.email) not in known]
             for row in fresh:
                 status = row.kept.status or Status.ACTIVE
@@ -246,6 +273,7 @@ class SubscriberStore:
                 existing = known.get(email_key(row.email))
                 if existing is not None:
                     self._merge(existing, row, now, topic_id, tally, dry_run, reactivate, choices)
+            choices.flush()
         return tally.summary()
 
     def _merge(
@@ -390,11 +418,15 @@ class SubscriberStore:
         """Hold the subscriber's row until the transaction ends (PostgreSQL; SQLite has one
         writer at a time anyway), so that two changes of one person's topics at once run one
         after the other instead of both deleting and inserting the same links."""
+        self.lock_many([subscriber_id])
+
+    def lock_many(self, subscriber_ids: Collection[int]) -> None:
+        """:meth:`lock` for many, in the order of their ids (two imports at once wait for
+        each other instead of each holding rows the other needs)."""
+        s = tables.subscribers.c
         self.conn.execute(
-            select(tables.subscribers.c.id)
-            .where(tables.subscribers.c.id == subscriber_id)
-            .with_for_update()
-        )
+            select(s.id).where(s.id.in_(sorted(subscriber_ids))).order_by(s.id).with_for_update()
+        ).all()
 
     def activate(self, subscriber_id: int, now: datetime) -> bool:
         """Make a subscriber active; True when this call did (they were not active before).
@@ -658,25 +690,6 @@ class SubscriberStore:
             chosen[sid][digest] = cadence
         return chosen
 
-    def set_cadence(
-        self, subscriber_id: int, digest: str, cadence: str, watermark: int | None, now: datetime
-    ) -> None:
-        """Write the reader's cadence of ``digest`` with the watermark they take into it. The
-        caller holds the reader's row (:meth:`lock`), so the delete and insert are not raced."""
-        rc = tables.reader_cadences
-        self.conn.execute(
-            delete(rc).where(rc.c.subscriber_id == subscriber_id, rc.c.digest == digest)
-        )
-        self.conn.execute(
-            insert(rc).values(
-                subscriber_id=subscriber_id,
-                digest=digest,
-                cadence=cadence,
-                watermark=watermark,
-                changed_at=now,
-            )
-        )
-
     def choose_cadences(
         self,
         subscriber_id: int,
@@ -685,24 +698,79 @@ class SubscriberStore:
         switch: CadenceSwitch,
         now: datetime,
     ) -> dict[str, str]:
-        """Give the reader ``chosen`` (digest → cadence); those that differ from what they
-        have (their row, else ``defaults``) take the watermark ``switch`` gives for the cadence
-        they leave. A default chosen explicitly is written too, with no watermark (nothing
-        changes in what they are owed), so that a later change of the digest's default does
-        not move them. Nothing is written for a choice they already have. Returns what
-        changed (digest → new cadence). The caller locks the row first."""
-        current = self.cadences_of(subscriber_id)
-        changed: dict[str, str] = {}
-        for digest, cadence in sorted(chosen.items()):
-            have = current.get(digest)
-            if have == cadence:
-                continue
-            leaving = have if have is not None else defaults[digest]
-            watermark = None if leaving == cadence else switch(subscriber_id, digest, leaving)
-            self.set_cadence(subscriber_id, digest, cadence, watermark, now)
-            if leaving != cadence:
-                changed[digest] = cadence
+        """Give the reader ``chosen`` (digest → cadence); see :meth:`choose_cadences_of`.
+        Returns what changed (digest → new cadence). The caller locks the row first."""
+        return self.choose_cadences_of({subscriber_id: chosen}, defaults, switch, now)[
+            subscriber_id
+        ]
+
+    def choose_cadences_of(
+        self,
+        chosen: Mapping[int, Mapping[str, str]],
+        defaults: Mapping[str, str],
+        switch: CadenceSwitch,
+        now: datetime,
+    ) -> dict[int, dict[str, str]]:
+        """Give each reader their ``chosen`` (reader → digest → cadence); those that differ
+        from what they have (their row, else ``defaults``) take the watermark ``switch`` gives
+        for the cadence they leave. A default chosen explicitly is written too, with no
+        watermark (nothing changes in what they are owed), so that a later change of the
+        digest's default does not move them. Nothing is written for a choice they already
+        have. Returns what changed, reader → digest → new cadence. The caller locks the rows
+        first.
+
+        A few statements whatever the number of readers (one read of their cadences, a switch
+        per cadence left, a delete per digest, one insert): an import of a file with a
+        ``cadence`` column took fourteen times as long as one without when each row was
+        written on its own."""
+        current = self.cadences_of_many(list(chosen))
+        writes: list[tuple[int, str, str, str]] = []
+        leaving_by: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
+        for subscriber_id, choice in chosen.items():
+            for digest, cadence in sorted(choice.items()):
+                have = current[subscriber_id].get(digest)
+                if have == cadence:
+                    continue
+                leaving = have if have is not None else defaults[digest]
+                writes.append((subscriber_id, digest, cadence, leaving))
+                if leaving != cadence:
+                    leaving_by[digest, leaving].append(subscriber_id)
+        # Every watermark is read before any row is written: a switch reads the reader's own.
+        marks = {left: switch(ids, *left) for left, ids in leaving_by.items()}
+        changed: dict[int, dict[str, str]] = {subscriber_id: {} for subscriber_id in chosen}
+        rows: list[_CadenceRow] = []
+        for subscriber_id, digest, cadence, leaving in writes:
+            moved = leaving != cadence
+            watermark = marks[digest, leaving][subscriber_id] if moved else None
+            rows.append((subscriber_id, digest, cadence, watermark))
+            if moved:
+                changed[subscriber_id][digest] = cadence
+        self._write_cadences(rows, now)
         return changed
+
+    def _write_cadences(self, rows: Sequence[_CadenceRow], now: datetime) -> None:
+        """Replace the readers' rows of these digests with ``rows``."""
+        if not rows:
+            return
+        rc = tables.reader_cadences
+        by_digest: defaultdict[str, list[int]] = defaultdict(list)
+        for subscriber_id, digest, _, _ in rows:
+            by_digest[digest].append(subscriber_id)
+        for digest, ids in by_digest.items():
+            self.conn.execute(delete(rc).where(rc.c.subscriber_id.in_(ids), rc.c.digest == digest))
+        self.conn.execute(
+            insert(rc),
+            [
+                {
+                    "subscriber_id": subscriber_id,
+                    "digest": digest,
+                    "cadence": cadence,
+                    "watermark": watermark,
+                    "changed_at": now,
+                }
+                for subscriber_id, digest, cadence, watermark in rows
+            ],
+        )
 
     def set_time_zone(self, subscriber_id: int, zone: str | None, now: datetime) -> bool:
         """Store the reader's IANA zone (None: the digest's); True when it changed."""

@@ -4,7 +4,7 @@ list, add or unsubscribe one address, list and count. Each owns its transaction.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from digest.config.digests import DigestConfig
 from digest.config.environment import SECRET_KEY_ENV
 from digest.config.loaded import Config
 from digest.errors import DigestError
-from digest.stores.releases import watermark_at_switch
+from digest.stores.releases import watermarks_at_switch
 from subscribers.cadences import Offered, read_cadences
 from subscribers.erasure import ErasureHasher
 from subscribers.exporter import records, write_csv, write_jsonl
@@ -214,14 +214,15 @@ def defaults(config: Config) -> dict[str, str]:
 
 
 def switch_in(conn: Connection, config: Config, now: datetime) -> CadenceSwitch:
-    """The watermark a reader takes from the cadence they leave, read in ``conn``: their
+    """The watermarks readers take from the cadence they leave, read in ``conn``: their
     own, or where the cadence stands; where its first issue would start when it has sent
     none (no watermark at all would leave them at the new cadence's horizon, owed less)."""
 
-    def switch(subscriber_id: int, digest: str, leaving: str) -> int | None:
-        found = watermark_at_switch(conn, subscriber_id, digest, leaving)
-        if found is None:
-            found = issue_cases.cadence_start(conn, config.digest(digest), leaving, now)
+    def switch(subscriber_ids: Collection[int], digest: str, leaving: str) -> dict[int, int | None]:
+        found = watermarks_at_switch(conn, subscriber_ids, digest, leaving)
+        if None in found.values():
+            start = issue_cases.cadence_start(conn, config.digest(digest), leaving, now)
+            found = {reader: start if mark is None else mark for reader, mark in found.items()}
         return found
 
     return switch
@@ -263,7 +264,7 @@ def choose_cadences(
 ) -> dict[str, str]:
     """In the caller's transaction: give the reader ``chosen`` (digest → cadence, checked),
     each switch taking the watermark of the cadence left
-    (:func:`~digest.stores.releases.watermark_at_switch`), the reader's row held meanwhile
+    (:func:`~digest.stores.releases.watermarks_at_switch`), the reader's row held meanwhile
     (as a confirmation holds it) so that two switches at once run one after the other.
     What changed."""
     store = SubscriberStore(conn)

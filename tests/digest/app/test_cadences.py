@@ -4,6 +4,7 @@ names and zones are refused naming them; editors' counts come from one grouped q
 
 from __future__ import annotations
 
+import random
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from digest.errors import DigestError
 from digest.stores import posts as post_store
 from subscribers import tables
 from subscribers.models import Status
-from subscribers.store import DigestReaders, SubscriberStore
+from subscribers.store import CHUNK, DigestReaders, SubscriberStore
 from tests.cadence_site import cadence_config
 from tests.conftest import FixedClock
 
@@ -222,6 +223,97 @@ def test_an_import_switches_known_readers_with_their_watermark_and_keeps_good_ro
     lines = exported.read_text(encoding="utf-8").splitlines()
     assert lines[0].endswith(",cadence,time_zone")
     assert lines[1].endswith(",weekly:daily,Europe/Berlin")
+
+
+def test_an_import_switches_each_reader_as_a_switch_of_their_own_would(
+    project: Project, tmp_path: Path
+) -> None:
+    """An import writes a chunk's cadences together (each row on its own took fourteen times
+    as long): every reader it switches ends as the same switch made alone leaves a twin who
+    held the same (a cadence with or without a watermark of their own, a delivery in an issue
+    of the cadence they leave still being recorded, nothing), over more than one chunk."""
+    rng = random.Random(21)
+    count = CHUNK + 60
+    people_file = tmp_path / "people.csv"
+    people_file.write_text(
+        "email,name,topics\n"
+        + "".join(f"{twin}{n}@example.com,,backend\n" for twin in "ab" for n in range(count)),
+        encoding="utf-8",
+    )
+    parsed = subscribers.read_file(project, people_file)
+    subscribers.import_file(project, parsed, str(people_file), dry_run=False)
+    recorded_issue(project, "weekly", 12, 1)
+    recorded_issue(project, "daily", 21, 2)
+    now = project.clock()
+    held_rows, deliveries = [], []
+    with project.transaction() as conn:
+        store = SubscriberStore(conn)
+        ids = {s.email: s.id for s in store.iterate()}
+        recording = conn.execute(
+            insert(db.issues)
+            .values(
+                digest="weekly",
+                number=3,
+                status="sending",
+                cutoff=now,
+                created_at=now,
+                cadence="daily",
+                release_from=21,
+                release_to=40,
+            )
+            .returning(db.issues.c.id)
+        ).scalar_one()
+        for n in range(count):
+            held = rng.choice(
+                [None, ("daily", None), ("daily", 7), ("monthly", 3), ("weekly", None)]
+            )
+            delivered = rng.random() < 0.3
+            for twin in "ab":
+                reader = ids[f"{twin}{n}@example.com"]
+                if held is not None:
+                    held_rows.append(
+                        {
+                            "subscriber_id": reader,
+                            "digest": "weekly",
+                            "cadence": held[0],
+                            "watermark": held[1],
+                            "changed_at": now,
+                        }
+                    )
+                if delivered:
+                    deliveries.append(
+                        {
+                            "issue_id": recording,
+                            "subscriber_id": reader,
+                            "created_at": now,
+                            "changed_at": now,
+                        }
+                    )
+        conn.execute(insert(tables.reader_cadences), held_rows)
+        conn.execute(insert(db.deliveries), deliveries)
+    chosen = [rng.choice(["daily", "weekly", "monthly"]) for _ in range(count)]
+    source = tmp_path / "cadences.csv"
+    source.write_text(
+        "email,name,topics,cadence\n"
+        + "".join(f"a{n}@example.com,,backend,{c}\n" for n, c in enumerate(chosen)),
+        encoding="utf-8",
+    )
+    subscribers.import_file(project, subscribers.read_file(project, source), str(source), False)
+    for n, cadence in enumerate(chosen):
+        subscribers.choose_cadence(project, ids[f"b{n}@example.com"], "weekly", cadence)
+
+    rc = tables.reader_cadences.c
+    with project.reading() as conn:
+        rows = {
+            r.subscriber_id: (r.cadence, r.watermark)
+            for r in conn.execute(select(rc.subscriber_id, rc.cadence, rc.watermark))
+        }
+    imported = [rows.get(ids[f"a{n}@example.com"]) for n in range(count)]
+    alone = [rows.get(ids[f"b{n}@example.com"]) for n in range(count)]
+    assert imported == alone
+    # Every way a watermark comes about was taken: their own (7, 3), a horizon (12, 21), the
+    # issue being recorded (40), none (the default chosen explicitly).
+    assert {7, 3, 12, 21, 40, None} <= {row[1] for row in imported if row is not None}
 
 
 def test_personal_data_shows_and_erasure_forgets_cadences_and_zone(project: Project) -> None:

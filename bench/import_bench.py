@@ -1,0 +1,103 @@
+"""Importing a subscriber file with and without a ``cadence`` column, on SQLite or PostgreSQL,
+through the use case ``digest subscribers import`` calls. The site offers daily, weekly (the
+default) and monthly; the readers are new, then the same file comes again with a third of the
+readers switching cadence. Prints wall and CPU time per import and the ratio of the cadence
+file to the plain one, all measured in the same run.
+
+    python bench/import_bench.py [--readers 100000] [--database postgresql+psycopg://…]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text
+
+from digest import db
+from digest.app import subscribers
+from digest.app.wiring import Project
+from digest.stores import posts as post_store
+from tests.cadence_site import cadence_config
+
+SECRET = "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
+CADENCES = ["daily", "weekly", "monthly"]
+
+
+def write_file(path: Path, readers: int, cadences: list[str] | None) -> None:
+    header = "email,name,topics" + (",cadence" if cadences else "")
+    rows = (
+        f"reader{n}@list{n % 7}.example,Reader {n},backend;data"
+        + (f",{cadences[n]}" if cadences else "")
+        for n in range(readers)
+    )
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def open_project(folder: Path, database: str | None) -> Project:
+    config = cadence_config(folder, {"DIGEST_SECRET_KEY": SECRET})
+    engine = db.make_engine(database or config.database_url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
+    project = Project.open(config, engine=engine)
+    with engine.begin() as conn:
+        post_store.sync_topics(conn, project.topics())
+    return project
+
+
+def timed_import(project: Project, path: Path) -> tuple[float, float, int]:
+    """Wall and CPU seconds of reading and importing ``path``; the rows added or updated."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    parsed = subscribers.read_file(project, path)
+    summary = subscribers.import_file(project, parsed, str(path), dry_run=False)
+    assert not parsed.problems, parsed.problems[:3]
+    return time.perf_counter() - wall, time.process_time() - cpu, summary.added + summary.updated
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--readers", type=int, default=100_000)
+    parser.add_argument("--database", default=None, help="default: SQLite in a temporary folder")
+    args = parser.parse_args()
+    rng = random.Random(3)
+    chosen = [rng.choice(CADENCES) for _ in range(args.readers)]
+    switched = [rng.choice(CADENCES) if n % 3 == 0 else c for n, c in enumerate(chosen)]
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        files = {
+            "plain": (folder / "plain.csv", None),
+            "cadence": (folder / "cadence.csv", chosen),
+            "switching": (folder / "switching.csv", switched),
+        }
+        for path, cadences in files.values():
+            write_file(path, args.readers, cadences)
+        plain = open_project(folder / "plain", args.database)
+        figures["new readers, no cadence column"] = timed_import(plain, files["plain"][0])
+        plain.engine.dispose()
+        project = open_project(folder / "cadence", args.database)
+        figures["new readers, a cadence column"] = timed_import(project, files["cadence"][0])
+        figures["same file again (unchanged)"] = timed_import(project, files["cadence"][0])
+        figures["a third switching cadence"] = timed_import(project, files["switching"][0])
+        name = project.engine.dialect.name
+        project.engine.dispose()
+    print(f"database: {name}; {args.readers:,} readers per file")
+    for label, (wall, cpu, changed) in figures.items():
+        print(
+            f"{label:32}: {wall:6.2f} s wall, CPU {cpu:6.2f} s, {changed:>9,} rows written, "
+            f"{args.readers / wall:9,.0f} rows/s"
+        )
+    plain_wall = figures["new readers, no cadence column"][0]
+    with_cadence = figures["new readers, a cadence column"][0]
+    print(f"ratio, cadence column / none (wall): {with_cadence / plain_wall:.2f}")
+
+
+if __name__ == "__main__":
+    main()
