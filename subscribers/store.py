@@ -234,6 +234,7 @@ class SubscriberStore:
         writes the watermark ``switch`` gives (see :meth:`choose_cadences`, ``defaults``:
         digest → default cadence).
         """
+        self._plan_each_statement()
         topic_id = self._topic_ids()
         tally = _Tally()
         choices = _Choices(self, defaults or {}, switch, now)
@@ -275,6 +276,15 @@ class SubscriberStore:
                     self._merge(existing, row, now, topic_id, tally, dry_run, reactivate, choices)
             choices.flush()
         return tally.summary()
+
+    def _plan_each_statement(self) -> None:
+        """PostgreSQL plans the chunk's statements for the table as it is now, for the rest of
+        the transaction. An import's lookups run many times against tables it grows itself:
+        a plan kept from when they were small (a sequential scan) stayed for the connection's
+        life, and a file of 100,000 readers imported again took minutes instead of seconds
+        (until an ANALYZE, which a server without autovacuum never runs)."""
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
     def _merge(
         self,
