@@ -47,12 +47,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## bench: render, personalization, gather and send figures
+## bench: render, personalization, gather, send and import figures
 bench: $(STAMP)
 	$(BIN)/python bench/render_bench.py
 	$(BIN)/python bench/gather_bench.py
 	$(BIN)/python bench/send_bench.py --readers 100000
 	$(BIN)/python bench/header_bench.py
+	$(BIN)/python bench/import_bench.py --readers 20000
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache dist build
