@@ -4,7 +4,11 @@ default) and monthly; the readers are new, then the same file comes again with a
 readers switching cadence. Prints wall and CPU time per import and the ratio of the cadence
 file to the plain one, all measured in the same run.
 
-    python bench/import_bench.py [--readers 100000] [--database postgresql+psycopg://…]
+With ``--history DAYS``, before the switching import the daily cadence has sent DAYS issues,
+each delivered to every reader, as a site a few years old has: readers leaving daily are
+switched at the end of what they got.
+
+    python bench/import_bench.py [--readers 100000] [--history 0] [--database postgresql+psycopg://…]
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import text
+from datetime import timedelta
+
+from sqlalchemy import func, insert, literal, select, text
 
 from digest import db
 from digest.app import subscribers
 from digest.app.wiring import Project
 from digest.stores import posts as post_store
+from subscribers import tables as subscriber_tables
 from tests.cadence_site import cadence_config
 
 SECRET = "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
@@ -52,6 +59,43 @@ def open_project(folder: Path, database: str | None) -> Project:
     return project
 
 
+def add_history(project: Project, days: int) -> int:
+    """``days`` recorded issues of the daily cadence, one a day up to now, each delivered to
+    every reader; the deliveries written."""
+    now = project.clock()
+    slug = project.config.digests[0].slug
+    i, s = db.issues.c, subscriber_tables.subscribers.c
+    with project.engine.begin() as conn:
+        numbers = conn.execute(select(func.coalesce(func.max(i.number), 0))).scalar_one()
+        for day in range(days):
+            at = now - timedelta(days=days - day)
+            conn.execute(
+                insert(db.issues).values(
+                    digest=slug,
+                    number=numbers + day + 1,
+                    status="sent",
+                    cutoff=at,
+                    created_at=at,
+                    sent_at=at,
+                    slot=at,
+                    recorded_at=at,
+                    cadence="daily",
+                    release_from=day,
+                    release_to=day + 1,
+                )
+            )
+        issues = select(i.id).where(i.digest == slug, i.cadence == "daily").subquery()
+        conn.execute(
+            insert(db.deliveries).from_select(
+                ["issue_id", "subscriber_id", "status", "email", "created_at", "changed_at"],
+                select(
+                    issues.c.id, s.id, literal("submitted"), s.email, literal(now), literal(now)
+                ).select_from(issues.join(subscriber_tables.subscribers, literal(True))),
+            )
+        )
+        return int(conn.execute(select(func.count()).select_from(db.deliveries)).scalar_one())
+
+
 def timed_import(project: Project, path: Path) -> tuple[float, float, int]:
     """Wall and CPU seconds of reading and importing ``path``; the rows added or updated."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -65,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--readers", type=int, default=100_000)
     parser.add_argument("--database", default=None, help="default: SQLite in a temporary folder")
+    parser.add_argument("--history", type=int, default=0, help="daily issues sent before")
     args = parser.parse_args()
     rng = random.Random(3)
     chosen = [rng.choice(CADENCES) for _ in range(args.readers)]
@@ -85,10 +130,13 @@ def main() -> None:
         project = open_project(folder / "cadence", args.database)
         figures["new readers, a cadence column"] = timed_import(project, files["cadence"][0])
         figures["same file again (unchanged)"] = timed_import(project, files["cadence"][0])
+        deliveries = add_history(project, args.history) if args.history else 0
         figures["a third switching cadence"] = timed_import(project, files["switching"][0])
         name = project.engine.dialect.name
         project.engine.dispose()
     print(f"database: {name}; {args.readers:,} readers per file")
+    if args.history:
+        print(f"before switching: {args.history} daily issues sent, {deliveries:,} deliveries")
     for label, (wall, cpu, changed) in figures.items():
         print(
             f"{label:32}: {wall:6.2f} s wall, CPU {cpu:6.2f} s, {changed:>9,} rows written, "
