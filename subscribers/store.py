@@ -247,8 +247,10 @@ class SubscriberStore:
                     list(
                         self.conn.execute(
                             select(tables.subscribers).where(
-                                tables.subscribers.c.email_key.in_(
-                                    [email_key(r.email) for r in chunk]
+                                tables.among(
+                                    self.conn,
+                                    tables.subscribers.c.email_key,
+                                    [email_key(r.email) for r in chunk],
                                 )
                             )
                         )
@@ -361,13 +363,13 @@ class SubscriberStore:
         topic_id: dict[str, int],
     ) -> dict[str, int]:
         """Insert ``rows``; their ids by email key."""
-        inserted = self.conn.execute(
-            insert(tables.subscribers).returning(
-                tables.subscribers.c.id,
-                tables.subscribers.c.email_key,
-                sort_by_parameter_order=True,
-            ),
+        s = tables.subscribers
+        inserted = tables.insert_rows(
+            self.conn,
+            s,
             [_new_row(r, r.kept.status or status, now, source) for r in rows],
+            s.c.id,
+            s.c.email_key,
         )
         ids = {key: sid for sid, key in inserted}
         links = [
@@ -375,8 +377,7 @@ class SubscriberStore:
             for r in rows
             for t in sorted(r.topics)
         ]
-        if links:
-            self.conn.execute(insert(tables.subscriptions), links)
+        tables.insert_rows(self.conn, tables.subscriptions, links)
         return ids
 
     def add(
@@ -435,7 +436,10 @@ class SubscriberStore:
         each other instead of each holding rows the other needs)."""
         s = tables.subscribers.c
         self.conn.execute(
-            select(s.id).where(s.id.in_(sorted(subscriber_ids))).order_by(s.id).with_for_update()
+            select(s.id)
+            .where(tables.among(self.conn, s.id, sorted(subscriber_ids)))
+            .order_by(s.id)
+            .with_for_update()
         ).all()
 
     def activate(self, subscriber_id: int, now: datetime) -> bool:
@@ -502,7 +506,7 @@ class SubscriberStore:
         query = (
             select(tables.subscriptions.c.subscriber_id, tables.topics.c.slug)
             .join(tables.topics, tables.topics.c.id == tables.subscriptions.c.topic_id)
-            .where(tables.subscriptions.c.subscriber_id.in_(ids))
+            .where(tables.among(self.conn, tables.subscriptions.c.subscriber_id, ids))
         )
         for sub_id, slug in self.conn.execute(query):
             topics[sub_id].add(slug)
@@ -612,7 +616,7 @@ class SubscriberStore:
         return set(
             self.conn.execute(
                 select(tables.subscribers.c.email_key).where(
-                    tables.subscribers.c.email_key.in_(wanted)
+                    tables.among(self.conn, tables.subscribers.c.email_key, wanted)
                 )
             ).scalars()
         )
@@ -694,7 +698,7 @@ class SubscriberStore:
         chosen: dict[int, dict[str, str]] = {i: {} for i in ids}
         for sid, digest, cadence in self.conn.execute(
             select(rc.subscriber_id, rc.digest, rc.cadence)
-            .where(rc.subscriber_id.in_(ids))
+            .where(tables.among(self.conn, rc.subscriber_id, ids))
             .order_by(rc.subscriber_id, rc.digest)
         ):
             chosen[sid][digest] = cadence
@@ -767,9 +771,14 @@ class SubscriberStore:
         for subscriber_id, digest, _, _ in rows:
             by_digest[digest].append(subscriber_id)
         for digest, ids in by_digest.items():
-            self.conn.execute(delete(rc).where(rc.c.subscriber_id.in_(ids), rc.c.digest == digest))
-        self.conn.execute(
-            insert(rc),
+            self.conn.execute(
+                delete(rc).where(
+                    tables.among(self.conn, rc.c.subscriber_id, ids), rc.c.digest == digest
+                )
+            )
+        tables.insert_rows(
+            self.conn,
+            rc,
             [
                 {
                     "subscriber_id": subscriber_id,

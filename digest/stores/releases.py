@@ -194,7 +194,7 @@ def watermarks_at_switch(
     own: dict[int, int | None] = dict(
         conn.execute(
             select(rc.subscriber_id, rc.watermark).where(
-                rc.subscriber_id.in_(ids), rc.digest == digest
+                subscriber_tables.among(conn, rc.subscriber_id, ids), rc.digest == digest
             )
         ).all()
     )
@@ -203,7 +203,11 @@ def watermarks_at_switch(
         conn.execute(
             select(d.subscriber_id, func.max(i.release_to))
             .join(db.deliveries, d.issue_id == i.id)
-            .where(i.digest == digest, i.cadence == cadence, d.subscriber_id.in_(ids))
+            .where(
+                i.digest == digest,
+                i.cadence == cadence,
+                subscriber_tables.among(conn, d.subscriber_id, ids),
+            )
             .group_by(d.subscriber_id)
         ).all()
     )
