@@ -1,8 +1,9 @@
 """Importing a subscriber file with and without a ``cadence`` column, on SQLite or PostgreSQL,
 through the use case ``digest subscribers import`` calls. The site offers daily, weekly (the
-default) and monthly; the readers are new, then the same file comes again with a third of the
-readers switching cadence. Prints wall and CPU time per import and the ratio of the cadence
-file to the plain one, all measured in the same run.
+default) and monthly; the readers are new, then the same file comes again, with a third of
+the readers switching cadence, then with a third of them renamed (and other topics). Prints
+wall and CPU time per import and the ratio of the cadence file to the plain one, all measured
+in the same run.
 
 With ``--history DAYS``, before the switching import the daily cadence has sent DAYS issues,
 each delivered to every reader, as a site a few years old has: readers leaving daily are
@@ -37,10 +38,12 @@ SECRET = "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
 CADENCES = ["daily", "weekly", "monthly"]
 
 
-def write_file(path: Path, readers: int, cadences: list[str] | None) -> None:
+def write_file(path: Path, readers: int, cadences: list[str] | None, renamed: bool = False) -> None:
+    """``renamed``: every third reader has another name and topics than before."""
     header = "email,name,topics" + (",cadence" if cadences else "")
     rows = (
-        f"reader{n}@list{n % 7}.example,Reader {n},backend;data"
+        f"reader{n}@list{n % 7}.example,"
+        + (f"Reader N. {n},backend" if renamed and n % 3 == 0 else f"Reader {n},backend;data")
         + (f",{cadences[n]}" if cadences else "")
         for n in range(readers)
     )
@@ -124,6 +127,8 @@ def main() -> None:
         }
         for path, cadences in files.values():
             write_file(path, args.readers, cadences)
+        renamed = folder / "renamed.csv"
+        write_file(renamed, args.readers, switched, renamed=True)
         plain = open_project(folder / "plain", args.database)
         figures["new readers, no cadence column"] = timed_import(plain, files["plain"][0])
         plain.engine.dispose()
@@ -132,6 +137,7 @@ def main() -> None:
         figures["same file again (unchanged)"] = timed_import(project, files["cadence"][0])
         deliveries = add_history(project, args.history) if args.history else 0
         figures["a third switching cadence"] = timed_import(project, files["switching"][0])
+        figures["a third renamed, new topics"] = timed_import(project, renamed)
         name = project.engine.dialect.name
         project.engine.dispose()
     print(f"database: {name}; {args.readers:,} readers per file")

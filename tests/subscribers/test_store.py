@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -47,6 +47,51 @@ def test_upsert_adds_updates_and_never_resurrects_the_suppressed(engine: Engine)
         assert ann is not None and ann.topics == {"backend", "data"} and ann.name == "Ann Lee"
         bob = store.get("b@example.com")
         assert bob is not None and bob.status is Status.UNSUBSCRIBED
+
+
+def test_known_readers_each_take_their_own_row_of_a_chunk(engine: Engine) -> None:
+    """The names and topics of a chunk's known readers are written together: over two chunks
+    of readers in every state, each ends with what its own row says, or as it was when the
+    row may not touch it (bounced: only the person's own confirmation), and the readers whose
+    row says nothing new keep their last change's date."""
+    slugs = ["backend", "data", "design"]
+    later = NOW + timedelta(days=1)
+    states = [Status.ACTIVE, Status.PENDING, Status.UNSUBSCRIBED, Status.BOUNCED]
+    readers = range(1100)
+
+    def state(n: int) -> Status:
+        return states[n % 4]
+
+    def second_row(n: int) -> tuple[str, str, set[str]]:
+        name = f"Reader {n}" if n % 5 == 0 else f"Renamed {n}"
+        topics = {slugs[n % 3]} if n % 2 == 0 else set(slugs[: n % 3 + 1])
+        return f"r{n}@example.com", name, topics
+
+    with engine.begin() as conn:
+        post_store.sync_topics(conn, [Topic(slug, slug.title()) for slug in slugs])
+        store = SubscriberStore(conn)
+        store.upsert(
+            rows(*[(f"r{n}@example.com", f"Reader {n}", {slugs[n % 3]}) for n in readers]), NOW, "t"
+        )
+        ids = {s.email: s.id for s in store.iterate()}
+        for status in states[1:]:
+            chosen = [ids[f"r{n}@example.com"] for n in readers if state(n) is status]
+            store.set_status_of_many(chosen, status, NOW)
+        store.upsert(rows(*[second_row(n) for n in readers]), later, "t", reactivate=True)
+        for n in readers:
+            email, name, topics = second_row(n)
+            found = store.get(email)
+            row = store.row(ids[email])
+            assert found is not None and row is not None
+            if state(n) is Status.BOUNCED:
+                assert (found.name, set(found.topics)) == (f"Reader {n}", {slugs[n % 3]}), n
+                assert found.status is Status.BOUNCED
+                continue
+            assert (found.name, set(found.topics), found.status) == (name, topics, Status.ACTIVE), n
+            said_nothing_new = (
+                state(n) is Status.ACTIVE and name == f"Reader {n}" and topics == {slugs[n % 3]}
+            )
+            assert row.changed_at == (NOW if said_nothing_new else later), n
 
 
 def test_iterate_streams_in_chunks_in_id_order(engine: Engine) -> None:
