@@ -135,6 +135,42 @@ class _Tally:
         )
 
 
+class _Statistics:
+    """PostgreSQL's statistics of the tables an import grows, kept in step as it grows them.
+
+    An import is one transaction, so autovacuum cannot see its rows before it ends: a first
+    import into an empty list planned every chunk's lookups for empty tables: sequential scans
+    of every row written so far (at 100,000 readers, 14 ms for a chunk's addresses where the
+    index answers in 2, and as much again for their topics and cadences). ANALYZE in the
+    transaction counts the transaction's own rows; run whenever the list has doubled since
+    the last run, it runs a few times whatever the file's size (7 for 100,000 new readers)."""
+
+    TABLES = "subscribers, subscriptions, reader_cadences"
+    FIRST = 2 * CHUNK
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.postgres = conn.dialect.name == "postgresql"
+        self.counted = 0.0
+        """Readers at the last ANALYZE, as PostgreSQL counted them (none if it never did)."""
+        self.added = 0
+        """Rows added since."""
+        if self.postgres:
+            found = conn.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE oid = 'subscribers'::regclass"
+            ).scalar_one()
+            self.counted = max(0.0, float(found))
+
+    def grew(self, added: int) -> None:
+        if not self.postgres:
+            return
+        self.added += added
+        if self.added >= max(self.FIRST, self.counted):
+            self.conn.exec_driver_sql(f"ANALYZE {self.TABLES}")
+            self.counted += self.added
+            self.added = 0
+
+
 class _Choices:
     """An import's cadences and time zones, written through the store (see ``upsert``): the
     cadences of a chunk's rows are read and written together (:meth:`flush`)."""
@@ -236,6 +272,7 @@ class SubscriberStore:
         digest → default cadence).
         """
         self._plan_each_statement()
+        statistics = _Statistics(self.conn)
         topic_id = self._topic_ids()
         tally = _Tally()
         choices = _Choices(self, defaults or {}, switch, now)
@@ -271,6 +308,7 @@ class SubscriberStore:
                 tally.added_suppressed += status.suppressed
             if fresh and not dry_run:
                 ids = self._insert_many(fresh, Status.ACTIVE, now, source, topic_id)
+                statistics.grew(len(fresh))
                 for row in fresh:
                     choices.take(ids[email_key(row.email)], row, fresh=True)
             taken: dict[int, ImportRow] = {}

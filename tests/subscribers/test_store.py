@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -11,6 +12,7 @@ from digest.stores import posts as post_store
 from subscribers.importer import ImportRow, Kept
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
+from tests.conftest import empty_database
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -150,3 +152,24 @@ def test_an_import_never_makes_a_suppressed_address_active_without_consent(
             store.upsert(file, NOW, "test", reactivate=reactivate)
         after = [store.get(f"p{i}@example.com").status for i in range(len(MERGES))]  # type: ignore[union-attr]
     assert after == [expected for *_, expected in MERGES]
+
+
+def test_postgresql_plans_an_import_for_the_rows_it_has_written(tmp_path: Path) -> None:
+    """An import is one transaction, which autovacuum cannot see into: without statistics
+    of its own rows, every chunk's lookups were planned for the empty tables it began with
+    (sequential scans). What the planner knows of the list keeps up with the import."""
+    engine = empty_database("postgresql", tmp_path)
+    readers = [(f"p{n}@example.com", "", {"backend"}) for n in range(2500)]
+    with engine.begin() as conn:
+        post_store.sync_topics(conn, [Topic("backend", "Backend")])
+        SubscriberStore(conn).upsert(rows(*readers), NOW, "t")
+        known: dict[str, float] = dict(
+            conn.exec_driver_sql(
+                "SELECT relname, reltuples FROM pg_class "
+                "WHERE relname IN ('subscribers', 'subscriptions')"
+            ).all()
+        )
+    engine.dispose()
+    # Statistics taken each time the list doubled: they count at least half of it.
+    assert known.keys() == {"subscribers", "subscriptions"}
+    assert all(len(readers) / 2 <= float(rows) <= len(readers) for rows in known.values()), known
