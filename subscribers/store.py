@@ -19,7 +19,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -213,12 +212,16 @@ class _Choices:
                 raise ValueError("an import with cadences needs the digests' switch")
             self.pending[subscriber_id] = row.kept.cadences
 
+    @property
+    def readers(self) -> set[int]:
+        """The readers whose choices :meth:`flush` writes."""
+        return set(self.pending)
+
     def flush(self) -> None:
-        """Write the chunk's choices, the readers' rows held meanwhile."""
+        """Write the chunk's choices; the caller holds the readers' rows (:attr:`readers`)."""
         if not self.pending:
             return
         assert self.switch is not None  # take refused choices without it
-        self.store.lock_many(self.pending)
         self.store.choose_cadences_of(self.pending, self.defaults, self.switch, self.now)
         self.pending = {}
 
@@ -318,6 +321,10 @@ class SubscriberStore:
                     merged = self._merge(existing, row, now, tally, dry_run, reactivate, choices)
                     if merged:
                         taken[existing.id] = row
+            # One lock for the chunk's writers, in id order, as a change on a reader's own page
+            # locks its reader: the two run one after the other instead of writing the same
+            # rows, and two imports at once wait for each other.
+            self.lock_many(taken.keys() | choices.readers)
             self._take(taken, now, topic_id)
             choices.flush()
         return tally.summary()
@@ -382,31 +389,18 @@ class SubscriberStore:
     ) -> None:
         """Known readers take their rows' names and topics, a chunk at once: the names in one
         batch of updates, the links dropped and written anew in one statement each. Three
-        statements per reader made renaming a list cost twice as much as adding it. The
-        readers are locked first, in id order, as a change of topics on their own page locks
-        its reader: the two run one after the other instead of writing the same links."""
+        statements per reader made renaming a list cost twice as much as adding it. The caller
+        holds the readers' rows."""
         if not taken:
             return
-        self.lock_many(taken)
-        s, links = tables.subscribers, tables.subscriptions
+        s = tables.subscribers
         self.conn.execute(
             update(s)
             .where(s.c.id == bindparam("taker"))
             .values(name=bindparam("taken_name"), changed_at=now),
             [{"taker": sid, "taken_name": row.name} for sid, row in taken.items()],
         )
-        self.conn.execute(
-            delete(links).where(tables.among(self.conn, links.c.subscriber_id, list(taken)))
-        )
-        tables.insert_rows(
-            self.conn,
-            links,
-            [
-                {"subscriber_id": sid, "topic_id": topic_id[t]}
-                for sid, row in taken.items()
-                for t in sorted(row.topics)
-            ],
-        )
+        self._set_topics_of({sid: row.topics for sid, row in taken.items()}, topic_id)
 
     def _without_erased(
         self, chunk: list[ImportRow], hasher: ErasureHasher, tally: _Tally
@@ -467,17 +461,25 @@ class SubscriberStore:
     def set_topics(
         self, subscriber_id: int, topics: frozenset[str], topic_id: dict[str, int] | None = None
     ) -> None:
-        topic_id = topic_id or self._topic_ids()
+        self._set_topics_of({subscriber_id: topics}, topic_id or self._topic_ids())
+
+    def _set_topics_of(
+        self, topics_of: Mapping[int, frozenset[str]], topic_id: dict[str, int]
+    ) -> None:
+        """Replace each reader's links with their ``topics_of``: one delete, one insert."""
+        links = tables.subscriptions
         self.conn.execute(
-            delete(tables.subscriptions).where(
-                tables.subscriptions.c.subscriber_id == subscriber_id
-            )
+            delete(links).where(tables.among(self.conn, links.c.subscriber_id, topics_of))
         )
-        if topics:
-            self.conn.execute(
-                insert(tables.subscriptions),
-                [{"subscriber_id": subscriber_id, "topic_id": topic_id[t]} for t in sorted(topics)],
-            )
+        tables.insert_rows(
+            self.conn,
+            links,
+            [
+                {"subscriber_id": subscriber_id, "topic_id": topic_id[t]}
+                for subscriber_id, topics in topics_of.items()
+                for t in sorted(topics)
+            ],
+        )
 
     def update(self, subscriber_id: int, now: datetime, **values: object) -> None:
         self.conn.execute(
@@ -502,6 +504,8 @@ class SubscriberStore:
     def lock_many(self, subscriber_ids: Collection[int]) -> None:
         """:meth:`lock` for many, in the order of their ids (two imports at once wait for
         each other instead of each holding rows the other needs)."""
+        if not subscriber_ids:
+            return
         s = tables.subscribers.c
         self.conn.execute(
             select(s.id)

@@ -124,8 +124,8 @@ Index("ix_reader_cadences_digest_cadence", reader_cadences.c.digest, reader_cade
 
 
 def among(conn: Connection, key: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
-    """``key IN values``; on PostgreSQL ``key = ANY`` of one array parameter. The lookups of an
-    import or a send name hundreds of values at a time: as a list of placeholders the
+    """``key IN values``; on PostgreSQL ``key = ANY`` of one array parameter. An import's
+    lookups name hundreds of values at a time: as a list of placeholders the
     statement's text changes with their number and psycopg parses all of it again on every
     execution (with the inserts below, a third of a PostgreSQL import's time)."""
     listed = list(values)
