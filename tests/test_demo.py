@@ -277,3 +277,20 @@ def test_turning_cadences_on_after_a_send_sends_nobody_the_same_posts_again(
     again = digest_cli(config, "run")
     assert again.count("Nothing new since the last issue") == 3, again
     assert len(list((site / "outbox").rglob("*.eml"))) == 29
+
+
+def test_the_demo_previews_each_cadence_issue_it_sent(tmp_path: Path) -> None:
+    """With cadences on, the demo sends one issue per cadence and previews each of them, not
+    only the last."""
+    site = tmp_path / "site"
+    scaffold(site)
+    config = enable_cadences(site)
+    digest_cli(config, "subscribers", "import", str(site / "subscribers-cadences.csv"))
+    result = run_demo(site)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Previews:") == 3, result.stdout
+    indexes = sorted((site / "preview").glob("*/issue-*/index.html"))
+    assert len(indexes) == 3
+    titles = [re.search(r"<title>([^<]*)</title>", i.read_text(encoding="utf-8")) for i in indexes]
+    cadences = [t and t.group(1).split(" · ")[1] for t in titles]
+    assert sorted(map(str, cadences)) == ["daily", "monthly", "weekly"]

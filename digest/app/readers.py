@@ -26,7 +26,7 @@ from digest.errors import DigestError
 from digest.lifecycle import approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
-from digest.send.message import compose, mailbox
+from digest.send.message import ONE_CLICK, compose, list_unsubscribe, mailbox
 from subscribers.erasure import ErasureHasher
 from subscribers.importer import normalize_email
 from subscribers.models import Status, Subscriber
@@ -319,8 +319,10 @@ class Readers:
             preferences_url=f"{base}/preferences/{token}",
             unsubscribe_url=f"{base}/unsubscribe/{token}",
         )
-        message["List-Unsubscribe"] = f"<{base}/unsubscribe/{token}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message["List-Unsubscribe"] = list_unsubscribe(
+            config.sending.unsubscribe_mailto, f"{base}/unsubscribe/{token}"
+        )
+        message["List-Unsubscribe-Post"] = ONE_CLICK
         self.mailer(message)
 
     def _confirmation(

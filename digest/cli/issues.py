@@ -24,6 +24,7 @@ from digest.cli.gather import gather_with_progress
 from digest.cli.options import CadenceOption, ConfigOption, DigestOption, open_project
 from digest.cli.output import err, out
 from digest.errors import DigestError
+from digest.models import Issue
 from digest.render.size import HTML_BUDGET_BYTES
 from digest.send.worker import AmbiguousPolicy, SendReport
 
@@ -288,11 +289,16 @@ def send(
         send_with_progress(project, digest, policy, force, without_readers, cadence)
 
 
-def send_every_cadence(project: Project, digest: str | None) -> None:
+def send_every_cadence(project: Project, digest: str | None) -> list[Issue]:
     """Send the digest's issue of each of its cadences, each to its own readers (by hand,
-    every cadence at once: what `digest run` and the demo do)."""
+    every cadence at once: what `digest run` and the demo do). Returns the issues that went
+    out, in the config's order of cadences."""
+    sent = []
     for cadence in project.config.digest(digest).schedules:
-        send_with_progress(project, digest, cadence=cadence or None)
+        planned, _ = send_with_progress(project, digest, cadence=cadence or None)
+        if planned is not None:
+            sent.append(planned.issue)
+    return sent
 
 
 def _resend(project: Project, digest: str | None, number: int) -> None:

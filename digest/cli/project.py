@@ -47,7 +47,8 @@ def init(folder: Annotated[Path, typer.Argument(help="new folder for the project
 
 
 def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
-    """The example site end to end: init (once), import subscribers, run, preview."""
+    """The example site end to end: init (once), import subscribers, run, preview what went
+    out."""
     config_path = folder / "digest.toml"
     if not config_path.exists():
         scaffold(folder)
@@ -57,11 +58,16 @@ def demo(folder: Annotated[Path, typer.Argument()] = Path(".demo")) -> None:
     parsed = subscribers.read_file(project, folder / "subscribers.csv")
     import_with_report(project, parsed, dry_run=False, source=str(folder / "subscribers.csv"))
     gather_with_progress(project)
-    send_every_cadence(project, None)
-    result = previews.preview(project, None, (folder / "preview").resolve())
+    sent = send_every_cadence(project, None)
+    target = (folder / "preview").resolve()
+    # Each issue that went out (one per cadence with readers owed something), else the next.
+    results = [previews.preview(project, None, target, issue) for issue in sent] or [
+        previews.preview(project, None, target)
+    ]
     out.print(f"Outbox: [bold]{escape(str(config.outbox_dir))}[/]")
-    out.print(f"Previews: [bold]{escape(str(result.index))}[/]")
-    warn_size(result)
+    for result in results:
+        out.print(f"Previews: [bold]{escape(str(result.index))}[/]")
+        warn_size(result)
 
 
 def _with_signing_secret(config: Config) -> Config:

@@ -354,16 +354,16 @@ def mailto_address(address: str) -> str:
     return quote(transport_address(address), safe="@!$'*+,;=-._~")
 
 
-def list_unsubscribe(envelope: Envelope, unsubscribe_url: str) -> str:
+def list_unsubscribe(unsubscribe_mailto: str | None, unsubscribe_url: str) -> str:
     """RFC 2369's List-Unsubscribe: the one-click https URL (RFC 8058) first, then the
     mailto some clients only know, each as a header may carry it (:func:`ascii_uri`)."""
     url = ascii_uri(unsubscribe_url)
-    if not envelope.unsubscribe_mailto:
+    if not unsubscribe_mailto:
         return f"<{url}>"
     token = unsubscribe_url.rstrip("/").rpartition("/")[2]
     # Signed tokens need no quoting; this runs once per recipient of every send.
     quoted = token if _URL_SAFE.fullmatch(token) else quote(token, safe="")
-    mailto = mailto_address(envelope.unsubscribe_mailto)
+    mailto = mailto_address(unsubscribe_mailto)
     return f"<{url}>, <mailto:{mailto}?subject=unsubscribe%20{quoted}>"
 
 
@@ -371,7 +371,9 @@ def list_unsubscribe_template(envelope: Envelope, public_url: str) -> str:
     """The List-Unsubscribe header of a digest with ``{token}`` where the recipient's manage
     token goes, for building a thousand headers a batch (signed tokens are URL-safe: they need
     no quoting)."""
-    return list_unsubscribe(envelope, f"{public_url}/unsubscribe/TOKEN").replace("TOKEN", "{token}")
+    return list_unsubscribe(envelope.unsubscribe_mailto, f"{public_url}/unsubscribe/TOKEN").replace(
+        "TOKEN", "{token}"
+    )
 
 
 def compose(
@@ -422,7 +424,9 @@ def build_message(
     if envelope.reply_to:
         message["Reply-To"] = envelope.reply_to
     message["List-Id"] = envelope.list_id
-    message["List-Unsubscribe"] = list_unsubscribe(envelope, personal.unsubscribe_url)
+    message["List-Unsubscribe"] = list_unsubscribe(
+        envelope.unsubscribe_mailto, personal.unsubscribe_url
+    )
     message["List-Unsubscribe-Post"] = ONE_CLICK
     if envelope.feedback_id:
         message["Feedback-ID"] = envelope.feedback_id

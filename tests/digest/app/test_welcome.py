@@ -105,8 +105,14 @@ def test_one_welcome_email_after_the_first_click_of_the_confirmation_link(
     owner = readers.subscriber_for(Purpose.MANAGE, preferences)[0]
     assert owner == readers.subscriber_for(Purpose.MANAGE, again)[0]
     assert owner.status is Status.ACTIVE and owner.topics == {"backend", "data"}
-    unsubscribe = re.search(rb"\r\nList-Unsubscribe: <([^>\r\n]+)>\r\n", raw)
+    # As a digest's: the one-click URL, then the site's mailto with the same token, raw.
+    unsubscribe = re.search(
+        rb"\r\nList-Unsubscribe: <([^>\r\n]+/unsubscribe/([^>/\r\n]+))>,\r?\n? "
+        rb"<mailto:unsubscribe@northwind\.example\?subject=unsubscribe%20([^>\r\n]+)>\r\n",
+        raw,
+    )
     assert unsubscribe is not None and unsubscribe[1].startswith(public + b"/unsubscribe/")
+    assert unsubscribe[2] == unsubscribe[3]
     assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in raw
     message = parsed(raw)
     assert message.get_body(("html",)) is not None

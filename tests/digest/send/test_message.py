@@ -121,7 +121,7 @@ def test_any_unsubscribe_header_is_written_raw_within_line_limits(
     encoded word, unfolds to exactly what was built, is never folded inside a URI, and its
     lines keep within 78 characters unless one URI alone is longer (998 at most)."""
     public_url = f"https://{host}" + "".join(f"/{segment}" for segment in path)
-    built = list_unsubscribe(envelope(mailto), f"{public_url}/unsubscribe/{token}")
+    built = list_unsubscribe(mailto, f"{public_url}/unsubscribe/{token}")
     raw = written(public_url, token, mailto)
     lines = header_lines(raw, b"List-Unsubscribe")
     unfolded = b"".join(lines).decode("ascii").partition(": ")[2]
@@ -142,9 +142,7 @@ def test_any_unsubscribe_header_is_written_raw_within_line_limits(
 def test_non_ascii_uris_get_their_ascii_form() -> None:
     assert ascii_uri("https://bücher.example/ü x") == "https://xn--bcher-kva.example/%C3%BC%20x"
     assert ascii_uri("https://northwind.example/a?b=c") == "https://northwind.example/a?b=c"
-    header = list_unsubscribe(
-        envelope("abmelden@bücher.example"), "https://a.example/unsubscribe/t"
-    )
+    header = list_unsubscribe("abmelden@bücher.example", "https://a.example/unsubscribe/t")
     assert "<mailto:abmelden@xn--bcher-kva.example?subject=unsubscribe%20t>" in header
 
 
