@@ -163,6 +163,10 @@ class Segmentation:
     slug_of: Mapping[int, str]
     addressed: Select[int, str, str, str]
     """``query`` with each subscriber's address and name too (for recording deliveries)."""
+    owing_rows: Select[int]
+    """A row per subscription that makes its subscriber owed something, ungrouped: its first
+    row says whether anybody gets the issue, where the first row of ``query`` would group
+    every reader first (1.35 s for 300,000 readers on PostgreSQL, against 9 ms)."""
 
     def topics(self, ids: str) -> frozenset[str]:
         return self.owed(ids).topics
@@ -238,7 +242,7 @@ def segmentation(
     # One address and name per subscriber: the group is one subscriber's subscriptions.
     addressed = select(sub.subscriber_id, topics, func.min(s.email), func.min(s.name))
     selects = []
-    for q in (select(sub.subscriber_id, topics), addressed):
+    for q in (select(sub.subscriber_id, topics), addressed, select(sub.subscriber_id)):
         q = q.join(subscriber_tables.subscribers, s.id == sub.subscriber_id)
         if owing is not None:
             # Readers who chose another cadence than the default are found from their
@@ -249,9 +253,10 @@ def segmentation(
                 if owing.takes_default
                 else q.join(subscriber_tables.reader_cadences, joined)
             )
-        selects.append(q.where(*conditions).group_by(sub.subscriber_id))
-    query, addressed = selects
-    return Segmentation(query, slug_of, addressed)
+        selects.append(q.where(*conditions))
+    query, addressed, owing_rows = selects
+    grouped = sub.subscriber_id
+    return Segmentation(query.group_by(grouped), slug_of, addressed.group_by(grouped), owing_rows)
 
 
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
@@ -270,7 +275,7 @@ def has_readers(
 ) -> bool:
     """Whether anybody gets an issue of these topics (one row of :func:`segmentation`)."""
     found = segmentation(conn, issue_topics, now, owing)
-    return found is not None and conn.execute(found.query.limit(1)).first() is not None
+    return found is not None and conn.execute(found.owing_rows.limit(1)).first() is not None
 
 
 def segment_members(

@@ -181,6 +181,11 @@ def _place(
     if postgres:
         # The sort of a million members; with the default 4 MB it sorted on disk.
         conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+        # Placing reads every reader of the cadence, so a nested loop is never its plan; but
+        # PostgreSQL, blind to the NULLs an outer join to the readers' cadences makes,
+        # estimated one reader for a digest whose readers never chose a cadence and probed
+        # the subscribers once per subscription (2.6 s for 300,000 readers, against 1.7 s).
+        conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
         place = "place BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
     else:
         place = "place INTEGER PRIMARY KEY"  # the rowid, numbered as rows are inserted

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ from digest.segment import (
     assign,
     decode_key,
     encode_key,
+    has_readers,
     segment_members,
     segment_sizes,
 )
@@ -159,3 +161,48 @@ def test_segment_members_follow_the_owed_rule(engine: Engine) -> None:
     assert found == expected
     assert any(key.since is not None for key in found.values())
     assert any(key.since is None for key in found.values())
+
+
+def test_whether_anybody_gets_an_issue_follows_the_owed_rule(engine: Engine) -> None:
+    """``has_readers`` reads one ungrouped row: for a lone reader in each state (status,
+    pause, cadence, own watermark, topics) it says yes exactly when the pure rule owes them
+    something."""
+    owing = Owing("weekly", "daily", True, release_from=10, base=20, latest={"backend": 30})
+    issue_topics = ("backend", "data")
+    states = itertools.product(
+        [Status.ACTIVE, Status.UNSUBSCRIBED],
+        [None, NOW + timedelta(days=1)],
+        [None, "daily", "weekly"],
+        [None, 5, 24, 40],
+        [frozenset({"data"}), frozenset({"backend", "data"})],
+    )
+    answers = []
+    with engine.connect() as conn:
+        post_store.sync_topics(conn, [Topic(t, t.title()) for t in issue_topics])
+        conn.commit()
+        for status, paused, cadence, watermark, topics in states:
+            with conn.begin() as trial:
+                store = SubscriberStore(conn)
+                store.upsert([ImportRow(1, "r@example.com", "R", topics)], NOW, "test")
+                [reader] = store.iterate()
+                store.set_status_of(reader.id, status, NOW)
+                store.update(reader.id, NOW, paused_until=paused)
+                standing = Standing(cadence, watermark if cadence else None)
+                if cadence is not None:
+                    conn.execute(
+                        insert(tables.reader_cadences),
+                        {
+                            "subscriber_id": reader.id,
+                            "digest": "weekly",
+                            "cadence": cadence,
+                            "watermark": watermark,
+                            "changed_at": NOW,
+                        },
+                    )
+                [reader] = store.iterate()
+                owed = list(assign([reader], issue_topics, NOW, owing, lambda _, s=standing: s))
+                found = has_readers(conn, issue_topics, NOW, owing)
+                assert found == bool(owed), (status, paused, cadence, watermark, topics)
+                answers.append(found)
+                trial.rollback()
+    assert True in answers and False in answers
