@@ -776,6 +776,18 @@ class SubscriberStore:
             chosen[sid][digest] = cadence
         return chosen
 
+    def readers_of_other_cadences(self, digest: str, offered: Collection[str]) -> list[int]:
+        """The readers whose row names a cadence of ``digest`` that is not ``offered``, by
+        id."""
+        rc = tables.reader_cadences.c
+        return list(
+            self.conn.execute(
+                select(rc.subscriber_id)
+                .where(rc.digest == digest, rc.cadence.not_in(sorted(offered)))
+                .order_by(rc.subscriber_id)
+            ).scalars()
+        )
+
     def choose_cadences(
         self,
         subscriber_id: int,

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property, partial
@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from digest.app.wiring import Project
-from digest.config import DigestConfig
+from digest.config import Config, DigestConfig
 from digest.errors import DigestError, NoReaders
 from digest.events import issue_counts
 from digest.lifecycle import EDITOR_DECISIONS, Approval, why_no_decision
@@ -31,6 +31,7 @@ from digest.schedule.slots import ONE_MICROSECOND, slots_between
 from digest.segment import Owing, decode_key, has_readers, segment_members
 from digest.send import reporting
 from digest.stores import issue_posts, issues, posts, releases
+from subscribers.store import CadenceSwitch, SubscriberStore
 
 DELIVERY_FIGURES = ("submitted", "failed", "ambiguous")
 EVENT_FIGURES = {
@@ -153,6 +154,8 @@ def _plan_new(
 ) -> Issue | None:
     """Release the digest's new posts (stored only when ``save``), then the cadence's next
     issue: the releases its readers are owed (see docs/cadence.md)."""
+    if save:
+        rehome_readers(conn, project.config, digest, now)
     slugs = [t.slug for t in topics]
     last = issues.last_issue(conn, digest.slug)
     since = last.cutoff - LATE_POST_WINDOW if last else None
@@ -176,6 +179,8 @@ def _plan_new(
             raise _Raced from None  # an issue of another cadence released them first
     latest = max(numbered.values(), default=before)
     base = cadence_start(conn, digest, cadence, slot or now)
+    if cadence == digest.default:
+        base = where_non_choosers_stand(conn, digest, cadence, base, save)
     release_from, release_to = issue_range(
         base, releases.lowest_own_watermark(conn, digest.slug, cadence, now), latest
     )
@@ -198,6 +203,67 @@ def _plan_new(
         takes_default=cadence == digest.default,
         now=now,
     )
+
+
+def switch_in(conn: Connection, config: Config, now: datetime) -> CadenceSwitch:
+    """The watermarks readers take from the cadence they leave, read in ``conn``: their
+    own, or where the cadence stands; where its first issue would start when it has sent
+    none (no watermark at all would leave them at the new cadence's horizon, owed less).
+    A cadence the config no longer offers that never sent an issue leaves them no watermark:
+    they were never owed from anywhere else."""
+
+    def switch(subscriber_ids: Collection[int], digest: str, leaving: str) -> dict[int, int | None]:
+        found = releases.watermarks_at_switch(conn, subscriber_ids, digest, leaving)
+        offered = config.digest(digest)
+        if None in found.values() and leaving in offered.schedules:
+            start = cadence_start(conn, offered, leaving, now)
+            found = {reader: start if mark is None else mark for reader, mark in found.items()}
+        return found
+
+    return switch
+
+
+REHOMED_PER_STATEMENT = 500
+"""Readers re-homed together (their rows locked, read and written in one go)."""
+
+
+def rehome_readers(conn: Connection, config: Config, digest: DigestConfig, now: datetime) -> int:
+    """Readers who chose a cadence the digest no longer offers (the config withdrew it, or
+    turned cadences off) switch to its default, as if they had chosen it there and then:
+    each takes where the cadence they leave stood for them, so that the default's next issue
+    holds what they were owed and nothing they got. Without this they got nothing at all,
+    from any cadence. Returns how many moved."""
+    store = SubscriberStore(conn)
+    strays = store.readers_of_other_cadences(digest.slug, list(digest.schedules))
+    switch = switch_in(conn, config, now)
+    defaults = {d.slug: d.default for d in config.digests}
+    for start in range(0, len(strays), REHOMED_PER_STATEMENT):
+        chunk = strays[start : start + REHOMED_PER_STATEMENT]
+        store.lock_many(chunk)
+        store.choose_cadences_of(
+            {reader: {digest.slug: digest.default} for reader in chunk}, defaults, switch, now
+        )
+    return len(strays)
+
+
+def where_non_choosers_stand(
+    conn: Connection, digest: DigestConfig, default: str, base: int, save: bool
+) -> int:
+    """Where the readers who never chose a cadence stand, for the issue of the digest's
+    ``default`` cadence whose own readers stand at ``base``.
+
+    They follow the default, so they stand at its horizon, unless the default changed since
+    its last issue (``default_cadence`` edited, the default withdrawn, cadences turned on or
+    off): then where the previous default left them, since that is what they last got. The
+    new default's own readers at its horizon are written down there first (``save``), so
+    that both groups are owed exactly their own part of this issue; after it, both stand at
+    its end and the two agree again."""
+    previous = issues.last_default_cadence(conn, digest.slug)
+    if previous is None or previous == default:
+        return base
+    if save:
+        releases.write_down_horizon(conn, digest.slug, default, base)
+    return releases.cadence_base(conn, digest.slug, previous, base)
 
 
 def cadence_start(conn: Connection, digest: DigestConfig, cadence: str, moment: datetime) -> int:

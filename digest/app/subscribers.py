@@ -4,7 +4,7 @@ list, add or unsubscribe one address, list and count. Each owns its transaction.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -16,7 +16,6 @@ from digest.config.digests import DigestConfig
 from digest.config.environment import SECRET_KEY_ENV
 from digest.config.loaded import Config
 from digest.errors import DigestError
-from digest.stores.releases import watermarks_at_switch
 from subscribers.cadences import Offered, read_cadences
 from subscribers.erasure import ErasureHasher
 from subscribers.exporter import records, write_csv, write_jsonl
@@ -31,7 +30,7 @@ from subscribers.importer import (
 )
 from subscribers.models import Status, Subscriber
 from subscribers.names import name_problem
-from subscribers.store import CadenceSwitch, DigestReaders, SubscriberStore, UpsertSummary
+from subscribers.store import DigestReaders, SubscriberStore, UpsertSummary
 from subscribers.zones import canonical_zone, zone_problem
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
@@ -92,7 +91,7 @@ def import_file(
             reactivate=reactivate,
             hasher=erasure_hasher(project, store),
             defaults=defaults(project.config),
-            switch=switch_in(conn, project.config, project.clock()),
+            switch=issue_cases.switch_in(conn, project.config, project.clock()),
         )
 
 
@@ -151,7 +150,7 @@ def add(
                 added.id,
                 chosen,
                 defaults(project.config),
-                switch_in(conn, project.config, project.clock()),
+                issue_cases.switch_in(conn, project.config, project.clock()),
                 project.clock(),
             )
         return store.by_id(added.id) or added
@@ -213,21 +212,6 @@ def defaults(config: Config) -> dict[str, str]:
     return {d.slug: d.default for d in config.digests}
 
 
-def switch_in(conn: Connection, config: Config, now: datetime) -> CadenceSwitch:
-    """The watermarks readers take from the cadence they leave, read in ``conn``: their
-    own, or where the cadence stands; where its first issue would start when it has sent
-    none (no watermark at all would leave them at the new cadence's horizon, owed less)."""
-
-    def switch(subscriber_ids: Collection[int], digest: str, leaving: str) -> dict[int, int | None]:
-        found = watermarks_at_switch(conn, subscriber_ids, digest, leaving)
-        if None in found.values():
-            start = issue_cases.cadence_start(conn, config.digest(digest), leaving, now)
-            found = {reader: start if mark is None else mark for reader, mark in found.items()}
-        return found
-
-    return switch
-
-
 def cadence_cell(config: Config, text: str, where: str) -> dict[str, str]:
     """Digest → cadence for a cadence cell, or a DigestError naming the bad word."""
     chosen = read_cadences(text, offered(config))
@@ -269,7 +253,7 @@ def choose_cadences(
     What changed."""
     store = SubscriberStore(conn)
     store.lock(subscriber_id)
-    switch = switch_in(conn, config, now)
+    switch = issue_cases.switch_in(conn, config, now)
     return store.choose_cadences(subscriber_id, chosen, defaults(config), switch, now)
 
 

@@ -79,6 +79,18 @@ def last_issue(conn: Connection, digest: str) -> IssueRow | None:
     return IssueRow(**row._mapping) if row else None
 
 
+def last_default_cadence(conn: Connection, digest: str) -> str | None:
+    """The cadence of the digest's newest issue for the readers who never chose one (skipped
+    ones too: it says what the default was then); None before its first."""
+    i = db.issues.c
+    return conn.execute(
+        select(i.cadence)
+        .where(i.digest == digest, i.takes_default.is_(True))
+        .order_by(i.number.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def last_number(conn: Connection, digest: str) -> int:
     """The highest issue number used, skipped issues included: numbers are never reused (the
     skipped issue keeps its row for the record), so readers may see a gap."""

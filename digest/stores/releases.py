@@ -113,6 +113,20 @@ def lowest_own_watermark(conn: Connection, digest: str, cadence: str, now: datet
     return None if found is None else int(found)
 
 
+def write_down_horizon(conn: Connection, digest: str, cadence: str, base: int) -> int:
+    """The cadence's readers who stand at its horizon (a row, no watermark of their own) get
+    ``base`` written down as their own watermark: their place no longer follows the issue's
+    base (see :func:`digest.app.issues.where_non_choosers_stand`). How many."""
+    rc = subscriber_tables.reader_cadences.c
+    return int(
+        conn.execute(
+            update(subscriber_tables.reader_cadences)
+            .where(rc.digest == digest, rc.cadence == cadence, rc.watermark.is_(None))
+            .values(watermark=base)
+        ).rowcount
+    )
+
+
 def settle_watermarks(conn: Connection, issue_id: int) -> int:
     """When an issue's recording has finished: the readers of its cadence with a watermark of
     their own inside the issue's range who got the issue (a delivery in it), or whom it owed

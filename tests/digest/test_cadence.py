@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert, text
+from sqlalchemy import func, insert, select, text
 
 from digest.app import issues as issue_cases
 from digest.app import sending
@@ -267,3 +267,81 @@ def test_every_reader_gets_each_post_of_their_topics_exactly_once(
     hours: Hours,
 ) -> None:
     _run(kind, tmp_path_factory.mktemp("cadence"), readers, hours)
+
+
+def _reconfigure(history: History, cadences: dict[str, int], default: str) -> None:
+    """The editor rewrites the config: the digest offers only ``cadences`` (none: its one
+    ``schedule``, every 4 hours), ``default`` for readers who never chose, and the project is
+    opened again on the same database."""
+    path = history.project.config.path
+    body = path.read_text(encoding="utf-8")
+    for name in CADENCES:
+        if name not in cadences:
+            body = re.sub(rf"(?m)^{name} = .*\n", "", body)
+    if cadences:
+        body = body.replace('default_cadence = "weekly"', f'default_cadence = "{default}"')
+    else:
+        body = body.replace("[digests.cadences]\n", "")
+        body = body.replace('default_cadence = "weekly"\n', 'schedule = "0 */4 * * *"\n')
+    path.write_text(body, encoding="utf-8")
+    engine = history.project.engine
+    history.project = Project.open(load_config(path, ENV), clock=lambda: history.now, engine=engine)
+
+
+EVERYONE = [None, "daily", "weekly", "monthly"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    ("left", "default"),
+    [
+        # Monthly withdrawn: its readers move to the default, weekly.
+        ({"daily": 2, "weekly": 6}, "weekly"),
+        # The default changes: who never chose goes daily, from where weekly left them.
+        ({"daily": 2, "weekly": 6, "monthly": 24}, "daily"),
+        # The default withdrawn: its own readers and those who never chose go monthly.
+        ({"daily": 2, "monthly": 24}, "monthly"),
+        # Cadences turned off: everybody gets the digest's one schedule.
+        ({}, ""),
+    ],
+    ids=["monthly-withdrawn", "default-changed", "default-withdrawn", "cadences-off"],
+)
+def test_readers_keep_getting_each_post_once_when_the_cadences_on_offer_change(
+    kind: str, tmp_path: Path, left: dict[str, int], default: str
+) -> None:
+    """A config that stops offering a cadence, or changes the default, loses nobody and
+    repeats nothing: readers of a withdrawn cadence are switched to the default from where
+    their cadence left them, and those who never chose stand where the old default did."""
+    readers = [
+        (topics, cadence)
+        for cadence in EVERYONE
+        for topics in (frozenset({"backend"}), frozenset({"data", "web"}))
+    ]
+    history = History(kind, tmp_path, readers)
+    offered = dict(CADENCES)
+    for hour in range(1, 2 * HOURS + 1):
+        history.now = T0 + timedelta(hours=hour)
+        history.add_posts([frozenset({TOPICS[hour % 3]})])
+        # Each cadence stands elsewhere: monthly at hour 24, weekly at 30, daily at 32 (and
+        # the one schedule's last slot, at 32, released up to daily's).
+        if hour == HOURS + 9:
+            _reconfigure(history, left, default)
+            offered = dict(left) or {"": 4}
+        for cadence, period in offered.items():
+            if hour % period == 0:
+                history.fire(cadence, None, [])
+    history.now += timedelta(hours=1)
+    for cadence in offered:
+        history.fire(cadence, None, [])
+    got = history.received()
+    for i, (subscriber_id, topics) in enumerate(history.readers.items()):
+        mine = got.get(f"r{i}@example.com", [])
+        owed = {p for p, post_topics in history.posts.items() if post_topics & topics}
+        assert sorted(mine) == sorted(owed), f"reader {i}: " + history.dump(subscriber_id)
+    with history.project.reading() as conn:
+        withdrawn = [c for c in CADENCES if c not in left]
+        stray = conn.execute(
+            select(func.count()).where(tables.reader_cadences.c.cadence.in_(withdrawn))
+        ).scalar_one()
+    assert stray == 0
+    history.project.engine.dispose()
