@@ -833,9 +833,9 @@ class SubscriberStore:
     ) -> dict[int, dict[str, str]]:
         """Give each reader their ``chosen`` (reader → digest → cadence); those that differ
         from what they have (their row, else ``defaults``) take the watermark ``switch`` gives
-        for the cadence they leave. A default chosen explicitly is written too, with no
-        watermark (nothing changes in what they are owed), so that a later change of the
-        digest's default does not move them. Nothing is written for a choice they already
+        for the cadence they leave. A default chosen explicitly is written too, with where
+        they stand in it (nothing changes in what they are owed), so that a later change of
+        the digest's default does not move them. Nothing is written for a choice they already
         have. Returns what changed, reader → digest → new cadence. The caller locks the rows
         first.
 
@@ -853,17 +853,17 @@ class SubscriberStore:
                     continue
                 leaving = have if have is not None else defaults[digest]
                 writes.append((subscriber_id, digest, cadence, leaving))
-                if leaving != cadence:
-                    leaving_by[digest, leaving].append(subscriber_id)
+                leaving_by[digest, leaving].append(subscriber_id)
         # Every watermark is read before any row is written: a switch reads the reader's own.
+        # A reader who never chose and now names the default is written down where they
+        # stand too: after a change of default, that is not where its own readers do.
         marks = {left: switch(ids, *left) for left, ids in leaving_by.items()}
         changed: dict[int, dict[str, str]] = {subscriber_id: {} for subscriber_id in chosen}
         rows: list[_CadenceRow] = []
         for subscriber_id, digest, cadence, leaving in writes:
-            moved = leaving != cadence
-            watermark = marks[digest, leaving][subscriber_id] if moved else None
+            watermark = marks[digest, leaving][subscriber_id]
             rows.append((subscriber_id, digest, cadence, watermark))
-            if moved:
+            if leaving != cadence:
                 changed[subscriber_id][digest] = cadence
         self._write_cadences(rows, now)
         return changed

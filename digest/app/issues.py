@@ -209,16 +209,32 @@ def switch_in(conn: Connection, config: Config, now: datetime) -> CadenceSwitch:
     """The watermarks readers take from the cadence they leave, read in ``conn``: their
     own, or where the cadence stands; where its first issue would start when it has sent
     none (no watermark at all would leave them at the new cadence's horizon, owed less).
-    A cadence the config no longer offers that never sent an issue leaves them no watermark:
-    they were never owed from anywhere else."""
+    Readers who never chose, leaving the default, take where they stand
+    (:func:`previous_default_base` when the default changed since its last issue).
+    A cadence the config no longer offers has no schedule to say where its first issue would
+    have started: readers it never sent anything, never placed anywhere else either, stand
+    where the digest was when they subscribed."""
 
     def switch(subscriber_ids: Collection[int], digest: str, leaving: str) -> dict[int, int | None]:
         found = releases.watermarks_at_switch(conn, subscriber_ids, digest, leaving)
         offered = config.digest(digest)
-        if None in found.values() and leaving in offered.schedules:
+        if leaving == offered.default:
             start = cadence_start(conn, offered, leaving, now)
-            found = {reader: start if mark is None else mark for reader, mark in found.items()}
-        return found
+            stands = previous_default_base(conn, offered, start)
+            if stands is not None:
+                chose = SubscriberStore(conn).cadences_of_many(sorted(found))
+                found = {
+                    reader: mark if digest in chose[reader] else stands
+                    for reader, mark in found.items()
+                }
+        unplaced = [reader for reader, mark in found.items() if mark is None]
+        if not unplaced:
+            return found
+        if leaving in offered.schedules:
+            start = cadence_start(conn, offered, leaving, now)
+            return {reader: start if mark is None else mark for reader, mark in found.items()}
+        joined = releases.released_when_they_joined(conn, digest, unplaced)
+        return {reader: joined.get(reader, mark) for reader, mark in found.items()}
 
     return switch
 
@@ -253,17 +269,27 @@ def where_non_choosers_stand(
     ``default`` cadence whose own readers stand at ``base``.
 
     They follow the default, so they stand at its horizon, unless the default changed since
-    its last issue (``default_cadence`` edited, the default withdrawn, cadences turned on or
-    off): then where the previous default left them, since that is what they last got. The
-    new default's own readers at its horizon are written down there first (``save``), so
-    that both groups are owed exactly their own part of this issue; after it, both stand at
-    its end and the two agree again."""
-    previous = issues.last_default_cadence(conn, digest.slug)
-    if previous is None or previous == default:
+    its last issue (:func:`previous_default_base`). The new default's own readers at its
+    horizon are then written down there first (``save``), so that both groups are owed
+    exactly their own part of this issue; after it, both stand at its end and agree again."""
+    stands = previous_default_base(conn, digest, base)
+    if stands is None:
         return base
     if save:
         releases.write_down_horizon(conn, digest.slug, default, base)
-    return releases.cadence_base(conn, digest.slug, previous, base)
+    return stands
+
+
+def previous_default_base(conn: Connection, digest: DigestConfig, start: int) -> int | None:
+    """Where the readers who never chose stand when the default changed since its last issue
+    for them (``default_cadence`` edited, the default withdrawn, cadences turned on or off):
+    where the previous default left them, since that is what they last got (``start`` if it
+    has no issue but skipped ones). None when the default is still that issue's cadence, or
+    before the digest's first issue for them (not known then: a limit, docs/cadence.md)."""
+    previous = issues.last_default_cadence(conn, digest.slug)
+    if previous is None or previous == digest.default:
+        return None
+    return releases.cadence_base(conn, digest.slug, previous, start)
 
 
 def cadence_start(conn: Connection, digest: DigestConfig, cadence: str, moment: datetime) -> int:

@@ -63,6 +63,25 @@ def last_released_by(conn: Connection, digest: str, moment: datetime) -> int:
     return int(found or 0)
 
 
+def released_when_they_joined(
+    conn: Connection, digest: str, subscriber_ids: Collection[int]
+) -> dict[int, int]:
+    """Each reader's :func:`last_released_by` the moment they subscribed: where a reader
+    who was never placed anywhere stands."""
+    s = subscriber_tables.subscribers.c
+    joined = (
+        select(func.coalesce(func.max(_R.release), 0))
+        .where(_R.digest == digest, _R.released_at <= s.created_at)
+        .scalar_subquery()
+    )
+    return {
+        int(reader): int(mark)
+        for reader, mark in conn.execute(
+            select(s.id, joined).where(subscriber_tables.among(conn, s.id, sorted(subscriber_ids)))
+        )
+    }
+
+
 def held_posts(
     conn: Connection, digest: str, topic_slugs: Sequence[str], after: int, upto: int
 ) -> list[tuple[StoredPost, int]]:

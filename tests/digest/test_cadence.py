@@ -1,8 +1,9 @@
 """Cadences end to end, as a property: random histories of posts arriving in topics, readers
 of different topics on different cadences switching at random moments (also while an issue is
-half sent), each cadence's slots firing through the real use cases (plan, then send to the
-outbox), sends that crash and are resumed. Read back from the written .eml files: every reader
-gets each post of their topics exactly once, and never an email without a post.
+half sent), the editor changing once what the digest offers (a cadence withdrawn, the default
+changed, cadences turned off), each cadence's slots firing through the real use cases (plan,
+then send to the outbox), sends that crash and are resumed. Read back from the written .eml
+files: every reader gets each post of their topics exactly once, and never an email without a post.
 
 The cadences of tests/data/cadence are compressed for the test (every 2, 6 and 24 hours): the
 rules are counted in releases and slots, not in days. On SQLite and PostgreSQL.
@@ -99,6 +100,8 @@ hour_st = st.fixed_dictionaries(
             st.tuples(st.integers(0, 5), st.sampled_from(list(CADENCES))), max_size=2
         ),
         "crash": st.none() | st.integers(1, 3),
+        # The editor changes what the digest offers (an index into CONFIGS; the first only).
+        "config": st.sampled_from([None] * 20 + list(range(5))),
     }
 )
 
@@ -108,7 +111,11 @@ class History:
 
     def __init__(self, kind: str, tmp: Path, readers: list[tuple[frozenset[str], str | None]]):
         self.now = T0
-        config = load_config(_config(tmp), ENV)
+        path = _config(tmp)
+        self.original_config = path.read_text(encoding="utf-8")
+        self.offered: dict[str, int] = dict(CADENCES)
+        """Cadence → its period in hours, as the config offers now ('': its one schedule)."""
+        config = load_config(path, ENV)
         self.project = Project.open(
             config, clock=lambda: self.now, engine=empty_database(kind, tmp)
         )
@@ -161,7 +168,9 @@ class History:
             post_store.store_posts(conn, made, post_store.topic_ids(conn), self.now)
 
     def switch(self, who: int, cadence: str) -> None:
-        """What the preference centre does (the same use case)."""
+        """What the preference centre does (the same use case), among what is offered now."""
+        if cadence not in self.offered or not cadence:
+            return
         subscriber_id = self.ids[who % len(self.ids)]
         subscriber_cases.choose_cadence(self.project, subscriber_id, "news", cadence)
 
@@ -223,10 +232,17 @@ Hours = list[dict[str, Any]]
 
 def _run(kind: str, tmp: Path, readers: Readers, hours: Hours) -> None:
     history = History(kind, tmp, readers)
+    # One change of the offer per history, after the default's first issue: a cadence
+    # withdrawn and offered again before its first issue, or a default changed before its
+    # first, are not handled (docs/cadence.md).
+    changed = False
     for hour, step in enumerate(hours, start=1):
         history.now = T0 + timedelta(hours=hour)
         history.add_posts(step["posts"])
-        due = [c for c, period in CADENCES.items() if hour % period == 0]
+        if step["config"] is not None and not changed and hour > CADENCES["weekly"]:
+            _reconfigure(history, *CONFIGS[step["config"]])
+            changed = True
+        due = [c for c, period in history.offered.items() if hour % period == 0]
         if not due:
             for who, to in step["switches"]:
                 history.switch(who, to)
@@ -236,7 +252,7 @@ def _run(kind: str, tmp: Path, readers: Readers, hours: Hours) -> None:
             )
     # The last slot of every cadence, after the last post and the last switch.
     history.now = T0 + timedelta(hours=48)
-    for cadence in CADENCES:
+    for cadence in history.offered:
         history.fire(cadence, None, [])
     got = history.received()
     emails = {sid: f"r{i}@example.com" for i, sid in enumerate(history.ids)}
@@ -269,12 +285,22 @@ def test_every_reader_gets_each_post_of_their_topics_exactly_once(
     _run(kind, tmp_path_factory.mktemp("cadence"), readers, hours)
 
 
+CONFIGS: list[tuple[dict[str, int], str]] = [
+    (CADENCES, "weekly"),  # as the test begins
+    ({"daily": 2, "weekly": 6}, "weekly"),  # monthly withdrawn
+    (CADENCES, "daily"),  # the default changed
+    ({"daily": 2, "monthly": 24}, "monthly"),  # the default withdrawn
+    ({}, ""),  # cadences turned off: the one schedule, every 4 hours
+]
+"""What the editor may change the digest's offer to: (cadences, default)."""
+
+
 def _reconfigure(history: History, cadences: dict[str, int], default: str) -> None:
     """The editor rewrites the config: the digest offers only ``cadences`` (none: its one
     ``schedule``, every 4 hours), ``default`` for readers who never chose, and the project is
     opened again on the same database."""
     path = history.project.config.path
-    body = path.read_text(encoding="utf-8")
+    body = history.original_config
     for name in CADENCES:
         if name not in cadences:
             body = re.sub(rf"(?m)^{name} = .*\n", "", body)
@@ -286,6 +312,7 @@ def _reconfigure(history: History, cadences: dict[str, int], default: str) -> No
     path.write_text(body, encoding="utf-8")
     engine = history.project.engine
     history.project = Project.open(load_config(path, ENV), clock=lambda: history.now, engine=engine)
+    history.offered = dict(cadences) or {"": 4}
 
 
 EVERYONE = [None, "daily", "weekly", "monthly"]
@@ -318,7 +345,6 @@ def test_readers_keep_getting_each_post_once_when_the_cadences_on_offer_change(
         for topics in (frozenset({"backend"}), frozenset({"data", "web"}))
     ]
     history = History(kind, tmp_path, readers)
-    offered = dict(CADENCES)
     for hour in range(1, 2 * HOURS + 1):
         history.now = T0 + timedelta(hours=hour)
         history.add_posts([frozenset({TOPICS[hour % 3]})])
@@ -326,12 +352,11 @@ def test_readers_keep_getting_each_post_once_when_the_cadences_on_offer_change(
         # the one schedule's last slot, at 32, released up to daily's).
         if hour == HOURS + 9:
             _reconfigure(history, left, default)
-            offered = dict(left) or {"": 4}
-        for cadence, period in offered.items():
+        for cadence, period in history.offered.items():
             if hour % period == 0:
                 history.fire(cadence, None, [])
     history.now += timedelta(hours=1)
-    for cadence in offered:
+    for cadence in history.offered:
         history.fire(cadence, None, [])
     got = history.received()
     for i, (subscriber_id, topics) in enumerate(history.readers.items()):

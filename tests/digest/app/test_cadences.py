@@ -49,6 +49,7 @@ def recorded_issue(project: Project, cadence: str, release_to: int, number: int)
                 created_at=now,
                 recorded_at=now,
                 cadence=cadence,
+                takes_default=cadence == project.config.digest("weekly").default,
                 release_from=0,
                 release_to=release_to,
             )
@@ -85,7 +86,7 @@ def test_the_default_chosen_explicitly_is_written_and_owes_nothing_new(
     reader = add(project, "stay@example.com")
     recorded_issue(project, "weekly", 9, 1)
     assert not subscribers.choose_cadence(project, reader, "weekly", "weekly")
-    assert rows_of(project, reader) == [("weekly", None)]
+    assert rows_of(project, reader) == [("weekly", 9)]  # where weekly's readers stand
     with project.reading() as conn:
         assert SubscriberStore(conn).cadences_of(reader) == {"weekly": "weekly"}
 
