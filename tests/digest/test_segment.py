@@ -200,7 +200,9 @@ def test_whether_anybody_gets_an_issue_follows_the_owed_rule(engine: Engine) -> 
                         },
                     )
                 [reader] = store.iterate()
-                owed = list(assign([reader], issue_topics, NOW, owing, {reader.id: standing}.__getitem__))
+                owed = list(
+                    assign([reader], issue_topics, NOW, owing, {reader.id: standing}.__getitem__)
+                )
                 found = has_readers(conn, issue_topics, NOW, owing)
                 assert found == bool(owed), (status, paused, cadence, watermark, topics)
                 answers.append(found)
