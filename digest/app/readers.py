@@ -463,7 +463,8 @@ class Readers:
 
     def choices_of(self, subscriber_id: int) -> tuple[dict[str, str], str | None]:
         """The reader's cadence of each digest offering a choice (their own, else its
-        default) and their time zone, for the preferences page."""
+        default: also when the config no longer offers theirs, since the default is what they
+        get from now on) and their time zone, for the preferences page."""
         with self.project.reading() as conn:
             return self._choices(SubscriberStore(conn), subscriber_id)
 
@@ -473,7 +474,7 @@ class Readers:
         own = store.cadences_of(subscriber_id)
         zone = store.time_zone_of(subscriber_id)
         return {
-            d.slug: own.get(d.slug, d.default)
+            d.slug: chosen if (chosen := own.get(d.slug)) in d.schedules else d.default
             for d in subscriber_list.choosing(self.project.config)
         }, zone
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, insert, select
 
 from digest import db
 from digest.app import people, subscribers
+from digest.app.readers import Readers
 from digest.app.wiring import Project
 from digest.errors import DigestError
 from digest.stores import posts as post_store
@@ -358,3 +359,27 @@ def test_switches_at_the_same_moment_run_one_after_the_other(project: Project) -
     assert errors == []
     [(cadence, watermark)] = rows_of(project, reader)
     assert cadence in ("daily", "monthly") and watermark == 10
+
+
+def test_a_withdrawn_cadence_shows_as_the_default_and_choosing_it_switches_from_where_it_stood(
+    project: Project,
+) -> None:
+    """Before the next planning moves them, a reader whose cadence the config withdrew sees
+    the default chosen on the preferences page; saving it switches them from where the
+    withdrawn cadence left them."""
+    reader = add(project, "left@example.com")
+    recorded_issue(project, "fortnightly", 12, 1)
+    with project.transaction() as conn:
+        conn.execute(
+            insert(tables.reader_cadences).values(
+                subscriber_id=reader,
+                digest="weekly",
+                cadence="fortnightly",
+                watermark=None,
+                changed_at=project.clock(),
+            )
+        )
+    readers = Readers(project, project.mailer())
+    assert readers.choices_of(reader)[0] == {"weekly": "weekly"}
+    assert subscribers.choose_cadence(project, reader, "weekly", "weekly")
+    assert rows_of(project, reader) == [("weekly", 12)]  # where fortnightly ended
