@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import IO, Any
 
@@ -35,12 +35,23 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-def records(store: SubscriberStore, chunk_size: int = 1000) -> Iterator[dict[str, Any]]:
+def records(
+    store: SubscriberStore,
+    chunk_size: int = 1000,
+    offered: Mapping[str, Collection[str]] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Every subscriber but the erased: they hold no address, and their hash is tied to this
-    project's secret key (:mod:`subscribers.erasure`)."""
+    project's secret key (:mod:`subscribers.erasure`). Given ``offered`` (digest → its
+    cadences), a cadence it no longer offers is left out: an import would refuse the row,
+    and left out it means "unchanged" (the next issue moves such readers to the default)."""
     for rows in store.iterate_rows(chunk_size):
         topics = store.topics_of([r.id for r in rows])
         cadences = store.cadences_of_many([r.id for r in rows])
+        if offered is not None:
+            cadences = {
+                reader: {d: c for d, c in chosen.items() if c in offered.get(d, ())}
+                for reader, chosen in cadences.items()
+            }
         for r in rows:
             if r.status == Status.ERASED.value:
                 continue

@@ -383,3 +383,29 @@ def test_a_withdrawn_cadence_shows_as_the_default_and_choosing_it_switches_from_
     assert readers.choices_of(reader)[0] == {"weekly": "weekly"}
     assert subscribers.choose_cadence(project, reader, "weekly", "weekly")
     assert rows_of(project, reader) == [("weekly", 12)]  # where fortnightly ended
+
+
+def test_an_export_leaves_out_a_withdrawn_cadence_so_that_it_imports_back(
+    project: Project, tmp_path: Path
+) -> None:
+    stray, daily = add(project, "left@example.com"), add(project, "daily@example.com")
+    subscribers.choose_cadence(project, daily, "weekly", "daily")
+    with project.transaction() as conn:
+        conn.execute(
+            insert(tables.reader_cadences).values(
+                subscriber_id=stray,
+                digest="weekly",
+                cadence="fortnightly",
+                watermark=None,
+                changed_at=project.clock(),
+            )
+        )
+    exported = tmp_path / "out.csv"
+    assert subscribers.export(project, exported) == 2
+    text = exported.read_text(encoding="utf-8")
+    assert "fortnightly" not in text and "weekly:daily" in text
+    again = subscribers.read_file(project, exported)
+    assert not again.problems
+    report = subscribers.import_file(project, again, str(exported), dry_run=False)
+    assert report.unchanged == 2
+    assert rows_of(project, daily)[0][0] == "daily"
