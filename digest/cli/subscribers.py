@@ -182,10 +182,14 @@ def subscribers_stats(config: ConfigOption = None) -> None:
     cadences.add_column("Cadence")
     cadences.add_column("Readers", justify="right")
     for digest, counts in subscribers.cadence_counts(project).items():
-        default = project.config.digest(digest).default
+        offered = project.config.digest(digest)
         for name, count in counts:
             shown = name or "(its schedule)"
-            cadences.add_row(digest, shown + (" (default)" if name == default else ""), str(count))
+            if name == offered.default:
+                shown += " (default)"
+            elif name not in offered.schedules:
+                shown += " (no longer offered)"
+            cadences.add_row(digest, shown, str(count))
     out.print(cadences)
 
 

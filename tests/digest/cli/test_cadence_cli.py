@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from digest import db
@@ -15,6 +15,7 @@ from digest.app import issues as issue_cases
 from digest.app.wiring import Project
 from digest.cli import app
 from digest.errors import DigestError
+from subscribers import tables
 from subscribers.store import SubscriberStore
 from tests.cadence_site import cadence_config
 from tests.conftest import FixedClock
@@ -43,6 +44,12 @@ def test_add_with_cadence_and_zone_then_stats_count_per_cadence(project: Project
     assert "│ weekly │ daily │ 1 │" in out
     assert "│ weekly │ weekly (default) │ 1 │" in out
     assert "│ weekly │ monthly │ 1 │" in out
+    with project.transaction() as conn:  # as if the config had withdrawn monthly
+        conn.execute(update(tables.reader_cadences).values(cadence="fortnightly").where(
+            tables.reader_cadences.c.cadence == "monthly"
+        ))  # fmt: skip
+    code, out = run(project, "subscribers", "stats")
+    assert "│ weekly │ fortnightly (no longer offered) │ 1 │" in out
     code, out = run(project, "subscribers", "show", "a@example.com")
     assert code == 0 and "cadence weekly:daily; time zone America/New_York" in out
     code, out = run(project, "subscribers", "show", "b@example.com")
