@@ -361,14 +361,9 @@ def test_switches_at_the_same_moment_run_one_after_the_other(project: Project) -
     assert cadence in ("daily", "monthly") and watermark == 10
 
 
-def test_a_withdrawn_cadence_shows_as_the_default_and_choosing_it_switches_from_where_it_stood(
-    project: Project,
-) -> None:
-    """Before the next planning moves them, a reader whose cadence the config withdrew sees
-    the default chosen on the preferences page; saving it switches them from where the
-    withdrawn cadence left them."""
-    reader = add(project, "left@example.com")
-    recorded_issue(project, "fortnightly", 12, 1)
+def hold_withdrawn(project: Project, reader: int) -> None:
+    """The reader's row names "fortnightly", a cadence the config does not offer (as after
+    the editor withdrew it)."""
     with project.transaction() as conn:
         conn.execute(
             insert(tables.reader_cadences).values(
@@ -379,6 +374,17 @@ def test_a_withdrawn_cadence_shows_as_the_default_and_choosing_it_switches_from_
                 changed_at=project.clock(),
             )
         )
+
+
+def test_a_withdrawn_cadence_shows_as_the_default_and_choosing_it_switches_from_where_it_stood(
+    project: Project,
+) -> None:
+    """Before the next planning moves them, a reader whose cadence the config withdrew sees
+    the default chosen on the preferences page; saving it switches them from where the
+    withdrawn cadence left them."""
+    reader = add(project, "left@example.com")
+    recorded_issue(project, "fortnightly", 12, 1)
+    hold_withdrawn(project, reader)
     readers = Readers(project, project.mailer())
     assert readers.choices_of(reader)[0] == {"weekly": "weekly"}
     assert subscribers.choose_cadence(project, reader, "weekly", "weekly")
@@ -390,16 +396,7 @@ def test_an_export_leaves_out_a_withdrawn_cadence_so_that_it_imports_back(
 ) -> None:
     stray, daily = add(project, "left@example.com"), add(project, "daily@example.com")
     subscribers.choose_cadence(project, daily, "weekly", "daily")
-    with project.transaction() as conn:
-        conn.execute(
-            insert(tables.reader_cadences).values(
-                subscriber_id=stray,
-                digest="weekly",
-                cadence="fortnightly",
-                watermark=None,
-                changed_at=project.clock(),
-            )
-        )
+    hold_withdrawn(project, stray)
     exported = tmp_path / "out.csv"
     assert subscribers.export(project, exported) == 2
     text = exported.read_text(encoding="utf-8")
