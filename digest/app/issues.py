@@ -180,7 +180,7 @@ def _plan_new(
     latest = max(numbered.values(), default=before)
     base = cadence_start(conn, digest, cadence, slot or now)
     if cadence == digest.default:
-        base = where_non_choosers_stand(conn, digest, cadence, base, save)
+        base = where_non_choosers_stand(conn, digest, base, save)
     release_from, release_to = issue_range(
         base, releases.lowest_own_watermark(conn, digest.slug, cadence, now), latest
     )
@@ -216,23 +216,18 @@ def switch_in(conn: Connection, config: Config, now: datetime) -> CadenceSwitch:
     where the digest was when they subscribed."""
 
     def switch(subscriber_ids: Collection[int], digest: str, leaving: str) -> dict[int, int | None]:
-        found = releases.watermarks_at_switch(conn, subscriber_ids, digest, leaving)
         offered = config.digest(digest)
+        start = partial(cadence_start, conn, offered, leaving, now)
+        unchosen_at = None
         if leaving == offered.default:
-            start = cadence_start(conn, offered, leaving, now)
-            stands = previous_default_base(conn, offered, start)
-            if stands is not None:
-                chose = SubscriberStore(conn).cadences_of_many(sorted(found))
-                found = {
-                    reader: mark if digest in chose[reader] else stands
-                    for reader, mark in found.items()
-                }
+            unchosen_at = previous_default_base(conn, offered, start())
+        found = releases.watermarks_at_switch(conn, subscriber_ids, digest, leaving, unchosen_at)
         unplaced = [reader for reader, mark in found.items() if mark is None]
         if not unplaced:
             return found
         if leaving in offered.schedules:
-            start = cadence_start(conn, offered, leaving, now)
-            return {reader: start if mark is None else mark for reader, mark in found.items()}
+            begin = start()
+            return {reader: begin if mark is None else mark for reader, mark in found.items()}
         joined = releases.released_when_they_joined(conn, digest, unplaced)
         return {reader: joined.get(reader, mark) for reader, mark in found.items()}
 
@@ -262,11 +257,9 @@ def rehome_readers(conn: Connection, config: Config, digest: DigestConfig, now: 
     return len(strays)
 
 
-def where_non_choosers_stand(
-    conn: Connection, digest: DigestConfig, default: str, base: int, save: bool
-) -> int:
+def where_non_choosers_stand(conn: Connection, digest: DigestConfig, base: int, save: bool) -> int:
     """Where the readers who never chose a cadence stand, for the issue of the digest's
-    ``default`` cadence whose own readers stand at ``base``.
+    default cadence whose own readers stand at ``base``.
 
     They follow the default, so they stand at its horizon, unless the default changed since
     its last issue (:func:`previous_default_base`). The new default's own readers at its
@@ -276,7 +269,7 @@ def where_non_choosers_stand(
     if stands is None:
         return base
     if save:
-        releases.write_down_horizon(conn, digest.slug, default, base)
+        releases.write_down_horizon(conn, digest.slug, digest.default, base)
     return stands
 
 

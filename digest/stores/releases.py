@@ -212,14 +212,21 @@ def horizon(conn: Connection, digest: str, cadence: str) -> int | None:
 
 
 def watermarks_at_switch(
-    conn: Connection, subscriber_ids: Collection[int], digest: str, cadence: str
+    conn: Connection,
+    subscriber_ids: Collection[int],
+    digest: str,
+    cadence: str,
+    unchosen_at: int | None = None,
 ) -> dict[int, int | None]:
     """Each reader's effective watermark in ``cadence``, to be written down when they leave it:
     their own if they have one (they came to the cadence after its last issue was placed),
     else the cadence's horizon; or, if later, the end of an issue of it that holds a delivery
     for them (one still being recorded in waves). None when the cadence has no issue yet and
     they have no watermark of their own. Three queries whatever the number of readers: an
-    import switches thousands at once."""
+    import switches thousands at once.
+    ``unchosen_at``: where the readers without a row for the digest stand, when it is not
+    the cadence's horizon (they left the default after it changed, see
+    :func:`digest.app.issues.previous_default_base`)."""
     ids = sorted(set(subscriber_ids))
     if not ids:
         return {}
@@ -248,7 +255,10 @@ def watermarks_at_switch(
     marks: dict[int, int | None] = {}
     for subscriber_id in ids:
         mine = own.get(subscriber_id)
-        base = mine if mine is not None else stands
+        if mine is None:
+            chose = subscriber_id in own
+            mine = stands if chose or unchosen_at is None else unchosen_at
+        base = mine
         known = [int(v) for v in (base, delivered.get(subscriber_id)) if v is not None]
         marks[subscriber_id] = max(known) if known else None
     return marks
