@@ -99,8 +99,7 @@ def export(project: Project, path: Path) -> int:
     """Write every subscriber to ``path`` (JSON Lines by its suffix, else CSV), in a form
     that imports back; the number written."""
     with project.reading() as conn, path.open("w", encoding="utf-8", newline="") as handle:
-        offer = {d.slug: list(d.schedules) for d in project.config.digests}
-        items = records(SubscriberStore(conn), offered=offer)
+        items = records(SubscriberStore(conn), offered=offered(project.config))
         return write_jsonl(items, handle) if _json_lines(path) else write_csv(items, handle)
 
 

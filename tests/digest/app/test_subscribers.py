@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from digest.app import subscribers
 from digest.app.wiring import Project
 from digest.config import Config
 from digest.errors import DigestError
+from subscribers import tables
 from subscribers.models import Status
 from tests.conftest import FixedClock
 
@@ -57,6 +58,26 @@ def test_import_dry_run_changes_nothing_and_export_round_trips(
     exported = tmp_path / "out.csv"
     assert subscribers.export(project, exported) == 1
     again = subscribers.read_file(project, exported)
+    assert subscribers.import_file(project, again, str(exported), dry_run=False).unchanged == 1
+
+
+def test_an_export_of_a_digest_without_cadences_names_none(
+    project: Project, tmp_path: Path
+) -> None:
+    """Cadences turned off leave readers a row of the one schedule (''), which a cadence cell
+    cannot name: the export leaves it out and the file imports back."""
+    reader = subscribers.add(project, "off@example.com", "", "data")
+    with project.transaction() as conn:
+        conn.execute(
+            insert(tables.reader_cadences).values(
+                subscriber_id=reader.id, digest="weekly", cadence="", changed_at=project.clock()
+            )
+        )
+    exported = tmp_path / "out.csv"
+    assert subscribers.export(project, exported) == 1
+    assert "weekly:" not in exported.read_text(encoding="utf-8")
+    again = subscribers.read_file(project, exported)
+    assert not again.problems
     assert subscribers.import_file(project, again, str(exported), dry_run=False).unchanged == 1
 
 
