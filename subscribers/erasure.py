@@ -14,16 +14,29 @@ erased. The price: the hash is tied to that key. After a rotation the previous k
 (``DIGEST_PREVIOUS_SECRET_KEY``) still matches the hashes made with it, for as long as it is
 set; removing it forgets those erasures (``digest subscribers stats`` counts them as
 "erased").
+
+The person may come back, by their own hand only: the sign-up form (where anyone may type any
+address) mails an erased address a confirmation link, as it would any address, but stores
+nothing; the link carries the address sealed (:class:`ReturnSeal`), and opening it adds the
+person as a new reader and lifts the hash. Imports and editors still find it refused until
+then. The new reader is a new row: the erased one keeps its history, unlinked from them.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Iterable, Sequence
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
 PREFIX = "erased:"
+LIFTED = PREFIX + "lifted:"
+"""What an erased row keeps, followed by its id, once the person came back: no hash."""
 _SALT = b"digest.erasure"
+_RETURN_SALT = b"digest.erasure.return"
 
 
 def _derived(secret_key: str) -> bytes:
@@ -57,3 +70,37 @@ class ErasureHasher:
 
     def _hash(self, key: bytes, address: str) -> str:
         return PREFIX + hmac.new(key, self._canonical(address), hashlib.sha256).hexdigest()
+
+
+class ReturnSeal:
+    """An erased person's address and name, sealed into the confirmation link that brings them
+    back (Fernet: encrypted and authenticated, with keys derived from the secret keys, the
+    current one first). The link goes to that address, but links are also kept by mail
+    servers, link scanners and web logs, and nothing in the database may hold the address
+    until its owner confirms: it travels in the link, readable by this project only."""
+
+    def __init__(self, secret_keys: Sequence[str]) -> None:
+        keys = [k for k in secret_keys if k]
+        if not keys:
+            raise ValueError("a sealed address needs the secret key")
+        self._fernet = MultiFernet([Fernet(_fernet_key(k)) for k in keys])
+
+    def seal(self, address: str, name: str) -> str:
+        return self._fernet.encrypt(json.dumps([address, name]).encode("utf-8")).decode("ascii")
+
+    def open(self, sealed: str) -> tuple[str, str]:
+        """The address and name; ValueError when ``sealed`` is not one of this project's."""
+        try:
+            value = json.loads(self._fernet.decrypt(sealed.encode("ascii")))
+        except (InvalidToken, UnicodeError, ValueError):
+            raise ValueError("not a sealed address of this project") from None
+        if not (
+            isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
+        ):
+            raise ValueError("not a sealed address of this project")
+        return value[0], value[1]
+
+
+def _fernet_key(secret_key: str) -> bytes:
+    derived = hmac.new(secret_key.encode("utf-8"), _RETURN_SALT, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(derived)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     bindparam,
     case,
+    cast,
     delete,
     func,
     literal,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy import text as sql_text
 
 from subscribers import tables
-from subscribers.erasure import ErasureHasher
+from subscribers.erasure import LIFTED, ErasureHasher
 from subscribers.importer import ImportRow, email_key
 from subscribers.models import NEEDS_OWN_CONFIRMATION, Status, Subscriber
 
@@ -708,6 +709,52 @@ class SubscriberStore:
                 )
             ).scalars()
         )
+
+    def erased_ids(self, keys: Iterable[str]) -> list[int]:
+        """The ids of the erased rows keeping one of ``keys`` (erasure hashes), in order."""
+        wanted = list(keys)
+        if not wanted:
+            return []
+        s = tables.subscribers.c
+        return list(
+            self.conn.execute(
+                select(s.id)
+                .where(
+                    tables.among(self.conn, s.email_key, wanted),
+                    s.status == Status.ERASED.value,
+                )
+                .order_by(s.id)
+            ).scalars()
+        )
+
+    def lift_erasure(self, erased_id: int, keys: Collection[str], now: datetime) -> bool:
+        """The person erased as row ``erased_id`` came back by their own confirmation: that row,
+        and any other erased row keeping one of ``keys``, stop keeping the hash that refused
+        their address. The rows stay erased (no address, their history linked to no one).
+        False, and nothing changed, when ``erased_id`` keeps none of ``keys`` (any more): the
+        write is also what puts two clicks at once one after the other."""
+        s = tables.subscribers.c
+        lifted = literal(LIFTED) + cast(s.id, String)
+        found = self.conn.execute(
+            update(tables.subscribers)
+            .where(
+                s.id == erased_id,
+                s.status == Status.ERASED.value,
+                tables.among(self.conn, s.email_key, list(keys)),
+            )
+            .values(email_key=lifted, changed_at=now)
+        )
+        if found.rowcount != 1:
+            return False
+        self.conn.execute(
+            update(tables.subscribers)
+            .where(
+                s.status == Status.ERASED.value,
+                tables.among(self.conn, s.email_key, list(keys)),
+            )
+            .values(email_key=lifted, changed_at=now)
+        )
+        return True
 
     def erase(self, subscriber_id: int, erased_key: str, now: datetime) -> None:
         """Forget the address, name, source, topics, cadences and time zone of a subscriber;

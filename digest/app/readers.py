@@ -27,7 +27,7 @@ from digest.lifecycle import approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
 from digest.send.message import ONE_CLICK, compose, list_unsubscribe, mailbox
-from subscribers.erasure import ErasureHasher
+from subscribers.erasure import ErasureHasher, ReturnSeal
 from subscribers.importer import normalize_email
 from subscribers.models import Status, Subscriber
 from subscribers.names import MAX_NAME_LENGTH, name_problem, usable_name
@@ -85,9 +85,9 @@ class Readers:
         self._env.globals["approval_shown"] = approval_shown  # the editor pages' badges
         self._signer = project.signer()
         secrets = project.config.secrets
-        self._erasure = ErasureHasher(
-            [k for k in (secrets.require_secret_key(), secrets.previous_secret_key) if k]
-        )
+        keys = [k for k in (secrets.require_secret_key(), secrets.previous_secret_key) if k]
+        self._erasure = ErasureHasher(keys)
+        self._return_seal = ReturnSeal(keys)
         self._env.globals["logo_src"] = self._logo_src()
 
     def _logo_src(self) -> str | None:
@@ -132,6 +132,28 @@ class Readers:
         if subscriber is None or subscriber.status is Status.ERASED:
             raise InvalidToken("unknown")  # erased on request: their old links lead nowhere
         return subscriber, payload.get("topics")
+
+    def confirming(self, token: str) -> tuple[str, Any]:
+        """The address a confirmation link would start sending to, and its topics (for the
+        page that asks "start sending?"); InvalidToken when it would start nothing."""
+        payload = self._signer.verify(Purpose.CONFIRM, token)
+        if "back" not in payload:
+            subscriber, topics = self.subscriber_for(Purpose.CONFIRM, token)
+            return subscriber.email, topics
+        address, _ = self._returning(payload)
+        with self.project.reading() as conn:
+            store = SubscriberStore(conn)
+            erased = store.erased_ids(self._erasure.keys(address))
+            if payload["s"] not in erased and store.get(address) is None:
+                raise InvalidToken("unknown")
+        return address, payload.get("topics")
+
+    def _returning(self, payload: Mapping[str, object]) -> tuple[str, str]:
+        """The address and name a returning person's confirmation link carries sealed."""
+        try:
+            return self._return_seal.open(str(payload["back"]))
+        except ValueError:
+            raise InvalidToken("invalid") from None
 
     # subscribe and confirm -------------------------------------------------------------
 
@@ -208,13 +230,16 @@ class Readers:
         zone: str | None = None,
     ) -> None:
         now = self.project.clock()
+        erased: list[int] = []
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)
             subscriber = store.get(email)
             if subscriber is None:
-                if store.erased_among(self._erasure.keys(email)):
-                    return  # erased on request: stays suppressed, gets nothing
-                subscriber = store.add(email, name, frozenset(topics), now, "web", Status.PENDING)
+                erased = store.erased_ids(self._erasure.keys(email))
+                if not erased:
+                    subscriber = store.add(
+                        email, name, frozenset(topics), now, "web", Status.PENDING
+                    )
             elif subscriber.status in NO_CONFIRMATION:
                 return
             how_often = self._how_often(store, subscriber, cadences, zone)
@@ -223,9 +248,18 @@ class Readers:
             extra["cadences"] = dict(cadences)
         if zone:
             extra["zone"] = zone
+        if subscriber is None:
+            # Erased on request: nothing is stored; the address travels sealed in the link,
+            # and only its owner's click brings them back (see subscribers.erasure).
+            back = self._return_seal.seal(email, name)
+            token = self._signer.sign(
+                Purpose.CONFIRM, erased[0], topics=sorted(topics), back=back, **extra
+            )
+            self.mailer(self._confirmation(email, name, topics, token, how_often, returning=True))
+            return
         token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=sorted(topics), **extra)
         self.mailer(
-            self._confirmation(subscriber, name or subscriber.name, topics, token, how_often)
+            self._confirmation(subscriber.email, name or subscriber.name, topics, token, how_often)
         )
 
     def reconfirm(self, subscriber_id: int) -> None:
@@ -243,30 +277,60 @@ class Readers:
             how_often = self._how_often(store, subscriber)
         topics = sorted(subscriber.topics)
         token = self._signer.sign(Purpose.CONFIRM, subscriber.id, topics=topics)
-        self.mailer(self._confirmation(subscriber, subscriber.name, topics, token, how_often))
+        self.mailer(self._confirmation(subscriber.email, subscriber.name, topics, token, how_often))
 
     def confirm(self, token: str) -> str:
         """Make the token's subscriber active with its topics; the one call that turns them
         active (the first click; a second click, even at the same moment, finds them active
         already) queues the welcome email. The preferences token."""
-        subscriber, topics = self.subscriber_for(Purpose.CONFIRM, token)
-        cadences, zone = self._choices_in(self._signer.verify(Purpose.CONFIRM, token))
+        payload = self._signer.verify(Purpose.CONFIRM, token)
+        carried = payload.get("topics")
+        known = {t.slug for t in self.project.topics()}
+        listed = carried if isinstance(carried, list) else []
+        topics = frozenset(t for t in listed if isinstance(t, str) and t in known)
+        cadences, zone = self._choices_in(payload)
         now = self.project.clock()
         with self.project.transaction() as conn:
             store = SubscriberStore(conn)
-            store.lock(subscriber.id)  # two clicks at once: one after the other
-            became_active = store.activate(subscriber.id, now)
-            known = {t.slug for t in self.project.topics()}
-            store.set_topics(subscriber.id, frozenset(t for t in topics or [] if t in known))
+            subscriber_id = self._confirmed(store, payload, topics, now)
+            store.lock(subscriber_id)  # two clicks at once: one after the other
+            became_active = store.activate(subscriber_id, now)
+            store.set_topics(subscriber_id, topics)
             if zone is not None:
-                store.set_time_zone(subscriber.id, zone, now)
+                store.set_time_zone(subscriber_id, zone, now)
             if cadences:
                 subscriber_list.choose_cadences(
-                    conn, self.project.config, subscriber.id, cadences, now
+                    conn, self.project.config, subscriber_id, cadences, now
                 )
         if became_active:
-            self._later(lambda: self._welcome_now(subscriber.id))
-        return self.manage_token(subscriber.id)
+            self._later(lambda: self._welcome_now(subscriber_id))
+        return self.manage_token(subscriber_id)
+
+    def _confirmed(
+        self,
+        store: SubscriberStore,
+        payload: Mapping[str, object],
+        topics: frozenset[str],
+        now: datetime,
+    ) -> int:
+        """The subscriber a confirmation link confirms. For a person erased on request who
+        asked to come back: a new pending row, made by the click that lifts their erasure
+        (the link names the erased row, so it stops working if they are erased again); a
+        second click finds the row the first one made."""
+        subscriber_id = int(str(payload["s"]))
+        if "back" not in payload:
+            found = store.by_id(subscriber_id)
+            if found is None or found.status is Status.ERASED:
+                raise InvalidToken("unknown")
+            return subscriber_id
+        address, name = self._returning(payload)
+        lifted = store.lift_erasure(subscriber_id, self._erasure.keys(address), now)
+        live = store.get(address)
+        if live is not None:
+            return live.id
+        if not lifted:
+            raise InvalidToken("unknown")
+        return store.add(address, name, topics, now, "web", Status.PENDING).id
 
     def _choices_in(self, payload: Mapping[str, object]) -> tuple[dict[str, str], str | None]:
         """The cadences and zone a confirmation link carries, as far as the configuration
@@ -279,7 +343,7 @@ class Readers:
     def _how_often(
         self,
         store: SubscriberStore,
-        subscriber: Subscriber,
+        subscriber: Subscriber | None,
         carried: Mapping[str, str] | None = None,
         zone: str | None = None,
     ) -> dict[str, str]:
@@ -290,12 +354,12 @@ class Readers:
         digest = self.project.config.digests[0]
         cadence = ""
         if digest.cadences:
-            cadence = (carried or {}).get(digest.slug) or store.cadences_of(subscriber.id).get(
-                digest.slug, digest.default
-            )
+            stored = store.cadences_of(subscriber.id) if subscriber is not None else {}
+            cadence = (carried or {}).get(digest.slug) or stored.get(digest.slug, digest.default)
         local_zone = ""
         if digest.local_delivery:
-            local_zone = zone or subscriber.time_zone or digest.timezone
+            own = subscriber.time_zone if subscriber is not None else None
+            local_zone = zone or own or digest.timezone
         return {"cadence": cadence, "local_zone": local_zone}
 
     def _welcome_now(self, subscriber_id: int) -> None:
@@ -327,20 +391,22 @@ class Readers:
 
     def _confirmation(
         self,
-        subscriber: Subscriber,
+        address: str,
         name: str,
         topics: Sequence[str],
         token: str,
         how_often: Mapping[str, str],
+        returning: bool = False,
     ) -> EmailMessage:
         config = self.project.config
         names = [t.name for t in self.project.topics() if t.slug in topics]
         return self._service_email(
             "confirm/confirm",
-            mailbox(name, subscriber.email),
+            mailbox(name, address),
             f"Confirm your subscription to {config.digests[0].name}",
             topic_names=names,
             confirm_url=f"{config.site.public_url}/confirm/{token}",
+            returning=returning,
             **how_often,
         )
 

@@ -122,11 +122,11 @@ async def confirm(request: Request) -> Response:
     readers = services(request).readers
     token = request.path_params["token"]
     try:
-        found = await run_in_threadpool(readers.subscriber_for, Purpose.CONFIRM, token)
+        found = await run_in_threadpool(readers.confirming, token)
     except InvalidToken as bad:
         return invalid(request, bad)
     if request.method == "GET":
-        return page(request, "web/confirm.html.j2", subscriber=found[0], chosen=found[1])
+        return page(request, "web/confirm.html.j2", email=found[0], chosen=found[1])
     form = await checked_form(request)
     if isinstance(form, Response):
         return form

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Engine, String, Text, select
 
 from digest import db
@@ -28,6 +30,7 @@ from subscribers.models import Status
 from subscribers.store import SubscriberStore
 from subscribers.tokens import InvalidToken, Purpose
 from tests.conftest import FixedClock
+from tests.digest.app.test_welcome import confirm_token
 
 ADA = "Ada.Lovelace@Example.com"
 ADA_NAME = "Ada Qwzlovelace"  # a name found nowhere else in the example site
@@ -154,8 +157,10 @@ def test_erasure_leaves_no_address_or_name_anywhere_and_keeps_the_person_suppres
         project, subscribers.read_file(project, csv), str(csv), dry_run=False, reactivate=True
     )
     assert summary.erased == ("ADA.LOVELACE@example.com",) and summary.added == 1
+    # Anyone may type her address into the sign-up form: she is asked, as anyone would be
+    # (see the next test), and nothing is stored.
     readers.subscribe(ADA.lower(), "Ada", ["backend"])
-    assert len(sent) == 1  # no confirmation request
+    assert len(sent) == 2 and sent[1]["Subject"].startswith("Confirm your subscription")
     assert held_anywhere(project, ADA, ADA_NAME) == []
     with project.engine.connect() as conn:
         per_status, _ = SubscriberStore(conn).stats()
@@ -165,6 +170,105 @@ def test_erasure_leaves_no_address_or_name_anywhere_and_keeps_the_person_suppres
     # Old links in her mailbox lead nowhere.
     with pytest.raises(InvalidToken, match="unknown"):
         readers.subscriber_for(Purpose.MANAGE, readers.manage_token(sid))
+
+
+def test_an_erased_person_comes_back_by_their_own_confirmation_as_a_new_reader(
+    project: Project, tmp_path: Path
+) -> None:
+    erased = ada_id(project)
+    planned, _ = sending.send(project, "weekly", force=True)
+    assert planned is not None
+    people.erase(project, erased)
+    sent: list[EmailMessage] = []
+    readers = Readers(project, sent.append)
+    readers.subscribe(ADA, "Ada Again", ["backend", "data"], zone="Europe/London")
+    [request] = sent
+    raw = bytes(request)
+    assert b"\nTo: Ada Again <Ada.Lovelace@Example.com>\n" in raw
+    assert b"erased from our list at its owner's request" in raw
+    token = confirm_token(raw)
+    # The payload of a link is signed, not secret: the address and name travel sealed.
+    _, carried = URLSafeTimedSerializer("any key").loads_unsafe(token)
+    shown = json.dumps(carried).lower()
+    assert "lovelace" not in shown and "ada again" not in shown and carried["s"] == erased
+    assert held_anywhere(project, ADA, "Ada Again") == []
+    assert readers.confirming(token) == (ADA, ["backend", "data"])
+    with pytest.raises(DigestError, match="erased on request"):  # not on anyone else's say
+        subscribers.add(project, ADA, "", "backend")
+
+    preferences = readers.confirm(token)
+    again = readers.confirm(token)  # the same link, clicked twice
+    back = readers.subscriber_for(Purpose.MANAGE, preferences)[0]
+    assert back == readers.subscriber_for(Purpose.MANAGE, again)[0]
+    assert (back.email, back.name, back.status) == (ADA, "Ada Again", Status.ACTIVE)
+    assert back.topics == {"backend", "data"} and back.time_zone == "Europe/London"
+    assert back.id != erased
+    assert [m["Subject"] for m in sent[1:]] == ["Welcome to The Northwind Weekly"]
+    # Her old row stays erased with its history, which is not hers again.
+    new, old = people.person(project, back.id), people.person(project, erased)
+    assert new is not None and new.sent == [] and new.source == "web"
+    assert old is not None and old.subscriber.status is Status.ERASED and len(old.sent) == 1
+    assert held_anywhere(project, ADA) == [
+        ("subscribers", "email", ADA),
+        ("subscribers", "email_key", ADA.lower()),
+    ]
+    # Her address is now like any other: an import finds it known, not erased.
+    csv = tmp_path / "list.csv"
+    csv.write_text(f"email,topics\n{ADA},backend\n", "utf-8")
+    summary = subscribers.import_file(
+        project, subscribers.read_file(project, csv), str(csv), dry_run=False
+    )
+    assert summary.erased == () and summary.added == 0
+
+    # Erased again: the link she used no longer brings her back; a new sign-up asks again.
+    people.erase(project, back.id)
+    for check in (readers.confirming, readers.confirm):
+        with pytest.raises(InvalidToken, match="unknown"):
+            check(token)
+    assert people.person(project, back.id) is not None
+    readers.subscribe(ADA, "", ["data"])
+    assert readers.confirming(confirm_token(bytes(sent[-1]))) == (ADA, ["data"])
+    with project.engine.connect() as conn:
+        per_status, _ = SubscriberStore(conn).stats()
+    assert per_status == {"active": 7, "erased": 2}
+
+
+def test_two_clicks_at_once_bring_an_erased_person_back_once(project: Project) -> None:
+    """A double click, or a link scanner and the reader: one new reader, one welcome, on
+    SQLite and PostgreSQL, whatever the order the threads run in."""
+    people.erase(project, ada_id(project))
+    sent: list[EmailMessage] = []
+    lock = threading.Lock()
+
+    def mailer(message: EmailMessage) -> None:
+        with lock:
+            sent.append(message)
+
+    readers = Readers(project, mailer)
+    readers.subscribe(ADA, "", ["backend"])
+    token = confirm_token(bytes(sent[0]))
+    start = threading.Barrier(4)
+    answers: list[str] = []
+    errors: list[BaseException] = []
+
+    def click() -> None:
+        start.wait()
+        try:
+            answers.append(readers.confirm(token))
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=click) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len({readers.subscriber_for(Purpose.MANAGE, a)[0].id for a in answers}) == 1
+    assert [m["Subject"] for m in sent[1:]] == ["Welcome to The Northwind Weekly"]
+    with project.engine.connect() as conn:
+        per_status, _ = SubscriberStore(conn).stats()
+    assert per_status == {"active": 8, "erased": 1}
 
 
 def test_after_an_erasure_a_late_event_and_an_export_hold_no_trace(

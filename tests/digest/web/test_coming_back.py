@@ -1,6 +1,7 @@
 """Coming back from the preferences page: who unsubscribed clicks "Subscribe again"; a bounced
 or complained address needs a fresh double opt-in (one confirmation email, asked for from the
-page, and its link opened), and nothing on the page turns it active or softens it."""
+page, and its link opened), and nothing on the page turns it active or softens it. Someone
+erased on request comes back by signing up and opening the link, as a new reader."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from email.message import EmailMessage
 import httpx
 import pytest
 
+from digest.app import people
 from digest.app.readers import COME_BACK_BY_EMAIL
 from subscribers.models import Status
 from subscribers.tokens import Purpose
@@ -109,3 +111,24 @@ def test_a_pending_reader_asks_again_and_an_active_one_gets_nothing_extra(live: 
     assert len(confirmation_links(live, "pending@example.com")) == 1
     assert confirmation_links(live, "active@example.com") == []
     assert live.subscriber("pending@example.com").status is Status.PENDING
+
+
+def test_an_erased_reader_comes_back_by_signing_up_and_opening_the_link(live: Live) -> None:
+    erased = live.add("gone@example.com", {"data"})
+    people.erase(live.project, erased)
+    with live.client() as client:
+        form = client.get("/subscribe")
+        data = {"csrf": csrf_of(form), "email": "gone@example.com", "topics": ["backend"]}
+        assert client.post("/subscribe", data=data).status_code == 303
+        assert live.subscriber("gone@example.com") is None  # nothing stored until the click
+        [link] = confirmation_links(live, "gone@example.com")
+        assert "gone" not in link.lower()
+        confirm = client.get(link)
+        assert "<strong>gone@example.com</strong>" in confirm.text
+        assert "Yes, subscribe me" in confirm.text
+        done = client.post(link, data={"csrf": csrf_of(confirm)})
+        assert done.status_code == 303 and "/preferences/" in done.headers["location"]
+        page = client.get(done.headers["location"])
+        assert page.status_code == 200 and "gone@example.com" in page.text
+    back = live.subscriber("gone@example.com")
+    assert back.status is Status.ACTIVE and back.topics == {"backend"} and back.id != erased
