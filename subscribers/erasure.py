@@ -3,17 +3,18 @@
 Erasing forgets the address, but a forgotten address is a new one: the next import of an old
 list, or a sign-up typed by someone else, would add it again and mail it. So the erased row
 keeps, instead of the address, ``erased:`` and an HMAC-SHA256 of the address (as addresses
-are compared: case-insensitively) keyed with a key derived from the project's secret key.
+are compared: case-insensitively) keyed with the project's erasure key.
 Sign-up, ``subscribers add`` and import hash every address they are given and look the hash
 up; an erased address is refused without ever being stored again.
 
 Keyed, not a plain hash: addresses are guessable, and a plain SHA-256 of
-``ada@example.com`` is found by hashing a list of likely addresses. Without the secret key,
-which lives outside the database, a stolen copy of the database says nothing of who was
-erased. The price: the hash is tied to that key. After a rotation the previous key
-(``DIGEST_PREVIOUS_SECRET_KEY``) still matches the hashes made with it, for as long as it is
-set; removing it forgets those erasures (``digest subscribers stats`` counts them as
-"erased").
+``ada@example.com`` is found by hashing a list of likely addresses. The key is kept in the
+database wrapped with the project's secret key, which lives outside it (:class:`KeyWrap`): a
+stolen copy of the database says nothing of who was erased. Kept apart from the secret key,
+it outlives the secret key's rotation: while ``DIGEST_PREVIOUS_SECRET_KEY`` is set, opening
+the project rewraps it with the new key, and the previous key can then go. (Hashes used to
+be keyed with the secret key itself, so removing the previous key forgot every erasure; a
+project adopts those keys, wrapped, the first time it opens with them.)
 
 The person may come back, by their own hand only: the sign-up form (where anyone may type any
 address) mails an erased address a confirmation link, as it would any address, but stores
@@ -37,20 +38,27 @@ LIFTED = PREFIX + "lifted:"
 """What an erased row keeps, followed by its id, once the person came back: no hash."""
 _SALT = b"digest.erasure"
 _RETURN_SALT = b"digest.erasure.return"
+_WRAP_SALT = b"digest.erasure.wrap"
 
 
 def _derived(secret_key: str) -> bytes:
     return hmac.new(secret_key.encode("utf-8"), _SALT, hashlib.sha256).digest()
 
 
-class ErasureHasher:
-    """The hashes of an address under the current secret key and any earlier ones still set."""
+def derived_key(secret_key: str) -> bytes:
+    """The key a hash was made with before the keys were kept in the database: derived from
+    the secret key of the time (adopted by :meth:`SubscriberStore.erasure_keys`)."""
+    return _derived(secret_key)
 
-    def __init__(self, secret_keys: Sequence[str]) -> None:
-        """``secret_keys``: the current key first, then previous ones."""
-        if not secret_keys:
-            raise ValueError("an erasure hash needs the secret key")
-        self._keys = [_derived(k) for k in secret_keys if k]
+
+class ErasureHasher:
+    """The hashes of an address under each of the project's erasure keys."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        """``keys``: the one new erasures are made with first."""
+        if not keys:
+            raise ValueError("an erasure hash needs a key")
+        self._keys = list(keys)
 
     @staticmethod
     def _canonical(address: str) -> bytes:
@@ -61,7 +69,7 @@ class ErasureHasher:
         return self._hash(self._keys[0], address)
 
     def keys(self, address: str) -> list[str]:
-        """Every hash ``address`` may have been erased under (current key first)."""
+        """Every hash ``address`` may have been erased under (the newest erasures' first)."""
         return [self._hash(key, address) for key in self._keys]
 
     def keys_of(self, addresses: Iterable[str]) -> dict[str, str]:
@@ -101,6 +109,35 @@ class ReturnSeal:
         return value[0], value[1]
 
 
-def _fernet_key(secret_key: str) -> bytes:
-    derived = hmac.new(secret_key.encode("utf-8"), _RETURN_SALT, hashlib.sha256).digest()
+class KeyWrap:
+    """Erasure keys encrypted (and authenticated) with keys derived from the secret keys, the
+    current one first: what the database keeps of them."""
+
+    def __init__(self, secret_keys: Sequence[str]) -> None:
+        keys = [k for k in secret_keys if k]
+        if not keys:
+            raise ValueError("wrapping a key needs the secret key")
+        self._current = Fernet(_fernet_key(keys[0], _WRAP_SALT))
+        self._fernet = MultiFernet([Fernet(_fernet_key(k, _WRAP_SALT)) for k in keys])
+
+    def wrap(self, key: bytes) -> str:
+        return self._fernet.encrypt(key).decode("ascii")
+
+    def unwrap(self, wrapped: str) -> tuple[bytes, str | None]:
+        """The key, and the same key wrapped with the current secret key when it was wrapped
+        with a previous one (else None); ValueError when no secret key set opens it."""
+        token = wrapped.encode("ascii")
+        try:
+            key = self._fernet.decrypt(token)
+        except InvalidToken:
+            raise ValueError("wrapped with a secret key that is not set") from None
+        try:
+            self._current.decrypt(token)
+        except InvalidToken:
+            return key, self._fernet.rotate(token).decode("ascii")
+        return key, None
+
+
+def _fernet_key(secret_key: str, salt: bytes = _RETURN_SALT) -> bytes:
+    derived = hmac.new(secret_key.encode("utf-8"), salt, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(derived)

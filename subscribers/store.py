@@ -20,6 +20,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy import text as sql_text
 
 from subscribers import tables
-from subscribers.erasure import LIFTED, ErasureHasher
+from subscribers.erasure import LIFTED, ErasureHasher, KeyWrap
 from subscribers.importer import ImportRow, email_key
 from subscribers.models import NEEDS_OWN_CONFIRMATION, Status, Subscriber
 
@@ -709,6 +710,48 @@ class SubscriberStore:
                 )
             ).scalars()
         )
+
+    def erasure_keys(self, wrap: KeyWrap, adopt: Sequence[bytes], now: datetime) -> list[bytes]:
+        """The keys erased addresses are hashed with (the one new erasures take first), those
+        ``wrap`` opens only with the previous secret key rewrapped with the current one. The
+        first time, ``adopt`` (the keys hashes were made with before they were kept here) are
+        kept, and again when none of those kept opens with the secret keys set but nobody is
+        erased (there is nothing they recognise). Empty when none opens and somebody is."""
+        e = tables.erasure_keys.c
+        rows = list(self.conn.execute(select(e.id, e.wrapped).order_by(e.id)))
+        keys: list[bytes] = []
+        for key_id, wrapped in rows:
+            try:
+                key, rewrapped = wrap.unwrap(wrapped)
+            except ValueError:
+                continue  # wrapped with a key no longer set: said by the empty list
+            if rewrapped is not None:
+                self.conn.execute(
+                    update(tables.erasure_keys).where(e.id == key_id).values(wrapped=rewrapped)
+                )
+            if key not in keys:
+                keys.append(key)
+        if not keys and adopt and (not rows or not self.has_erased()):
+            self.conn.execute(
+                insert(tables.erasure_keys),
+                [{"wrapped": wrap.wrap(key), "created_at": now} for key in adopt],
+            )
+            keys = list(dict.fromkeys(adopt))
+        return keys
+
+    def drop_unopened_erasure_keys(self, wrap: KeyWrap) -> int:
+        """Delete the erasure keys ``wrap`` does not open; how many. The people erased under
+        them are no longer recognised."""
+        e = tables.erasure_keys.c
+        dropped = []
+        for key_id, wrapped in self.conn.execute(select(e.id, e.wrapped)):
+            try:
+                wrap.unwrap(wrapped)
+            except ValueError:
+                dropped.append(key_id)
+        if dropped:
+            self.conn.execute(delete(tables.erasure_keys).where(e.id.in_(dropped)))
+        return len(dropped)
 
     def erased_ids(self, keys: Iterable[str]) -> list[int]:
         """The ids of the erased rows keeping one of ``keys`` (erasure hashes), in order."""

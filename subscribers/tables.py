@@ -122,6 +122,18 @@ so the many readers who never switch need no write after a send. A switch writes
 reader's effective watermark here, so they are owed exactly what came after it."""
 Index("ix_reader_cadences_digest_cadence", reader_cadences.c.digest, reader_cadences.c.cadence)
 
+erasure_keys = Table(
+    "erasure_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("wrapped", String(400), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+"""The keys the hashes of erased addresses are made with, each wrapped (encrypted) with the
+project's secret key (:class:`subscribers.erasure.KeyWrap`): kept apart from the secret key,
+they outlive its rotation; wrapped, a copy of the database alone says nothing of who was
+erased."""
+
 
 def among(conn: Connection, key: ColumnElement[Any], values: Iterable[Any]) -> ColumnElement[bool]:
     """``key IN values``; on PostgreSQL ``key = ANY`` of one array parameter. An import's

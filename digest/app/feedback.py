@@ -210,6 +210,8 @@ def _forget_erased(project: Project, conn: Connection, addresses: AbstractSet[st
     store = SubscriberStore(conn)
     if not store.has_erased():
         return
+    if project.config.secrets.secret_key and not project.erasure_keys():
+        return  # no key opens (see erasure_hasher): adding people stops; events still go in
     hasher = erasure_hasher(project, store)
     addresses = addresses - {""}
     if hasher is None or not addresses:

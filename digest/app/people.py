@@ -24,7 +24,7 @@ from digest.errors import DigestError
 from digest.send import people as ledger_people
 from digest.send.outbox import files_for
 from digest.send.people import Event, Sent
-from subscribers.erasure import ErasureHasher
+from subscribers.erasure import KeyWrap
 from subscribers.models import Status, Subscriber
 from subscribers.store import SubscriberStore
 
@@ -240,11 +240,12 @@ def personal_data(project: Project, subscriber_id: int) -> dict[str, Any]:
 
 def erase(project: Project, subscriber_id: int) -> Erased:
     """Forget a person on request (GDPR art. 17): see the module's docstring for where."""
-    secrets = project.config.secrets
-    hasher = ErasureHasher([secrets.require_secret_key()])
+    project.config.secrets.require_secret_key()
     feedback.drain(project)  # a staged event of theirs goes in first, then is forgotten
     with project.transaction() as conn:
         store = SubscriberStore(conn)
+        hasher = erasure_hasher(project, store)
+        assert hasher is not None  # a secret key is set, and keys are kept or refused
         found = _existing(store, subscriber_id)
         store.lock(subscriber_id)
         forgotten = ledger_people.forget(conn, subscriber_id, found.email)
@@ -253,3 +254,16 @@ def erase(project: Project, subscriber_id: int) -> Erased:
     for path in files:
         path.unlink(missing_ok=True)
     return Erased(forgotten.deliveries, forgotten.events, len(files))
+
+
+def forget_unopened_erasures(project: Project) -> int:
+    """For a secret key lost for good: drop the erasure keys that no secret key set opens
+    (how many), and with them the recognition of everyone erased under them, who may then
+    be added again. Until this is run, adding or importing anyone stops with an error naming
+    the previous key (:func:`digest.app.subscribers.erasure_hasher`)."""
+    secrets = project.config.secrets
+    given = [k for k in (secrets.require_secret_key(), secrets.previous_secret_key) if k]
+    with project.transaction() as conn:
+        dropped = SubscriberStore(conn).drop_unopened_erasure_keys(KeyWrap(given))
+    project.erasure_keys(again=True)
+    return dropped

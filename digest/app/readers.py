@@ -27,7 +27,7 @@ from digest.lifecycle import approval_shown
 from digest.render.inline import inline_css
 from digest.render.mjml import compile_mjml
 from digest.send.message import ONE_CLICK, compose, list_unsubscribe, mailbox
-from subscribers.erasure import ErasureHasher, ReturnSeal
+from subscribers.erasure import ReturnSeal
 from subscribers.importer import normalize_email
 from subscribers.models import Status, Subscriber
 from subscribers.names import MAX_NAME_LENGTH, name_problem, usable_name
@@ -86,7 +86,6 @@ class Readers:
         self._signer = project.signer()
         secrets = project.config.secrets
         keys = [k for k in (secrets.require_secret_key(), secrets.previous_secret_key) if k]
-        self._erasure = ErasureHasher(keys)
         self._return_seal = ReturnSeal(keys)
         self._env.globals["logo_src"] = self._logo_src()
 
@@ -143,10 +142,15 @@ class Readers:
         address, _ = self._returning(payload)
         with self.project.reading() as conn:
             store = SubscriberStore(conn)
-            erased = store.erased_ids(self._erasure.keys(address))
+            erased = store.erased_ids(self._erased_as(store, address))
             if payload["s"] not in erased and store.get(address) is None:
                 raise InvalidToken("unknown")
         return address, payload.get("topics")
+
+    def _erased_as(self, store: SubscriberStore, address: str) -> list[str]:
+        """Every hash ``address`` is kept under if it was erased on request."""
+        hasher = subscriber_list.erasure_hasher(self.project, store)
+        return hasher.keys(address) if hasher is not None else []
 
     def _returning(self, payload: Mapping[str, object]) -> tuple[str, str]:
         """The address and name a returning person's confirmation link carries sealed."""
@@ -235,7 +239,7 @@ class Readers:
             store = SubscriberStore(conn)
             subscriber = store.get(email)
             if subscriber is None:
-                erased = store.erased_ids(self._erasure.keys(email))
+                erased = store.erased_ids(self._erased_as(store, email))
                 if not erased:
                     subscriber = store.add(
                         email, name, frozenset(topics), now, "web", Status.PENDING
@@ -324,7 +328,7 @@ class Readers:
                 raise InvalidToken("unknown")
             return subscriber_id
         address, name = self._returning(payload)
-        lifted = store.lift_erasure(subscriber_id, self._erasure.keys(address), now)
+        lifted = store.lift_erasure(subscriber_id, self._erased_as(store, address), now)
         live = store.get(address)
         if live is not None:
             return live.id

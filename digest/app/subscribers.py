@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from digest.app import issues as issue_cases
 from digest.app.wiring import Project
 from digest.config.digests import DigestConfig
-from digest.config.environment import SECRET_KEY_ENV
+from digest.config.environment import PREVIOUS_KEY_ENV, SECRET_KEY_ENV
 from digest.config.loaded import Config
 from digest.errors import DigestError
 from subscribers.cadences import Offered, read_cadences
@@ -62,18 +62,26 @@ def read_file(project: Project, path: Path) -> ParsedFile:
 
 def erasure_hasher(project: Project, store: SubscriberStore) -> ErasureHasher | None:
     """The hasher that recognises addresses erased on request (:mod:`subscribers.erasure`);
-    None while the project has erased nobody and has no secret key. Erased people and no key
-    to recognise them by is a DigestError: going on would add them back."""
-    secrets = project.config.secrets
-    if not secrets.secret_key:
-        if store.has_erased():
-            raise DigestError(
-                f"{SECRET_KEY_ENV} is not set, and it is needed to recognise the addresses "
-                "erased on request (they are kept only as a hash keyed with it)",
-                where=SECRET_KEY_ENV,
-            )
+    None while the project has erased nobody and has no key to hash with. Erased people and
+    no key to recognise them by is a DigestError: going on would add them back."""
+    keys = project.erasure_keys()
+    if keys:
+        return ErasureHasher(keys)
+    if not store.has_erased():
         return None
-    return ErasureHasher([k for k in (secrets.secret_key, secrets.previous_secret_key) if k])
+    if not project.config.secrets.secret_key:
+        raise DigestError(
+            f"{SECRET_KEY_ENV} is not set, and it is needed to recognise the addresses "
+            "erased on request (they are kept only as a hash keyed with a key it opens)",
+            where=SECRET_KEY_ENV,
+        )
+    raise DigestError(
+        "no key set opens the key that recognises the addresses erased on request: it was "
+        f"wrapped with the secret key used before; set {PREVIOUS_KEY_ENV} to that key (once "
+        "is enough: opening the project rewraps it with the new one). If that key is lost, "
+        "`digest subscribers forget-lost-erasures` goes on without recognising them",
+        where=PREVIOUS_KEY_ENV,
+    )
 
 
 def import_file(

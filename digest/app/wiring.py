@@ -38,6 +38,8 @@ from digest.send.smtp import SmtpTransport
 from digest.send.transport import Transport
 from digest.stores import posts
 from digest.verp import BounceTokens
+from subscribers.erasure import KeyWrap, derived_key
+from subscribers.store import SubscriberStore
 from subscribers.tokens import TokenSigner
 
 Clock = Callable[[], datetime]
@@ -119,6 +121,7 @@ class Project:
         self._images: ImagePublisher | None = None
         self._inbox: Engine | None = None
         self._inbox_made = threading.Lock()
+        self._erasure_keys: list[bytes] | None = None
 
     @classmethod
     def open(
@@ -134,7 +137,27 @@ class Project:
         project = cls(config, engine, clock, sleep)
         with engine.begin() as conn:
             posts.sync_topics(conn, project.topics())
+        project.erasure_keys()  # now, in a transaction of its own: it may write
         return project
+
+    def erasure_keys(self, again: bool = False) -> list[bytes]:
+        """The keys of the erased addresses' hashes (:mod:`subscribers.erasure`), unwrapped
+        with the secret keys once per process; wrapped with the previous secret key, they are
+        rewrapped with the current one (the rotation's one step), and the first time the
+        keys hashes were made with before they were kept are adopted. Empty without a secret
+        key, or when none of those kept opens with the keys set. ``again``: read them
+        anew (after a change to them)."""
+        if self._erasure_keys is None or again:
+            secrets = self.config.secrets
+            given = [k for k in (secrets.secret_key, secrets.previous_secret_key) if k]
+            if not given:
+                self._erasure_keys = []
+            else:
+                with self.transaction() as conn:
+                    self._erasure_keys = SubscriberStore(conn).erasure_keys(
+                        KeyWrap(given), [derived_key(k) for k in given], self.clock()
+                    )
+        return self._erasure_keys
 
     # the database ----------------------------------------------------------------------------
 

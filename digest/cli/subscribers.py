@@ -325,3 +325,23 @@ def subscribers_erase(
         f"Erased {email}: {done.deliveries} deliveries and {done.events} events blanked, "
         f"{done.files} outbox files deleted; the address is kept only as a hash, suppressed"
     )
+
+
+@subscribers_app.command("forget-lost-erasures")
+def subscribers_forget_lost_erasures(
+    config: ConfigOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="go on without asking")] = False,
+) -> None:
+    """After the secret key was changed without DIGEST_PREVIOUS_SECRET_KEY, and the old key
+    is lost for good: drop the keys of the erased addresses' hashes that no key set opens.
+    The people erased under them are no longer recognised: an import may add them again."""
+    project = open_project(config)
+    question = "Forget which addresses were erased under a lost secret key?"
+    if not yes and not typer.confirm(question, default=False):
+        err.print("Nothing changed.")
+        raise typer.Exit(1)
+    dropped = people.forget_unopened_erasures(project)
+    out.print(
+        f"Dropped {dropped} key(s) no secret key set opens"
+        + (": the people erased under them are no longer recognised" if dropped else "")
+    )

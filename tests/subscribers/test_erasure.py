@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from subscribers.erasure import ErasureHasher, ReturnSeal
+from subscribers.erasure import ErasureHasher, KeyWrap, ReturnSeal, derived_key
 
 KEY, PREVIOUS = "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq", "an older key, rotated out"
 
@@ -40,8 +40,22 @@ def test_a_seal_opens_under_a_rotation_and_nowhere_else() -> None:
 
 
 def test_the_erasure_hash_is_keyed_and_ignores_case_and_spaces() -> None:
-    hasher = ErasureHasher([KEY, PREVIOUS])
+    hasher = ErasureHasher([derived_key(KEY), derived_key(PREVIOUS)])
     assert hasher.key(" Ada@Example.COM ") == hasher.key("ada@example.com")
-    assert hasher.keys("ada@example.com")[0] == hasher.key("ada@example.com")
-    assert hasher.keys("ada@example.com")[1] == ErasureHasher([PREVIOUS]).key("ada@example.com")
-    assert ErasureHasher(["another key"]).key("ada@example.com") != hasher.key("ada@example.com")
+    assert hasher.keys("ada@example.com") == [
+        hasher.key("ada@example.com"),
+        ErasureHasher([derived_key(PREVIOUS)]).key("ada@example.com"),
+    ]
+    assert ErasureHasher([b"another key"]).key("ada@example.com") != hasher.key("ada@example.com")
+
+
+@given(key=st.binary(min_size=32, max_size=32))
+def test_a_wrapped_key_rewraps_with_the_new_secret_key_and_then_needs_no_other(key: bytes) -> None:
+    wrapped = KeyWrap([PREVIOUS]).wrap(key)
+    assert key.hex() not in wrapped
+    assert KeyWrap([PREVIOUS]).unwrap(wrapped) == (key, None)
+    opened, rewrapped = KeyWrap([KEY, PREVIOUS]).unwrap(wrapped)
+    assert opened == key and rewrapped is not None
+    assert KeyWrap([KEY]).unwrap(rewrapped) == (key, None)
+    with pytest.raises(ValueError, match="not set"):
+        KeyWrap([KEY]).unwrap(wrapped)

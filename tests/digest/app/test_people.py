@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import Engine, String, Text, select
+from sqlalchemy import Engine, String, Text, delete, select
 
 from digest import db
 from digest.app import feedback, gathering, people, sending, subscribers
@@ -26,8 +26,10 @@ from digest.config import Config
 from digest.errors import DigestError
 from digest.events import apply_events
 from digest.stores import engagement
+from subscribers.erasure import derived_key
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
+from subscribers.tables import erasure_keys
 from subscribers.tokens import InvalidToken, Purpose
 from tests.conftest import FixedClock
 from tests.digest.app.test_welcome import confirm_token
@@ -231,6 +233,42 @@ def test_an_erased_person_comes_back_by_their_own_confirmation_as_a_new_reader(
     with project.engine.connect() as conn:
         per_status, _ = SubscriberStore(conn).stats()
     assert per_status == {"active": 7, "erased": 2}
+
+
+def rotated(project: Project, secret_key: str, previous: str | None = None) -> Project:
+    """The project opened again (a restart) with other secret keys in its environment."""
+    secrets = replace(project.config.secrets, secret_key=secret_key, previous_secret_key=previous)
+    config = replace(project.config, secrets=secrets)
+    return Project.open(config, clock=project.clock, engine=project.engine)
+
+
+def refuses_ada(project: Project) -> None:
+    with pytest.raises(DigestError, match="erased on request"):
+        subscribers.add(project, ADA, "", "backend")
+    assert people.find(project, ADA).erased
+
+
+def test_erasures_outlive_a_rotation_of_the_secret_key(project: Project) -> None:
+    first = project.config.secrets.secret_key
+    assert first is not None
+    with project.engine.begin() as conn:  # a database from before the keys were kept
+        conn.execute(delete(erasure_keys))
+    people.erase(project, ada_id(project))
+    # The keys kept are wrapped: the database holds no key its hashes are made with.
+    [(wrapped,)] = rotated(project, first).engine.connect().execute(select(erasure_keys.c.wrapped))
+    assert derived_key(first).hex() not in wrapped and first not in wrapped
+    refuses_ada(rotated(project, first))
+    refuses_ada(rotated(project, "the second key, for a while", previous=first))
+    refuses_ada(rotated(project, "the second key, for a while"))  # the previous key gone
+
+    # A new key without the one before: the erased are not forgotten, the error says what to do.
+    jumped = rotated(project, "a third key, set without the second")
+    with pytest.raises(DigestError, match="DIGEST_PREVIOUS_SECRET_KEY") as refused:
+        subscribers.add(jumped, "someone.new@example.com", "", "backend")
+    assert "set DIGEST_PREVIOUS_SECRET_KEY to that key" in str(refused.value)
+    refuses_ada(rotated(project, "a third key", previous="the second key, for a while"))
+    refuses_ada(rotated(project, "a third key"))
+    assert subscribers.add(rotated(project, "a third key"), "new@example.com", "", "data")
 
 
 def test_two_clicks_at_once_bring_an_erased_person_back_once(project: Project) -> None:

@@ -1,6 +1,6 @@
 """``digest subscribers add / remove / list / stats / find / show / topics / suppress /
-export-person / erase`` and ``digest db upgrade``: what they print and their exit codes
-(imports and exports: tests/subscribers/test_import_export.py)."""
+export-person / erase / forget-lost-erasures`` and ``digest db upgrade``: what they print and
+their exit codes (imports and exports: tests/subscribers/test_import_export.py)."""
 
 from __future__ import annotations
 
@@ -131,6 +131,19 @@ def test_find_show_topics_suppress_export_person_and_erase(
     for command in (("show",), ("erase", "--yes"), ("topics", "data")):
         with pytest.raises(DigestError, match="erased on request"):
             run(example_project, "subscribers", command[0], "r1@example.com", *command[1:])
+
+    # The secret key changed without the previous one, which is lost: adding stops, saying
+    # how to go on; going on forgets who was erased under it.
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "Qp4Tn8Wv2Xc6Zb1Ld5Hf9Jg3Ks7Mr0Ny4Vu8Ee2Aa6Oo")
+    with pytest.raises(DigestError, match="forget-lost-erasures"):
+        run(example_project, "subscribers", "add", "r1@example.com", "-t", "data")
+    code, out = run(example_project, "subscribers", "forget-lost-erasures", "--yes")
+    assert out == (
+        "Dropped 1 key(s) no secret key set opens: the people erased under them are no "
+        "longer recognised"
+    )
+    code, out = run(example_project, "subscribers", "add", "r1@example.com", "-t", "data")
+    assert code == 0 and out == "Added r1@example.com: data"
 
 
 def test_an_unknown_address_is_one_line_on_stderr(example_project: Project) -> None:
