@@ -4,6 +4,7 @@ rows are kept. Pure apart from reading the text it is handed."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -135,23 +136,61 @@ def split_topics(value: str) -> list[str]:
     return [part.strip() for part in value.split(TOPIC_SEPARATORS[0]) if part.strip()]
 
 
+DELIMITERS = (",", ";", "\t")
+"""What separates the cells: a comma, or what a spreadsheet writes where the comma is the
+decimal mark (a semicolon: Excel in German, French, Dutch…), or a tab (Excel's "Unicode
+text")."""
+
+
+def _column_names(cells: list[str]) -> list[str]:
+    return [h.strip().lower().lstrip("\ufeff") for h in cells]
+
+
+def _header_cells(line: str, delimiter: str) -> list[str]:
+    return _column_names(next(csv.reader([line], delimiter=delimiter)))
+
+
+def _delimiter(header: str) -> str:
+    """The delimiter under which ``header`` names the required columns (else a comma, for
+    the error that names them)."""
+    for delimiter in DELIMITERS:
+        if all(c in _header_cells(header, delimiter) for c in REQUIRED_COLUMNS):
+            return delimiter
+    return DELIMITERS[0]
+
+
+def _can_delimit(char: str) -> bool:
+    return char == "\t" or not (char.isalnum() or char.isspace() or char in "\"'")
+
+
 def parse_csv(
     lines: Iterable[str], resolve_topic: TopicResolver, offered: Offered | None = None
 ) -> ParsedFile:
     """``offered``: the digests offering a choice of cadence and their cadences, for the
-    ``cadence`` column (see :mod:`subscribers.cadences`)."""
-    reader = csv.reader(lines)
-    try:
-        header = [h.strip().lower().lstrip("\ufeff") for h in next(reader)]
-    except StopIteration:
-        return ParsedFile((), (RowProblem(1, "the file is empty; expected a header row"),))
+    ``cadence`` column (see :mod:`subscribers.cadences`). The delimiter is the one under which
+    the header names the columns, or the one a first line ``sep=;`` names (Excel's)."""
+    rest = iter(lines)
+    first = next(rest, None)
+    hint = (first or "").rstrip("\r\n").lstrip("\ufeff")
+    skipped = 0
+    if hint.lower().startswith("sep=") and len(hint) == 5 and _can_delimit(hint[4]):
+        delimiter, skipped = hint[4], 1
+        first = next(rest, None)
+    if first is None:
+        return ParsedFile(
+            (), (RowProblem(1 + skipped, "the file is empty; expected a header row"),)
+        )
+    if not skipped:
+        delimiter = _delimiter(first)
+    reader = csv.reader(itertools.chain([first], rest), delimiter=delimiter)
+    header = _column_names(next(reader))
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         return ParsedFile(
             (),
             (
                 RowProblem(
-                    1,
+                    1 + skipped,
                     f"header lacks column(s) {', '.join(missing)}; "
                     "expected columns email, name, topics",
                 ),
@@ -159,7 +198,7 @@ def parse_csv(
         )
     index = {name: header.index(name) for name in header}
     rows = _Rows(resolve_topic)
-    start = reader.line_num + 1
+    start = reader.line_num + 1 + skipped
     while True:
         try:
             record = next(reader)
@@ -167,9 +206,9 @@ def parse_csv(
             break
         except csv.Error as err:  # a field over csv's size limit (a 900 KB name, say)
             rows.problems.append(RowProblem(start, f"cannot be read as CSV ({err})"))
-            start = reader.line_num + 1
+            start = reader.line_num + 1 + skipped
             continue
-        line, start = start, reader.line_num + 1
+        line, start = start, reader.line_num + 1 + skipped
         if not any(field.strip() for field in record):
             continue
         if len(record) != len(header):

@@ -3,6 +3,7 @@ list, add or unsubscribe one address, list and count. Each owns its transaction.
 
 from __future__ import annotations
 
+import codecs
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
@@ -48,16 +49,32 @@ def read_file(project: Project, path: Path) -> ParsedFile:
     """The rows of a CSV or JSON Lines file (by its suffix), its topics matched to the
     project's by name or slug; bad rows are kept as problems, not raised."""
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
+        encoding = _encoding_of(path)
+        with path.open(encoding=encoding, newline="") as handle:
             if _json_lines(path):
                 return parse_jsonl(handle, _resolver(project), offered(project.config))
             return parse_csv(handle, _resolver(project), offered(project.config))
     except FileNotFoundError:
         raise DigestError("no such file", where=str(path)) from None
     except UnicodeDecodeError as e:
+        if encoding == "utf-16":
+            raise DigestError(
+                f"not UTF-16 text, though it starts as such ({e.reason} at byte {e.start})",
+                where=str(path),
+            ) from None
         raise DigestError(
-            f"not UTF-8 text ({e.reason} at byte {e.start})", where=str(path)
+            f"not UTF-8 text ({e.reason} at byte {e.start}); a spreadsheet saves it as "
+            '"CSV UTF-8" or "Unicode text"',
+            where=str(path),
         ) from None
+
+
+def _encoding_of(path: Path) -> str:
+    """UTF-16 when the file starts with its byte order mark (Excel's "Unicode text"), else
+    UTF-8, with or without its own mark."""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+    return "utf-16" if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
 
 
 def erasure_hasher(project: Project, store: SubscriberStore) -> ErasureHasher | None:

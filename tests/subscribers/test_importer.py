@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
-from subscribers.importer import parse_csv, topic_resolver
+from hypothesis import given
+from hypothesis import strategies as st
+
+from subscribers.importer import DELIMITERS, parse_csv, topic_resolver
+from subscribers.names import name_problem
 
 DATA = Path(__file__).parents[1] / "data"
 RESOLVE = topic_resolver(
@@ -37,3 +43,33 @@ def test_a_file_without_the_columns_is_one_problem_on_line_1() -> None:
     parsed = parse_csv(["mail,topic\n", "a@example.com,backend\n"], RESOLVE)
     assert parsed.rows == ()
     assert parsed.problems[0].line == 1 and "email, topics" in parsed.problems[0].reason
+
+
+NAMES = st.text(max_size=30).filter(lambda n: n == n.strip() and name_problem(n) is None)
+TOPIC_CELLS = st.sampled_from(["backend", "Data Engineering;ai-ml", "AI & Machine Learning|data"])
+
+
+@given(
+    people=st.lists(st.tuples(NAMES, TOPIC_CELLS), max_size=8),
+    delimiter=st.sampled_from(DELIMITERS),
+    sep_line=st.booleans(),
+)
+def test_a_file_reads_the_same_whichever_delimiter_a_spreadsheet_wrote(
+    people: list[tuple[str, str]], delimiter: str, sep_line: bool
+) -> None:
+    """Names with commas, semicolons and quotes, topic cells with ``;`` and ``|``: whatever
+    the delimiter, announced by ``sep=`` or found from the header, the same rows and lines."""
+    text = io.StringIO()
+    if sep_line:
+        text.write(f"sep={delimiter}\r\n")
+    writer = csv.writer(text, delimiter=delimiter)
+    writer.writerow(["email", "name", "topics"])
+    for n, (name, topics) in enumerate(people):
+        writer.writerow([f"reader{n}@example.com", name, topics])
+    parsed = parse_csv(io.StringIO(text.getvalue(), newline=""), RESOLVE)
+    assert parsed.problems == ()
+    expected = [
+        (n + 2 + sep_line, f"reader{n}@example.com", name, topics.count(";") + topics.count("|"))
+        for n, (name, topics) in enumerate(people)
+    ]
+    assert [(r.line, r.email, r.name, len(r.topics) - 1) for r in parsed.rows] == expected

@@ -3,6 +3,7 @@ export, add, unsubscribe, list and count."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -43,8 +44,39 @@ def test_a_file_is_read_by_its_suffix_and_its_bad_rows_kept_as_problems(
         subscribers.read_file(project, tmp_path / "missing.csv")
     latin = tmp_path / "latin.csv"
     latin.write_bytes("email,name,topics\nc@example.com,Zoë,data\n".encode("latin-1"))
-    with pytest.raises(DigestError, match="not UTF-8 text"):
+    with pytest.raises(DigestError, match=r'not UTF-8 text .* saves it as "CSV UTF-8"'):
         subscribers.read_file(project, latin)
+    broken = tmp_path / "broken.txt"
+    broken.write_bytes(codecs.BOM_UTF16_LE + "email\tname\ttopics\r\n".encode("utf-16-le")[:-1])
+    with pytest.raises(DigestError, match="not UTF-16 text, though it starts as such"):
+        subscribers.read_file(project, broken)
+
+
+SPREADSHEETS = Path(__file__).parents[2] / "data" / "spreadsheets"
+
+
+@pytest.mark.parametrize(
+    ("file", "bad_line"),
+    [
+        ("excel_semicolons.csv", 3),  # where the comma is the decimal mark
+        ("excel_semicolons_sep_line.csv", 4),  # with the line Excel reads its delimiter from
+        ("excel_unicode_text.txt", 3),  # "Unicode text": UTF-16 LE, tabs
+        ("unicode_text_big_endian.txt", 3),
+    ],
+)
+def test_what_spreadsheets_save_is_read_as_it_was_meant(
+    project: Project, file: str, bad_line: int
+) -> None:
+    parsed = subscribers.read_file(project, SPREADSHEETS / file)
+    assert [(r.email, r.name, r.topics) for r in parsed.rows] == [
+        ("juergen@example.de", "Jürgen Müller", frozenset({"backend", "data"})),
+        ("chloe@example.fr", "Chloé Dubois", frozenset({"frontend"})),
+    ]
+    assert [(p.line, p.reason.split(":")[0]) for p in parsed.problems] == [
+        (bad_line, "bad address 'not-an-address'")
+    ]
+    summary = subscribers.import_file(project, parsed, file, dry_run=False)
+    assert summary.added == 2
 
 
 def test_import_dry_run_changes_nothing_and_export_round_trips(
