@@ -4,10 +4,13 @@ list, add or unsubscribe one address, list and count. Each owns its transaction.
 from __future__ import annotations
 
 import codecs
+import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 from sqlalchemy import Connection
 
@@ -122,10 +125,36 @@ def import_file(
 
 def export(project: Project, path: Path) -> int:
     """Write every subscriber to ``path`` (JSON Lines by its suffix, else CSV), in a form
-    that imports back; the number written."""
-    with project.reading() as conn, path.open("w", encoding="utf-8", newline="") as handle:
-        items = records(SubscriberStore(conn), offered=offered(project.config))
-        return write_jsonl(items, handle) if _json_lines(path) else write_csv(items, handle)
+    that imports back; the number written. A CSV file starts with UTF-8's byte order mark:
+    without it, a spreadsheet opened with a double click reads the names as its own code
+    page ("JÃ¼rgen"); the import, and every spreadsheet, take it."""
+    jsonl = _json_lines(path)
+    try:
+        with (
+            project.reading() as conn,
+            _written_whole(path, "utf-8" if jsonl else "utf-8-sig") as handle,
+        ):
+            items = records(SubscriberStore(conn), offered=offered(project.config))
+            return write_jsonl(items, handle) if jsonl else write_csv(items, handle)
+    except OSError as e:
+        raise DigestError(f"cannot write: {e.strerror or e}", where=str(path)) from None
+
+
+@contextmanager
+def _written_whole(path: Path, encoding: str) -> Iterator[TextIO]:
+    """A text file written beside ``path`` under a temporary name, flushed to the disk and
+    renamed over it once complete: an export that fails (a full disk, Ctrl-C) leaves the
+    previous file, or none, never one cut short, which would import as a smaller list."""
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        with temporary.open("w", encoding=encoding, newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def topic_slugs(project: Project, topics: str) -> frozenset[str]:

@@ -117,6 +117,9 @@ def test_formulas_in_names_and_addresses_leave_the_cli_export_inert(
     again = tmp_path / "again.csv"
     run(second.config, "subscribers", "export", str(again))
     kept = ("email", "name", "status", "topics")  # the source names the file imported
-    assert [[r[k] for k in kept] for r in csv.DictReader(again.open(newline=""))] == [
-        [r[k] for k in kept] for r in csv.DictReader(exported.open(newline=""))
+    assert [
+        [r[k] for k in kept] for r in csv.DictReader(again.open(encoding="utf-8-sig", newline=""))
+    ] == [
+        [r[k] for k in kept]
+        for r in csv.DictReader(exported.open(encoding="utf-8-sig", newline=""))
     ]

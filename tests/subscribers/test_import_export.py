@@ -120,7 +120,7 @@ def test_jsonl_import_export_round_trip_and_reactivation(
     exported = tmp_path / "out.csv"
     code, stdout, _ = run(config, "subscribers", "export", str(exported))
     assert code == 0 and "Exported 2 subscribers" in stdout
-    rows = {r["email"]: r for r in csv.DictReader(exported.open(encoding="utf-8"))}
+    rows = {r["email"]: r for r in csv.DictReader(exported.open(encoding="utf-8-sig"))}
     assert rows["Ada@example.com"]["topics"] == "backend;data"
     assert rows["bo@example.com"]["status"] == "unsubscribed"
 

@@ -17,6 +17,7 @@ from digest.errors import DigestError
 from subscribers import tables
 from subscribers.models import Status
 from tests.conftest import FixedClock
+from tests.disks import tmpfs
 
 
 @pytest.fixture
@@ -77,6 +78,27 @@ def test_what_spreadsheets_save_is_read_as_it_was_meant(
     ]
     summary = subscribers.import_file(project, parsed, file, dry_run=False)
     assert summary.added == 2
+
+
+def test_an_export_is_written_whole_or_not_at_all(project: Project, tmp_path: Path) -> None:
+    people = "".join(f"reader{n}@example.com,Reader {n},data\n" for n in range(60))
+    listed = write(tmp_path / "list.csv", "email,name,topics\n" + people)
+    subscribers.import_file(project, subscribers.read_file(project, listed), "list", False)
+    with pytest.raises(DigestError, match=r"missing/out\.csv: cannot write: No such file"):
+        subscribers.export(project, tmp_path / "missing" / "out.csv")
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        target = disk.path / "export.csv"
+        target.write_bytes(b"the previous export\n")
+        disk.fill(leave_bytes=1024)
+        with pytest.raises(DigestError, match=r"export\.csv: cannot write: No space left"):
+            subscribers.export(project, target)
+        assert target.read_bytes() == b"the previous export\n"
+        assert sorted(p.name for p in disk.path.iterdir()) == ["export.csv", "filler"]
+        disk.grow()
+        assert subscribers.export(project, target) == 60
+        # Marked as UTF-8 for a spreadsheet opened with a double click; read back the same.
+        assert target.read_bytes().startswith(codecs.BOM_UTF8 + b"email,name,status,")
+        assert len(subscribers.read_file(project, target).rows) == 60
 
 
 def test_import_dry_run_changes_nothing_and_export_round_trips(
