@@ -82,6 +82,20 @@ def preview(
     if segments is None:
         segments = issue_cases.segments(project, issue)
     target = folder / issue.digest / f"issue-{issue.number:04d}"
+    try:
+        return _write_previews(project, issue, rendered, segments, target)
+    except OSError as e:
+        where = str(e.filename) if e.filename else str(target)
+        raise DigestError(f"cannot write the previews: {e.strerror or e}", where=where) from None
+
+
+def _write_previews(
+    project: Project,
+    issue: Issue,
+    rendered: RenderedIssue,
+    segments: dict[Owed, int],
+    target: Path,
+) -> PreviewResult:
     target.mkdir(parents=True, exist_ok=True)
     files: dict[Owed, Path] = {}
     sizes: dict[Owed, int] = {}

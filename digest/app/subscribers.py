@@ -59,6 +59,8 @@ def read_file(project: Project, path: Path) -> ParsedFile:
             return parse_csv(handle, _resolver(project), offered(project.config))
     except FileNotFoundError:
         raise DigestError("no such file", where=str(path)) from None
+    except OSError as e:
+        raise DigestError(f"cannot read: {e.strerror or e}", where=str(path)) from None
     except UnicodeDecodeError as e:
         if encoding == "utf-16":
             raise DigestError(

@@ -43,6 +43,8 @@ def test_a_file_is_read_by_its_suffix_and_its_bad_rows_kept_as_problems(
     assert [r.email for r in subscribers.read_file(project, jsonl).rows] == ["b@example.com"]
     with pytest.raises(DigestError, match="no such file"):
         subscribers.read_file(project, tmp_path / "missing.csv")
+    with pytest.raises(DigestError, match="cannot read: Is a directory"):
+        subscribers.read_file(project, tmp_path)
     latin = tmp_path / "latin.csv"
     latin.write_bytes("email,name,topics\nc@example.com,Zoë,data\n".encode("latin-1"))
     with pytest.raises(DigestError, match=r'not UTF-8 text .* saves it as "CSV UTF-8"'):

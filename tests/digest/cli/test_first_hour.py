@@ -24,6 +24,7 @@ from digest.errors import DigestError
 from digest.scaffold import scaffold
 from subscribers.store import SubscriberStore
 from tests.conftest import DEMO_NOW
+from tests.disks import tmpfs
 
 DATA = Path(__file__).parents[2] / "data" / "cli"
 SOURCES = Path(__file__).parents[2] / "data" / "sources"
@@ -251,6 +252,16 @@ def test_a_subject_failing_on_the_issue_is_one_line_naming_the_key(site: Path) -
     assert code == 2
     assert "error: weekly.subject: the template fails: " in out
     assert "has no attribute 'nope'" in out
+
+
+def test_previews_into_a_file_or_a_full_disk_are_one_line(site: Path, tmp_path: Path) -> None:
+    digest("--config", str(site), "gather")
+    code, out = digest("--config", str(site), "preview", "--out", str(site))
+    assert code == 2 and out.endswith("cannot write the previews: Not a directory")
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        disk.fill(leave_bytes=4096)
+        code, out = digest("--config", str(site), "preview", "--out", str(disk.path))
+    assert code == 2 and out.endswith("cannot write the previews: No space left on device")
 
 
 def test_a_stopped_worker_says_what_is_left_now(
