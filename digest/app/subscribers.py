@@ -222,12 +222,14 @@ def unsubscribe(project: Project, email: str) -> Subscriber:
 
 
 def listing(project: Project, status: Status | None, topic: str | None) -> list[Subscriber]:
-    """Subscribers of ``status`` (any if None) following ``topic`` (any if None)."""
+    """Subscribers of ``status`` (any if None) following ``topic`` (a slug or a name; any if
+    None): a DigestError naming an unknown one (an empty list would say nobody follows it)."""
+    wanted = None if topic is None else topic_slugs(project, topic)
     with project.reading() as conn:
         return [
             s
             for s in SubscriberStore(conn).iterate(status=status)
-            if topic is None or topic in s.topics
+            if wanted is None or wanted & s.topics
         ]
 
 

@@ -132,7 +132,9 @@ def subscribers_remove(email: str, config: ConfigOption = None) -> None:
 def subscribers_list(
     config: ConfigOption = None,
     status: Annotated[Status | None, typer.Option(help="only this status")] = None,
-    topic: Annotated[str | None, typer.Option(help="only followers of this topic slug")] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="only followers of this topic (slug or name)")
+    ] = None,
 ) -> None:
     """List subscribers with their status (paused ones with the day they come back) and
     topics. Addresses are never cut: on a narrow terminal the rows run past its edge."""

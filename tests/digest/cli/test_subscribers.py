@@ -36,6 +36,12 @@ def test_add_remove_list_and_stats(example_project: Project) -> None:
         run(example_project, "subscribers", "add", "new@example.com", "-t", "data")
     code, out = run(example_project, "subscribers", "list", "--topic", "frontend")
     assert code == 0 and "New@example.com" in out and "active" in out
+    code, out = run(example_project, "subscribers", "list", "--topic", "data engineering")
+    assert code == 0 and "New@example.com" in out
+    code, out = run(example_project, "subscribers", "list", "--topic", "security")
+    assert code == 0 and "New@example.com" not in out
+    with pytest.raises(DigestError, match=r"unknown topic.*gardening"):
+        run(example_project, "subscribers", "list", "--topic", "gardening")
     code, out = run(example_project, "subscribers", "remove", "new@example.com")
     assert code == 0 and out == "Unsubscribed New@example.com"
     with pytest.raises(DigestError, match="is not a subscriber"):
