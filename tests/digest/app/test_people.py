@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
@@ -32,7 +31,7 @@ from subscribers.store import SubscriberStore
 from subscribers.tables import erasure_keys
 from subscribers.tokens import InvalidToken, Purpose
 from tests.conftest import FixedClock
-from tests.digest.app.test_welcome import confirm_token
+from tests.digest.app.test_welcome import clicked_at_once, confirm_token, shared_mailbag
 
 ADA = "Ada.Lovelace@Example.com"
 ADA_NAME = "Ada Qwzlovelace"  # a name found nowhere else in the example site
@@ -275,32 +274,10 @@ def test_two_clicks_at_once_bring_an_erased_person_back_once(project: Project) -
     """A double click, or a link scanner and the reader: one new reader, one welcome, on
     SQLite and PostgreSQL, whatever the order the threads run in."""
     people.erase(project, ada_id(project))
-    sent: list[EmailMessage] = []
-    lock = threading.Lock()
-
-    def mailer(message: EmailMessage) -> None:
-        with lock:
-            sent.append(message)
-
+    sent, mailer = shared_mailbag()
     readers = Readers(project, mailer)
     readers.subscribe(ADA, "", ["backend"])
-    token = confirm_token(bytes(sent[0]))
-    start = threading.Barrier(4)
-    answers: list[str] = []
-    errors: list[BaseException] = []
-
-    def click() -> None:
-        start.wait()
-        try:
-            answers.append(readers.confirm(token))
-        except BaseException as err:  # reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=click) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    answers, errors = clicked_at_once(readers, confirm_token(bytes(sent[0])))
     assert errors == []
     assert len({readers.subscriber_for(Purpose.MANAGE, a)[0].id for a in answers}) == 1
     assert [m["Subject"] for m in sent[1:]] == ["Welcome to The Northwind Weekly"]

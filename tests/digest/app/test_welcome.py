@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -152,6 +152,42 @@ def test_a_site_overrides_the_welcome_template(
     )
 
 
+def shared_mailbag() -> tuple[list[EmailMessage], Callable[[EmailMessage], None]]:
+    """A list of the emails sent, and a mailer that many threads may call at once."""
+    sent: list[EmailMessage] = []
+    lock = threading.Lock()
+
+    def mailer(message: EmailMessage) -> None:
+        with lock:
+            sent.append(message)
+
+    return sent, mailer
+
+
+def clicked_at_once(
+    readers: Readers, token: str, clicks: int = 4
+) -> tuple[list[str], list[BaseException]]:
+    """The confirmation link opened by ``clicks`` threads let go together: the preferences
+    tokens they were answered with, and what they raised."""
+    start = threading.Barrier(clicks)
+    answers: list[str] = []
+    errors: list[BaseException] = []
+
+    def click() -> None:
+        start.wait()
+        try:
+            answers.append(readers.confirm(token))
+        except BaseException as err:  # reported to the caller
+            errors.append(err)
+
+    threads = [threading.Thread(target=click) for _ in range(clicks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers, errors
+
+
 @pytest.fixture
 def project(example_config: Config, clock: FixedClock, engine: Engine) -> Project:
     return Project.open(example_config, clock=clock, engine=engine)
@@ -160,31 +196,10 @@ def project(example_config: Config, clock: FixedClock, engine: Engine) -> Projec
 def test_two_clicks_at_the_same_moment_send_one_welcome(project: Project) -> None:
     """Two requests confirming at once (a double click, a link scanner and the reader): one
     welcome, on SQLite and PostgreSQL, whatever the order the threads run in."""
-    sent: list[EmailMessage] = []
-    lock = threading.Lock()
-
-    def mailer(message: EmailMessage) -> None:
-        with lock:
-            sent.append(message)
-
+    sent, mailer = shared_mailbag()
     readers = Readers(project, mailer)
     readers.subscribe("cy@example.com", "", ["backend"])
-    token = confirm_token(bytes(sent[0]))
-    start = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def click() -> None:
-        start.wait()
-        try:
-            readers.confirm(token)
-        except BaseException as err:  # reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=click) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _, errors = clicked_at_once(readers, confirm_token(bytes(sent[0])))
     assert errors == []
     assert [m["Subject"] for m in sent[1:]] == ["Welcome to The Northwind Weekly"]
     with project.engine.connect() as conn:
