@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,6 +24,20 @@ DATE_COLUMNS = ("created_at", "confirmed_at", "changed_at", "unsubscribed_at", "
 """Dates an export writes and an import keeps for the addresses it adds (ISO 8601 with an
 offset; an empty cell is no date)."""
 KEPT_COLUMNS = ("status", "source", *DATE_COLUMNS, "cadence", "time_zone")
+OTHER_NAMES = {
+    "email address": "email",
+    "e-mail address": "email",
+    "e-mail": "email",
+    "email_address": "email",
+}
+"""What other tools call our columns (Mailchimp's and Outlook's exports: "Email Address",
+"E-mail Address"), so that their exports import as they are."""
+FIRST_AND_LAST = ("first name", "last name")
+"""Another tool's name in two columns, joined when the file has no ``name`` column."""
+SUPPRESSED_SINCE = {"unsub_time": Status.UNSUBSCRIBED, "clean_time": Status.BOUNCED}
+"""Mailchimp exports its unsubscribed and its cleaned (bounced) members each in a file of
+their own, marked by a column of when: their rows are imported as what they are, not as
+readers to mail, when the file has no status column of its own."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,8 @@ text")."""
 
 
 def _column_names(cells: list[str]) -> list[str]:
-    return [h.strip().lower().lstrip("\ufeff") for h in cells]
+    names = [h.strip().lower().lstrip("\ufeff") for h in cells]
+    return [OTHER_NAMES.get(n, n) for n in names]
 
 
 def _header_cells(line: str, delimiter: str) -> list[str]:
@@ -151,10 +166,10 @@ def _header_cells(line: str, delimiter: str) -> list[str]:
 
 
 def _delimiter(header: str) -> str:
-    """The delimiter under which ``header`` names the required columns (else a comma, for
-    the error that names them)."""
+    """The delimiter under which ``header`` names the email column (else a comma, for the
+    error that names the columns)."""
     for delimiter in DELIMITERS:
-        if all(c in _header_cells(header, delimiter) for c in REQUIRED_COLUMNS):
+        if "email" in _header_cells(header, delimiter):
             return delimiter
     return DELIMITERS[0]
 
@@ -164,11 +179,16 @@ def _can_delimit(char: str) -> bool:
 
 
 def parse_csv(
-    lines: Iterable[str], resolve_topic: TopicResolver, offered: Offered | None = None
+    lines: Iterable[str],
+    resolve_topic: TopicResolver,
+    offered: Offered | None = None,
+    topics: Sequence[str] = (),
 ) -> ParsedFile:
     """``offered``: the digests offering a choice of cadence and their cadences, for the
-    ``cadence`` column (see :mod:`subscribers.cadences`). The delimiter is the one under which
-    the header names the columns, or the one a first line ``sep=;`` names (Excel's)."""
+    ``cadence`` column (see :mod:`subscribers.cadences`). ``topics``: those of every row of a
+    file without a topics column (another tool's export); a file with one names its own.
+    The delimiter is the one under which the header names the email column, or the one a
+    first line ``sep=;`` names (Excel's)."""
     rest = iter(lines)
     first = next(rest, None)
     hint = (first or "").rstrip("\r\n").lstrip("\ufeff")
@@ -184,7 +204,18 @@ def parse_csv(
         delimiter = _delimiter(first)
     reader = csv.reader(itertools.chain([first], rest), delimiter=delimiter)
     header = _column_names(next(reader))
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if topics and "topics" in header:
+        return ParsedFile(
+            (),
+            (
+                RowProblem(
+                    1 + skipped,
+                    "the file has a topics column of its own; topics for every row are for a "
+                    "file without one",
+                ),
+            ),
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in header and not (c == "topics" and topics)]
     if missing:
         return ParsedFile(
             (),
@@ -217,13 +248,22 @@ def parse_csv(
             )
             continue
         # Our own exports guard cells a spreadsheet would run; the guard comes off here.
-        name = unguard(record[index["name"]].strip()) if "name" in index else ""
         email = unguard(record[index["email"]].strip())
-        kept = read_kept(
-            {c: unguard(record[index[c]]) for c in KEPT_COLUMNS if c in index}, offered
-        )
-        rows.add(line, email, name, split_topics(unguard(record[index["topics"]])), kept)
+        cells = {c: unguard(record[index[c]]) for c in KEPT_COLUMNS if c in index}
+        for column, status in SUPPRESSED_SINCE.items():
+            if "status" not in cells and column in index and record[index[column]].strip():
+                cells["status"] = status.value
+        wanted = split_topics(unguard(record[index["topics"]])) if "topics" in index else []
+        kept = read_kept(cells, offered)
+        rows.add(line, email, _name_in(record, index), wanted or list(topics), kept)
     return rows.result()
+
+
+def _name_in(record: list[str], index: Mapping[str, int]) -> str:
+    if "name" in index:
+        return unguard(record[index["name"]].strip())
+    parts = (unguard(record[index[c]].strip()) for c in FIRST_AND_LAST if c in index)
+    return " ".join(p for p in parts if p)
 
 
 class _Rows:

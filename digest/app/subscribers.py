@@ -48,15 +48,20 @@ def _json_lines(path: Path) -> bool:
     return path.suffix.lower() in JSON_LINES_SUFFIXES
 
 
-def read_file(project: Project, path: Path) -> ParsedFile:
+def read_file(project: Project, path: Path, topics: str = "") -> ParsedFile:
     """The rows of a CSV or JSON Lines file (by its suffix), its topics matched to the
-    project's by name or slug; bad rows are kept as problems, not raised."""
+    project's by name or slug; bad rows are kept as problems, not raised. ``topics`` (names
+    or slugs, separated as in a cell): those of every row of a CSV file without a topics
+    column, as another tool's export is."""
+    given = sorted(topic_slugs(project, topics)) if topics else []
+    if given and _json_lines(path):
+        raise DigestError("topics for every row are for a CSV file", where="--topics")
     try:
         encoding = _encoding_of(path)
         with path.open(encoding=encoding, newline="") as handle:
             if _json_lines(path):
                 return parse_jsonl(handle, _resolver(project), offered(project.config))
-            return parse_csv(handle, _resolver(project), offered(project.config))
+            return parse_csv(handle, _resolver(project), offered(project.config), given)
     except FileNotFoundError:
         raise DigestError("no such file", where=str(path)) from None
     except OSError as e:

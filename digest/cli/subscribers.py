@@ -67,9 +67,23 @@ def subscribers_import(
             "suppressed",
         ),
     ] = False,
+    topics: Annotated[
+        str,
+        typer.Option(
+            "--topics",
+            "-t",
+            help="topics of every row, for a file without a topics column (another tool's "
+            "export); names or slugs separated by ';'",
+        ),
+    ] = "",
 ) -> None:
     """Import subscribers from CSV (columns email, name, topics; topics separated by ';' or '|',
     names or slugs, any case) or JSON Lines (objects with email, name, topics).
+
+    Another tool's CSV export imports as it is, with --topics: its "Email Address" (or
+    "E-mail Address") column is the address, "First Name" and "Last Name" the name, and a
+    Mailchimp file of unsubscribed or cleaned members (its UNSUB_TIME or CLEAN_TIME column)
+    adds them unsubscribed or bounced, never as readers to mail.
 
     Upsert: new addresses are added with the file's status (an export's status column:
     active, pending, unsubscribed, bounced, complained; active when there is none), dates and
@@ -81,7 +95,7 @@ def subscribers_import(
     and skipped; the good rows are imported. Exit code 1 when any row was bad.
     """
     project = open_project(config)
-    parsed = subscribers.read_file(project, file)
+    parsed = subscribers.read_file(project, file, topics)
     import_with_report(project, parsed, dry_run, str(file), reactivate)
     if parsed.problems:
         raise typer.Exit(1)

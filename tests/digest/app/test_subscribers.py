@@ -82,6 +82,44 @@ def test_what_spreadsheets_save_is_read_as_it_was_meant(
     assert summary.added == 2
 
 
+def test_a_mailchimp_export_imports_with_its_topics_given_and_its_suppressed_kept_so(
+    project: Project,
+) -> None:
+    """Its three files as they come: the subscribed are added active, the unsubscribed and
+    the cleaned are kept from mail (and a known address in them is suppressed), names joined
+    from first and last."""
+    subscribers.add(project, "ana@example.com", "Ana", "data")
+    read = {
+        part: subscribers.read_file(
+            project, SPREADSHEETS / f"mailchimp_{part}_members.csv", "Backend & Infrastructure"
+        )
+        for part in ("subscribed", "unsubscribed", "cleaned")
+    }
+    assert [(p.line, p.reason.split(":")[0]) for p in read["subscribed"].problems] == [
+        (4, "bad address 'no-at-sign.example.com'")
+    ]
+    for part, parsed in read.items():
+        subscribers.import_file(project, parsed, part, dry_run=False)
+    found = {s.email: s for s in subscribers.listing(project, None, None)}
+    assert {e: (s.name, s.status, set(s.topics)) for e, s in found.items()} == {
+        "juergen@example.de": ("Jürgen Müller", Status.ACTIVE, {"backend"}),
+        "chloe@example.fr": ("Chloé", Status.ACTIVE, {"backend"}),
+        "left@example.org": ("Lee Left", Status.UNSUBSCRIBED, {"backend"}),
+        "ana@example.com": ("Ana", Status.UNSUBSCRIBED, {"data"}),  # suppressed, as she was
+        "gone@example.net": ("Gone Away", Status.BOUNCED, {"backend"}),
+    }
+    without = subscribers.read_file(project, SPREADSHEETS / "mailchimp_subscribed_members.csv")
+    assert [p.reason for p in without.problems] == [
+        "header lacks column(s) topics; expected columns email, name, topics"
+    ]
+    own = subscribers.read_file(project, SPREADSHEETS / "excel_semicolons.csv", "data")
+    assert [p.reason for p in own.problems] == [
+        "the file has a topics column of its own; topics for every row are for a file without one"
+    ]
+    with pytest.raises(DigestError, match=r"--topics: unknown topic\(s\) gardening"):
+        subscribers.read_file(project, SPREADSHEETS / "excel_semicolons.csv", "gardening")
+
+
 def test_an_export_is_written_whole_or_not_at_all(project: Project, tmp_path: Path) -> None:
     people = "".join(f"reader{n}@example.com,Reader {n},data\n" for n in range(60))
     listed = write(tmp_path / "list.csv", "email,name,topics\n" + people)

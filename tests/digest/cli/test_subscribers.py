@@ -92,6 +92,18 @@ def test_db_upgrade_names_the_database(example_project: Project) -> None:
     assert code == 0 and out.startswith("Database is up to date: sqlite:///")
 
 
+def test_another_tools_export_imports_with_the_topics_given(example_project: Project) -> None:
+    exported = Path(__file__).parents[2] / "data" / "spreadsheets"
+    file = str(exported / "mailchimp_subscribed_members.csv")
+    result = CliRunner().invoke(
+        app,
+        ["subscribers", "import", file, "-t", "backend", "-c", str(example_project.config.path)],
+    )
+    assert result.exit_code == 1  # its one bad row, named by line
+    assert f"{file}:4: bad address 'no-at-sign.example.com'" in " ".join(result.stderr.split())
+    assert "│ added │ 2 │" in " ".join(result.stdout.split())
+
+
 def test_find_show_topics_suppress_export_person_and_erase(
     example_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
