@@ -455,9 +455,10 @@ class Readers:
             "theme": config.file.theme,
             **values,
         }
-        html = inline_css(
-            compile_mjml(self._env.get_template(f"{template}.mjml.j2").render(context))
-        )
+        compiled = compile_mjml(self._env.get_template(f"{template}.mjml.j2").render(context))
+        # mj-button declares the browser's own default pointer, a property most clients
+        # drop (caniemail: css-cursor); without it every client shows the same button.
+        html = inline_css(compiled.replace("cursor:auto;", ""))
         text = self._env.get_template(f"{template}.txt.j2").render(context)
         sending = config.sending
         message = compose(

@@ -24,7 +24,8 @@ from digest.scaffold import scaffold
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
 from subscribers.tokens import Purpose
-from tests.conftest import FixedClock
+from tests.conftest import SCREENSHOTS, FixedClock
+from tests.digest.render.test_client_support import unsupported
 
 
 class RawInbox:
@@ -231,3 +232,44 @@ def test_confirmation_and_welcome_say_how_often_and_in_which_zone_when_offered(
         assert expected in text_of(chosen) and default in text_of(given)
         html = parsed(chosen).get_body(("html",))
         assert html is not None and "How often: monthly" in str(html.get_content())
+
+
+def rgb(hex_colour: str) -> str:
+    """``#1f2933`` as a browser computes it: ``rgb(31, 41, 51)``."""
+    red, green, blue = (int(hex_colour.lstrip("#")[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgb({red}, {green}, {blue})"
+
+
+def test_the_service_emails_follow_the_readers_colour_scheme(
+    project: Project, browser: Any, corpus: Path
+) -> None:
+    """The confirmation request, the welcome and the preferences link: dark in a dark client,
+    as the digest is (light text on the digest's dark panel), light otherwise; and nothing in
+    them that caniemail says a target client lacks without a fallback."""
+    sent, mailer = shared_mailbag()
+    readers = Readers(project, mailer)
+    readers.subscribe("dee@example.com", "Dee", ["backend"])
+    readers.confirm(confirm_token(bytes(sent[0])))
+    readers.send_link("dee@example.com")
+    htmls = {}
+    for message in sent:
+        body = message.get_body(("html",))
+        assert body is not None
+        htmls[str(message["Subject"]).split(" ")[0]] = str(body.get_content())
+    assert sorted(htmls) == ["Confirm", "Welcome", "Your"]
+    colours = (
+        "() => [getComputedStyle(document.querySelector('.panel')).backgroundColor,"
+        " getComputedStyle(document.querySelector('.panel h1')).color]"
+    )
+    for name, html in htmls.items():
+        for scheme, expected in (
+            ("dark", ["rgb(17, 24, 39)", "rgb(229, 231, 235)"]),
+            ("light", ["rgb(255, 255, 255)", rgb(project.config.file.theme.text)]),
+        ):
+            page = browser.new_page(viewport={"width": 375, "height": 700}, color_scheme=scheme)
+            page.set_content(html)
+            page.screenshot(path=str(SCREENSHOTS / f"service-{name}-{scheme}-375.png"))
+            found = page.evaluate(colours)
+            page.close()
+            assert found == expected, (name, scheme)
+    assert unsupported(corpus, htmls.values())[1] == {}

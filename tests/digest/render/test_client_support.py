@@ -7,6 +7,7 @@ on table cells, never inline, ...), it is checked here on the rendered HTML."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -45,19 +46,29 @@ def inline(html: str) -> list[tuple[str, str, str, lxml_html.HtmlElement]]:
     return found
 
 
-def test_every_feature_used_is_supported_or_has_a_named_fallback(
-    corpus: Path, variants: dict[str, str]
-) -> None:
+def unsupported(
+    corpus: Path, htmls: Iterable[str]
+) -> tuple[set[str], dict[str, list[tuple[str, str]]]]:
+    """The features the emails use, and those some target client lacks with no fallback
+    named (feature → the clients)."""
     lacking = load_unsupported(corpus.joinpath(*CSV))
     used: set[str] = set()
-    for html in variants.values():
+    for html in htmls:
         used |= email_features(html)
-    assert {"html-table", "html-img", "css-padding", "css-at-media"} <= used  # the lint sees
     problems = {
         feature: sorted(lacking.get(feature, set()) - ENHANCEMENTS.get(feature, set()))
         for feature in used
         if lacking.get(feature, set()) - ENHANCEMENTS.get(feature, set())
     }
+    return used, problems
+
+
+def test_every_feature_used_is_supported_or_has_a_named_fallback(
+    corpus: Path, variants: dict[str, str]
+) -> None:
+    lacking = load_unsupported(corpus.joinpath(*CSV))
+    used, problems = unsupported(corpus, variants.values())
+    assert {"html-table", "html-img", "css-padding", "css-at-media"} <= used  # the lint sees
     assert problems == {}, problems
     stale = {
         f: sorted(clients - lacking.get(f, set()))
