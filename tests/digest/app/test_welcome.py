@@ -257,6 +257,8 @@ def test_the_service_emails_follow_the_readers_colour_scheme(
         assert body is not None
         htmls[str(message["Subject"]).split(" ")[0]] = str(body.get_content())
     assert sorted(htmls) == ["Confirm", "Welcome", "Your"]
+    assert not any("{{" in html or "{%" in html for html in htmls.values())
+    assert '">One click and The Northwind Weekly starts.</div>' in htmls["Confirm"]
     colours = (
         "() => [getComputedStyle(document.querySelector('.panel')).backgroundColor,"
         " getComputedStyle(document.querySelector('.panel h1')).color]"

@@ -1,8 +1,10 @@
 """Inbox-grade mail, judged on the raw bytes by the tools receivers and auditors use.
 
 The messages: one per golden variant (``tests/data/golden``, the snapshots of the golden
-issue), written by the outbox transport exactly as a send writes them, and every message of
-the demo (``digest demo`` through the CLI, with the public URL a deployment has: https).
+issue), written by the outbox transport exactly as a send writes them, every message of
+the demo (``digest demo`` through the CLI, with the public URL a deployment has: https), and
+a reader's first emails (confirmation request, welcome, preferences link), as the project's
+transport writes them.
 
 Each one must parse with zero defects under a strict RFC 5322 reader, meet RFC 8058's
 conditions for one-click unsubscribe (raw https URI, exact List-Unsubscribe-Post, a DKIM
@@ -20,15 +22,22 @@ import re
 import subprocess
 import sys
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
+from digest.app import people
+from digest.app.readers import Readers
+from digest.app.wiring import Project
+from digest.config import load_config
 from digest.models import Variant
+from digest.scaffold import scaffold
 from digest.send.batch import CompiledVariant, OutgoingBatch, Recipient
 from digest.send.message import Envelope, feedback_id, feedback_sender_id, list_id
 from digest.send.outbox import OutboxTransport
 from subscribers.tokens import TokenSigner
+from tests.digest.app.test_welcome import confirm_token
 from tests.digest.render.golden import ALL_KEYS, CTX, ISSUE, key_name
 from tests.digest.send.conformance import (
     long_lines,
@@ -121,6 +130,35 @@ def demo_messages(folder: Path) -> list[bytes]:
     return [path.read_bytes() for path in sorted((site / "outbox").rglob("*.eml"))]
 
 
+def service_messages(folder: Path) -> dict[str, bytes]:
+    """A reader's first emails, before any digest, as the project's transport writes them:
+    the confirmation request (to a new address, and to one erased on request coming back),
+    the welcome and the preferences link."""
+    site = scaffold(folder / "site")
+    text = site.read_text(encoding="utf-8")
+    site.write_text(
+        re.sub(r'(?m)^public_url = "[^"]*"', f'public_url = "{DEMO_PUBLIC_URL}"', text),
+        encoding="utf-8",
+    )
+    config = load_config(site, {"DIGEST_SECRET_KEY": "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"})
+    project = Project.open(config)
+    sent: list[EmailMessage] = []
+    readers = Readers(project, sent.append)
+    readers.subscribe("ada@example.com", "Ada Lovelace", ["backend", "data"])
+    readers.confirm(confirm_token(bytes(sent[0])))
+    readers.send_link("ada@example.com")
+    people.erase(project, people.id_of(project, "ada@example.com"))
+    readers.subscribe("ada@example.com", "Ada Lovelace", ["data"])
+    names = ["confirmation", "welcome", "preferences link", "confirmation, coming back"]
+    assert len(sent) == len(names)
+    written: dict[str, Path] = {}
+    for name, message in zip(names, sent, strict=True):
+        project.mailer()(message)
+        [path] = [p for p in config.outbox_dir.rglob("*.eml") if p not in written.values()]
+        written[name] = path
+    return {f"service {name}": path.read_bytes() for name, path in written.items()}
+
+
 @pytest.fixture(scope="module")
 def messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Every message judged, by a name saying which it is."""
@@ -129,7 +167,14 @@ def messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     assert len(golden) == len(ALL_KEYS) == 7 and len(demo) > 20
     named = {f"golden {key_name(k)}": raw for k, raw in zip(ALL_KEYS, golden, strict=True)}
     named.update({f"demo {number}": raw for number, raw in enumerate(demo, 1)})
+    named.update(service_messages(tmp_path_factory.mktemp("service")))
     return named
+
+
+def digests(messages: dict[str, bytes]) -> dict[str, bytes]:
+    """The digests among ``messages``: what bulk mail must carry (one-click unsubscribe, a
+    Feedback-ID), which a confirmation request must not pretend to be."""
+    return {name: raw for name, raw in messages.items() if not name.startswith("service")}
 
 
 def test_every_message_parses_strictly_with_no_defect(messages: dict[str, bytes]) -> None:
@@ -144,7 +189,7 @@ def test_header_lines_are_folded_where_they_can_be(messages: dict[str, bytes]) -
 
 
 def test_every_message_meets_rfc_8058_one_click(messages: dict[str, bytes]) -> None:
-    problems = {name: rfc8058_problems(raw) for name, raw in messages.items()}
+    problems = {name: rfc8058_problems(raw) for name, raw in digests(messages).items()}
     assert {name: found for name, found in problems.items() if found} == {}
 
 
@@ -152,7 +197,7 @@ def test_feedback_id_and_message_id_are_there_and_unique(messages: dict[str, byt
     ids = [raw_value(raw, "Message-ID") for raw in messages.values()]
     assert all(len(found) == 1 for found in ids)
     assert len({found[0] for found in ids}) == len(ids)
-    for name, raw in messages.items():
+    for name, raw in digests(messages).items():
         [feedback] = raw_value(raw, "Feedback-ID")
         fields = feedback.split(":")
         assert len(fields) == 4 and 5 <= len(fields[-1]) <= 15, (name, feedback)
