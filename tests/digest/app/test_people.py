@@ -265,6 +265,7 @@ def test_erasures_outlive_a_rotation_of_the_secret_key(project: Project) -> None
     with pytest.raises(DigestError, match="DIGEST_PREVIOUS_SECRET_KEY") as refused:
         subscribers.add(jumped, "someone.new@example.com", "", "backend")
     assert "set DIGEST_PREVIOUS_SECRET_KEY to that key" in str(refused.value)
+    assert not people.find(jumped, ADA).erased  # a search answers, knowing no better
     refuses_ada(rotated(project, "a third key", previous="the second key, for a while"))
     refuses_ada(rotated(project, "a third key"))
     assert subscribers.add(rotated(project, "a third key"), "new@example.com", "", "data")
