@@ -41,14 +41,10 @@ _RETURN_SALT = b"digest.erasure.return"
 _WRAP_SALT = b"digest.erasure.wrap"
 
 
-def _derived(secret_key: str) -> bytes:
-    return hmac.new(secret_key.encode("utf-8"), _SALT, hashlib.sha256).digest()
-
-
 def derived_key(secret_key: str) -> bytes:
     """The key a hash was made with before the keys were kept in the database: derived from
     the secret key of the time (adopted by :meth:`SubscriberStore.erasure_keys`)."""
-    return _derived(secret_key)
+    return hmac.new(secret_key.encode("utf-8"), _SALT, hashlib.sha256).digest()
 
 
 class ErasureHasher:
@@ -88,10 +84,7 @@ class ReturnSeal:
     until its owner confirms: it travels in the link, readable by this project only."""
 
     def __init__(self, secret_keys: Sequence[str]) -> None:
-        keys = [k for k in secret_keys if k]
-        if not keys:
-            raise ValueError("a sealed address needs the secret key")
-        self._fernet = MultiFernet([Fernet(_fernet_key(k)) for k in keys])
+        self._fernet = MultiFernet(_fernets(secret_keys, _RETURN_SALT, "a sealed address"))
 
     def seal(self, address: str, name: str) -> str:
         return self._fernet.encrypt(json.dumps([address, name]).encode("utf-8")).decode("ascii")
@@ -114,11 +107,9 @@ class KeyWrap:
     current one first: what the database keeps of them."""
 
     def __init__(self, secret_keys: Sequence[str]) -> None:
-        keys = [k for k in secret_keys if k]
-        if not keys:
-            raise ValueError("wrapping a key needs the secret key")
-        self._current = Fernet(_fernet_key(keys[0], _WRAP_SALT))
-        self._fernet = MultiFernet([Fernet(_fernet_key(k, _WRAP_SALT)) for k in keys])
+        fernets = _fernets(secret_keys, _WRAP_SALT, "wrapping a key")
+        self._current = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     def wrap(self, key: bytes) -> str:
         return self._fernet.encrypt(key).decode("ascii")
@@ -138,6 +129,12 @@ class KeyWrap:
         return key, None
 
 
-def _fernet_key(secret_key: str, salt: bytes = _RETURN_SALT) -> bytes:
-    derived = hmac.new(secret_key.encode("utf-8"), salt, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(derived)
+def _fernets(secret_keys: Sequence[str], salt: bytes, what: str) -> list[Fernet]:
+    """A Fernet per secret key set (the current one first), each keyed for ``salt``'s use."""
+    keys = [k for k in secret_keys if k]
+    if not keys:
+        raise ValueError(f"{what} needs the secret key")
+    return [
+        Fernet(base64.urlsafe_b64encode(hmac.new(k.encode("utf-8"), salt, hashlib.sha256).digest()))
+        for k in keys
+    ]

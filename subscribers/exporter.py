@@ -41,7 +41,7 @@ def records(
     offered: Mapping[str, Collection[str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every subscriber but the erased: they hold no address, and their hash is tied to this
-    project's secret key (:mod:`subscribers.erasure`). Given ``offered`` (digest → its
+    project's erasure key (:mod:`subscribers.erasure`). Given ``offered`` (digest → its
     cadences), a cadence it no longer offers is left out: an import would refuse the row,
     and left out it means "unchanged" (the next issue moves such readers to the default)."""
     for rows in store.iterate_rows(chunk_size):

@@ -11,6 +11,7 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Integer,
     Row,
@@ -718,13 +719,12 @@ class SubscriberStore:
         kept, and again when none of those kept opens with the secret keys set but nobody is
         erased (there is nothing they recognise). Empty when none opens and somebody is."""
         e = tables.erasure_keys.c
-        rows = list(self.conn.execute(select(e.id, e.wrapped).order_by(e.id)))
+        rows = self._unwrapped_erasure_keys(wrap)
         keys: list[bytes] = []
-        for key_id, wrapped in rows:
-            try:
-                key, rewrapped = wrap.unwrap(wrapped)
-            except ValueError:
+        for key_id, opened in rows:
+            if opened is None:
                 continue  # wrapped with a key no longer set: said by the empty list
+            key, rewrapped = opened
             if rewrapped is not None:
                 self.conn.execute(
                     update(tables.erasure_keys).where(e.id == key_id).values(wrapped=rewrapped)
@@ -743,15 +743,24 @@ class SubscriberStore:
         """Delete the erasure keys ``wrap`` does not open; how many. The people erased under
         them are no longer recognised."""
         e = tables.erasure_keys.c
-        dropped = []
-        for key_id, wrapped in self.conn.execute(select(e.id, e.wrapped)):
-            try:
-                wrap.unwrap(wrapped)
-            except ValueError:
-                dropped.append(key_id)
+        dropped = [key_id for key_id, opened in self._unwrapped_erasure_keys(wrap) if not opened]
         if dropped:
             self.conn.execute(delete(tables.erasure_keys).where(e.id.in_(dropped)))
         return len(dropped)
+
+    def _unwrapped_erasure_keys(
+        self, wrap: KeyWrap
+    ) -> list[tuple[int, tuple[bytes, str | None] | None]]:
+        """Each kept erasure key's id and what :meth:`KeyWrap.unwrap` makes of it (None when
+        no secret key set opens it), in the order they were kept."""
+        e = tables.erasure_keys.c
+        found: list[tuple[int, tuple[bytes, str | None] | None]] = []
+        for key_id, wrapped in self.conn.execute(select(e.id, e.wrapped).order_by(e.id)):
+            try:
+                found.append((key_id, wrap.unwrap(wrapped)))
+            except ValueError:
+                found.append((key_id, None))
+        return found
 
     def erased_ids(self, keys: Iterable[str]) -> list[int]:
         """The ids of the erased rows keeping one of ``keys`` (erasure hashes), in order."""
@@ -777,26 +786,22 @@ class SubscriberStore:
         False, and nothing changed, when ``erased_id`` keeps none of ``keys`` (any more): the
         write is also what puts two clicks at once one after the other."""
         s = tables.subscribers.c
-        lifted = literal(LIFTED) + cast(s.id, String)
-        found = self.conn.execute(
-            update(tables.subscribers)
-            .where(
-                s.id == erased_id,
-                s.status == Status.ERASED.value,
-                tables.among(self.conn, s.email_key, list(keys)),
+
+        def lift(*which: ColumnElement[bool]) -> int:
+            erased = s.status == Status.ERASED.value
+            keeping = tables.among(self.conn, s.email_key, list(keys))
+            lifted = literal(LIFTED) + cast(s.id, String)
+            return int(
+                self.conn.execute(
+                    update(tables.subscribers)
+                    .where(erased, keeping, *which)
+                    .values(email_key=lifted, changed_at=now)
+                ).rowcount
             )
-            .values(email_key=lifted, changed_at=now)
-        )
-        if found.rowcount != 1:
+
+        if lift(s.id == erased_id) != 1:
             return False
-        self.conn.execute(
-            update(tables.subscribers)
-            .where(
-                s.status == Status.ERASED.value,
-                tables.among(self.conn, s.email_key, list(keys)),
-            )
-            .values(email_key=lifted, changed_at=now)
-        )
+        lift()
         return True
 
     def erase(self, subscriber_id: int, erased_key: str, now: datetime) -> None:

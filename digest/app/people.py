@@ -264,9 +264,9 @@ def forget_unopened_erasures(project: Project) -> int:
     (how many), and with them the recognition of everyone erased under them, who may then
     be added again. Until this is run, adding or importing anyone stops with an error naming
     the previous key (:func:`digest.app.subscribers.erasure_hasher`)."""
-    secrets = project.config.secrets
-    given = [k for k in (secrets.require_secret_key(), secrets.previous_secret_key) if k]
+    project.config.secrets.require_secret_key()
+    wrap = KeyWrap(project.config.secrets.secret_keys())
     with project.transaction() as conn:
-        dropped = SubscriberStore(conn).drop_unopened_erasure_keys(KeyWrap(given))
+        dropped = SubscriberStore(conn).drop_unopened_erasure_keys(wrap)
     project.erasure_keys(again=True)
     return dropped

@@ -84,9 +84,8 @@ class Readers:
         self._env = project.environment()
         self._env.globals["approval_shown"] = approval_shown  # the editor pages' badges
         self._signer = project.signer()
-        secrets = project.config.secrets
-        keys = [k for k in (secrets.require_secret_key(), secrets.previous_secret_key) if k]
-        self._return_seal = ReturnSeal(keys)
+        project.config.secrets.require_secret_key()
+        self._return_seal = ReturnSeal(project.config.secrets.secret_keys())
         self._env.globals["logo_src"] = self._logo_src()
 
     def _logo_src(self) -> str | None:

@@ -148,8 +148,7 @@ class Project:
         key, or when none of those kept opens with the keys set. ``again``: read them
         anew (after a change to them)."""
         if self._erasure_keys is None or again:
-            secrets = self.config.secrets
-            given = [k for k in (secrets.secret_key, secrets.previous_secret_key) if k]
+            given = self.config.secrets.secret_keys()
             if not given:
                 self._erasure_keys = []
             else:

@@ -96,6 +96,10 @@ class Secrets:
             imap_password=environ.get(IMAP_PASSWORD_ENV) or None,
         )
 
+    def secret_keys(self) -> list[str]:
+        """The signing keys set: the current one, then the previous one during a rotation."""
+        return [k for k in (self.secret_key, self.previous_secret_key) if k]
+
     def require_secret_key(self) -> str:
         if not self.secret_key:
             raise SecretMissing(

@@ -258,7 +258,6 @@ def watermarks_at_switch(
         if mine is None:
             chose = subscriber_id in own
             mine = stands if chose or unchosen_at is None else unchosen_at
-        base = mine
-        known = [int(v) for v in (base, delivered.get(subscriber_id)) if v is not None]
+        known = [int(v) for v in (mine, delivered.get(subscriber_id)) if v is not None]
         marks[subscriber_id] = max(known) if known else None
     return marks
