@@ -48,17 +48,24 @@ def _json_lines(path: Path) -> bool:
     return path.suffix.lower() in JSON_LINES_SUFFIXES
 
 
-def read_file(project: Project, path: Path, topics: str = "") -> ParsedFile:
+def read_file(
+    project: Project, path: Path, topics: str = "", encoding: str | None = None
+) -> ParsedFile:
     """The rows of a CSV or JSON Lines file (by its suffix), its topics matched to the
     project's by name or slug; bad rows are kept as problems, not raised. ``topics`` (names
     or slugs, separated as in a cell): those of every row of a CSV file without a topics
-    column, as another tool's export is."""
+    column, as another tool's export is. ``encoding``: the file's, when it is not UTF-8 or
+    UTF-16 with its mark (a CSV file saved by Excel on Windows is in the system's code page,
+    cp1252 in Western Europe and the Americas); never guessed, since a wrong guess imports
+    wrong names without an error."""
     given = sorted(topic_slugs(project, topics)) if topics else []
     if given and _json_lines(path):
         raise DigestError("topics for every row are for a CSV file", where="--topics")
+    named = _named_encoding(encoding) if encoding else None
+    read_as = named or "utf-8-sig"
     try:
-        encoding = _encoding_of(path)
-        with path.open(encoding=encoding, newline="") as handle:
+        read_as = named or _encoding_of(path)
+        with path.open(encoding=read_as, newline="") as handle:
             if _json_lines(path):
                 return parse_jsonl(handle, _resolver(project), offered(project.config))
             return parse_csv(handle, _resolver(project), offered(project.config), given)
@@ -67,16 +74,7 @@ def read_file(project: Project, path: Path, topics: str = "") -> ParsedFile:
     except OSError as e:
         raise DigestError(f"cannot read: {e.strerror or e}", where=str(path)) from None
     except UnicodeDecodeError as e:
-        if encoding == "utf-16":
-            raise DigestError(
-                f"not UTF-16 text, though it starts as such ({e.reason} at byte {e.start})",
-                where=str(path),
-            ) from None
-        raise DigestError(
-            f"not UTF-8 text ({e.reason} at byte {e.start}); a spreadsheet saves it as "
-            '"CSV UTF-8" or "Unicode text"',
-            where=str(path),
-        ) from None
+        raise DigestError(_undecodable(path, read_as, named, e), where=str(path)) from None
 
 
 def _encoding_of(path: Path) -> str:
@@ -85,6 +83,54 @@ def _encoding_of(path: Path) -> str:
     with path.open("rb") as handle:
         start = handle.read(2)
     return "utf-16" if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
+
+
+def _named_encoding(name: str) -> str:
+    try:
+        found = codecs.lookup(name).name
+    except LookupError:
+        raise DigestError(
+            f"unknown encoding {name!r} (for example utf-8, cp1252, mac_roman, latin-1)",
+            where="--encoding",
+        ) from None
+    return "utf-8-sig" if found == "utf-8" else found
+
+
+def _undecodable(path: Path, read_as: str, named: str | None, error: UnicodeDecodeError) -> str:
+    """Why the file cannot be read, where, and what to do: a file that is not UTF-8 but reads
+    as cp1252 is almost always Excel's "CSV (Comma delimited)", so that is named as a
+    choice."""
+    where = f"line {_first_bad_line(path, read_as)}: {error.reason}"
+    if named:
+        return f"not {named} text ({where})"
+    if read_as == "utf-16":
+        return f"not UTF-16 text, though it starts as such ({where})"
+    advice = 'a spreadsheet saves it as "CSV UTF-8" or "Unicode text"'
+    if _first_bad_line(path, "cp1252") == 0:
+        advice = (
+            'it reads as cp1252, the code page Excel saves "CSV (Comma delimited)" in on '
+            f"Windows: if it came from there, import it with --encoding cp1252; or {advice}"
+        )
+    return f"not UTF-8 text ({where}); {advice}"
+
+
+def _first_bad_line(path: Path, encoding: str) -> int:
+    """The number of the first line ``encoding`` cannot decode, 0 when it decodes the whole
+    file. Fed a line of bytes at a time, the decoder keeps a character split across lines
+    (UTF-16) for the next."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    seen = 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                seen += decoder.decode(raw).count("\n")
+            except UnicodeDecodeError:
+                return seen + 1
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return seen + 1
+    return 0
 
 
 def erasure_hasher(project: Project, store: SubscriberStore) -> ErasureHasher | None:

@@ -76,6 +76,14 @@ def subscribers_import(
             "export); names or slugs separated by ';'",
         ),
     ] = "",
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="the file's encoding when it is not UTF-8 or UTF-16 with its mark, e.g. "
+            'cp1252 for Excel\'s "CSV (Comma delimited)" on Windows',
+        ),
+    ] = None,
 ) -> None:
     """Import subscribers from CSV (columns email, name, topics; topics separated by ';' or '|',
     names or slugs, any case) or JSON Lines (objects with email, name, topics).
@@ -95,7 +103,7 @@ def subscribers_import(
     and skipped; the good rows are imported. Exit code 1 when any row was bad.
     """
     project = open_project(config)
-    parsed = subscribers.read_file(project, file, topics)
+    parsed = subscribers.read_file(project, file, topics, encoding)
     import_with_report(project, parsed, dry_run, str(file), reactivate)
     if parsed.problems:
         raise typer.Exit(1)

@@ -45,14 +45,40 @@ def test_a_file_is_read_by_its_suffix_and_its_bad_rows_kept_as_problems(
         subscribers.read_file(project, tmp_path / "missing.csv")
     with pytest.raises(DigestError, match="cannot read: Is a directory"):
         subscribers.read_file(project, tmp_path)
-    latin = tmp_path / "latin.csv"
-    latin.write_bytes("email,name,topics\nc@example.com,Zoë,data\n".encode("latin-1"))
-    with pytest.raises(DigestError, match=r'not UTF-8 text .* saves it as "CSV UTF-8"'):
-        subscribers.read_file(project, latin)
     broken = tmp_path / "broken.txt"
     broken.write_bytes(codecs.BOM_UTF16_LE + "email\tname\ttopics\r\n".encode("utf-16-le")[:-1])
     with pytest.raises(DigestError, match="not UTF-16 text, though it starts as such"):
         subscribers.read_file(project, broken)
+
+
+def test_a_file_in_another_encoding_is_refused_by_line_unless_its_encoding_is_named(
+    project: Project, tmp_path: Path
+) -> None:
+    """Never guessed (a wrong guess imports wrong names silently); the error names the line
+    and, for what reads as Windows' code page, the option that reads it."""
+    rows = "".join(f"r{n}@example.com,R,data\n" for n in range(3000))  # past a read's chunk
+    windows = tmp_path / "windows.csv"
+    windows.write_bytes(f"email,name,topics\n{rows}z@example.com,Zoë ‘Z’,data\n".encode("cp1252"))
+    with pytest.raises(DigestError, match=r"not UTF-8 text \(line 3002: .*--encoding cp1252") as e:
+        subscribers.read_file(project, windows)
+    assert e.value.where == str(windows)
+    parsed = subscribers.read_file(project, windows, encoding="Windows-1252")
+    assert parsed.rows[-1].name == "Zoë ‘Z’"
+    assert not parsed.problems
+
+    neither = tmp_path / "neither.csv"
+    neither.write_bytes(b"email,name,topics\nz@example.com,\x81\xff,data\n")
+    with pytest.raises(DigestError) as e:
+        subscribers.read_file(project, neither)
+    assert "line 2" in e.value.message and "cp1252" not in e.value.message
+    with pytest.raises(DigestError, match=r"not cp1252 text \(line 2: ") as e:
+        subscribers.read_file(project, neither, encoding="cp1252")
+    with pytest.raises(DigestError, match="unknown encoding 'klingon'") as e:
+        subscribers.read_file(project, neither, encoding="klingon")
+    assert e.value.where == "--encoding"
+
+    marked = write(tmp_path / "marked.csv", "\ufeffemail,name,topics\na@example.com,Å,data\n")
+    assert [r.name for r in subscribers.read_file(project, marked, encoding="UTF8").rows] == ["Å"]
 
 
 SPREADSHEETS = Path(__file__).parents[2] / "data" / "spreadsheets"
@@ -65,12 +91,14 @@ SPREADSHEETS = Path(__file__).parents[2] / "data" / "spreadsheets"
         ("excel_semicolons_sep_line.csv", 4),  # with the line Excel reads its delimiter from
         ("excel_unicode_text.txt", 3),  # "Unicode text": UTF-16 LE, tabs
         ("unicode_text_big_endian.txt", 3),
+        ("excel_windows_code_page.csv", 3),  # "CSV (Comma delimited)": cp1252, named
     ],
 )
 def test_what_spreadsheets_save_is_read_as_it_was_meant(
     project: Project, file: str, bad_line: int
 ) -> None:
-    parsed = subscribers.read_file(project, SPREADSHEETS / file)
+    encoding = "cp1252" if "code_page" in file else None
+    parsed = subscribers.read_file(project, SPREADSHEETS / file, encoding=encoding)
     assert [(r.email, r.name, r.topics) for r in parsed.rows] == [
         ("juergen@example.de", "Jürgen Müller", frozenset({"backend", "data"})),
         ("chloe@example.fr", "Chloé Dubois", frozenset({"frontend"})),
