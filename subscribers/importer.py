@@ -7,7 +7,7 @@ import csv
 import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
@@ -38,6 +38,10 @@ SUPPRESSED_SINCE = {"unsub_time": Status.UNSUBSCRIBED, "clean_time": Status.BOUN
 """Mailchimp exports its unsubscribed and its cleaned (bounced) members each in a file of
 their own, marked by a column of when: their rows are imported as what they are, not as
 readers to mail, when the file has no status column of its own."""
+MAILCHIMP_MARKS = ("leid", "euid")
+"""Columns only a Mailchimp export has: its ``TIMEZONE`` is then the zone Mailchimp guessed
+from where the reader signed up (an IANA name), taken as a guess (:attr:`Kept.zone_guessed`)."""
+GUESSED_ZONE = "timezone"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class Kept:
     """Digest → cadence the row names (:mod:`subscribers.cadences`); empty: says nothing."""
     time_zone: str | None = None
     """The reader's IANA zone; ``""``: the digest's own; None: the file says nothing."""
+    zone_guessed: bool = False
+    """``time_zone`` is another tool's guess, not the reader's word: it is given to readers
+    with no zone, and never replaces one they have."""
 
 
 NOTHING_KEPT = Kept()
@@ -228,6 +235,9 @@ def parse_csv(
             ),
         )
     index = {name: header.index(name) for name in header}
+    guesses_zone = (
+        all(c in index for c in (*MAILCHIMP_MARKS, GUESSED_ZONE)) and "time_zone" not in index
+    )
     rows = _Rows(resolve_topic)
     start = reader.line_num + 1 + skipped
     while True:
@@ -255,8 +265,17 @@ def parse_csv(
                 cells["status"] = status.value
         wanted = split_topics(unguard(record[index["topics"]])) if "topics" in index else []
         kept = read_kept(cells, offered)
+        if guesses_zone and isinstance(kept, Kept):
+            kept = _with_guessed_zone(kept, record[index[GUESSED_ZONE]])
         rows.add(line, email, _name_in(record, index), wanted or list(topics), kept)
     return rows.result()
+
+
+def _with_guessed_zone(kept: Kept, cell: str) -> Kept:
+    """A zone another tool guessed, when it is one we know; any other value is no guess at
+    all, never a reason to refuse the reader (they get the digest's zone)."""
+    zone = canonical_zone(unguard(cell))
+    return replace(kept, time_zone=zone, zone_guessed=True) if zone else kept
 
 
 def _name_in(record: list[str], index: Mapping[str, int]) -> str:

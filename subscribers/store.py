@@ -196,8 +196,16 @@ class _Choices:
             [existing.id for existing, row in known if row.kept.cadences]
         )
 
+    @staticmethod
+    def _zone_said(row: ImportRow, existing: Subscriber | None) -> str | None:
+        """The zone the row gives its reader (``""``: the digest's); None when it says
+        nothing, or only guesses for a reader who has a zone already."""
+        if row.kept.zone_guessed and existing is not None and existing.time_zone is not None:
+            return None
+        return row.kept.time_zone
+
     def differ(self, existing: Subscriber, row: ImportRow) -> bool:
-        zone = row.kept.time_zone
+        zone = self._zone_said(row, existing)
         if zone is not None and (zone or None) != existing.time_zone:
             return True
         if not row.kept.cadences:
@@ -205,11 +213,13 @@ class _Choices:
         current = self.current[existing.id]
         return any(current.get(d) != c for d, c in row.kept.cadences.items())
 
-    def take(self, subscriber_id: int, row: ImportRow, fresh: bool = False) -> None:
-        """``fresh``: added by this import, with its zone already."""
-        zone = row.kept.time_zone
-        if zone is not None and not fresh:
-            self.store.set_time_zone(subscriber_id, zone or None, self.now)
+    def take(self, row: ImportRow, existing: Subscriber | None, added_id: int = 0) -> None:
+        """The row's choices for ``existing``, or for the reader this import added as
+        ``added_id`` (with its zone already)."""
+        zone = self._zone_said(row, existing)
+        if zone is not None and existing is not None:
+            self.store.set_time_zone(existing.id, zone or None, self.now)
+        subscriber_id = existing.id if existing is not None else added_id
         if row.kept.cadences:
             if self.switch is None:
                 raise ValueError("an import with cadences needs the digests' switch")
@@ -332,7 +342,7 @@ class SubscriberStore:
                 ids = self._insert_many(fresh, Status.ACTIVE, now, source, topic_id)
                 statistics.grew(len(fresh))
                 for row in fresh:
-                    choices.take(ids[email_key(row.email)], row, fresh=True)
+                    choices.take(row, None, ids[email_key(row.email)])
             taken: dict[int, ImportRow] = {}
             for row in chunk:
                 existing = known.get(email_key(row.email))
@@ -380,7 +390,7 @@ class SubscriberStore:
                 tally.reactivated += 1
                 if not dry_run:
                     self.set_status_of(existing.id, Status.ACTIVE, now)
-                    choices.take(existing.id, row)
+                    choices.take(row, existing)
                     return True
             return False
         if said is not None and said.suppressed:
@@ -400,7 +410,7 @@ class SubscriberStore:
             return False
         if revive:
             self.set_status_of(existing.id, Status.ACTIVE, now)
-        choices.take(existing.id, row)
+        choices.take(row, existing)
         return not same or revive
 
     def _take(

@@ -91,7 +91,8 @@ def subscribers_import(
     Another tool's CSV export imports as it is, with --topics: its "Email Address" (or
     "E-mail Address") column is the address, "First Name" and "Last Name" the name, and a
     Mailchimp file of unsubscribed or cleaned members (its UNSUB_TIME or CLEAN_TIME column)
-    adds them unsubscribed or bounced, never as readers to mail.
+    adds them unsubscribed or bounced, never as readers to mail; the zone Mailchimp guessed
+    (TIMEZONE) is given to readers who have none.
 
     Upsert: new addresses are added with the file's status (an export's status column:
     active, pending, unsubscribed, bounced, complained; active when there is none), dates and

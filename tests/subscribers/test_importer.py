@@ -73,3 +73,36 @@ def test_a_file_reads_the_same_whichever_delimiter_a_spreadsheet_wrote(
         for n, (name, topics) in enumerate(people)
     ]
     assert [(r.line, r.email, r.name, len(r.topics) - 1) for r in parsed.rows] == expected
+
+
+def test_the_zone_mailchimp_guessed_is_a_guess_and_never_a_reason_to_refuse() -> None:
+    """In Mailchimp's export (known by its LEID and EUID columns) TIMEZONE is where the reader
+    seemed to sign up from: kept as a guess when it is a zone we know, else left out, never
+    a bad row; in any other file a ``timezone`` column is not ours and says nothing."""
+    header = "Email Address,TIMEZONE,LEID,EUID\n"
+    parsed = parse_csv(
+        [
+            header,
+            "a@example.com,asia/kathmandu,1,x\n",
+            "b@example.com,Mars/Olympus_Mons,2,y\n",
+            "c@example.com,,3,z\n",
+        ],
+        RESOLVE,
+        topics=["data"],
+    )
+    assert not parsed.problems
+    assert [(r.email, r.kept.time_zone, r.kept.zone_guessed) for r in parsed.rows] == [
+        ("a@example.com", "Asia/Kathmandu", True),
+        ("b@example.com", None, False),
+        ("c@example.com", None, False),
+    ]
+    not_mailchimp = parse_csv(
+        ["email,timezone\n", "a@example.com,Asia/Kathmandu\n"], RESOLVE, topics=["data"]
+    )
+    assert [r.kept.time_zone for r in not_mailchimp.rows] == [None]
+    ours_too = parse_csv(
+        ["email,time_zone,timezone,leid,euid\n", "a@example.com,,Asia/Kathmandu,1,x\n"],
+        RESOLVE,
+        topics=["data"],
+    )
+    assert [(r.kept.time_zone, r.kept.zone_guessed) for r in ours_too.rows] == [("", False)]

@@ -16,6 +16,7 @@ from digest.config import Config
 from digest.errors import DigestError
 from subscribers import tables
 from subscribers.models import Status
+from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock
 from tests.disks import tmpfs
 
@@ -115,8 +116,9 @@ def test_a_mailchimp_export_imports_with_its_topics_given_and_its_suppressed_kep
 ) -> None:
     """Its three files as they come: the subscribed are added active, the unsubscribed and
     the cleaned are kept from mail (and a known address in them is suppressed), names joined
-    from first and last."""
+    from first and last, and the zone Mailchimp guessed given to those who have none."""
     subscribers.add(project, "ana@example.com", "Ana", "data")
+    subscribers.add(project, "chloe@example.fr", "Chloé", "backend", time_zone="America/Toronto")
     read = {
         part: subscribers.read_file(
             project, SPREADSHEETS / f"mailchimp_{part}_members.csv", "Backend & Infrastructure"
@@ -129,13 +131,19 @@ def test_a_mailchimp_export_imports_with_its_topics_given_and_its_suppressed_kep
     for part, parsed in read.items():
         subscribers.import_file(project, parsed, part, dry_run=False)
     found = {s.email: s for s in subscribers.listing(project, None, None)}
-    assert {e: (s.name, s.status, set(s.topics)) for e, s in found.items()} == {
-        "juergen@example.de": ("Jürgen Müller", Status.ACTIVE, {"backend"}),
-        "chloe@example.fr": ("Chloé", Status.ACTIVE, {"backend"}),
-        "left@example.org": ("Lee Left", Status.UNSUBSCRIBED, {"backend"}),
-        "ana@example.com": ("Ana", Status.UNSUBSCRIBED, {"data"}),  # suppressed, as she was
-        "gone@example.net": ("Gone Away", Status.BOUNCED, {"backend"}),
+    assert {e: (s.name, s.status, set(s.topics), s.time_zone) for e, s in found.items()} == {
+        "juergen@example.de": ("Jürgen Müller", Status.ACTIVE, {"backend"}, "Europe/Berlin"),
+        "chloe@example.fr": ("Chloé", Status.ACTIVE, {"backend"}, "America/Toronto"),  # hers
+        "left@example.org": ("Lee Left", Status.UNSUBSCRIBED, {"backend"}, None),
+        "ana@example.com": ("Ana", Status.UNSUBSCRIBED, {"data"}, None),  # suppressed, as she was
+        "gone@example.net": ("Gone Away", Status.BOUNCED, {"backend"}, None),
     }
+    with project.transaction() as conn:
+        SubscriberStore(conn).set_time_zone(found["chloe@example.fr"].id, None, project.clock())
+    again = subscribers.import_file(project, read["subscribed"], "again", dry_run=False)
+    assert (again.updated, again.unchanged) == (1, 1)
+    found = {s.email: s for s in subscribers.listing(project, None, None)}
+    assert found["chloe@example.fr"].time_zone == "Europe/Paris"  # had none: the guess
     without = subscribers.read_file(project, SPREADSHEETS / "mailchimp_subscribed_members.csv")
     assert [p.reason for p in without.problems] == [
         "header lacks column(s) topics; expected columns email, name, topics"
