@@ -151,9 +151,13 @@ def read_kept(cells: Mapping[str, str], offered: Offered | None = None) -> Kept 
     return Kept(status, cells.get("source", "").strip()[:100], dates, cadences, zone)
 
 
-def split_topics(value: str) -> list[str]:
-    for separator in TOPIC_SEPARATORS[1:]:
-        value = value.replace(separator, TOPIC_SEPARATORS[0])
+GROUP_SEPARATOR = ","
+"""How another tool lists the interests a reader picked in one cell (Mailchimp's groups)."""
+
+
+def split_topics(value: str, separators: Sequence[str] = TOPIC_SEPARATORS) -> list[str]:
+    for separator in separators[1:]:
+        value = value.replace(separator, separators[0])
     return [part.strip() for part in value.split(TOPIC_SEPARATORS[0]) if part.strip()]
 
 
@@ -190,10 +194,14 @@ def parse_csv(
     resolve_topic: TopicResolver,
     offered: Offered | None = None,
     topics: Sequence[str] = (),
+    topics_column: str = "",
 ) -> ParsedFile:
     """``offered``: the digests offering a choice of cadence and their cadences, for the
     ``cadence`` column (see :mod:`subscribers.cadences`). ``topics``: those of every row of a
     file without a topics column (another tool's export); a file with one names its own.
+    ``topics_column``: the column another tool keeps each reader's interests in (a Mailchimp
+    group), read as the topics column, its cells separated by commas too; ``topics`` then go
+    to the rows whose cell is empty (readers who picked none).
     The delimiter is the one under which the header names the email column, or the one a
     first line ``sep=;`` names (Excel's)."""
     rest = iter(lines)
@@ -210,8 +218,15 @@ def parse_csv(
     if not skipped:
         delimiter = _delimiter(first)
     reader = csv.reader(itertools.chain([first], rest), delimiter=delimiter)
-    header = _column_names(next(reader))
-    if topics and "topics" in header:
+    named = next(reader)
+    header = _column_names(named)
+    interests = _column_names([topics_column])[0] if topics_column else "topics"
+    if interests not in header and topics_column:
+        shown = ", ".join(repr(n.strip().lstrip("\ufeff")) for n in named)
+        return ParsedFile(
+            (), (RowProblem(1 + skipped, f"no column {topics_column!r}; the header has {shown}"),)
+        )
+    if topics and "topics" in header and not topics_column:
         return ParsedFile(
             (),
             (
@@ -222,7 +237,11 @@ def parse_csv(
                 ),
             ),
         )
-    missing = [c for c in REQUIRED_COLUMNS if c not in header and not (c == "topics" and topics)]
+    missing = [
+        c
+        for c in REQUIRED_COLUMNS
+        if c not in header and not (c == "topics" and (topics or topics_column))
+    ]
     if missing:
         return ParsedFile(
             (),
@@ -235,6 +254,7 @@ def parse_csv(
             ),
         )
     index = {name: header.index(name) for name in header}
+    separators = (*TOPIC_SEPARATORS, GROUP_SEPARATOR) if topics_column else TOPIC_SEPARATORS
     guesses_zone = (
         all(c in index for c in (*MAILCHIMP_MARKS, GUESSED_ZONE)) and "time_zone" not in index
     )
@@ -263,7 +283,11 @@ def parse_csv(
         for column, status in SUPPRESSED_SINCE.items():
             if "status" not in cells and column in index and record[index[column]].strip():
                 cells["status"] = status.value
-        wanted = split_topics(unguard(record[index["topics"]])) if "topics" in index else []
+        wanted = (
+            split_topics(unguard(record[index[interests]]), separators)
+            if interests in index
+            else []
+        )
         kept = read_kept(cells, offered)
         if guesses_zone and isinstance(kept, Kept):
             kept = _with_guessed_zone(kept, record[index[GUESSED_ZONE]])

@@ -49,18 +49,26 @@ def _json_lines(path: Path) -> bool:
 
 
 def read_file(
-    project: Project, path: Path, topics: str = "", encoding: str | None = None
+    project: Project,
+    path: Path,
+    topics: str = "",
+    encoding: str | None = None,
+    topics_column: str = "",
 ) -> ParsedFile:
     """The rows of a CSV or JSON Lines file (by its suffix), its topics matched to the
     project's by name or slug; bad rows are kept as problems, not raised. ``topics`` (names
     or slugs, separated as in a cell): those of every row of a CSV file without a topics
-    column, as another tool's export is. ``encoding``: the file's, when it is not UTF-8 or
+    column, as another tool's export is; with ``topics_column`` (the column another tool keeps
+    each reader's interests in, as a Mailchimp group), those of the rows it leaves empty.
+    ``encoding``: the file's, when it is not UTF-8 or
     UTF-16 with its mark (a CSV file saved by Excel on Windows is in the system's code page,
     cp1252 in Western Europe and the Americas); never guessed, since a wrong guess imports
     wrong names without an error."""
     given = sorted(topic_slugs(project, topics)) if topics else []
     if given and _json_lines(path):
         raise DigestError("topics for every row are for a CSV file", where="--topics")
+    if topics_column and _json_lines(path):
+        raise DigestError("a column of topics is for a CSV file", where="--topics-column")
     named = _named_encoding(encoding) if encoding else None
     read_as = named or "utf-8-sig"
     try:
@@ -68,7 +76,9 @@ def read_file(
         with path.open(encoding=read_as, newline="") as handle:
             if _json_lines(path):
                 return parse_jsonl(handle, _resolver(project), offered(project.config))
-            return parse_csv(handle, _resolver(project), offered(project.config), given)
+            return parse_csv(
+                handle, _resolver(project), offered(project.config), given, topics_column
+            )
     except FileNotFoundError:
         raise DigestError("no such file", where=str(path)) from None
     except OSError as e:

@@ -76,6 +76,15 @@ def subscribers_import(
             "export); names or slugs separated by ';'",
         ),
     ] = "",
+    topics_column: Annotated[
+        str,
+        typer.Option(
+            "--topics-column",
+            help="the column another tool keeps each reader's interests in (a Mailchimp "
+            "group, named as in the header), its values separated by commas; with --topics, "
+            "the topics of readers whose cell is empty",
+        ),
+    ] = "",
     encoding: Annotated[
         str | None,
         typer.Option(
@@ -92,7 +101,8 @@ def subscribers_import(
     "E-mail Address") column is the address, "First Name" and "Last Name" the name, and a
     Mailchimp file of unsubscribed or cleaned members (its UNSUB_TIME or CLEAN_TIME column)
     adds them unsubscribed or bounced, never as readers to mail; the zone Mailchimp guessed
-    (TIMEZONE) is given to readers who have none.
+    (TIMEZONE) is given to readers who have none. --topics-column reads each reader's topics
+    from the column of the file's own interest groups (topic names or slugs).
 
     Upsert: new addresses are added with the file's status (an export's status column:
     active, pending, unsubscribed, bounced, complained; active when there is none), dates and
@@ -104,7 +114,7 @@ def subscribers_import(
     and skipped; the good rows are imported. Exit code 1 when any row was bad.
     """
     project = open_project(config)
-    parsed = subscribers.read_file(project, file, topics, encoding)
+    parsed = subscribers.read_file(project, file, topics, encoding, topics_column)
     import_with_report(project, parsed, dry_run, str(file), reactivate)
     if parsed.problems:
         raise typer.Exit(1)

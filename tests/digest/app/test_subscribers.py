@@ -156,6 +156,43 @@ def test_a_mailchimp_export_imports_with_its_topics_given_and_its_suppressed_kep
         subscribers.read_file(project, SPREADSHEETS / "excel_semicolons.csv", "gardening")
 
 
+def test_each_readers_interests_come_from_the_column_another_tool_keeps_them_in(
+    project: Project,
+) -> None:
+    """A Mailchimp group lists the interests each reader picked, separated by commas: with
+    its column named they become the readers' topics, --topics going to those who picked
+    none, and an interest that is no topic here is a bad row naming it."""
+    file = SPREADSHEETS / "mailchimp_members_with_groups.csv"
+    parsed = subscribers.read_file(
+        project, file, "security", topics_column="What would you like to read about?"
+    )
+    assert [(r.email, r.name, sorted(r.topics)) for r in parsed.rows] == [
+        ("ines@example.pt", "Inês Costa", ["backend", "data"]),
+        ("ravi@example.in", "Ravi Kumar", ["frontend"]),
+        ("sam@example.com", "Sam", ["security"]),
+    ]
+    assert [(p.line, p.reason) for p in parsed.problems] == [(5, "unknown topic(s): 'Gardening'")]
+    subscribers.import_file(project, parsed, file.name, dry_run=False)
+    zones = {s.email: s.time_zone for s in subscribers.listing(project, None, None)}
+    assert zones == {
+        "ines@example.pt": "Europe/Lisbon",
+        "ravi@example.in": "Asia/Kolkata",
+        "sam@example.com": None,
+    }
+
+    no_fallback = subscribers.read_file(
+        project, file, topics_column="WHAT WOULD YOU LIKE TO READ ABOUT?"
+    )
+    first = no_fallback.problems[0]
+    assert (first.line, first.reason) == (4, "no topics")
+    wrong = subscribers.read_file(project, file, topics_column="Interests")
+    assert [p.line for p in wrong.problems] == [1]
+    assert wrong.problems[0].reason.startswith(
+        "no column 'Interests'; the header has 'Email Address', 'First Name', 'Last Name', "
+        "'What would you like to read about?',"
+    )
+
+
 def test_an_export_is_written_whole_or_not_at_all(project: Project, tmp_path: Path) -> None:
     people = "".join(f"reader{n}@example.com,Reader {n},data\n" for n in range(60))
     listed = write(tmp_path / "list.csv", "email,name,topics\n" + people)
