@@ -38,6 +38,10 @@ SUPPRESSED_SINCE = {"unsub_time": Status.UNSUBSCRIBED, "clean_time": Status.BOUN
 """Mailchimp exports its unsubscribed and its cleaned (bounced) members each in a file of
 their own, marked by a column of when: their rows are imported as what they are, not as
 readers to mail, when the file has no status column of its own."""
+SUBSCRIBED_FLAG = "subscribed_to_emails"
+"""Ghost's members export says here whether each member gets its emails (``true`` or
+``false``): a member who does not is imported unsubscribed, never as a reader to mail, when
+the file has no status column; any other value is refused, as an unknown status is."""
 MAILCHIMP_MARKS = ("leid", "euid")
 """Columns only a Mailchimp export has: its ``TIMEZONE`` is then the zone Mailchimp guessed
 from where the reader signed up (an IANA name), taken as a guess (:attr:`Kept.zone_guessed`)."""
@@ -283,6 +287,14 @@ def parse_csv(
         for column, status in SUPPRESSED_SINCE.items():
             if "status" not in cells and column in index and record[index[column]].strip():
                 cells["status"] = status.value
+        if "status" not in cells and SUBSCRIBED_FLAG in index:
+            flag = record[index[SUBSCRIBED_FLAG]].strip().lower()
+            if flag not in ("true", "false"):
+                reason = f"{SUBSCRIBED_FLAG} {flag!r} is neither true nor false"
+                rows.problems.append(RowProblem(line, reason, email))
+                continue
+            if flag == "false":
+                cells["status"] = Status.UNSUBSCRIBED.value
         wanted = (
             split_topics(unguard(record[index[interests]]), separators)
             if interests in index

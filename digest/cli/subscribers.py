@@ -101,7 +101,8 @@ def subscribers_import(
     "E-mail Address") column is the address, "First Name" and "Last Name" the name, and a
     Mailchimp file of unsubscribed or cleaned members (its UNSUB_TIME or CLEAN_TIME column)
     adds them unsubscribed or bounced, never as readers to mail; the zone Mailchimp guessed
-    (TIMEZONE) is given to readers who have none. --topics-column reads each reader's topics
+    (TIMEZONE) is given to readers who have none. In Ghost's members export, members whose
+    subscribed_to_emails is false are added unsubscribed. --topics-column reads each reader's topics
     from the column of the file's own interest groups (topic names or slugs).
 
     Upsert: new addresses are added with the file's status (an export's status column:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import codecs
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 
 from digest.app import subscribers
 from digest.app.wiring import Project
@@ -191,6 +192,33 @@ def test_each_readers_interests_come_from_the_column_another_tool_keeps_them_in(
         "no column 'Interests'; the header has 'Email Address', 'First Name', 'Last Name', "
         "'What would you like to read about?',"
     )
+
+
+def test_a_ghost_members_export_imports_with_its_labels_and_who_gets_no_email(
+    project: Project,
+) -> None:
+    """Ghost's export as it comes: labels as topics, members who get no email (its
+    ``subscribed_to_emails`` false) kept unsubscribed, its dates kept, and a flag that is
+    neither true nor false refused by line, as an unknown status is."""
+    file = SPREADSHEETS / "ghost_members.csv"
+    parsed = subscribers.read_file(project, file, "data", topics_column="labels")
+    assert [(p.line, p.reason) for p in parsed.problems] == [
+        (5, "subscribed_to_emails 'maybe' is neither true nor false")
+    ]
+    subscribers.import_file(project, parsed, file.name, dry_run=False)
+    found = {s.email: s for s in subscribers.listing(project, None, None)}
+    assert {e: (s.name, s.status, sorted(s.topics)) for e, s in found.items()} == {
+        "maya@example.org": ("Maya Okafor", Status.ACTIVE, ["backend", "security"]),
+        "tom@example.org": ("Tom Berg", Status.UNSUBSCRIBED, ["frontend"]),
+        "lin@example.org": ("Lin Wei", Status.ACTIVE, ["data"]),
+    }
+    with project.reading() as conn:
+        created = conn.execute(
+            select(tables.subscribers.c.created_at).where(
+                tables.subscribers.c.email == "maya@example.org"
+            )
+        ).scalar_one()
+    assert created.replace(tzinfo=UTC) == datetime(2023, 2, 14, 10, 11, 12, tzinfo=UTC)
 
 
 def test_an_export_is_written_whole_or_not_at_all(project: Project, tmp_path: Path) -> None:
