@@ -162,7 +162,7 @@ GROUP_SEPARATOR = ","
 def split_topics(value: str, separators: Sequence[str] = TOPIC_SEPARATORS) -> list[str]:
     for separator in separators[1:]:
         value = value.replace(separator, separators[0])
-    return [part.strip() for part in value.split(TOPIC_SEPARATORS[0]) if part.strip()]
+    return [part.strip() for part in value.split(separators[0]) if part.strip()]
 
 
 DELIMITERS = (",", ";", "\t")

@@ -60,10 +60,9 @@ def read_file(
     or slugs, separated as in a cell): those of every row of a CSV file without a topics
     column, as another tool's export is; with ``topics_column`` (the column another tool keeps
     each reader's interests in, as a Mailchimp group), those of the rows it leaves empty.
-    ``encoding``: the file's, when it is not UTF-8 or
-    UTF-16 with its mark (a CSV file saved by Excel on Windows is in the system's code page,
-    cp1252 in Western Europe and the Americas); never guessed, since a wrong guess imports
-    wrong names without an error."""
+    ``encoding``: the file's, when it is not UTF-8 or UTF-16 with its mark (a CSV file saved
+    by Excel on Windows is in the system's code page, cp1252 in Western Europe and the
+    Americas); never guessed, since a wrong guess imports wrong names without an error."""
     given = sorted(topic_slugs(project, topics)) if topics else []
     if given and _json_lines(path):
         raise DigestError("topics for every row are for a CSV file", where="--topics")

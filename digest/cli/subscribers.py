@@ -102,8 +102,8 @@ def subscribers_import(
     Mailchimp file of unsubscribed or cleaned members (its UNSUB_TIME or CLEAN_TIME column)
     adds them unsubscribed or bounced, never as readers to mail; the zone Mailchimp guessed
     (TIMEZONE) is given to readers who have none. In Ghost's members export, members whose
-    subscribed_to_emails is false are added unsubscribed. --topics-column reads each reader's topics
-    from the column of the file's own interest groups (topic names or slugs).
+    subscribed_to_emails is false are added unsubscribed. --topics-column reads each reader's
+    topics from the column of the file's own interest groups (topic names or slugs).
 
     Upsert: new addresses are added with the file's status (an export's status column:
     active, pending, unsubscribed, bounced, complained; active when there is none), dates and
