@@ -4,13 +4,17 @@ list, add or unsubscribe one address, list and count. Each owns its transaction.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
+import re
+import secrets
+import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from sqlalchemy import Connection
 
@@ -118,7 +122,7 @@ def _undecodable(path: Path, read_as: str, named: str | None, error: UnicodeDeco
     if _first_bad_line(path, "cp1252") == 0:
         advice = (
             'it reads as cp1252, the code page Excel saves "CSV (Comma delimited)" in on '
-            f"Windows: if it came from there, import it with --encoding cp1252; or {advice}"
+            f"Windows: if it came from there, import it as cp1252 (--encoding cp1252); or {advice}"
         )
     return f"not UTF-8 text ({where}); {advice}"
 
@@ -140,6 +144,102 @@ def _first_bad_line(path: Path, encoding: str) -> int:
         except UnicodeDecodeError:
             return seen + 1
     return 0
+
+
+def report_rows(summary: UpsertSummary, rejected: int) -> list[tuple[str, int]]:
+    """What an import did (or would do), as the CLI's table and the editor's page show it."""
+    return [
+        ("added", summary.added),
+        ("  of which pending, not mailed", summary.added_pending),
+        ("  of which kept suppressed", summary.added_suppressed),
+        ("updated", summary.updated),
+        ("unchanged", summary.unchanged),
+        ("reactivated", summary.reactivated),
+        ("suppressed, left alone", len(summary.suppressed)),
+        ("suppressed, as the file says", len(summary.suppressed_by_file)),
+        ("bounced or complained, not reactivated", len(summary.needs_own_confirmation)),
+        ("erased on request, left out", len(summary.erased)),
+        ("rejected", rejected),
+    ]
+
+
+UPLOAD_HOURS = 1
+"""How long an uploaded subscriber file waits for the editor to confirm its import."""
+UPLOAD_SUFFIXES = (".csv", ".txt", ".tsv", *JSON_LINES_SUFFIXES)
+_UPLOAD_NAME = re.compile(r"(\d{1,12})-[A-Za-z0-9_-]{24}(\.[a-z]{3,6})")
+
+
+def upload_folder(project: Project) -> Path:
+    """Where uploads wait: the machine's temporary folder, one subfolder per project (by its
+    configuration file), never the project's own folder, which may not be writable."""
+    tag = hashlib.sha256(str(project.config.path.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"digest-uploads-{tag}"
+
+
+def keep_upload(project: Project, source: BinaryIO, filename: str, max_bytes: int) -> str:
+    """Keep an uploaded subscriber file until the editor confirms its import (or for
+    :data:`UPLOAD_HOURS`); the name to confirm it by: random, and the only thing a later
+    request can name, so no path an editor types is ever opened. Uploads older than that are
+    removed on the way."""
+    suffix = Path(filename).suffix.lower()
+    folder = upload_folder(project)
+    now = project.clock()
+    name = (
+        f"{int(now.timestamp())}-{secrets.token_urlsafe(18)}"
+        f"{suffix if suffix in UPLOAD_SUFFIXES else '.csv'}"
+    )
+    path = folder / name
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        _drop_stale_uploads(folder, now)
+        with path.open("xb") as kept:
+            size = 0
+            while chunk := source.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise DigestError(
+                        f"the file is larger than {max_bytes // 2**20} MB; import it with "
+                        "`digest subscribers import`, or raise [editor] import_max_mb",
+                        where=filename,
+                    )
+                kept.write(chunk)
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        raise DigestError(
+            f"cannot keep the uploaded file: {e.strerror or e}", where=str(folder)
+        ) from None
+    except DigestError:
+        path.unlink(missing_ok=True)
+        raise
+    return name
+
+
+def kept_upload(project: Project, name: str) -> Path:
+    """The file :func:`keep_upload` kept as ``name``, or a DigestError when it is gone."""
+    found = _UPLOAD_NAME.fullmatch(name)
+    path = upload_folder(project) / name
+    if found is None or _stale(int(found[1]), project.clock()) or not path.is_file():
+        raise DigestError(
+            f"this upload is no longer kept (uploads wait {UPLOAD_HOURS} hour); upload the "
+            "file again"
+        )
+    return path
+
+
+def drop_upload(project: Project, name: str) -> None:
+    if _UPLOAD_NAME.fullmatch(name):
+        (upload_folder(project) / name).unlink(missing_ok=True)
+
+
+def _stale(stamp: int, now: datetime) -> bool:
+    return now.timestamp() - stamp > UPLOAD_HOURS * 3600
+
+
+def _drop_stale_uploads(folder: Path, now: datetime) -> None:
+    for kept in folder.iterdir():
+        found = _UPLOAD_NAME.fullmatch(kept.name)
+        if found and _stale(int(found[1]), now):
+            kept.unlink(missing_ok=True)
 
 
 def erasure_hasher(project: Project, store: SubscriberStore) -> ErasureHasher | None:

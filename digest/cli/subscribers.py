@@ -37,19 +37,8 @@ def import_with_report(
     )
     table.add_column("Result")
     table.add_column("Rows", justify="right")
-    table.add_row("added", str(summary.added))
-    table.add_row("  of which pending, not mailed", str(summary.added_pending))
-    table.add_row("  of which kept suppressed", str(summary.added_suppressed))
-    table.add_row("updated", str(summary.updated))
-    table.add_row("unchanged", str(summary.unchanged))
-    table.add_row("reactivated", str(summary.reactivated))
-    table.add_row("suppressed, left alone", str(len(summary.suppressed)))
-    table.add_row("suppressed, as the file says", str(len(summary.suppressed_by_file)))
-    table.add_row(
-        "bounced or complained, not reactivated", str(len(summary.needs_own_confirmation))
-    )
-    table.add_row("erased on request, left out", str(len(summary.erased)))
-    table.add_row("rejected", str(len(parsed.problems)))
+    for label, count in subscribers.report_rows(summary, len(parsed.problems)):
+        table.add_row(label, str(count))
     out.print(table)
 
 

@@ -57,6 +57,12 @@ class EditorConfig(Section):
         default=10, ge=1, description="failed logins per client, and per account, per window"
     )
     login_window_seconds: int = Field(default=900, ge=1)
+    import_max_mb: int = Field(
+        default=50,
+        ge=1,
+        le=2048,
+        description="the largest subscriber file the editor app takes (the CLI has no limit)",
+    )
     caniemail_csv: str | None = Field(
         default=None,
         description="caniemail's flat support CSV; preflight checks client support with it",

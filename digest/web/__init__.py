@@ -4,8 +4,9 @@
   preferences, unsubscribe (RFC 8058 one-click) and leaving one topic;
 * :mod:`digest.web.archive`: the issues' web-archive pages, the index and the Atom feed;
 * :mod:`digest.web.webhook`: SendGrid's signed event webhook;
-* :mod:`digest.web.editor_app`, :mod:`digest.web.issue_review` and
-  :mod:`digest.web.subscriber_admin`: the editor app under ``/editor/``.
+* :mod:`digest.web.editor_app`, :mod:`digest.web.issue_review`,
+  :mod:`digest.web.subscriber_admin` and :mod:`digest.web.subscriber_import`: the editor app
+  under ``/editor/``.
 
 Endpoints are plain functions that find what they share (:class:`~digest.web.services.Services`)
 on ``app.state`` and call only the application layer (:mod:`digest.app`), in a worker thread
@@ -36,6 +37,7 @@ from digest.web import (
     issue_review,
     reader_pages,
     subscriber_admin,
+    subscriber_import,
     webhook,
 )
 from digest.web.headers import SecurityHeaders, server_error
@@ -93,6 +95,7 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
         routes=[
             *editor_app.ROUTES,
             *issue_review.ROUTES,
+            *subscriber_import.ROUTES,
             *subscriber_admin.ROUTES,
             *figures.ROUTES,
             *reader_pages.ROUTES,

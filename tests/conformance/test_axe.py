@@ -33,6 +33,7 @@ BLOCKING = {"serious", "critical"}
 EDITOR = ("ed@northwind.example", "correct horse battery")
 
 
+SPREADSHEETS = Path(__file__).parents[1] / "data" / "spreadsheets"
 RUN = "axe.run(document, {resultTypes: ['violations']}).then(r => r.violations)"
 
 
@@ -138,6 +139,12 @@ def visit_all(live: Live, visit: Callable[[str, str], None], page: Any) -> None:
     visit("editor-history", f"{base}/editor/history")
     visit("archive", f"{base}/archive/weekly/1/")
     visit("editor-missing-issue", f"{base}/editor/issues/999999")
+    visit("editor-import", f"{base}/editor/subscribers/import")
+    page.set_input_files("#file", str(SPREADSHEETS / "excel_semicolons.csv"))
+    page.click("form[action='/editor/subscribers/import'] button[type=submit]")
+    visit("editor-import-check", "")
+    page.click("form[action='/editor/subscribers/import/confirm'] button[type=submit]")
+    visit("editor-import-done", "")
     shown = previews.preview(live.project, "weekly", live.project.config.base_dir / "preview")
     visit("preview-index", shown.index.as_uri())
 
@@ -161,5 +168,5 @@ def test_every_subscriber_and_editor_page(audited: Any, served: Live) -> None:
     import json
 
     Path("/tmp/axe-web.json").write_text(json.dumps(problems, indent=1))
-    assert len(seen) == 26, seen
+    assert len(seen) == 29, seen
     assert problems == {}, problems

@@ -4,8 +4,11 @@ export, add, unsubscribe, list and count."""
 from __future__ import annotations
 
 import codecs
+import io
 import json
-from datetime import UTC, datetime
+import re
+import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -240,6 +243,44 @@ def test_an_export_is_written_whole_or_not_at_all(project: Project, tmp_path: Pa
         # Marked as UTF-8 for a spreadsheet opened with a double click; read back the same.
         assert target.read_bytes().startswith(codecs.BOM_UTF8 + b"email,name,status,")
         assert len(subscribers.read_file(project, target).rows) == 60
+
+
+def test_an_upload_is_kept_whole_under_a_random_name_for_an_hour(
+    project: Project, clock: FixedClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the editor app keeps between checking a file and importing it: never more than
+    the limit, never a part of a file (a full disk, a file too big), only names uploads are
+    given, and nothing after an hour."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    body = b"email,name,topics\n" + b"".join(
+        b"reader%d@example.com,R,data\n" % n for n in range(2000)
+    )
+    name = subscribers.keep_upload(project, io.BytesIO(body), "list.CSV", len(body))
+    assert re.fullmatch(r"\d+-[A-Za-z0-9_-]{24}\.csv", name)
+    assert subscribers.kept_upload(project, name).read_bytes() == body
+    folder = subscribers.upload_folder(project)
+    assert folder.parent == tmp_path and folder.stat().st_mode & 0o777 == 0o700
+    with pytest.raises(DigestError, match=r"list\.csv: the file is larger than 0 MB"):
+        subscribers.keep_upload(project, io.BytesIO(body), "list.csv", len(body) - 1)
+    assert [p.name for p in folder.iterdir()] == [name]
+    for forged in ("../list.csv", name + "/", "/etc/passwd", name.replace(".csv", ".csv.x")):
+        with pytest.raises(DigestError, match="no longer kept"):
+            subscribers.kept_upload(project, forged)
+    subscribers.drop_upload(project, "../" + name)
+    assert [p.name for p in folder.iterdir()] == [name]
+
+    clock.now += timedelta(hours=1, seconds=1)
+    with pytest.raises(DigestError, match="no longer kept"):
+        subscribers.kept_upload(project, name)
+    odd = subscribers.keep_upload(project, io.BytesIO(b"{}"), "../../x.exe", 10)
+    assert odd.endswith(".csv") and [p.name for p in folder.iterdir()] == [odd]
+
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        monkeypatch.setattr(tempfile, "tempdir", str(disk.path))
+        disk.fill(leave_bytes=8192)
+        with pytest.raises(DigestError, match="cannot keep the uploaded file: No space left"):
+            subscribers.keep_upload(project, io.BytesIO(body), "list.csv", len(body))
+        assert [p.name for p in subscribers.upload_folder(project).iterdir()] == []
 
 
 def test_import_dry_run_changes_nothing_and_export_round_trips(

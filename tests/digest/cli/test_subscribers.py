@@ -106,7 +106,7 @@ def test_another_tools_export_imports_with_the_topics_given(example_project: Pro
 
 def test_a_windows_excel_file_imports_with_its_encoding_named(example_project: Project) -> None:
     file = str(Path(__file__).parents[2] / "data" / "spreadsheets" / "excel_windows_code_page.csv")
-    with pytest.raises(DigestError, match=r"line 2: .* import it with --encoding cp1252"):
+    with pytest.raises(DigestError, match=r"line 2: .* import it as cp1252 \(--encoding cp1252\)"):
         run(example_project, "subscribers", "import", file)
     code, out = run(example_project, "subscribers", "import", file, "--encoding", "cp1252")
     assert code == 1 and "│ added │ 2 │" in out  # and its one bad row

@@ -4,6 +4,7 @@ page at 375 and 1280 px, light and dark, with no sideways scrolling on a phone."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,4 +83,32 @@ def test_find_change_topics_and_erase_a_reader(browser: Any, site: EditorSite) -
     assert (
         live.subscriber("maximiliane.very-long-address-for-a-phone@subdomain.example.com") is None
     )
+    page.close()
+
+
+def test_import_a_file_after_seeing_what_it_would_do(browser: Any, site: EditorSite) -> None:
+    live = site.live
+    spreadsheets = Path(__file__).parents[2] / "data" / "spreadsheets"
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live.base}/editor/subscribers/import")
+    page.wait_for_url("**/editor/login?next=**")
+    page.fill("#email", site.email)
+    page.fill("#password", site.password)
+    page.click("form[action='/editor/login'] button[type=submit]")
+    page.wait_for_url(f"{live.base}/editor/subscribers/import")
+    shoot(page, "import")
+
+    page.set_input_files("#file", str(spreadsheets / "mailchimp_members_with_groups.csv"))
+    page.fill("#topics_column", "What would you like to read about?")
+    page.fill("#topics", "Security")
+    page.click("text=Check the file")
+    page.wait_for_selector("text=Nothing has changed yet.")
+    assert page.locator(".problems li").count() == 1
+    shoot(page, "import-check")
+    assert live.subscriber("ines@example.pt") is None
+
+    page.click("text=Import 3 rows")
+    page.wait_for_selector("text=Imported mailchimp_members_with_groups.csv.")
+    shoot(page, "import-done")
+    assert live.subscriber("ines@example.pt").topics == {"backend", "data"}
     page.close()
