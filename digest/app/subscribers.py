@@ -166,7 +166,7 @@ def report_rows(summary: UpsertSummary, rejected: int) -> list[tuple[str, int]]:
 UPLOAD_HOURS = 1
 """How long an uploaded subscriber file waits for the editor to confirm its import."""
 UPLOAD_SUFFIXES = (".csv", ".txt", ".tsv", *JSON_LINES_SUFFIXES)
-_UPLOAD_NAME = re.compile(r"(\d{1,12})-[A-Za-z0-9_-]{24}(\.[a-z]{3,6})")
+_UPLOAD_NAME = re.compile(r"(\d{1,12})-[A-Za-z0-9_-]{24}(\.claimed)?(\.[a-z]{3,6})")
 
 
 def upload_folder(project: Project) -> Path:
@@ -215,19 +215,42 @@ def keep_upload(project: Project, source: BinaryIO, filename: str, max_bytes: in
 
 
 def kept_upload(project: Project, name: str) -> Path:
-    """The file :func:`keep_upload` kept as ``name``, or a DigestError when it is gone."""
+    """The file :func:`keep_upload` kept as ``name``, or a DigestError when it is gone (or
+    is being imported)."""
     found = _UPLOAD_NAME.fullmatch(name)
     path = upload_folder(project) / name
-    if found is None or _stale(int(found[1]), project.clock()) or not path.is_file():
+    if found is None or found[2] or _stale(int(found[1]), project.clock()) or not path.is_file():
         raise DigestError(
-            f"this upload is no longer kept (uploads wait {UPLOAD_HOURS} hour); upload the "
-            "file again"
+            f"this upload is no longer kept (uploads wait {UPLOAD_HOURS} hour, and are "
+            "imported once); upload the file again"
         )
     return path
 
 
+@contextmanager
+def claimed_upload(project: Project, name: str) -> Iterator[Path]:
+    """The kept file, taken for one import: renamed first (one atomic step), so that a second
+    confirmation of the same upload, a double click, finds it gone instead of importing it
+    again; put back when the import fails, removed when it is done."""
+    path = kept_upload(project, name)
+    found = _UPLOAD_NAME.fullmatch(name)
+    assert found is not None
+    claimed = path.with_name(name.removesuffix(found[3]) + ".claimed" + found[3])
+    try:
+        path.rename(claimed)
+    except FileNotFoundError:
+        raise DigestError("this upload is being imported already; see the subscribers") from None
+    try:
+        yield claimed
+    except BaseException:
+        claimed.rename(path)
+        raise
+    claimed.unlink(missing_ok=True)
+
+
 def drop_upload(project: Project, name: str) -> None:
-    if _UPLOAD_NAME.fullmatch(name):
+    found = _UPLOAD_NAME.fullmatch(name)
+    if found and not found[2]:
         (upload_folder(project) / name).unlink(missing_ok=True)
 
 

@@ -10,6 +10,7 @@ from a request is ever opened. The body's declared size is checked before it is 
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -126,23 +127,24 @@ async def check(request: Request, editor: Editor) -> Response:
         return _form_page(request, editor, 413 if "larger" in err.message else 507, str(err))
     finally:
         await upload.close()
-    path = subscribers.upload_folder(project) / kept
     try:
+        path = subscribers.kept_upload(project, kept)
         parsed = await run_in_threadpool(_read, request, path, options)
         summary = await run_in_threadpool(
             subscribers.import_file, project, parsed, name, True, bool(options["reactivate"])
         )
     except DigestError as err:
         subscribers.drop_upload(project, kept)
-        return _form_page(request, editor, 400, _shown(err, path, name), options)
+        return _form_page(request, editor, 400, _shown(err, request, name), options)
     rows = subscribers.report_rows(summary, len(parsed.problems))
     return _report(request, editor, name, parsed, rows, options, kept)
 
 
-def _shown(err: DigestError, path: Path, name: str) -> str:
+def _shown(err: DigestError, request: Request, name: str) -> str:
     """The error as the editor sees it: their file by the name they chose, not where it is
     kept."""
-    return f"{name}: {err.message}" if err.where == str(path) else str(err)
+    folder = str(subscribers.upload_folder(services(request).project))
+    return f"{name}: {err.message}" if (err.where or "").startswith(folder) else str(err)
 
 
 def _report(
@@ -178,16 +180,14 @@ async def confirm(request: Request, editor: Editor) -> Response:
     options = _options(form)
     kept, name = _text(form, "kept"), _file_name(_text(form, "file_name"))
     project = services(request).project
-    path = subscribers.upload_folder(project) / kept
     try:
-        subscribers.kept_upload(project, kept)
-        parsed = await run_in_threadpool(_read, request, path, options)
-        summary = await run_in_threadpool(
-            subscribers.import_file, project, parsed, name, False, bool(options["reactivate"])
-        )
+        with subscribers.claimed_upload(project, kept) as path:
+            parsed = await run_in_threadpool(_read, request, path, options)
+            summary = await run_in_threadpool(
+                subscribers.import_file, project, parsed, name, False, bool(options["reactivate"])
+            )
     except DigestError as err:
-        return _form_page(request, editor, 409, _shown(err, path, name), options)
-    subscribers.drop_upload(project, kept)
+        return _form_page(request, editor, 409, _shown(err, request, name), options)
     rows = subscribers.report_rows(summary, len(parsed.problems))
     return _report(request, editor, name, parsed, rows, options, None)
 
@@ -208,20 +208,15 @@ async def export(request: Request, editor: Editor) -> Response:
     try:
         await run_in_threadpool(subscribers.export, services(request).project, path)
     except DigestError as err:
-        path.unlink(missing_ok=True)
-        folder.rmdir()
+        shutil.rmtree(folder, ignore_errors=True)
         return _form_page(request, editor, 507, str(err))
-
-    def remove() -> None:
-        path.unlink(missing_ok=True)
-        folder.rmdir()
 
     return FileResponse(
         path,
         media_type="text/csv; charset=utf-8",
         filename="subscribers.csv",
         headers=EDITOR_HEADERS,
-        background=BackgroundTask(remove),
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
 
 

@@ -269,6 +269,25 @@ def test_an_upload_is_kept_whole_under_a_random_name_for_an_hour(
     subscribers.drop_upload(project, "../" + name)
     assert [p.name for p in folder.iterdir()] == [name]
 
+    with subscribers.claimed_upload(project, name) as claimed:
+        assert claimed.read_bytes() == body and claimed.suffix == ".csv"
+        with pytest.raises(DigestError, match="imported once"):  # a double click
+            subscribers.claimed_upload(project, name).__enter__()
+        for taken in (name, claimed.name):
+            with pytest.raises(DigestError, match="no longer kept"):
+                subscribers.kept_upload(project, taken)
+        subscribers.drop_upload(project, claimed.name)
+        assert claimed.exists()
+    assert [p.name for p in folder.iterdir()] == []
+    name = subscribers.keep_upload(project, io.BytesIO(body), "list.csv", len(body))
+    # The import failed: the upload is kept again, to try once more.
+    with (
+        pytest.raises(DigestError, match="the database"),
+        subscribers.claimed_upload(project, name),
+    ):
+        raise DigestError("the database is gone")
+    assert [p.name for p in folder.iterdir()] == [name]
+
     clock.now += timedelta(hours=1, seconds=1)
     with pytest.raises(DigestError, match="no longer kept"):
         subscribers.kept_upload(project, name)
