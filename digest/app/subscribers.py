@@ -169,6 +169,10 @@ UPLOAD_SUFFIXES = (".csv", ".txt", ".tsv", *JSON_LINES_SUFFIXES)
 _UPLOAD_NAME = re.compile(r"(\d{1,12})-[A-Za-z0-9_-]{24}(\.claimed)?(\.[a-z]{3,6})")
 
 
+class UploadTooLarge(DigestError):
+    """An upload over the editor app's limit (``[editor] import_max_mb``)."""
+
+
 def upload_folder(project: Project) -> Path:
     """Where uploads wait: the machine's temporary folder, one subfolder per project (by its
     configuration file), never the project's own folder, which may not be writable."""
@@ -197,7 +201,7 @@ def keep_upload(project: Project, source: BinaryIO, filename: str, max_bytes: in
             while chunk := source.read(1 << 20):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise DigestError(
+                    raise UploadTooLarge(
                         f"the file is larger than {max_bytes // 2**20} MB; import it with "
                         "`digest subscribers import`, or raise [editor] import_max_mb",
                         where=filename,

@@ -123,8 +123,10 @@ async def check(request: Request, editor: Editor) -> Response:
         kept = await run_in_threadpool(
             subscribers.keep_upload, project, upload.file, name, max_bytes
         )
+    except subscribers.UploadTooLarge as err:
+        return _form_page(request, editor, 413, str(err))
     except DigestError as err:
-        return _form_page(request, editor, 413 if "larger" in err.message else 507, str(err))
+        return _form_page(request, editor, 507, str(err))
     finally:
         await upload.close()
     try:

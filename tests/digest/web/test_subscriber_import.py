@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -209,3 +210,38 @@ def test_the_list_downloads_as_the_csv_an_import_takes_back(site: EditorSite) ->
     rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
     assert {r["email"]: r["status"] for r in rows}["left@example.com"] == "unsubscribed"
     assert len(rows) == 6
+
+
+def test_an_upload_over_the_limit_is_refused_from_its_declared_size_before_it_is_read(
+    site: EditorSite,
+) -> None:
+    """What the request says it carries is judged first: a body of 50 MB is never read, nor
+    one that does not say its size. Raw HTTP, since a client keeps its headers honest."""
+    with logged_in(site) as client:
+        cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    host, port = site.live.base.removeprefix("http://").split(":")
+
+    def answer(length_header: bytes) -> bytes:
+        request = (
+            b"POST /editor/subscribers/import HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n"
+            b"Content-Type: multipart/form-data; boundary=B\r\n%s\r\n"
+        ) % (host.encode(), cookies.encode(), length_header)
+        with socket.create_connection((host, int(port)), timeout=60) as raw:
+            raw.sendall(request)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += raw.recv(65536)
+            head, _, body = received.partition(b"\r\n\r\n")
+            declared = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            assert declared is not None
+            length = int(declared[1])
+            while len(body) < length:
+                body += raw.recv(65536)
+            return head + b"\r\n\r\n" + body
+
+    too_big = answer(b"Content-Length: %d\r\n" % (50 * 2**20 + 64 * 1024 + 1))
+    assert too_big.startswith(b"HTTP/1.1 413 ")
+    assert b"The file is larger than 50 MB" in too_big
+    unsized = answer(b"Transfer-Encoding: chunked\r\n")
+    assert unsized.startswith(b"HTTP/1.1 411 ")
+    assert kept_files(site) == []
