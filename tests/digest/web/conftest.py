@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -35,10 +38,29 @@ class EditorSite:
             },
         )
 
+    def browse(self, page: Any, path: str) -> None:
+        """Open ``path`` in a browser ``page`` as the editor: the login page it leads to,
+        filled in, and back to ``path``."""
+        page.goto(f"{self.live.base}{path}")
+        page.wait_for_url("**/editor/login?next=**")
+        page.fill("#email", self.email)
+        page.fill("#password", self.password)
+        page.click("form[action='/editor/login'] button[type=submit]")
+        page.wait_for_url(f"{self.live.base}{path}")
+
     def issue_id(self) -> int:
         planned = issues.plan(self.live.project, "weekly")
         assert planned is not None and planned.issue.id is not None
         return planned.issue.id
+
+
+@contextmanager
+def logged_in(site: EditorSite) -> Iterator[httpx.Client]:
+    """An HTTP client with the editor's session."""
+    with site.live.client() as client:
+        answer = site.login(client)
+        assert answer.status_code == 303 and answer.headers["location"] == "/editor/"
+        yield client
 
 
 def csrf_of(page: httpx.Response) -> str:

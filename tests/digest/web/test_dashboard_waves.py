@@ -11,8 +11,7 @@ from sqlalchemy import update
 
 from digest.app.scheduled import run_slot
 from subscribers import tables as subscriber_tables
-from tests.digest.web.conftest import EditorSite
-from tests.digest.web.test_editor_routes import logged_in
+from tests.digest.web.conftest import EditorSite, logged_in
 
 
 def test_the_dashboard_shows_the_waves_of_the_slot_being_sent(site: EditorSite) -> None:

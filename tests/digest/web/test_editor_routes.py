@@ -28,18 +28,10 @@ from digest.stores.issues import issue_row
 from digest.web import create_app
 from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock, free_port
-from tests.digest.web.conftest import EditorSite, csrf_of
+from tests.digest.web.conftest import EditorSite, csrf_of, logged_in
 
 CONFIG_EDITOR = "chief@northwind.example"
 CONFIG_PASSWORD = "a long config password"
-
-
-@contextmanager
-def logged_in(site: EditorSite) -> Iterator[httpx.Client]:
-    with site.live.client() as client:
-        answer = site.login(client)
-        assert answer.status_code == 303 and answer.headers["location"] == "/editor/"
-        yield client
 
 
 @contextmanager

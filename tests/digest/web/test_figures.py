@@ -164,11 +164,7 @@ def test_screenshots_of_the_figures(browser: Any, site: EditorSite, history: His
     live = site.live
     for scheme in ("light", "dark"):
         page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
-        page.goto(f"{live.base}/editor/login")
-        page.fill("#email", site.email)
-        page.fill("#password", site.password)
-        page.click("form[action='/editor/login'] button[type=submit]")
-        page.wait_for_url(f"{live.base}/editor/")
+        site.browse(page, "/editor/")
         for name, path in (("dashboard", "/editor/"), ("issue", f"/editor/issues/{history.issue}")):
             page.goto(f"{live.base}{path}")
             for width in (375, 1280):

@@ -10,8 +10,7 @@ from starlette.routing import Route
 
 from digest.app import sending
 from subscribers.tokens import Purpose
-from tests.digest.web.conftest import EditorSite
-from tests.digest.web.test_editor_routes import logged_in
+from tests.digest.web.conftest import EditorSite, logged_in
 
 EXPECTED = {
     "x-content-type-options": {"nosniff"},

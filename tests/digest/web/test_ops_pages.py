@@ -30,11 +30,7 @@ def test_the_editors_note_is_shown_escaped_above_the_cards(browser: Any, site: E
     live = site.live
     issue_id = site.issue_id()
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live.base}/editor/login?next=/editor/")
-    page.fill("#email", site.email)
-    page.fill("#password", site.password)
-    page.click("form[action='/editor/login'] button[type=submit]")
-    page.wait_for_url(f"{live.base}/editor/")
+    site.browse(page, "/editor/")
     assert "Mondays at 08:00, Europe/Berlin" in page.inner_text("main")
     shoot(page, "dashboard")
 
@@ -118,11 +114,7 @@ def test_history_and_preview_index_fit_a_phone(
     sending.send(live.project)
     result = previews.preview(live.project, "weekly", tmp_path / "preview")
     page = browser.new_page(viewport={"width": 375, "height": 900})
-    page.goto(f"{live.base}/editor/login?next=/editor/history")
-    page.fill("#email", site.email)
-    page.fill("#password", site.password)
-    page.click("form[action='/editor/login'] button[type=submit]")
-    page.wait_for_url(f"{live.base}/editor/history")
+    site.browse(page, "/editor/history")
     no_sideways_scroll(page)
     assert page.locator("td[data-label=Submitted]").first.inner_text() == "5"
     shoot(page, "history")

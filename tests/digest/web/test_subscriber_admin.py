@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import httpx
 
 from digest.app import people
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
-from tests.digest.web.conftest import EditorSite, csrf_of
+from tests.digest.web.conftest import EditorSite, csrf_of, logged_in
 
 HOSTILE = '<script>alert("x")</script> Ösel & Co'
-
-
-@contextmanager
-def logged_in(site: EditorSite) -> Iterator[httpx.Client]:
-    with site.live.client() as client:
-        assert site.login(client).status_code == 303
-        yield client
 
 
 def add_hostile(site: EditorSite) -> int:

@@ -43,12 +43,7 @@ def test_find_change_topics_and_erase_a_reader(browser: Any, site: EditorSite) -
         )
     sending.send(live.project, "weekly", force=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live.base}/editor/subscribers")
-    page.wait_for_url("**/editor/login?next=**")
-    page.fill("#email", site.email)
-    page.fill("#password", site.password)
-    page.click("form[action='/editor/login'] button[type=submit]")
-    page.wait_for_url(f"{live.base}/editor/subscribers")
+    site.browse(page, "/editor/subscribers")
     assert page.locator("tbody tr").count() == 6
     shoot(page, "all")
 
@@ -90,12 +85,7 @@ def test_import_a_file_after_seeing_what_it_would_do(browser: Any, site: EditorS
     live = site.live
     spreadsheets = Path(__file__).parents[2] / "data" / "spreadsheets"
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{live.base}/editor/subscribers/import")
-    page.wait_for_url("**/editor/login?next=**")
-    page.fill("#email", site.email)
-    page.fill("#password", site.password)
-    page.click("form[action='/editor/login'] button[type=submit]")
-    page.wait_for_url(f"{live.base}/editor/subscribers/import")
+    site.browse(page, "/editor/subscribers/import")
     shoot(page, "import")
 
     page.set_input_files("#file", str(spreadsheets / "mailchimp_members_with_groups.csv"))

@@ -8,8 +8,6 @@ import csv
 import io
 import re
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,17 +15,10 @@ import httpx
 
 from digest.app import subscribers
 from subscribers.models import Status
-from tests.digest.web.conftest import EditorSite, csrf_of
+from tests.digest.web.conftest import EditorSite, csrf_of, logged_in
 
 SPREADSHEETS = Path(__file__).parents[2] / "data" / "spreadsheets"
 GROUPS = "What would you like to read about?"
-
-
-@contextmanager
-def logged_in(site: EditorSite) -> Iterator[httpx.Client]:
-    with site.live.client() as client:
-        assert site.login(client).status_code == 303
-        yield client
 
 
 def check(
