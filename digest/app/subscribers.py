@@ -237,9 +237,7 @@ def claimed_upload(project: Project, name: str) -> Iterator[Path]:
     confirmation of the same upload, a double click, finds it gone instead of importing it
     again; put back when the import fails, removed when it is done."""
     path = kept_upload(project, name)
-    found = _UPLOAD_NAME.fullmatch(name)
-    assert found is not None
-    claimed = path.with_name(name.removesuffix(found[3]) + ".claimed" + found[3])
+    claimed = path.with_name(f"{path.stem}.claimed{path.suffix}")
     try:
         path.rename(claimed)
     except FileNotFoundError:

@@ -129,8 +129,8 @@ async def check(request: Request, editor: Editor) -> Response:
         return _form_page(request, editor, 507, str(err))
     finally:
         await upload.close()
+    path = subscribers.upload_folder(project) / kept
     try:
-        path = subscribers.kept_upload(project, kept)
         parsed = await run_in_threadpool(_read, request, path, options)
         summary = await run_in_threadpool(
             subscribers.import_file, project, parsed, name, True, bool(options["reactivate"])
