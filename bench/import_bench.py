@@ -1,7 +1,8 @@
 """Importing a subscriber file with and without a ``cadence`` column, on SQLite or PostgreSQL,
 through the use case ``digest subscribers import`` calls. The site offers daily, weekly (the
 default) and monthly; the readers are new, then the same file comes again, with a third of
-the readers switching cadence, then with a third of them renamed (and other topics). Prints
+the readers switching cadence, then with a third of them moving to a time zone, then with a
+third of them renamed (and other topics). Prints
 wall and CPU time per import and the ratio of the cadence file to the plain one, all measured
 in the same run.
 
@@ -38,13 +39,23 @@ SECRET = "Zx8vQm2Lr7TnW4pKc9HsB3fYd6GjE1aU5oRiN0tXwVq"
 CADENCES = ["daily", "weekly", "monthly"]
 
 
-def write_file(path: Path, readers: int, cadences: list[str] | None, renamed: bool = False) -> None:
-    """``renamed``: every third reader has another name and topics than before."""
-    header = "email,name,topics" + (",cadence" if cadences else "")
+def write_file(
+    path: Path,
+    readers: int,
+    cadences: list[str] | None,
+    renamed: bool = False,
+    zones: bool = False,
+) -> None:
+    """``renamed``: every third reader has another name and topics than before; ``zones``: a
+    ``time_zone`` column giving every third reader one (the others' cells empty)."""
+    header = (
+        "email,name,topics" + (",cadence" if cadences else "") + (",time_zone" if zones else "")
+    )
     rows = (
         f"reader{n}@list{n % 7}.example,"
         + (f"Reader N. {n},backend" if renamed and n % 3 == 0 else f"Reader {n},backend;data")
         + (f",{cadences[n]}" if cadences else "")
+        + ((",Asia/Kathmandu" if n % 3 == 0 else ",") if zones else "")
         for n in range(readers)
     )
     path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
@@ -127,6 +138,8 @@ def main() -> None:
         }
         for path, cadences in files.values():
             write_file(path, args.readers, cadences)
+        zoned = folder / "zoned.csv"
+        write_file(zoned, args.readers, switched, zones=True)
         renamed = folder / "renamed.csv"
         write_file(renamed, args.readers, switched, renamed=True)
         plain = open_project(folder / "plain", args.database)
@@ -137,6 +150,7 @@ def main() -> None:
         figures["same file again (unchanged)"] = timed_import(project, files["cadence"][0])
         deliveries = add_history(project, args.history) if args.history else 0
         figures["a third switching cadence"] = timed_import(project, files["switching"][0])
+        figures["a third moving time zone"] = timed_import(project, zoned)
         figures["a third renamed, new topics"] = timed_import(project, renamed)
         name = project.engine.dialect.name
         project.engine.dispose()

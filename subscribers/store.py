@@ -189,6 +189,8 @@ class _Choices:
         """The cadences of the chunk's known readers whose rows name some."""
         self.pending: dict[int, Mapping[str, str]] = {}
         """The chunk's choices not written yet: reader → digest → cadence."""
+        self.zones: dict[int, str | None] = {}
+        """The chunk's known readers whose zone the file changes, not written yet."""
 
     def look_up(self, known: Iterable[tuple[Subscriber, ImportRow]]) -> None:
         """Read the cadences of the chunk's known readers (one query) before it is merged."""
@@ -217,8 +219,8 @@ class _Choices:
         """The row's choices for ``existing``, or for the reader this import added as
         ``added_id`` (with its zone already)."""
         zone = self._zone_said(row, existing)
-        if zone is not None and existing is not None:
-            self.store.set_time_zone(existing.id, zone or None, self.now)
+        if zone is not None and existing is not None and (zone or None) != existing.time_zone:
+            self.zones[existing.id] = zone or None
         subscriber_id = existing.id if existing is not None else added_id
         if row.kept.cadences:
             if self.switch is None:
@@ -228,10 +230,13 @@ class _Choices:
     @property
     def readers(self) -> set[int]:
         """The readers whose choices :meth:`flush` writes."""
-        return set(self.pending)
+        return self.pending.keys() | self.zones.keys()
 
     def flush(self) -> None:
         """Write the chunk's choices; the caller holds the readers' rows (:attr:`readers`)."""
+        if self.zones:
+            self.store.set_time_zones(self.zones, self.now)
+            self.zones = {}
         if not self.pending:
             return
         assert self.switch is not None  # take refused choices without it
@@ -1008,6 +1013,17 @@ class SubscriberStore:
             return False
         self.update(subscriber_id, now, time_zone=zone)
         return True
+
+    def set_time_zones(self, zones: Mapping[int, str | None], now: datetime) -> None:
+        """Store many readers' zones (None: the digest's) in one batch of updates: an
+        import of a list that gives every reader a zone wrote them one statement each."""
+        s = tables.subscribers.c
+        self.conn.execute(
+            update(tables.subscribers)
+            .where(s.id == bindparam("reader"))
+            .values(time_zone=bindparam("zone"), changed_at=now),
+            [{"reader": reader, "zone": zone} for reader, zone in sorted(zones.items())],
+        )
 
     def time_zone_of(self, subscriber_id: int) -> str | None:
         return self.conn.execute(
