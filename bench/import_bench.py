@@ -2,7 +2,8 @@
 through the use case ``digest subscribers import`` calls. The site offers daily, weekly (the
 default) and monthly; the readers are new, then the same file comes again, with a third of
 the readers switching cadence, then with a third of them moving to a time zone, then with a
-third of them renamed (and other topics). Prints
+third of them renamed (and other topics), then with a third unsubscribed (a ``status``
+column, as another tool's file of those who left). Prints
 wall and CPU time per import and the ratio of the cadence file to the plain one, all measured
 in the same run.
 
@@ -45,17 +46,23 @@ def write_file(
     cadences: list[str] | None,
     renamed: bool = False,
     zones: bool = False,
+    left: bool = False,
 ) -> None:
     """``renamed``: every third reader has another name and topics than before; ``zones``: a
-    ``time_zone`` column giving every third reader one (the others' cells empty)."""
+    ``time_zone`` column giving every third reader one (the others' cells empty); ``left``: a
+    ``status`` column saying every third reader unsubscribed."""
     header = (
-        "email,name,topics" + (",cadence" if cadences else "") + (",time_zone" if zones else "")
+        "email,name,topics"
+        + (",cadence" if cadences else "")
+        + (",time_zone" if zones else "")
+        + (",status" if left else "")
     )
     rows = (
         f"reader{n}@list{n % 7}.example,"
         + (f"Reader N. {n},backend" if renamed and n % 3 == 0 else f"Reader {n},backend;data")
         + (f",{cadences[n]}" if cadences else "")
         + ((",Asia/Kathmandu" if n % 3 == 0 else ",") if zones else "")
+        + ((",unsubscribed" if n % 3 == 0 else ",") if left else "")
         for n in range(readers)
     )
     path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
@@ -116,7 +123,11 @@ def timed_import(project: Project, path: Path) -> tuple[float, float, int]:
     parsed = subscribers.read_file(project, path)
     summary = subscribers.import_file(project, parsed, str(path), dry_run=False)
     assert not parsed.problems, parsed.problems[:3]
-    return time.perf_counter() - wall, time.process_time() - cpu, summary.added + summary.updated
+    return (
+        time.perf_counter() - wall,
+        time.process_time() - cpu,
+        (summary.added + summary.updated + len(summary.suppressed_by_file)),
+    )
 
 
 def main() -> None:
@@ -142,6 +153,8 @@ def main() -> None:
         write_file(zoned, args.readers, switched, zones=True)
         renamed = folder / "renamed.csv"
         write_file(renamed, args.readers, switched, renamed=True)
+        leaving = folder / "leaving.csv"
+        write_file(leaving, args.readers, switched, renamed=True, left=True)
         plain = open_project(folder / "plain", args.database)
         figures["new readers, no cadence column"] = timed_import(plain, files["plain"][0])
         plain.engine.dispose()
@@ -152,6 +165,7 @@ def main() -> None:
         figures["a third switching cadence"] = timed_import(project, files["switching"][0])
         figures["a third moving time zone"] = timed_import(project, zoned)
         figures["a third renamed, new topics"] = timed_import(project, renamed)
+        figures["a third unsubscribing"] = timed_import(project, leaving)
         name = project.engine.dialect.name
         project.engine.dispose()
     print(f"database: {name}; {args.readers:,} readers per file")

@@ -349,16 +349,20 @@ class SubscriberStore:
                 for row in fresh:
                     choices.take(row, None, ids[email_key(row.email)])
             taken: dict[int, ImportRow] = {}
+            statuses: dict[int, Status] = {}
             for row in chunk:
                 existing = known.get(email_key(row.email))
                 if existing is not None:
-                    merged = self._merge(existing, row, now, tally, dry_run, reactivate, choices)
+                    merged = self._merge(
+                        existing, row, now, tally, dry_run, reactivate, choices, statuses
+                    )
                     if merged:
                         taken[existing.id] = row
             # One lock for the chunk's writers, in id order, as a change on a reader's own page
             # locks its reader: the two run one after the other instead of writing the same
             # rows, and two imports at once wait for each other.
-            self.lock_many(taken.keys() | choices.readers)
+            self.lock_many(taken.keys() | choices.readers | statuses.keys())
+            self._set_statuses(statuses, now)
             self._take(taken, now, topic_id)
             choices.flush()
         return tally.summary()
@@ -381,10 +385,11 @@ class SubscriberStore:
         dry_run: bool,
         reactivate: bool,
         choices: _Choices,
+        statuses: dict[int, Status],
     ) -> bool:
         """One known address and what the file says of it (see :meth:`upsert`). True when
         the reader takes the row's name and topics, which the caller writes for the whole
-        chunk at once (:meth:`_take`)."""
+        chunk at once (:meth:`_take`), as it writes the statuses put in ``statuses``."""
         said = row.kept.status
         if existing.status.suppressed:
             if not reactivate or (said is not None and said is not Status.ACTIVE):
@@ -394,14 +399,14 @@ class SubscriberStore:
             else:
                 tally.reactivated += 1
                 if not dry_run:
-                    self.set_status_of(existing.id, Status.ACTIVE, now)
+                    statuses[existing.id] = Status.ACTIVE
                     choices.take(row, existing)
                     return True
             return False
         if said is not None and said.suppressed:
             tally.suppressed_by_file.append(row.email)
             if not dry_run:
-                self.set_status_of(existing.id, said, now)
+                statuses[existing.id] = said
             return False
         # Pending in the file and known here: the file tells nothing new of consent.
         revive = existing.status is Status.PENDING and said is not Status.PENDING
@@ -414,9 +419,18 @@ class SubscriberStore:
         if dry_run:
             return False
         if revive:
-            self.set_status_of(existing.id, Status.ACTIVE, now)
+            statuses[existing.id] = Status.ACTIVE
         choices.take(row, existing)
         return not same or revive
+
+    def _set_statuses(self, statuses: Mapping[int, Status], now: datetime) -> None:
+        """A chunk's changes of status, one statement per status (a file of unsubscribed
+        members wrote one per reader)."""
+        by_status: dict[Status, list[int]] = {}
+        for reader, status in statuses.items():
+            by_status.setdefault(status, []).append(reader)
+        for status, readers in by_status.items():
+            self.set_status_of_many(sorted(readers), status, now)
 
     def _take(
         self, taken: Mapping[int, ImportRow], now: datetime, topic_id: dict[str, int]
