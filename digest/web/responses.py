@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from digest.web.headers import SECURITY_HEADERS, ZONE_SCRIPT
-from digest.web.security import CSRF_COOKIE, CSRF_FIELD
+from digest.web.security import CSRF_COOKIE, CSRF_FIELD, client_key
 from digest.web.services import services
 
 __all__ = ["SECURITY_HEADERS", "checked_form", "client_of", "message", "page", "redirect"]
@@ -70,5 +70,6 @@ def redirect(url: str) -> Response:
 
 
 def client_of(request: Request) -> str:
-    """The client's address, the key of the per-client rate limits."""
-    return request.client.host if request.client else "unknown"
+    """The key of the per-client rate limits: the client's address, an IPv6 one by its /64
+    (:func:`~digest.web.security.client_key`)."""
+    return client_key(request.client.host) if request.client else "unknown"

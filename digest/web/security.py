@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import itertools
 import secrets
 import threading
 from collections import deque
@@ -36,17 +38,49 @@ class Csrf:
         return hmac.compare_digest(self.field_for(cookie), field)
 
 
+def client_key(host: str) -> str:
+    """The key a client's address counts under in the rate limits. An IPv6 client counts by
+    its /64: one home line or server is given at least that many addresses and may send from
+    any of them, so counting each address alone let one client sign up without limit. An
+    IPv4 address written as IPv6 (``::ffff:a.b.c.d``) counts as the IPv4 address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 class RateLimit:
     """At most ``limit`` events per ``window`` per key (a client address, an account);
     thread-safe. :meth:`allow` counts every call; :meth:`blocked` and :meth:`hit` let a caller
-    count only some events (failed logins) while refusing all of them once over the limit."""
+    count only some events (failed logins) while refusing all of them once over the limit.
 
-    def __init__(self, limit: int, window: timedelta, clock: Callable[[], datetime]) -> None:
+    At most ``max_keys`` keys are remembered: past that, the keys idle for a window are
+    forgotten and, if that is not enough, the keys first seen, down to three quarters of the
+    bound. A flood from more clients than that can then go unlimited; the alternative is a
+    memory that grows with every address an attacker can send from."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: timedelta,
+        clock: Callable[[], datetime],
+        max_keys: int = 100_000,
+    ) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.max_keys = max_keys
         self._events: dict[str, deque[datetime]] = {}
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many keys are remembered."""
+        return len(self._events)
 
     def _recent(self, key: str, now: datetime) -> deque[datetime]:
         events = self._events.setdefault(key, deque())
@@ -56,8 +90,17 @@ class RateLimit:
 
     def _record(self, events: deque[datetime], now: datetime) -> None:
         events.append(now)
-        if len(self._events) > 100_000:  # forget idle clients rather than grow without end
-            self._events = {k: v for k, v in self._events.items() if v}
+        if len(self._events) > self.max_keys:
+            self._forget(now)
+
+    def _forget(self, now: datetime) -> None:
+        """Make room once for a quarter of ``max_keys`` new keys: pruning on every call past
+        the bound cost a pass over all the keys per request."""
+        kept = {k: v for k, v in self._events.items() if v and now - v[-1] < self.window}
+        room = self.max_keys * 3 // 4
+        if len(kept) > room:
+            kept = dict(itertools.islice(kept.items(), len(kept) - room, None))
+        self._events = kept
 
     def allow(self, key: str) -> bool:
         now = self.clock()
@@ -69,9 +112,11 @@ class RateLimit:
             return True
 
     def blocked(self, key: str) -> bool:
+        """Only looks: a key never counted is not remembered (each login names an account
+        of the client's choosing)."""
         now = self.clock()
         with self._lock:
-            return len(self._recent(key, now)) >= self.limit
+            return key in self._events and len(self._recent(key, now)) >= self.limit
 
     def hit(self, key: str) -> None:
         now = self.clock()

@@ -142,6 +142,20 @@ def test_behind_a_trusted_proxy_each_reader_has_their_own_limit(live: Live) -> N
             assert answers == [303] * 5 + [429], reader
 
 
+def test_an_ipv6_reader_is_limited_by_their_64_not_by_each_address_of_it(live: Live) -> None:
+    """A /64 is what one line is given: six sign-ups from six of its addresses are one
+    client's six; another /64 has its own limit."""
+    answers = []
+    for n in range(1, 7):
+        forwarded = {"X-Forwarded-For": f"2001:db8:aa:bb::{n:x}"}
+        with httpx.Client(base_url=live.base, headers=forwarded, timeout=10) as client:
+            answers.append(sign_up(client, f"v6-{n}@example.com").status_code)
+    assert answers == [303] * 5 + [429]
+    other = {"X-Forwarded-For": "2001:db8:aa:bc::1"}
+    with httpx.Client(base_url=live.base, headers=other, timeout=10) as client:
+        assert sign_up(client, "v6-other@example.com").status_code == 303
+
+
 def test_a_rotated_secret_keeps_old_links_working_until_the_configured_moment(live: Live) -> None:
     subscriber = live.add("reader@example.com", {"backend"})
     old = TokenSigner("the-old-secret", clock=live.clock)
