@@ -40,6 +40,7 @@ from digest.web import (
     subscriber_import,
     webhook,
 )
+from digest.web.body_limit import BodyLimit
 from digest.web.headers import SecurityHeaders, server_error
 from digest.web.responses import message
 from digest.web.services import Services
@@ -75,6 +76,20 @@ async def not_allowed(request: Request, error: Exception) -> Response:
     return response
 
 
+async def too_large(request: Request, error: Exception) -> Response:
+    return message(
+        request,
+        413,
+        "That is more than this page takes",
+        "What was sent is far larger than any of this site's forms. Go back, and send the "
+        "form as the page gives it.",
+    )
+
+
+OWN_BODY_LIMITS = (webhook.PATH, subscriber_import.UPLOAD_PATH)
+"""The paths that bound their bodies by their own settings."""
+
+
 def create_app(project: Project, mailer: Mailer) -> Starlette:
     """The app for one project. ``mailer`` sends confirmation emails (the configured transport).
     Refused (DigestError) on a Python that does not check the email headers it writes."""
@@ -103,8 +118,16 @@ def create_app(project: Project, mailer: Mailer) -> Starlette:
             *webhook.ROUTES,
             *images.ROUTES,
         ],
-        middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={Exception: server_error, 404: not_found, 405: not_allowed},
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BodyLimit, own_limits=OWN_BODY_LIMITS),
+        ],
+        exception_handlers={
+            Exception: server_error,
+            404: not_found,
+            405: not_allowed,
+            413: too_large,
+        },
         lifespan=lifespan,
     )
     app.state.services = services

@@ -222,9 +222,10 @@ async def export(request: Request, editor: Editor) -> Response:
     )
 
 
+UPLOAD_PATH = "/editor/subscribers/import"
 ROUTES = [
-    Route("/editor/subscribers/import", editors_only(import_form), methods=["GET"]),
-    Route("/editor/subscribers/import", editors_only(check), methods=["POST"]),
+    Route(UPLOAD_PATH, editors_only(import_form), methods=["GET"]),
+    Route(UPLOAD_PATH, editors_only(check), methods=["POST"]),
     Route("/editor/subscribers/import/confirm", editors_only(confirm), methods=["POST"]),
     Route("/editor/subscribers/import/cancel", editors_only(cancel), methods=["POST"]),
     Route("/editor/subscribers/export.csv", editors_only(export), methods=["GET"]),

@@ -57,4 +57,5 @@ async def sendgrid_events(request: Request) -> Response:
     return JSONResponse({"accepted": staged.accepted, "ignored": staged.ignored})
 
 
-ROUTES = [Route("/webhooks/sendgrid", sendgrid_events, methods=["POST"])]
+PATH = "/webhooks/sendgrid"
+ROUTES = [Route(PATH, sendgrid_events, methods=["POST"])]
