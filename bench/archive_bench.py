@@ -54,6 +54,7 @@ def serve(config: Path, port: int, mode: str) -> None:
     import uvicorn
 
     from digest.web import create_app
+    from digest.web.head_limit import HeadLimitedProtocol
 
     project = Project.open(load_config(config, ENV))
     app = create_app(project, project.mailer())
@@ -62,7 +63,14 @@ def serve(config: Path, port: int, mode: str) -> None:
     app.state.services = dataclasses.replace(
         services, archive=ArchivePages(project, memory=memory, store=store)
     )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=HeadLimitedProtocol,  # as `digest serve` runs it
+    )
 
 
 def prepare(folder: Path, database: str | None) -> tuple[Path, list[str], str]:

@@ -23,6 +23,7 @@ from digest.app.wiring import Project
 from digest.config import Config, load_config
 from digest.scaffold import scaffold
 from digest.web import create_app
+from digest.web.head_limit import HeadLimitedProtocol
 from subscribers.models import Status
 from subscribers.store import SubscriberStore
 
@@ -176,7 +177,11 @@ def free_port() -> int:
 def live(example_project: Project, clock: FixedClock) -> Iterator[Live]:
     app = create_app(example_project, example_project.mailer())
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", http=HeadLimitedProtocol
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60  # only a failure waits this long

@@ -98,6 +98,7 @@ def serve(
     import uvicorn
 
     from digest.web import create_app
+    from digest.web.head_limit import HeadLimitedProtocol
 
     project = open_project(config)
     out.print(f"Serving {project.config.site.public_url} on http://{host}:{port}")
@@ -108,6 +109,7 @@ def serve(
         log_level="info",
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
+        http=HeadLimitedProtocol,
     )
 
 

@@ -26,6 +26,7 @@ from digest.send.outbox import OutboxTransport
 from digest.stores.editors import EditorStore
 from digest.stores.issues import issue_row
 from digest.web import create_app
+from digest.web.head_limit import HeadLimitedProtocol
 from subscribers.store import SubscriberStore
 from tests.conftest import FixedClock, free_port
 from tests.digest.web.conftest import EditorSite, csrf_of, logged_in
@@ -39,7 +40,11 @@ def served(project: Project, mailer: Mailer | None = None) -> Iterator[str]:
     """The app of ``project`` under uvicorn on 127.0.0.1 (like the ``live`` fixture)."""
     app = create_app(project, mailer or project.mailer())
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", http=HeadLimitedProtocol
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60  # only a failure waits this long
