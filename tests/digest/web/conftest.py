@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,26 @@ from digest.app import gathering, issues
 from digest.passwords import hash_password
 from digest.stores.editors import EditorStore
 from tests.conftest import Live
+
+
+@dataclass
+class Peak:
+    bytes: int = 0
+
+
+@contextmanager
+def allocation_peak() -> Iterator[Peak]:
+    """The peak of what Python allocated in this process while the block ran: the live server
+    runs in it, so what a request made it hold is counted."""
+    peak = Peak()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        yield peak
+        peak.bytes = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
 
 EDITOR_EMAIL = "ed@northwind.example"
 EDITOR_PASSWORD = "correct horse battery"

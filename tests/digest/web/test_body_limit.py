@@ -5,8 +5,6 @@ a mail client's one-click unsubscribe however it frames its small body."""
 
 from __future__ import annotations
 
-import tracemalloc
-
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,7 +14,7 @@ from subscribers.models import Status
 from subscribers.tokens import Purpose
 from tests.conftest import Live
 from tests.digest.test_events import signed, signing_key
-from tests.digest.web.conftest import EditorSite, csrf_of, logged_in
+from tests.digest.web.conftest import EditorSite, allocation_peak, csrf_of, logged_in
 from tests.digest.web.test_webhook_limits import connect, head, push_until_answered, status_line
 
 __all__ = ["signing_key"]  # the fixture
@@ -46,18 +44,12 @@ def test_the_refusal_is_a_page_of_the_site(live: Live) -> None:
 
 def test_a_body_without_a_length_is_read_only_up_to_the_bound(live: Live) -> None:
     """300 MB offered in chunks: the server stops soon after the bound, holding little."""
-    tracemalloc.start()  # the server runs in this process: its allocations are counted too
-    try:
-        tracemalloc.reset_peak()
-        with connect(live) as sock:
-            sock.sendall(head("/subscribe", live, {**FORM, "Transfer-Encoding": "chunked"}))
-            sent = push_until_answered(sock, most=300 * 2**20)
-            assert status_line(sock) == b"HTTP/1.1 413 Request Entity Too Large"
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    with allocation_peak() as peak, connect(live) as sock:
+        sock.sendall(head("/subscribe", live, {**FORM, "Transfer-Encoding": "chunked"}))
+        sent = push_until_answered(sock, most=300 * 2**20)
+        assert status_line(sock) == b"HTTP/1.1 413 Request Entity Too Large"
     assert sent < 64 * 2**20, sent  # the socket buffers take a few MB before the answer
-    assert peak < 16 * 2**20, peak
+    assert peak.bytes < 16 * 2**20, peak
 
 
 def test_a_form_just_under_the_bound_is_read_and_answered_by_the_page(live: Live) -> None:
