@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from digest.web.head_limit import HEAD_MAX_BYTES
+from digest.web.head_limit import HEAD_MAX_BYTES, HeadLimitedProtocol
 from tests.conftest import Live
 from tests.digest.web.conftest import allocation_peak
 from tests.digest.web.test_webhook_limits import connect, status_line
@@ -82,3 +82,30 @@ def test_requests_kept_alive_and_pipelined_are_each_answered(live: Live) -> None
             data = sock.recv(65536)
             assert data, answers[:200]
             answers += data
+
+
+@pytest.mark.parametrize(
+    "start", [b"GET /subscribe HTTP/1.1\r\nHost: x\r\nX-Slow: a", b""], ids=["trickle", "silent"]
+)
+def test_a_head_that_never_ends_is_answered_408_and_closed(
+    live: Live, monkeypatch: pytest.MonkeyPatch, start: bytes
+) -> None:
+    """A client holding a connection with part of a head, or with nothing: without the
+    deadline it held it for ever (uvicorn times out only the wait between requests). The
+    deadline is shortened here; the test waits for the server, whenever it answers."""
+    monkeypatch.setattr(HeadLimitedProtocol, "head_seconds", 0.2)
+    with connect(live) as sock:
+        sock.sendall(start)
+        sock.settimeout(60)
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert answer.endswith(b"\r\n\r\nthe request head came too slow")
+
+
+def test_a_head_in_pieces_within_the_deadline_is_answered(live: Live) -> None:
+    with connect(live) as sock:
+        for piece in (b"GET /subscr", b"ibe HTTP/1.1\r\nHo", b"st: x\r\n", b"\r\n"):
+            sock.sendall(piece)
+        assert status_line(sock) == b"HTTP/1.1 200 OK"
