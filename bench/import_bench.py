@@ -126,7 +126,7 @@ def timed_import(project: Project, path: Path) -> tuple[float, float, int]:
     return (
         time.perf_counter() - wall,
         time.process_time() - cpu,
-        (summary.added + summary.updated + len(summary.suppressed_by_file)),
+        summary.added + summary.updated + len(summary.suppressed_by_file),
     )
 
 

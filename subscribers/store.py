@@ -206,9 +206,13 @@ class _Choices:
             return None
         return row.kept.time_zone
 
-    def differ(self, existing: Subscriber, row: ImportRow) -> bool:
+    def _moves_zone(self, row: ImportRow, existing: Subscriber) -> bool:
+        """The row gives its known reader another zone than they have."""
         zone = self._zone_said(row, existing)
-        if zone is not None and (zone or None) != existing.time_zone:
+        return zone is not None and (zone or None) != existing.time_zone
+
+    def differ(self, existing: Subscriber, row: ImportRow) -> bool:
+        if self._moves_zone(row, existing):
             return True
         if not row.kept.cadences:
             return False
@@ -218,9 +222,8 @@ class _Choices:
     def take(self, row: ImportRow, existing: Subscriber | None, added_id: int = 0) -> None:
         """The row's choices for ``existing``, or for the reader this import added as
         ``added_id`` (with its zone already)."""
-        zone = self._zone_said(row, existing)
-        if zone is not None and existing is not None and (zone or None) != existing.time_zone:
-            self.zones[existing.id] = zone or None
+        if existing is not None and self._moves_zone(row, existing):
+            self.zones[existing.id] = row.kept.time_zone or None
         subscriber_id = existing.id if existing is not None else added_id
         if row.kept.cadences:
             if self.switch is None:
